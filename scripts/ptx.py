@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Generate, check and assemble the PTX that hikube-gpu ships.
+
+    python3 scripts/ptx.py gen     # compile kernels/**/*.cu into kernels/ptx/ and write the manifest
+    python3 scripts/ptx.py check   # regenerate into a temporary folder, fail on any difference
+    python3 scripts/ptx.py ptxas   # assemble every PTX for its SMs, print registers and spills
+
+The compiler is NVRTC 12.4 from PyPI, installed on first use into .toolchain/ (or $HIKUBE_TOOLCHAIN).
+Each .cu file names the architectures it is compiled for on a line of its own:
+
+    // hikube-archs: compute_70 compute_75 compute_80 compute_90a
+
+The manifest (kernels/ptx/manifest) holds the sha256 of every source and header a PTX came from,
+of every PTX, and the compiler version; build.rs refuses to build when a source no longer matches.
+"""
+import ctypes
+import difflib
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+PTX_DIR = KERNELS / "ptx"
+MANIFEST = PTX_DIR / "manifest"
+
+# The pinned toolchain (see ../shared/cuda-toolchain.md): NVRTC 12.4 writes PTX ISA 8.4, which
+# drivers R550 and newer load. A newer NVRTC writes a newer ISA that older drivers reject.
+PACKAGES = [
+    "nvidia-cuda-nvrtc-cu12==12.4.127",
+    "nvidia-cuda-runtime-cu12==12.4.127",
+    "nvidia-cuda-nvcc-cu12==12.9.86",
+]
+ARCHS = ("compute_70", "compute_75", "compute_80", "compute_90a")
+# The SMs each PTX target is assembled for: every seed GPU's arch and the Hopper ones.
+SMS = {
+    "compute_70": ["sm_70"],
+    "compute_75": ["sm_75"],
+    "compute_80": ["sm_80", "sm_86", "sm_89"],
+    "compute_90a": ["sm_90a"],
+}
+OPTIONS = ["--std=c++17", "-default-device"]
+
+
+def toolchain() -> Path:
+    """The folder holding nvidia/{cuda_nvrtc,cuda_runtime,cuda_nvcc}, installed if missing."""
+    dest = Path(os.environ.get("HIKUBE_TOOLCHAIN", ROOT / ".toolchain"))
+    stamp = dest / "installed"
+    want = "\n".join(PACKAGES)
+    if not (stamp.exists() and stamp.read_text() == want):
+        print(f"installing the pinned CUDA compiler into {dest}", file=sys.stderr)
+        shutil.rmtree(dest, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--no-deps", "--target", str(dest), *PACKAGES],
+            check=True,
+        )
+        stamp.write_text(want)
+    return dest
+
+
+class Nvrtc:
+    def __init__(self, tc: Path):
+        lib = tc / "nvidia" / "cuda_nvrtc" / "lib" / "libnvrtc.so.12"
+        self.lib = ctypes.CDLL(str(lib))
+        self.includes = [
+            tc / "nvidia" / "cuda_runtime" / "include",
+            tc / "nvidia" / "cuda_nvcc" / "include",
+        ]
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        self._check(self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
+        self.version = f"{major.value}.{minor.value}"
+
+    def _check(self, status, what, prog=None):
+        if status != 0:
+            self.lib.nvrtcGetErrorString.restype = ctypes.c_char_p
+            msg = self.lib.nvrtcGetErrorString(status).decode()
+            log = self._log(prog) if prog is not None else ""
+            raise SystemExit(f"{what} failed: {msg}\n{log}")
+
+    def _log(self, prog):
+        size = ctypes.c_size_t()
+        self.lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        buf = ctypes.create_string_buffer(size.value)
+        self.lib.nvrtcGetProgramLog(prog, buf)
+        return buf.value.decode(errors="replace")
+
+    def compile(self, source: Path, arch: str) -> str:
+        prog = ctypes.c_void_p()
+        name = source.relative_to(KERNELS).as_posix().encode()
+        self._check(
+            self.lib.nvrtcCreateProgram(ctypes.byref(prog), source.read_bytes(), name, 0, None, None),
+            "nvrtcCreateProgram",
+        )
+        opts = [f"--gpu-architecture={arch}", *OPTIONS, f"-I{KERNELS}"]
+        opts += [f"-I{inc}" for inc in self.includes]
+        argv = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
+        status = self.lib.nvrtcCompileProgram(prog, len(opts), argv)
+        log = self._log(prog).strip()
+        self._check(status, f"compiling {source.relative_to(ROOT)} for {arch}", prog)
+        if log:
+            print(f"{source.relative_to(ROOT)} [{arch}]: {log}", file=sys.stderr)
+        size = ctypes.c_size_t()
+        self._check(self.lib.nvrtcGetPTXSize(prog, ctypes.byref(size)), "nvrtcGetPTXSize", prog)
+        buf = ctypes.create_string_buffer(size.value)
+        self._check(self.lib.nvrtcGetPTX(prog, buf), "nvrtcGetPTX", prog)
+        self.lib.nvrtcDestroyProgram(ctypes.byref(prog))
+        return buf.value.decode()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sources():
+    return sorted(p for p in KERNELS.rglob("*.cu") if PTX_DIR not in p.parents)
+
+
+def headers():
+    return sorted(p for p in KERNELS.rglob("*.cuh") if PTX_DIR not in p.parents)
+
+
+def declared_archs(source: Path):
+    m = re.search(r"^//\s*hikube-archs:(.*)$", source.read_text(), re.M)
+    if not m:
+        raise SystemExit(f"{source.relative_to(ROOT)}: no '// hikube-archs: ...' line")
+    archs = m.group(1).split()
+    bad = [a for a in archs if a not in ARCHS]
+    if bad:
+        raise SystemExit(f"{source.relative_to(ROOT)}: unknown archs {bad}; known: {ARCHS}")
+    return archs
+
+
+def module_name(source: Path) -> str:
+    # kernels/gemm/gemm_sm80.cu -> gemm_sm80; names must be unique across folders.
+    return source.stem
+
+
+def generate(out: Path):
+    """Compile every source into `out` and write the manifest there. Returns the files written."""
+    nvrtc = Nvrtc(toolchain())
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Generated by scripts/ptx.py gen. Do not edit: build.rs checks every hash below.",
+        f"compiler nvrtc {nvrtc.version} ({' '.join(PACKAGES)})",
+        f"options {' '.join(OPTIONS)}",
+    ]
+    for h in headers():
+        lines.append(f"header {h.relative_to(KERNELS).as_posix()} {sha256(h)}")
+    names = set()
+    written = []
+    for src in sources():
+        name = module_name(src)
+        if name in names:
+            raise SystemExit(f"two kernel sources are named {name}: module names must be unique")
+        names.add(name)
+        lines.append(f"source {src.relative_to(KERNELS).as_posix()} {sha256(src)}")
+        for arch in declared_archs(src):
+            ptx = nvrtc.compile(src, arch)
+            dest = out / f"{name}.{arch}.ptx"
+            dest.write_text(ptx)
+            written.append(dest.name)
+            lines.append(f"ptx {dest.name} {sha256(dest)} {name} {arch}")
+    (out / "manifest").write_text("\n".join(lines) + "\n")
+    written.append("manifest")
+    return written
+
+
+def cmd_gen():
+    for old in PTX_DIR.glob("*.ptx"):
+        old.unlink()
+    for f in generate(PTX_DIR):
+        print(f"wrote kernels/ptx/{f}")
+
+
+def cmd_check():
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = set(generate(Path(tmp)))
+        committed = {p.name for p in PTX_DIR.iterdir() if p.is_file()}
+        bad = False
+        for name in sorted(fresh | committed):
+            a, b = PTX_DIR / name, Path(tmp) / name
+            if name not in committed or name not in fresh:
+                print(f"kernels/ptx/{name}: {'missing' if name not in committed else 'stale (no source)'}")
+                bad = True
+            elif a.read_text() != b.read_text():
+                print(f"kernels/ptx/{name} differs from what the pinned compiler writes now:")
+                diff = difflib.unified_diff(a.read_text().splitlines(), b.read_text().splitlines(),
+                                            "committed", "regenerated", lineterm="", n=1)
+                print("\n".join(list(diff)[:40]))
+                bad = True
+        if bad:
+            raise SystemExit("the committed PTX is out of date: run `python3 scripts/ptx.py gen`")
+    print(f"PTX up to date: {len(fresh)} files match the pinned compiler's output")
+
+
+def cmd_ptxas():
+    ptxas = toolchain() / "nvidia" / "cuda_nvcc" / "bin" / "ptxas"
+    failed = False
+    for ptx in sorted(PTX_DIR.glob("*.ptx")):
+        arch = ptx.name.split(".")[-2]
+        for sm in SMS[arch]:
+            r = subprocess.run([str(ptxas), f"-arch={sm}", "-v", str(ptx), "-o", os.devnull],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"FAIL {ptx.name} for {sm}:\n{r.stderr}")
+                failed = True
+                continue
+            for kernel, regs, spills in parse_ptxas(r.stderr):
+                print(f"{ptx.name:42} {sm:7} {kernel:48} {regs:>4} regs  {spills}")
+    if failed:
+        raise SystemExit("ptxas refused some PTX")
+
+
+def parse_ptxas(text):
+    """Yield (kernel, registers, spill summary) from `ptxas -v` output."""
+    kernel, spills = None, ""
+    for line in text.splitlines():
+        m = re.search(r"Compiling entry function '(\w+)'", line)
+        if m:
+            kernel = m.group(1)
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            spills = f"stack {m.group(1)}B, spill st {m.group(2)}B ld {m.group(3)}B"
+            continue
+        m = re.search(r"Used (\d+) registers", line)
+        if m and kernel:
+            yield kernel, int(m.group(1)), spills
+            kernel, spills = None, ""
+
+
+if __name__ == "__main__":
+    cmds = {"gen": cmd_gen, "check": cmd_check, "ptxas": cmd_ptxas}
+    if len(sys.argv) != 2 or sys.argv[1] not in cmds:
+        raise SystemExit(__doc__)
+    cmds[sys.argv[1]]()

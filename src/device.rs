@@ -1,0 +1,335 @@
+//! Devices: enumeration, selection, properties, and the GPU model.
+//!
+//! The driver numbers devices after `CUDA_VISIBLE_DEVICES` (when set, only the GPUs it names are
+//! visible, in its order), so index 0 is "the first GPU this process may use". UUIDs do not
+//! depend on it, which is why [`Device::by_uuid`] is the way to name a GPU across processes and
+//! tools such as `nvidia-smi`.
+
+use crate::arch::ComputeCapability;
+use crate::catalog::{self, DeviceFacts, GpuModel};
+use crate::error::{Error, Result};
+use crate::modules::ModuleRegistry;
+use crate::stream::Stream;
+use cudarc::driver::{result, sys, CudaContext, DriverError};
+use std::fmt;
+use std::sync::Arc;
+
+use sys::CUdevice_attribute as Attr;
+
+/// What the driver reports about a device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceProperties {
+    /// Index among the visible devices.
+    pub ordinal: usize,
+    /// The driver's name, e.g. `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// UUID in `nvidia-smi`'s form, `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+    pub uuid: String,
+    /// PCI address in `nvidia-smi`'s form, `00000000:18:00.0`.
+    pub pci_bus_id: String,
+    /// Compute capability.
+    pub compute_capability: ComputeCapability,
+    /// Streaming multiprocessors.
+    pub sm_count: u32,
+    /// Peak SM clock in kHz.
+    pub sm_clock_khz: u32,
+    /// Peak memory clock in kHz.
+    pub memory_clock_khz: u32,
+    /// Memory bus width in bits.
+    pub memory_bus_width_bits: u32,
+    /// L2 cache in bytes.
+    pub l2_cache_bytes: u32,
+    /// Shared memory a block may opt in to, in bytes.
+    pub max_shared_memory_per_block: u32,
+    /// Total device memory in bytes.
+    pub total_memory: usize,
+}
+
+/// Free and total device memory, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryInfo {
+    /// Bytes free now.
+    pub free: usize,
+    /// Bytes in all.
+    pub total: usize,
+}
+
+/// How [`Device::select`] picks a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The device at this index among the visible ones.
+    Index(usize),
+    /// The device with this UUID (`GPU-…`, as `nvidia-smi -L` prints it; the prefix is optional).
+    Uuid(String),
+    /// The device with the most free memory now.
+    MostFreeMemory,
+    /// The device with the most streaming multiprocessors (the first of equals).
+    MostSms,
+}
+
+pub(crate) struct DeviceInner {
+    pub(crate) ctx: Arc<CudaContext>,
+    props: DeviceProperties,
+    model: GpuModel,
+    pub(crate) modules: ModuleRegistry,
+}
+
+/// An open GPU. Cheap to clone: clones share the device's context and its loaded kernels.
+///
+/// ```no_run
+/// use hikube_gpu::Device;
+/// let device = Device::open(0)?;
+/// let p = device.properties();
+/// println!("{} ({}), compute {}, {} SMs", p.name, device.model().name, p.compute_capability, p.sm_count);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) inner: Arc<DeviceInner>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("ordinal", &self.inner.props.ordinal)
+            .field("name", &self.inner.props.name)
+            .field("model", &self.inner.model.name)
+            .finish()
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.props.uuid == other.inner.props.uuid
+    }
+}
+
+/// Loads the driver library and initializes it, turning "no driver" and "no GPU" into errors
+/// instead of the loader's panic.
+fn init_driver() -> Result<()> {
+    // SAFETY: `is_culib_present` only tries to open the driver library by name.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(Error::NoDriver {
+            reason: "libcuda.so could not be loaded (is the NVIDIA driver installed?)".into(),
+        });
+    }
+    match result::init() {
+        Ok(()) => Ok(()),
+        Err(DriverError(sys::CUresult::CUDA_ERROR_NO_DEVICE)) => Err(Error::NoDevice),
+        Err(e) => Err(Error::NoDriver {
+            reason: format!("cuInit failed: {e}"),
+        }),
+    }
+}
+
+/// The installed driver's CUDA version, e.g. 13000 for CUDA 13.0.
+pub fn driver_version() -> Result<i32> {
+    init_driver()?;
+    let mut version = 0;
+    // SAFETY: the driver is loaded and initialized; `version` is a valid out pointer.
+    unsafe { sys::cuDriverGetVersion(&mut version) }.result()?;
+    Ok(version)
+}
+
+fn format_uuid(uuid: &sys::CUuuid) -> String {
+    let b: Vec<u8> = uuid.bytes.iter().map(|&c| c as u8).collect();
+    let hex =
+        |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        hex(0..4),
+        hex(4..6),
+        hex(6..8),
+        hex(8..10),
+        hex(10..16)
+    )
+}
+
+fn normalize_uuid(uuid: &str) -> String {
+    let u = uuid.trim().to_ascii_lowercase();
+    u.strip_prefix("gpu-").unwrap_or(&u).to_string()
+}
+
+fn read_properties(ordinal: usize, ctx: &CudaContext) -> Result<DeviceProperties> {
+    let attr = |a: Attr| -> Result<u32> { Ok(ctx.attribute(a)? as u32) };
+    let pci = format!(
+        "{:08X}:{:02X}:{:02X}.0",
+        attr(Attr::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID)?,
+        attr(Attr::CU_DEVICE_ATTRIBUTE_PCI_BUS_ID)?,
+        attr(Attr::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID)?
+    );
+    Ok(DeviceProperties {
+        ordinal,
+        name: ctx.name()?,
+        uuid: format_uuid(&ctx.uuid()?),
+        pci_bus_id: pci,
+        compute_capability: ComputeCapability::new(
+            attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        ),
+        sm_count: attr(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+        sm_clock_khz: attr(Attr::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?,
+        memory_clock_khz: attr(Attr::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)?,
+        memory_bus_width_bits: attr(Attr::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?,
+        l2_cache_bytes: attr(Attr::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?,
+        max_shared_memory_per_block: attr(
+            Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+        )?,
+        total_memory: ctx.total_mem()?,
+    })
+}
+
+impl Device {
+    /// How many GPUs this process can see (after `CUDA_VISIBLE_DEVICES`). Without a driver this
+    /// is an [`Error::NoDriver`]; with a driver and no GPU, 0.
+    pub fn count() -> Result<usize> {
+        match init_driver() {
+            Ok(()) => Ok(result::device::get_count()? as usize),
+            Err(Error::NoDevice) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the device at `index` among the visible ones.
+    pub fn open(index: usize) -> Result<Device> {
+        let count = Device::count()?;
+        if count == 0 {
+            return Err(Error::NoDevice);
+        }
+        if index >= count {
+            return Err(Error::DeviceIndexOutOfRange { index, count });
+        }
+        let ctx = CudaContext::new(index)?;
+        let props = read_properties(index, &ctx)?;
+        let model = catalog::identify(&DeviceFacts {
+            name: &props.name,
+            compute_capability: props.compute_capability,
+            sms: props.sm_count,
+            sm_clock_khz: props.sm_clock_khz,
+            memory_clock_khz: props.memory_clock_khz,
+            memory_bus_width_bits: props.memory_bus_width_bits,
+            total_memory: props.total_memory,
+        });
+        Ok(Device {
+            inner: Arc::new(DeviceInner {
+                ctx,
+                props,
+                model,
+                modules: ModuleRegistry::default(),
+            }),
+        })
+    }
+
+    /// Opens the device whose UUID is `uuid` (`GPU-…` as `nvidia-smi -L` prints it; the prefix
+    /// and letter case do not matter).
+    pub fn by_uuid(uuid: &str) -> Result<Device> {
+        let want = normalize_uuid(uuid);
+        for index in 0..Device::count()? {
+            let dev = result::device::get(index as i32)?;
+            if normalize_uuid(&format_uuid(&result::device::get_uuid(dev)?)) == want {
+                return Device::open(index);
+            }
+        }
+        Err(Error::DeviceNotFound {
+            uuid: uuid.to_string(),
+        })
+    }
+
+    /// Opens a device chosen by `selection`.
+    pub fn select(selection: Selection) -> Result<Device> {
+        match selection {
+            Selection::Index(i) => Device::open(i),
+            Selection::Uuid(u) => Device::by_uuid(&u),
+            Selection::MostFreeMemory => Device::best_by(|d| Ok(d.memory_info()?.free)),
+            Selection::MostSms => Device::best_by(|d| Ok(d.properties().sm_count as usize)),
+        }
+    }
+
+    fn best_by(key: impl Fn(&Device) -> Result<usize>) -> Result<Device> {
+        let mut best: Option<(usize, Device)> = None;
+        for device in Device::all()? {
+            let k = key(&device)?;
+            if best.as_ref().is_none_or(|(b, _)| k > *b) {
+                best = Some((k, device));
+            }
+        }
+        best.map(|(_, d)| d).ok_or(Error::NoDevice)
+    }
+
+    /// Opens every visible device, in index order.
+    pub fn all() -> Result<Vec<Device>> {
+        (0..Device::count()?).map(Device::open).collect()
+    }
+
+    /// The driver's facts about this device.
+    pub fn properties(&self) -> &DeviceProperties {
+        &self.inner.props
+    }
+
+    /// Index among the visible devices.
+    pub fn ordinal(&self) -> usize {
+        self.inner.props.ordinal
+    }
+
+    /// The GPU model and its peak figures (from the catalog, or derived for an unknown GPU).
+    pub fn model(&self) -> &GpuModel {
+        &self.inner.model
+    }
+
+    /// Compute capability.
+    pub fn compute_capability(&self) -> ComputeCapability {
+        self.inner.props.compute_capability
+    }
+
+    /// Free and total device memory now.
+    pub fn memory_info(&self) -> Result<MemoryInfo> {
+        let (free, total) = self.inner.ctx.mem_get_info()?;
+        Ok(MemoryInfo { free, total })
+    }
+
+    /// The device's default stream (the legacy NULL stream, synchronizing with other streams).
+    pub fn default_stream(&self) -> Stream {
+        Stream::new(self.clone(), self.inner.ctx.default_stream())
+    }
+
+    /// A new stream, independent of the others.
+    pub fn new_stream(&self) -> Result<Stream> {
+        Ok(Stream::new(self.clone(), self.inner.ctx.new_stream()?))
+    }
+
+    /// Waits until all work on every stream of this device has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        Ok(self.inner.ctx.synchronize()?)
+    }
+
+    /// Fails with [`Error::WrongDevice`] unless `other` is this device.
+    pub(crate) fn check_same(&self, other: &Device) -> Result<()> {
+        if self == other {
+            Ok(())
+        } else {
+            Err(Error::WrongDevice {
+                expected: self.ordinal(),
+                actual: other.ordinal(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_formats_like_nvidia_smi_and_normalizes() {
+        let mut u = sys::CUuuid { bytes: [0; 16] };
+        for (i, b) in u.bytes.iter_mut().enumerate() {
+            *b = (i as u8 * 17) as _;
+        }
+        let s = format_uuid(&u);
+        assert_eq!(s, "GPU-00112233-4455-6677-8899-aabbccddeeff");
+        assert_eq!(
+            normalize_uuid(&s.to_uppercase()),
+            normalize_uuid("00112233-4455-6677-8899-aabbccddeeff")
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The crate's one error type.
+
+use crate::arch::PtxArch;
+
+/// Everything that can go wrong in hikube-gpu. Numbers live inside the variants so that a caller
+/// can act on them (retry with a smaller batch, pick another device, ...).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The CUDA driver library (`libcuda.so`) could not be loaded: no NVIDIA driver here.
+    #[error("no CUDA driver: {reason}")]
+    NoDriver {
+        /// Why the driver could not be used.
+        reason: String,
+    },
+    /// The driver loaded but sees no GPU (check `CUDA_VISIBLE_DEVICES`).
+    #[error("the CUDA driver sees no GPU (CUDA_VISIBLE_DEVICES may hide them)")]
+    NoDevice,
+    /// A device index past the number of visible devices.
+    #[error("device index {index} is out of range: {count} device(s) visible")]
+    DeviceIndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// How many devices the driver sees.
+        count: usize,
+    },
+    /// No visible device has this UUID.
+    #[error("no visible device has UUID {uuid}")]
+    DeviceNotFound {
+        /// The UUID asked for.
+        uuid: String,
+    },
+    /// Two objects that must live on one device (a buffer and a stream, say) do not.
+    #[error("objects on different devices: expected device {expected}, got device {actual}")]
+    WrongDevice {
+        /// Ordinal of the device the operation runs on.
+        expected: usize,
+        /// Ordinal of the device the object belongs to.
+        actual: usize,
+    },
+    /// An allocation larger than the device can give.
+    #[error("out of device memory: requested {requested} bytes, {free} free of {total}")]
+    OutOfMemory {
+        /// Bytes asked for.
+        requested: usize,
+        /// Bytes free on the device when the allocation failed.
+        free: usize,
+        /// Total bytes on the device.
+        total: usize,
+    },
+    /// Page-locked host memory could not be allocated.
+    #[error("could not allocate {requested} bytes of pinned host memory: {source}")]
+    PinnedAlloc {
+        /// Bytes asked for.
+        requested: usize,
+        /// The driver's error.
+        source: cudarc::driver::DriverError,
+    },
+    /// A copy between buffers whose lengths differ.
+    #[error("length mismatch: destination holds {expected} elements, source has {actual}")]
+    LengthMismatch {
+        /// Elements the destination holds.
+        expected: usize,
+        /// Elements the source has.
+        actual: usize,
+    },
+    /// A sub-slice range outside the buffer.
+    #[error("range {start}..{end} is out of bounds for a buffer of {len} elements")]
+    OutOfBounds {
+        /// First element of the range.
+        start: usize,
+        /// One past the last element of the range.
+        end: usize,
+        /// Elements in the buffer.
+        len: usize,
+    },
+    /// An array shape that does not hold the number of elements given.
+    #[error("shape {shape:?} holds {expected} elements, the buffer has {actual}")]
+    ShapeMismatch {
+        /// The requested shape.
+        shape: Vec<usize>,
+        /// Elements that shape holds.
+        expected: usize,
+        /// Elements available.
+        actual: usize,
+    },
+    /// No kernel path exists for this compute capability (or a forced path the device cannot
+    /// run).
+    #[error(
+        "no `{module}` kernels for compute capability {major}.{minor} (PTX shipped for: {available})"
+    )]
+    UnsupportedArch {
+        /// The kernel module asked for.
+        module: &'static str,
+        /// Compute capability, major.
+        major: u32,
+        /// Compute capability, minor.
+        minor: u32,
+        /// The PTX targets the module ships, e.g. `compute_70, compute_80`.
+        available: String,
+    },
+    /// The driver refused to load (JIT-compile) a PTX module.
+    #[error(
+        "the driver (version {driver_version}) could not load `{module}` PTX for {arch} \
+         (PTX ISA {ptx_isa}; ISA 8.4 needs driver R550 or newer): {source}"
+    )]
+    ModuleLoad {
+        /// The kernel module.
+        module: &'static str,
+        /// The PTX target that failed.
+        arch: PtxArch,
+        /// The `.version` of the PTX text.
+        ptx_isa: String,
+        /// `cuDriverGetVersion`, e.g. 13000 for CUDA 13.0.
+        driver_version: i32,
+        /// The driver's error.
+        source: cudarc::driver::DriverError,
+    },
+    /// Any other error the CUDA driver returned.
+    #[error("CUDA driver error: {0}")]
+    Driver(#[from] cudarc::driver::DriverError),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when the error means "this machine has no usable GPU" (no driver or no device), as
+    /// opposed to a failure on a GPU that exists.
+    pub fn is_no_gpu(&self) -> bool {
+        matches!(self, Error::NoDriver { .. } | Error::NoDevice)
+    }
+}

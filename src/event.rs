@@ -1,0 +1,45 @@
+//! Events: points in a stream, for ordering streams and timing GPU work.
+
+use crate::device::Device;
+use crate::error::Result;
+use crate::stream::Stream;
+use cudarc::driver::{sys, CudaEvent};
+
+/// A point in a stream's work. Record it on a stream, then wait on it from another stream, block
+/// on it, or measure the time between two events.
+#[derive(Debug)]
+pub struct Event {
+    pub(crate) raw: CudaEvent,
+}
+
+impl Event {
+    /// A new event with timing enabled.
+    pub fn new(device: &Device) -> Result<Event> {
+        let raw = device
+            .inner
+            .ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+        Ok(Event { raw })
+    }
+
+    /// Marks the current end of `stream`'s work.
+    pub fn record(&self, stream: &Stream) -> Result<()> {
+        Ok(self.raw.record(&stream.raw)?)
+    }
+
+    /// Blocks until the work before the event has completed.
+    pub fn synchronize(&self) -> Result<()> {
+        Ok(self.raw.synchronize()?)
+    }
+
+    /// Whether the work before the event has completed.
+    pub fn is_complete(&self) -> Result<bool> {
+        Ok(self.raw.try_is_complete()?)
+    }
+
+    /// Milliseconds from `self` to `end` (both recorded; waits for `end` to complete).
+    pub fn elapsed_ms(&self, end: &Event) -> Result<f32> {
+        end.synchronize()?;
+        Ok(self.raw.elapsed_ms(&end.raw)?)
+    }
+}

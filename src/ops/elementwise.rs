@@ -1,0 +1,69 @@
+//! Element-wise operations (kernels in `kernels/elementwise.cu`).
+
+use crate::error::{Error, Result};
+use crate::launch::{grid_stride_config, launch};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
+use crate::ops::{Float, KernelOptions};
+use crate::stream::Stream;
+use cudarc::driver::PushKernelArg;
+
+const MODULE: &str = "elementwise";
+
+/// `y = alpha * x + y`, element by element, computed in f32, on `stream`.
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer};
+/// use half::f16;
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let x = DeviceBuffer::from_slice(&stream, &[f16::from_f32(1.0); 1000])?;
+/// let mut y = DeviceBuffer::from_slice(&stream, &[f16::from_f32(0.5); 1000])?;
+/// ops::axpy(&stream, 2.0, &x, &mut y)?;
+/// assert!(y.to_vec(&stream)?.iter().all(|v| v.to_f32() == 2.5));
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+pub fn axpy<T: Float>(
+    stream: &Stream,
+    alpha: f32,
+    x: &impl AsDeviceSlice<T>,
+    y: &mut impl AsDeviceSliceMut<T>,
+) -> Result<()> {
+    axpy_with(stream, alpha, x, y, KernelOptions::default())
+}
+
+/// [`axpy`] with options (e.g. a forced PTX target).
+pub fn axpy_with<T: Float>(
+    stream: &Stream,
+    alpha: f32,
+    x: &impl AsDeviceSlice<T>,
+    y: &mut impl AsDeviceSliceMut<T>,
+    options: KernelOptions,
+) -> Result<()> {
+    let x = x.as_device_slice();
+    let mut y = y.as_device_slice_mut();
+    let device = stream.device();
+    device.check_same(x.device())?;
+    device.check_same(y.device())?;
+    if x.len() != y.len() {
+        return Err(Error::LengthMismatch {
+            expected: y.len(),
+            actual: x.len(),
+        });
+    }
+    let n = y.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let name: &'static str = match T::SUFFIX {
+        "f32" => "axpy_f32",
+        "f16" => "axpy_f16",
+        _ => "axpy_bf16",
+    };
+    let func = device.function(MODULE, name, options.arch)?;
+    let n64 = n as u64;
+    let mut args = stream.raw.launch_builder(&func);
+    args.arg(&n64).arg(&alpha).arg(&x.view).arg(&mut y.view);
+    // SAFETY: axpy_<t>(u64 n, f32 alpha, const T* x, T* y) matches the four arguments; x and y
+    // hold exactly n elements of T (checked above) and the kernel touches indices below n only.
+    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+}

@@ -1,0 +1,61 @@
+//! GPU tests, through one harness: on a machine with a GPU every test runs for real; without one
+//! the GPU tests are reported *ignored*, with the reason, and the tests that need no GPU still run.
+//! GPU tests run one at a time (they allocate most of the device's memory in places).
+
+mod device;
+mod kernels;
+mod memory;
+
+use hikube_gpu::Device;
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use std::sync::OnceLock;
+
+/// The device the GPU tests use, opened once; `Err` holds why there is none.
+fn gpu() -> Result<&'static Device, String> {
+    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
+    DEVICE
+        .get_or_init(|| Device::open(0).map_err(|e| format!("no GPU here: {e}")))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A test that needs a GPU: run on device 0, or reported ignored where there is none.
+pub fn gpu_test(name: &str, test: fn(&Device) -> Result<(), Failed>) -> Trial {
+    Trial::ignorable_test(name, move || match gpu() {
+        Ok(device) => test(device).map(|()| Completion::Completed),
+        Err(reason) => Ok(Completion::ignored_with(reason)),
+    })
+}
+
+/// A test that runs everywhere.
+pub fn any_test(name: &str, test: fn() -> Result<(), Failed>) -> Trial {
+    Trial::test(name, test)
+}
+
+/// Fails the test with `msg` unless `cond`.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {{
+        let ok: bool = $cond;
+        if !ok {
+            return Err(libtest_mimic::Failed::from(format!($($msg)+)));
+        }
+    }};
+}
+
+/// Turns any error into a test failure that shows it.
+pub fn fail<E: std::fmt::Debug>(e: E) -> Failed {
+    Failed::from(format!("{e:?}"))
+}
+
+fn main() {
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let mut trials = Vec::new();
+    trials.extend(device::trials());
+    trials.extend(memory::trials());
+    trials.extend(kernels::trials());
+    libtest_mimic::run(&args, trials).exit();
+}

@@ -1,0 +1,135 @@
+//! The build refuses stale PTX: the manifest check itself on edited copies of `kernels/`, and
+//! the real `build.rs` on an edited copy of the crate.
+
+#[path = "../build/ptx_manifest.rs"]
+#[allow(dead_code)]
+mod ptx_manifest;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A fresh copy of `kernels/` in a temporary folder of its own.
+fn kernels_copy(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hikube-ptx-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    copy_dir(&root().join("kernels"), &dir);
+    dir
+}
+
+fn append(path: &Path, text: &str) {
+    let mut s = fs::read_to_string(path).unwrap();
+    s.push_str(text);
+    fs::write(path, s).unwrap();
+}
+
+#[test]
+fn committed_ptx_matches_the_sources() {
+    let ptx = ptx_manifest::verify(&root().join("kernels")).expect("kernels/ptx is stale");
+    assert!(ptx
+        .iter()
+        .any(|p| p.module == "elementwise" && p.arch == "compute_90a"));
+}
+
+#[test]
+fn an_edited_source_is_refused() {
+    let k = kernels_copy("source");
+    append(&k.join("elementwise.cu"), "\n// an edit\n");
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("kernels/elementwise.cu changed"), "{err}");
+    assert!(err.contains(ptx_manifest::REGENERATE), "{err}");
+    fs::remove_dir_all(k).unwrap();
+}
+
+#[test]
+fn an_edited_header_is_refused() {
+    let k = kernels_copy("header");
+    append(&k.join("common/convert.cuh"), "\n// an edit\n");
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("kernels/common/convert.cuh changed"), "{err}");
+    fs::remove_dir_all(k).unwrap();
+}
+
+#[test]
+fn new_and_removed_sources_are_refused() {
+    let k = kernels_copy("new");
+    fs::write(k.join("new_kernel.cu"), "// hikube-archs: compute_80\n").unwrap();
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("kernels/new_kernel.cu is new"), "{err}");
+    fs::remove_dir_all(&k).unwrap();
+
+    let k = kernels_copy("removed");
+    fs::remove_file(k.join("common/convert.cuh")).unwrap();
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("no longer exists"), "{err}");
+    fs::remove_dir_all(k).unwrap();
+}
+
+#[test]
+fn hand_edited_or_unlisted_ptx_is_refused() {
+    let k = kernels_copy("ptx");
+    append(&k.join("ptx/elementwise.compute_80.ptx"), "\n// tweak\n");
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("edited by hand"), "{err}");
+    fs::remove_dir_all(&k).unwrap();
+
+    let k = kernels_copy("unlisted");
+    fs::write(k.join("ptx/extra.compute_80.ptx"), ".version 8.4\n").unwrap();
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("not in the manifest"), "{err}");
+    fs::remove_dir_all(k).unwrap();
+}
+
+/// The real build script, on a copy of the crate whose kernel source was edited: `cargo check`
+/// must fail and say which file is stale and what to run.
+#[test]
+fn cargo_refuses_to_build_with_stale_ptx() {
+    let copy = std::env::temp_dir().join(format!("hikube-stale-crate-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&copy);
+    fs::create_dir_all(&copy).unwrap();
+    for item in ["Cargo.toml", "Cargo.lock", "build.rs"] {
+        fs::copy(root().join(item), copy.join(item)).unwrap();
+    }
+    for dir in ["build", "src", "kernels", "tests", "benches", "examples"] {
+        copy_dir(&root().join(dir), &copy.join(dir));
+    }
+    append(&copy.join("kernels/elementwise.cu"), "\n// stale now\n");
+    let out = Command::new(env!("CARGO"))
+        .args(["check", "--lib", "--offline", "--quiet"])
+        .current_dir(&copy)
+        // A target folder of its own, kept between runs, so only this crate's build script runs.
+        .env(
+            "CARGO_TARGET_DIR",
+            root().join("target").join("stale-ptx-check"),
+        )
+        .output()
+        .expect("cargo runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    fs::remove_dir_all(&copy).unwrap();
+    assert!(
+        !out.status.success(),
+        "the build accepted stale PTX:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("kernels/elementwise.cu changed since its PTX was generated"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("python3 scripts/ptx.py gen"), "{stderr}");
+}
