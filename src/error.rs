@@ -84,6 +84,48 @@ pub enum Error {
         /// Elements available.
         actual: usize,
     },
+    /// A matrix dimension, leading dimension or stride that cannot describe the operation.
+    #[error("{what} is {value}, but must be at least {min}")]
+    InvalidDimension {
+        /// Which dimension, e.g. `lda (A row-major, 4096 x 100)`.
+        what: String,
+        /// The value given.
+        value: usize,
+        /// The smallest value that works.
+        min: usize,
+    },
+    /// A dimension beyond what the kernels index (32-bit rows and columns, grid limits).
+    #[error("{what} is {value}, more than the supported {max}")]
+    TooLarge {
+        /// Which quantity.
+        what: String,
+        /// The value given.
+        value: usize,
+        /// The largest supported value.
+        max: usize,
+    },
+    /// A buffer too small for the shape it is used with.
+    #[error("{operand} needs {required} elements for this shape, the buffer has {actual}")]
+    BufferTooSmall {
+        /// Which operand (`A`, `B`, `C`, `D`, `bias`).
+        operand: &'static str,
+        /// Elements the shape reaches.
+        required: usize,
+        /// Elements in the buffer.
+        actual: usize,
+    },
+    /// An element type the kernel path of this device has no tensor-core support for.
+    #[error("{op} has no {dtype} kernels for compute capability {major}.{minor}")]
+    UnsupportedDtype {
+        /// The operation.
+        op: &'static str,
+        /// The element type, e.g. `bf16`.
+        dtype: &'static str,
+        /// Compute capability, major (of the path used).
+        major: u32,
+        /// Compute capability, minor.
+        minor: u32,
+    },
     /// No kernel path exists for this compute capability (or a forced path the device cannot
     /// run).
     #[error(

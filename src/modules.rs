@@ -66,7 +66,7 @@ pub struct LoadInfo {
 #[derive(Default)]
 pub(crate) struct ModuleRegistry {
     modules: Mutex<HashMap<(&'static str, PtxArch), Arc<CudaModule>>>,
-    functions: Mutex<HashMap<(&'static str, PtxArch, &'static str), CudaFunction>>,
+    functions: Mutex<HashMap<(&'static str, PtxArch, String), CudaFunction>>,
 }
 
 /// The PTX target `module` would run with on a device of compute capability `cc`: `forced` if
@@ -183,12 +183,12 @@ impl Device {
     pub(crate) fn function(
         &self,
         module: &'static str,
-        function: &'static str,
+        function: &str,
         forced: Option<PtxArch>,
     ) -> Result<CudaFunction> {
         let (src, arch) = choose(module, self.compute_capability(), forced)?;
         let registry = &self.inner.modules;
-        let key = (module, arch, function);
+        let key = (module, arch, function.to_string());
         let mut functions = registry.functions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = functions.get(&key) {
             return Ok(f.clone());

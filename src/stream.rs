@@ -34,6 +34,12 @@ impl Stream {
         &self.device
     }
 
+    /// The underlying cudarc stream, for interop with cudarc and vendor libraries (cuBLAS,
+    /// cuDNN, NCCL handles take one).
+    pub fn cuda_stream(&self) -> &Arc<CudaStream> {
+        &self.raw
+    }
+
     /// Blocks until all work queued on this stream has finished.
     pub fn synchronize(&self) -> Result<()> {
         Ok(self.raw.synchronize()?)

@@ -101,6 +101,11 @@ fn hand_edited_or_unlisted_ptx_is_refused() {
 /// must fail and say which file is stale and what to run.
 #[test]
 fn cargo_refuses_to_build_with_stale_ptx() {
+    // The packed test binary also runs on the GPU machine, which has no Rust toolchain.
+    if !Path::new(env!("CARGO")).exists() {
+        eprintln!("cargo is not on this machine: the build check runs where the crate is built");
+        return;
+    }
     let copy = std::env::temp_dir().join(format!("hikube-stale-crate-{}", std::process::id()));
     let _ = fs::remove_dir_all(&copy);
     fs::create_dir_all(&copy).unwrap();

@@ -192,6 +192,16 @@ impl<T: Pod> DeviceBuffer<T> {
         &self.device
     }
 
+    /// The underlying cudarc allocation (bytes), for interop with cudarc and vendor libraries.
+    pub fn cuda_slice(&self) -> &CudaSlice<u8> {
+        &self.raw
+    }
+
+    /// The underlying cudarc allocation (bytes), writable, for interop.
+    pub fn cuda_slice_mut(&mut self) -> &mut CudaSlice<u8> {
+        &mut self.raw
+    }
+
     /// A read-only view of `range`; [`Error::OutOfBounds`] if it does not fit.
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<DeviceSlice<'_, T>> {
         let (start, end) = range_of(range, self.len)?;

@@ -1,6 +1,7 @@
 //! GPU operations: shape checks, kernel choice and launch.
 
 mod elementwise;
+pub mod matmul;
 
 pub use elementwise::{axpy, axpy_with};
 

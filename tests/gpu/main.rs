@@ -4,6 +4,7 @@
 
 mod device;
 mod kernels;
+mod matmul;
 mod memory;
 
 use hikube_gpu::Device;
@@ -57,5 +58,6 @@ fn main() {
     trials.extend(device::trials());
     trials.extend(memory::trials());
     trials.extend(kernels::trials());
+    trials.extend(matmul::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,0 +1,226 @@
+//! GEMM throughput: hikube-gpu and cuBLAS (`cublasGemmEx`, FP32 compute) in the same process,
+//! on the same inputs, D = A·B row-major with the output in the input type.
+//!
+//!     cargo bench --bench gemm               # criterion groups, then the summary table
+//!     cargo bench --bench gemm -- summary    # only the summary table
+//!
+//! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
+//! finds its inputs in L2 from the one before), after warm-up.
+
+use criterion::{Criterion, Throughput};
+use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use hikube_gpu::half::{bf16, f16};
+use hikube_gpu::ops::matmul::{Epilogue, Matmul, MatmulDesc};
+use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
+use rand::Rng;
+use std::time::Duration;
+
+const SHAPES: [(usize, usize, usize); 7] = [
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (4096, 4096, 4096),
+    (8192, 8192, 8192),
+    (16384, 4096, 4096),
+    (4096, 4096, 16384),
+    (128, 4096, 4096),
+];
+const SETS: usize = 3;
+
+struct Inputs<T: Float> {
+    a: Vec<DeviceBuffer<T>>,
+    b: Vec<DeviceBuffer<T>>,
+    d: DeviceBuffer<T>,
+}
+
+fn inputs<T: Float>(stream: &Stream, m: usize, n: usize, k: usize) -> Result<Inputs<T>> {
+    let mut rng = rand::rng();
+    let mut rand_buf = |len: usize| -> Result<DeviceBuffer<T>> {
+        let host: Vec<T> = (0..len)
+            .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
+            .collect();
+        DeviceBuffer::from_slice(stream, &host)
+    };
+    let a = (0..SETS)
+        .map(|_| rand_buf(m * k))
+        .collect::<Result<Vec<_>>>()?;
+    let b = (0..SETS)
+        .map(|_| rand_buf(k * n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Inputs {
+        a,
+        b,
+        d: DeviceBuffer::alloc(stream, m * n)?,
+    })
+}
+
+fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
+    if T::SUFFIX == "bf16" {
+        blas_sys::cudaDataType::CUDA_R_16BF
+    } else {
+        blas_sys::cudaDataType::CUDA_R_16F
+    }
+}
+
+/// Row-major D (M×N) = A (M×K) · B (K×N) through column-major cuBLAS: Dᵀ = Bᵀ·Aᵀ.
+fn cublas_gemm<T: Float>(
+    blas: &CudaBlas,
+    stream: &Stream,
+    x: &mut Inputs<T>,
+    set: usize,
+    (m, n, k): (usize, usize, usize),
+) -> Result<()> {
+    let raw = stream.cuda_stream();
+    let (a, _ga) = x.a[set].cuda_slice().device_ptr(raw);
+    let (b, _gb) = x.b[set].cuda_slice().device_ptr(raw);
+    let (d, _gd) = x.d.cuda_slice_mut().device_ptr_mut(raw);
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    // SAFETY: a, b and d hold M×K, K×N and M×N elements of T, matching the dimensions and
+    // leading dimensions given; the handle runs on `stream`, which the guards order.
+    unsafe {
+        blas::gemm_ex(
+            *blas.handle(),
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            n as i32,
+            m as i32,
+            k as i32,
+            &alpha as *const f32 as *const _,
+            b as *const _,
+            cuda_type::<T>(),
+            n as i32,
+            a as *const _,
+            cuda_type::<T>(),
+            k as i32,
+            &beta as *const f32 as *const _,
+            d as *mut _,
+            cuda_type::<T>(),
+            n as i32,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .map_err(|e| panic!("cuBLAS: {e:?}"))
+}
+
+struct Row {
+    dtype: &'static str,
+    shape: (usize, usize, usize),
+    tiling: (usize, usize, usize),
+    ours: f64,
+    cublas: f64,
+    peak: f64,
+}
+
+fn bench_type<T: Float>(
+    c: &mut Option<Criterion>,
+    device: &Device,
+    stream: &Stream,
+    blas: &CudaBlas,
+    peak: f64,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let model = device.model().name.to_string();
+    for shape in SHAPES {
+        let (m, n, k) = shape;
+        let flops = 2.0 * (m * n * k) as f64;
+        let mut x = inputs::<T>(stream, m, n, k)?;
+        let mut plan = Matmul::<T, T>::new(stream, MatmulDesc::new(m, n, k))?;
+        let mut ours = |x: &mut Inputs<T>, i: usize| {
+            let set = i % SETS;
+            plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
+        };
+        let t_ours = time_on_stream(stream, 5, 30, |i| ours(&mut x, i))?.median_ms();
+        let t_blas = time_on_stream(stream, 5, 30, |i| {
+            cublas_gemm(blas, stream, &mut x, i % SETS, shape)
+        })?
+        .median_ms();
+        if let Some(c) = c.as_mut() {
+            let mut group = c.benchmark_group(format!("{model}/gemm/{}/{m}x{n}x{k}", T::SUFFIX));
+            group.throughput(Throughput::Elements(flops as u64));
+            let mut timed = |name: &str, f: &mut dyn FnMut(usize) -> Result<()>| {
+                group.bench_function(name, |bch| {
+                    bch.iter_custom(|iters| {
+                        let t = time_on_stream(stream, 0, iters as usize, &mut *f)
+                            .expect("launch failed");
+                        Duration::from_secs_f64(t.samples_ms.iter().sum::<f64>() / 1e3)
+                    })
+                });
+            };
+            timed("hikube", &mut |i| ours(&mut x, i));
+            timed("cublas", &mut |i| {
+                cublas_gemm(blas, stream, &mut x, i % SETS, shape)
+            });
+            group.finish();
+        }
+        rows.push(Row {
+            dtype: T::SUFFIX,
+            shape,
+            tiling: plan.tiling(),
+            ours: flops / (t_ours * 1e9),
+            cublas: flops / (t_blas * 1e9),
+            peak,
+        });
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let device = match Device::open(0) {
+        Ok(d) => d,
+        Err(e) if e.is_no_gpu() => {
+            eprintln!("gemm bench: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let stream = device.new_stream()?;
+    let blas = CudaBlas::new(stream.cuda_stream().clone()).expect("cuBLAS could not be loaded");
+    let summary_only = std::env::args().any(|a| a == "summary");
+    let mut c = (!summary_only).then(|| {
+        Criterion::default()
+            .configure_from_args()
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1))
+    });
+    let model = device.model().clone();
+    let mut rows = Vec::new();
+    bench_type::<f16>(
+        &mut c,
+        &device,
+        &stream,
+        &blas,
+        model.fp16_tflops,
+        &mut rows,
+    )?;
+    bench_type::<bf16>(
+        &mut c,
+        &device,
+        &stream,
+        &blas,
+        model.bf16_tflops.unwrap_or(f64::NAN),
+        &mut rows,
+    )?;
+    println!(
+        "\n{} ({} SMs), path {:?}: TFLOP/s, median of 30 runs (CUDA events), 3 rotating input sets",
+        model.name,
+        model.sms,
+        Matmul::<f16, f16>::new(&stream, MatmulDesc::new(64, 64, 64))?.path()
+    );
+    println!("| dtype | M×N×K | tile (split-K) | hikube-gpu | cuBLAS | ratio | % of peak |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let (m, n, k) = r.shape;
+        let (bm, bn, s) = r.tiling;
+        println!(
+            "| {} | {m}×{n}×{k} | {bm}×{bn} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % |",
+            r.dtype,
+            r.ours,
+            r.cublas,
+            r.ours / r.cublas,
+            100.0 * r.ours / r.peak
+        );
+    }
+    Ok(())
+}

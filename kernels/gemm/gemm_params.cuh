@@ -1,0 +1,141 @@
+// The parameters every GEMM kernel takes, and the fused epilogue they share.
+//
+// D[b] = act(alpha * op(A[b]) * op(B[b]) + beta * C[b] + bias)  for b in 0..batch
+//   A: M x K, row-major (K contiguous, lda >= K) or column-major (M contiguous, lda >= M)
+//   B: K x N, row-major (N contiguous, ldb >= N) or column-major (K contiguous, ldb >= K)
+//   C, D: M x N row-major (ldc, ldd >= N), stored as out_dtype; bias: N elements of out_dtype
+//   act: none, ReLU, or GELU (erf form, as PyTorch's nn.GELU()).
+// beta == 0 never reads C. With split-K, each split writes its f32 partial sums to the workspace
+// and gemm_splitk_reduce applies the epilogue.
+//
+// The layout of this struct is mirrored by `GemmParams` in src/ops/matmul/params.rs.
+#pragma once
+#include "common/convert.cuh"
+
+namespace hk {
+
+enum OutDtype : int { OUT_F32 = 0, OUT_F16 = 1, OUT_BF16 = 2 };
+enum Activation : int { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2 };
+
+struct GemmParams {
+    const void* a;
+    const void* b;
+    const void* c;      // may equal d (in-place); unused when beta == 0
+    const void* bias;   // null: no bias
+    void* d;
+    float* workspace;   // split-K partial sums: splits * batch * M * N floats
+    long long lda, ldb, ldc, ldd;
+    long long stride_a, stride_b, stride_c, stride_d;  // elements between batches
+    int m, n, k;
+    int batch;
+    int splits;         // 1: no split-K
+    int k_per_split;    // a multiple of the kernel's BK
+    int activation;
+    int out_dtype;
+    int pair_ok;        // 1: D and C rows allow two-element vector access at even columns
+    int reserved;
+    float alpha, beta;
+};
+
+__device__ __forceinline__ float load_out(const void* p, int dtype, long long i) {
+    switch (dtype) {
+        case OUT_F16: return to_f32(static_cast<const __half*>(p)[i]);
+        case OUT_BF16: return to_f32(static_cast<const __nv_bfloat16*>(p)[i]);
+        default: return static_cast<const float*>(p)[i];
+    }
+}
+
+__device__ __forceinline__ void store_out(void* p, int dtype, long long i, float v) {
+    switch (dtype) {
+        case OUT_F16: static_cast<__half*>(p)[i] = __float2half_rn(v); break;
+        case OUT_BF16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); break;
+        default: static_cast<float*>(p)[i] = v;
+    }
+}
+
+__device__ __forceinline__ float2 load_out2(const void* p, int dtype, long long i) {
+    switch (dtype) {
+        case OUT_F16: return __half22float2(*reinterpret_cast<const __half2*>(static_cast<const __half*>(p) + i));
+        case OUT_BF16: {
+            __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162*>(static_cast<const __nv_bfloat16*>(p) + i);
+            return make_float2(__bfloat162float(v.x), __bfloat162float(v.y));
+        }
+        default: return *reinterpret_cast<const float2*>(static_cast<const float*>(p) + i);
+    }
+}
+
+__device__ __forceinline__ void store_out2(void* p, int dtype, long long i, float x, float y) {
+    switch (dtype) {
+        case OUT_F16:
+            *reinterpret_cast<__half2*>(static_cast<__half*>(p) + i) = __floats2half2_rn(x, y);
+            break;
+        case OUT_BF16: {
+            __nv_bfloat162 v;
+            v.x = __float2bfloat16_rn(x);
+            v.y = __float2bfloat16_rn(y);
+            *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p) + i) = v;
+            break;
+        }
+        default: *reinterpret_cast<float2*>(static_cast<float*>(p) + i) = make_float2(x, y);
+    }
+}
+
+__device__ __forceinline__ float activate(int act, float v) {
+    if (act == ACT_RELU) return fmaxf(v, 0.f);
+    if (act == ACT_GELU) return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+    return v;
+}
+
+// Applies the epilogue to acc at (row r, column c) of batch b and stores it.
+__device__ __forceinline__ void epilogue1(const GemmParams& p, int b, int r, int c, float acc) {
+    float v = p.alpha * acc;
+    if (p.beta != 0.f) v += p.beta * load_out(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c);
+    if (p.bias) v += load_out(p.bias, p.out_dtype, c);
+    store_out(p.d, p.out_dtype, b * p.stride_d + r * p.ldd + c, activate(p.activation, v));
+}
+
+// The same for columns c and c + 1 (c even); falls back to single elements at the edge or when
+// the rows do not allow paired access.
+__device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int c, float x, float y) {
+    if (!p.pair_ok || c + 1 >= p.n) {
+        epilogue1(p, b, r, c, x);
+        if (c + 1 < p.n) epilogue1(p, b, r, c + 1, y);
+        return;
+    }
+    x *= p.alpha;
+    y *= p.alpha;
+    if (p.beta != 0.f) {
+        float2 cv = load_out2(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c);
+        x += p.beta * cv.x;
+        y += p.beta * cv.y;
+    }
+    if (p.bias) {
+        float2 bv = load_out2(p.bias, p.out_dtype, c);
+        x += bv.x;
+        y += bv.y;
+    }
+    store_out2(p.d, p.out_dtype, b * p.stride_d + r * p.ldd + c, activate(p.activation, x),
+               activate(p.activation, y));
+}
+
+// Where split `s` of batch `b` keeps its partial sum for (r, c).
+__device__ __forceinline__ long long workspace_index(const GemmParams& p, int s, int b, int r, int c) {
+    return ((static_cast<long long>(s) * p.batch + b) * p.m + r) * p.n + c;
+}
+
+// Sums the split-K partials and applies the epilogue: one thread per output element.
+__device__ __forceinline__ void splitk_reduce(const GemmParams& p) {
+    const long long mn = static_cast<long long>(p.m) * p.n;
+    const long long total = mn * p.batch;
+    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+         i += static_cast<long long>(gridDim.x) * blockDim.x) {
+        const int b = static_cast<int>(i / mn);
+        const long long rem = i % mn;
+        const int r = static_cast<int>(rem / p.n), c = static_cast<int>(rem % p.n);
+        float acc = 0.f;
+        for (int s = 0; s < p.splits; ++s) acc += p.workspace[workspace_index(p, s, b, r, c)];
+        epilogue1(p, b, r, c, acc);
+    }
+}
+
+}  // namespace hk

@@ -1,0 +1,141 @@
+// hikube-archs: compute_70
+//
+// GEMM for compute capability 7.0 (Tesla V100) through the WMMA API (HMMA.884 on Volta):
+// block tile 64x64x32, 4 warps of 32x32 (2x2 fragments of 16x16x16), f16 in, f32 accumulate.
+// Global -> shared through registers (16-byte vectors when ALIGNED, else element by element),
+// rows padded by 8 halves (WMMA loads need a plain leading dimension, so no XOR swizzle).
+// Epilogue: accumulators parked in shared memory, then the shared epilogue of gemm_params.cuh.
+// f16 only: BF16 tensor cores need compute capability 8.0.
+#include "gemm/gemm_params.cuh"
+#include <mma.h>
+
+namespace hk {
+namespace sm70 {
+
+using namespace nvcuda;
+template <bool B, typename X, typename Y>
+struct Pick {
+    using type = X;
+};
+template <typename X, typename Y>
+struct Pick<false, X, Y> {
+    using type = Y;
+};
+
+constexpr int BM = 64, BN = 64, BK = 32, THREADS = 128, PAD = 8;
+
+// Copies a ROWS x COLS tile (COLS contiguous) at (row0, col0) into shared rows of COLS + PAD.
+template <int ROWS, int COLS, bool ALIGNED>
+__device__ __forceinline__ void load(__half* s, const __half* g, long long ld, int row0, int col0,
+                                     int row_lim, int col_lim) {
+    constexpr int CHUNKS = COLS / 8;
+    for (int i = threadIdx.x; i < ROWS * CHUNKS; i += THREADS) {
+        const int r = i / CHUNKS, c = (i % CHUNKS) * 8;
+        const int gr = row0 + r, gc = col0 + c;
+        const bool in = gr < row_lim && gc < col_lim;
+        const int avail = in ? min(8, col_lim - gc) : 0;
+        const __half* src = g + (in ? gr * ld + gc : 0);
+        __half* dst = s + r * (COLS + PAD) + c;
+        if (ALIGNED && avail == 8) {
+            *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) dst[e] = e < avail ? src[e] : __float2half(0.f);
+        }
+    }
+}
+
+template <bool A_KC, bool B_KC, bool ALIGNED>
+__device__ __forceinline__ void gemm(const GemmParams& p) {
+    // A tile: [BM][BK] (K contiguous) or [BK][BM]; B tile: [BN][BK] or [BK][BN].
+    constexpr int A_ELEMS = A_KC ? BM * (BK + PAD) : BK * (BM + PAD);
+    constexpr int B_ELEMS = B_KC ? BN * (BK + PAD) : BK * (BN + PAD);
+    __shared__ __align__(32) __half sa[A_ELEMS];
+    __shared__ __align__(32) __half sb[B_ELEMS];
+    __shared__ __align__(32) float out[BM * (BN + 4)];
+
+    const int tiles_m = (p.m + BM - 1) / BM;
+    const int m0 = (blockIdx.x % tiles_m) * BM, n0 = (blockIdx.x / tiles_m) * BN;
+    const int batch = blockIdx.y / p.splits, split = blockIdx.y % p.splits;
+    const __half* A = static_cast<const __half*>(p.a) + batch * p.stride_a;
+    const __half* B = static_cast<const __half*>(p.b) + batch * p.stride_b;
+    const int k_begin = split * p.k_per_split, k_end = min(p.k, k_begin + p.k_per_split);
+    const int warp = threadIdx.x / 32, wm = (warp % 2) * 32, wn = (warp / 2) * 32;
+
+    using LayoutA = typename Pick<A_KC, wmma::row_major, wmma::col_major>::type;
+    using LayoutB = typename Pick<B_KC, wmma::col_major, wmma::row_major>::type;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        if (A_KC) load<BM, BK, ALIGNED>(sa, A, p.lda, m0, k0, p.m, k_end);
+        else load<BK, BM, ALIGNED>(sa, A, p.lda, k0, m0, k_end, p.m);
+        if (B_KC) load<BN, BK, ALIGNED>(sb, B, p.ldb, n0, k0, p.n, k_end);
+        else load<BK, BN, ALIGNED>(sb, B, p.ldb, k0, n0, k_end, p.n);
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, LayoutA> af[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, LayoutB> bf[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int m = wm + i * 16;
+                if (A_KC) wmma::load_matrix_sync(af[i], sa + m * (BK + PAD) + kk, BK + PAD);
+                else wmma::load_matrix_sync(af[i], sa + kk * (BM + PAD) + m, BM + PAD);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const int n = wn + j * 16;
+                if (B_KC) wmma::load_matrix_sync(bf[j], sb + n * (BK + PAD) + kk, BK + PAD);
+                else wmma::load_matrix_sync(bf[j], sb + kk * (BN + PAD) + n, BN + PAD);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], af[i], bf[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+            wmma::store_matrix_sync(out + (wm + i * 16) * (BN + 4) + wn + j * 16, acc[i][j],
+                                    BN + 4, wmma::mem_row_major);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < BM * (BN / 2); idx += THREADS) {
+        const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+        const int r = m0 + lr, c = n0 + col;
+        if (r >= p.m || c >= p.n) continue;
+        const float x = out[lr * (BN + 4) + col], y = out[lr * (BN + 4) + col + 1];
+        if (p.splits > 1) {
+            p.workspace[workspace_index(p, split, batch, r, c)] = x;
+            if (c + 1 < p.n) p.workspace[workspace_index(p, split, batch, r, c + 1)] = y;
+        } else {
+            epilogue2(p, batch, r, c, x, y);
+        }
+    }
+}
+
+}  // namespace sm70
+}  // namespace hk
+
+#define HK_SM70(LAYOUT, AKC, BKC)                                                                 \
+    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32_##LAYOUT##_aligned(    \
+        hk::GemmParams p) {                                                                        \
+        hk::sm70::gemm<AKC, BKC, true>(p);                                                         \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32_##LAYOUT##_general(    \
+        hk::GemmParams p) {                                                                        \
+        hk::sm70::gemm<AKC, BKC, false>(p);                                                        \
+    }
+
+HK_SM70(arbr, true, false)
+HK_SM70(arbc, true, true)
+HK_SM70(acbr, false, false)
+HK_SM70(acbc, false, true)
+
+extern "C" __global__ void gemm_sm70_splitk_reduce(hk::GemmParams p) { hk::splitk_reduce(p); }

@@ -1,0 +1,340 @@
+// The tensor-core GEMM main loop shared by the compute_75 and compute_80 paths.
+//
+// Block tile BM x BN, K step BK = 32, warp tile WM x WN, STAGES shared-memory stages.
+// - Global -> shared: 16-byte chunks. compute_80: cp.async with zero-fill past the edges, a
+//   STAGES-deep pipeline (Sm80). compute_75: plain 16-byte loads and stores (Sm75).
+//   ALIGNED kernels assume 16-byte aligned bases and leading dimensions that are multiples of
+//   8 elements; GENERAL kernels load element by element and assume nothing.
+// - Shared memory: each tile keeps the matrix's contiguous dimension contiguous, in 16-byte
+//   chunks XOR-swizzled by row so that both the chunk writes and ldmatrix's 8-row reads are free
+//   of bank conflicts.
+// - Shared -> registers: ldmatrix.x4 (.trans for operands stored M- or N-contiguous, which gives
+//   all four layout combinations from one main loop).
+// - Math: mma.sync m16n8k16 (Sm80; f16 or bf16) or two m16n8k8 (Sm75; f16), f32 accumulators.
+// - Epilogue straight from the accumulators (gemm_params.cuh), or f32 partials for split-K.
+#pragma once
+#include "gemm/gemm_params.cuh"
+
+namespace hk {
+
+struct Sm80 {
+    static constexpr bool kAsyncCopy = true;
+    static constexpr bool kMmaK16 = true;
+};
+struct Sm75 {
+    static constexpr bool kAsyncCopy = false;
+    static constexpr bool kMmaK16 = false;
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// Element offset of 16-byte chunk c of row r in a tile with CHUNKS chunks per row.
+template <int CHUNKS>
+__device__ __forceinline__ int swizzle(int r, int c) {
+    const int x = CHUNKS >= 8 ? (r & 7) : ((r >> 1) & 3);
+    return r * CHUNKS * 8 + ((c ^ x) << 3);
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(bytes));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+// Loads a ROWS x (CHUNKS * 8) tile whose top-left is (row0, col0) of a matrix with rows `ld`
+// elements apart; elements at or past (row_lim, col_lim) read as zero.
+template <typename T, int ROWS, int CHUNKS, int THREADS, bool ALIGNED, bool ASYNC>
+__device__ __forceinline__ void load_tile(T* tile, const T* g, long long ld, int row0, int col0,
+                                          int row_lim, int col_lim) {
+    constexpr int TOTAL = ROWS * CHUNKS;
+#pragma unroll
+    for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
+        const int i = it * THREADS + static_cast<int>(threadIdx.x);
+        if (TOTAL % THREADS != 0 && i >= TOTAL) break;
+        const int r = i / CHUNKS, c = i % CHUNKS;
+        const int gr = row0 + r, gc = col0 + c * 8;
+        T* dst = tile + swizzle<CHUNKS>(r, c);
+        const bool in = gr < row_lim && gc < col_lim;
+        const int avail = in ? min(8, col_lim - gc) : 0;
+        const T* src = g + (in ? gr * ld + gc : 0);
+        if (ALIGNED && ASYNC) {
+            cp_async16(dst, src, avail * static_cast<int>(sizeof(T)));
+        } else if (ALIGNED && avail == 8) {
+            *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
+        } else {
+            unsigned short v[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                v[e] = e < avail ? reinterpret_cast<const unsigned short*>(src)[e] : 0;
+            uint4 packed;
+            packed.x = v[0] | (unsigned(v[1]) << 16);
+            packed.y = v[2] | (unsigned(v[3]) << 16);
+            packed.z = v[4] | (unsigned(v[5]) << 16);
+            packed.w = v[6] | (unsigned(v[7]) << 16);
+            *reinterpret_cast<uint4*>(dst) = packed;
+        }
+    }
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+
+template <typename T>
+struct IsBf16 {
+    static constexpr bool value = false;
+};
+template <>
+struct IsBf16<__nv_bfloat16> {
+    static constexpr bool value = true;
+};
+
+// acc += a * b for one m16n8k16 step (as two m16n8k8 on Sm75).
+template <typename T, typename Policy>
+__device__ __forceinline__ void mma16816(float (&acc)[4], const unsigned (&a)[4], unsigned b0,
+                                         unsigned b1) {
+    if constexpr (Policy::kMmaK16) {
+        if constexpr (IsBf16<T>::value) {
+            asm volatile(
+                "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        } else {
+            asm volatile(
+                "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        }
+    } else {
+        asm volatile(
+            "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+            : "r"(a[0]), "r"(a[1]), "r"(b0));
+        asm volatile(
+            "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+            : "r"(a[2]), "r"(a[3]), "r"(b1));
+    }
+}
+
+// The block tile a block works on: grouped ("swizzled") order over M so that consecutive blocks
+// share B tiles in L2.
+struct TileCoord {
+    int m0, n0, batch, split;
+};
+template <int BM, int BN>
+__device__ __forceinline__ TileCoord tile_coord(const GemmParams& p) {
+    constexpr int GROUP_M = 8;
+    const int tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
+    const int pid = blockIdx.x;
+    const int group = GROUP_M * tiles_n;
+    const int first_m = (pid / group) * GROUP_M;
+    const int gsize = min(tiles_m - first_m, GROUP_M);
+    const int tm = first_m + (pid % group) % gsize;
+    const int tn = (pid % group) / gsize;
+    return {tm * BM, tn * BN, static_cast<int>(blockIdx.y) / p.splits,
+            static_cast<int>(blockIdx.y) % p.splits};
+}
+
+// Dynamic shared memory a kernel needs: the pipeline's stages, or the epilogue's staging,
+// whichever is larger. src/ops/matmul computes the same.
+template <int BM, int BN, int BK, int STAGES, typename T>
+constexpr int gemm_smem_bytes() {
+    const int pipeline = STAGES * (BM + BN) * BK * static_cast<int>(sizeof(T));
+    const int epilogue = (BM / 2) * (BN + 8) * 4;
+    return pipeline > epilogue ? pipeline : epilogue;
+}
+
+template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC, bool B_KC,
+          bool ALIGNED, typename Policy>
+__device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
+    static_assert(BK == 32, "the swizzle and fragment code assume BK == 32");
+    constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, THREADS = WARPS_M * WARPS_N * 32;
+    constexpr int MT = WM / 16, NT = WN / 8;
+    constexpr int A_ELEMS = BM * BK, B_ELEMS = BN * BK, STAGE = A_ELEMS + B_ELEMS;
+    constexpr bool ASYNC = Policy::kAsyncCopy && ALIGNED;
+    constexpr int STAGES_USED = Policy::kAsyncCopy ? STAGES : 2;
+
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* smem = reinterpret_cast<T*>(smem_raw);
+    {
+        unsigned dynamic_smem;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+        if (dynamic_smem < static_cast<unsigned>(gemm_smem_bytes<BM, BN, BK, STAGES_USED, T>())) __trap();
+    }
+
+    const TileCoord tc = tile_coord<BM, BN>(p);
+    const T* A = static_cast<const T*>(p.a) + tc.batch * p.stride_a;
+    const T* B = static_cast<const T*>(p.b) + tc.batch * p.stride_b;
+    const int k_begin = tc.split * p.k_per_split;
+    const int k_end = min(p.k, k_begin + p.k_per_split);
+    const int k_tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
+
+    auto load_stage = [&](int stage, int k0) {
+        T* sa = smem + stage * STAGE;
+        T* sb = sa + A_ELEMS;
+        if constexpr (A_KC)
+            load_tile<T, BM, BK / 8, THREADS, ALIGNED, ASYNC>(sa, A, p.lda, tc.m0, k0, p.m, k_end);
+        else
+            load_tile<T, BK, BM / 8, THREADS, ALIGNED, ASYNC>(sa, A, p.lda, k0, tc.m0, k_end, p.m);
+        if constexpr (B_KC)
+            load_tile<T, BN, BK / 8, THREADS, ALIGNED, ASYNC>(sb, B, p.ldb, tc.n0, k0, p.n, k_end);
+        else
+            load_tile<T, BK, BN / 8, THREADS, ALIGNED, ASYNC>(sb, B, p.ldb, k0, tc.n0, k_end, p.n);
+    };
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES_USED - 1; ++s) {
+        if (s < k_tiles) load_stage(s, k_begin + s * BK);
+        cp_async_commit();
+    }
+
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        cp_async_wait<STAGES_USED - 2>();
+        __syncthreads();
+        const int next = kt + STAGES_USED - 1;
+        if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK);
+        cp_async_commit();
+
+        const T* sa = smem + (kt % STAGES_USED) * STAGE;
+        const T* sb = sa + A_ELEMS;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) {
+            unsigned af[MT][4];
+            unsigned bf[NT][2];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (A_KC) {
+                    const int row = wm0 + mt * 16 + (lane & 15);
+                    const int col = kk * 16 + (lane >> 4) * 8;
+                    ldmatrix_x4(af[mt], sa + swizzle<BK / 8>(row, col >> 3));
+                } else {
+                    const int j = lane >> 3, rr = lane & 7;
+                    const int k = kk * 16 + (j >> 1) * 8 + rr;
+                    const int m = wm0 + mt * 16 + (j & 1) * 8;
+                    ldmatrix_x4_trans(af[mt], sa + swizzle<BM / 8>(k, m >> 3));
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+                unsigned r[4];
+                const int j = lane >> 3, rr = lane & 7;
+                if constexpr (B_KC) {
+                    const int n = wn0 + np * 16 + (j >> 1) * 8 + rr;
+                    const int k = kk * 16 + (j & 1) * 8;
+                    ldmatrix_x4(r, sb + swizzle<BK / 8>(n, k >> 3));
+                } else {
+                    const int k = kk * 16 + (j & 1) * 8 + rr;
+                    const int n = wn0 + np * 16 + (j >> 1) * 8;
+                    ldmatrix_x4_trans(r, sb + swizzle<BN / 8>(k, n >> 3));
+                }
+                bf[2 * np][0] = r[0];
+                bf[2 * np][1] = r[1];
+                bf[2 * np + 1][0] = r[2];
+                bf[2 * np + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+                    mma16816<T, Policy>(acc[mt][nt], af[mt], bf[nt][0], bf[nt][1]);
+        }
+    }
+    cp_async_wait<0>();
+
+    // Epilogue through shared memory, in two passes of half of each warp's rows: the warps
+    // park their accumulators (rows padded by 8 floats: no bank conflicts), then all threads
+    // walk the block's rows two columns at a time, so global stores are coalesced and the
+    // epilogue code exists once.
+    constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
+    static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
+    float* stage_out = reinterpret_cast<float*>(smem_raw);
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int pass = 0; pass < 2; ++pass) {
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < HALF_MT; ++i) {
+            const int mt = pass * HALF_MT + i;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    // Local row: warp_m's block of WM / 2 rows, then the row inside it.
+                    const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
+                    const int col = wn0 + nt * 8 + 2 * t;
+                    *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
+                        make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+                }
+            }
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
+            const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+            const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
+            const int c = tc.n0 + col;
+            if (r >= p.m || c >= p.n) continue;
+            const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
+            if (p.splits > 1) {
+                p.workspace[workspace_index(p, tc.split, tc.batch, r, c)] = v.x;
+                if (c + 1 < p.n) p.workspace[workspace_index(p, tc.split, tc.batch, r, c + 1)] = v.y;
+            } else {
+                epilogue2(p, tc.batch, r, c, v.x, v.y);
+            }
+        }
+    }
+}
+
+}  // namespace hk
+
+// One extern "C" kernel per (type, tile, layout, alignment). Names:
+//   gemm_<arch>_<f16|bf16>_<BM>x<BN>x<BK>_<ar|ac><br|bc>_<aligned|general>
+// ar/ac: A row-/column-major; br/bc: B row-/column-major.
+#define HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, LAYOUT, AKC, BKC, \
+                       ALNAME, AL)                                                             \
+    extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)              \
+        gemm_##ARCH##_##TNAME##_##BM##x##BN##x##BK##_##LAYOUT##_##ALNAME(hk::GemmParams p) {   \
+        hk::gemm_mainloop<T, BM, BN, BK, WM, WN, ST, AKC, BKC, AL, hk::POLICY>(p);             \
+    }
+
+#define HK_GEMM_LAYOUTS(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, ALNAME, AL)               \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, arbr, true, false, ALNAME, AL)  \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, arbc, true, true, ALNAME, AL)   \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, acbr, false, false, ALNAME, AL) \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, acbc, false, true, ALNAME, AL)

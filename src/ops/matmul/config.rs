@@ -1,0 +1,217 @@
+//! GEMM kernel paths, tile configurations, and the heuristic that picks one per shape.
+
+use crate::arch::PtxArch;
+
+/// A kernel family: one per architecture family, each in its own PTX module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GemmPath {
+    /// `compute_70` (V100): WMMA, f16 only.
+    Sm70,
+    /// `compute_75` (T4): mma.sync m16n8k8 + ldmatrix, f16 only.
+    Sm75,
+    /// `compute_80` (A100, RTX 30/40, L4, L40S; H100 until its own path): mma.sync m16n8k16 +
+    /// ldmatrix + cp.async pipeline, f16 and bf16.
+    Sm80,
+}
+
+impl GemmPath {
+    /// The path for a PTX target (the newest path that target can run).
+    pub fn for_arch(arch: PtxArch) -> GemmPath {
+        match arch {
+            PtxArch::Compute70 => GemmPath::Sm70,
+            PtxArch::Compute75 => GemmPath::Sm75,
+            _ => GemmPath::Sm80,
+        }
+    }
+
+    /// The PTX target the path's module is built for.
+    pub fn arch(self) -> PtxArch {
+        match self {
+            GemmPath::Sm70 => PtxArch::Compute70,
+            GemmPath::Sm75 => PtxArch::Compute75,
+            GemmPath::Sm80 => PtxArch::Compute80,
+        }
+    }
+
+    /// The kernel module's name (its source file's stem).
+    pub(crate) fn module(self) -> &'static str {
+        match self {
+            GemmPath::Sm70 => "gemm_sm70",
+            GemmPath::Sm75 => "gemm_sm75",
+            GemmPath::Sm80 => "gemm_sm80",
+        }
+    }
+
+    pub(crate) fn tag(self) -> &'static str {
+        match self {
+            GemmPath::Sm70 => "sm70",
+            GemmPath::Sm75 => "sm75",
+            GemmPath::Sm80 => "sm80",
+        }
+    }
+
+    /// Whether the path has bf16 kernels.
+    pub fn supports_bf16(self) -> bool {
+        self == GemmPath::Sm80
+    }
+
+    /// The tile configurations of this path, largest first. The last one also exists as the
+    /// general (unaligned) kernel.
+    pub(crate) fn configs(self) -> &'static [TileConfig] {
+        match self {
+            GemmPath::Sm70 => &SM70,
+            GemmPath::Sm75 => &SM75,
+            GemmPath::Sm80 => &SM80,
+        }
+    }
+}
+
+/// One tile configuration of a path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TileConfig {
+    pub bm: usize,
+    pub bn: usize,
+    pub threads: u32,
+    /// Dynamic shared memory per block (0: the kernel's is static).
+    pub smem_bytes: u32,
+    /// Blocks that fit on one SM (registers and shared memory), for the wave count.
+    pub blocks_per_sm: usize,
+    /// Relative throughput of a full SM with this tile (larger tiles reuse more).
+    pub efficiency: f64,
+}
+
+/// K step of every GEMM kernel.
+pub(crate) const BK: usize = 32;
+
+/// Dynamic shared memory of the mma.sync kernels: the pipeline's stages or the epilogue's
+/// staging, whichever is larger (gemm_smem_bytes in kernels/gemm/mma_pipeline.cuh).
+const fn smem(bm: usize, bn: usize, stages: usize) -> u32 {
+    let pipeline = stages * (bm + bn) * BK * 2;
+    let epilogue = (bm / 2) * (bn + 8) * 4;
+    (if pipeline > epilogue {
+        pipeline
+    } else {
+        epilogue
+    }) as u32
+}
+
+const fn cfg(
+    bm: usize,
+    bn: usize,
+    warps: u32,
+    smem_bytes: u32,
+    blocks: usize,
+    eff: f64,
+) -> TileConfig {
+    TileConfig {
+        bm,
+        bn,
+        threads: warps * 32,
+        smem_bytes,
+        blocks_per_sm: blocks,
+        efficiency: eff,
+    }
+}
+
+static SM80: [TileConfig; 3] = [
+    cfg(128, 256, 8, smem(128, 256, 3), 1, 1.0),
+    cfg(128, 128, 4, smem(128, 128, 4), 2, 0.9),
+    cfg(64, 64, 4, smem(64, 64, 4), 2, 0.6),
+];
+static SM75: [TileConfig; 2] = [
+    cfg(128, 128, 4, smem(128, 128, 2), 2, 1.0),
+    cfg(64, 64, 4, smem(64, 64, 2), 2, 0.7),
+];
+static SM70: [TileConfig; 1] = [cfg(64, 64, 4, 0, 4, 1.0)];
+
+/// What the heuristic decided for one shape.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Choice {
+    pub config: TileConfig,
+    /// K is cut into this many slices, each a multiple of BK long.
+    pub splits: usize,
+    pub k_per_split: usize,
+}
+
+/// Picks the tile configuration and split-K factor that minimize a simple time model: waves of
+/// blocks times each block's work (scaled by the tile's efficiency), plus the split-K partial
+/// sums' memory traffic (about 80 multiply-adds' time per byte on these GPUs).
+pub(crate) fn choose(
+    configs: &[TileConfig],
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: usize,
+    sm_count: usize,
+) -> Choice {
+    let mut best: Option<(f64, Choice)> = None;
+    for &c in configs {
+        let tiles = m.div_ceil(c.bm) * n.div_ceil(c.bn) * batch;
+        for want in 1..=16usize {
+            let k_per_split = k.div_ceil(want).div_ceil(BK) * BK;
+            let splits = k.div_ceil(k_per_split);
+            if splits != want || (splits > 1 && k_per_split < 256) || tiles * splits > 65535 * 1024
+            {
+                continue;
+            }
+            let slots = sm_count.max(1) * c.blocks_per_sm;
+            let waves = (tiles * splits).div_ceil(slots) as f64;
+            let block = (c.blocks_per_sm * c.bm * c.bn * k_per_split) as f64 / c.efficiency;
+            let reduce = if splits > 1 {
+                (splits * m * n * batch * 8) as f64 * 80.0 / sm_count.max(1) as f64
+            } else {
+                0.0
+            };
+            let cost = waves * block + reduce;
+            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((
+                    cost,
+                    Choice {
+                        config: c,
+                        splits,
+                        k_per_split,
+                    },
+                ));
+            }
+        }
+    }
+    best.map(|(_, c)| c).unwrap_or(Choice {
+        config: configs[configs.len() - 1],
+        splits: 1,
+        k_per_split: k.div_ceil(BK) * BK,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_square_problems_take_the_largest_tile() {
+        let c = choose(GemmPath::Sm80.configs(), 4096, 4096, 4096, 1, 132);
+        assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 256, 1));
+    }
+
+    #[test]
+    fn skinny_problems_split_k() {
+        let c = choose(GemmPath::Sm80.configs(), 128, 4096, 4096, 1, 132);
+        assert!(c.splits > 1, "{c:?}");
+        assert_eq!(c.k_per_split % BK, 0);
+        assert!(c.splits * c.k_per_split >= 4096);
+    }
+
+    #[test]
+    fn small_problems_do_not_split_a_short_k() {
+        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132);
+        assert_eq!(c.splits, 1);
+        assert_eq!(c.k_per_split, 32);
+    }
+
+    #[test]
+    fn smem_matches_the_kernels_formula() {
+        assert_eq!(SM80[0].smem_bytes, 73_728);
+        assert_eq!(SM80[1].smem_bytes, 65_536);
+        assert_eq!(SM75[0].smem_bytes, 34_816);
+    }
+}

@@ -1,0 +1,434 @@
+//! GEMM on every kernel path the device runs (the compute_70 and compute_75 PTX through the
+//! driver's JIT on newer GPUs), against an f64 reference computed with ndarray from the stored
+//! (rounded) inputs: odd shapes, all layouts, epilogues, α/β, batches, padded and unaligned
+//! leading dimensions. Outputs are poisoned before each launch, and the padding between rows of
+//! D must keep its poison.
+
+use crate::{ensure, fail, gpu_test};
+use hikube_gpu::half::{bf16, f16};
+use hikube_gpu::ndarray::Array2;
+use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc};
+use hikube_gpu::{Device, DeviceBuffer, Error, Float, KernelOptions, PtxArch};
+use libtest_mimic::{Failed, Trial};
+use rand::Rng;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gpu_test("matmul::sm80_f16_f32_grid", |d| {
+            grid::<f16, f32>(d, PtxArch::Compute80)
+        }),
+        gpu_test("matmul::sm80_f16_f16_grid", |d| {
+            grid::<f16, f16>(d, PtxArch::Compute80)
+        }),
+        gpu_test("matmul::sm80_bf16_bf16_grid", |d| {
+            grid::<bf16, bf16>(d, PtxArch::Compute80)
+        }),
+        gpu_test("matmul::sm80_bf16_f32_grid", |d| {
+            grid::<bf16, f32>(d, PtxArch::Compute80)
+        }),
+        gpu_test("matmul::sm75_f16_f32_grid", |d| {
+            grid::<f16, f32>(d, PtxArch::Compute75)
+        }),
+        gpu_test("matmul::sm75_f16_f16_grid", |d| {
+            grid::<f16, f16>(d, PtxArch::Compute75)
+        }),
+        gpu_test("matmul::sm70_f16_f32_grid", |d| {
+            grid::<f16, f32>(d, PtxArch::Compute70)
+        }),
+        gpu_test("matmul::sm70_f16_bf16_is_refused", sm70_bf16_is_refused),
+        gpu_test(
+            "matmul::default_path_and_large_tiles",
+            default_path_and_large_tiles,
+        ),
+        gpu_test(
+            "matmul::bad_shapes_are_typed_errors",
+            bad_shapes_are_typed_errors,
+        ),
+    ]
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: usize,
+    a: Layout,
+    b: Layout,
+    alpha: f32,
+    beta: f32,
+    bias: bool,
+    act: Activation,
+    /// Extra elements per row of A and B (leading dimensions); odd values force the general path.
+    pad: usize,
+    /// Extra elements per row of D and C.
+    pad_d: usize,
+    /// C given as its own buffer (else, with β ≠ 0, accumulate into D).
+    own_c: bool,
+    /// B shared by every batch (stride 0).
+    broadcast_b: bool,
+}
+
+const R: Layout = Layout::RowMajor;
+const C: Layout = Layout::ColMajor;
+
+fn case(m: usize, n: usize, k: usize) -> Case {
+    Case {
+        m,
+        n,
+        k,
+        batch: 1,
+        a: R,
+        b: R,
+        alpha: 1.0,
+        beta: 0.0,
+        bias: false,
+        act: Activation::None,
+        pad: 0,
+        pad_d: 0,
+        own_c: true,
+        broadcast_b: false,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (7, 5, 3),
+        (1, 17, 33),
+        (31, 67, 129),
+        (128, 256, 64),
+        (257, 131, 97),
+    ] {
+        for (a, b) in [(R, R), (R, C), (C, R), (C, C)] {
+            v.push(Case {
+                a,
+                b,
+                ..case(m, n, k)
+            });
+        }
+    }
+    v.push(Case {
+        bias: true,
+        act: Activation::Relu,
+        ..case(70, 90, 50)
+    });
+    v.push(Case {
+        bias: true,
+        act: Activation::Gelu,
+        a: C,
+        ..case(65, 33, 200)
+    });
+    v.push(Case {
+        alpha: 0.5,
+        beta: 0.0,
+        ..case(40, 48, 64)
+    }); // C full of NaN, must be ignored
+    v.push(Case {
+        alpha: -1.5,
+        beta: 0.75,
+        bias: true,
+        ..case(99, 101, 103)
+    });
+    v.push(Case {
+        beta: 1.0,
+        own_c: false,
+        b: C,
+        ..case(64, 80, 96)
+    }); // accumulate into D
+    v.push(Case {
+        batch: 3,
+        bias: true,
+        act: Activation::Relu,
+        ..case(33, 40, 72)
+    });
+    v.push(Case {
+        batch: 2,
+        broadcast_b: true,
+        beta: 0.5,
+        a: C,
+        ..case(50, 24, 40)
+    });
+    v.push(Case {
+        pad: 8,
+        pad_d: 6,
+        ..case(100, 72, 88)
+    }); // padded, still aligned
+    v.push(Case {
+        pad: 3,
+        pad_d: 1,
+        b: C,
+        ..case(61, 45, 77)
+    }); // unaligned: general kernels
+    v.push(Case {
+        pad: 1,
+        batch: 2,
+        a: C,
+        beta: 0.25,
+        ..case(19, 23, 29)
+    });
+    v.push(case(64, 64, 4096)); // few tiles, long K: split-K
+    v.push(Case {
+        bias: true,
+        act: Activation::Gelu,
+        beta: 0.5,
+        ..case(96, 600, 1536)
+    });
+    v
+}
+
+fn bound<O: Float>() -> f64 {
+    match O::SUFFIX {
+        "f32" => 1e-4,
+        "f16" => 2e-3,
+        _ => 1e-2,
+    }
+}
+
+fn random<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
+    (0..n)
+        .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
+        .collect()
+}
+
+fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Runs one case; returns the relative error, or a failure.
+fn run<I: Float, O: Float>(
+    device: &Device,
+    arch: PtxArch,
+    c: Case,
+) -> Result<(f64, usize), Failed> {
+    let stream = device.default_stream();
+    let mut rng = rand::rng();
+    let (ar, ac) = if c.a == R { (c.m, c.k) } else { (c.k, c.m) };
+    let (br, bc) = if c.b == R { (c.k, c.n) } else { (c.n, c.k) };
+    let (lda, ldb, ldd) = (ac + c.pad, bc + c.pad, c.n + c.pad_d);
+    let (sa, sb, sd) = (
+        ar * lda,
+        if c.broadcast_b { 0 } else { br * ldb },
+        c.m * ldd,
+    );
+    let b_batches = if c.broadcast_b { 1 } else { c.batch };
+    let a_h: Vec<I> = random(sa * c.batch, &mut rng);
+    let b_h: Vec<I> = random(br * ldb * b_batches, &mut rng);
+    let bias_h: Vec<O> = random(c.n, &mut rng);
+    // C: random when read; NaN when β = 0 (it must not be read).
+    let c_h: Vec<O> = if c.beta == 0.0 {
+        vec![O::from_f32(f32::NAN); sd * c.batch]
+    } else {
+        random(sd * c.batch, &mut rng)
+    };
+    let poison = O::from_f32(f32::NAN);
+    let d_init: Vec<O> = if c.own_c {
+        vec![poison; sd * c.batch]
+    } else {
+        c_h.clone()
+    };
+
+    let a = DeviceBuffer::from_slice(&stream, &a_h).map_err(fail)?;
+    let b = DeviceBuffer::from_slice(&stream, &b_h).map_err(fail)?;
+    let cbuf = DeviceBuffer::from_slice(&stream, &c_h).map_err(fail)?;
+    let bias = DeviceBuffer::from_slice(&stream, &bias_h).map_err(fail)?;
+    let mut d = DeviceBuffer::from_slice(&stream, &d_init).map_err(fail)?;
+
+    let desc = MatmulDesc::new(c.m, c.n, c.k)
+        .a_layout(c.a)
+        .b_layout(c.b)
+        .lda(lda)
+        .ldb(ldb)
+        .ldc(ldd)
+        .ldd(ldd)
+        .batch(c.batch)
+        .stride_a(sa)
+        .stride_b(sb)
+        .stride_c(sd)
+        .stride_d(sd)
+        .alpha(c.alpha)
+        .beta(c.beta)
+        .activation(c.act)
+        .options(KernelOptions { arch: Some(arch) });
+    let mut plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
+    ensure!(
+        plan.path() == GemmPath::for_arch(arch),
+        "path {:?} for {arch}",
+        plan.path()
+    );
+    let mut epi = Epilogue::new();
+    if c.own_c {
+        epi = epi.c(&cbuf);
+    }
+    if c.bias {
+        epi = epi.bias(&bias);
+    }
+    plan.launch(&stream, &a, &b, &mut d, epi).map_err(fail)?;
+    let out = d.to_vec(&stream).map_err(fail)?;
+
+    let f = |x: &I| f64::from(x.to_f32());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for bi in 0..c.batch {
+        let am = Array2::from_shape_fn((c.m, c.k), |(i, kk)| {
+            f(&a_h[bi * sa + if c.a == R { i * lda + kk } else { kk * lda + i }])
+        });
+        let bm = Array2::from_shape_fn((c.k, c.n), |(kk, j)| {
+            f(&b_h[bi * sb + if c.b == R { kk * ldb + j } else { j * ldb + kk }])
+        });
+        let prod = am.dot(&bm);
+        for i in 0..c.m {
+            for j in 0..ldd {
+                let idx = bi * sd + i * ldd + j;
+                let got = out[idx];
+                if j >= c.n {
+                    ensure!(
+                        bytemuck::bytes_of(&got) == bytemuck::bytes_of(&d_init[idx]),
+                        "batch {bi} row {i} col {j}: the padding past N was written"
+                    );
+                    continue;
+                }
+                let mut v = f64::from(c.alpha) * prod[[i, j]];
+                if c.beta != 0.0 {
+                    v += f64::from(c.beta) * f64::from(c_h[idx].to_f32());
+                }
+                if c.bias {
+                    v += f64::from(bias_h[j].to_f32());
+                }
+                v = match c.act {
+                    Activation::None => v,
+                    Activation::Relu => v.max(0.0),
+                    _ => gelu(v),
+                };
+                let g = f64::from(got.to_f32());
+                ensure!(
+                    g.is_finite(),
+                    "{c:?}: D[{bi}][{i}][{j}] = {g} (unwritten or NaN from C)"
+                );
+                num += (g - v) * (g - v);
+                den += v * v;
+            }
+        }
+    }
+    let err = if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    };
+    Ok((err, plan.tiling().2))
+}
+
+fn grid<I: Float, O: Float>(device: &Device, arch: PtxArch) -> Result<(), Failed> {
+    if !arch.runs_on(device.compute_capability()) {
+        return Err(format!("{arch} cannot run on this device").into());
+    }
+    let mut worst = 0.0f64;
+    let mut split_seen = false;
+    for c in cases() {
+        let (err, splits) = run::<I, O>(device, arch, c)?;
+        ensure!(
+            err <= bound::<O>(),
+            "{arch} {}->{} {c:?}: relative error {err:e}",
+            I::SUFFIX,
+            O::SUFFIX
+        );
+        worst = worst.max(err);
+        split_seen |= splits > 1;
+    }
+    ensure!(split_seen, "no case exercised split-K");
+    eprintln!(
+        "{arch} {}->{}: {} cases, worst relative error {worst:.2e}",
+        I::SUFFIX,
+        O::SUFFIX,
+        cases().len()
+    );
+    Ok(())
+}
+
+fn sm70_bf16_is_refused(device: &Device) -> Result<(), Failed> {
+    let stream = device.default_stream();
+    for arch in [PtxArch::Compute70, PtxArch::Compute75] {
+        let desc = MatmulDesc::new(8, 8, 8).options(KernelOptions { arch: Some(arch) });
+        match Matmul::<bf16, f32>::new(&stream, desc) {
+            Err(Error::UnsupportedDtype { dtype: "bf16", .. }) => {}
+            other => return Err(format!("bf16 on {arch}: {other:?}").into()),
+        }
+    }
+    Ok(())
+}
+
+fn default_path_and_large_tiles(device: &Device) -> Result<(), Failed> {
+    let cc = device.compute_capability();
+    let (m, n, k) = (1024, 2048, 512);
+    let stream = device.default_stream();
+    let plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(m, n, k)).map_err(fail)?;
+    if cc.major >= 8 {
+        ensure!(
+            plan.path() == GemmPath::Sm80,
+            "default path {:?} on {cc}",
+            plan.path()
+        );
+    }
+    // The largest tile on a big square problem, checked for correctness too.
+    let (err, _) = run::<f16, f32>(device, plan.path().arch(), case(m, n, k))?;
+    ensure!(err <= 1e-4, "1024x2048x512: {err:e}");
+    let (err, _) = run::<bf16, bf16>(
+        device,
+        PtxArch::Compute80,
+        Case {
+            a: C,
+            b: C,
+            ..case(777, 1031, 515)
+        },
+    )?;
+    ensure!(err <= 1e-2, "777x1031x515 bf16: {err:e}");
+    Ok(())
+}
+
+fn bad_shapes_are_typed_errors(device: &Device) -> Result<(), Failed> {
+    let stream = device.default_stream();
+    match Matmul::<f16, f32>::new(&stream, MatmulDesc::new(0, 4, 4)) {
+        Err(Error::InvalidDimension {
+            value: 0, min: 1, ..
+        }) => {}
+        other => return Err(format!("M = 0: {other:?}").into()),
+    }
+    match Matmul::<f16, f32>::new(&stream, MatmulDesc::new(4, 4, 16).lda(8)) {
+        Err(Error::InvalidDimension {
+            value: 8, min: 16, ..
+        }) => {}
+        other => return Err(format!("lda < K: {other:?}").into()),
+    }
+    match Matmul::<f16, f32>::new(&stream, MatmulDesc::new(4, 4, 4).batch(2).stride_d(3)) {
+        Err(Error::InvalidDimension { .. }) => {}
+        other => return Err(format!("overlapping batches of D: {other:?}").into()),
+    }
+    let mut plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(16, 8, 32)).map_err(fail)?;
+    let a = DeviceBuffer::<f16>::zeroed(&stream, 16 * 32).map_err(fail)?;
+    let b_short = DeviceBuffer::<f16>::zeroed(&stream, 32 * 8 - 1).map_err(fail)?;
+    let b = DeviceBuffer::<f16>::zeroed(&stream, 32 * 8).map_err(fail)?;
+    let mut d = DeviceBuffer::<f32>::zeroed(&stream, 16 * 8).map_err(fail)?;
+    match plan.launch(&stream, &a, &b_short, &mut d, Epilogue::new()) {
+        Err(Error::BufferTooSmall {
+            operand: "B",
+            required: 256,
+            actual: 255,
+        }) => {}
+        other => return Err(format!("short B: {other:?}").into()),
+    }
+    let short_bias = DeviceBuffer::<f32>::zeroed(&stream, 7).map_err(fail)?;
+    match plan.launch(&stream, &a, &b, &mut d, Epilogue::new().bias(&short_bias)) {
+        Err(Error::BufferTooSmall {
+            operand: "bias",
+            required: 8,
+            actual: 7,
+        }) => {}
+        other => return Err(format!("short bias: {other:?}").into()),
+    }
+    let mut d_short = DeviceBuffer::<f32>::zeroed(&stream, 16 * 8 - 1).map_err(fail)?;
+    match plan.launch(&stream, &a, &b, &mut d_short, Epilogue::new()) {
+        Err(Error::BufferTooSmall { operand: "D", .. }) => {}
+        other => return Err(format!("short D: {other:?}").into()),
+    }
+    Ok(())
+}
