@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench gemm               # criterion groups, then the summary table
 //!     cargo bench --bench gemm -- summary    # only the summary table
+//!     cargo bench --bench gemm -- tune       # every tile configuration on the large shapes
 //!
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.
@@ -11,7 +12,7 @@ use criterion::{Criterion, Throughput};
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::matmul::{Epilogue, Matmul, MatmulDesc};
+use hikube_gpu::ops::matmul::{Epilogue, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
 use std::time::Duration;
@@ -106,7 +107,7 @@ fn cublas_gemm<T: Float>(
 struct Row {
     dtype: &'static str,
     shape: (usize, usize, usize),
-    tiling: (usize, usize, usize),
+    tiling: (Tiling, usize),
     ours: f64,
     cublas: f64,
     peak: f64,
@@ -165,6 +166,38 @@ fn bench_type<T: Float>(
     Ok(())
 }
 
+/// Times every tile configuration of the default path on the large square shapes.
+fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
+    let path = Matmul::<T, T>::new(stream, MatmulDesc::new(64, 64, 64))?.path();
+    println!(
+        "\n{} {:?} {}: TFLOP/s per tile configuration",
+        device.model().name,
+        path,
+        T::SUFFIX
+    );
+    println!("| tiling | 2048³ | 4096³ | 8192³ |\n|---|---|---|---|");
+    for t in Matmul::<T, T>::tilings(path) {
+        let mut cells = Vec::new();
+        for s in [2048usize, 4096, 8192] {
+            let mut x = inputs::<T>(stream, s, s, s)?;
+            let mut plan = Matmul::<T, T>::new(stream, MatmulDesc::new(s, s, s).tiling(t))?;
+            let ms = time_on_stream(stream, 3, 15, |i| {
+                plan.launch(
+                    stream,
+                    &x.a[i % SETS],
+                    &x.b[i % SETS],
+                    &mut x.d,
+                    Epilogue::new(),
+                )
+            })?
+            .median_ms();
+            cells.push(format!("{:.1}", 2.0 * (s * s * s) as f64 / (ms * 1e9)));
+        }
+        println!("| {t} | {} |", cells.join(" | "));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let device = match Device::open(0) {
         Ok(d) => d,
@@ -176,6 +209,10 @@ fn main() -> Result<()> {
     };
     let stream = device.new_stream()?;
     let blas = CudaBlas::new(stream.cuda_stream().clone()).expect("cuBLAS could not be loaded");
+    if std::env::args().any(|a| a == "tune") {
+        tune::<f16>(&device, &stream)?;
+        return tune::<bf16>(&device, &stream);
+    }
     let summary_only = std::env::args().any(|a| a == "summary");
     let mut c = (!summary_only).then(|| {
         Criterion::default()
@@ -212,9 +249,9 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         let (m, n, k) = r.shape;
-        let (bm, bn, s) = r.tiling;
+        let (t, s) = r.tiling;
         println!(
-            "| {} | {m}×{n}×{k} | {bm}×{bn} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % |",
+            "| {} | {m}×{n}×{k} | {t} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % |",
             r.dtype,
             r.ours,
             r.cublas,

@@ -126,6 +126,12 @@ pub enum Error {
         /// Compute capability, minor.
         minor: u32,
     },
+    /// An argument outside what the operation supports.
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What is wrong.
+        what: String,
+    },
     /// No kernel path exists for this compute capability (or a forced path the device cannot
     /// run).
     #[error(

@@ -124,11 +124,11 @@ __device__ __forceinline__ void gemm(const GemmParams& p) {
 }  // namespace hk
 
 #define HK_SM70(LAYOUT, AKC, BKC)                                                                 \
-    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32_##LAYOUT##_aligned(    \
+    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32x1_##LAYOUT##_aligned(    \
         hk::GemmParams p) {                                                                        \
         hk::sm70::gemm<AKC, BKC, true>(p);                                                         \
     }                                                                                              \
-    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32_##LAYOUT##_general(    \
+    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32x1_##LAYOUT##_general(    \
         hk::GemmParams p) {                                                                        \
         hk::sm70::gemm<AKC, BKC, false>(p);                                                        \
     }

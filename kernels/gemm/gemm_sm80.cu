@@ -11,6 +11,9 @@
 
 #define HK_SM80_TYPE(TNAME, T)                                                           \
     HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 128, 256, 32, 64, 64, 3, 1, aligned, true)     \
+    HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 128, 256, 32, 64, 64, 4, 1, aligned, true)     \
+    HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 128, 256, 64, 64, 64, 3, 1, aligned, true)     \
+    HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 128, 128, 64, 64, 64, 3, 2, aligned, true)     \
     HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 128, 128, 32, 64, 64, 4, 2, aligned, true)     \
     HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 64, 64, 32, 32, 32, 4, 2, aligned, true)       \
     HK_GEMM_LAYOUTS(sm80, Sm80, TNAME, T, 64, 64, 32, 32, 32, 4, 2, general, false)

@@ -90,6 +90,87 @@ __device__ __forceinline__ void load_tile(T* tile, const T* g, long long ld, int
     }
 }
 
+// The aligned loader of one operand tile, with its addressing worked out once per block: each
+// thread always copies the same chunk column c of rows r0, r0 + RSTEP, ... (RSTEP a multiple of
+// 8, so the swizzle, and hence the shared-memory offset, steps by a constant), and moves its
+// global pointer by one K step per tile. Bounds are checked per element row only for the MN
+// dimension (fixed per block) and for K only in a tile that crosses k_end.
+//   K_ROWS == false: tile rows run along M (or N), columns along K (K-contiguous operand).
+//   K_ROWS == true:  tile rows run along K, columns along M (or N).
+template <typename T, int ROWS, int CHUNKS, int THREADS, int BK, bool K_ROWS, bool ASYNC>
+struct TileLoader {
+    static constexpr int RSTEP = THREADS / CHUNKS;
+    static constexpr int ITERS = ROWS * CHUNKS / THREADS;
+    static_assert(THREADS % CHUNKS == 0 && (ROWS * CHUNKS) % THREADS == 0, "uneven tile split");
+    static_assert(RSTEP % 8 == 0, "the swizzle must repeat every RSTEP rows");
+
+    const T* g;          // this thread's first chunk in the current K tile
+    const T* base;       // a valid address for zero-byte copies
+    long long row_step;  // elements between the thread's successive rows
+    long long k_step;    // elements to the next K tile
+    int smem0;           // offset of the first chunk in a stage's tile
+    int r0, c;
+    unsigned row_mask;   // K_ROWS == false: which of the ITERS rows lie inside M (or N)
+    int mn_avail;        // K_ROWS == true: elements of the chunk inside M (or N)
+
+    __device__ __forceinline__ TileLoader(const T* mat, long long ld, int mn0, int k_begin,
+                                          int mn_lim) {
+        c = threadIdx.x % CHUNKS;
+        r0 = threadIdx.x / CHUNKS;
+        base = mat;
+        smem0 = swizzle<CHUNKS>(r0, c);
+        row_step = RSTEP * ld;
+        if (K_ROWS) {
+            g = mat + (k_begin + r0) * ld + mn0 + c * 8;
+            k_step = BK * ld;
+            mn_avail = max(0, min(8, mn_lim - (mn0 + c * 8)));
+            row_mask = 0;
+        } else {
+            g = mat + (mn0 + r0) * ld + k_begin + c * 8;
+            k_step = BK;
+            mn_avail = 8;
+            row_mask = 0;
+#pragma unroll
+            for (int it = 0; it < ITERS; ++it)
+                if (mn0 + r0 + it * RSTEP < mn_lim) row_mask |= 1u << it;
+        }
+    }
+
+    // Copies the K tile starting at k0 (the tile this loader points at) into `tile`.
+    __device__ __forceinline__ void load(T* tile, int k0, int k_end) {
+        const bool full_k = k0 + BK <= k_end;
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it) {
+            int avail;
+            if (K_ROWS) {
+                avail = (full_k || k0 + r0 + it * RSTEP < k_end) ? mn_avail : 0;
+            } else {
+                const int kav = full_k ? 8 : max(0, min(8, k_end - (k0 + c * 8)));
+                avail = (row_mask >> it) & 1u ? kav : 0;
+            }
+            const T* src = avail > 0 ? g + it * row_step : base;
+            T* dst = tile + smem0 + it * RSTEP * CHUNKS * 8;
+            if (ASYNC) {
+                cp_async16(dst, src, avail * static_cast<int>(sizeof(T)));
+            } else if (avail == 8) {
+                *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
+            } else {
+                unsigned short v[8];
+#pragma unroll
+                for (int e = 0; e < 8; ++e)
+                    v[e] = e < avail ? reinterpret_cast<const unsigned short*>(src)[e] : 0;
+                uint4 packed;
+                packed.x = v[0] | (unsigned(v[1]) << 16);
+                packed.y = v[2] | (unsigned(v[3]) << 16);
+                packed.z = v[4] | (unsigned(v[5]) << 16);
+                packed.w = v[6] | (unsigned(v[7]) << 16);
+                *reinterpret_cast<uint4*>(dst) = packed;
+            }
+        }
+        g += k_step;
+    }
+};
+
 __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -173,7 +254,7 @@ constexpr int gemm_smem_bytes() {
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC, bool B_KC,
           bool ALIGNED, typename Policy>
 __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
-    static_assert(BK == 32, "the swizzle and fragment code assume BK == 32");
+    static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
     constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, THREADS = WARPS_M * WARPS_N * 32;
     constexpr int MT = WM / 16, NT = WN / 8;
     constexpr int A_ELEMS = BM * BK, B_ELEMS = BN * BK, STAGE = A_ELEMS + B_ELEMS;
@@ -198,17 +279,65 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
 
+    // Aligned kernels use the precomputed loaders; general ones check every element.
+    using LoaderA = TileLoader<T, A_KC ? BM : BK, A_KC ? BK / 8 : BM / 8, THREADS, BK, !A_KC, ASYNC>;
+    using LoaderB = TileLoader<T, B_KC ? BN : BK, B_KC ? BK / 8 : BN / 8, THREADS, BK, !B_KC, ASYNC>;
+    LoaderA loader_a(A, p.lda, tc.m0, k_begin, p.m);
+    LoaderB loader_b(B, p.ldb, tc.n0, k_begin, p.n);
+    // Loads stage `stage` with the K tile starting at k0; aligned loaders must be called for
+    // consecutive tiles (they advance themselves).
     auto load_stage = [&](int stage, int k0) {
         T* sa = smem + stage * STAGE;
         T* sb = sa + A_ELEMS;
-        if constexpr (A_KC)
-            load_tile<T, BM, BK / 8, THREADS, ALIGNED, ASYNC>(sa, A, p.lda, tc.m0, k0, p.m, k_end);
-        else
-            load_tile<T, BK, BM / 8, THREADS, ALIGNED, ASYNC>(sa, A, p.lda, k0, tc.m0, k_end, p.m);
-        if constexpr (B_KC)
-            load_tile<T, BN, BK / 8, THREADS, ALIGNED, ASYNC>(sb, B, p.ldb, tc.n0, k0, p.n, k_end);
-        else
-            load_tile<T, BK, BN / 8, THREADS, ALIGNED, ASYNC>(sb, B, p.ldb, k0, tc.n0, k_end, p.n);
+        if constexpr (ALIGNED) {
+            loader_a.load(sa, k0, k_end);
+            loader_b.load(sb, k0, k_end);
+        } else {
+            if constexpr (A_KC)
+                load_tile<T, BM, BK / 8, THREADS, false, false>(sa, A, p.lda, tc.m0, k0, p.m, k_end);
+            else
+                load_tile<T, BK, BM / 8, THREADS, false, false>(sa, A, p.lda, k0, tc.m0, k_end, p.m);
+            if constexpr (B_KC)
+                load_tile<T, BN, BK / 8, THREADS, false, false>(sb, B, p.ldb, tc.n0, k0, p.n, k_end);
+            else
+                load_tile<T, BK, BN / 8, THREADS, false, false>(sb, B, p.ldb, k0, tc.n0, k_end, p.n);
+        }
+    };
+
+    // The A and B fragments of k16 step kk of the stage at (sa, sb).
+    auto load_fragments = [&](const T* sa, const T* sb, int kk, unsigned (&af)[MT][4],
+                              unsigned (&bf)[NT][2]) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            if constexpr (A_KC) {
+                const int row = wm0 + mt * 16 + (lane & 15);
+                const int col = kk * 16 + (lane >> 4) * 8;
+                ldmatrix_x4(af[mt], sa + swizzle<BK / 8>(row, col >> 3));
+            } else {
+                const int j = lane >> 3, rr = lane & 7;
+                const int k = kk * 16 + (j >> 1) * 8 + rr;
+                const int m = wm0 + mt * 16 + (j & 1) * 8;
+                ldmatrix_x4_trans(af[mt], sa + swizzle<BM / 8>(k, m >> 3));
+            }
+        }
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+            unsigned r[4];
+            const int j = lane >> 3, rr = lane & 7;
+            if constexpr (B_KC) {
+                const int n = wn0 + np * 16 + (j >> 1) * 8 + rr;
+                const int k = kk * 16 + (j & 1) * 8;
+                ldmatrix_x4(r, sb + swizzle<BK / 8>(n, k >> 3));
+            } else {
+                const int k = kk * 16 + (j & 1) * 8 + rr;
+                const int n = wn0 + np * 16 + (j >> 1) * 8;
+                ldmatrix_x4_trans(r, sb + swizzle<BN / 8>(k, n >> 3));
+            }
+            bf[2 * np][0] = r[0];
+            bf[2 * np][1] = r[1];
+            bf[2 * np + 1][0] = r[2];
+            bf[2 * np + 1][1] = r[3];
+        }
     };
 
     float acc[MT][NT][4];
@@ -225,55 +354,41 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
         cp_async_commit();
     }
 
+    // Main loop. Fragments are double-buffered: the ldmatrix of step kk + 1 is issued before the
+    // mma of step kk (both are volatile asm, so the compiler keeps that order). Before the last
+    // step of a tile, the block refills the stage read one tile ago, waits for the next tile
+    // and synchronizes, so that the next tile's first fragments load under the last mma.
+    constexpr int KSTEPS = BK / 16;
+    static_assert(KSTEPS % 2 == 0, "the fragment buffers alternate across tiles");
+    unsigned af[2][MT][4];
+    unsigned bf[2][NT][2];
+    cp_async_wait<STAGES_USED - 2>();
+    __syncthreads();
+    if (k_tiles > 0) load_fragments(smem, smem + A_ELEMS, 0, af[0], bf[0]);
     for (int kt = 0; kt < k_tiles; ++kt) {
-        cp_async_wait<STAGES_USED - 2>();
-        __syncthreads();
-        const int next = kt + STAGES_USED - 1;
-        if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK);
-        cp_async_commit();
-
         const T* sa = smem + (kt % STAGES_USED) * STAGE;
         const T* sb = sa + A_ELEMS;
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
-            unsigned af[MT][4];
-            unsigned bf[NT][2];
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                if constexpr (A_KC) {
-                    const int row = wm0 + mt * 16 + (lane & 15);
-                    const int col = kk * 16 + (lane >> 4) * 8;
-                    ldmatrix_x4(af[mt], sa + swizzle<BK / 8>(row, col >> 3));
-                } else {
-                    const int j = lane >> 3, rr = lane & 7;
-                    const int k = kk * 16 + (j >> 1) * 8 + rr;
-                    const int m = wm0 + mt * 16 + (j & 1) * 8;
-                    ldmatrix_x4_trans(af[mt], sa + swizzle<BM / 8>(k, m >> 3));
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            if (kk == KSTEPS - 1) {
+                const int next = kt + STAGES_USED - 1;
+                if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK);
+                cp_async_commit();
+                cp_async_wait<STAGES_USED - 2>();
+                __syncthreads();
+                if (kt + 1 < k_tiles) {
+                    const T* na = smem + ((kt + 1) % STAGES_USED) * STAGE;
+                    load_fragments(na, na + A_ELEMS, 0, af[0], bf[0]);
                 }
-            }
-#pragma unroll
-            for (int np = 0; np < NT / 2; ++np) {
-                unsigned r[4];
-                const int j = lane >> 3, rr = lane & 7;
-                if constexpr (B_KC) {
-                    const int n = wn0 + np * 16 + (j >> 1) * 8 + rr;
-                    const int k = kk * 16 + (j & 1) * 8;
-                    ldmatrix_x4(r, sb + swizzle<BK / 8>(n, k >> 3));
-                } else {
-                    const int k = kk * 16 + (j & 1) * 8 + rr;
-                    const int n = wn0 + np * 16 + (j >> 1) * 8;
-                    ldmatrix_x4_trans(r, sb + swizzle<BN / 8>(k, n >> 3));
-                }
-                bf[2 * np][0] = r[0];
-                bf[2 * np][1] = r[1];
-                bf[2 * np + 1][0] = r[2];
-                bf[2 * np + 1][1] = r[3];
+            } else {
+                load_fragments(sa, sb, kk + 1, af[(kk + 1) & 1], bf[(kk + 1) & 1]);
             }
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
-                    mma16816<T, Policy>(acc[mt][nt], af[mt], bf[nt][0], bf[nt][1]);
+                    mma16816<T, Policy>(acc[mt][nt], af[kk & 1][mt], bf[kk & 1][nt][0],
+                                        bf[kk & 1][nt][1]);
         }
     }
     cp_async_wait<0>();
@@ -324,12 +439,12 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
 }  // namespace hk
 
 // One extern "C" kernel per (type, tile, layout, alignment). Names:
-//   gemm_<arch>_<f16|bf16>_<BM>x<BN>x<BK>_<ar|ac><br|bc>_<aligned|general>
+//   gemm_<arch>_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>_<ar|ac><br|bc>_<aligned|general>
 // ar/ac: A row-/column-major; br/bc: B row-/column-major.
 #define HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, LAYOUT, AKC, BKC, \
                        ALNAME, AL)                                                             \
     extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)              \
-        gemm_##ARCH##_##TNAME##_##BM##x##BN##x##BK##_##LAYOUT##_##ALNAME(hk::GemmParams p) {   \
+        gemm_##ARCH##_##TNAME##_##BM##x##BN##x##BK##x##ST##_##LAYOUT##_##ALNAME(hk::GemmParams p) { \
         hk::gemm_mainloop<T, BM, BN, BK, WM, WN, ST, AKC, BKC, AL, hk::POLICY>(p);             \
     }
 

@@ -7,7 +7,7 @@
 use crate::{ensure, fail, gpu_test};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ndarray::Array2;
-use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc};
+use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::{Device, DeviceBuffer, Error, Float, KernelOptions, PtxArch};
 use libtest_mimic::{Failed, Trial};
 use rand::Rng;
@@ -36,6 +36,12 @@ pub fn trials() -> Vec<Trial> {
             grid::<f16, f32>(d, PtxArch::Compute70)
         }),
         gpu_test("matmul::sm70_f16_bf16_is_refused", sm70_bf16_is_refused),
+        gpu_test("matmul::sm80_every_tiling", |d| {
+            every_tiling(d, PtxArch::Compute80)
+        }),
+        gpu_test("matmul::sm75_every_tiling", |d| {
+            every_tiling(d, PtxArch::Compute75)
+        }),
         gpu_test(
             "matmul::default_path_and_large_tiles",
             default_path_and_large_tiles,
@@ -196,11 +202,20 @@ fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
-/// Runs one case; returns the relative error, or a failure.
+/// Runs one case; returns the relative error and the split-K factor, or a failure.
 fn run<I: Float, O: Float>(
     device: &Device,
     arch: PtxArch,
     c: Case,
+) -> Result<(f64, usize), Failed> {
+    run_tiled::<I, O>(device, arch, c, None)
+}
+
+fn run_tiled<I: Float, O: Float>(
+    device: &Device,
+    arch: PtxArch,
+    c: Case,
+    tiling: Option<Tiling>,
 ) -> Result<(f64, usize), Failed> {
     let stream = device.default_stream();
     let mut rng = rand::rng();
@@ -251,6 +266,10 @@ fn run<I: Float, O: Float>(
         .beta(c.beta)
         .activation(c.act)
         .options(KernelOptions { arch: Some(arch) });
+    let desc = match tiling {
+        Some(t) => desc.tiling(t),
+        None => desc,
+    };
     let mut plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
     ensure!(
         plan.path() == GemmPath::for_arch(arch),
@@ -315,7 +334,7 @@ fn run<I: Float, O: Float>(
     } else {
         num.sqrt()
     };
-    Ok((err, plan.tiling().2))
+    Ok((err, plan.tiling().1))
 }
 
 fn grid<I: Float, O: Float>(device: &Device, arch: PtxArch) -> Result<(), Failed> {
@@ -343,6 +362,63 @@ fn grid<I: Float, O: Float>(device: &Device, arch: PtxArch) -> Result<(), Failed
         cases().len()
     );
     Ok(())
+}
+
+/// Every tile configuration of a path (each can be forced), on shapes that leave partial tiles
+/// in every dimension, all layouts, an epilogue and a batch.
+fn every_tiling(device: &Device, arch: PtxArch) -> Result<(), Failed> {
+    let path = GemmPath::for_arch(arch);
+    let shapes = [
+        Case {
+            a: R,
+            b: R,
+            ..case(300, 520, 200)
+        },
+        Case {
+            a: R,
+            b: C,
+            bias: true,
+            act: Activation::Relu,
+            ..case(129, 257, 65)
+        },
+        Case {
+            a: C,
+            b: R,
+            beta: 0.5,
+            batch: 2,
+            ..case(140, 270, 96)
+        },
+        Case {
+            a: C,
+            b: C,
+            alpha: 2.0,
+            ..case(255, 100, 130)
+        },
+    ];
+    for t in Matmul::<f16, f32>::tilings(path) {
+        for c in shapes {
+            let (err, _) = run_tiled::<f16, f32>(device, arch, c, Some(t))?;
+            ensure!(err <= 1e-4, "{arch} {t} f16->f32 {c:?}: {err:e}");
+            if path.supports_bf16() {
+                let (err, _) = run_tiled::<bf16, bf16>(device, arch, c, Some(t))?;
+                ensure!(err <= 1e-2, "{arch} {t} bf16->bf16 {c:?}: {err:e}");
+            }
+        }
+    }
+    let bogus = Tiling {
+        bm: 96,
+        bn: 96,
+        bk: 32,
+        stages: 2,
+    };
+    let stream = device.default_stream();
+    let desc = MatmulDesc::new(8, 8, 8)
+        .options(KernelOptions { arch: Some(arch) })
+        .tiling(bogus);
+    match Matmul::<f16, f32>::new(&stream, desc) {
+        Err(Error::InvalidArgument { .. }) => Ok(()),
+        other => Err(format!("unknown tiling: {other:?}").into()),
+    }
 }
 
 fn sm70_bf16_is_refused(device: &Device) -> Result<(), Failed> {

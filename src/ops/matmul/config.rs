@@ -67,9 +67,29 @@ impl GemmPath {
     }
 }
 
+/// A tile configuration, to force one (for tuning) with [`MatmulDesc::tiling`](super::MatmulDesc::tiling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tiling {
+    /// Rows of D per block.
+    pub bm: usize,
+    /// Columns of D per block.
+    pub bn: usize,
+    /// K step per pipeline stage.
+    pub bk: usize,
+    /// Shared-memory pipeline stages.
+    pub stages: usize,
+}
+
+impl std::fmt::Display for Tiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}x{}", self.bm, self.bn, self.bk, self.stages)
+    }
+}
+
 /// One tile configuration of a path.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct TileConfig {
+    pub tiling: Tiling,
     pub bm: usize,
     pub bn: usize,
     pub threads: u32,
@@ -81,13 +101,13 @@ pub(crate) struct TileConfig {
     pub efficiency: f64,
 }
 
-/// K step of every GEMM kernel.
-pub(crate) const BK: usize = 32;
+/// The K granularity of split-K slices (a multiple of every kernel's K step).
+pub(crate) const K_ALIGN: usize = 64;
 
 /// Dynamic shared memory of the mma.sync kernels: the pipeline's stages or the epilogue's
 /// staging, whichever is larger (gemm_smem_bytes in kernels/gemm/mma_pipeline.cuh).
-const fn smem(bm: usize, bn: usize, stages: usize) -> u32 {
-    let pipeline = stages * (bm + bn) * BK * 2;
+const fn smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
+    let pipeline = stages * (bm + bn) * bk * 2;
     let epilogue = (bm / 2) * (bn + 8) * 4;
     (if pipeline > epilogue {
         pipeline
@@ -96,40 +116,45 @@ const fn smem(bm: usize, bn: usize, stages: usize) -> u32 {
     }) as u32
 }
 
+/// A configuration: tile (BM, BN, BK, stages as in the kernel's name), warps, whether its
+/// shared memory is dynamic, blocks per SM and the relative efficiency the heuristic assumes.
 const fn cfg(
-    bm: usize,
-    bn: usize,
+    (bm, bn, bk, stages): (usize, usize, usize, usize),
     warps: u32,
-    smem_bytes: u32,
+    dynamic: bool,
     blocks: usize,
     eff: f64,
 ) -> TileConfig {
     TileConfig {
+        tiling: Tiling { bm, bn, bk, stages },
         bm,
         bn,
         threads: warps * 32,
-        smem_bytes,
+        smem_bytes: if dynamic { smem(bm, bn, bk, stages) } else { 0 },
         blocks_per_sm: blocks,
         efficiency: eff,
     }
 }
 
-static SM80: [TileConfig; 3] = [
-    cfg(128, 256, 8, smem(128, 256, 3), 1, 1.0),
-    cfg(128, 128, 4, smem(128, 128, 4), 2, 0.9),
-    cfg(64, 64, 4, smem(64, 64, 4), 2, 0.6),
+static SM80: [TileConfig; 6] = [
+    cfg((128, 256, 64, 3), 8, true, 1, 1.0),
+    cfg((128, 256, 32, 4), 8, true, 1, 0.98),
+    cfg((128, 256, 32, 3), 8, true, 1, 0.95),
+    cfg((128, 128, 64, 3), 4, true, 2, 0.9),
+    cfg((128, 128, 32, 4), 4, true, 2, 0.88),
+    cfg((64, 64, 32, 4), 4, true, 2, 0.6),
 ];
 static SM75: [TileConfig; 2] = [
-    cfg(128, 128, 4, smem(128, 128, 2), 2, 1.0),
-    cfg(64, 64, 4, smem(64, 64, 2), 2, 0.7),
+    cfg((128, 128, 32, 2), 4, true, 2, 1.0),
+    cfg((64, 64, 32, 2), 4, true, 2, 0.7),
 ];
-static SM70: [TileConfig; 1] = [cfg(64, 64, 4, 0, 4, 1.0)];
+static SM70: [TileConfig; 1] = [cfg((64, 64, 32, 1), 4, false, 4, 1.0)];
 
 /// What the heuristic decided for one shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Choice {
     pub config: TileConfig,
-    /// K is cut into this many slices, each a multiple of BK long.
+    /// K is cut into this many slices, each a multiple of K_ALIGN long.
     pub splits: usize,
     pub k_per_split: usize,
 }
@@ -144,12 +169,13 @@ pub(crate) fn choose(
     k: usize,
     batch: usize,
     sm_count: usize,
+    max_smem: usize,
 ) -> Choice {
     let mut best: Option<(f64, Choice)> = None;
-    for &c in configs {
+    for &c in configs.iter().filter(|c| c.smem_bytes as usize <= max_smem) {
         let tiles = m.div_ceil(c.bm) * n.div_ceil(c.bn) * batch;
         for want in 1..=16usize {
-            let k_per_split = k.div_ceil(want).div_ceil(BK) * BK;
+            let k_per_split = k.div_ceil(want).div_ceil(K_ALIGN) * K_ALIGN;
             let splits = k.div_ceil(k_per_split);
             if splits != want || (splits > 1 && k_per_split < 256) || tiles * splits > 65535 * 1024
             {
@@ -179,7 +205,7 @@ pub(crate) fn choose(
     best.map(|(_, c)| c).unwrap_or(Choice {
         config: configs[configs.len() - 1],
         splits: 1,
-        k_per_split: k.div_ceil(BK) * BK,
+        k_per_split: k.div_ceil(K_ALIGN) * K_ALIGN,
     })
 }
 
@@ -189,29 +215,42 @@ mod tests {
 
     #[test]
     fn large_square_problems_take_the_largest_tile() {
-        let c = choose(GemmPath::Sm80.configs(), 4096, 4096, 4096, 1, 132);
+        let c = choose(
+            GemmPath::Sm80.configs(),
+            4096,
+            4096,
+            4096,
+            1,
+            132,
+            227 << 10,
+        );
         assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 256, 1));
+        // A GPU with 99 KiB of shared memory per block cannot take the 144 KiB configuration.
+        let c = choose(GemmPath::Sm80.configs(), 4096, 4096, 4096, 1, 82, 99 << 10);
+        assert!(c.config.smem_bytes <= 99 << 10, "{c:?}");
     }
 
     #[test]
     fn skinny_problems_split_k() {
-        let c = choose(GemmPath::Sm80.configs(), 128, 4096, 4096, 1, 132);
+        let c = choose(GemmPath::Sm80.configs(), 128, 4096, 4096, 1, 132, 227 << 10);
         assert!(c.splits > 1, "{c:?}");
-        assert_eq!(c.k_per_split % BK, 0);
+        assert_eq!(c.k_per_split % K_ALIGN, 0);
         assert!(c.splits * c.k_per_split >= 4096);
     }
 
     #[test]
     fn small_problems_do_not_split_a_short_k() {
-        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132);
+        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132, 227 << 10);
         assert_eq!(c.splits, 1);
-        assert_eq!(c.k_per_split, 32);
+        assert_eq!(c.k_per_split, 64);
     }
 
     #[test]
     fn smem_matches_the_kernels_formula() {
-        assert_eq!(SM80[0].smem_bytes, 73_728);
-        assert_eq!(SM80[1].smem_bytes, 65_536);
+        assert_eq!(SM80[0].smem_bytes, 147_456);
+        assert_eq!(SM80[2].smem_bytes, 73_728);
+        assert_eq!(SM80[4].smem_bytes, 65_536);
         assert_eq!(SM75[0].smem_bytes, 34_816);
+        assert_eq!(SM70[0].smem_bytes, 0);
     }
 }

@@ -18,7 +18,7 @@
 mod config;
 mod params;
 
-pub use config::GemmPath;
+pub use config::{GemmPath, Tiling};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -27,7 +27,7 @@ use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::modules;
 use crate::ops::{Float, KernelOptions};
 use crate::stream::Stream;
-use config::{Choice, BK};
+use config::Choice;
 use cudarc::driver::{
     sys::CUfunction_attribute as Attr, CudaFunction, DevicePtr, DevicePtrMut, LaunchConfig,
     PushKernelArg,
@@ -105,6 +105,9 @@ pub struct MatmulDesc {
     pub activation: Activation,
     /// Kernel options (a forced PTX target selects the kernel path).
     pub options: KernelOptions,
+    /// Force a tile configuration of the path instead of the heuristic's choice (for tuning);
+    /// split-K is still chosen by the heuristic.
+    pub tiling: Option<Tiling>,
 }
 
 macro_rules! setter {
@@ -143,6 +146,7 @@ impl MatmulDesc {
             beta: 0.0,
             activation: Activation::None,
             options: KernelOptions::default(),
+            tiling: None,
         }
     }
 
@@ -177,6 +181,8 @@ impl MatmulDesc {
         activation: Activation => activation;
         /// Sets the kernel options.
         options: KernelOptions => options;
+        /// Forces a tile configuration.
+        tiling: Tiling => tiling = Some;
     }
 }
 
@@ -400,8 +406,7 @@ fn out_dtype<O: Float>() -> i32 {
 fn kernel_name(
     path: GemmPath,
     input: &str,
-    bm: usize,
-    bn: usize,
+    tiling: Tiling,
     desc: &MatmulDesc,
     aligned: bool,
 ) -> String {
@@ -416,7 +421,7 @@ fn kernel_name(
         "bc"
     };
     let mode = if aligned { "aligned" } else { "general" };
-    format!("gemm_{}_{input}_{bm}x{bn}x{BK}_{a}{b}_{mode}", path.tag())
+    format!("gemm_{}_{input}_{tiling}_{a}{b}_{mode}", path.tag())
 }
 
 impl<I: Float, O: Float> Matmul<I, O> {
@@ -459,10 +464,30 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let sms = device.properties().sm_count as usize;
         let (m, n, k, batch) = (desc.m, desc.n, desc.k, desc.batch);
         let configs = path.configs();
-        let choice = config::choose(configs, m, n, k, batch, sms);
-        let general_choice = config::choose(&configs[configs.len() - 1..], m, n, k, batch, sms);
+        let max_smem = device.properties().max_shared_memory_per_block as usize;
+        let general_config = &configs[configs.len() - 1..];
+        let choice = match desc.tiling {
+            None => config::choose(configs, m, n, k, batch, sms, max_smem),
+            Some(t) => match configs.iter().find(|c| c.tiling == t) {
+                Some(c) => config::choose(std::slice::from_ref(c), m, n, k, batch, sms, usize::MAX),
+                None => {
+                    return Err(Error::InvalidArgument {
+                        what: format!(
+                            "tiling {t} is not one of the {:?} path's: {}",
+                            path,
+                            configs
+                                .iter()
+                                .map(|c| c.tiling.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    })
+                }
+            },
+        };
+        let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
         let load = |c: &Choice, aligned: bool| -> Result<CudaFunction> {
-            let name = kernel_name(path, I::SUFFIX, c.config.bm, c.config.bn, &desc, aligned);
+            let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, aligned);
             let f = device.function(path.module(), &name, Some(arch))?;
             if c.config.smem_bytes > 48 * 1024 {
                 let max = device.properties().max_shared_memory_per_block;
@@ -516,13 +541,14 @@ impl<I: Float, O: Float> Matmul<I, O> {
         self.path
     }
 
-    /// The fast kernel's tile (BM, BN) and split-K factor.
-    pub fn tiling(&self) -> (usize, usize, usize) {
-        (
-            self.choice.config.bm,
-            self.choice.config.bn,
-            self.choice.splits,
-        )
+    /// The fast kernel's tile configuration and split-K factor.
+    pub fn tiling(&self) -> (Tiling, usize) {
+        (self.choice.config.tiling, self.choice.splits)
+    }
+
+    /// The tile configurations of a path, largest first (the last is also the general path's).
+    pub fn tilings(path: GemmPath) -> Vec<Tiling> {
+        path.configs().iter().map(|c| c.tiling).collect()
     }
 
     /// Bytes of split-K workspace the plan holds.
