@@ -1,5 +1,5 @@
-//! Embeds the generated PTX into the crate, after checking that it is in step with the CUDA
-//! sources: a stale PTX fails the build with the command that regenerates it.
+//! Embeds the generated PTX and cubins into the crate, after checking that they are in step with
+//! the CUDA sources: a stale PTX fails the build with the command that regenerates it.
 
 #[path = "build/ptx_manifest.rs"]
 mod ptx_manifest;
@@ -7,14 +7,28 @@ mod ptx_manifest;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+/// The `PtxArch` variant for a manifest arch, or a build failure naming it.
+fn variant(arch: &str) -> &'static str {
+    match arch {
+        "compute_70" => "Compute70",
+        "compute_75" => "Compute75",
+        "compute_80" => "Compute80",
+        "compute_90a" => "Compute90a",
+        other => {
+            eprintln!("error: kernels/ptx/manifest names an unknown arch {other}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets this"));
     let kernels = root.join("kernels");
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-changed=build/ptx_manifest.rs");
 
-    let ptx = match ptx_manifest::verify(&kernels) {
-        Ok(ptx) => ptx,
+    let verified = match ptx_manifest::verify(&kernels) {
+        Ok(verified) => verified,
         Err(message) => {
             // A build-script failure prints stderr; `exit(1)` keeps it free of a backtrace.
             eprintln!("error: the kernels' PTX is out of date.\n{message}");
@@ -24,7 +38,7 @@ fn main() {
 
     // Group by module, keeping the manifest's order.
     let mut modules: Vec<(String, Vec<(String, PathBuf)>)> = Vec::new();
-    for p in ptx {
+    for p in verified.ptx {
         let path = kernels.join("ptx").join(&p.file);
         match modules.iter_mut().find(|(m, _)| *m == p.module) {
             Some((_, list)) => list.push((p.arch, path)),
@@ -36,20 +50,22 @@ fn main() {
     for (module, list) in &modules {
         let _ = writeln!(code, "    ModuleSource {{ name: {module:?}, ptx: &[");
         for (arch, path) in list {
-            let variant = match arch.as_str() {
-                "compute_70" => "Compute70",
-                "compute_75" => "Compute75",
-                "compute_80" => "Compute80",
-                "compute_90a" => "Compute90a",
-                other => {
-                    eprintln!("error: kernels/ptx/manifest names an unknown arch {other}");
-                    std::process::exit(1);
-                }
-            };
             let _ = writeln!(
                 code,
-                "        (PtxArch::{variant}, include_str!({:?})),",
+                "        (PtxArch::{}, include_str!({:?})),",
+                variant(arch),
                 path.display().to_string()
+            );
+        }
+        // `verify` has checked that every cubin belongs to a listed PTX, hence to a module here.
+        code.push_str("    ], cubins: &[\n");
+        for c in verified.cubins.iter().filter(|c| c.module == *module) {
+            let (major, minor) = c.capability;
+            let _ = writeln!(
+                code,
+                "        (PtxArch::{}, ComputeCapability::new({major}, {minor}), include_bytes!({:?})),",
+                variant(&c.arch),
+                kernels.join("ptx").join(&c.file).display().to_string()
             );
         }
         code.push_str("    ] },\n");

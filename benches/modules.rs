@@ -1,6 +1,7 @@
-//! How long the driver takes to load each kernel module (JIT-compiling its PTX), per target.
+//! How long the driver takes to load each kernel module, per target: the cubin assembled for this
+//! device's SM where the crate ships one, else its PTX (JIT-compiled).
 //!
-//!     CUDA_CACHE_DISABLE=1 cargo bench --bench modules   # every load compiles
+//!     CUDA_CACHE_DISABLE=1 cargo bench --bench modules   # every PTX load compiles
 //!     cargo bench --bench modules                        # what a second run of a program sees
 //!
 //! Each load uses a freshly opened `Device`, whose module registry is empty.
@@ -29,19 +30,24 @@ fn main() -> Result<()> {
         "JIT cache enabled"
     };
     println!("{} (compute {cc}), {cache}", device.model().name);
-    println!("| module | target | first load ms | median of 5 ms |\n|---|---|---|---|");
+    println!("| module | target | image | first load ms | median of 5 ms |\n|---|---|---|---|---|");
     let mut best_total = Duration::ZERO;
     for name in modules::names() {
         for arch in modules::targets(name).into_iter().filter(|a| a.runs_on(cc)) {
-            let mut times = Vec::new();
+            let mut loads = Vec::new();
             for _ in 0..6 {
-                times.push(Device::open(0)?.load_module(name, Some(arch))?.elapsed);
+                loads.push(Device::open(0)?.load_module(name, Some(arch))?);
             }
-            let first = times.remove(0);
+            let first = loads.remove(0);
+            // Says so when the driver refused the cubin: the row then times the PTX fallback.
+            let image = match first.cubin_refused {
+                Some(e) => format!("{} (cubin refused: {e:?})", first.image),
+                None => first.image.to_string(),
+            };
             println!(
-                "| {name} | {arch} | {:.2} | {:.2} |",
-                first.as_secs_f64() * 1e3,
-                median(times).as_secs_f64() * 1e3
+                "| {name} | {arch} | {image} | {:.2} | {:.2} |",
+                first.elapsed.as_secs_f64() * 1e3,
+                median(loads.iter().map(|l| l.elapsed).collect()).as_secs_f64() * 1e3
             );
         }
         let best: PtxArch = modules::select(name, cc, None)?;

@@ -1,6 +1,6 @@
-//! Checks that the committed PTX under `kernels/ptx/` still matches the CUDA sources under
-//! `kernels/`, using the sha256 hashes in `kernels/ptx/manifest`. Shared by `build.rs` (which
-//! refuses to build on a mismatch) and by the tests that prove it does.
+//! Checks that the committed PTX and cubins under `kernels/ptx/` still match the CUDA sources
+//! under `kernels/`, using the sha256 hashes in `kernels/ptx/manifest`. Shared by `build.rs`
+//! (which refuses to build on a mismatch) and by the tests that prove it does.
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -19,6 +19,49 @@ pub struct PtxFile {
     pub module: String,
     /// Virtual architecture, e.g. `compute_80`.
     pub arch: String,
+}
+
+/// One cubin listed in the manifest: a PTX file assembled by ptxas for one SM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CubinFile {
+    /// File name inside `kernels/ptx/`.
+    pub file: String,
+    /// Module name (the source file's stem).
+    pub module: String,
+    /// Virtual architecture of the PTX it was assembled from, e.g. `compute_80`.
+    pub arch: String,
+    /// The SM it was assembled for, e.g. `sm_90a`.
+    pub sm: String,
+    /// The compute capability that loads it, e.g. `(9, 0)` for `sm_90` and `sm_90a`.
+    pub capability: (u32, u32),
+}
+
+/// What the manifest lists, verified against the files on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The PTX files, in the manifest's order.
+    pub ptx: Vec<PtxFile>,
+    /// The cubins, in the manifest's order.
+    pub cubins: Vec<CubinFile>,
+}
+
+/// The compute capability an SM name stands for: `sm_86` is 8.6, `sm_90a` is 9.0, `sm_120` 12.0.
+pub fn sm_capability(sm: &str) -> Option<(u32, u32)> {
+    // A trailing `a` or `f` names arch-specific features, not another capability.
+    let digits = sm
+        .strip_prefix("sm_")?
+        .trim_end_matches(|c: char| c.is_ascii_lowercase());
+    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (major, minor) = digits.split_at(digits.len() - 1);
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The sha256 of a file the manifest lists, or why it cannot be read.
+fn listed_file_hash(kernels: &Path, file: &str) -> Result<String, String> {
+    sha256_hex(&kernels.join("ptx").join(file))
+        .map_err(|e| format!("{e}: the manifest lists it. Run `{REGENERATE}`."))
 }
 
 fn sha256_hex(path: &Path) -> Result<String, String> {
@@ -55,12 +98,12 @@ fn kernel_sources(kernels: &Path) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Verifies the manifest against the files on disk and returns the PTX files it lists.
+/// Verifies the manifest against the files on disk and returns the PTX files and cubins it lists.
 ///
 /// Fails, with a message that names the file and the command to run, when a source or header
-/// was added, removed or changed since the PTX was generated, or when a PTX file was edited,
-/// removed, or is not listed.
-pub fn verify(kernels: &Path) -> Result<Vec<PtxFile>, String> {
+/// was added, removed or changed since the PTX was generated, or when a PTX file or cubin was
+/// edited, removed, or is not listed.
+pub fn verify(kernels: &Path) -> Result<Verified, String> {
     let manifest_path = kernels.join("ptx").join("manifest");
     let text = fs::read_to_string(&manifest_path).map_err(|e| {
         format!(
@@ -70,19 +113,25 @@ pub fn verify(kernels: &Path) -> Result<Vec<PtxFile>, String> {
     })?;
     let mut recorded: BTreeMap<String, String> = BTreeMap::new();
     let mut ptx = Vec::new();
+    let mut cubins = Vec::new();
     for (n, line) in text.lines().enumerate() {
+        let unreadable = || {
+            format!(
+                "{}:{}: unreadable line {line:?}. Run `{REGENERATE}`.",
+                manifest_path.display(),
+                n + 1
+            )
+        };
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             [] => {}
             [first, ..] if first.starts_with('#') => {}
-            ["compiler" | "options", ..] => {}
+            ["compiler" | "assembler" | "options", ..] => {}
             ["header" | "source", path, hash] => {
                 recorded.insert((*path).to_string(), (*hash).to_string());
             }
             ["ptx", file, hash, module, arch] => {
-                let actual = sha256_hex(&kernels.join("ptx").join(file))
-                    .map_err(|e| format!("{e}: the manifest lists it. Run `{REGENERATE}`."))?;
-                if actual != *hash {
+                if listed_file_hash(kernels, file)? != *hash {
                     return Err(format!(
                         "kernels/ptx/{file} was edited by hand (its sha256 is not the manifest's). \
                          PTX is generated: run `{REGENERATE}`."
@@ -94,13 +143,23 @@ pub fn verify(kernels: &Path) -> Result<Vec<PtxFile>, String> {
                     arch: (*arch).to_string(),
                 });
             }
-            _ => {
-                return Err(format!(
-                    "{}:{}: unreadable line {line:?}. Run `{REGENERATE}`.",
-                    manifest_path.display(),
-                    n + 1
-                ))
+            ["cubin", file, hash, module, arch, sm] => {
+                let capability = sm_capability(sm).ok_or_else(unreadable)?;
+                if listed_file_hash(kernels, file)? != *hash {
+                    return Err(format!(
+                        "kernels/ptx/{file} was edited by hand (its sha256 is not the manifest's). \
+                         Cubins are generated: run `{REGENERATE}`."
+                    ));
+                }
+                cubins.push(CubinFile {
+                    file: (*file).to_string(),
+                    module: (*module).to_string(),
+                    arch: (*arch).to_string(),
+                    sm: (*sm).to_string(),
+                    capability,
+                });
             }
+            _ => return Err(unreadable()),
         }
     }
     for rel in kernel_sources(kernels)? {
@@ -125,15 +184,30 @@ pub fn verify(kernels: &Path) -> Result<Vec<PtxFile>, String> {
             "kernels/{gone} is in the manifest but no longer exists: run `{REGENERATE}`."
         ));
     }
-    let listed: Vec<&str> = ptx.iter().map(|p| p.file.as_str()).collect();
+    // A cubin is only ever loaded in place of its PTX, so it must come with one.
+    if let Some(c) = cubins
+        .iter()
+        .find(|c| !ptx.iter().any(|p| p.module == c.module && p.arch == c.arch))
+    {
+        return Err(format!(
+            "kernels/ptx/{} is listed for {} {}, which has no PTX: run `{REGENERATE}`.",
+            c.file, c.module, c.arch
+        ));
+    }
+    let listed: Vec<&str> = ptx
+        .iter()
+        .map(|p| p.file.as_str())
+        .chain(cubins.iter().map(|c| c.file.as_str()))
+        .collect();
     for entry in fs::read_dir(kernels.join("ptx")).map_err(|e| e.to_string())? {
         let name = entry.map_err(|e| e.to_string())?.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".ptx") && !listed.contains(&name.as_ref()) {
+        if (name.ends_with(".ptx") || name.ends_with(".cubin")) && !listed.contains(&name.as_ref())
+        {
             return Err(format!(
                 "kernels/ptx/{name} is not in the manifest: run `{REGENERATE}`."
             ));
         }
     }
-    Ok(ptx)
+    Ok(Verified { ptx, cubins })
 }

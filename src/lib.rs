@@ -47,7 +47,7 @@ pub use event::Event;
 pub use memory::{
     AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut, PinnedBuffer,
 };
-pub use modules::LoadInfo;
+pub use modules::{LoadInfo, ModuleImage};
 pub use ops::{Float, KernelOptions};
 pub use stream::Stream;
 pub use timing::{time_on_stream, Timings};

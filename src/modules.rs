@@ -1,19 +1,26 @@
 //! The PTX registry: which module ships PTX for which targets, and, per device, the modules the
 //! driver has loaded (each once, on first use, thread-safe).
+//!
+//! Each PTX target also ships as cubins, assembled ahead of time for the seed GPUs' SMs: a device
+//! whose compute capability has one loads it without the driver's JIT compilation (seconds for
+//! the GEMM modules), and any other device, or a driver that refuses the cubin, gets the PTX.
 
 use crate::arch::{ComputeCapability, PtxArch};
 use crate::device::{self, Device};
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaFunction, CudaModule};
+use cudarc::driver::{CudaFunction, CudaModule, DriverError};
 use cudarc::nvrtc::Ptx;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One kernel module (one `.cu` source) and its PTX per target, embedded at build time.
+/// One kernel module (one `.cu` source), its PTX per target and the cubins assembled from each
+/// PTX per compute capability, embedded at build time.
 pub(crate) struct ModuleSource {
     pub(crate) name: &'static str,
     pub(crate) ptx: &'static [(PtxArch, &'static str)],
+    pub(crate) cubins: &'static [(PtxArch, ComputeCapability, &'static [u8])],
 }
 
 include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
@@ -41,6 +48,15 @@ fn find(module: &str) -> Option<&'static ModuleSource> {
     MODULE_SOURCES.iter().find(|m| m.name == module)
 }
 
+/// The cubin assembled from `arch`'s PTX for exactly `cc`, if the module ships one. Exact, not
+/// "same major": the cubins are built per SM, and the PTX covers every other device.
+fn cubin_for(src: &ModuleSource, arch: PtxArch, cc: ComputeCapability) -> Option<&'static [u8]> {
+    src.cubins
+        .iter()
+        .find(|(a, c, _)| *a == arch && *c == cc)
+        .map(|(_, _, bytes)| *bytes)
+}
+
 /// The `.version` directive of a PTX text, e.g. `8.4`.
 fn ptx_isa(ptx: &str) -> String {
     ptx.lines()
@@ -50,22 +66,51 @@ fn ptx_isa(ptx: &str) -> String {
         .to_string()
 }
 
+/// Which image of a module the driver loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ModuleImage {
+    /// A cubin assembled ahead of time from the target's PTX for exactly this device's compute
+    /// capability: no JIT compilation.
+    Cubin,
+    /// The PTX, JIT-compiled by the driver: there is no cubin for this device, or the driver
+    /// refused it (see [`LoadInfo::cubin_refused`]).
+    Ptx,
+}
+
+impl fmt::Display for ModuleImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModuleImage::Cubin => "cubin",
+            ModuleImage::Ptx => "PTX",
+        })
+    }
+}
+
 /// How a module came to be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadInfo {
-    /// The PTX target that was loaded.
+    /// The PTX target that was loaded (as PTX, or as a cubin assembled from it).
     pub arch: PtxArch,
-    /// Time the driver took to load it (its JIT compilation, unless its disk cache had it);
-    /// zero when this device had loaded it before.
+    /// Whether the driver loaded a cubin or JIT-compiled the PTX.
+    pub image: ModuleImage,
+    /// The driver's error when it refused the cubin for this device and the PTX was loaded
+    /// instead; `None` when it took the cubin or there was none.
+    pub cubin_refused: Option<DriverError>,
+    /// Time the driver took to load it (for PTX its JIT compilation, unless its disk cache had
+    /// it; including any refused cubin); zero when this device had loaded it before.
     pub elapsed: Duration,
     /// True when this device had loaded it before.
     pub cached: bool,
 }
 
+/// A module this device has loaded, and how its first load went.
+type Loaded = (Arc<CudaModule>, LoadInfo);
+
 /// Per-device loaded modules and functions.
 #[derive(Default)]
 pub(crate) struct ModuleRegistry {
-    modules: Mutex<HashMap<(&'static str, PtxArch), Arc<CudaModule>>>,
+    modules: Mutex<HashMap<(&'static str, PtxArch), Loaded>>,
     functions: Mutex<HashMap<(&'static str, PtxArch, String), CudaFunction>>,
 }
 
@@ -124,7 +169,7 @@ impl Device {
     /// ```no_run
     /// let device = hikube_gpu::Device::open(0)?;
     /// let info = device.load_module("elementwise", None)?;
-    /// println!("{} loaded in {:?}", info.arch, info.elapsed);
+    /// println!("{} ({}) loaded in {:?}", info.arch, info.image, info.elapsed);
     /// # Ok::<(), hikube_gpu::Error>(())
     /// ```
     pub fn load_module(&self, module: &str, arch: Option<PtxArch>) -> Result<LoadInfo> {
@@ -144,13 +189,34 @@ impl Device {
             .modules
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = loaded.get(&(src.name, arch)) {
+        if let Some((m, first)) = loaded.get(&(src.name, arch)) {
             let info = LoadInfo {
-                arch,
                 elapsed: Duration::ZERO,
                 cached: true,
+                ..*first
             };
             return Ok((m.clone(), info));
+        }
+        let start = Instant::now();
+        let mut cubin_refused = None;
+        if let Some(cubin) = cubin_for(src, arch, self.compute_capability()) {
+            // `from_binary` wants an owned buffer, which also gives the driver a heap-aligned ELF
+            // image (`include_bytes!` promises no alignment); the copy costs far less than a load.
+            match self.inner.ctx.load_module(Ptx::from_binary(cubin.to_vec())) {
+                Ok(module) => {
+                    let info = LoadInfo {
+                        arch,
+                        image: ModuleImage::Cubin,
+                        cubin_refused: None,
+                        elapsed: start.elapsed(),
+                        cached: false,
+                    };
+                    loaded.insert((src.name, arch), (module.clone(), info));
+                    return Ok((module, info));
+                }
+                // E.g. a driver too old for the ELF that ptxas wrote: the PTX still loads.
+                Err(e) => cubin_refused = Some(e),
+            }
         }
         let ptx = src
             .ptx
@@ -158,7 +224,6 @@ impl Device {
             .find(|(a, _)| *a == arch)
             .map(|(_, p)| *p)
             .unwrap_or_default();
-        let start = Instant::now();
         let module = self
             .inner
             .ctx
@@ -172,10 +237,12 @@ impl Device {
             })?;
         let info = LoadInfo {
             arch,
+            image: ModuleImage::Ptx,
+            cubin_refused,
             elapsed: start.elapsed(),
             cached: false,
         };
-        loaded.insert((src.name, arch), module.clone());
+        loaded.insert((src.name, arch), (module.clone(), info));
         Ok((module, info))
     }
 
@@ -210,6 +277,77 @@ mod tests {
                 assert_eq!(ptx_isa(ptx), "8.4", "{} {}", m.name, arch);
                 assert!(ptx.contains(&format!(".target sm_{}", &arch.name()[8..])));
             }
+        }
+    }
+
+    /// The compute capabilities `scripts/ptx.py` assembles each target's PTX for (its
+    /// `CUBIN_SMS`): the seed GPUs', plus 9.0 for compute_80 (H100/H200 run that GEMM path).
+    fn native(arch: PtxArch) -> Vec<ComputeCapability> {
+        let sms: &[(u32, u32)] = match arch {
+            PtxArch::Compute70 => &[(7, 0)],
+            PtxArch::Compute75 => &[(7, 5)],
+            PtxArch::Compute80 => &[(8, 0), (8, 6), (8, 9), (9, 0)],
+            PtxArch::Compute90a => &[(9, 0)],
+        };
+        sms.iter()
+            .map(|&(ma, mi)| ComputeCapability::new(ma, mi))
+            .collect()
+    }
+
+    #[test]
+    fn every_target_ships_cubins_for_its_native_sms() {
+        for m in MODULE_SOURCES {
+            for (arch, _) in m.ptx {
+                let mut shipped: Vec<_> = m
+                    .cubins
+                    .iter()
+                    .filter(|(a, _, _)| a == arch)
+                    .map(|(_, cc, bytes)| {
+                        assert!(bytes.starts_with(b"\x7fELF"), "{} {arch} {cc}", m.name);
+                        *cc
+                    })
+                    .collect();
+                shipped.sort();
+                assert_eq!(shipped, native(*arch), "{} {arch}", m.name);
+            }
+            // Every cubin comes from a PTX the module ships.
+            for (arch, cc, _) in m.cubins {
+                assert!(
+                    m.ptx.iter().any(|(a, _)| a == arch),
+                    "{} {arch} {cc}",
+                    m.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cubins_only_for_their_exact_capability() {
+        let gemm = find("gemm_sm80").expect("the crate ships gemm_sm80");
+        let h100 = ComputeCapability::new(9, 0);
+        assert!(cubin_for(gemm, PtxArch::Compute80, h100).is_some());
+        // Jetson Orin (8.7) has no cubin of its own: it JIT-compiles the PTX.
+        assert!(cubin_for(gemm, PtxArch::Compute80, ComputeCapability::new(8, 7)).is_none());
+        // A forced older path on a newer GPU runs through the JIT, as before.
+        let gemm70 = find("gemm_sm70").expect("the crate ships gemm_sm70");
+        assert!(cubin_for(gemm70, PtxArch::Compute70, h100).is_none());
+        // What the ops load by default on every seed GPU comes as a cubin: elementwise's best
+        // target, and the newest GEMM path the device runs (as `Matmul::new` picks it).
+        for cc in PtxArch::ALL.into_iter().flat_map(native) {
+            let (src, arch) = choose("elementwise", cc, None).expect("elementwise runs");
+            assert!(
+                cubin_for(src, arch, cc).is_some(),
+                "elementwise {arch} {cc}"
+            );
+            let (src, arch) = ["gemm_sm80", "gemm_sm75", "gemm_sm70"]
+                .into_iter()
+                .find_map(|m| choose(m, cc, None).ok())
+                .expect("a GEMM path runs");
+            assert!(
+                cubin_for(src, arch, cc).is_some(),
+                "{} {arch} {cc}",
+                src.name
+            );
         }
     }
 }

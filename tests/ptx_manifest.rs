@@ -1,5 +1,5 @@
-//! The build refuses stale PTX: the manifest check itself on edited copies of `kernels/`, and
-//! the real `build.rs` on an edited copy of the crate.
+//! The build refuses stale PTX and cubins: the manifest check itself on edited copies of
+//! `kernels/`, and the real `build.rs` on an edited copy of the crate.
 
 #[path = "../build/ptx_manifest.rs"]
 #[allow(dead_code)]
@@ -42,10 +42,25 @@ fn append(path: &Path, text: &str) {
 
 #[test]
 fn committed_ptx_matches_the_sources() {
-    let ptx = ptx_manifest::verify(&root().join("kernels")).expect("kernels/ptx is stale");
-    assert!(ptx
+    let listed = ptx_manifest::verify(&root().join("kernels")).expect("kernels/ptx is stale");
+    assert!(listed
+        .ptx
         .iter()
         .any(|p| p.module == "elementwise" && p.arch == "compute_90a"));
+    assert!(listed.cubins.iter().any(|c| c.module == "gemm_sm80"
+        && c.arch == "compute_80"
+        && c.sm == "sm_90"
+        && c.capability == (9, 0)));
+}
+
+#[test]
+fn sm_names_give_their_capability() {
+    assert_eq!(ptx_manifest::sm_capability("sm_86"), Some((8, 6)));
+    assert_eq!(ptx_manifest::sm_capability("sm_90a"), Some((9, 0)));
+    assert_eq!(ptx_manifest::sm_capability("sm_120"), Some((12, 0)));
+    for bad in ["compute_80", "sm_", "sm_9", "sm_8x6", "80"] {
+        assert_eq!(ptx_manifest::sm_capability(bad), None, "{bad}");
+    }
 }
 
 #[test]
@@ -94,6 +109,42 @@ fn hand_edited_or_unlisted_ptx_is_refused() {
     fs::write(k.join("ptx/extra.compute_80.ptx"), ".version 8.4\n").unwrap();
     let err = ptx_manifest::verify(&k).unwrap_err();
     assert!(err.contains("not in the manifest"), "{err}");
+    fs::remove_dir_all(k).unwrap();
+}
+
+#[test]
+fn hand_edited_or_unlisted_cubin_is_refused() {
+    let k = kernels_copy("cubin");
+    let cubin = k.join("ptx/elementwise.compute_80.sm_86.cubin");
+    let mut bytes = fs::read(&cubin).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&cubin, bytes).unwrap();
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(
+        err.contains("elementwise.compute_80.sm_86.cubin was edited by hand"),
+        "{err}"
+    );
+    assert!(err.contains(ptx_manifest::REGENERATE), "{err}");
+    fs::remove_dir_all(&k).unwrap();
+
+    let k = kernels_copy("unlisted-cubin");
+    fs::copy(
+        k.join("ptx/elementwise.compute_80.sm_80.cubin"),
+        k.join("ptx/elementwise.compute_80.sm_87.cubin"),
+    )
+    .unwrap();
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(
+        err.contains("elementwise.compute_80.sm_87.cubin is not in the manifest"),
+        "{err}"
+    );
+    fs::remove_dir_all(&k).unwrap();
+
+    let k = kernels_copy("missing-cubin");
+    fs::remove_file(k.join("ptx/elementwise.compute_90a.sm_90a.cubin")).unwrap();
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("the manifest lists it"), "{err}");
     fs::remove_dir_all(k).unwrap();
 }
 

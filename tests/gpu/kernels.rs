@@ -176,7 +176,10 @@ fn module_load_once_per_device(_: &Device) -> Result<(), Failed> {
         again.cached && again.arch == first.arch,
         "second load: {again:?}"
     );
-    eprintln!("elementwise {} loaded in {:?}", first.arch, first.elapsed);
+    eprintln!(
+        "elementwise {} ({}) loaded in {:?}",
+        first.arch, first.image, first.elapsed
+    );
     Ok(())
 }
 
