@@ -111,7 +111,8 @@ type Loaded = (Arc<CudaModule>, LoadInfo);
 #[derive(Default)]
 pub(crate) struct ModuleRegistry {
     modules: Mutex<HashMap<(&'static str, PtxArch), Loaded>>,
-    functions: Mutex<HashMap<(&'static str, PtxArch, String), CudaFunction>>,
+    /// Per (module, target): functions by name. Looked up by `&str`, so a hit allocates nothing.
+    functions: Mutex<HashMap<(&'static str, PtxArch), HashMap<String, CudaFunction>>>,
 }
 
 /// The PTX target `module` would run with on a device of compute capability `cc`: `forced` if
@@ -255,13 +256,15 @@ impl Device {
     ) -> Result<CudaFunction> {
         let (src, arch) = choose(module, self.compute_capability(), forced)?;
         let registry = &self.inner.modules;
-        let key = (module, arch, function.to_string());
         let mut functions = registry.functions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = functions.get(&key) {
+        if let Some(f) = functions.get(&(module, arch)).and_then(|m| m.get(function)) {
             return Ok(f.clone());
         }
         let f = self.loaded(src, arch)?.0.load_function(function)?;
-        functions.insert(key, f.clone());
+        functions
+            .entry((module, arch))
+            .or_default()
+            .insert(function.to_string(), f.clone());
         Ok(f)
     }
 }

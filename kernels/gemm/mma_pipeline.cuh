@@ -136,11 +136,15 @@ struct TileLoader {
         }
     }
 
-    // Copies the K tile starting at k0 (the tile this loader points at) into `tile`.
-    __device__ __forceinline__ void load(T* tile, int k0, int k_end) {
+    // Copies part `part` of `parts` (every parts-th row of the thread's, round robin) of the K
+    // tile starting at k0 (the tile this loader points at) into `tile`; the last part moves the
+    // loader to the next tile. Splitting a tile's copies over the k16 steps of the main loop
+    // keeps the copies from crowding out ldmatrix in the shared-memory pipe.
+    __device__ __forceinline__ void load(T* tile, int k0, int k_end, int part = 0, int parts = 1) {
         const bool full_k = k0 + BK <= k_end;
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
+            if (it % parts != part) continue;
             int avail;
             if (K_ROWS) {
                 avail = (full_k || k0 + r0 + it * RSTEP < k_end) ? mn_avail : 0;
@@ -167,7 +171,7 @@ struct TileLoader {
                 *reinterpret_cast<uint4*>(dst) = packed;
             }
         }
-        g += k_step;
+        if (part == parts - 1) g += k_step;
     }
 };
 
@@ -284,15 +288,16 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     using LoaderB = TileLoader<T, B_KC ? BN : BK, B_KC ? BK / 8 : BN / 8, THREADS, BK, !B_KC, ASYNC>;
     LoaderA loader_a(A, p.lda, tc.m0, k_begin, p.m);
     LoaderB loader_b(B, p.ldb, tc.n0, k_begin, p.n);
-    // Loads stage `stage` with the K tile starting at k0; aligned loaders must be called for
-    // consecutive tiles (they advance themselves).
-    auto load_stage = [&](int stage, int k0) {
+    // Loads part `part` of `parts` of stage `stage` with the K tile starting at k0; aligned
+    // loaders must be called for consecutive tiles (they advance themselves). The general path
+    // loads the whole stage with part 0.
+    auto load_stage = [&](int stage, int k0, int part = 0, int parts = 1) {
         T* sa = smem + stage * STAGE;
         T* sb = sa + A_ELEMS;
         if constexpr (ALIGNED) {
-            loader_a.load(sa, k0, k_end);
-            loader_b.load(sb, k0, k_end);
-        } else {
+            loader_a.load(sa, k0, k_end, part, parts);
+            loader_b.load(sb, k0, k_end, part, parts);
+        } else if (part == 0) {
             if constexpr (A_KC)
                 load_tile<T, BM, BK / 8, THREADS, false, false>(sa, A, p.lda, tc.m0, k0, p.m, k_end);
             else
@@ -356,8 +361,8 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
 
     // Main loop. Fragments are double-buffered: the ldmatrix of step kk + 1 is issued before the
     // mma of step kk (both are volatile asm, so the compiler keeps that order). Before the last
-    // step of a tile, the block refills the stage read one tile ago, waits for the next tile
-    // and synchronizes, so that the next tile's first fragments load under the last mma.
+    // step of a tile, the block waits for the next tile and synchronizes, so that the next
+    // tile's first fragments load under the last mma.
     constexpr int KSTEPS = BK / 16;
     static_assert(KSTEPS % 2 == 0, "the fragment buffers alternate across tiles");
     unsigned af[2][MT][4];
@@ -368,11 +373,13 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     for (int kt = 0; kt < k_tiles; ++kt) {
         const T* sa = smem + (kt % STAGES_USED) * STAGE;
         const T* sb = sa + A_ELEMS;
+        // The tile STAGES - 1 ahead goes to the stage read one tile ago (free since the last
+        // barrier), its copies spread over this tile's k16 steps.
+        const int next = kt + STAGES_USED - 1;
 #pragma unroll
         for (int kk = 0; kk < KSTEPS; ++kk) {
+            if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK, kk, KSTEPS);
             if (kk == KSTEPS - 1) {
-                const int next = kt + STAGES_USED - 1;
-                if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK);
                 cp_async_commit();
                 cp_async_wait<STAGES_USED - 2>();
                 __syncthreads();
