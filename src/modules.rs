@@ -107,12 +107,15 @@ pub struct LoadInfo {
 /// A module this device has loaded, and how its first load went.
 type Loaded = (Arc<CudaModule>, LoadInfo);
 
+/// The functions of one loaded module, by name.
+type FunctionsByName = HashMap<String, CudaFunction>;
+
 /// Per-device loaded modules and functions.
 #[derive(Default)]
 pub(crate) struct ModuleRegistry {
     modules: Mutex<HashMap<(&'static str, PtxArch), Loaded>>,
     /// Per (module, target): functions by name. Looked up by `&str`, so a hit allocates nothing.
-    functions: Mutex<HashMap<(&'static str, PtxArch), HashMap<String, CudaFunction>>>,
+    functions: Mutex<HashMap<(&'static str, PtxArch), FunctionsByName>>,
 }
 
 /// The PTX target `module` would run with on a device of compute capability `cc`: `forced` if

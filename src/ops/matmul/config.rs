@@ -226,7 +226,7 @@ mod tests {
             132,
             227 << 10,
         );
-        assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 256, 1));
+        assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 128, 1));
         // A GPU with 99 KiB of shared memory per block cannot take the 144 KiB configuration.
         let c = choose(GemmPath::Sm80.configs(), 4096, 4096, 4096, 1, 82, 99 << 10);
         assert!(c.config.smem_bytes <= 99 << 10, "{c:?}");
