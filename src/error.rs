@@ -126,6 +126,13 @@ pub enum Error {
         /// Compute capability, minor.
         minor: u32,
     },
+    /// Stream capture failed, or work that cannot be captured was attempted inside a capture
+    /// (synchronizing, allocating, a second stream not joined back). The stream is usable again.
+    #[error("CUDA graph capture failed: {reason}")]
+    Capture {
+        /// What went wrong.
+        reason: String,
+    },
     /// An argument outside what the operation supports.
     #[error("invalid argument: {what}")]
     InvalidArgument {

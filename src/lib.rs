@@ -32,6 +32,7 @@ pub mod catalog;
 mod device;
 mod error;
 mod event;
+mod graph;
 mod launch;
 mod memory;
 pub mod modules;
@@ -44,8 +45,10 @@ pub use catalog::{GpuModel, Provenance};
 pub use device::{driver_version, Device, DeviceProperties, MemoryInfo, Selection};
 pub use error::{Error, Result};
 pub use event::Event;
+pub use graph::Graph;
 pub use memory::{
-    AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut, PinnedBuffer,
+    AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut, PinnedBlock,
+    PinnedBuffer, PinnedPool, Prefetcher, TransferPipeline,
 };
 pub use modules::{LoadInfo, ModuleImage};
 pub use ops::{Float, KernelOptions};

@@ -140,22 +140,25 @@ fn choose(
     cc: ComputeCapability,
     forced: Option<PtxArch>,
 ) -> Result<(&'static ModuleSource, PtxArch)> {
-    let shipped = targets(module);
-    let chosen = match forced {
-        Some(a) if shipped.contains(&a) && a.runs_on(cc) => Some(a),
-        Some(_) => None,
-        None => PtxArch::best_for(cc, &shipped),
-    };
-    match (find(module), chosen) {
+    // On the launch path: no allocation unless it fails.
+    let src = find(module);
+    let chosen = src.and_then(|s| {
+        let mut shipped = s.ptx.iter().map(|(a, _)| *a).filter(|a| a.runs_on(cc));
+        match forced {
+            Some(f) => shipped.find(|a| *a == f),
+            None => shipped.max(),
+        }
+    });
+    match (src, chosen) {
         (Some(src), Some(arch)) => Ok((src, arch)),
         (src, _) => Err(Error::UnsupportedArch {
             module: src.map_or("unknown module", |s| s.name),
             major: cc.major,
             minor: cc.minor,
-            available: if shipped.is_empty() {
+            available: if targets(module).is_empty() {
                 "none".to_string()
             } else {
-                shipped
+                targets(module)
                     .iter()
                     .map(|a| a.name())
                     .collect::<Vec<_>>()

@@ -40,9 +40,27 @@ impl Stream {
         &self.raw
     }
 
-    /// Blocks until all work queued on this stream has finished.
+    /// Blocks until all work queued on this stream has finished. Inside a graph capture this
+    /// is an [`Error::Capture`](crate::Error::Capture) (and the capture stays valid).
     pub fn synchronize(&self) -> Result<()> {
+        self.refuse_in_capture("synchronizing the stream")?;
         Ok(self.raw.synchronize()?)
+    }
+
+    /// Whether the stream is capturing a graph now.
+    pub fn is_capturing(&self) -> Result<bool> {
+        use cudarc::driver::sys::CUstreamCaptureStatus as S;
+        Ok(self.raw.capture_status()? != S::CU_STREAM_CAPTURE_STATUS_NONE)
+    }
+
+    /// [`Error::Capture`](crate::Error::Capture) naming `what` if the stream is capturing.
+    pub(crate) fn refuse_in_capture(&self, what: &str) -> Result<()> {
+        if self.is_capturing()? {
+            return Err(crate::Error::Capture {
+                reason: format!("{what} is not allowed inside a capture"),
+            });
+        }
+        Ok(())
     }
 
     /// Records an event at the current end of this stream.

@@ -125,6 +125,7 @@ fn check_len(expected: usize, actual: usize) -> Result<()> {
 /// Allocates `bytes` on `stream`'s device, turning the driver's out-of-memory into
 /// [`Error::OutOfMemory`] with the device's free and total memory.
 fn alloc_bytes(stream: &Stream, bytes: usize) -> Result<CudaSlice<u8>> {
+    stream.refuse_in_capture("allocating device memory (allocate before capturing)")?;
     let device = stream.device();
     let info = device.memory_info()?;
     let oom = |free| Error::OutOfMemory {
@@ -326,6 +327,7 @@ impl<T: Pod> DeviceSlice<'_, T> {
 
     /// Copies the slice into `dst` (same length) and waits for the copy.
     pub fn copy_to_host(&self, stream: &Stream, dst: &mut [T]) -> Result<()> {
+        stream.refuse_in_capture("copying to pageable host memory")?;
         self.device.check_same(stream.device())?;
         check_len(dst.len(), self.len)?;
         if self.len == 0 {
@@ -387,6 +389,7 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
     /// Copies host memory (same length) into this slice. `data` may be reused once this returns
     /// (the driver stages pageable memory before returning).
     pub fn copy_from_host(&mut self, stream: &Stream, data: &[T]) -> Result<()> {
+        stream.refuse_in_capture("copying from pageable host memory")?;
         self.device.check_same(stream.device())?;
         check_len(self.len, data.len())?;
         if self.len == 0 {

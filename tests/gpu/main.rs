@@ -6,6 +6,7 @@ mod device;
 mod kernels;
 mod matmul;
 mod memory;
+mod runtime;
 
 use hikube_gpu::Device;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -59,5 +60,6 @@ fn main() {
     trials.extend(memory::trials());
     trials.extend(kernels::trials());
     trials.extend(matmul::trials());
+    trials.extend(runtime::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,0 +1,279 @@
+//! Runtime: CUDA graphs (capture, replay, in-place update, capture errors), the pinned transfer
+//! pipeline and the prefetcher.
+
+use crate::{ensure, fail, gpu_test};
+use hikube_gpu::half::f16;
+use hikube_gpu::ops::{self, matmul::Epilogue, matmul::Matmul, matmul::MatmulDesc};
+use hikube_gpu::{Device, DeviceBuffer, Error, Graph, PinnedPool, Prefetcher, TransferPipeline};
+use libtest_mimic::{Failed, Trial};
+use rand::Rng;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gpu_test("graph::capture_and_replay", capture_and_replay),
+        gpu_test("graph::borrowed_resources", borrowed_resources),
+        gpu_test(
+            "graph::update_in_place_and_topology_change",
+            update_in_place,
+        ),
+        gpu_test("graph::illegal_work_in_capture", illegal_work_in_capture),
+        gpu_test(
+            "graph::matmul_replay_matches_eager",
+            matmul_replay_matches_eager,
+        ),
+        gpu_test("transfer::pipeline_round_trip", pipeline_round_trip),
+        gpu_test("transfer::pinned_pool_reuses", pinned_pool_reuses),
+        gpu_test(
+            "transfer::prefetcher_delivers_every_batch",
+            prefetcher_delivers_every_batch,
+        ),
+    ]
+}
+
+fn random(n: usize) -> Vec<f32> {
+    let mut rng = rand::rng();
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn close(a: &[f32], b: &[f64], tol: f64) -> Result<(), Failed> {
+    ensure!(a.len() == b.len(), "lengths {} {}", a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        ensure!(
+            (f64::from(*x) - y).abs() <= tol * y.abs().max(1.0),
+            "element {i}: {x} vs {y}"
+        );
+    }
+    Ok(())
+}
+
+fn capture_and_replay(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let other = device.new_stream().map_err(fail)?;
+    let n = 4099;
+    let (xh, yh) = (random(n), random(n));
+    let x = DeviceBuffer::from_slice(&stream, &xh).map_err(fail)?;
+    let y = DeviceBuffer::from_slice(&stream, &yh).map_err(fail)?;
+    let mut g = Graph::capture(&stream, (x, y), |s, (x, y)| {
+        for _ in 0..100 {
+            ops::axpy(s, 0.5, x, y)?;
+        }
+        Ok(())
+    })
+    .map_err(fail)?;
+    ensure!(g.node_count() == 100, "{} nodes", g.node_count());
+    g.launch(&stream).map_err(fail)?;
+    g.launch(&other).map_err(fail)?; // any stream of the device
+    g.launch(&stream).map_err(fail)?;
+    let (_, y) = g.into_resources().map_err(fail)?;
+    let want: Vec<f64> = xh
+        .iter()
+        .zip(&yh)
+        .map(|(x, y)| f64::from(*y) + 150.0 * f64::from(*x))
+        .collect();
+    close(&y.to_vec(&stream).map_err(fail)?, &want, 1e-4)
+}
+
+fn borrowed_resources(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let x = DeviceBuffer::from_slice(&stream, &[2.0f32; 64]).map_err(fail)?;
+    let mut y = DeviceBuffer::from_slice(&stream, &[1.0f32; 64]).map_err(fail)?;
+    {
+        // The graph borrows x and y: neither can be dropped or touched while it lives.
+        let mut g = Graph::capture(&stream, (&x, &mut y), |s, (x, y)| ops::axpy(s, 1.0, *x, *y))
+            .map_err(fail)?;
+        for _ in 0..5 {
+            g.launch(&stream).map_err(fail)?;
+        }
+    }
+    ensure!(
+        y.to_vec(&stream).map_err(fail)? == [11.0; 64],
+        "borrowed replay"
+    );
+    Ok(())
+}
+
+fn update_in_place(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let n = 1000;
+    let mk = |v: f32| DeviceBuffer::from_slice(&stream, &vec![v; n]);
+    let (x1, y1) = (mk(1.0).map_err(fail)?, mk(0.0).map_err(fail)?);
+    let mut g =
+        Graph::capture(&stream, (x1, y1), |s, (x, y)| ops::axpy(s, 1.0, x, y)).map_err(fail)?;
+    g.launch(&stream).map_err(fail)?;
+    // New buffers of the same shape and a new scalar: same topology, updated in place.
+    let (x2, y2) = (mk(3.0).map_err(fail)?, mk(1.0).map_err(fail)?);
+    let mut g = g
+        .update(&stream, (x2, y2), |s, (x, y)| ops::axpy(s, 2.0, x, y))
+        .map_err(fail)?;
+    ensure!(
+        g.updated_in_place(),
+        "same topology was not updated in place"
+    );
+    g.launch(&stream).map_err(fail)?;
+    g.launch(&stream).map_err(fail)?;
+    // Two kernels instead of one: a new topology, instantiated anew.
+    let (x3, y3) = (mk(1.0).map_err(fail)?, mk(0.0).map_err(fail)?);
+    let (_, y2) = {
+        let r = g.resources().map_err(fail)?;
+        (
+            r.0.to_vec(&stream).map_err(fail)?,
+            r.1.to_vec(&stream).map_err(fail)?,
+        )
+    };
+    ensure!(y2 == vec![13.0; n], "updated graph wrote {:?}", &y2[..2]);
+    let mut g = g
+        .update(&stream, (x3, y3), |s, (x, y)| {
+            ops::axpy(s, 1.0, x, y)?;
+            ops::axpy(s, 1.0, x, y)
+        })
+        .map_err(fail)?;
+    ensure!(
+        !g.updated_in_place() && g.node_count() == 2,
+        "topology change"
+    );
+    g.launch(&stream).map_err(fail)?;
+    let (_, y3) = g.into_resources().map_err(fail)?;
+    ensure!(
+        y3.to_vec(&stream).map_err(fail)? == vec![2.0; n],
+        "re-instantiated graph"
+    );
+    Ok(())
+}
+
+fn expect_capture_error<R>(what: &str, r: hikube_gpu::Result<R>) -> Result<(), Failed> {
+    match r {
+        Err(Error::Capture { reason }) => {
+            eprintln!("{what}: {reason}");
+            Ok(())
+        }
+        Err(e) => Err(format!("{what}: expected a capture error, got {e}").into()),
+        Ok(_) => Err(format!("{what}: capture succeeded").into()),
+    }
+}
+
+fn illegal_work_in_capture(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let side = device.new_stream().map_err(fail)?;
+    let x = DeviceBuffer::from_slice(&stream, &[1.0f32; 256]).map_err(fail)?;
+    let y = DeviceBuffer::from_slice(&stream, &[0.0f32; 256]).map_err(fail)?;
+    let mut r = (x, y);
+    let res = Graph::capture(&stream, &mut r, |s, (x, y)| {
+        ops::axpy(s, 1.0, x, y)?;
+        s.synchronize()
+    });
+    expect_capture_error("synchronize", res)?;
+    let res = Graph::capture(&stream, &mut r, |s, _| {
+        DeviceBuffer::<f32>::alloc(s, 16).map(drop)
+    });
+    expect_capture_error("allocation", res)?;
+    let res = Graph::capture(&stream, &mut r, |s, (_, y)| y.to_vec(s).map(drop));
+    expect_capture_error("copy to pageable memory", res)?;
+    let res = Graph::capture(&stream, &mut r, |s, (x, y)| {
+        side.wait(&s.record()?)?; // `side` joins the capture ...
+        ops::axpy(&side, 1.0, x, y) // ... and is never joined back
+    });
+    expect_capture_error("unjoined second stream", res)?;
+    // The stream works afterwards, and nothing captured ran.
+    let (x, mut y) = r;
+    ops::axpy(&stream, 2.0, &x, &mut y).map_err(fail)?;
+    ensure!(
+        y.to_vec(&stream).map_err(fail)? == [2.0; 256],
+        "stream after failed captures"
+    );
+    Ok(())
+}
+
+fn matmul_replay_matches_eager(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let (m, n, k) = (96, 200, 1536); // split-K: its workspace was allocated by the plan
+    let mut rng = rand::rng();
+    let mut r = |len: usize| {
+        (0..len)
+            .map(|_| f16::from_f32(rng.random_range(-1.0f32..1.0)))
+            .collect::<Vec<_>>()
+    };
+    let a = DeviceBuffer::from_slice(&stream, &r(m * k)).map_err(fail)?;
+    let b = DeviceBuffer::from_slice(&stream, &r(k * n)).map_err(fail)?;
+    let mut eager = DeviceBuffer::<f32>::alloc(&stream, m * n).map_err(fail)?;
+    let mut plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(m, n, k)).map_err(fail)?;
+    plan.launch(&stream, &a, &b, &mut eager, Epilogue::new())
+        .map_err(fail)?;
+    let d = DeviceBuffer::from_slice(&stream, &vec![f32::NAN; m * n]).map_err(fail)?;
+    let mut g = Graph::capture(&stream, (plan, &a, &b, d), |s, (plan, a, b, d)| {
+        plan.launch(s, *a, *b, d, Epilogue::new())
+    })
+    .map_err(fail)?;
+    g.launch(&stream).map_err(fail)?;
+    let (_, _, _, d) = g.into_resources().map_err(fail)?;
+    let (got, want) = (
+        d.to_vec(&stream).map_err(fail)?,
+        eager.to_vec(&stream).map_err(fail)?,
+    );
+    ensure!(got == want, "graph replay differs from the eager launch");
+    Ok(())
+}
+
+fn pipeline_round_trip(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let pool = PinnedPool::new(device);
+    let mut pipe = TransferPipeline::new(&pool, 1 << 20).map_err(fail)?;
+    for n in [1usize, 1000, 3 * (1 << 18) + 17, 7 << 20] {
+        let host = random(n);
+        let mut gpu = DeviceBuffer::from_slice(&stream, &vec![f32::NAN; n]).map_err(fail)?;
+        pipe.upload(&stream, &host, &mut gpu).map_err(fail)?;
+        ensure!(gpu.to_vec(&stream).map_err(fail)? == host, "upload of {n}");
+        let mut back = vec![f32::NAN; n];
+        pipe.download(&stream, &gpu, &mut back).map_err(fail)?;
+        ensure!(back == host, "download of {n}");
+    }
+    let mut short = DeviceBuffer::<f32>::alloc(&stream, 5).map_err(fail)?;
+    match pipe.upload(&stream, &[1.0f32; 6], &mut short) {
+        Err(Error::LengthMismatch {
+            expected: 5,
+            actual: 6,
+        }) => Ok(()),
+        other => Err(format!("length mismatch: {other:?}").into()),
+    }
+}
+
+fn pinned_pool_reuses(device: &Device) -> Result<(), Failed> {
+    let pool = PinnedPool::new(device);
+    let a = pool.take(3 << 20).map_err(fail)?;
+    ensure!(a.len() >= 3 << 20 && pool.cached_bytes() == 0, "take");
+    drop(a);
+    ensure!(
+        pool.cached_bytes() == 3 << 20,
+        "returned: {}",
+        pool.cached_bytes()
+    );
+    let t = std::time::Instant::now();
+    let b = pool.take((3 << 20) - 5).map_err(fail)?;
+    let reuse = t.elapsed();
+    ensure!(pool.cached_bytes() == 0 && b.len() == 3 << 20, "not reused");
+    ensure!(reuse.as_micros() < 100, "a cached take took {reuse:?}");
+    drop(b);
+    pool.trim();
+    ensure!(pool.cached_bytes() == 0, "trim");
+    Ok(())
+}
+
+fn prefetcher_delivers_every_batch(device: &Device) -> Result<(), Failed> {
+    let compute = device.new_stream().map_err(fail)?;
+    let batches: Vec<Vec<f32>> = (0..24).map(|i| random(1000 + 4093 * i)).collect();
+    let expect = batches.clone();
+    let mut loader = Prefetcher::new(device, batches, 3).map_err(fail)?;
+    let mut seen = 0;
+    while let Some(batch) = loader.next(&compute) {
+        let batch = batch.map_err(fail)?;
+        // Compute on the batch on the compute stream, then check it.
+        let mut y = DeviceBuffer::from_slice(&compute, &vec![0.0f32; batch.len()]).map_err(fail)?;
+        ops::axpy(&compute, 1.0, &batch, &mut y).map_err(fail)?;
+        ensure!(
+            y.to_vec(&compute).map_err(fail)? == expect[seen],
+            "batch {seen}"
+        );
+        seen += 1;
+    }
+    ensure!(seen == expect.len(), "{seen} of {} batches", expect.len());
+    Ok(())
+}
