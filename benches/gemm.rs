@@ -12,7 +12,7 @@ use criterion::{Criterion, Throughput};
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::matmul::{Epilogue, Matmul, MatmulDesc, Tiling};
+use hikube_gpu::ops::matmul::{Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
 use std::time::Duration;
@@ -63,13 +63,15 @@ fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
     }
 }
 
-/// Row-major D (M×N) = A (M×K) · B (K×N) through column-major cuBLAS: Dᵀ = Bᵀ·Aᵀ.
+/// Row-major D (M×N) = A (M×K) · B (K×N) through column-major cuBLAS: Dᵀ = Bᵀ·Aᵀ. B is
+/// row-major (K×N) or column-major (stored N×K, `b_t`).
 fn cublas_gemm<T: Float>(
     blas: &CudaBlas,
     stream: &Stream,
     x: &mut Inputs<T>,
     set: usize,
     (m, n, k): (usize, usize, usize),
+    b_t: bool,
 ) -> Result<()> {
     let raw = stream.cuda_stream();
     let (a, _ga) = x.a[set].cuda_slice().device_ptr(raw);
@@ -81,7 +83,11 @@ fn cublas_gemm<T: Float>(
     unsafe {
         blas::gemm_ex(
             *blas.handle(),
-            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            if b_t {
+                blas_sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas_sys::cublasOperation_t::CUBLAS_OP_N
+            },
             blas_sys::cublasOperation_t::CUBLAS_OP_N,
             n as i32,
             m as i32,
@@ -89,7 +95,7 @@ fn cublas_gemm<T: Float>(
             &alpha as *const f32 as *const _,
             b as *const _,
             cuda_type::<T>(),
-            n as i32,
+            if b_t { k as i32 } else { n as i32 },
             a as *const _,
             cuda_type::<T>(),
             k as i32,
@@ -106,6 +112,8 @@ fn cublas_gemm<T: Float>(
 
 struct Row {
     dtype: &'static str,
+    layout: &'static str,
+    path: GemmPath,
     shape: (usize, usize, usize),
     tiling: (Tiling, usize),
     ours: f64,
@@ -122,46 +130,53 @@ fn bench_type<T: Float>(
     rows: &mut Vec<Row>,
 ) -> Result<()> {
     let model = device.model().name.to_string();
-    for shape in SHAPES {
-        let (m, n, k) = shape;
-        let flops = 2.0 * (m * n * k) as f64;
-        let mut x = inputs::<T>(stream, m, n, k)?;
-        let mut plan = Matmul::<T, T>::new(stream, MatmulDesc::new(m, n, k))?;
-        let mut ours = |x: &mut Inputs<T>, i: usize| {
-            let set = i % SETS;
-            plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
-        };
-        let t_ours = time_on_stream(stream, 5, 30, |i| ours(&mut x, i))?.median_ms();
-        let t_blas = time_on_stream(stream, 5, 30, |i| {
-            cublas_gemm(blas, stream, &mut x, i % SETS, shape)
-        })?
-        .median_ms();
-        if let Some(c) = c.as_mut() {
-            let mut group = c.benchmark_group(format!("{model}/gemm/{}/{m}x{n}x{k}", T::SUFFIX));
-            group.throughput(Throughput::Elements(flops as u64));
-            let mut timed = |name: &str, f: &mut dyn FnMut(usize) -> Result<()>| {
-                group.bench_function(name, |bch| {
-                    bch.iter_custom(|iters| {
-                        let t = time_on_stream(stream, 0, iters as usize, &mut *f)
-                            .expect("launch failed");
-                        Duration::from_secs_f64(t.samples_ms.iter().sum::<f64>() / 1e3)
-                    })
-                });
+    for (b_layout, layout) in [(Layout::ColMajor, "NT"), (Layout::RowMajor, "NN")] {
+        let b_t = b_layout == Layout::ColMajor;
+        for shape in SHAPES {
+            let (m, n, k) = shape;
+            let flops = 2.0 * (m * n * k) as f64;
+            let mut x = inputs::<T>(stream, m, n, k)?;
+            let mut plan =
+                Matmul::<T, T>::new(stream, MatmulDesc::new(m, n, k).b_layout(b_layout))?;
+            let mut ours = |x: &mut Inputs<T>, i: usize| {
+                let set = i % SETS;
+                plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
             };
-            timed("hikube", &mut |i| ours(&mut x, i));
-            timed("cublas", &mut |i| {
-                cublas_gemm(blas, stream, &mut x, i % SETS, shape)
+            let t_ours = time_on_stream(stream, 5, 30, |i| ours(&mut x, i))?.median_ms();
+            let t_blas = time_on_stream(stream, 5, 30, |i| {
+                cublas_gemm(blas, stream, &mut x, i % SETS, shape, b_t)
+            })?
+            .median_ms();
+            if let Some(c) = c.as_mut() {
+                let mut group =
+                    c.benchmark_group(format!("{model}/gemm/{}/{layout}/{m}x{n}x{k}", T::SUFFIX));
+                group.throughput(Throughput::Elements(flops as u64));
+                let mut timed = |name: &str, f: &mut dyn FnMut(usize) -> Result<()>| {
+                    group.bench_function(name, |bch| {
+                        bch.iter_custom(|iters| {
+                            let t = time_on_stream(stream, 0, iters as usize, &mut *f)
+                                .expect("launch failed");
+                            Duration::from_secs_f64(t.samples_ms.iter().sum::<f64>() / 1e3)
+                        })
+                    });
+                };
+                timed("hikube", &mut |i| ours(&mut x, i));
+                timed("cublas", &mut |i| {
+                    cublas_gemm(blas, stream, &mut x, i % SETS, shape, b_t)
+                });
+                group.finish();
+            }
+            rows.push(Row {
+                dtype: T::SUFFIX,
+                layout,
+                path: plan.path(),
+                shape,
+                tiling: plan.tiling(),
+                ours: flops / (t_ours * 1e9),
+                cublas: flops / (t_blas * 1e9),
+                peak,
             });
-            group.finish();
         }
-        rows.push(Row {
-            dtype: T::SUFFIX,
-            shape,
-            tiling: plan.tiling(),
-            ours: flops / (t_ours * 1e9),
-            cublas: flops / (t_blas * 1e9),
-            peak,
-        });
     }
     Ok(())
 }
@@ -240,19 +255,20 @@ fn main() -> Result<()> {
         &mut rows,
     )?;
     println!(
-        "\n{} ({} SMs), path {:?}: TFLOP/s, median of 30 runs (CUDA events), 3 rotating input sets",
-        model.name,
-        model.sms,
-        Matmul::<f16, f16>::new(&stream, MatmulDesc::new(64, 64, 64))?.path()
+        "\n{} ({} SMs): TFLOP/s, median of 30 runs (CUDA events), 3 rotating input sets; \
+         NT = B column-major (cuBLAS op T), NN = B row-major",
+        model.name, model.sms
     );
-    println!("| dtype | M×N×K | tile (split-K) | hikube-gpu | cuBLAS | ratio | % of peak |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| dtype | layout | M×N×K | path, tile (split-K) | hikube-gpu | cuBLAS | ratio | % of peak |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         let (m, n, k) = r.shape;
         let (t, s) = r.tiling;
         println!(
-            "| {} | {m}×{n}×{k} | {t} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % |",
+            "| {} | {} | {m}×{n}×{k} | {:?} {t} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % |",
             r.dtype,
+            r.layout,
+            r.path,
             r.ours,
             r.cublas,
             r.ours / r.cublas,

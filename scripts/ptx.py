@@ -70,7 +70,7 @@ def toolchain() -> Path:
     dest = Path(os.environ.get("HIKUBE_TOOLCHAIN", ROOT / ".toolchain"))
     stamp = dest / "installed"
     want = "\n".join(PACKAGES)
-    if not (stamp.exists() and stamp.read_text() == want):
+    if not (stamp.exists() and stamp.read_text(encoding="utf-8") == want):
         print(f"installing the pinned CUDA compiler into {dest}", file=sys.stderr)
         shutil.rmtree(dest, ignore_errors=True)
         subprocess.run(
@@ -78,7 +78,7 @@ def toolchain() -> Path:
              "--no-deps", "--target", str(dest), *PACKAGES],
             check=True,
         )
-        stamp.write_text(want)
+        stamp.write_text(want, encoding="utf-8")
     return dest
 
 
@@ -160,7 +160,7 @@ def headers():
 
 
 def declared_archs(source: Path):
-    m = re.search(r"^//\s*hikube-archs:(.*)$", source.read_text(), re.M)
+    m = re.search(r"^//\s*hikube-archs:(.*)$", source.read_text(encoding="utf-8"), re.M)
     if not m:
         raise SystemExit(f"{source.relative_to(ROOT)}: no '// hikube-archs: ...' line")
     archs = m.group(1).split()
@@ -204,7 +204,7 @@ def generate(out: Path):
             for arch in declared_archs(src):
                 ptx = nvrtc.compile(src, arch)
                 dest = out / f"{name}.{arch}.ptx"
-                dest.write_text(ptx)
+                dest.write_text(ptx, encoding="utf-8")
                 written.append(dest.name)
                 lines.append(f"ptx {dest.name} {sha256(dest)} {name} {arch}")
                 for sm in CUBIN_SMS[arch]:
@@ -220,7 +220,7 @@ def generate(out: Path):
                 print(f"{cubin.name}: {log}", file=sys.stderr)
             written.append(cubin.name)
             lines[index] = f"cubin {cubin.name} {sha256(cubin)} {what}"
-    (out / "manifest").write_text("\n".join(lines) + "\n")
+    (out / "manifest").write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append("manifest")
     return written
 
@@ -246,8 +246,8 @@ def cmd_check():
                 print(f"kernels/ptx/{name} differs from what the pinned compiler writes now"
                       f"{'' if name.endswith('.cubin') else ':'}")
                 if not name.endswith(".cubin"):
-                    diff = difflib.unified_diff(a.read_text().splitlines(),
-                                                b.read_text().splitlines(),
+                    diff = difflib.unified_diff(a.read_text(encoding="utf-8").splitlines(),
+                                                b.read_text(encoding="utf-8").splitlines(),
                                                 "committed", "regenerated", lineterm="", n=1)
                     print("\n".join(list(diff)[:40]))
                 bad = True

@@ -35,6 +35,16 @@ pub fn trials() -> Vec<Trial> {
         gpu_test("matmul::sm70_f16_f32_grid", |d| {
             grid::<f16, f32>(d, PtxArch::Compute70)
         }),
+        gpu_test("matmul::sm90_f16_f32_grid", grid_sm90::<f16, f32>),
+        gpu_test("matmul::sm90_f16_f16_grid", grid_sm90::<f16, f16>),
+        gpu_test("matmul::sm90_bf16_bf16_grid", |d| {
+            grid_sm90::<bf16, bf16>(d)
+        }),
+        gpu_test("matmul::sm90_bf16_f32_grid", grid_sm90::<bf16, f32>),
+        gpu_test(
+            "matmul::sm90_is_the_default_for_its_layout",
+            sm90_is_the_default,
+        ),
         gpu_test("matmul::sm70_f16_bf16_is_refused", sm70_bf16_is_refused),
         gpu_test("matmul::sm80_every_tiling", |d| {
             every_tiling(d, PtxArch::Compute80)
@@ -419,6 +429,113 @@ fn every_tiling(device: &Device, arch: PtxArch) -> Result<(), Failed> {
         Err(Error::InvalidArgument { .. }) => Ok(()),
         other => Err(format!("unknown tiling: {other:?}").into()),
     }
+}
+
+/// The Hopper path (A row-major, B column-major): the grid's cases of that layout, plus shapes
+/// with partial tiles in every dimension, batches, and the large tile itself. Unaligned cases
+/// take the compute_80 general kernels through the same plan.
+fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
+    let arch = PtxArch::Compute90a;
+    if !arch.runs_on(device.compute_capability()) {
+        return Err(format!("{arch} cannot run on this device").into());
+    }
+    let mut list: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.a == R && c.b == C && !c.broadcast_b)
+        .collect();
+    list.extend([
+        Case {
+            b: C,
+            ..case(128, 256, 64)
+        },
+        Case {
+            b: C,
+            ..case(129, 257, 65)
+        },
+        Case {
+            b: C,
+            ..case(300, 520, 1000)
+        },
+        Case {
+            b: C,
+            batch: 3,
+            bias: true,
+            act: Activation::Gelu,
+            ..case(200, 300, 136)
+        },
+        Case {
+            b: C,
+            beta: 0.5,
+            alpha: 2.0,
+            ..case(1000, 1000, 512)
+        },
+        Case {
+            b: C,
+            beta: 1.0,
+            own_c: false,
+            pad: 8,
+            pad_d: 4,
+            ..case(256, 512, 2048)
+        },
+        Case {
+            b: C,
+            pad: 3,
+            ..case(77, 301, 99)
+        },
+    ]);
+    let mut worst = 0.0f64;
+    for c in &list {
+        let (err, _) = run::<I, O>(device, arch, *c)?;
+        ensure!(
+            err <= bound::<O>(),
+            "{arch} {}->{} {c:?}: relative error {err:e}",
+            I::SUFFIX,
+            O::SUFFIX
+        );
+        worst = worst.max(err);
+    }
+    eprintln!(
+        "{arch} {}->{}: {} cases, worst relative error {worst:.2e}",
+        I::SUFFIX,
+        O::SUFFIX,
+        list.len()
+    );
+    // Other layouts are refused when the path is forced.
+    let stream = device.default_stream();
+    let desc = MatmulDesc::new(8, 8, 8).options(KernelOptions { arch: Some(arch) });
+    match Matmul::<I, O>::new(&stream, desc) {
+        Err(Error::InvalidArgument { .. }) => Ok(()),
+        other => Err(format!("row-major B forced onto compute_90a: {other:?}").into()),
+    }
+}
+
+fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
+    if device.compute_capability() != hikube_gpu::ComputeCapability::new(9, 0) {
+        return Ok(());
+    }
+    let stream = device.default_stream();
+    let nt = MatmulDesc::new(4096, 4096, 4096).b_layout(C);
+    ensure!(
+        Matmul::<f16, f16>::new(&stream, nt.clone())
+            .map_err(fail)?
+            .path()
+            == GemmPath::Sm90,
+        "NT"
+    );
+    let nn = MatmulDesc::new(4096, 4096, 4096);
+    ensure!(
+        Matmul::<f16, f16>::new(&stream, nn).map_err(fail)?.path() == GemmPath::Sm80,
+        "NN"
+    );
+    let skinny = MatmulDesc::new(128, 4096, 4096).b_layout(C);
+    ensure!(
+        Matmul::<f16, f16>::new(&stream, skinny)
+            .map_err(fail)?
+            .path()
+            == GemmPath::Sm80,
+        "skinny"
+    );
+    Ok(())
 }
 
 fn sm70_bf16_is_refused(device: &Device) -> Result<(), Failed> {

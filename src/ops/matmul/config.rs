@@ -10,9 +10,11 @@ pub enum GemmPath {
     Sm70,
     /// `compute_75` (T4): mma.sync m16n8k8 + ldmatrix, f16 only.
     Sm75,
-    /// `compute_80` (A100, RTX 30/40, L4, L40S; H100 until its own path): mma.sync m16n8k16 +
-    /// ldmatrix + cp.async pipeline, f16 and bf16.
+    /// `compute_80` (A100, RTX 30/40, L4, L40S; the H100 for layouts its own path lacks):
+    /// mma.sync m16n8k16 + ldmatrix + cp.async pipeline, f16 and bf16.
     Sm80,
+    /// `compute_90a` (H100, H200): TMA + wgmma, f16 and bf16, A row-major and B column-major.
+    Sm90,
 }
 
 impl GemmPath {
@@ -21,7 +23,8 @@ impl GemmPath {
         match arch {
             PtxArch::Compute70 => GemmPath::Sm70,
             PtxArch::Compute75 => GemmPath::Sm75,
-            _ => GemmPath::Sm80,
+            PtxArch::Compute80 => GemmPath::Sm80,
+            _ => GemmPath::Sm90,
         }
     }
 
@@ -31,6 +34,7 @@ impl GemmPath {
             GemmPath::Sm70 => PtxArch::Compute70,
             GemmPath::Sm75 => PtxArch::Compute75,
             GemmPath::Sm80 => PtxArch::Compute80,
+            GemmPath::Sm90 => PtxArch::Compute90a,
         }
     }
 
@@ -40,6 +44,7 @@ impl GemmPath {
             GemmPath::Sm70 => "gemm_sm70",
             GemmPath::Sm75 => "gemm_sm75",
             GemmPath::Sm80 => "gemm_sm80",
+            GemmPath::Sm90 => "gemm_sm90",
         }
     }
 
@@ -48,12 +53,22 @@ impl GemmPath {
             GemmPath::Sm70 => "sm70",
             GemmPath::Sm75 => "sm75",
             GemmPath::Sm80 => "sm80",
+            GemmPath::Sm90 => "sm90",
         }
     }
 
     /// Whether the path has bf16 kernels.
     pub fn supports_bf16(self) -> bool {
-        self == GemmPath::Sm80
+        matches!(self, GemmPath::Sm80 | GemmPath::Sm90)
+    }
+
+    /// The path that runs what this one cannot: unaligned operands, and, for the Hopper path,
+    /// the layouts and shapes it does not take.
+    pub(crate) fn fallback(self) -> GemmPath {
+        match self {
+            GemmPath::Sm90 => GemmPath::Sm80,
+            other => other,
+        }
     }
 
     /// The tile configurations of this path, largest first. The last one also exists as the
@@ -63,6 +78,7 @@ impl GemmPath {
             GemmPath::Sm70 => &SM70,
             GemmPath::Sm75 => &SM75,
             GemmPath::Sm80 => &SM80,
+            GemmPath::Sm90 => &SM90,
         }
     }
 }
@@ -150,6 +166,22 @@ static SM75: [TileConfig; 2] = [
     cfg((128, 128, 32, 2), 4, true, 2, 1.0),
     cfg((64, 64, 32, 2), 4, true, 2, 0.7),
 ];
+/// The Hopper kernel: 4 stages of (128 + 256) × 64 halves, plus 1 KiB to align its swizzle
+/// atoms (SMEM_BYTES in kernels/gemm/gemm_sm90.cu).
+static SM90: [TileConfig; 1] = [TileConfig {
+    tiling: Tiling {
+        bm: 128,
+        bn: 256,
+        bk: 64,
+        stages: 4,
+    },
+    bm: 128,
+    bn: 256,
+    threads: 256,
+    smem_bytes: 4 * (128 + 256) * 64 * 2 + 1024,
+    blocks_per_sm: 1,
+    efficiency: 1.0,
+}];
 static SM70: [TileConfig; 1] = [cfg((64, 64, 32, 1), 4, false, 4, 1.0)];
 
 /// What the heuristic decided for one shape.

@@ -17,6 +17,7 @@
 
 mod config;
 mod params;
+mod tma;
 
 pub use config::{GemmPath, Tiling};
 
@@ -381,6 +382,9 @@ pub struct Matmul<I: Float, O: Float> {
     general_choice: Choice,
     reduce: CudaFunction,
     workspace: Option<DeviceBuffer<f32>>,
+    /// The Hopper path's tensor maps for the last (A, B) addresses: re-encoded (on the host,
+    /// no allocation) only when the operands move.
+    tma_cache: Option<((u64, u64), (tma::TmaDesc, tma::TmaDesc))>,
     _t: PhantomData<(I, O)>,
 }
 
@@ -431,13 +435,19 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let strides = desc.validate()?;
         let device = stream.device().clone();
         let cc = device.compute_capability();
-        let arch = match desc.options.arch {
+        let forced = desc.options.arch;
+        let arch = match forced {
             Some(forced) => modules::select(GemmPath::for_arch(forced).module(), cc, Some(forced))?,
             None => {
                 // The newest GEMM path the device runs.
-                match [GemmPath::Sm80, GemmPath::Sm75, GemmPath::Sm70]
-                    .into_iter()
-                    .find(|p| p.arch().runs_on(cc))
+                match [
+                    GemmPath::Sm90,
+                    GemmPath::Sm80,
+                    GemmPath::Sm75,
+                    GemmPath::Sm70,
+                ]
+                .into_iter()
+                .find(|p| p.arch().runs_on(cc))
                 {
                     Some(path) => path.arch(),
                     None => {
@@ -445,13 +455,14 @@ impl<I: Float, O: Float> Matmul<I, O> {
                             module: "gemm",
                             major: cc.major,
                             minor: cc.minor,
-                            available: "compute_70, compute_75, compute_80".to_string(),
+                            available: "compute_70, compute_75, compute_80, compute_90a"
+                                .to_string(),
                         })
                     }
                 }
             }
         };
-        let path = GemmPath::for_arch(arch);
+        let mut path = GemmPath::for_arch(arch);
         if I::SUFFIX == "f32" || (I::SUFFIX == "bf16" && !path.supports_bf16()) {
             let min = path.arch().min_capability();
             return Err(Error::UnsupportedDtype {
@@ -461,11 +472,34 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 minor: min.minor,
             });
         }
+        if path == GemmPath::Sm90 {
+            // The Hopper kernel takes K-major operands (A row-major, B column-major) with real
+            // batch strides (TMA strides cannot be 0), and needs enough tiles to fill the chip
+            // without split-K; the mma.sync path takes the rest.
+            let layout_ok = desc.a_layout == Layout::RowMajor && desc.b_layout == Layout::ColMajor;
+            let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
+            let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
+            let sms = device.properties().sm_count as usize;
+            if !(layout_ok && strides_ok) {
+                if forced.is_some() {
+                    return Err(Error::InvalidArgument {
+                        what: "the compute_90a GEMM path takes A row-major and B column-major \
+                               with non-zero batch strides"
+                            .into(),
+                    });
+                }
+                path = GemmPath::Sm80;
+            } else if forced.is_none() && tiles * 2 < sms {
+                path = GemmPath::Sm80;
+            }
+        }
+        let general_path = path.fallback();
         let sms = device.properties().sm_count as usize;
         let (m, n, k, batch) = (desc.m, desc.n, desc.k, desc.batch);
         let configs = path.configs();
         let max_smem = device.properties().max_shared_memory_per_block as usize;
-        let general_config = &configs[configs.len() - 1..];
+        let general_configs = general_path.configs();
+        let general_config = &general_configs[general_configs.len() - 1..];
         let choice = match desc.tiling {
             None => config::choose(configs, m, n, k, batch, sms, max_smem),
             Some(t) => match configs.iter().find(|c| c.tiling == t) {
@@ -485,10 +519,16 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 }
             },
         };
+        let mut choice = choice;
+        if path == GemmPath::Sm90 {
+            // No split-K in the Hopper kernel (yet): one slice of all of K.
+            choice.splits = 1;
+            choice.k_per_split = k.div_ceil(config::K_ALIGN) * config::K_ALIGN;
+        }
         let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
-        let load = |c: &Choice, aligned: bool| -> Result<CudaFunction> {
+        let load = |path: GemmPath, c: &Choice, aligned: bool| -> Result<CudaFunction> {
             let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, aligned);
-            let f = device.function(path.module(), &name, Some(arch))?;
+            let f = device.function(path.module(), &name, Some(path.arch()))?;
             if c.config.smem_bytes > 48 * 1024 {
                 let max = device.properties().max_shared_memory_per_block;
                 at_most(
@@ -503,12 +543,12 @@ impl<I: Float, O: Float> Matmul<I, O> {
             }
             Ok(f)
         };
-        let aligned = load(&choice, true)?;
-        let general = load(&general_choice, false)?;
+        let aligned = load(path, &choice, true)?;
+        let general = load(general_path, &general_choice, false)?;
         let reduce = device.function(
-            path.module(),
-            &format!("gemm_{}_splitk_reduce", path.tag()),
-            Some(arch),
+            general_path.module(),
+            &format!("gemm_{}_splitk_reduce", general_path.tag()),
+            Some(general_path.arch()),
         )?;
         let splits = choice.splits.max(general_choice.splits);
         for c in [&choice, &general_choice] {
@@ -532,6 +572,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             general_choice,
             reduce,
             workspace,
+            tma_cache: None,
             _t: PhantomData,
         })
     }
@@ -690,6 +731,27 @@ impl<I: Float, O: Float> Matmul<I, O> {
             block_dim: (choice.config.threads, 1, 1),
             shared_mem_bytes: choice.config.smem_bytes,
         };
+        if aligned && self.path == GemmPath::Sm90 {
+            let key = (a_ptr, b_ptr);
+            let descs = match self.tma_cache {
+                Some((k, d)) if k == key => d,
+                _ => {
+                    let bf16 = I::SUFFIX == "bf16";
+                    let (m, n, k) = (desc.m, desc.n, desc.k);
+                    let da = tma::k_major(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, 128)?;
+                    let db = tma::k_major(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, 256)?;
+                    self.tma_cache = Some((key, (da, db)));
+                    (da, db)
+                }
+            };
+            let mut args = stream.raw.launch_builder(func);
+            args.arg(&params).arg(&descs.0).arg(&descs.1);
+            // SAFETY: the Hopper kernel takes (GemmParams, TmaDesc, TmaDesc) by value. The
+            // tensor maps describe exactly A (K × M × batch) and B (K × N × batch) as validated
+            // and size-checked above; TMA reads only inside them (zero fill past the edges),
+            // and the epilogue writes D (and reads C, bias) within the checked extents.
+            return unsafe { launch(args, cfg) };
+        }
         let mut args = stream.raw.launch_builder(func);
         args.arg(&params);
         // SAFETY: the kernel takes one GemmParams by value, which matches `params` field for

@@ -1,0 +1,183 @@
+// hikube-archs: compute_90a
+//
+// GEMM for Hopper (H100, H200): TMA loads into 128-byte-swizzled shared memory, completed on
+// mbarriers, and wgmma.mma_async m64n256k16 from shared memory with f32 accumulators.
+// Block tile 128x256x64, 4 pipeline stages (48 KiB each), two consumer warpgroups of 64x256
+// (256 threads); thread 0 also issues the TMA loads. Operands K-major: A row-major, B
+// column-major (D = A * B^T for B stored N x K, as nn.Linear's weight). TMA zero-fills past M, N
+// and K, so any shape works; it needs 16-byte aligned bases and leading dimensions (and batch
+// strides) that are multiples of 8 elements, which the host checks. Epilogue: accumulators
+// parked in shared memory, then the shared epilogue of gemm_params.cuh (coalesced stores).
+#include "gemm/gemm_params.cuh"
+#include "gemm/wgmma_ops.cuh"
+
+namespace hk {
+namespace sm90 {
+
+// A CUtensorMap, passed by value as a __grid_constant__ kernel parameter.
+struct __align__(64) TmaDesc {
+    unsigned long long opaque[16];
+};
+
+constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
+constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
+constexpr int SROW = BN + 8;  // epilogue staging row, floats
+constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;  // + alignment slack for 1024-B swizzle atoms
+static_assert(BM * SROW * 4 <= STAGES * STAGE_BYTES, "the epilogue staging fits in the stages");
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+}
+
+__device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
+    unsigned done = 0;
+    do {
+        asm volatile(
+            "{\n"
+            ".reg .pred p;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(done)
+            : "r"(smem_addr(bar)), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+// Loads box (c0, c1, c2) of a 3-D tensor map into shared memory, completing on `bar`.
+__device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* map, int c0, int c1, int c2,
+                                            unsigned long long* bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_addr(dst)),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(c2),
+        "r"(smem_addr(bar))
+        : "memory");
+}
+
+// Shared-memory matrix descriptor of a K-major tile with 128-byte swizzle: rows of 64 elements
+// (128 B), 8-row atoms 1024 B apart.
+__device__ __forceinline__ unsigned long long desc_k_major_sw128(const void* p) {
+    const unsigned long long addr = smem_addr(p);
+    return ((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
+}
+
+template <typename T>
+__device__ __forceinline__ void wgmma(float (&d)[128], unsigned long long a, unsigned long long b);
+template <>
+__device__ __forceinline__ void wgmma<__half>(float (&d)[128], unsigned long long a, unsigned long long b) {
+    wgmma_m64n256k16_f16(d, a, b);
+}
+template <>
+__device__ __forceinline__ void wgmma<__nv_bfloat16>(float (&d)[128], unsigned long long a,
+                                                     unsigned long long b) {
+    wgmma_m64n256k16_bf16(d, a, b);
+}
+
+template <typename T>
+__device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, const TmaDesc& map_b) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    __shared__ __align__(8) unsigned long long full[STAGES];
+    // 128-byte swizzle atoms must sit on 1024-byte boundaries.
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
+    {
+        unsigned dynamic_smem;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+        if (dynamic_smem < static_cast<unsigned>(SMEM_BYTES)) __trap();
+    }
+
+    const int tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
+    constexpr int GROUP_M = 8;
+    const int pid = blockIdx.x, group = GROUP_M * tiles_n;
+    const int first_m = (pid / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
+    const int m0 = (first_m + (pid % group) % gsize) * BM, n0 = ((pid % group) / gsize) * BN;
+    const int batch = blockIdx.y;
+    const int k_tiles = (p.k + BK - 1) / BK;
+    const int wg = threadIdx.x / 128;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) mbar_init(&full[s], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    auto issue = [&](int kt) {
+        const int s = kt % STAGES;
+        unsigned char* stage = smem + s * STAGE_BYTES;
+        mbar_expect_tx(&full[s], STAGE_BYTES);
+        tma_load_3d(stage, &map_a, kt * BK, m0, batch, &full[s]);
+        tma_load_3d(stage + A_BYTES, &map_b, kt * BK, n0, batch, &full[s]);
+    };
+    if (threadIdx.x == 0)
+        for (int kt = 0; kt < STAGES && kt < k_tiles; ++kt) issue(kt);
+
+    float acc[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        const int s = kt % STAGES;
+        mbar_wait(&full[s], (kt / STAGES) & 1);
+        const unsigned char* a = smem + s * STAGE_BYTES + wg * (64 * BK * 2);
+        const unsigned char* b = smem + s * STAGE_BYTES + A_BYTES;
+        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk)
+            wgmma<T>(acc, desc_k_major_sw128(a + kk * 32), desc_k_major_sw128(b + kk * 32));
+        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        // Both warpgroups are done with stage s: refill it with the tile STAGES ahead.
+        __syncthreads();
+        if (threadIdx.x == 0 && kt + STAGES < k_tiles) issue(kt + STAGES);
+    }
+
+    // Park the accumulators: warpgroup wg owns rows 64 wg .. 64 wg + 63; in it, warp w has rows
+    // 16 w + lane / 4 (+ 8), and register 4 j + {0, 1} (+ {2, 3} for the row 8 below) holds
+    // columns 8 j + 2 (lane % 4) + {0, 1}.
+    float* stage_out = reinterpret_cast<float*>(smem);
+    const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
+    const int row = wg * 64 + warp * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = 8 * j + 2 * (lane % 4);
+        *reinterpret_cast<float2*>(stage_out + row * SROW + col) = make_float2(acc[4 * j], acc[4 * j + 1]);
+        *reinterpret_cast<float2*>(stage_out + (row + 8) * SROW + col) =
+            make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < BM * (BN / 2); idx += THREADS) {
+        const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+        const int r = m0 + lr, c = n0 + col;
+        if (r >= p.m || c >= p.n) continue;
+        const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
+        epilogue2(p, batch, r, c, v.x, v.y);
+    }
+}
+
+}  // namespace sm90
+}  // namespace hk
+
+// The dynamic shared memory this kernel needs; src/ops/matmul checks the same figure.
+extern "C" __global__ void __launch_bounds__(256, 1)
+    gemm_sm90_f16_128x256x64x4_arbc_aligned(hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,
+                                            const __grid_constant__ hk::sm90::TmaDesc b) {
+    hk::sm90::gemm<__half>(p, a, b);
+}
+
+extern "C" __global__ void __launch_bounds__(256, 1)
+    gemm_sm90_bf16_128x256x64x4_arbc_aligned(hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,
+                                             const __grid_constant__ hk::sm90::TmaDesc b) {
+    hk::sm90::gemm<__nv_bfloat16>(p, a, b);
+}

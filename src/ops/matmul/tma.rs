@@ -1,0 +1,88 @@
+//! TMA tensor maps (`cuTensorMapEncodeTiled`) for the Hopper GEMM: built from a validated
+//! shape, checked against the hardware's rules, and passed to the kernel by value.
+
+use crate::error::{Error, Result};
+use cudarc::driver::{sys, DeviceRepr};
+
+/// A CUDA tensor map, as the kernel's `__grid_constant__` parameter.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub(crate) struct TmaDesc(sys::CUtensorMap);
+
+// SAFETY: `CUtensorMap` is a plain 64-byte-aligned block of 128 bytes that the kernel reads as
+// its own `TmaDesc` struct of the same size and alignment.
+unsafe impl DeviceRepr for TmaDesc {}
+
+fn tma_error(what: String) -> Error {
+    Error::InvalidArgument {
+        what: format!("TMA tensor map: {what}"),
+    }
+}
+
+/// The tensor map of a K-major operand (rows of K contiguous elements, `ld` apart, `batch`
+/// matrices `stride` apart) read in boxes of `box_rows` rows × 64 elements, with the 128-byte
+/// swizzle the kernel's shared-memory descriptors expect. Elements past the edges read as zero.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn k_major(
+    ptr: u64,
+    bf16: bool,
+    k: usize,
+    rows: usize,
+    batch: usize,
+    ld: usize,
+    stride: usize,
+    box_rows: u32,
+) -> Result<TmaDesc> {
+    const ELEM: u64 = 2;
+    let stride = if batch == 1 { rows * ld } else { stride };
+    let dims = [k as u64, rows as u64, batch as u64];
+    let strides = [ld as u64 * ELEM, stride as u64 * ELEM];
+    if ptr % 16 != 0 {
+        return Err(tma_error(format!(
+            "base address {ptr:#x} is not 16-byte aligned"
+        )));
+    }
+    if let Some(s) = strides
+        .iter()
+        .find(|s| **s % 16 != 0 || **s == 0 || **s >= 1 << 40)
+    {
+        return Err(tma_error(format!(
+            "stride of {s} bytes is not a positive multiple of 16 below 2^40"
+        )));
+    }
+    if let Some(d) = dims.iter().find(|d| **d == 0 || **d > u32::MAX as u64) {
+        return Err(tma_error(format!("dimension {d} is outside 1..2^32")));
+    }
+    let boxes = [64u32, box_rows, 1];
+    let element_strides = [1u32; 3];
+    let dtype = if bf16 {
+        sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+    } else {
+        sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+    };
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    // SAFETY: every pointer argument addresses a local array of the rank (3) or rank - 1 (2)
+    // entries the call reads; `map` is writable; the driver only encodes, it reads no memory at
+    // `ptr` (validated above against the encoder's rules, so failures are reported, not UB).
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            dtype,
+            3,
+            ptr as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            element_strides.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        return Err(tma_error(format!("cuTensorMapEncodeTiled failed: {r:?}")));
+    }
+    // SAFETY: the driver wrote the map on success (and it was zeroed before).
+    Ok(TmaDesc(unsafe { map.assume_init() }))
+}
