@@ -2,8 +2,10 @@
 //
 // GEMM for Hopper (H100, H200): TMA loads into 128-byte-swizzled shared memory, completed on
 // mbarriers, and wgmma.mma_async m64n256k16 from shared memory with f32 accumulators.
-// Block tile 128x256x64, 4 pipeline stages (48 KiB each), two consumer warpgroups of 64x256
-// (256 threads); thread 0 also issues the TMA loads. Operands K-major: A row-major, B
+// Block tile 128x256x64, 4 pipeline stages (48 KiB each), warp-specialized: warpgroup 0 is the
+// producer (one thread issues the TMA loads; setmaxnreg gives its registers away), warpgroups
+// 1 and 2 consume 64x256 each. "full" barriers say a stage has landed, "empty" barriers that
+// both consumers are done with it; a consumer keeps one wgmma group in flight while it waits. Operands K-major: A row-major, B
 // column-major (D = A * B^T for B stored N x K, as nn.Linear's weight). TMA zero-fills past M, N
 // and K, so any shape works; it needs 16-byte aligned bases and leading dimensions (and batch
 // strides) that are multiples of 8 elements, which the host checks. Epilogue: accumulators
@@ -19,7 +21,8 @@ struct __align__(64) TmaDesc {
     unsigned long long opaque[16];
 };
 
-constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4, THREADS = 256;
+constexpr int BM = 128, BN = 256, BK = 64, STAGES = 4;
+constexpr int CONSUMERS = 256, THREADS = 128 + CONSUMERS;
 constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTES + B_BYTES;
 constexpr int SROW = BN + 8;  // epilogue staging row, floats
 constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;  // + alignment slack for 1024-B swizzle atoms
@@ -37,6 +40,10 @@ __device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
                  "r"(bytes)
                  : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 }
 
 __device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
@@ -88,6 +95,7 @@ template <typename T>
 __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, const TmaDesc& map_b) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ __align__(8) unsigned long long full[STAGES];
+    __shared__ __align__(8) unsigned long long empty[STAGES];
     // 128-byte swizzle atoms must sit on 1024-byte boundaries.
     unsigned char* smem = reinterpret_cast<unsigned char*>(
         (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
@@ -107,22 +115,34 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     const int wg = threadIdx.x / 128;
 
     if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) mbar_init(&full[s], 1);
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], CONSUMERS);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     }
     __syncthreads();
 
-    auto issue = [&](int kt) {
-        const int s = kt % STAGES;
-        unsigned char* stage = smem + s * STAGE_BYTES;
-        mbar_expect_tx(&full[s], STAGE_BYTES);
-        tma_load_3d(stage, &map_a, kt * BK, m0, batch, &full[s]);
-        tma_load_3d(stage + A_BYTES, &map_b, kt * BK, n0, batch, &full[s]);
-    };
-    if (threadIdx.x == 0)
-        for (int kt = 0; kt < STAGES && kt < k_tiles; ++kt) issue(kt);
+    if (wg == 0) {
+        // Producer: a few registers suffice.
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (threadIdx.x == 0) {
+            for (int kt = 0; kt < k_tiles; ++kt) {
+                const int s = kt % STAGES;
+                if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
+                unsigned char* stage = smem + s * STAGE_BYTES;
+                mbar_expect_tx(&full[s], STAGE_BYTES);
+                tma_load_3d(stage, &map_a, kt * BK, m0, batch, &full[s]);
+                tma_load_3d(stage + A_BYTES, &map_b, kt * BK, n0, batch, &full[s]);
+            }
+        }
+        return;
+    }
 
+    // Consumers: the accumulators need the registers.
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
     float acc[128];
 #pragma unroll
     for (int i = 0; i < 128; ++i) acc[i] = 0.f;
@@ -130,25 +150,27 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     for (int kt = 0; kt < k_tiles; ++kt) {
         const int s = kt % STAGES;
         mbar_wait(&full[s], (kt / STAGES) & 1);
-        const unsigned char* a = smem + s * STAGE_BYTES + wg * (64 * BK * 2);
+        const unsigned char* a = smem + s * STAGE_BYTES + cw * (64 * BK * 2);
         const unsigned char* b = smem + s * STAGE_BYTES + A_BYTES;
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk)
             wgmma<T>(acc, desc_k_major_sw128(a + kk * 32), desc_k_major_sw128(b + kk * 32));
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        // Both warpgroups are done with stage s: refill it with the tile STAGES ahead.
-        __syncthreads();
-        if (threadIdx.x == 0 && kt + STAGES < k_tiles) issue(kt + STAGES);
+        // Keep this tile's group in flight; the previous tile's is done, so its stage is free.
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        if (kt > 0) mbar_arrive(&empty[(kt - 1) % STAGES]);
     }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 
-    // Park the accumulators: warpgroup wg owns rows 64 wg .. 64 wg + 63; in it, warp w has rows
+    // Park the accumulators: consumer cw owns rows 64 cw .. 64 cw + 63; in it, warp w has rows
     // 16 w + lane / 4 (+ 8), and register 4 j + {0, 1} (+ {2, 3} for the row 8 below) holds
-    // columns 8 j + 2 (lane % 4) + {0, 1}.
+    // columns 8 j + 2 (lane % 4) + {0, 1}. Every TMA load has landed (each was waited for),
+    // so the stages can be reused; only the consumers synchronize (named barrier 1).
     float* stage_out = reinterpret_cast<float*>(smem);
     const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
-    const int row = wg * 64 + warp * 16 + lane / 4;
+    const int row = cw * 64 + warp * 16 + lane / 4;
+    asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS) : "memory");
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
         const int col = 8 * j + 2 * (lane % 4);
@@ -156,8 +178,8 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         *reinterpret_cast<float2*>(stage_out + (row + 8) * SROW + col) =
             make_float2(acc[4 * j + 2], acc[4 * j + 3]);
     }
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < BM * (BN / 2); idx += THREADS) {
+    asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS) : "memory");
+    for (int idx = threadIdx.x - 128; idx < BM * (BN / 2); idx += CONSUMERS) {
         const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
         const int r = m0 + lr, c = n0 + col;
         if (r >= p.m || c >= p.n) continue;
@@ -170,13 +192,13 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
 }  // namespace hk
 
 // The dynamic shared memory this kernel needs; src/ops/matmul checks the same figure.
-extern "C" __global__ void __launch_bounds__(256, 1)
+extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)
     gemm_sm90_f16_128x256x64x4_arbc_aligned(hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,
                                             const __grid_constant__ hk::sm90::TmaDesc b) {
     hk::sm90::gemm<__half>(p, a, b);
 }
 
-extern "C" __global__ void __launch_bounds__(256, 1)
+extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)
     gemm_sm90_bf16_128x256x64x4_arbc_aligned(hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,
                                              const __grid_constant__ hk::sm90::TmaDesc b) {
     hk::sm90::gemm<__nv_bfloat16>(p, a, b);

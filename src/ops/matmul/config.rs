@@ -177,7 +177,8 @@ static SM90: [TileConfig; 1] = [TileConfig {
     },
     bm: 128,
     bn: 256,
-    threads: 256,
+    // A producer warpgroup and two consumer warpgroups.
+    threads: 384,
     smem_bytes: 4 * (128 + 256) * 64 * 2 + 1024,
     blocks_per_sm: 1,
     efficiency: 1.0,
