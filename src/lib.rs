@@ -50,6 +50,7 @@ pub use memory::{
     AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut, PinnedBlock,
     PinnedBuffer, PinnedPool, Prefetcher, TransferPipeline,
 };
+pub use memory::{Cap, MemoryPool, PoolOptions, PoolStat, PoolStats, MEMORY_FRACTION_ENV};
 pub use modules::{LoadInfo, ModuleImage};
 pub use ops::{Float, KernelOptions};
 pub use stream::Stream;

@@ -12,6 +12,8 @@ use hikube_gpu::{
 };
 use std::time::Instant;
 
+mod pool;
+
 const MIB: usize = 1 << 20;
 const CHAIN: usize = 1000;
 
@@ -217,6 +219,11 @@ fn main() -> Result<()> {
     let stream = device.new_stream()?;
     launch_latency(&stream, "several streams", true, &mut rows)?;
     transfers(&device, &stream, &mut rows)?;
+    let mut criterion = criterion::Criterion::default()
+        .configure_from_args()
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1));
+    pool::bench(&mut criterion, &device, &mut rows)?;
     println!("\n{}: runtime (medians)", device.model().name);
     println!("| what | hikube-gpu | anchor |\n|---|---|---|");
     for r in rows {

@@ -7,14 +7,17 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::memory::pool::PoolLease;
 use crate::memory::PinnedBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
 use cudarc::driver::{result, sys, CudaSlice, CudaView, CudaViewMut, DevicePtrMut, DriverError};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::{Bound, RangeBounds};
 
-/// An owned array of `len` elements of `T` in device memory.
+/// An owned array of `len` elements of `T` in device memory. Allocated by the driver here, or by
+/// a [`MemoryPool`](crate::MemoryPool), to which it goes back when dropped.
 ///
 /// ```no_run
 /// use hikube_gpu::{Device, DeviceBuffer};
@@ -26,10 +29,25 @@ use std::ops::{Bound, RangeBounds};
 /// # Ok::<(), hikube_gpu::Error>(())
 /// ```
 pub struct DeviceBuffer<T: Pod> {
-    raw: CudaSlice<u8>,
+    /// Taken out only in `Drop`. A pooled buffer's block may be longer than `num_bytes()`: every
+    /// view below is cut to `num_bytes()`.
+    raw: ManuallyDrop<CudaSlice<u8>>,
     len: usize,
     device: Device,
+    /// Set for buffers from a [`MemoryPool`](crate::MemoryPool): the block goes back to it.
+    lease: Option<PoolLease>,
     _t: PhantomData<T>,
+}
+
+impl<T: Pod> Drop for DeviceBuffer<T> {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is taken exactly once, here, and `self` is never used again.
+        let raw = unsafe { ManuallyDrop::take(&mut self.raw) };
+        match self.lease.take() {
+            Some(lease) => lease.release(raw),
+            None => drop(raw), // cudarc frees it in stream order
+        }
+    }
 }
 
 impl<T: Pod> std::fmt::Debug for DeviceBuffer<T> {
@@ -152,9 +170,10 @@ impl<T: Pod> DeviceBuffer<T> {
     /// memory held; any bit pattern is a valid `T`). Freed in `stream`'s order when dropped.
     pub fn alloc(stream: &Stream, len: usize) -> Result<Self> {
         Ok(DeviceBuffer {
-            raw: alloc_bytes(stream, byte_len::<T>(len)?)?,
+            raw: ManuallyDrop::new(alloc_bytes(stream, byte_len::<T>(len)?)?),
             len,
             device: stream.device().clone(),
+            lease: None,
             _t: PhantomData,
         })
     }
@@ -162,7 +181,7 @@ impl<T: Pod> DeviceBuffer<T> {
     /// Allocates `len` elements set to all-zero bits.
     pub fn zeroed(stream: &Stream, len: usize) -> Result<Self> {
         let mut buf = Self::alloc(stream, len)?;
-        stream.raw.memset_zeros(&mut buf.raw)?;
+        buf.set_zero(stream)?;
         Ok(buf)
     }
 
@@ -194,11 +213,14 @@ impl<T: Pod> DeviceBuffer<T> {
     }
 
     /// The underlying cudarc allocation (bytes), for interop with cudarc and vendor libraries.
+    /// For a buffer from a [`MemoryPool`](crate::MemoryPool) it is the whole pool block, which
+    /// may be longer than [`num_bytes`](Self::num_bytes) (sizes are rounded up).
     pub fn cuda_slice(&self) -> &CudaSlice<u8> {
         &self.raw
     }
 
-    /// The underlying cudarc allocation (bytes), writable, for interop.
+    /// The underlying cudarc allocation (bytes), writable, for interop (see
+    /// [`cuda_slice`](Self::cuda_slice) for pooled buffers).
     pub fn cuda_slice_mut(&mut self) -> &mut CudaSlice<u8> {
         &mut self.raw
     }
@@ -242,8 +264,10 @@ impl<T: Pod> DeviceBuffer<T> {
 
     /// A writable view of the whole buffer.
     pub fn as_slice_mut(&mut self) -> DeviceSliceMut<'_, T> {
+        // Cut to `num_bytes()` (a pooled block may be longer); in range, so no panic.
+        let n = self.num_bytes().min(self.raw.len());
         DeviceSliceMut {
-            view: self.raw.as_view_mut(),
+            view: self.raw.slice_mut(..n),
             len: self.len,
             device: &self.device,
             _t: PhantomData,
@@ -287,10 +311,39 @@ impl<T: Pod> DeviceBuffer<T> {
     }
 }
 
+impl<T: Pod> DeviceBuffer<T> {
+    /// A buffer of `len` elements over a pool's block (`raw` holds at least `len` elements).
+    pub(crate) fn from_pool(
+        raw: CudaSlice<u8>,
+        len: usize,
+        device: Device,
+        lease: PoolLease,
+    ) -> Self {
+        DeviceBuffer {
+            raw: ManuallyDrop::new(raw),
+            len,
+            device,
+            lease: Some(lease),
+            _t: PhantomData,
+        }
+    }
+
+    /// Sets every byte of the buffer (not of a pooled block's slack) to zero, on `stream`.
+    pub(crate) fn set_zero(&mut self, stream: &Stream) -> Result<()> {
+        Ok(stream.raw.memset_zeros(&mut self.as_slice_mut().view)?)
+    }
+
+    /// The buffer's bytes, cut to `num_bytes()` (a pooled block may be longer).
+    fn bytes(&self) -> CudaView<'_, u8> {
+        // In range by construction, so `slice` cannot panic.
+        self.raw.slice(..self.num_bytes().min(self.raw.len()))
+    }
+}
+
 impl<T: Pod> AsDeviceSlice<T> for DeviceBuffer<T> {
     fn as_device_slice(&self) -> DeviceSlice<'_, T> {
         DeviceSlice {
-            view: self.raw.as_view(),
+            view: self.bytes(),
             len: self.len,
             device: &self.device,
             _t: PhantomData,

@@ -6,6 +6,7 @@ mod device;
 mod kernels;
 mod matmul;
 mod memory;
+mod pool;
 mod runtime;
 
 use hikube_gpu::Device;
@@ -61,5 +62,6 @@ fn main() {
     trials.extend(kernels::trials());
     trials.extend(matmul::trials());
     trials.extend(runtime::trials());
+    trials.extend(pool::trials());
     libtest_mimic::run(&args, trials).exit();
 }

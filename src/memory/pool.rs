@@ -1,0 +1,1001 @@
+//! The memory pool: [`MemoryPool`], a caching stream-ordered allocator of [`DeviceBuffer`]s,
+//! with PyTorch's statistics ([`PoolStats`]) and a per-process cap ([`Cap`]).
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::memory::DeviceBuffer;
+use crate::stream::Stream;
+use bytemuck::Pod;
+use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaSlice, CudaStream, DriverError};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The environment variable that caps a pool created without an explicit cap, as a fraction of
+/// the device's memory in (0, 1], e.g. `HIKUBE_GPU_MEMORY_FRACTION=0.5`. Unset or empty: no cap.
+pub const MEMORY_FRACTION_ENV: &str = "HIKUBE_GPU_MEMORY_FRACTION";
+
+/// Requests up to this size are rounded to [`SMALL_GRANULE`].
+const SMALL_LIMIT: usize = 1 << 20;
+/// Rounding of small requests (and the smallest block).
+const SMALL_GRANULE: usize = 512;
+/// Rounding of requests above [`SMALL_LIMIT`].
+const LARGE_GRANULE: usize = 2 << 20;
+/// How many blocks of a size class a request looks through for one of its own stream before it
+/// takes another stream's: bounded, so that a lookup stays O(1).
+const SAME_STREAM_SCAN: usize = 8;
+
+/// A limit on the bytes a [`MemoryPool`] may reserve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cap {
+    /// At most this many bytes (more than 0).
+    Bytes(u64),
+    /// At most this fraction of the device's total memory, in (0, 1].
+    Fraction(f64),
+}
+
+impl Cap {
+    /// The cap in bytes on a device with `total_memory` bytes; [`Error::InvalidArgument`] for a
+    /// fraction outside (0, 1] (or not a number) and for 0 bytes.
+    pub fn to_bytes(self, total_memory: usize) -> Result<usize> {
+        match self {
+            Cap::Bytes(0) => Err(Error::InvalidArgument {
+                what: "a memory cap of 0 bytes allows no allocation".into(),
+            }),
+            Cap::Bytes(b) => Ok(usize::try_from(b).unwrap_or(usize::MAX)),
+            Cap::Fraction(f) if f > 0.0 && f <= 1.0 => Ok((f * total_memory as f64) as usize),
+            Cap::Fraction(f) => Err(Error::InvalidArgument {
+                what: format!("memory cap fraction {f} is not in (0, 1]"),
+            }),
+        }
+    }
+}
+
+/// The cap set by the value of [`MEMORY_FRACTION_ENV`] (`None`: unset or empty).
+fn cap_from_env(value: Option<&str>) -> Result<Option<Cap>> {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    match text.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(Some(Cap::Fraction(f))),
+        _ => Err(Error::InvalidArgument {
+            what: format!("{MEMORY_FRACTION_ENV}={text:?} is not a fraction in (0, 1]"),
+        }),
+    }
+}
+
+/// How a [`MemoryPool`] is set up.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolOptions {
+    /// The most the pool may reserve from the driver. `None`: the cap given by
+    /// [`MEMORY_FRACTION_ENV`] if it is set, otherwise no cap. `Some(Cap::Fraction(1.0))` ignores
+    /// the environment.
+    pub cap: Option<Cap>,
+}
+
+/// A statistic that moves up and down: its value now, and the highest it reached since the pool
+/// was created or [`MemoryPool::reset_peak`] was called.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStat {
+    /// The value now.
+    pub current: usize,
+    /// The highest value since creation or the last [`MemoryPool::reset_peak`].
+    pub peak: usize,
+}
+
+impl PoolStat {
+    fn set(&mut self, value: usize) {
+        self.current = value;
+        self.peak = self.peak.max(value);
+    }
+
+    fn add(&mut self, n: usize) {
+        self.set(self.current.saturating_add(n));
+    }
+
+    fn sub(&mut self, n: usize) {
+        self.set(self.current.saturating_sub(n));
+    }
+
+    fn reset_peak(&mut self) {
+        self.peak = self.current;
+    }
+}
+
+/// A [`MemoryPool`]'s statistics, with the meaning of `torch.cuda.memory_stats` (key in
+/// parentheses). Bytes are counted in whole blocks, after rounding to size classes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes of the blocks live buffers hold (`allocated_bytes.all`).
+    pub allocated_bytes: PoolStat,
+    /// Bytes the live buffers asked for, before rounding (`requested_bytes.all`).
+    pub requested_bytes: PoolStat,
+    /// Bytes held from the driver: the live blocks and the cached ones (`reserved_bytes.all`).
+    pub reserved_bytes: PoolStat,
+    /// Bytes reserved that no live buffer can use: the cached blocks, plus the rounding slack at
+    /// the end of the live blocks; `reserved - requested`. The pool does not split blocks, so this
+    /// is the whole of its fragmentation (`inactive_split_bytes.all` counts free pieces of split
+    /// blocks in PyTorch).
+    pub inactive_split_bytes: PoolStat,
+    /// Live buffers (`active.all`).
+    pub active_blocks: PoolStat,
+    /// Blocks in the cache now, waiting to be reused.
+    pub cached_blocks: usize,
+    /// Buffers handed out, from the cache or the driver (`allocation.all.allocated`).
+    pub allocation_count: u64,
+    /// Buffers given back (`allocation.all.freed`).
+    pub free_count: u64,
+    /// Blocks allocated from the driver (`num_device_alloc`).
+    pub device_alloc_count: u64,
+    /// Blocks given back to the driver (`num_device_free`).
+    pub device_free_count: u64,
+    /// Requests that failed with [`Error::OutOfMemory`] (`num_ooms`).
+    pub oom_count: u64,
+    /// Requests that emptied the cache to fit, at the cap or after a driver out-of-memory
+    /// (`num_alloc_retries`).
+    pub alloc_retries: u64,
+}
+
+impl PoolStats {
+    /// Bytes in cached blocks: `reserved - allocated`.
+    pub fn cached_bytes(&self) -> usize {
+        self.reserved_bytes
+            .current
+            .saturating_sub(self.allocated_bytes.current)
+    }
+
+    /// Requests served from the cache, without a driver allocation.
+    pub fn cache_hits(&self) -> u64 {
+        self.allocation_count
+            .saturating_sub(self.device_alloc_count)
+    }
+
+    fn settle(&mut self) {
+        let inactive = self
+            .reserved_bytes
+            .current
+            .saturating_sub(self.requested_bytes.current);
+        self.inactive_split_bytes.set(inactive);
+    }
+
+    fn hand_out(&mut self, size: usize, requested: usize) {
+        self.allocation_count += 1;
+        self.allocated_bytes.add(size);
+        self.requested_bytes.add(requested);
+        self.active_blocks.add(1);
+    }
+
+    /// A request served from the cache.
+    fn on_hit(&mut self, size: usize, requested: usize) {
+        self.cached_blocks = self.cached_blocks.saturating_sub(1);
+        self.hand_out(size, requested);
+        self.settle();
+    }
+
+    /// A request served by a new driver allocation.
+    fn on_device_alloc(&mut self, size: usize, requested: usize) {
+        self.device_alloc_count += 1;
+        self.reserved_bytes.add(size);
+        self.hand_out(size, requested);
+        self.settle();
+    }
+
+    /// A buffer given back: its block is cached, or (`cached` false) given to the driver.
+    fn on_release(&mut self, size: usize, requested: usize, cached: bool) {
+        self.free_count += 1;
+        self.allocated_bytes.sub(size);
+        self.requested_bytes.sub(requested);
+        self.active_blocks.sub(1);
+        if cached {
+            self.cached_blocks += 1;
+        } else {
+            self.device_free_count += 1;
+            self.reserved_bytes.sub(size);
+        }
+        self.settle();
+    }
+
+    /// A cached block given back to the driver.
+    fn on_device_free(&mut self, size: usize) {
+        self.cached_blocks = self.cached_blocks.saturating_sub(1);
+        self.device_free_count += 1;
+        self.reserved_bytes.sub(size);
+        self.settle();
+    }
+
+    fn reset_peaks(&mut self) {
+        self.allocated_bytes.reset_peak();
+        self.requested_bytes.reset_peak();
+        self.reserved_bytes.reset_peak();
+        self.inactive_split_bytes.reset_peak();
+        self.active_blocks.reset_peak();
+    }
+}
+
+/// True if two streams of one context are the same queue (clones of the default stream are
+/// distinct `Arc`s of the same null stream).
+fn same_stream(a: &CudaStream, b: &CudaStream) -> bool {
+    a.cu_stream() == b.cu_stream()
+}
+
+/// True if `stream` is capturing a graph, or cannot tell (the legacy stream while another
+/// stream captures): work must not be queued on it for the pool's own purposes.
+fn capturing(stream: &CudaStream) -> bool {
+    !matches!(
+        stream.capture_status(),
+        Ok(sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE)
+    )
+}
+
+/// Makes the work queued on `to` from now on wait for the work queued on `from` so far, through
+/// `event` (created on first use, then reused: a wait keeps the record it saw).
+fn order_after(
+    event: &mut Option<CudaEvent>,
+    from: &Arc<CudaStream>,
+    to: &CudaStream,
+) -> Result<(), DriverError> {
+    let event = match event {
+        Some(event) => event,
+        None => event.insert(from.context().new_event(None)?),
+    };
+    event.record(from)?;
+    to.wait(event)
+}
+
+/// A block in the cache. `slice` is `None` only once its parts have been taken out.
+struct Block {
+    slice: Option<CudaSlice<u8>>,
+    /// The stream the block's last buffer was allocated on: the work that may still use the
+    /// block is ordered on it.
+    owner: Arc<CudaStream>,
+    /// Reused to order the next stream after `owner`.
+    handoff: Option<CudaEvent>,
+}
+
+impl Drop for Block {
+    /// Gives the block back to the driver. cudarc frees it on its allocating stream, which need
+    /// not be the last owner: order that free after the owner's work first.
+    fn drop(&mut self) {
+        let Some(slice) = self.slice.take() else {
+            return;
+        };
+        let home = slice.stream();
+        let moved = !same_stream(home, &self.owner);
+        if capturing(home) || (moved && capturing(&self.owner)) {
+            // Freeing now would put the free (or its wait) into someone's graph: leak the block
+            // instead. Only a pool dropped during a capture of one of its streams gets here.
+            std::mem::forget(slice);
+            return;
+        }
+        if moved {
+            let ctx = home.context();
+            if order_after(&mut self.handoff, &self.owner, home).is_err() {
+                // Without an event, wait for the owner's work on the host instead.
+                ctx.record_err(self.owner.synchronize());
+            }
+        }
+        drop(slice);
+    }
+}
+
+/// What a request takes out of the cache.
+struct Taken {
+    slice: CudaSlice<u8>,
+    owner: Arc<CudaStream>,
+    handoff: Option<CudaEvent>,
+}
+
+struct State {
+    /// Cached blocks by size class; the last pushed is taken first (warm in L2 and TLBs).
+    free: HashMap<usize, Vec<Block>>,
+    /// The cap in bytes.
+    cap: Option<usize>,
+    /// Bytes being allocated from the driver now: counted against the cap, not yet reserved.
+    pending: usize,
+    stats: PoolStats,
+}
+
+impl State {
+    /// Takes a block of the size class out of the cache (the statistics still count it as
+    /// cached): one of `stream`'s own if among the last few cached, else the last cached.
+    fn take(&mut self, size: usize, stream: &CudaStream) -> Option<Taken> {
+        let list = self.free.get_mut(&size)?;
+        let n = list.len();
+        let own = list
+            .iter()
+            .rev()
+            .take(SAME_STREAM_SCAN)
+            .position(|b| same_stream(&b.owner, stream));
+        let at = n.checked_sub(1 + own.unwrap_or(0))?;
+        let mut block = list.swap_remove(at);
+        let slice = block.slice.take()?;
+        Some(Taken {
+            slice,
+            owner: block.owner.clone(),
+            handoff: block.handoff.take(),
+        })
+    }
+
+    /// Puts a taken block back, unchanged.
+    fn untake(&mut self, size: usize, t: Taken) {
+        self.free.entry(size).or_default().push(Block {
+            slice: Some(t.slice),
+            owner: t.owner,
+            handoff: t.handoff,
+        });
+    }
+}
+
+pub(crate) struct PoolInner {
+    device: Device,
+    ctx: Arc<CudaContext>,
+    state: Mutex<State>,
+}
+
+/// A caching allocator of device memory for one device, with the statistics PyTorch users know
+/// from `torch.cuda.memory_stats` and a per-process cap. Cheap to clone (clones share the cache
+/// and the statistics); `Send + Sync`: one lock, held for a hash-map lookup by size class.
+///
+/// Asking the driver for memory costs microseconds (`cuMemAllocAsync`) to tens of microseconds
+/// (`cuMemAlloc`, which also synchronizes on free). A pool keeps the blocks its buffers give back
+/// and hands them out again: a request served from the cache of its own stream allocates
+/// nothing (its one driver call asks whether the stream is capturing a graph). Its buffers are
+/// ordinary [`DeviceBuffer`]s, so every operation takes them; when one is dropped its block
+/// returns to the pool instead of to the driver.
+///
+/// ```no_run
+/// use hikube_gpu::{Cap, Device, MemoryPool, PoolOptions};
+///
+/// let device = Device::open(0)?;
+/// // At most half of the GPU, e.g. for two containers sharing it.
+/// let pool = MemoryPool::new(&device, PoolOptions { cap: Some(Cap::Fraction(0.5)) })?;
+/// let stream = device.new_stream()?;
+///
+/// let x = pool.from_slice(&stream, &[1.0f32; 1000])?;
+/// drop(x); // the block goes back to the pool's cache
+/// let mut y = pool.alloc::<f32>(&stream, 1000)?; // the same block, from the cache
+/// y.fill(&stream, 2.0)?;
+///
+/// let stats = pool.stats();
+/// assert_eq!(stats.device_alloc_count, 1);
+/// println!(
+///     "{} B allocated, {} B reserved (peak {} B)",
+///     stats.allocated_bytes.current, stats.reserved_bytes.current, stats.reserved_bytes.peak
+/// );
+/// drop(y);
+/// pool.trim()?; // give every cached block back to the driver, and the driver's to the device
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+///
+/// # Size classes
+///
+/// Requests are rounded up, as PyTorch does: to a multiple of 512 bytes up to 1 MiB (0 bytes
+/// takes 512), to a multiple of 2 MiB above. A block serves only requests of its own class, so
+/// the bytes a live buffer holds are exactly [`MemoryPool::size_class`] of what it asked for.
+///
+/// # Streams
+///
+/// A cached block can be reused on any stream of the device. Each block remembers the stream it
+/// was last allocated on; a request prefers a block of its own stream (no ordering needed). A
+/// block taken over by another stream is ordered after all the work queued on its previous stream
+/// (an event recorded there, waited on by the new stream), whatever cudarc's event tracking does;
+/// uses on third streams are ordered by cudarc's per-buffer read/write events, exactly as for
+/// memory the driver frees and reallocates (cudarc keeps the last read and the last write of a
+/// buffer). Blocks are given back to the driver on their allocating stream, after the work of the
+/// stream they were last allocated on; a cached block keeps its streams alive until then.
+///
+/// # The cap
+///
+/// [`PoolOptions::cap`] bounds the bytes the pool *reserves* (live and cached blocks). A request
+/// that would cross it first gives the cached blocks back to the driver, then fails with
+/// [`Error::OutOfMemory`]: `requested` is the rounded block size, `free` the room left under the
+/// cap, `total` the cap. A driver out-of-memory also gives the cache back (and waits for the
+/// device, so that queued frees finish) and retries once. Either way the pool stays usable.
+/// Without a cap in the options, the environment variable [`MEMORY_FRACTION_ENV`]
+/// (`HIKUBE_GPU_MEMORY_FRACTION=0.25`) sets one as a fraction of the device's memory: it is how
+/// containers sharing one GPU keep out of each other's way. The cap counts this pool's memory
+/// only: use one pool per device and process for it to be a per-process cap.
+///
+/// # Graph capture
+///
+/// Allocating from a pool on a stream that is capturing a graph is an [`Error::Capture`]: a block
+/// handed out there would be written by every replay of the graph, long after its buffer went
+/// back to the cache. Allocate before capturing and give the buffers to the [`Graph`] as its
+/// resources. The pool never queues work of its own (an event, a free) on a stream that is
+/// capturing: blocks of such a stream are neither handed to other streams nor trimmed until the
+/// capture ends. Do not [`trim`](MemoryPool::trim) during a capture: it waits for the device.
+///
+/// [`Graph`]: crate::Graph
+#[derive(Clone)]
+pub struct MemoryPool {
+    inner: Arc<PoolInner>,
+}
+
+impl fmt::Debug for MemoryPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.lock();
+        f.debug_struct("MemoryPool")
+            .field("device", &self.inner.device.ordinal())
+            .field("cap", &state.cap)
+            .field("stats", &state.stats)
+            .finish()
+    }
+}
+
+/// Held by a pooled [`DeviceBuffer`]: what its block goes back with.
+pub(crate) struct PoolLease {
+    pool: Arc<PoolInner>,
+    size: usize,
+    requested: usize,
+    owner: Arc<CudaStream>,
+    handoff: Option<CudaEvent>,
+}
+
+impl PoolLease {
+    /// Returns the buffer's block to the cache. Makes no driver call (unless the block was
+    /// swapped for another through `cuda_slice_mut`, which is then freed), never panics.
+    pub(crate) fn release(self, slice: CudaSlice<u8>) {
+        let PoolLease {
+            pool,
+            size,
+            requested,
+            owner,
+            handoff,
+        } = self;
+        let block = Block {
+            slice: Some(slice),
+            owner,
+            handoff,
+        };
+        let ours = block
+            .slice
+            .as_ref()
+            .is_some_and(|s| s.len() == size && Arc::ptr_eq(s.context(), &pool.ctx));
+        let mut state = pool.lock();
+        state.stats.on_release(size, requested, ours);
+        if ours {
+            state.free.entry(size).or_default().push(block);
+        } else {
+            drop(state);
+            drop(block);
+        }
+    }
+}
+
+/// Bytes counted against the cap while a driver allocation runs; uncounted on drop unless
+/// committed.
+struct Pending<'a> {
+    pool: &'a PoolInner,
+    size: usize,
+}
+
+impl Pending<'_> {
+    /// The allocation succeeded: the bytes move from pending to reserved, in one step.
+    fn commit(self, requested: usize) {
+        let mut state = self.pool.lock();
+        state.pending = state.pending.saturating_sub(self.size);
+        state.stats.on_device_alloc(self.size, requested);
+        drop(state);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.lock();
+        state.pending = state.pending.saturating_sub(self.size);
+    }
+}
+
+fn driver_oom(e: &DriverError) -> bool {
+    e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY
+}
+
+impl PoolInner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the state is still whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn out_of_memory(&self, requested: usize) -> Error {
+        self.lock().stats.oom_count += 1;
+        let info = self.device.memory_info();
+        Error::OutOfMemory {
+            requested,
+            free: info.as_ref().map_or(0, |i| i.free),
+            total: info.map_or(self.device.properties().total_memory, |i| i.total),
+        }
+    }
+
+    fn lend(
+        self: &Arc<Self>,
+        stream: &Stream,
+        slice: CudaSlice<u8>,
+        size: usize,
+        requested: usize,
+        handoff: Option<CudaEvent>,
+    ) -> (CudaSlice<u8>, PoolLease) {
+        let lease = PoolLease {
+            pool: self.clone(),
+            size,
+            requested,
+            owner: stream.raw.clone(),
+            handoff,
+        };
+        (slice, lease)
+    }
+
+    fn acquire(
+        self: &Arc<Self>,
+        stream: &Stream,
+        requested: usize,
+        size: usize,
+    ) -> Result<(CudaSlice<u8>, PoolLease)> {
+        // A block handed out inside a capture would be written by every replay of the graph,
+        // long after the buffer went back to the cache: buffers for a graph are allocated
+        // before capturing and given to it.
+        stream.refuse_in_capture(
+            "allocating from a memory pool (allocate before capturing and give the buffers to the \
+             graph)",
+        )?;
+        let s = &stream.raw;
+        let mut state = self.lock();
+        let Some(mut t) = state.take(size, s) else {
+            drop(state);
+            return self.allocate(stream, requested, size);
+        };
+        if same_stream(&t.owner, s) {
+            // The fast path: no driver call.
+            state.stats.on_hit(size, requested);
+            drop(state);
+            return Ok(self.lend(stream, t.slice, size, requested, t.handoff));
+        }
+        drop(state);
+        // Another stream's block: order this stream after the work queued on the owner so far.
+        // Not while the owner is capturing: a wait on an event recorded in a capture would pull
+        // this stream into it.
+        let handed = if capturing(&t.owner) {
+            Ok(false)
+        } else {
+            order_after(&mut t.handoff, &t.owner, s).map(|()| true)
+        };
+        let mut state = self.lock();
+        match handed {
+            Ok(true) => {
+                state.stats.on_hit(size, requested);
+                drop(state);
+                Ok(self.lend(stream, t.slice, size, requested, t.handoff))
+            }
+            Ok(false) => {
+                state.untake(size, t);
+                drop(state);
+                self.allocate(stream, requested, size)
+            }
+            Err(e) => {
+                state.untake(size, t);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Counts `size` bytes against the cap, emptying the cache once if they do not fit.
+    fn reserve(&self, size: usize) -> Result<Pending<'_>> {
+        let mut emptied = false;
+        loop {
+            let mut state = self.lock();
+            let used = state
+                .stats
+                .reserved_bytes
+                .current
+                .saturating_add(state.pending);
+            match state.cap {
+                Some(cap) if used.saturating_add(size) > cap => {
+                    if !emptied && state.stats.cached_blocks > 0 {
+                        state.stats.alloc_retries += 1;
+                        drop(state);
+                        self.free_cached();
+                        emptied = true;
+                        continue;
+                    }
+                    state.stats.oom_count += 1;
+                    return Err(Error::OutOfMemory {
+                        requested: size,
+                        free: cap.saturating_sub(used),
+                        total: cap,
+                    });
+                }
+                _ => {
+                    state.pending += size;
+                    return Ok(Pending { pool: self, size });
+                }
+            }
+        }
+    }
+
+    /// A new block from the driver (the cache had none of this size class for this request).
+    fn allocate(
+        self: &Arc<Self>,
+        stream: &Stream,
+        requested: usize,
+        size: usize,
+    ) -> Result<(CudaSlice<u8>, PoolLease)> {
+        if size > self.device.properties().total_memory {
+            return Err(self.out_of_memory(size));
+        }
+        let pending = self.reserve(size)?;
+        // SAFETY: the bytes are left unset; buffers expose them only as `T: Pod`, for which any
+        // bit pattern is a valid value.
+        let first = unsafe { stream.raw.alloc::<u8>(size) };
+        let slice = match first {
+            Ok(slice) => slice,
+            Err(e) if driver_oom(&e) => {
+                // Give the cache back, let the queued frees finish, and try once more.
+                self.lock().stats.alloc_retries += 1;
+                self.free_cached();
+                self.ctx.synchronize()?;
+                self.trim_driver_pool()?;
+                // SAFETY: as above.
+                match unsafe { stream.raw.alloc::<u8>(size) } {
+                    Ok(slice) => slice,
+                    Err(e) if driver_oom(&e) => {
+                        drop(pending);
+                        return Err(self.out_of_memory(size));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        pending.commit(requested);
+        Ok(self.lend(stream, slice, size, requested, None))
+    }
+
+    /// Gives every cached block back to the driver (in stream order, without waiting), except
+    /// those of a stream that is capturing (their free would be captured); returns the bytes.
+    fn free_cached(&self) -> usize {
+        let blocks = std::mem::take(&mut self.lock().free);
+        let (mut gone, mut kept) = (Vec::new(), Vec::new());
+        // A few streams own all the blocks: ask the driver once per stream.
+        let mut seen: Vec<(sys::CUstream, bool)> = Vec::new();
+        let mut capturing_now =
+            |stream: &CudaStream| match seen.iter().find(|(s, _)| *s == stream.cu_stream()) {
+                Some(&(_, b)) => b,
+                None => {
+                    let b = capturing(stream);
+                    seen.push((stream.cu_stream(), b));
+                    b
+                }
+            };
+        for (size, list) in blocks {
+            for block in list {
+                let keep = block
+                    .slice
+                    .as_ref()
+                    .is_some_and(|s| capturing_now(s.stream()))
+                    || capturing_now(&block.owner);
+                if keep {
+                    kept.push((size, block));
+                } else {
+                    gone.push((size, block));
+                }
+            }
+        }
+        let mut state = self.lock();
+        let mut bytes = 0;
+        for (size, _) in &gone {
+            state.stats.on_device_free(*size);
+            bytes += size;
+        }
+        for (size, block) in kept {
+            state.free.entry(size).or_default().push(block);
+        }
+        drop(state);
+        drop(gone); // outside the lock: each drop queues a free
+        bytes
+    }
+
+    /// Returns the driver's stream-ordered pool memory that nothing uses to the device.
+    fn trim_driver_pool(&self) -> Result<()> {
+        if !self.ctx.has_async_alloc() {
+            return Ok(()); // cuMemFree gave everything back already
+        }
+        let dev = self.ctx.cu_device();
+        // SAFETY: `dev` is the device of this live context; the pools are the driver's own
+        // (current and default) for it, valid for the process; trimming releases only memory
+        // no allocation holds.
+        unsafe {
+            let current = result::device::get_mem_pool(dev)?;
+            result::mem_pool::trim_to(current, 0)?;
+            let default = result::device::get_default_mem_pool(dev)?;
+            if default != current {
+                result::mem_pool::trim_to(default, 0)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MemoryPool {
+    /// A new, empty pool for `device`. With no cap in `options`, [`MEMORY_FRACTION_ENV`] sets
+    /// one if present. [`Error::InvalidArgument`] for an invalid cap (or environment value).
+    pub fn new(device: &Device, options: PoolOptions) -> Result<MemoryPool> {
+        let cap = match options.cap {
+            Some(cap) => Some(cap),
+            None => match std::env::var(MEMORY_FRACTION_ENV) {
+                Ok(value) => cap_from_env(Some(&value))?,
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(value)) => {
+                    return Err(Error::InvalidArgument {
+                        what: format!("{MEMORY_FRACTION_ENV}={value:?} is not a fraction"),
+                    })
+                }
+            },
+        };
+        let total = device.properties().total_memory;
+        let cap = cap.map(|c| c.to_bytes(total)).transpose()?;
+        Ok(MemoryPool {
+            inner: Arc::new(PoolInner {
+                device: device.clone(),
+                ctx: device.inner.ctx.clone(),
+                state: Mutex::new(State {
+                    free: HashMap::new(),
+                    cap,
+                    pending: 0,
+                    stats: PoolStats::default(),
+                }),
+            }),
+        })
+    }
+
+    /// The device the pool allocates on.
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    /// The size class of a request of `bytes`: what a buffer of that many bytes holds. `None`
+    /// if rounding up overflows.
+    ///
+    /// ```
+    /// use hikube_gpu::MemoryPool;
+    /// assert_eq!(MemoryPool::size_class(1), Some(512));
+    /// assert_eq!(MemoryPool::size_class(4000), Some(4096));
+    /// assert_eq!(MemoryPool::size_class((1 << 20) + 1), Some(2 << 20));
+    /// ```
+    pub fn size_class(bytes: usize) -> Option<usize> {
+        if bytes <= SMALL_LIMIT {
+            Some(bytes.max(1).div_ceil(SMALL_GRANULE) * SMALL_GRANULE)
+        } else {
+            bytes.checked_next_multiple_of(LARGE_GRANULE)
+        }
+    }
+
+    /// `len` elements on `stream`'s device, from the cache if it holds a block of the size class,
+    /// else from the driver. The contents are unspecified (any bit pattern is a valid `T`). When
+    /// the buffer is dropped, its block goes back to the pool.
+    ///
+    /// [`Error::OutOfMemory`] at the cap (`requested` is the rounded size, `free` the room left
+    /// under the cap, `total` the cap) or when the device is full even after the cache was given
+    /// back (`free` and `total` are the device's); [`Error::WrongDevice`] for a stream of another
+    /// device; [`Error::Capture`] on a stream that is capturing a graph.
+    pub fn alloc<T: Pod>(&self, stream: &Stream, len: usize) -> Result<DeviceBuffer<T>> {
+        let inner = &self.inner;
+        inner.device.check_same(stream.device())?;
+        let size = len
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|b| Self::size_class(b).map(|size| (b, size)));
+        let Some((requested, size)) = size else {
+            return Err(inner.out_of_memory(usize::MAX));
+        };
+        let (slice, lease) = inner.acquire(stream, requested, size)?;
+        Ok(DeviceBuffer::from_pool(
+            slice,
+            len,
+            inner.device.clone(),
+            lease,
+        ))
+    }
+
+    /// `len` elements set to all-zero bits (a memset on `stream`).
+    pub fn zeroed<T: Pod>(&self, stream: &Stream, len: usize) -> Result<DeviceBuffer<T>> {
+        let mut buf = self.alloc(stream, len)?;
+        buf.set_zero(stream)?;
+        Ok(buf)
+    }
+
+    /// A copy of `data`.
+    pub fn from_slice<T: Pod>(&self, stream: &Stream, data: &[T]) -> Result<DeviceBuffer<T>> {
+        let mut buf = self.alloc(stream, data.len())?;
+        buf.copy_from_host(stream, data)?;
+        Ok(buf)
+    }
+
+    /// A snapshot of the statistics (taken under the pool's lock: consistent with itself).
+    pub fn stats(&self) -> PoolStats {
+        self.inner.lock().stats
+    }
+
+    /// Sets every peak to its current value (`torch.cuda.reset_peak_memory_stats`).
+    pub fn reset_peak(&self) {
+        self.inner.lock().stats.reset_peaks();
+    }
+
+    /// Gives every cached block back to the driver, waits for the device (so that the queued
+    /// frees complete), then has the driver return its unused pool memory to the device
+    /// (`cuMemPoolTrimTo(pool, 0)`): free device memory goes up by about the bytes released. Live
+    /// buffers are untouched. Returns the bytes released from the cache
+    /// (`torch.cuda.empty_cache`).
+    pub fn trim(&self) -> Result<usize> {
+        let bytes = self.inner.free_cached();
+        self.inner.ctx.synchronize()?;
+        self.inner.trim_driver_pool()?;
+        Ok(bytes)
+    }
+
+    /// The cap in bytes, if any.
+    pub fn cap(&self) -> Option<usize> {
+        self.inner.lock().cap
+    }
+
+    /// Sets the cap (`None`: no cap; the environment is not read again). Buffers already live are
+    /// kept even above it; later requests that would cross it fail.
+    pub fn set_cap(&self, cap: Option<Cap>) -> Result<()> {
+        let total = self.inner.device.properties().total_memory;
+        let cap = cap.map(|c| c.to_bytes(total)).transpose()?;
+        self.inner.lock().cap = cap;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn size_classes_round_like_pytorch() {
+        let class = MemoryPool::size_class;
+        for (bytes, expect) in [
+            (0, 512),
+            (1, 512),
+            (511, 512),
+            (512, 512),
+            (513, 1024),
+            (4000, 4096),
+            (MIB - 1, MIB),
+            (MIB, MIB),
+            (MIB + 1, 2 * MIB),
+            (2 * MIB, 2 * MIB),
+            (2 * MIB + 1, 4 * MIB),
+            (7 * MIB + 3, 8 * MIB),
+        ] {
+            assert_eq!(class(bytes), Some(expect), "{bytes} bytes");
+        }
+        assert_eq!(class(usize::MAX), None);
+        let top = usize::MAX - LARGE_GRANULE + 1; // the largest multiple of 2 MiB
+        assert_eq!(class(top), Some(top));
+        assert_eq!(class(top + 1), None);
+        // Every class is a fixed point, and never below the request.
+        for bytes in (0..3 * MIB).step_by(4099) {
+            let c = class(bytes).unwrap();
+            assert!(c >= bytes && class(c) == Some(c), "{bytes} -> {c}");
+        }
+    }
+
+    #[test]
+    fn caps_are_validated() {
+        let total = 80 * 1024 * MIB;
+        assert_eq!(Cap::Bytes(5).to_bytes(total).unwrap(), 5);
+        assert_eq!(Cap::Fraction(1.0).to_bytes(total).unwrap(), total);
+        assert_eq!(Cap::Fraction(0.25).to_bytes(total).unwrap(), total / 4);
+        for bad in [0.0, -0.5, 1.0001, f64::NAN, f64::INFINITY] {
+            assert!(
+                matches!(
+                    Cap::Fraction(bad).to_bytes(total),
+                    Err(Error::InvalidArgument { .. })
+                ),
+                "fraction {bad}"
+            );
+        }
+        assert!(matches!(
+            Cap::Bytes(0).to_bytes(total),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn environment_fraction_parses() {
+        assert_eq!(cap_from_env(None).unwrap(), None);
+        assert_eq!(cap_from_env(Some("")).unwrap(), None);
+        assert_eq!(cap_from_env(Some("  ")).unwrap(), None);
+        assert_eq!(
+            cap_from_env(Some(" 0.5\n")).unwrap(),
+            Some(Cap::Fraction(0.5))
+        );
+        assert_eq!(cap_from_env(Some("1")).unwrap(), Some(Cap::Fraction(1.0)));
+        for bad in ["0", "1.5", "-0.1", "half", "50%", "NaN", "inf"] {
+            match cap_from_env(Some(bad)) {
+                Err(Error::InvalidArgument { what }) => {
+                    assert!(what.contains(MEMORY_FRACTION_ENV), "{what}")
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn stats_arithmetic() {
+        let mut s = PoolStats::default();
+        s.on_device_alloc(1024, 1000); // a miss
+        s.on_device_alloc(2 * MIB, MIB + 1); // another
+        assert_eq!(
+            s.allocated_bytes,
+            PoolStat {
+                current: 1024 + 2 * MIB,
+                peak: 1024 + 2 * MIB
+            }
+        );
+        assert_eq!(s.requested_bytes.current, 1000 + MIB + 1);
+        assert_eq!(s.reserved_bytes.current, 1024 + 2 * MIB);
+        assert_eq!(s.inactive_split_bytes.current, 24 + MIB - 1);
+        s.on_release(2 * MIB, MIB + 1, true); // cached
+        assert_eq!(
+            s.allocated_bytes,
+            PoolStat {
+                current: 1024,
+                peak: 1024 + 2 * MIB
+            }
+        );
+        assert_eq!(s.reserved_bytes.current, 1024 + 2 * MIB);
+        assert_eq!(s.cached_bytes(), 2 * MIB);
+        assert_eq!(s.inactive_split_bytes.current, 24 + 2 * MIB);
+        assert_eq!((s.cached_blocks, s.active_blocks.current), (1, 1));
+        s.on_hit(2 * MIB, 2 * MIB); // reused, no driver call
+        assert_eq!(s.reserved_bytes.current, 1024 + 2 * MIB);
+        assert_eq!(s.inactive_split_bytes.current, 24);
+        assert_eq!(
+            (s.allocation_count, s.device_alloc_count, s.cache_hits()),
+            (3, 2, 1)
+        );
+        s.reset_peaks();
+        assert_eq!(s.allocated_bytes.peak, s.allocated_bytes.current);
+        s.on_release(2 * MIB, 2 * MIB, true);
+        s.on_release(1024, 1000, false); // swapped block: straight to the driver
+        s.on_device_free(2 * MIB); // trim
+        assert_eq!(
+            s.reserved_bytes,
+            PoolStat {
+                current: 0,
+                peak: 1024 + 2 * MIB
+            }
+        );
+        assert_eq!(
+            s.allocated_bytes,
+            PoolStat {
+                current: 0,
+                peak: 1024 + 2 * MIB
+            }
+        );
+        assert_eq!(s.requested_bytes.current, 0);
+        assert_eq!(s.inactive_split_bytes.current, 0);
+        assert_eq!(
+            (s.free_count, s.device_free_count, s.cached_blocks),
+            (3, 2, 0)
+        );
+        assert_eq!(
+            s.active_blocks,
+            PoolStat {
+                current: 0,
+                peak: 2
+            }
+        );
+    }
+
+    #[test]
+    fn pool_and_buffers_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<MemoryPool>();
+        check::<PoolStats>();
+        check::<DeviceBuffer<f32>>();
+    }
+}
