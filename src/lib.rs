@@ -35,6 +35,7 @@ mod event;
 mod launch;
 mod memory;
 pub mod modules;
+pub mod monitor;
 pub mod ops;
 mod stream;
 mod timing;
@@ -48,6 +49,7 @@ pub use memory::{
     AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut, PinnedBuffer,
 };
 pub use modules::{LoadInfo, ModuleImage};
+pub use monitor::{GpuMetrics, MachineState, Monitor};
 pub use ops::{Float, KernelOptions};
 pub use stream::Stream;
 pub use timing::{time_on_stream, Timings};

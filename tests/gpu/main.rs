@@ -6,6 +6,8 @@ mod device;
 mod kernels;
 mod matmul;
 mod memory;
+#[cfg(feature = "exporter")]
+mod monitor;
 
 use hikube_gpu::Device;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -59,5 +61,7 @@ fn main() {
     trials.extend(memory::trials());
     trials.extend(kernels::trials());
     trials.extend(matmul::trials());
+    #[cfg(feature = "exporter")]
+    trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();
 }
