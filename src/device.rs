@@ -145,13 +145,18 @@ fn format_uuid(uuid: &sys::CUuuid) -> String {
     )
 }
 
-fn normalize_uuid(uuid: &str) -> String {
+pub(crate) fn normalize_uuid(uuid: &str) -> String {
     let u = uuid.trim().to_ascii_lowercase();
     u.strip_prefix("gpu-").unwrap_or(&u).to_string()
 }
 
-fn read_properties(ordinal: usize, ctx: &CudaContext) -> Result<DeviceProperties> {
-    let attr = |a: Attr| -> Result<u32> { Ok(ctx.attribute(a)? as u32) };
+/// Reads a device's properties without a context (device queries need none), so that
+/// [`Device::describe`] can tell about a GPU without taking memory on it.
+fn read_properties(ordinal: usize, dev: sys::CUdevice) -> Result<DeviceProperties> {
+    // SAFETY: `dev` is a device handle the initialized driver returned; attribute queries only
+    // read.
+    let attr =
+        |a: Attr| -> Result<u32> { Ok(unsafe { result::device::get_attribute(dev, a) }? as u32) };
     let pci = format!(
         "{:08X}:{:02X}:{:02X}.0",
         attr(Attr::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID)?,
@@ -160,8 +165,8 @@ fn read_properties(ordinal: usize, ctx: &CudaContext) -> Result<DeviceProperties
     );
     Ok(DeviceProperties {
         ordinal,
-        name: ctx.name()?,
-        uuid: format_uuid(&ctx.uuid()?),
+        name: result::device::get_name(dev)?,
+        uuid: format_uuid(&result::device::get_uuid(dev)?),
         pci_bus_id: pci,
         compute_capability: ComputeCapability::new(
             attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
@@ -175,7 +180,21 @@ fn read_properties(ordinal: usize, ctx: &CudaContext) -> Result<DeviceProperties
         max_shared_memory_per_block: attr(
             Attr::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
         )?,
-        total_memory: ctx.total_mem()?,
+        // SAFETY: as above.
+        total_memory: unsafe { result::device::total_mem(dev) }?,
+    })
+}
+
+/// The model of a device with these properties.
+fn model_of(props: &DeviceProperties) -> GpuModel {
+    catalog::identify(&DeviceFacts {
+        name: &props.name,
+        compute_capability: props.compute_capability,
+        sms: props.sm_count,
+        sm_clock_khz: props.sm_clock_khz,
+        memory_clock_khz: props.memory_clock_khz,
+        memory_bus_width_bits: props.memory_bus_width_bits,
+        total_memory: props.total_memory,
     })
 }
 
@@ -200,16 +219,8 @@ impl Device {
             return Err(Error::DeviceIndexOutOfRange { index, count });
         }
         let ctx = CudaContext::new(index)?;
-        let props = read_properties(index, &ctx)?;
-        let model = catalog::identify(&DeviceFacts {
-            name: &props.name,
-            compute_capability: props.compute_capability,
-            sms: props.sm_count,
-            sm_clock_khz: props.sm_clock_khz,
-            memory_clock_khz: props.memory_clock_khz,
-            memory_bus_width_bits: props.memory_bus_width_bits,
-            total_memory: props.total_memory,
-        });
+        let props = read_properties(index, ctx.cu_device())?;
+        let model = model_of(&props);
         Ok(Device {
             inner: Arc::new(DeviceInner {
                 ctx,
@@ -218,6 +229,31 @@ impl Device {
                 modules: ModuleRegistry::default(),
             }),
         })
+    }
+
+    /// The properties and model of the device at `index`, **without opening it**: no CUDA
+    /// context is created, so no device memory is taken and the process does not show on the GPU
+    /// (nor blocks a GPU in exclusive-process mode). Monitoring tools use this.
+    ///
+    /// ```no_run
+    /// for index in 0..hikube_gpu::Device::count()? {
+    ///     let (props, model) = hikube_gpu::Device::describe(index)?;
+    ///     println!("{index}: {} ({}), {}", props.name, model.name, props.uuid);
+    /// }
+    /// # Ok::<(), hikube_gpu::Error>(())
+    /// ```
+    pub fn describe(index: usize) -> Result<(DeviceProperties, GpuModel)> {
+        let count = Device::count()?;
+        if index >= count {
+            return Err(if count == 0 {
+                Error::NoDevice
+            } else {
+                Error::DeviceIndexOutOfRange { index, count }
+            });
+        }
+        let props = read_properties(index, result::device::get(index as i32)?)?;
+        let model = model_of(&props);
+        Ok((props, model))
     }
 
     /// Opens the device whose UUID is `uuid` (`GPU-…` as `nvidia-smi -L` prints it; the prefix

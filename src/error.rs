@@ -171,6 +171,38 @@ pub enum Error {
         /// The driver's error.
         source: cudarc::driver::DriverError,
     },
+    /// NVML (`libnvidia-ml.so.1`, part of the NVIDIA driver) could not be loaded or initialized:
+    /// monitoring is unavailable; the rest of the crate does not need it.
+    #[error("NVML is unavailable: {reason}")]
+    NoNvml {
+        /// Why NVML could not be used.
+        reason: String,
+    },
+    /// An NVML query failed.
+    #[error("NVML {call} failed: {reason}")]
+    Nvml {
+        /// The query, e.g. `power usage of GPU-…`.
+        call: String,
+        /// NVML's error.
+        reason: String,
+    },
+    /// NVML sees no GPU with the UUID of a CUDA device (a MIG instance, or a container that shows
+    /// CUDA a GPU but hides it from NVML).
+    #[error("NVML sees no GPU with UUID {uuid} (among its {nvml_count} device(s))")]
+    NvmlDeviceNotFound {
+        /// The CUDA device's UUID.
+        uuid: String,
+        /// How many GPUs NVML sees.
+        nvml_count: usize,
+    },
+    /// The metrics server could not listen on an address.
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Serve {
+        /// The address asked for, e.g. `127.0.0.1:9400`.
+        addr: String,
+        /// Why (address in use, permission denied, ...).
+        reason: String,
+    },
     /// Any other error the CUDA driver returned.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] cudarc::driver::DriverError),

@@ -36,6 +36,7 @@ mod graph;
 mod launch;
 mod memory;
 pub mod modules;
+pub mod monitor;
 pub mod ops;
 mod stream;
 mod timing;
@@ -52,6 +53,7 @@ pub use memory::{
 };
 pub use memory::{Cap, MemoryPool, PoolOptions, PoolStat, PoolStats, MEMORY_FRACTION_ENV};
 pub use modules::{LoadInfo, ModuleImage};
+pub use monitor::{GpuMetrics, MachineState, Monitor};
 pub use ops::{Float, KernelOptions};
 pub use stream::Stream;
 pub use timing::{time_on_stream, Timings};

@@ -6,6 +6,8 @@ mod device;
 mod kernels;
 mod matmul;
 mod memory;
+#[cfg(feature = "exporter")]
+mod monitor;
 mod pool;
 mod runtime;
 
@@ -63,5 +65,7 @@ fn main() {
     trials.extend(matmul::trials());
     trials.extend(runtime::trials());
     trials.extend(pool::trials());
+    #[cfg(feature = "exporter")]
+    trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();
 }

@@ -1,0 +1,92 @@
+//! cuBLAS as the reference GEMM, where its library loads.
+
+use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use hikube_gpu::{DeviceBuffer, Error, Float, Result, Stream};
+
+/// A cuBLAS handle on `stream`, or why there is none.
+pub fn load(stream: &Stream) -> std::result::Result<CudaBlas, String> {
+    // SAFETY: this only tries to open the library by its names; nothing is called in it.
+    if !unsafe { blas_sys::is_culib_present() } {
+        return Err(
+            "libcublas could not be loaded (install cuBLAS, e.g. the CUDA toolkit or \
+                    the nvidia-cublas wheel, and put it on LD_LIBRARY_PATH)"
+                .into(),
+        );
+    }
+    CudaBlas::new(stream.cuda_stream().clone()).map_err(|e| format!("cublasCreate failed: {e}"))
+}
+
+fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
+    if T::SUFFIX == "bf16" {
+        blas_sys::cudaDataType::CUDA_R_16BF
+    } else {
+        blas_sys::cudaDataType::CUDA_R_16F
+    }
+}
+
+/// Row-major D (M×N) = A (M×K) · B (K×N) with FP32 accumulation, through column-major cuBLAS:
+/// Dᵀ = Bᵀ·Aᵀ. Checks the buffer sizes first.
+pub fn gemm<T: Float>(
+    blas: &CudaBlas,
+    stream: &Stream,
+    a: &DeviceBuffer<T>,
+    b: &DeviceBuffer<T>,
+    d: &mut DeviceBuffer<T>,
+    (m, n, k): (usize, usize, usize),
+) -> Result<()> {
+    for (what, len, need) in [
+        ("A", a.len(), m * k),
+        ("B", b.len(), k * n),
+        ("D", d.len(), m * n),
+    ] {
+        if len < need {
+            return Err(Error::BufferTooSmall {
+                operand: what,
+                required: need,
+                actual: len,
+            });
+        }
+    }
+    let too_large = |v: usize| v > i32::MAX as usize;
+    if too_large(m) || too_large(n) || too_large(k) {
+        return Err(Error::InvalidArgument {
+            what: format!("cuBLAS takes 32-bit dimensions, got {m}x{n}x{k}"),
+        });
+    }
+    let raw = stream.cuda_stream();
+    let (a, _ga) = a.cuda_slice().device_ptr(raw);
+    let (b, _gb) = b.cuda_slice().device_ptr(raw);
+    let (d, _gd) = d.cuda_slice_mut().device_ptr_mut(raw);
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    // SAFETY: a, b and d hold at least M×K, K×N and M×N elements of T (checked above), which
+    // the dimensions and leading dimensions given reach exactly; alpha and beta are f32, as
+    // CUBLAS_COMPUTE_32F reads them; the handle runs on `stream`, whose guards order the call
+    // after earlier work on the buffers.
+    unsafe {
+        blas::gemm_ex(
+            *blas.handle(),
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            n as i32,
+            m as i32,
+            k as i32,
+            &alpha as *const f32 as *const _,
+            b as *const _,
+            cuda_type::<T>(),
+            n as i32,
+            a as *const _,
+            cuda_type::<T>(),
+            k as i32,
+            &beta as *const f32 as *const _,
+            d as *mut _,
+            cuda_type::<T>(),
+            n as i32,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }
+    .map_err(|e| Error::InvalidArgument {
+        what: format!("cuBLAS gemm_ex returned {e:?}"),
+    })
+}

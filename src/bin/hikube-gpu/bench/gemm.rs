@@ -1,0 +1,163 @@
+//! GEMM, f16 and bf16, square sizes: the crate's `Matmul` and, where it loads, cuBLAS, on the
+//! same inputs.
+
+use super::{cublas, Ctx};
+use crate::report::{Params, Peak};
+use crate::Suite;
+use cudarc::cublas::CudaBlas;
+use hikube_gpu::half::{bf16, f16};
+use hikube_gpu::ops::matmul::{Epilogue, Matmul, MatmulDesc};
+use hikube_gpu::{DeviceBuffer, Float, Result};
+
+/// Input sets the timed runs rotate over, so that no run finds its inputs in L2.
+const SETS: usize = 3;
+
+/// The square sizes measured.
+pub fn sizes(quick: bool) -> Vec<usize> {
+    if quick {
+        vec![1024, 4096]
+    } else {
+        vec![1024, 2048, 4096, 8192]
+    }
+}
+
+/// Values in [-1, 1) from a xorshift generator: random enough that the multipliers toggle as
+/// they do on real data (zeros would flatter the power figures), and quick to make.
+pub fn pseudo_random<T: Float>(len: usize, seed: u64) -> Vec<T> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            T::from_f32((x >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
+        })
+        .collect()
+}
+
+struct Inputs<T: Float> {
+    a: Vec<DeviceBuffer<T>>,
+    b: Vec<DeviceBuffer<T>>,
+    d: DeviceBuffer<T>,
+}
+
+fn inputs<T: Float>(ctx: &Ctx<'_>, s: usize) -> Result<Inputs<T>> {
+    let host = pseudo_random::<T>(s * s, 0x9E37_79B9_7F4A_7C15);
+    let upload = || DeviceBuffer::from_slice(ctx.stream, &host);
+    Ok(Inputs {
+        a: (0..SETS).map(|_| upload()).collect::<Result<_>>()?,
+        b: (0..SETS).map(|_| upload()).collect::<Result<_>>()?,
+        d: DeviceBuffer::alloc(ctx.stream, s * s)?,
+    })
+}
+
+fn one_type<T: Float>(
+    ctx: &mut Ctx<'_>,
+    blas: Option<&CudaBlas>,
+    sizes: &[usize],
+    peak: Option<f64>,
+) -> Result<()> {
+    let model = ctx.device.model();
+    let provenance = match model.provenance {
+        hikube_gpu::Provenance::Catalog => "catalog",
+        hikube_gpu::Provenance::Derived => "derived",
+    };
+    let per_size = 1 + u64::from(blas.is_some());
+    for &s in sizes {
+        let name = format!("{} {s}×{s}×{s}", T::SUFFIX);
+        let flops = 2.0 * (s as f64).powi(3);
+        let params = || Params::Gemm {
+            dtype: T::SUFFIX.into(),
+            m: s,
+            n: s,
+            k: s,
+        };
+        let peak = || {
+            peak.map(|value| Peak {
+                value,
+                what: format!(
+                    "{} dense tensor, FP32 accumulate ({provenance})",
+                    T::SUFFIX.to_uppercase()
+                ),
+            })
+        };
+        ctx.running(&format!("gemm {name}"));
+        let prepared = Matmul::<T, T>::new(ctx.stream, MatmulDesc::new(s, s, s))
+            .and_then(|plan| Ok((plan, inputs::<T>(ctx, s)?)));
+        let (mut plan, mut x) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.skip(format!("gemm {name}"), e, per_size)?;
+                continue;
+            }
+        };
+        let stream = ctx.stream;
+        let ours = ctx.time(1.0, |i| {
+            let set = i % SETS;
+            plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
+        });
+        match ours {
+            Ok(t) => {
+                let tflops = flops / (t.median_ms * 1e9);
+                ctx.record(
+                    Suite::Gemm,
+                    name.clone(),
+                    "hikube-gpu",
+                    params(),
+                    (tflops, "TFLOP/s", true),
+                    peak(),
+                    t,
+                );
+            }
+            Err(e) => ctx.skip(format!("gemm {name} (hikube-gpu)"), e, 1)?,
+        }
+        if let Some(blas) = blas {
+            ctx.running(&format!("gemm {name} cuBLAS"));
+            let theirs = ctx.time(1.0, |i| {
+                let set = i % SETS;
+                cublas::gemm(blas, stream, &x.a[set], &x.b[set], &mut x.d, (s, s, s))
+            });
+            match theirs {
+                Ok(t) => {
+                    let tflops = flops / (t.median_ms * 1e9);
+                    ctx.record(
+                        Suite::Gemm,
+                        name.clone(),
+                        "cuBLAS",
+                        params(),
+                        (tflops, "TFLOP/s", true),
+                        peak(),
+                        t,
+                    );
+                }
+                Err(e) => ctx.skip(format!("gemm {name} (cuBLAS)"), e, 1)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Both types, every size.
+pub fn run(ctx: &mut Ctx<'_>, blas: Option<&CudaBlas>, sizes: &[usize]) -> Result<()> {
+    let model = ctx.device.model().clone();
+    one_type::<f16>(ctx, blas, sizes, Some(model.fp16_tflops))?;
+    one_type::<bf16>(ctx, blas, sizes, model.bf16_tflops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_spread_over_minus_one_to_one() {
+        let v = pseudo_random::<f32>(100_000, 42);
+        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        let below = v.iter().filter(|&&x| x < -0.5).count() as f64 / v.len() as f64;
+        assert!((below - 0.25).abs() < 0.02, "{below}");
+        assert_eq!(pseudo_random::<f32>(5, 42), v[..5]);
+        assert_eq!(sizes(true).len(), 2);
+        assert_eq!(*sizes(false).last().unwrap(), 8192);
+    }
+}
