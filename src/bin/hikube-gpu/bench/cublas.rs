@@ -25,8 +25,8 @@ fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
     }
 }
 
-/// Row-major D (M×N) = A (M×K) · B (K×N) with FP32 accumulation, through column-major cuBLAS:
-/// Dᵀ = Bᵀ·Aᵀ. Checks the buffer sizes first.
+/// Row-major D (M×N) = A (M×K) · B with FP32 accumulation, B column-major (stored N×K, as
+/// nn.Linear's weight), through column-major cuBLAS: Dᵀ = Bᵀ·Aᵀ. Checks the buffer sizes first.
 pub fn gemm<T: Float>(
     blas: &CudaBlas,
     stream: &Stream,
@@ -66,7 +66,8 @@ pub fn gemm<T: Float>(
     unsafe {
         blas::gemm_ex(
             *blas.handle(),
-            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            // B is column-major (stored N×K): Dᵀ = op(B)ᵀ·Aᵀ with op T and leading dimension K.
+            blas_sys::cublasOperation_t::CUBLAS_OP_T,
             blas_sys::cublasOperation_t::CUBLAS_OP_N,
             n as i32,
             m as i32,
@@ -74,7 +75,7 @@ pub fn gemm<T: Float>(
             &alpha as *const f32 as *const _,
             b as *const _,
             cuda_type::<T>(),
-            n as i32,
+            k as i32,
             a as *const _,
             cuda_type::<T>(),
             k as i32,

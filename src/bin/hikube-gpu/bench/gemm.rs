@@ -6,7 +6,7 @@ use crate::report::{Params, Peak};
 use crate::Suite;
 use cudarc::cublas::CudaBlas;
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::matmul::{Epilogue, Matmul, MatmulDesc};
+use hikube_gpu::ops::matmul::{Epilogue, Layout, Matmul, MatmulDesc};
 use hikube_gpu::{DeviceBuffer, Float, Result};
 
 /// Input sets the timed runs rotate over, so that no run finds its inputs in L2.
@@ -64,7 +64,7 @@ fn one_type<T: Float>(
     };
     let per_size = 1 + u64::from(blas.is_some());
     for &s in sizes {
-        let name = format!("{} {s}×{s}×{s}", T::SUFFIX);
+        let name = format!("{} {s}×{s}×{s} NT", T::SUFFIX);
         let flops = 2.0 * (s as f64).powi(3);
         let params = || Params::Gemm {
             dtype: T::SUFFIX.into(),
@@ -82,8 +82,12 @@ fn one_type<T: Float>(
             })
         };
         ctx.running(&format!("gemm {name}"));
-        let prepared = Matmul::<T, T>::new(ctx.stream, MatmulDesc::new(s, s, s))
-            .and_then(|plan| Ok((plan, inputs::<T>(ctx, s)?)));
+        // B column-major (stored N×K), as nn.Linear's weight: the layout of the Hopper path.
+        let prepared = Matmul::<T, T>::new(
+            ctx.stream,
+            MatmulDesc::new(s, s, s).b_layout(Layout::ColMajor),
+        )
+        .and_then(|plan| Ok((plan, inputs::<T>(ctx, s)?)));
         let (mut plan, mut x) = match prepared {
             Ok(p) => p,
             Err(e) => {
