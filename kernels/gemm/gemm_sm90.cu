@@ -72,26 +72,33 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* map, int c
         : "memory");
 }
 
-// Shared-memory matrix descriptor of a K-major tile with 128-byte swizzle: rows of 64 elements
-// (128 B), 8-row atoms 1024 B apart.
-__device__ __forceinline__ unsigned long long desc_k_major_sw128(const void* p) {
+// Shared-memory matrix descriptor with 128-byte swizzle. K-major tiles: rows of 64 K elements
+// (128 B), 8-row atoms 1024 B apart (SBO), no leading offset. MN-major tiles (boxes of 64 K rows
+// of 64 MN elements): 8-row atoms 1024 B apart along K (SBO), the next 64 MN elements one box
+// (64 x 128 B = 8 KiB) further on (LBO).
+template <bool K_MAJOR>
+__device__ __forceinline__ unsigned long long desc_sw128(const void* p) {
     const unsigned long long addr = smem_addr(p);
-    return ((addr & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
+    const unsigned long long lbo = K_MAJOR ? 1 : (8192 >> 4);
+    return ((addr & 0x3FFFF) >> 4) | (lbo << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
 }
 
-template <typename T>
-__device__ __forceinline__ void wgmma(float (&d)[128], unsigned long long a, unsigned long long b);
-template <>
-__device__ __forceinline__ void wgmma<__half>(float (&d)[128], unsigned long long a, unsigned long long b) {
-    wgmma_m64n256k16_f16(d, a, b);
-}
-template <>
-__device__ __forceinline__ void wgmma<__nv_bfloat16>(float (&d)[128], unsigned long long a,
-                                                     unsigned long long b) {
-    wgmma_m64n256k16_bf16(d, a, b);
+// Where k16 step kk of an operand tile starts: 32 B into each 128-B row (K-major), or 16 rows of
+// 128 B further down (MN-major).
+template <bool K_MAJOR>
+__device__ __forceinline__ int k_step_bytes(int kk) {
+    return K_MAJOR ? kk * 32 : kk * 16 * 128;
 }
 
-template <typename T>
+template <typename T, int TA, int TB>
+__device__ __forceinline__ void wgmma(float (&d)[128], unsigned long long a, unsigned long long b) {
+    if constexpr (IsBf16<T>::value)
+        wgmma_m64n256k16_bf16<TA, TB>(d, a, b);
+    else
+        wgmma_m64n256k16_f16<TA, TB>(d, a, b);
+}
+
+template <typename T, bool A_K, bool B_K>
 __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, const TmaDesc& map_b) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ __align__(8) unsigned long long full[STAGES];
@@ -133,8 +140,22 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
                 if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
                 unsigned char* stage = smem + s * STAGE_BYTES;
                 mbar_expect_tx(&full[s], STAGE_BYTES);
-                tma_load_3d(stage, &map_a, kt * BK, m0, batch, &full[s]);
-                tma_load_3d(stage + A_BYTES, &map_b, kt * BK, n0, batch, &full[s]);
+                // K-major: one box of 64 K x rows; MN-major: boxes of 64 MN x 64 K rows.
+                if (A_K) {
+                    tma_load_3d(stage, &map_a, kt * BK, m0, batch, &full[s]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < BM / 64; ++i)
+                        tma_load_3d(stage + i * 8192, &map_a, m0 + 64 * i, kt * BK, batch, &full[s]);
+                }
+                if (B_K) {
+                    tma_load_3d(stage + A_BYTES, &map_b, kt * BK, n0, batch, &full[s]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < BN / 64; ++i)
+                        tma_load_3d(stage + A_BYTES + i * 8192, &map_b, n0 + 64 * i, kt * BK, batch,
+                                    &full[s]);
+                }
             }
         }
         return;
@@ -150,12 +171,14 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     for (int kt = 0; kt < k_tiles; ++kt) {
         const int s = kt % STAGES;
         mbar_wait(&full[s], (kt / STAGES) & 1);
-        const unsigned char* a = smem + s * STAGE_BYTES + cw * (64 * BK * 2);
+        // Consumer cw's 64 rows of A: 64 rows of 128 B (K-major) or the cw-th 64-wide box.
+        const unsigned char* a = smem + s * STAGE_BYTES + cw * 8192;
         const unsigned char* b = smem + s * STAGE_BYTES + A_BYTES;
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk)
-            wgmma<T>(acc, desc_k_major_sw128(a + kk * 32), desc_k_major_sw128(b + kk * 32));
+            wgmma<T, A_K ? 0 : 1, B_K ? 0 : 1>(acc, desc_sw128<A_K>(a + k_step_bytes<A_K>(kk)),
+                                               desc_sw128<B_K>(b + k_step_bytes<B_K>(kk)));
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
         // Keep this tile's group in flight; the previous tile's is done, so its stage is free.
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
@@ -191,15 +214,19 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
 }  // namespace sm90
 }  // namespace hk
 
-// The dynamic shared memory this kernel needs; src/ops/matmul checks the same figure.
-extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)
-    gemm_sm90_f16_128x256x64x4_arbc_aligned(hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,
-                                            const __grid_constant__ hk::sm90::TmaDesc b) {
-    hk::sm90::gemm<__half>(p, a, b);
-}
+// One kernel per (type, layout): gemm_sm90_<t>_128x256x64x4_<ar|ac><br|bc>_aligned.
+#define HK_SM90(TNAME, T, LAYOUT, AK, BK_)                                                        \
+    extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)                           \
+        gemm_sm90_##TNAME##_128x256x64x4_##LAYOUT##_aligned(                                     \
+            hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,                       \
+            const __grid_constant__ hk::sm90::TmaDesc b) {                                       \
+        hk::sm90::gemm<T, AK, BK_>(p, a, b);                                                     \
+    }
+#define HK_SM90_LAYOUTS(TNAME, T)        \
+    HK_SM90(TNAME, T, arbc, true, true)  \
+    HK_SM90(TNAME, T, arbr, true, false) \
+    HK_SM90(TNAME, T, acbc, false, true) \
+    HK_SM90(TNAME, T, acbr, false, false)
 
-extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)
-    gemm_sm90_bf16_128x256x64x4_arbc_aligned(hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,
-                                             const __grid_constant__ hk::sm90::TmaDesc b) {
-    hk::sm90::gemm<__nv_bfloat16>(p, a, b);
-}
+HK_SM90_LAYOUTS(f16, __half)
+HK_SM90_LAYOUTS(bf16, __nv_bfloat16)

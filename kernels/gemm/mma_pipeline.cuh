@@ -186,15 +186,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* 
                  : "r"(smem_u32(p)));
 }
 
-template <typename T>
-struct IsBf16 {
-    static constexpr bool value = false;
-};
-template <>
-struct IsBf16<__nv_bfloat16> {
-    static constexpr bool value = true;
-};
-
 // acc += a * b for one m16n8k16 step (as two m16n8k8 on Sm75).
 template <typename T, typename Policy>
 __device__ __forceinline__ void mma16816(float (&acc)[4], const unsigned (&a)[4], unsigned b0,

@@ -431,58 +431,64 @@ fn every_tiling(device: &Device, arch: PtxArch) -> Result<(), Failed> {
     }
 }
 
-/// The Hopper path (A row-major, B column-major): the grid's cases of that layout, plus shapes
-/// with partial tiles in every dimension, batches, and the large tile itself. Unaligned cases
-/// take the compute_80 general kernels through the same plan.
+/// The Hopper path, every layout: the grid's cases (but B broadcast with stride 0, which TMA
+/// cannot express), plus shapes with partial tiles in every dimension, batches, and the large
+/// tile itself. Unaligned cases take the compute_80 general kernels through the same plan.
 fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
     let arch = PtxArch::Compute90a;
     if !arch.runs_on(device.compute_capability()) {
         return Err(format!("{arch} cannot run on this device").into());
     }
-    let mut list: Vec<Case> = cases()
-        .into_iter()
-        .filter(|c| c.a == R && c.b == C && !c.broadcast_b)
-        .collect();
-    list.extend([
-        Case {
-            b: C,
-            ..case(128, 256, 64)
-        },
-        Case {
-            b: C,
-            ..case(129, 257, 65)
-        },
-        Case {
-            b: C,
-            ..case(300, 520, 1000)
-        },
-        Case {
-            b: C,
-            batch: 3,
-            bias: true,
-            act: Activation::Gelu,
-            ..case(200, 300, 136)
-        },
-        Case {
-            b: C,
-            beta: 0.5,
-            alpha: 2.0,
-            ..case(1000, 1000, 512)
-        },
-        Case {
-            b: C,
-            beta: 1.0,
-            own_c: false,
-            pad: 8,
-            pad_d: 4,
-            ..case(256, 512, 2048)
-        },
-        Case {
-            b: C,
-            pad: 3,
-            ..case(77, 301, 99)
-        },
-    ]);
+    let mut list: Vec<Case> = cases().into_iter().filter(|c| !c.broadcast_b).collect();
+    for (a, b) in [(R, R), (R, C), (C, R), (C, C)] {
+        list.extend([
+            Case {
+                a,
+                b,
+                ..case(128, 256, 64)
+            },
+            Case {
+                a,
+                b,
+                ..case(129, 257, 65)
+            },
+            Case {
+                a,
+                b,
+                ..case(300, 520, 1000)
+            },
+            Case {
+                a,
+                b,
+                batch: 3,
+                bias: true,
+                act: Activation::Gelu,
+                ..case(200, 300, 136)
+            },
+            Case {
+                a,
+                b,
+                beta: 0.5,
+                alpha: 2.0,
+                ..case(1000, 1000, 512)
+            },
+            Case {
+                a,
+                b,
+                beta: 1.0,
+                own_c: false,
+                pad: 8,
+                pad_d: 4,
+                ..case(256, 512, 2048)
+            },
+            Case {
+                a,
+                b,
+                pad: 3,
+                ..case(77, 301, 99)
+            },
+        ]);
+    }
     let mut worst = 0.0f64;
     for c in &list {
         let (err, _) = run::<I, O>(device, arch, *c)?;
@@ -500,12 +506,15 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         O::SUFFIX,
         list.len()
     );
-    // Other layouts are refused when the path is forced.
+    // A broadcast operand (batch stride 0) is refused when the path is forced.
     let stream = device.default_stream();
-    let desc = MatmulDesc::new(8, 8, 8).options(KernelOptions { arch: Some(arch) });
+    let desc = MatmulDesc::new(8, 8, 8)
+        .batch(2)
+        .stride_b(0)
+        .options(KernelOptions { arch: Some(arch) });
     match Matmul::<I, O>::new(&stream, desc) {
         Err(Error::InvalidArgument { .. }) => Ok(()),
-        other => Err(format!("row-major B forced onto compute_90a: {other:?}").into()),
+        other => Err(format!("broadcast B forced onto compute_90a: {other:?}").into()),
     }
 }
 
@@ -514,26 +523,17 @@ fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
         return Ok(());
     }
     let stream = device.default_stream();
-    let nt = MatmulDesc::new(4096, 4096, 4096).b_layout(C);
+    let path = |d: MatmulDesc| Matmul::<f16, f16>::new(&stream, d).map(|p| p.path());
+    for (a, b) in [(R, R), (R, C), (C, R), (C, C)] {
+        let d = MatmulDesc::new(4096, 4096, 4096).a_layout(a).b_layout(b);
+        ensure!(path(d).map_err(fail)? == GemmPath::Sm90, "{a:?} {b:?}");
+    }
+    let skinny = MatmulDesc::new(128, 4096, 4096);
+    ensure!(path(skinny).map_err(fail)? == GemmPath::Sm80, "skinny");
+    let broadcast = MatmulDesc::new(4096, 4096, 4096).batch(2).stride_b(0);
     ensure!(
-        Matmul::<f16, f16>::new(&stream, nt.clone())
-            .map_err(fail)?
-            .path()
-            == GemmPath::Sm90,
-        "NT"
-    );
-    let nn = MatmulDesc::new(4096, 4096, 4096);
-    ensure!(
-        Matmul::<f16, f16>::new(&stream, nn).map_err(fail)?.path() == GemmPath::Sm80,
-        "NN"
-    );
-    let skinny = MatmulDesc::new(128, 4096, 4096).b_layout(C);
-    ensure!(
-        Matmul::<f16, f16>::new(&stream, skinny)
-            .map_err(fail)?
-            .path()
-            == GemmPath::Sm80,
-        "skinny"
+        path(broadcast).map_err(fail)? == GemmPath::Sm80,
+        "broadcast"
     );
     Ok(())
 }
@@ -552,19 +552,24 @@ fn sm70_bf16_is_refused(device: &Device) -> Result<(), Failed> {
 
 fn default_path_and_large_tiles(device: &Device) -> Result<(), Failed> {
     let cc = device.compute_capability();
-    let (m, n, k) = (1024, 2048, 512);
+    let (m, n, k) = (2048, 2048, 512); // 128 tiles of 128x256: enough for the Hopper path
     let stream = device.default_stream();
     let plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(m, n, k)).map_err(fail)?;
     if cc.major >= 8 {
+        let want = if cc == hikube_gpu::ComputeCapability::new(9, 0) {
+            GemmPath::Sm90
+        } else {
+            GemmPath::Sm80
+        };
         ensure!(
-            plan.path() == GemmPath::Sm80,
+            plan.path() == want,
             "default path {:?} on {cc}",
             plan.path()
         );
     }
     // The largest tile on a big square problem, checked for correctness too.
     let (err, _) = run::<f16, f32>(device, plan.path().arch(), case(m, n, k))?;
-    ensure!(err <= 1e-4, "1024x2048x512: {err:e}");
+    ensure!(err <= 1e-4, "2048x2048x512: {err:e}");
     let (err, _) = run::<bf16, bf16>(
         device,
         PtxArch::Compute80,

@@ -10,10 +10,10 @@ pub enum GemmPath {
     Sm70,
     /// `compute_75` (T4): mma.sync m16n8k8 + ldmatrix, f16 only.
     Sm75,
-    /// `compute_80` (A100, RTX 30/40, L4, L40S; the H100 for layouts its own path lacks):
+    /// `compute_80` (A100, RTX 30/40, L4, L40S; the H100 for the shapes its own path leaves):
     /// mma.sync m16n8k16 + ldmatrix + cp.async pipeline, f16 and bf16.
     Sm80,
-    /// `compute_90a` (H100, H200): TMA + wgmma, f16 and bf16, A row-major and B column-major.
+    /// `compute_90a` (H100, H200): TMA + wgmma, f16 and bf16, every layout.
     Sm90,
 }
 

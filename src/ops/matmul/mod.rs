@@ -473,19 +473,15 @@ impl<I: Float, O: Float> Matmul<I, O> {
             });
         }
         if path == GemmPath::Sm90 {
-            // The Hopper kernel takes K-major operands (A row-major, B column-major) with real
-            // batch strides (TMA strides cannot be 0), and needs enough tiles to fill the chip
-            // without split-K; the mma.sync path takes the rest.
-            let layout_ok = desc.a_layout == Layout::RowMajor && desc.b_layout == Layout::ColMajor;
+            // The Hopper kernel needs real batch strides (TMA strides cannot be 0) and enough
+            // tiles to fill the chip without split-K; the mma.sync path takes the rest.
             let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
             let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
             let sms = device.properties().sm_count as usize;
-            if !(layout_ok && strides_ok) {
+            if !strides_ok {
                 if forced.is_some() {
                     return Err(Error::InvalidArgument {
-                        what: "the compute_90a GEMM path takes A row-major and B column-major \
-                               with non-zero batch strides"
-                            .into(),
+                        what: "the compute_90a GEMM path needs non-zero batch strides".into(),
                     });
                 }
                 path = GemmPath::Sm80;
@@ -738,8 +734,24 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 _ => {
                     let bf16 = I::SUFFIX == "bf16";
                     let (m, n, k) = (desc.m, desc.n, desc.k);
-                    let da = tma::k_major(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, 128)?;
-                    let db = tma::k_major(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, 256)?;
+                    // K-major operands: one box of 64 K × all the tile's rows; MN-major ones:
+                    // boxes of 64 M (or N) × 64 K, several per tile.
+                    let da = match desc.a_layout {
+                        Layout::RowMajor => {
+                            tma::tiled(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, 128)?
+                        }
+                        Layout::ColMajor => {
+                            tma::tiled(a_ptr, bf16, m, k, desc.batch, s.lda, s.stride_a, 64)?
+                        }
+                    };
+                    let db = match desc.b_layout {
+                        Layout::ColMajor => {
+                            tma::tiled(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, 256)?
+                        }
+                        Layout::RowMajor => {
+                            tma::tiled(b_ptr, bf16, n, k, desc.batch, s.ldb, s.stride_b, 64)?
+                        }
+                    };
                     self.tma_cache = Some((key, (da, db)));
                     (da, db)
                 }

@@ -19,14 +19,15 @@ fn tma_error(what: String) -> Error {
     }
 }
 
-/// The tensor map of a K-major operand (rows of K contiguous elements, `ld` apart, `batch`
-/// matrices `stride` apart) read in boxes of `box_rows` rows × 64 elements, with the 128-byte
-/// swizzle the kernel's shared-memory descriptors expect. Elements past the edges read as zero.
+/// The tensor map of an operand stored as `rows` rows of `cols` contiguous elements, `ld` apart,
+/// `batch` matrices `stride` apart, read in boxes of `box_rows` rows × 64 elements with the
+/// 128-byte swizzle the kernel's shared-memory descriptors expect. Elements past the edges read
+/// as zero. (A K-major operand has K as its columns; an MN-major one has M or N.)
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn k_major(
+pub(crate) fn tiled(
     ptr: u64,
     bf16: bool,
-    k: usize,
+    cols: usize,
     rows: usize,
     batch: usize,
     ld: usize,
@@ -35,7 +36,7 @@ pub(crate) fn k_major(
 ) -> Result<TmaDesc> {
     const ELEM: u64 = 2;
     let stride = if batch == 1 { rows * ld } else { stride };
-    let dims = [k as u64, rows as u64, batch as u64];
+    let dims = [cols as u64, rows as u64, batch as u64];
     let strides = [ld as u64 * ELEM, stride as u64 * ELEM];
     if ptr % 16 != 0 {
         return Err(tma_error(format!(
