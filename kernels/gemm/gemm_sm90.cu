@@ -117,8 +117,10 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     const int pid = blockIdx.x, group = GROUP_M * tiles_n;
     const int first_m = (pid / group) * GROUP_M, gsize = min(tiles_m - first_m, GROUP_M);
     const int m0 = (first_m + (pid % group) % gsize) * BM, n0 = ((pid % group) / gsize) * BN;
-    const int batch = blockIdx.y;
-    const int k_tiles = (p.k + BK - 1) / BK;
+    // blockIdx.y = batch x split-K slice: this block sums K over [k_begin, k_end).
+    const int batch = blockIdx.y / p.splits, split = blockIdx.y % p.splits;
+    const int k_begin = split * p.k_per_split, k_end = min(p.k, k_begin + p.k_per_split);
+    const int k_tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
     const int wg = threadIdx.x / 128;
 
     if (threadIdx.x == 0) {
@@ -136,24 +138,25 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
         if (threadIdx.x == 0) {
             for (int kt = 0; kt < k_tiles; ++kt) {
+                const int k0 = k_begin + kt * BK;  // k_per_split is a multiple of BK
                 const int s = kt % STAGES;
                 if (kt >= STAGES) mbar_wait(&empty[s], ((kt / STAGES) - 1) & 1);
                 unsigned char* stage = smem + s * STAGE_BYTES;
                 mbar_expect_tx(&full[s], STAGE_BYTES);
                 // K-major: one box of 64 K x rows; MN-major: boxes of 64 MN x 64 K rows.
                 if (A_K) {
-                    tma_load_3d(stage, &map_a, kt * BK, m0, batch, &full[s]);
+                    tma_load_3d(stage, &map_a, k0, m0, batch, &full[s]);
                 } else {
 #pragma unroll
                     for (int i = 0; i < BM / 64; ++i)
-                        tma_load_3d(stage + i * 8192, &map_a, m0 + 64 * i, kt * BK, batch, &full[s]);
+                        tma_load_3d(stage + i * 8192, &map_a, m0 + 64 * i, k0, batch, &full[s]);
                 }
                 if (B_K) {
-                    tma_load_3d(stage + A_BYTES, &map_b, kt * BK, n0, batch, &full[s]);
+                    tma_load_3d(stage + A_BYTES, &map_b, k0, n0, batch, &full[s]);
                 } else {
 #pragma unroll
                     for (int i = 0; i < BN / 64; ++i)
-                        tma_load_3d(stage + A_BYTES + i * 8192, &map_b, n0 + 64 * i, kt * BK, batch,
+                        tma_load_3d(stage + A_BYTES + i * 8192, &map_b, n0 + 64 * i, k0, batch,
                                     &full[s]);
                 }
             }
@@ -207,7 +210,13 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         const int r = m0 + lr, c = n0 + col;
         if (r >= p.m || c >= p.n) continue;
         const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-        epilogue2(p, batch, r, c, v.x, v.y);
+        if (p.splits > 1) {
+            // A partial sum: gemm_sm80_splitk_reduce adds the slices and applies the epilogue.
+            p.workspace[workspace_index(p, split, batch, r, c)] = v.x;
+            if (c + 1 < p.n) p.workspace[workspace_index(p, split, batch, r, c + 1)] = v.y;
+        } else {
+            epilogue2(p, batch, r, c, v.x, v.y);
+        }
     }
 }
 

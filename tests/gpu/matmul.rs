@@ -490,8 +490,10 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         ]);
     }
     let mut worst = 0.0f64;
+    let mut split_seen = false;
     for c in &list {
-        let (err, _) = run::<I, O>(device, arch, *c)?;
+        let (err, splits) = run::<I, O>(device, arch, *c)?;
+        split_seen |= splits > 1;
         ensure!(
             err <= bound::<O>(),
             "{arch} {}->{} {c:?}: relative error {err:e}",
@@ -506,6 +508,7 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         O::SUFFIX,
         list.len()
     );
+    ensure!(split_seen, "no case exercised the Hopper kernel's split-K");
     // A broadcast operand (batch stride 0) is refused when the path is forced.
     let stream = device.default_stream();
     let desc = MatmulDesc::new(8, 8, 8)
@@ -528,8 +531,13 @@ fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
         let d = MatmulDesc::new(4096, 4096, 4096).a_layout(a).b_layout(b);
         ensure!(path(d).map_err(fail)? == GemmPath::Sm90, "{a:?} {b:?}");
     }
-    let skinny = MatmulDesc::new(128, 4096, 4096);
-    ensure!(path(skinny).map_err(fail)? == GemmPath::Sm80, "skinny");
+    // Few output tiles: the mma.sync path's small tiles, with split-K.
+    let skinny =
+        Matmul::<f16, f16>::new(&stream, MatmulDesc::new(128, 4096, 4096)).map_err(fail)?;
+    ensure!(
+        skinny.path() == GemmPath::Sm80 && skinny.tiling().1 > 1,
+        "skinny: {skinny:?}"
+    );
     let broadcast = MatmulDesc::new(4096, 4096, 4096).batch(2).stride_b(0);
     ensure!(
         path(broadcast).map_err(fail)? == GemmPath::Sm80,

@@ -473,8 +473,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
             });
         }
         if path == GemmPath::Sm90 {
-            // The Hopper kernel needs real batch strides (TMA strides cannot be 0) and enough
-            // tiles to fill the chip without split-K; the mma.sync path takes the rest.
+            // The Hopper kernel needs real batch strides (TMA strides cannot be 0). Its large
+            // tile also wants at least half a wave of output tiles: with fewer, even with its
+            // split-K, the mma.sync path's small tiles were faster on the H100 (BENCHMARKS.md).
             let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
             let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
             let sms = device.properties().sm_count as usize;
@@ -515,12 +516,6 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 }
             },
         };
-        let mut choice = choice;
-        if path == GemmPath::Sm90 {
-            // No split-K in the Hopper kernel (yet): one slice of all of K.
-            choice.splits = 1;
-            choice.k_per_split = k.div_ceil(config::K_ALIGN) * config::K_ALIGN;
-        }
         let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
         let load = |path: GemmPath, c: &Choice, aligned: bool| -> Result<CudaFunction> {
             let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, aligned);
@@ -759,20 +754,22 @@ impl<I: Float, O: Float> Matmul<I, O> {
             let mut args = stream.raw.launch_builder(func);
             args.arg(&params).arg(&descs.0).arg(&descs.1);
             // SAFETY: the Hopper kernel takes (GemmParams, TmaDesc, TmaDesc) by value. The
-            // tensor maps describe exactly A (K × M × batch) and B (K × N × batch) as validated
-            // and size-checked above; TMA reads only inside them (zero fill past the edges),
-            // and the epilogue writes D (and reads C, bias) within the checked extents.
-            return unsafe { launch(args, cfg) };
+            // tensor maps describe exactly A and B as validated and size-checked above; TMA
+            // reads only inside them (zero fill past the edges); the epilogue writes D (and
+            // reads C, bias) within the checked extents, or, with split-K, the workspace of
+            // splits × batch × M × N floats allocated in `new`.
+            unsafe { launch(args, cfg) }?;
+        } else {
+            let mut args = stream.raw.launch_builder(func);
+            args.arg(&params);
+            // SAFETY: the kernel takes one GemmParams by value, which matches `params` field for
+            // field. Every pointer in it addresses a live buffer of this device whose size was
+            // checked above against the furthest element the shape, leading dimensions and batch
+            // strides reach (the kernels bound every access by M, N, K); the split-K workspace
+            // holds splits × batch × M × N floats (allocated in `new` for the larger split
+            // factor). The guards above order the launch after earlier writes and record it.
+            unsafe { launch(args, cfg) }?;
         }
-        let mut args = stream.raw.launch_builder(func);
-        args.arg(&params);
-        // SAFETY: the kernel takes one GemmParams by value, which matches `params` field for
-        // field. Every pointer in it addresses a live buffer of this device whose size was
-        // checked above against the furthest element the shape, leading dimensions and batch
-        // strides reach (the kernels bound every access by M, N, K); the split-K workspace
-        // holds splits × batch × M × N floats (allocated in `new` for the larger split factor).
-        // The guards above order the launch after earlier writes and record it.
-        unsafe { launch(args, cfg) }?;
         if choice.splits > 1 {
             let total = desc.batch * desc.m * desc.n;
             let blocks = total
