@@ -146,6 +146,22 @@ fn capture_graph<R>(
     }
 }
 
+/// Instantiates a freshly captured graph; on failure the graph is destroyed.
+fn instantiate(device: &Device, graph: sys::CUgraph) -> Result<sys::CUgraphExec> {
+    // SAFETY: `graph` is a live graph that the caller just captured and owns.
+    match unsafe { result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) } {
+        Ok(exec) => Ok(exec),
+        Err(e) => {
+            // SAFETY: as above; nothing else refers to it.
+            device
+                .inner
+                .ctx
+                .record_err(unsafe { result::graph::destroy(graph) });
+            Err(capture_error("instantiate", e))
+        }
+    }
+}
+
 fn node_count(graph: sys::CUgraph) -> usize {
     let mut n = 0usize;
     // SAFETY: `graph` is a live graph; a null node array asks for the count only.
@@ -167,19 +183,7 @@ impl<R> Graph<R> {
     ) -> Result<Graph<R>> {
         let device = stream.device().clone();
         let graph = capture_graph(stream, &mut resources, work)?;
-        let flags = sys::CUgraphInstantiate_flags(0);
-        // SAFETY: `graph` is the live graph just captured.
-        let exec = match unsafe { result::graph::instantiate(graph, flags) } {
-            Ok(exec) => exec,
-            Err(e) => {
-                // SAFETY: as above; nothing else owns it.
-                device
-                    .inner
-                    .ctx
-                    .record_err(unsafe { result::graph::destroy(graph) });
-                return Err(capture_error("instantiate", e));
-            }
-        };
+        let exec = instantiate(&device, graph)?;
         Ok(Graph {
             device,
             graph,
@@ -267,18 +271,7 @@ impl<R> Graph<R> {
         let exec = if in_place {
             std::mem::replace(&mut self.exec, std::ptr::null_mut())
         } else {
-            // SAFETY: `graph` is live and owned here.
-            match unsafe { result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) } {
-                Ok(exec) => exec,
-                Err(e) => {
-                    // SAFETY: as above.
-                    device
-                        .inner
-                        .ctx
-                        .record_err(unsafe { result::graph::destroy(graph) });
-                    return Err(capture_error("instantiate", e));
-                }
-            }
+            instantiate(&device, graph)?
         };
         drop(self);
         Ok(Graph {

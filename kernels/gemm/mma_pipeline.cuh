@@ -55,11 +55,27 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-// Loads a ROWS x (CHUNKS * 8) tile whose top-left is (row0, col0) of a matrix with rows `ld`
-// elements apart; elements at or past (row_lim, col_lim) read as zero.
-template <typename T, int ROWS, int CHUNKS, int THREADS, bool ALIGNED, bool ASYNC>
-__device__ __forceinline__ void load_tile(T* tile, const T* g, long long ld, int row0, int col0,
-                                          int row_lim, int col_lim) {
+// Copies the first `avail` (0..8) elements at `src` into the 16-byte chunk at `dst`, zeros after
+// them, one element at a time (no alignment assumed).
+template <typename T>
+__device__ __forceinline__ void copy_chunk_checked(T* dst, const T* src, int avail) {
+    unsigned short v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] = e < avail ? reinterpret_cast<const unsigned short*>(src)[e] : 0;
+    uint4 packed;
+    packed.x = v[0] | (unsigned(v[1]) << 16);
+    packed.y = v[2] | (unsigned(v[3]) << 16);
+    packed.z = v[4] | (unsigned(v[5]) << 16);
+    packed.w = v[6] | (unsigned(v[7]) << 16);
+    *reinterpret_cast<uint4*>(dst) = packed;
+}
+
+// The general (unaligned) loader: a ROWS x (CHUNKS * 8) tile whose top-left is (row0, col0) of a
+// matrix with rows `ld` elements apart, element by element; elements at or past (row_lim,
+// col_lim) read as zero.
+template <typename T, int ROWS, int CHUNKS, int THREADS>
+__device__ __forceinline__ void load_tile_general(T* tile, const T* g, long long ld, int row0,
+                                                  int col0, int row_lim, int col_lim) {
     constexpr int TOTAL = ROWS * CHUNKS;
 #pragma unroll
     for (int it = 0; it < (TOTAL + THREADS - 1) / THREADS; ++it) {
@@ -67,26 +83,9 @@ __device__ __forceinline__ void load_tile(T* tile, const T* g, long long ld, int
         if (TOTAL % THREADS != 0 && i >= TOTAL) break;
         const int r = i / CHUNKS, c = i % CHUNKS;
         const int gr = row0 + r, gc = col0 + c * 8;
-        T* dst = tile + swizzle<CHUNKS>(r, c);
         const bool in = gr < row_lim && gc < col_lim;
         const int avail = in ? min(8, col_lim - gc) : 0;
-        const T* src = g + (in ? gr * ld + gc : 0);
-        if (ALIGNED && ASYNC) {
-            cp_async16(dst, src, avail * static_cast<int>(sizeof(T)));
-        } else if (ALIGNED && avail == 8) {
-            *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
-        } else {
-            unsigned short v[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e)
-                v[e] = e < avail ? reinterpret_cast<const unsigned short*>(src)[e] : 0;
-            uint4 packed;
-            packed.x = v[0] | (unsigned(v[1]) << 16);
-            packed.y = v[2] | (unsigned(v[3]) << 16);
-            packed.z = v[4] | (unsigned(v[5]) << 16);
-            packed.w = v[6] | (unsigned(v[7]) << 16);
-            *reinterpret_cast<uint4*>(dst) = packed;
-        }
+        copy_chunk_checked(tile + swizzle<CHUNKS>(r, c), g + (in ? gr * ld + gc : 0), avail);
     }
 }
 
@@ -159,16 +158,7 @@ struct TileLoader {
             } else if (avail == 8) {
                 *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
             } else {
-                unsigned short v[8];
-#pragma unroll
-                for (int e = 0; e < 8; ++e)
-                    v[e] = e < avail ? reinterpret_cast<const unsigned short*>(src)[e] : 0;
-                uint4 packed;
-                packed.x = v[0] | (unsigned(v[1]) << 16);
-                packed.y = v[2] | (unsigned(v[3]) << 16);
-                packed.z = v[4] | (unsigned(v[5]) << 16);
-                packed.w = v[6] | (unsigned(v[7]) << 16);
-                *reinterpret_cast<uint4*>(dst) = packed;
+                copy_chunk_checked(dst, src, avail);
             }
         }
         if (part == parts - 1) g += k_step;
@@ -290,13 +280,13 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
             loader_b.load(sb, k0, k_end, part, parts);
         } else if (part == 0) {
             if constexpr (A_KC)
-                load_tile<T, BM, BK / 8, THREADS, false, false>(sa, A, p.lda, tc.m0, k0, p.m, k_end);
+                load_tile_general<T, BM, BK / 8, THREADS>(sa, A, p.lda, tc.m0, k0, p.m, k_end);
             else
-                load_tile<T, BK, BM / 8, THREADS, false, false>(sa, A, p.lda, k0, tc.m0, k_end, p.m);
+                load_tile_general<T, BK, BM / 8, THREADS>(sa, A, p.lda, k0, tc.m0, k_end, p.m);
             if constexpr (B_KC)
-                load_tile<T, BN, BK / 8, THREADS, false, false>(sb, B, p.ldb, tc.n0, k0, p.n, k_end);
+                load_tile_general<T, BN, BK / 8, THREADS>(sb, B, p.ldb, tc.n0, k0, p.n, k_end);
             else
-                load_tile<T, BK, BN / 8, THREADS, false, false>(sb, B, p.ldb, k0, tc.n0, k_end, p.n);
+                load_tile_general<T, BK, BN / 8, THREADS>(sb, B, p.ldb, k0, tc.n0, k_end, p.n);
         }
     };
 

@@ -339,11 +339,11 @@ fn run_tiled<I: Float, O: Float>(
             }
         }
     }
-    let err = if den > 0.0 {
-        (num / den).sqrt()
-    } else {
-        num.sqrt()
-    };
+    // ‖out − ref‖ / ‖ref‖, with the reference's RMS floored at 1e-3: a lone product of two
+    // random numbers (the 1×1×1 cases) can land below f16's smallest normal, 6.1e-5, where f16
+    // keeps only an absolute 6e-8, and the relative error of that one element says nothing.
+    let count = (c.batch * c.m * c.n) as f64;
+    let err = (num / den.max(count * 1e-6)).sqrt();
     Ok((err, plan.tiling().1))
 }
 
