@@ -5,11 +5,14 @@
 // Block tile 128x256x64, 4 pipeline stages (48 KiB each), warp-specialized: warpgroup 0 is the
 // producer (one thread issues the TMA loads; setmaxnreg gives its registers away), warpgroups
 // 1 and 2 consume 64x256 each. "full" barriers say a stage has landed, "empty" barriers that
-// both consumers are done with it; a consumer keeps one wgmma group in flight while it waits. Operands K-major: A row-major, B
-// column-major (D = A * B^T for B stored N x K, as nn.Linear's weight). TMA zero-fills past M, N
-// and K, so any shape works; it needs 16-byte aligned bases and leading dimensions (and batch
-// strides) that are multiples of 8 elements, which the host checks. Epilogue: accumulators
-// parked in shared memory, then the shared epilogue of gemm_params.cuh (coalesced stores).
+// both consumers are done with it; a consumer keeps one wgmma group in flight while it waits.
+// Every layout: a K-major operand (A row-major, B column-major) is read in one box of 64 K
+// elements per row; an MN-major one (A column-major, B row-major) in boxes of 64 K rows by 64
+// elements of M or N, which wgmma reads transposed. blockIdx.y is batch x split-K slice. TMA
+// zero-fills past M, N and K, so any shape works; it needs 16-byte aligned bases and leading
+// dimensions (and non-zero batch strides) that are multiples of 8 elements, which the host
+// checks. Epilogue: accumulators parked in shared memory, then the shared epilogue of
+// gemm_params.cuh (coalesced stores), or f32 partial sums for split-K.
 #include "gemm/gemm_params.cuh"
 #include "gemm/wgmma_ops.cuh"
 
