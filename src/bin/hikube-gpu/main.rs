@@ -1,11 +1,12 @@
 //! `hikube-gpu`: the GPUs of this machine from the command line — what they are (`info`), how
 //! they run (`monitor`), how fast they go (`bench`), and their metrics for Prometheus
-//! (`export`). Every failure, a missing GPU or driver included, is one line on stderr and a
+//! (`export`); and Kubernetes manifests that run it on each Hikube instance type (`k8s`). Every failure, a missing GPU or driver included, is one line on stderr and a
 //! non-zero exit status.
 
 mod bench;
 mod chart;
 mod info;
+mod k8s;
 mod report;
 mod watch;
 
@@ -32,7 +33,8 @@ pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
         hikube-gpu monitor --interval 0.5            # a table, one row per GPU per reading\n  \
         hikube-gpu monitor --json --count 10 > log.jsonl\n  \
         hikube-gpu bench --out reports/h100          # report.md, report.json, chart.svg\n  \
-        hikube-gpu export --prometheus --port 9835   # scrape http://127.0.0.1:9835/metrics"
+        hikube-gpu export --prometheus --port 9835   # scrape http://127.0.0.1:9835/metrics\n  \
+        hikube-gpu k8s --instance gpu.rtx4090        # Job, Deployment, volume and quota as YAML"
 )]
 pub struct Cli {
     /// What to do.
@@ -53,6 +55,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serve the metrics over HTTP for Prometheus to scrape.
     Export(ExportArgs),
+    /// Kubernetes manifests (YAML) for the Hikube instance types: a benchmark Job with a volume
+    /// for its report, an inference Deployment, and a GPU ResourceQuota. Needs no GPU.
+    K8s(k8s::K8sArgs),
 }
 
 /// Options of `monitor`.
@@ -166,6 +171,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Monitor(args) => watch::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export(&args),
+        Command::K8s(args) => k8s::run(&args),
     }
 }
 
@@ -299,7 +305,7 @@ mod tests {
     #[test]
     fn help_names_every_subcommand() {
         let help = Cli::command().render_long_help().to_string();
-        for sub in ["info", "monitor", "bench", "export"] {
+        for sub in ["info", "monitor", "bench", "export", "k8s"] {
             assert!(help.contains(sub), "{help}");
         }
         assert!(parse(&[]).is_err(), "a subcommand is required");
@@ -307,6 +313,47 @@ mod tests {
             parse(&["--help"]).unwrap_err().kind(),
             clap::error::ErrorKind::DisplayHelp
         );
+    }
+
+    #[test]
+    fn k8s_options() {
+        let Command::K8s(k) = parse(&["k8s"]).unwrap().command else {
+            panic!("not k8s")
+        };
+        assert_eq!(
+            (k.instance.as_str(), k.image.as_str(), k.namespace.as_str()),
+            ("all", k8s::DEFAULT_IMAGE, k8s::DEFAULT_NAMESPACE)
+        );
+        assert_eq!((k.gpu_quota, k.out), (4, None));
+        assert_eq!(k.inference_command, k8s::DEFAULT_INFERENCE_COMMAND);
+        let Command::K8s(k) = parse(&[
+            "k8s",
+            "--instance",
+            "gpu.tesla-t4",
+            "--image",
+            "r/i:t",
+            "-n",
+            "ml",
+            "--out",
+            "deploy/k8s",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not k8s")
+        };
+        assert_eq!(
+            (k.instance.as_str(), k.image.as_str()),
+            ("gpu.tesla-t4", "r/i:t")
+        );
+        assert_eq!(k.namespace, "ml");
+        assert_eq!(k.out, Some(PathBuf::from("deploy/k8s")));
+        let unknown = k8s::run(&k8s::K8sArgs {
+            instance: "gpu.a100".into(),
+            ..k
+        })
+        .unwrap_err();
+        assert!(unknown.to_string().contains("gpu.rtx4090"), "{unknown}");
     }
 
     #[test]
