@@ -133,6 +133,42 @@ __device__ __forceinline__ long long workspace_index(const GemmParams& p, int s,
     return ((static_cast<long long>(s) * p.batch + b) * p.m + r) * p.n + c;
 }
 
+// Stores columns c and c + 1 of row r: the f32 partial sums of split-K slice `split`, or, without
+// split-K, through the epilogue.
+__device__ __forceinline__ void store_result(const GemmParams& p, int split, int b, int r, int c,
+                                             float x, float y) {
+    if (p.splits > 1) {
+        p.workspace[workspace_index(p, split, b, r, c)] = x;
+        if (c + 1 < p.n) p.workspace[workspace_index(p, split, b, r, c + 1)] = y;
+    } else {
+        epilogue2(p, b, r, c, x, y);
+    }
+}
+
+// The 32-bit shared-memory address of a generic pointer into shared memory.
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// The block tile a block works on: grouped ("swizzled") order over M so that consecutive blocks
+// share B tiles in L2; blockIdx.y is batch x split-K slice.
+struct TileCoord {
+    int m0, n0, batch, split;
+};
+template <int BM, int BN>
+__device__ __forceinline__ TileCoord tile_coord(const GemmParams& p) {
+    constexpr int GROUP_M = 8;
+    const int tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
+    const int pid = blockIdx.x;
+    const int group = GROUP_M * tiles_n;
+    const int first_m = (pid / group) * GROUP_M;
+    const int gsize = min(tiles_m - first_m, GROUP_M);
+    const int tm = first_m + (pid % group) % gsize;
+    const int tn = (pid % group) / gsize;
+    return {tm * BM, tn * BN, static_cast<int>(blockIdx.y) / p.splits,
+            static_cast<int>(blockIdx.y) % p.splits};
+}
+
 // Sums the split-K partials and applies the epilogue: one thread per output element.
 __device__ __forceinline__ void splitk_reduce(const GemmParams& p) {
     const long long mn = static_cast<long long>(p.m) * p.n;

@@ -111,12 +111,7 @@ __device__ __forceinline__ void gemm(const GemmParams& p) {
         const int r = m0 + lr, c = n0 + col;
         if (r >= p.m || c >= p.n) continue;
         const float x = out[lr * (BN + 4) + col], y = out[lr * (BN + 4) + col + 1];
-        if (p.splits > 1) {
-            p.workspace[workspace_index(p, split, batch, r, c)] = x;
-            if (c + 1 < p.n) p.workspace[workspace_index(p, split, batch, r, c + 1)] = y;
-        } else {
-            epilogue2(p, batch, r, c, x, y);
-        }
+        store_result(p, split, batch, r, c, x, y);
     }
 }
 

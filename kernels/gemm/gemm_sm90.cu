@@ -31,22 +31,19 @@ constexpr int SROW = BN + 8;  // epilogue staging row, floats
 constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;  // + alignment slack for 1024-B swizzle atoms
 static_assert(BM * SROW * 4 <= STAGES * STAGE_BYTES, "the epilogue staging fits in the stages");
 
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 
 __device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count));
 }
 
 __device__ __forceinline__ void mbar_expect_tx(unsigned long long* bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)),
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)),
                  "r"(bytes)
                  : "memory");
 }
 
 __device__ __forceinline__ void mbar_arrive(unsigned long long* bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
 }
 
 __device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned parity) {
@@ -59,7 +56,7 @@ __device__ __forceinline__ void mbar_wait(unsigned long long* bar, unsigned pari
             "selp.u32 %0, 1, 0, p;\n"
             "}\n"
             : "=r"(done)
-            : "r"(smem_addr(bar)), "r"(parity)
+            : "r"(smem_u32(bar)), "r"(parity)
             : "memory");
     } while (!done);
 }
@@ -69,9 +66,9 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* map, int c
                                             unsigned long long* bar) {
     asm volatile(
         "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
-        " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_addr(dst)),
+        " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_u32(dst)),
         "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(c2),
-        "r"(smem_addr(bar))
+        "r"(smem_u32(bar))
         : "memory");
 }
 
@@ -81,7 +78,7 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* map, int c
 // (64 x 128 B = 8 KiB) further on (LBO).
 template <bool K_MAJOR>
 __device__ __forceinline__ unsigned long long desc_sw128(const void* p) {
-    const unsigned long long addr = smem_addr(p);
+    const unsigned long long addr = smem_u32(p);
     const unsigned long long lbo = K_MAJOR ? 1 : (8192 >> 4);
     return ((addr & 0x3FFFF) >> 4) | (lbo << 16) | ((1024ull >> 4) << 32) | (1ull << 62);
 }
@@ -213,13 +210,8 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         const int r = m0 + lr, c = n0 + col;
         if (r >= p.m || c >= p.n) continue;
         const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-        if (p.splits > 1) {
-            // A partial sum: gemm_sm80_splitk_reduce adds the slices and applies the epilogue.
-            p.workspace[workspace_index(p, split, batch, r, c)] = v.x;
-            if (c + 1 < p.n) p.workspace[workspace_index(p, split, batch, r, c + 1)] = v.y;
-        } else {
-            epilogue2(p, batch, r, c, v.x, v.y);
-        }
+        // With split-K, gemm_sm80_splitk_reduce adds the slices and applies the epilogue.
+        store_result(p, split, batch, r, c, v.x, v.y);
     }
 }
 

@@ -26,9 +26,6 @@ struct Sm75 {
     static constexpr bool kMmaK16 = false;
 };
 
-__device__ __forceinline__ unsigned smem_u32(const void* p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 
 // Element offset of 16-byte chunk c of row r in a tile with CHUNKS chunks per row.
 template <int CHUNKS>
@@ -206,25 +203,6 @@ __device__ __forceinline__ void mma16816(float (&acc)[4], const unsigned (&a)[4]
             : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
             : "r"(a[2]), "r"(a[3]), "r"(b1));
     }
-}
-
-// The block tile a block works on: grouped ("swizzled") order over M so that consecutive blocks
-// share B tiles in L2.
-struct TileCoord {
-    int m0, n0, batch, split;
-};
-template <int BM, int BN>
-__device__ __forceinline__ TileCoord tile_coord(const GemmParams& p) {
-    constexpr int GROUP_M = 8;
-    const int tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
-    const int pid = blockIdx.x;
-    const int group = GROUP_M * tiles_n;
-    const int first_m = (pid / group) * GROUP_M;
-    const int gsize = min(tiles_m - first_m, GROUP_M);
-    const int tm = first_m + (pid % group) % gsize;
-    const int tn = (pid % group) / gsize;
-    return {tm * BM, tn * BN, static_cast<int>(blockIdx.y) / p.splits,
-            static_cast<int>(blockIdx.y) % p.splits};
 }
 
 // Dynamic shared memory a kernel needs: the pipeline's stages, or the epilogue's staging,
@@ -414,12 +392,7 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
             const int c = tc.n0 + col;
             if (r >= p.m || c >= p.n) continue;
             const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-            if (p.splits > 1) {
-                p.workspace[workspace_index(p, tc.split, tc.batch, r, c)] = v.x;
-                if (c + 1 < p.n) p.workspace[workspace_index(p, tc.split, tc.batch, r, c + 1)] = v.y;
-            } else {
-                epilogue2(p, tc.batch, r, c, v.x, v.y);
-            }
+            store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
         }
     }
 }
