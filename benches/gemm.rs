@@ -9,10 +9,10 @@
 //! finds its inputs in L2 from the one before), after warm-up.
 
 use criterion::{Criterion, Throughput};
-use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
-use cudarc::driver::{DevicePtr, DevicePtrMut};
+use cudarc::cublas::CudaBlas;
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::matmul::{Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
+use hikube_gpu::reference;
 use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
 use std::time::Duration;
@@ -55,59 +55,21 @@ fn inputs<T: Float>(stream: &Stream, m: usize, n: usize, k: usize) -> Result<Inp
     })
 }
 
-fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
-    if T::SUFFIX == "bf16" {
-        blas_sys::cudaDataType::CUDA_R_16BF
-    } else {
-        blas_sys::cudaDataType::CUDA_R_16F
-    }
-}
-
-/// Row-major D (M×N) = A (M×K) · B (K×N) through column-major cuBLAS: Dᵀ = Bᵀ·Aᵀ. B is
-/// row-major (K×N) or column-major (stored N×K, `b_t`).
+/// cuBLAS on input set `set`, B row-major or column-major (`b_t`).
 fn cublas_gemm<T: Float>(
     blas: &CudaBlas,
     stream: &Stream,
     x: &mut Inputs<T>,
     set: usize,
-    (m, n, k): (usize, usize, usize),
+    shape: (usize, usize, usize),
     b_t: bool,
 ) -> Result<()> {
-    let raw = stream.cuda_stream();
-    let (a, _ga) = x.a[set].cuda_slice().device_ptr(raw);
-    let (b, _gb) = x.b[set].cuda_slice().device_ptr(raw);
-    let (d, _gd) = x.d.cuda_slice_mut().device_ptr_mut(raw);
-    let (alpha, beta) = (1.0f32, 0.0f32);
-    // SAFETY: a, b and d hold M×K, K×N and M×N elements of T, matching the dimensions and
-    // leading dimensions given; the handle runs on `stream`, which the guards order.
-    unsafe {
-        blas::gemm_ex(
-            *blas.handle(),
-            if b_t {
-                blas_sys::cublasOperation_t::CUBLAS_OP_T
-            } else {
-                blas_sys::cublasOperation_t::CUBLAS_OP_N
-            },
-            blas_sys::cublasOperation_t::CUBLAS_OP_N,
-            n as i32,
-            m as i32,
-            k as i32,
-            &alpha as *const f32 as *const _,
-            b as *const _,
-            cuda_type::<T>(),
-            if b_t { k as i32 } else { n as i32 },
-            a as *const _,
-            cuda_type::<T>(),
-            k as i32,
-            &beta as *const f32 as *const _,
-            d as *mut _,
-            cuda_type::<T>(),
-            n as i32,
-            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-        )
-    }
-    .map_err(|e| panic!("cuBLAS: {e:?}"))
+    let layout = if b_t {
+        Layout::ColMajor
+    } else {
+        Layout::RowMajor
+    };
+    reference::cublas_gemm(blas, stream, &x.a[set], &x.b[set], &mut x.d, shape, layout)
 }
 
 struct Row {
@@ -223,7 +185,7 @@ fn main() -> Result<()> {
         Err(e) => return Err(e),
     };
     let stream = device.new_stream()?;
-    let blas = CudaBlas::new(stream.cuda_stream().clone()).expect("cuBLAS could not be loaded");
+    let blas = reference::load_cublas(&stream).expect("cuBLAS could not be loaded");
     if std::env::args().any(|a| a == "tune") {
         tune::<f16>(&device, &stream)?;
         return tune::<bf16>(&device, &stream);

@@ -38,6 +38,8 @@ mod memory;
 pub mod modules;
 pub mod monitor;
 pub mod ops;
+#[cfg(feature = "cublas")]
+pub mod reference;
 mod stream;
 mod timing;
 

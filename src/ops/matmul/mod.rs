@@ -23,7 +23,7 @@ pub use config::{GemmPath, Tiling};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::launch;
+use crate::launch::{grid_stride_config, launch};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::modules;
 use crate::ops::{Float, KernelOptions};
@@ -435,6 +435,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let strides = desc.validate()?;
         let device = stream.device().clone();
         let cc = device.compute_capability();
+        let sms = device.properties().sm_count as usize;
+        let max_smem = device.properties().max_shared_memory_per_block as usize;
         let forced = desc.options.arch;
         let arch = match forced {
             Some(forced) => modules::select(GemmPath::for_arch(forced).module(), cc, Some(forced))?,
@@ -477,8 +479,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // tile also wants at least half a wave of output tiles: with fewer, even with its
             // split-K, the mma.sync path's small tiles were faster on the H100 (BENCHMARKS.md).
             let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
-            let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
-            let sms = device.properties().sm_count as usize;
+            let tile = &GemmPath::Sm90.configs()[0];
+            let tiles = desc.m.div_ceil(tile.bm) * desc.n.div_ceil(tile.bn) * desc.batch;
             if !strides_ok {
                 if forced.is_some() {
                     return Err(Error::InvalidArgument {
@@ -491,10 +493,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
             }
         }
         let general_path = path.fallback();
-        let sms = device.properties().sm_count as usize;
         let (m, n, k, batch) = (desc.m, desc.n, desc.k, desc.batch);
         let configs = path.configs();
-        let max_smem = device.properties().max_shared_memory_per_block as usize;
         let general_configs = general_path.configs();
         let general_config = &general_configs[general_configs.len() - 1..];
         let choice = match desc.tiling {
@@ -521,11 +521,10 @@ impl<I: Float, O: Float> Matmul<I, O> {
             let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, aligned);
             let f = device.function(path.module(), &name, Some(path.arch()))?;
             if c.config.smem_bytes > 48 * 1024 {
-                let max = device.properties().max_shared_memory_per_block;
                 at_most(
                     "shared memory per block",
                     c.config.smem_bytes as usize,
-                    max as usize,
+                    max_smem,
                 )?;
                 f.set_attribute(
                     Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -729,11 +728,12 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 _ => {
                     let bf16 = I::SUFFIX == "bf16";
                     let (m, n, k) = (desc.m, desc.n, desc.k);
+                    let (bm, bn) = (choice.config.bm as u32, choice.config.bn as u32);
                     // K-major operands: one box of 64 K × all the tile's rows; MN-major ones:
                     // boxes of 64 M (or N) × 64 K, several per tile.
                     let da = match desc.a_layout {
                         Layout::RowMajor => {
-                            tma::tiled(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, 128)?
+                            tma::tiled(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, bm)?
                         }
                         Layout::ColMajor => {
                             tma::tiled(a_ptr, bf16, m, k, desc.batch, s.lda, s.stride_a, 64)?
@@ -741,7 +741,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     };
                     let db = match desc.b_layout {
                         Layout::ColMajor => {
-                            tma::tiled(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, 256)?
+                            tma::tiled(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, bn)?
                         }
                         Layout::RowMajor => {
                             tma::tiled(b_ptr, bf16, n, k, desc.batch, s.ldb, s.stride_b, 64)?
@@ -772,14 +772,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         }
         if choice.splits > 1 {
             let total = desc.batch * desc.m * desc.n;
-            let blocks = total
-                .div_ceil(256)
-                .min(self.device.properties().sm_count as usize * 8);
-            let cfg = LaunchConfig {
-                grid_dim: (blocks as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = grid_stride_config(total, self.device.properties().sm_count);
             let mut args = stream.raw.launch_builder(&self.reduce);
             args.arg(&params);
             // SAFETY: as above; the reduction reads the workspace the first kernel wrote on this

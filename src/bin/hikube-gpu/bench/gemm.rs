@@ -1,7 +1,7 @@
 //! GEMM, f16 and bf16, square sizes: the crate's `Matmul` and, where it loads, cuBLAS, on the
 //! same inputs.
 
-use super::{cublas, Ctx};
+use super::Ctx;
 use crate::report::{Params, Peak};
 use crate::Suite;
 use cudarc::cublas::CudaBlas;
@@ -119,7 +119,15 @@ fn one_type<T: Float>(
             ctx.running(&format!("gemm {name} cuBLAS"));
             let theirs = ctx.time(1.0, |i| {
                 let set = i % SETS;
-                cublas::gemm(blas, stream, &x.a[set], &x.b[set], &mut x.d, (s, s, s))
+                hikube_gpu::reference::cublas_gemm(
+                    blas,
+                    stream,
+                    &x.a[set],
+                    &x.b[set],
+                    &mut x.d,
+                    (s, s, s),
+                    Layout::ColMajor,
+                )
             });
             match theirs {
                 Ok(t) => {

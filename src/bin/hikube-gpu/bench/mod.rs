@@ -6,7 +6,6 @@
 //! under "Not measured" until they do.
 
 mod copy;
-mod cublas;
 mod gemm;
 mod launch;
 
@@ -263,7 +262,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
         });
         None
     } else {
-        match cublas::load(&stream) {
+        match hikube_gpu::reference::load_cublas(&stream) {
             Ok(b) => Some(b),
             Err(reason) => {
                 skipped.push(Skipped {

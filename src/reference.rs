@@ -1,11 +1,16 @@
-//! cuBLAS as the reference GEMM, where its library loads.
+//! Vendor libraries as references (feature `cublas`): the GEMM the benchmarks and the
+//! `hikube-gpu bench` report put beside the crate's own.
 
+use crate::error::{Error, Result};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
+use crate::ops::matmul::Layout;
+use crate::ops::Float;
+use crate::stream::Stream;
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
-use hikube_gpu::{DeviceBuffer, Error, Float, Result, Stream};
 
-/// A cuBLAS handle on `stream`, or why there is none.
-pub fn load(stream: &Stream) -> std::result::Result<CudaBlas, String> {
+/// A cuBLAS handle on `stream`, or why there is none (the library is loaded at run time).
+pub fn load_cublas(stream: &Stream) -> std::result::Result<CudaBlas, String> {
     // SAFETY: this only tries to open the library by its names; nothing is called in it.
     if !unsafe { blas_sys::is_culib_present() } {
         return Err(
@@ -25,16 +30,24 @@ fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
     }
 }
 
-/// Row-major D (M×N) = A (M×K) · B with FP32 accumulation, B column-major (stored N×K, as
-/// nn.Linear's weight), through column-major cuBLAS: Dᵀ = Bᵀ·Aᵀ. Checks the buffer sizes first.
-pub fn gemm<T: Float>(
+/// Row-major D (M×N) = A (M×K, row-major) · B with FP32 accumulation through cuBLAS
+/// (`cublasGemmEx`, `CUBLAS_COMPUTE_32F`, default algorithm), packed operands. B is row-major
+/// (K×N) or column-major (stored N×K, as nn.Linear's weight). Column-major cuBLAS computes
+/// Dᵀ = Bᵀ·Aᵀ. Checks the buffer sizes first.
+pub fn cublas_gemm<T: Float>(
     blas: &CudaBlas,
     stream: &Stream,
-    a: &DeviceBuffer<T>,
-    b: &DeviceBuffer<T>,
-    d: &mut DeviceBuffer<T>,
+    a: &impl AsDeviceSlice<T>,
+    b: &impl AsDeviceSlice<T>,
+    d: &mut impl AsDeviceSliceMut<T>,
     (m, n, k): (usize, usize, usize),
+    b_layout: Layout,
 ) -> Result<()> {
+    let (a, b, mut d) = (
+        a.as_device_slice(),
+        b.as_device_slice(),
+        d.as_device_slice_mut(),
+    );
     for (what, len, need) in [
         ("A", a.len(), m * k),
         ("B", b.len(), k * n),
@@ -54,10 +67,11 @@ pub fn gemm<T: Float>(
             what: format!("cuBLAS takes 32-bit dimensions, got {m}x{n}x{k}"),
         });
     }
-    let raw = stream.cuda_stream();
-    let (a, _ga) = a.cuda_slice().device_ptr(raw);
-    let (b, _gb) = b.cuda_slice().device_ptr(raw);
-    let (d, _gd) = d.cuda_slice_mut().device_ptr_mut(raw);
+    let b_col_major = b_layout == Layout::ColMajor;
+    let raw = &stream.raw;
+    let (a, _ga) = a.view.device_ptr(raw);
+    let (b, _gb) = b.view.device_ptr(raw);
+    let (d, _gd) = d.view.device_ptr_mut(raw);
     let (alpha, beta) = (1.0f32, 0.0f32);
     // SAFETY: a, b and d hold at least M×K, K×N and M×N elements of T (checked above), which
     // the dimensions and leading dimensions given reach exactly; alpha and beta are f32, as
@@ -66,8 +80,12 @@ pub fn gemm<T: Float>(
     unsafe {
         blas::gemm_ex(
             *blas.handle(),
-            // B is column-major (stored N×K): Dᵀ = op(B)ᵀ·Aᵀ with op T and leading dimension K.
-            blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            // A column-major B (stored N×K) enters as op T with leading dimension K.
+            if b_col_major {
+                blas_sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas_sys::cublasOperation_t::CUBLAS_OP_N
+            },
             blas_sys::cublasOperation_t::CUBLAS_OP_N,
             n as i32,
             m as i32,
@@ -75,7 +93,7 @@ pub fn gemm<T: Float>(
             &alpha as *const f32 as *const _,
             b as *const _,
             cuda_type::<T>(),
-            k as i32,
+            if b_col_major { k as i32 } else { n as i32 },
             a as *const _,
             cuda_type::<T>(),
             k as i32,
