@@ -1,7 +1,9 @@
 //! The one place that launches kernels.
 
 use crate::error::Result;
-use cudarc::driver::{LaunchArgs, LaunchConfig};
+use crate::stream::Stream;
+use cudarc::driver::{sys, CudaFunction, DriverError, LaunchArgs, LaunchConfig};
+use std::ffi::c_void;
 
 /// Threads per block for the simple element-wise kernels.
 pub(crate) const ELEMENTWISE_THREADS: u32 = 256;
@@ -29,4 +31,60 @@ pub(crate) unsafe fn launch(mut args: LaunchArgs<'_>, config: LaunchConfig) -> R
     // SAFETY: the caller's contract above is exactly `LaunchArgs::launch`'s.
     unsafe { args.launch(config) }?;
     Ok(())
+}
+
+/// Launches `func` with programmatic dependent launch where the device has it (compute
+/// capability 9.0 and newer): the GPU may start the kernel while the previous kernel on the
+/// stream still runs, which hides most of the launch latency of a chain of small kernels (and
+/// is kept when the launch is captured into a graph). Elsewhere this is an ordinary launch.
+///
+/// `params` holds one pointer per kernel parameter, to a value of the parameter's type. Buffer
+/// arguments are passed as device addresses taken with cudarc's `device_ptr`/`device_ptr_mut`,
+/// whose guards the caller keeps alive until this returns (they order the launch after other
+/// streams' work on those buffers and record it).
+///
+/// # Safety
+/// As [`launch`], and the kernel must include `kernels/common/pdl.cuh` and call
+/// `hk::pdl_wait()` before its first global-memory access: that is what keeps it from running
+/// ahead of the kernel it depends on.
+pub(crate) unsafe fn launch_early(
+    stream: &Stream,
+    func: &CudaFunction,
+    config: LaunchConfig,
+    params: &mut [*mut c_void],
+) -> Result<()> {
+    stream.raw.context().bind_to_thread()?;
+    let early = stream.device().compute_capability().major >= 9;
+    let mut attr = sys::CUlaunchAttribute {
+        id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        pad: [0; 4],
+        value: sys::CUlaunchAttributeValue {
+            programmaticStreamSerializationAllowed: 1,
+        },
+    };
+    let launch = sys::CUlaunchConfig {
+        gridDimX: config.grid_dim.0,
+        gridDimY: config.grid_dim.1,
+        gridDimZ: config.grid_dim.2,
+        blockDimX: config.block_dim.0,
+        blockDimY: config.block_dim.1,
+        blockDimZ: config.block_dim.2,
+        sharedMemBytes: config.shared_mem_bytes,
+        hStream: stream.raw.cu_stream(),
+        attrs: &mut attr,
+        numAttrs: u32::from(early),
+    };
+    // SAFETY: `launch` and `attr` live across the call; `params` has one valid pointer per
+    // parameter (the caller's contract), and the function belongs to the stream's context,
+    // which is current (bound above).
+    unsafe {
+        sys::cuLaunchKernelEx(
+            &launch,
+            func.cu_function(),
+            params.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    }
+    .result()
+    .map_err(|e: DriverError| e.into())
 }

@@ -67,6 +67,58 @@ fn launch_latency(
     Ok(())
 }
 
+/// The driver's own floor on this machine: `cuLaunchKernel` of an empty kernel (hand-written PTX,
+/// JIT-compiled by the driver) with prebuilt arguments, in a loop, on `stream`. What the crate's
+/// eager figure cannot go below; it depends on the host CPU more than on the GPU.
+fn launch_floor(stream: &Stream, rows: &mut Vec<String>) -> Result<()> {
+    use cudarc::driver::sys;
+    const EMPTY: &str = ".version 8.4\n.target sm_70\n.address_size 64\n\
+                         .visible .entry empty() { ret; }\n";
+    let raw = stream.cuda_stream();
+    let module = raw
+        .context()
+        .load_module(cudarc::nvrtc::Ptx::from_src(EMPTY))?;
+    let func = module.load_function("empty")?;
+    raw.context().bind_to_thread()?;
+    let launch_all = || -> Result<()> {
+        for _ in 0..CHAIN {
+            // SAFETY: `empty` takes no parameters and touches no memory; the function belongs
+            // to the stream's context, current on this thread (bound above).
+            unsafe {
+                sys::cuLaunchKernel(
+                    func.cu_function(),
+                    1,
+                    1,
+                    1,
+                    32,
+                    1,
+                    1,
+                    0,
+                    raw.cu_stream(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            }
+            .result()?;
+        }
+        Ok(())
+    };
+    launch_all()?;
+    stream.synchronize()?;
+    let mut eager = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        launch_all()?;
+        stream.synchronize()?;
+        eager.push(t.elapsed().as_secs_f64() * 1e6 / CHAIN as f64);
+    }
+    rows.push(format!(
+        "| launch floor: the driver's cuLaunchKernel of an empty kernel, eager | {:.2} µs per kernel | |",
+        median(eager)
+    ));
+    Ok(())
+}
+
 fn rayon_copy(dst: &mut [u8], src: &[u8]) {
     use rayon::prelude::*;
     dst.par_chunks_mut(2 << 20)
@@ -218,6 +270,7 @@ fn main() -> Result<()> {
     launch_latency(&device.default_stream(), "one stream", false, &mut rows)?;
     let stream = device.new_stream()?;
     launch_latency(&stream, "several streams", true, &mut rows)?;
+    launch_floor(&stream, &mut rows)?;
     transfers(&device, &stream, &mut rows)?;
     let mut criterion = criterion::Criterion::default()
         .configure_from_args()

@@ -1,11 +1,12 @@
 //! Element-wise operations (kernels in `kernels/elementwise.cu`).
 
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch};
+use crate::launch::{grid_stride_config, launch_early};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::{Float, KernelOptions};
 use crate::stream::Stream;
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use std::ffi::c_void;
 
 const MODULE: &str = "elementwise";
 
@@ -60,10 +61,20 @@ pub fn axpy_with<T: Float>(
         _ => "axpy_bf16",
     };
     let func = device.function(MODULE, name, options.arch)?;
-    let n64 = n as u64;
-    let mut args = stream.raw.launch_builder(&func);
-    args.arg(&n64).arg(&alpha).arg(&x.view).arg(&mut y.view);
-    // SAFETY: axpy_<t>(u64 n, f32 alpha, const T* x, T* y) matches the four arguments; x and y
-    // hold exactly n elements of T (checked above) and the kernel touches indices below n only.
-    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+    let mut n64 = n as u64;
+    let mut alpha = alpha;
+    let config = grid_stride_config(n, device.properties().sm_count);
+    // The guards order the launch after other streams' work on x and y, and record it.
+    let (mut x_ptr, _x_guard) = x.view.device_ptr(&stream.raw);
+    let (mut y_ptr, _y_guard) = y.view.device_ptr_mut(&stream.raw);
+    let mut params: [*mut c_void; 4] = [
+        (&mut n64 as *mut u64).cast(),
+        (&mut alpha as *mut f32).cast(),
+        (&mut x_ptr as *mut u64).cast(),
+        (&mut y_ptr as *mut u64).cast(),
+    ];
+    // SAFETY: axpy_<t>(u64 n, f32 alpha, const T* x, T* y) matches the four parameters; x and y
+    // hold exactly n elements of T (checked above) and the kernel touches indices below n only;
+    // it waits for earlier kernels (hk::pdl_wait) before touching memory.
+    unsafe { launch_early(stream, &func, config, &mut params) }
 }

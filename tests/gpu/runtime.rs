@@ -21,6 +21,7 @@ pub fn trials() -> Vec<Trial> {
             "graph::matmul_replay_matches_eager",
             matmul_replay_matches_eager,
         ),
+        gpu_test("graph::dependent_chain_eager_and_replayed", dependent_chain),
         gpu_test("transfer::pipeline_round_trip", pipeline_round_trip),
         gpu_test("transfer::pinned_pool_reuses", pinned_pool_reuses),
         gpu_test(
@@ -71,6 +72,61 @@ fn capture_and_replay(device: &Device) -> Result<(), Failed> {
         .map(|(x, y)| f64::from(*y) + 150.0 * f64::from(*x))
         .collect();
     close(&y.to_vec(&stream).map_err(fail)?, &want, 1e-4)
+}
+
+/// Kernels that depend on each other back to back (Fibonacci: y += x, then x += y, ...), eager
+/// and replayed from a graph. On Hopper the crate's element-wise kernels start early
+/// (programmatic dependent launch); a kernel that read before its predecessor finished would
+/// leave a wrong number. The buffers are large enough that each kernel runs for a while.
+fn dependent_chain(device: &Device) -> Result<(), Failed> {
+    const STEPS: usize = 30; // fib(31) = 1346269 < 2^24: exact in f32
+    let stream = device.new_stream().map_err(fail)?;
+    let n = (8 << 20) + 13;
+    let fib = |steps: usize, x0: f64, y0: f64| {
+        let (mut x, mut y) = (x0, y0);
+        for i in 0..steps {
+            if i % 2 == 0 {
+                y += x
+            } else {
+                x += y
+            }
+        }
+        (x, y)
+    };
+    let chain = |s: &hikube_gpu::Stream, x: &mut DeviceBuffer<f32>, y: &mut DeviceBuffer<f32>| {
+        for i in 0..STEPS {
+            if i % 2 == 0 {
+                ops::axpy(s, 1.0, &*x, y)?;
+            } else {
+                ops::axpy(s, 1.0, &*y, x)?;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let check = |x: &DeviceBuffer<f32>, y: &DeviceBuffer<f32>, times: usize| {
+        let (mut want_x, mut want_y) = (1.0, 2.0);
+        for _ in 0..times {
+            (want_x, want_y) = fib(STEPS, want_x, want_y);
+        }
+        for (name, buf, want) in [("x", x, want_x), ("y", y, want_y)] {
+            let got = buf.to_vec(&stream).map_err(fail)?;
+            if let Some((i, v)) = got.iter().enumerate().find(|(_, v)| f64::from(**v) != want) {
+                return Err(Failed::from(format!("{name}[{i}] = {v}, want {want}")));
+            }
+        }
+        Ok(())
+    };
+    let mut x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
+    let mut y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
+    chain(&stream, &mut x, &mut y).map_err(fail)?;
+    check(&x, &y, 1)?;
+    // Captured, then replayed once from a fresh start (1, 2).
+    let x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
+    let y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
+    let mut g = Graph::capture(&stream, (x, y), |s, (x, y)| chain(s, x, y)).map_err(fail)?;
+    g.launch(&stream).map_err(fail)?;
+    let (x, y) = g.into_resources().map_err(fail)?;
+    check(&x, &y, 1)
 }
 
 fn borrowed_resources(device: &Device) -> Result<(), Failed> {
