@@ -37,6 +37,7 @@ mod launch;
 mod memory;
 pub mod modules;
 pub mod monitor;
+pub mod multi;
 pub mod ops;
 #[cfg(feature = "cublas")]
 pub mod reference;
