@@ -2,11 +2,14 @@
 //!
 //! 1. copies between ranks: peer (`cuMemcpyPeerAsync`) and staged through pinned host memory,
 //!    GB/s, for every ordered pair of GPUs (with one GPU: between two ranks on it);
-//! 2. NCCL all-reduce (f32, in place, sum) from 1 MiB to 1 GiB: algorithm bandwidth and bus
-//!    bandwidth `busbw = algbw · 2(n−1)/n`, the figure nccl-tests prints (undefined for n = 1);
-//!    `scripts/reference/torch_allreduce.py` prints torch.distributed's on the same machine;
+//! 2. NCCL all-reduce (f32 sum, in place and out of place) from 1 MiB to 1 GiB: algorithm
+//!    bandwidth and bus bandwidth `busbw = algbw · 2(n−1)/n`, the figure nccl-tests prints
+//!    (undefined for n = 1); `scripts/reference/torch_allreduce.py` prints torch.distributed's
+//!    (in place) on the same machine;
 //! 3. the data-parallel step (3 GEMM layers, hidden 4096, 4096 rows per GPU, f16) on 1..N
-//!    GPUs: step time, TFLOP/s, and scaling (throughput on n GPUs over one GPU's).
+//!    GPUs: step time, TFLOP/s, scaling (throughput on n GPUs over one GPU's), and the same
+//!    step without the gradient exchange (`GradientSync::None`): what the exchange costs once
+//!    overlapped with the backward pass.
 //!
 //!     cargo bench --features nccl --bench multi [-- --quick]
 //!
@@ -99,55 +102,71 @@ fn all_reduce(set: &DeviceSet, quick: bool) -> Result<()> {
         nccl_version()?
     );
     if n == 1 {
-        println!("(one rank: busbw = algbw·2(n−1)/n is undefined; algbw only)");
+        println!(
+            "(one rank: busbw = algbw·2(n−1)/n is undefined; in place NCCL has nothing to do, \
+             out of place it copies send to recv)"
+        );
     }
-    println!("| size | time (µs) | algbw (GB/s) | busbw (GB/s) |\n|---|---|---|---|");
+    println!(
+        "| size | in place (µs) | algbw (GB/s) | busbw (GB/s) | out of place (µs) | algbw (GB/s) \
+         | busbw (GB/s) |\n|---|---|---|---|---|---|---|"
+    );
     for bytes in sizes {
         let len = bytes / 4;
-        let mut bufs = comm
-            .streams()
-            .iter()
-            .map(|s| DeviceBuffer::<f32>::zeroed(s, len))
-            .collect::<Result<Vec<_>>>()?;
+        let make = || {
+            comm.streams()
+                .iter()
+                .map(|s| DeviceBuffer::<f32>::zeroed(s, len))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut bufs = make()?;
+        let send = make()?;
         let iters = if bytes >= 256 * MIB { 5 } else { 20 };
         let reps = if quick { 5 } else { 10 };
-        for _ in 0..3 {
-            comm.all_reduce_in_place(&mut bufs, ReduceOp::Sum)?;
-        }
-        comm.synchronize()?;
-        let mut times = Vec::new();
-        for _ in 0..reps {
-            let starts: Vec<Event> = comm
-                .streams()
-                .iter()
-                .map(|s| s.record())
-                .collect::<Result<_>>()?;
-            for _ in 0..iters {
-                comm.all_reduce_in_place(&mut bufs, ReduceOp::Sum)?;
+        let mut row = format!("| {} MiB |", bytes / MIB);
+        for in_place in [true, false] {
+            let run = |bufs: &mut Vec<DeviceBuffer<f32>>| {
+                if in_place {
+                    comm.all_reduce_in_place(bufs, ReduceOp::Sum)
+                } else {
+                    comm.all_reduce(&send, bufs, ReduceOp::Sum)
+                }
+            };
+            for _ in 0..3 {
+                run(&mut bufs)?;
             }
-            let ends: Vec<Event> = comm
-                .streams()
-                .iter()
-                .map(|s| s.record())
-                .collect::<Result<_>>()?;
-            let mut worst = 0.0f64;
-            for (s, e) in starts.iter().zip(&ends) {
-                worst = worst.max(f64::from(s.elapsed_ms(e)?));
+            comm.synchronize()?;
+            let mut times = Vec::new();
+            for _ in 0..reps {
+                let starts: Vec<Event> = comm
+                    .streams()
+                    .iter()
+                    .map(|s| s.record())
+                    .collect::<Result<_>>()?;
+                for _ in 0..iters {
+                    run(&mut bufs)?;
+                }
+                let ends: Vec<Event> = comm
+                    .streams()
+                    .iter()
+                    .map(|s| s.record())
+                    .collect::<Result<_>>()?;
+                let mut worst = 0.0f64;
+                for (s, e) in starts.iter().zip(&ends) {
+                    worst = worst.max(f64::from(s.elapsed_ms(e)?));
+                }
+                times.push(worst / 1e3 / iters as f64);
             }
-            times.push(worst / 1e3 / iters as f64);
+            let t = median(times);
+            let algbw = bytes as f64 / t / 1e9;
+            let busbw = if n > 1 {
+                format!("{:.1}", algbw * 2.0 * (n - 1) as f64 / n as f64)
+            } else {
+                "undefined".to_string()
+            };
+            row += &format!(" {:.1} | {algbw:.1} | {busbw} |", t * 1e6);
         }
-        let t = median(times);
-        let algbw = bytes as f64 / t / 1e9;
-        let busbw = if n > 1 {
-            format!("{:.1}", algbw * 2.0 * (n - 1) as f64 / n as f64)
-        } else {
-            "undefined (n = 1)".to_string()
-        };
-        println!(
-            "| {} MiB | {:.1} | {algbw:.1} | {busbw} |",
-            bytes / MIB,
-            t * 1e6
-        );
+        println!("{row}");
     }
     Ok(())
 }
@@ -166,32 +185,39 @@ fn data_parallel(all: &DeviceSet, quick: bool) -> Result<()> {
         config.layers, config.hidden, config.batch_per_rank
     );
     println!(
-        "| GPUs | step (ms) | TFLOP/s | samples/s | scaling vs 1 GPU |\n|---|---|---|---|---|"
+        "| GPUs | step (ms) | TFLOP/s | samples/s | scaling vs 1 GPU | step without exchange (ms) \
+         | exchange cost |\n|---|---|---|---|---|---|---|"
     );
     let mut base = None;
     for n in 1..=all.len() {
         let set = DeviceSet::from_devices(all.devices()[..n].to_vec())?;
-        let mut dp = DataParallel::random(&set, config, GradientSync::Nccl, 1)?;
-        for _ in 0..3 {
-            dp.step()?;
-        }
-        dp.synchronize()?;
-        let mut times = Vec::new();
-        for _ in 0..steps {
-            let t = Instant::now();
-            dp.step()?;
+        let time = |sync| -> Result<(f64, f64)> {
+            let mut dp = DataParallel::random(&set, config, sync, 1)?;
+            for _ in 0..3 {
+                dp.step()?;
+            }
             dp.synchronize()?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        let t = median(times);
+            let mut times = Vec::new();
+            for _ in 0..steps {
+                let t = Instant::now();
+                dp.step()?;
+                dp.synchronize()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            Ok((median(times), dp.flops_per_step()))
+        };
+        let (t, flops) = time(GradientSync::Nccl)?;
+        let (t_alone, _) = time(GradientSync::None)?;
         let samples = (config.batch_per_rank * n) as f64 / t;
         let base = *base.get_or_insert(samples);
         println!(
-            "| {n} | {:.3} | {:.0} | {:.0} | {:.2}x |",
+            "| {n} | {:.3} | {:.0} | {:.0} | {:.2}x | {:.3} | {:+.1} % |",
             t * 1e3,
-            dp.flops_per_step() / t / 1e12,
+            flops / t / 1e12,
             samples,
-            samples / base
+            samples / base,
+            t_alone * 1e3,
+            (t / t_alone - 1.0) * 100.0
         );
     }
     Ok(())

@@ -39,12 +39,16 @@ pub enum GradientSync {
     Nccl,
     /// [`CopyAllReduce`] along this copy path (works with ranks sharing a GPU).
     Copy(CopyPath),
+    /// No exchange: every rank updates from its own shard's gradient, so the replicas drift
+    /// apart. For measuring what the exchange costs (the step's time without it).
+    None,
 }
 
 enum Reducer {
     #[cfg(feature = "nccl")]
     Nccl(super::Communicator),
-    Copy(CopyAllReduce<f16>, Vec<Stream>),
+    Copy(Box<CopyAllReduce<f16>>, Vec<Stream>),
+    None(Vec<Stream>),
 }
 
 impl Reducer {
@@ -52,7 +56,7 @@ impl Reducer {
         match self {
             #[cfg(feature = "nccl")]
             Reducer::Nccl(c) => c.streams(),
-            Reducer::Copy(_, s) => s,
+            Reducer::Copy(_, s) | Reducer::None(s) => s,
         }
     }
 }
@@ -221,9 +225,10 @@ impl DataParallel {
             #[cfg(feature = "nccl")]
             GradientSync::Nccl => Reducer::Nccl(super::Communicator::new(set)?),
             GradientSync::Copy(path) => Reducer::Copy(
-                CopyAllReduce::new(set, 16 << 20)?.with_path(path),
+                Box::new(CopyAllReduce::new(set, 16 << 20)?.with_path(path)),
                 set.new_streams()?,
             ),
+            GradientSync::None => Reducer::None(set.new_streams()?),
         };
         Ok(DataParallel {
             set: set.clone(),
@@ -334,6 +339,7 @@ impl DataParallel {
             #[cfg(feature = "nccl")]
             Reducer::Nccl(comm) => comm.all_reduce_in_place(&mut grads, super::ReduceOp::Sum),
             Reducer::Copy(copy, streams) => copy.all_reduce_sum(streams, &mut grads),
+            Reducer::None(_) => Ok(()),
         }
     }
 

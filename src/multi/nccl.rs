@@ -478,3 +478,35 @@ impl Communicator {
         done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nccl_failures_are_typed_errors() {
+        match check_nccl() {
+            // CI and this crate's build machines have no NCCL.
+            Err(e) => assert!(matches!(e, Error::NoNccl { .. }), "{e:?}"),
+            Ok(()) => {
+                let e = nccl_error("ncclAllReduce")(result::NcclError(
+                    sys::ncclResult_t::ncclInvalidArgument,
+                ));
+                assert!(
+                    matches!(
+                        e,
+                        Error::Nccl {
+                            call: "ncclAllReduce",
+                            code: 4,
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+                assert!(e
+                    .to_string()
+                    .starts_with("NCCL ncclAllReduce failed with code 4: "));
+            }
+        }
+    }
+}
