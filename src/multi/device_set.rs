@@ -13,7 +13,7 @@ use cudarc::driver::{sys, DriverError};
 ///
 /// A set may name one device twice: two ranks then share a GPU. Peer copies and the copy-based
 /// gradient reduction accept that (it is how one GPU exercises the multi-rank code); NCCL does
-/// not, and [`Communicator::new`](crate::multi::Communicator::new) refuses such a set.
+/// not, and `Communicator::new` (feature `nccl`) refuses such a set.
 ///
 /// ```no_run
 /// use hikube_gpu::multi::DeviceSet;

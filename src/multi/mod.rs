@@ -1,6 +1,6 @@
 //! Several GPUs in one process: a [`DeviceSet`] with its [`Topology`], copies between GPUs
 //! ([`PeerCopy`]: peer-to-peer where possible, staged through pinned host memory otherwise),
-//! collectives (NCCL's [`Communicator`] with the `nccl` feature; [`CopyAllReduce`] without it),
+//! collectives (NCCL's `Communicator` with the `nccl` feature; [`CopyAllReduce`] without it),
 //! and a data-parallel training step ([`DataParallel`]) whose gradient all-reduce overlaps the
 //! backward pass.
 //!
