@@ -203,6 +203,59 @@ pub enum Error {
         /// Why (address in use, permission denied, ...).
         reason: String,
     },
+    /// A device that is not a member of the [`DeviceSet`](crate::multi::DeviceSet) used.
+    #[error("device {ordinal} ({uuid}) is not in the device set")]
+    NotInSet {
+        /// Ordinal of the device.
+        ordinal: usize,
+        /// UUID of the device.
+        uuid: String,
+    },
+    /// A multi-GPU call given a number of buffers (or streams) other than one per rank.
+    #[error("one per rank needed: the set has {expected} rank(s), {actual} given")]
+    RankCount {
+        /// Ranks in the set.
+        expected: usize,
+        /// Buffers given.
+        actual: usize,
+    },
+    /// Ranks of a collective whose buffers differ in length.
+    #[error("rank {rank} has {actual} elements where rank 0 has {expected}")]
+    RankLengthMismatch {
+        /// The rank that differs.
+        rank: usize,
+        /// Elements on rank 0 (the expected count).
+        expected: usize,
+        /// Elements on `rank`.
+        actual: usize,
+    },
+    /// A device named twice where every rank must own its GPU (NCCL refuses two ranks on one
+    /// GPU).
+    #[error("device {ordinal} appears twice in the set (ranks {first} and {second})")]
+    DuplicateDevice {
+        /// Ordinal of the device.
+        ordinal: usize,
+        /// First rank on it.
+        first: usize,
+        /// Second rank on it.
+        second: usize,
+    },
+    /// The NCCL library (`libnccl.so.2`) could not be loaded.
+    #[error("NCCL is unavailable: {reason}")]
+    NoNccl {
+        /// Why.
+        reason: String,
+    },
+    /// An NCCL call failed.
+    #[error("NCCL {call} failed with code {code}: {reason}")]
+    Nccl {
+        /// The call, e.g. `ncclAllReduce`.
+        call: &'static str,
+        /// The `ncclResult_t` value.
+        code: u32,
+        /// NCCL's text for the code.
+        reason: String,
+    },
     /// Any other error the CUDA driver returned.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] cudarc::driver::DriverError),

@@ -22,6 +22,9 @@
 //! # Ok::<(), hikube_gpu::Error>(())
 //! ```
 //!
+//! Several GPUs of one process — device sets, peer copies, NCCL collectives (feature `nccl`) and a
+//! data-parallel step — are in [`multi`].
+//!
 //! Without a GPU or driver, [`Device::open`] returns an [`Error`] for which
 //! [`Error::is_no_gpu`] is true; nothing panics.
 
@@ -37,6 +40,7 @@ mod launch;
 mod memory;
 pub mod modules;
 pub mod monitor;
+pub mod multi;
 pub mod ops;
 #[cfg(feature = "cublas")]
 pub mod reference;

@@ -362,6 +362,17 @@ impl<T: Pod> AsDeviceSlice<T> for DeviceSlice<'_, T> {
     }
 }
 
+impl<T: Pod> AsDeviceSlice<T> for DeviceSliceMut<'_, T> {
+    fn as_device_slice(&self) -> DeviceSlice<'_, T> {
+        DeviceSlice {
+            view: self.view.as_view(),
+            len: self.len,
+            device: self.device,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T: Pod> DeviceSlice<'_, T> {
     /// Number of elements.
     pub fn len(&self) -> usize {

@@ -41,6 +41,17 @@ impl<T: Pod> std::fmt::Debug for PinnedBuffer<T> {
 impl<T: Pod> PinnedBuffer<T> {
     /// Allocates `len` zeroed elements of page-locked memory, usable with `device`'s streams.
     pub fn zeroed(device: &Device, len: usize) -> Result<Self> {
+        Self::zeroed_with_flags(device, len, 0)
+    }
+
+    /// [`zeroed`](Self::zeroed), page-locked for every context (`CU_MEMHOSTALLOC_PORTABLE`):
+    /// staging shared by two GPUs must be pinned for both, or the second GPU's copies would treat
+    /// it as pageable memory.
+    pub(crate) fn zeroed_portable(device: &Device, len: usize) -> Result<Self> {
+        Self::zeroed_with_flags(device, len, cudarc::driver::sys::CU_MEMHOSTALLOC_PORTABLE)
+    }
+
+    fn zeroed_with_flags(device: &Device, len: usize, flags: u32) -> Result<Self> {
         let requested = len
             .checked_mul(std::mem::size_of::<T>())
             .filter(|&b| b < isize::MAX as usize)
@@ -52,8 +63,8 @@ impl<T: Pod> PinnedBuffer<T> {
         // The driver returns no memory for 0 bytes; one byte keeps empty buffers valid.
         let bytes = requested.max(1);
         // SAFETY: the memory is unset after allocation; it is zeroed below before any read.
-        // Flags 0: ordinary (not write-combined) memory, which the host reads at full speed.
-        let mut raw = unsafe { device.inner.ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }
+        // Never write-combined: ordinary memory, which the host reads at full speed.
+        let mut raw = unsafe { device.inner.ctx.alloc_pinned_with_flags::<u8>(bytes, flags) }
             .map_err(|source| Error::PinnedAlloc { requested, source })?;
         let ptr = raw.as_mut_ptr()?;
         // SAFETY: `ptr` points to `bytes` freshly allocated bytes that nothing else uses.

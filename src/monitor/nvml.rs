@@ -187,7 +187,7 @@ impl Monitor {
         })
     }
 
-    fn with_device<T>(
+    pub(crate) fn with_device<T>(
         &self,
         uuid: &str,
         f: impl FnOnce(&nvml_wrapper::Device<'_>) -> Result<T>,
@@ -198,6 +198,11 @@ impl Monitor {
             .device_by_index(index)
             .map_err(nvml_error("device by index", uuid))?;
         f(&dev)
+    }
+
+    /// NVML itself, for the crate's other NVML readers (the multi-GPU topology).
+    pub(crate) fn nvml(&self) -> &Nvml {
+        &self.nvml
     }
 
     /// The metrics of `device` now, processes included.

@@ -8,6 +8,7 @@ mod matmul;
 mod memory;
 #[cfg(feature = "exporter")]
 mod monitor;
+mod multi;
 mod pool;
 mod runtime;
 
@@ -65,6 +66,7 @@ fn main() {
     trials.extend(matmul::trials());
     trials.extend(runtime::trials());
     trials.extend(pool::trials());
+    trials.extend(multi::trials());
     #[cfg(feature = "exporter")]
     trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();

@@ -1,0 +1,220 @@
+//! [`DeviceSet`]: several GPUs of one process, numbered by rank, with peer access enabled
+//! wherever the hardware allows it.
+
+use super::topology::Topology;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::stream::Stream;
+use cudarc::driver::{sys, DriverError};
+
+/// Several open GPUs, numbered by rank (their order in the set), with peer access (one GPU
+/// reading and writing another's memory over NVLink or PCIe) enabled between every pair that
+/// supports it. Cheap to clone.
+///
+/// A set may name one device twice: two ranks then share a GPU. Peer copies and the copy-based
+/// gradient reduction accept that (it is how one GPU exercises the multi-rank code); NCCL does
+/// not, and `Communicator::new` (feature `nccl`) refuses such a set.
+///
+/// ```no_run
+/// use hikube_gpu::multi::DeviceSet;
+/// let set = DeviceSet::all()?;
+/// println!("{} GPU(s)", set.len());
+/// println!("{}", set.topology());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct DeviceSet {
+    devices: Vec<Device>,
+    /// `peer[i][j]`: rank `i`'s context may access rank `j`'s memory directly.
+    peer: Vec<Vec<bool>>,
+    /// `can[i][j]`: the driver reports that rank `i` can access rank `j` (cuDeviceCanAccessPeer).
+    can: Vec<Vec<bool>>,
+}
+
+/// Whether the driver lets `a` access `b`'s memory (always true for one device).
+fn can_access_peer(a: &Device, b: &Device) -> Result<bool> {
+    if a == b {
+        return Ok(true);
+    }
+    let mut can = 0;
+    // SAFETY: both handles come from open contexts of the initialized driver; `can` is a valid
+    // out pointer.
+    unsafe {
+        sys::cuDeviceCanAccessPeer(&mut can, a.inner.ctx.cu_device(), b.inner.ctx.cu_device())
+    }
+    .result()?;
+    Ok(can != 0)
+}
+
+/// Lets `a`'s context access `b`'s memory. Enabling twice is not an error.
+fn enable_peer_access(a: &Device, b: &Device) -> Result<()> {
+    a.inner.ctx.bind_to_thread()?;
+    // SAFETY: `b`'s context is alive (its `Device` is borrowed); flags must be 0.
+    match unsafe { sys::cuCtxEnablePeerAccess(b.inner.ctx.cu_ctx(), 0) } {
+        sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {
+            Ok(())
+        }
+        e => Err(Error::Driver(DriverError(e))),
+    }
+}
+
+impl DeviceSet {
+    /// A set of these open devices (rank = position), enabling peer access between every pair
+    /// of distinct GPUs that supports it. [`Error::InvalidArgument`] for an empty list.
+    pub fn from_devices(devices: Vec<Device>) -> Result<DeviceSet> {
+        if devices.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "a device set needs at least one device".into(),
+            });
+        }
+        let n = devices.len();
+        let mut can = vec![vec![false; n]; n];
+        let mut peer = vec![vec![false; n]; n];
+        for i in 0..n {
+            for j in 0..n {
+                can[i][j] = can_access_peer(&devices[i], &devices[j])?;
+                if devices[i] == devices[j] {
+                    peer[i][j] = true;
+                } else if can[i][j] {
+                    enable_peer_access(&devices[i], &devices[j])?;
+                    peer[i][j] = true;
+                }
+            }
+        }
+        Ok(DeviceSet { devices, peer, can })
+    }
+
+    /// Opens the devices at these indices (among the visible ones), in this order. An index
+    /// given twice puts the same device at two ranks.
+    pub fn open(indices: &[usize]) -> Result<DeviceSet> {
+        let mut devices: Vec<Device> = Vec::with_capacity(indices.len());
+        for &index in indices {
+            let same = devices.iter().find(|d| d.ordinal() == index).cloned();
+            devices.push(match same {
+                Some(d) => d,
+                None => Device::open(index)?,
+            });
+        }
+        DeviceSet::from_devices(devices)
+    }
+
+    /// Opens the devices with these UUIDs (`GPU-…`; prefix and case do not matter), in this
+    /// order; [`Error::DeviceNotFound`] for a UUID no visible GPU has.
+    pub fn by_uuids(uuids: &[&str]) -> Result<DeviceSet> {
+        let mut devices: Vec<Device> = Vec::with_capacity(uuids.len());
+        for uuid in uuids {
+            let want = crate::device::normalize_uuid(uuid);
+            let same = devices
+                .iter()
+                .find(|d| crate::device::normalize_uuid(&d.properties().uuid) == want)
+                .cloned();
+            devices.push(match same {
+                Some(d) => d,
+                None => Device::by_uuid(uuid)?,
+            });
+        }
+        DeviceSet::from_devices(devices)
+    }
+
+    /// Every visible device, in index order ([`Error::NoDevice`] if there is none).
+    pub fn all() -> Result<DeviceSet> {
+        let devices = Device::all()?;
+        if devices.is_empty() {
+            return Err(Error::NoDevice);
+        }
+        DeviceSet::from_devices(devices)
+    }
+
+    /// Number of ranks.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Always false: a set holds at least one device.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// The devices, by rank.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// The device of `rank`; [`Error::DeviceIndexOutOfRange`] past the last rank.
+    pub fn device(&self, rank: usize) -> Result<&Device> {
+        self.devices.get(rank).ok_or(Error::DeviceIndexOutOfRange {
+            index: rank,
+            count: self.devices.len(),
+        })
+    }
+
+    /// The first rank whose device is `device`; [`Error::NotInSet`] if none is.
+    pub fn rank_of(&self, device: &Device) -> Result<usize> {
+        self.devices
+            .iter()
+            .position(|d| d == device)
+            .ok_or_else(|| Error::NotInSet {
+                ordinal: device.ordinal(),
+                uuid: device.properties().uuid.clone(),
+            })
+    }
+
+    /// [`Error::DuplicateDevice`] if two ranks share a GPU.
+    pub fn check_distinct(&self) -> Result<()> {
+        for second in 0..self.devices.len() {
+            if let Some(first) = self.devices[..second]
+                .iter()
+                .position(|d| *d == self.devices[second])
+            {
+                return Err(Error::DuplicateDevice {
+                    ordinal: self.devices[second].ordinal(),
+                    first,
+                    second,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether rank `from` accesses rank `to`'s memory directly (peer access enabled, or one
+    /// GPU). False for ranks out of range.
+    pub fn peer_access(&self, from: usize, to: usize) -> bool {
+        self.peer
+            .get(from)
+            .and_then(|row| row.get(to))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn can_access(&self, from: usize, to: usize) -> bool {
+        self.can[from][to]
+    }
+
+    /// The links between the ranks: peer access from the driver, NVLink and PCIe paths from
+    /// NVML (joined by UUID) where NVML is available.
+    pub fn topology(&self) -> Topology {
+        Topology::of(self)
+    }
+
+    /// One new stream per rank.
+    pub fn new_streams(&self) -> Result<Vec<Stream>> {
+        self.devices.iter().map(Device::new_stream).collect()
+    }
+
+    /// Waits for all work on every device of the set.
+    pub fn synchronize(&self) -> Result<()> {
+        self.devices.iter().try_for_each(Device::synchronize)
+    }
+
+    /// [`Error::RankCount`] unless `actual` is the number of ranks.
+    pub(crate) fn check_ranks(&self, actual: usize) -> Result<()> {
+        if actual == self.devices.len() {
+            Ok(())
+        } else {
+            Err(Error::RankCount {
+                expected: self.devices.len(),
+                actual,
+            })
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! [`Topology`]: how the GPUs of a [`DeviceSet`] reach each other — peer access from the
+//! driver, NVLink and the PCIe path from NVML (joined by UUID, as the monitor does).
+
+use super::DeviceSet;
+use crate::monitor::Monitor;
+use nvml_wrapper::enum_wrappers::device::{P2pCapabilitiesIndex, P2pStatus, TopologyLevel};
+use std::fmt;
+
+/// NVLink links a GPU may have (NVML's `NVML_NVLINK_MAX_LINKS`).
+const MAX_NVLINKS: u32 = 18;
+
+/// The PCIe path between two GPUs, as `nvidia-smi topo -m` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciePath {
+    /// On one board (`nvidia-smi`: none; e.g. a K80's two GPUs).
+    Board,
+    /// Through one PCIe switch (`PIX`).
+    SingleSwitch,
+    /// Through several PCIe switches, no host bridge (`PXB`).
+    MultipleSwitches,
+    /// Through a PCIe host bridge (`PHB`).
+    HostBridge,
+    /// Across host bridges within a NUMA node (`NODE`).
+    NumaNode,
+    /// Across NUMA nodes (SMP interconnect, `SYS`).
+    System,
+}
+
+impl PciePath {
+    fn from_nvml(level: TopologyLevel) -> PciePath {
+        match level {
+            TopologyLevel::Internal => PciePath::Board,
+            TopologyLevel::Single => PciePath::SingleSwitch,
+            TopologyLevel::Multiple => PciePath::MultipleSwitches,
+            TopologyLevel::HostBridge => PciePath::HostBridge,
+            TopologyLevel::Node => PciePath::NumaNode,
+            TopologyLevel::System => PciePath::System,
+        }
+    }
+
+    /// `nvidia-smi topo -m`'s abbreviation.
+    pub fn abbreviation(self) -> &'static str {
+        match self {
+            PciePath::Board => "BRD",
+            PciePath::SingleSwitch => "PIX",
+            PciePath::MultipleSwitches => "PXB",
+            PciePath::HostBridge => "PHB",
+            PciePath::NumaNode => "NODE",
+            PciePath::System => "SYS",
+        }
+    }
+}
+
+/// How data moves from one rank's GPU to another's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// Both ranks are on one GPU.
+    SameDevice,
+    /// NVLink (directly or through NVSwitch), as NVML's P2P NVLink status reports.
+    NvLink,
+    /// PCIe, along this path.
+    Pcie(PciePath),
+    /// NVML is unavailable or does not say.
+    Unknown,
+}
+
+/// The link from one rank to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The driver reports that the first GPU can access the second's memory
+    /// (`cuDeviceCanAccessPeer`).
+    pub can_access_peer: bool,
+    /// Peer access is enabled in the set (peer copies go directly, not through the host).
+    pub peer_enabled: bool,
+    /// NVLink, PCIe or one device.
+    pub kind: LinkKind,
+}
+
+/// One rank's GPU in a [`Topology`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopologyDevice {
+    /// Index among the visible devices.
+    pub ordinal: usize,
+    /// UUID (`GPU-…`).
+    pub uuid: String,
+    /// PCI address.
+    pub pci_bus_id: String,
+    /// Active NVLink links; `None` without NVML or where it does not report them.
+    pub nvlinks_active: Option<u32>,
+}
+
+/// The links between the ranks of a [`DeviceSet`]: `links[i][j]` is from rank `i` to rank `j`.
+/// `Display` prints a matrix like `nvidia-smi topo -m` (`NV` for NVLink, the PCIe path
+/// otherwise, `X` for one GPU) with `+`/`-` for peer access enabled or not.
+///
+/// ```no_run
+/// use hikube_gpu::multi::{DeviceSet, LinkKind};
+/// let set = DeviceSet::all()?;
+/// let topo = set.topology();
+/// if set.len() > 1 && topo.links[0][1].kind == LinkKind::NvLink {
+///     println!("ranks 0 and 1 talk over NVLink");
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// The GPUs, by rank.
+    pub devices: Vec<TopologyDevice>,
+    /// `links[i][j]`: from rank `i` to rank `j`.
+    pub links: Vec<Vec<Link>>,
+    /// Why NVML facts are missing, when they are (NVML absent, a GPU it does not see).
+    pub nvml_note: Option<String>,
+}
+
+impl Topology {
+    pub(crate) fn of(set: &DeviceSet) -> Topology {
+        let monitor = Monitor::new();
+        let mut note = monitor.as_ref().err().map(|e| e.to_string());
+        let n = set.len();
+        let devices = set.devices();
+        let mut out = Topology {
+            devices: devices
+                .iter()
+                .map(|d| TopologyDevice {
+                    ordinal: d.ordinal(),
+                    uuid: d.properties().uuid.clone(),
+                    pci_bus_id: d.properties().pci_bus_id.clone(),
+                    nvlinks_active: None,
+                })
+                .collect(),
+            links: Vec::with_capacity(n),
+            nvml_note: None,
+        };
+        let nvml = monitor.as_ref().ok().map(Monitor::nvml);
+        let handles: Vec<Option<nvml_wrapper::Device<'_>>> = devices
+            .iter()
+            .map(|d| {
+                let nvml = nvml?;
+                match nvml.device_by_uuid(d.properties().uuid.as_str()) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        note.get_or_insert(format!(
+                            "NVML does not see {}: {e}",
+                            d.properties().uuid
+                        ));
+                        None
+                    }
+                }
+            })
+            .collect();
+        for (dev, handle) in out.devices.iter_mut().zip(&handles) {
+            dev.nvlinks_active = handle.as_ref().map(|h| {
+                (0..MAX_NVLINKS)
+                    .filter(|&l| h.link_wrapper_for(l).is_active().unwrap_or(false))
+                    .count() as u32
+            });
+        }
+        for i in 0..n {
+            let row = (0..n)
+                .map(|j| {
+                    let kind = if devices[i] == devices[j] {
+                        LinkKind::SameDevice
+                    } else {
+                        match (&handles[i], &handles[j]) {
+                            (Some(a), Some(b)) => nvml_link(a, b),
+                            _ => LinkKind::Unknown,
+                        }
+                    };
+                    Link {
+                        can_access_peer: set.can_access(i, j),
+                        peer_enabled: set.peer_access(i, j),
+                        kind,
+                    }
+                })
+                .collect();
+            out.links.push(row);
+        }
+        out.nvml_note = note;
+        out
+    }
+}
+
+/// NVLink if NVML's P2P NVLink status is OK, else the PCIe path; `Unknown` if NVML says neither.
+fn nvml_link(a: &nvml_wrapper::Device<'_>, b: &nvml_wrapper::Device<'_>) -> LinkKind {
+    if matches!(
+        a.p2p_status(b, P2pCapabilitiesIndex::NvLink),
+        Ok(P2pStatus::Ok)
+    ) {
+        return LinkKind::NvLink;
+    }
+    // `topology_common_ancestor` takes the other handle by value (handles are not `Clone`), so
+    // it gets a fresh one.
+    match b
+        .uuid()
+        .ok()
+        .and_then(|u| a.nvml().device_by_uuid(u).ok())
+        .map(|b2| a.topology_common_ancestor(b2))
+    {
+        Some(Ok(level)) => LinkKind::Pcie(PciePath::from_nvml(level)),
+        _ => LinkKind::Unknown,
+    }
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>6}", "")?;
+        for j in 0..self.devices.len() {
+            write!(f, " {:>6}", format!("rank{j}"))?;
+        }
+        writeln!(f, "  GPU (NVLinks active)")?;
+        for (i, row) in self.links.iter().enumerate() {
+            write!(f, "{:>6}", format!("rank{i}"))?;
+            for link in row {
+                let kind = match link.kind {
+                    LinkKind::SameDevice => "X",
+                    LinkKind::NvLink => "NV",
+                    LinkKind::Pcie(p) => p.abbreviation(),
+                    LinkKind::Unknown => "?",
+                };
+                let peer = if link.peer_enabled { '+' } else { '-' };
+                write!(f, " {:>6}", format!("{kind}{peer}"))?;
+            }
+            let d = &self.devices[i];
+            let links = d
+                .nvlinks_active
+                .map_or_else(|| "?".to_string(), |n| n.to_string());
+            writeln!(f, "  {} {} ({links})", d.ordinal, d.uuid)?;
+        }
+        if let Some(note) = &self.nvml_note {
+            writeln!(f, "NVML facts missing: {note}")?;
+        }
+        Ok(())
+    }
+}
