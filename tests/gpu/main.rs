@@ -10,6 +10,7 @@ mod memory;
 mod monitor;
 mod pool;
 mod runtime;
+mod train;
 
 use hikube_gpu::Device;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -65,6 +66,7 @@ fn main() {
     trials.extend(matmul::trials());
     trials.extend(runtime::trials());
     trials.extend(pool::trials());
+    trials.extend(train::trials());
     #[cfg(feature = "exporter")]
     trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();
