@@ -2,6 +2,7 @@
 
 mod elementwise;
 pub mod matmul;
+pub mod train;
 
 pub use elementwise::{axpy, axpy_with};
 

@@ -11,6 +11,7 @@ mod monitor;
 mod multi;
 mod pool;
 mod runtime;
+mod train;
 
 use hikube_gpu::Device;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
@@ -67,6 +68,7 @@ fn main() {
     trials.extend(runtime::trials());
     trials.extend(pool::trials());
     trials.extend(multi::trials());
+    trials.extend(train::trials());
     #[cfg(feature = "exporter")]
     trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();

@@ -1,0 +1,466 @@
+//! Training operations (kernels in `kernels/train.cu`): what a mixed-precision training step
+//! needs around its GEMMs, none of which synchronizes or allocates, so a whole step can be
+//! captured in a [`Graph`](crate::Graph) and replayed.
+//!
+//! - [`softmax_cross_entropy`]: the mean cross-entropy's gradient with respect to the logits
+//!   (scaled by the loss scale) and each row's loss;
+//! - [`relu_backward`]: the ReLU's mask applied to a gradient, from the ReLU's output;
+//! - [`bias_grad`]: a bias gradient, the column sums of the output gradient;
+//! - [`cast_f32`]: f32 master weights to their f16/bf16 working copy;
+//! - [`LossScaler`]: dynamic loss scaling kept on the device (overflow check, skip, halve, grow);
+//! - [`Sgd`]: an SGD-with-momentum step on f32 master weights that unscales the gradient, skips
+//!   the step after an overflow and refreshes the low-precision copy.
+//!
+//! A training step with these and [`Matmul`](crate::ops::matmul::Matmul) (forward `H = relu(X·W
+//! + b)` fused; backward `dX = dY·Wᵀ` with B column-major, `dW = Xᵀ·dY` with A column-major):
+//!
+//! ```no_run
+//! use hikube_gpu::half::f16;
+//! use hikube_gpu::ops::matmul::{Epilogue, Layout, Matmul, MatmulDesc};
+//! use hikube_gpu::ops::train::{self, LossScaler, Sgd};
+//! use hikube_gpu::{Device, DeviceBuffer};
+//! let device = Device::open(0)?;
+//! let stream = device.new_stream()?;
+//! let (batch, features, classes) = (256, 64, 10);
+//! let x = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.5); batch * features])?;
+//! let labels = DeviceBuffer::from_slice(&stream, &vec![3u32; batch])?;
+//! let mut w = DeviceBuffer::from_slice(&stream, &vec![0.01f32; features * classes])?;
+//! let mut w16 = DeviceBuffer::<f16>::alloc(&stream, w.len())?;
+//! let mut velocity = DeviceBuffer::<f32>::zeroed(&stream, w.len())?;
+//! let mut dw = DeviceBuffer::<f32>::alloc(&stream, w.len())?;
+//! let mut logits = DeviceBuffer::<f32>::alloc(&stream, batch * classes)?;
+//! let mut dlogits = DeviceBuffer::<f16>::alloc(&stream, batch * classes)?;
+//! let mut loss = DeviceBuffer::<f32>::alloc(&stream, batch)?;
+//! let mut forward = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(batch, classes, features))?;
+//! let mut weight_grad = Matmul::<f16, f32>::new(
+//!     &stream,
+//!     MatmulDesc::new(features, classes, batch).a_layout(Layout::ColMajor), // Xᵀ·dY
+//! )?;
+//! let mut scaler = LossScaler::new(&stream, 1024.0, 200)?;
+//! let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
+//! train::cast_f32(&stream, &w, &mut w16)?;
+//! forward.launch(&stream, &x, &w16, &mut logits, Epilogue::new())?;
+//! train::softmax_cross_entropy(&stream, &logits, &labels, classes, Some(&scaler), &mut dlogits, &mut loss)?;
+//! weight_grad.launch(&stream, &x, &dlogits, &mut dw, Epilogue::new())?;
+//! scaler.check(&stream, &dw)?;
+//! sgd.step(&stream, &scaler, &mut w, &mut velocity, &dw, &mut w16)?;
+//! scaler.update(&stream)?;
+//! # Ok::<(), hikube_gpu::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use crate::launch::{grid_stride_config, launch};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
+use crate::ops::Float;
+use crate::stream::Stream;
+use cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+
+const MODULE: &str = "train";
+
+/// Rows of the softmax kernel's blocks (one warp per row).
+const SOFTMAX_ROWS_PER_BLOCK: usize = 8;
+/// Columns per block of the bias-gradient kernel (32 × 8 threads).
+const BIAS_COLS_PER_BLOCK: usize = 32;
+
+fn same_len(expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch { expected, actual })
+    }
+}
+
+fn fits_i32(what: &str, value: usize) -> Result<()> {
+    if value <= i32::MAX as usize {
+        Ok(())
+    } else {
+        Err(Error::TooLarge {
+            what: what.to_string(),
+            value,
+            max: i32::MAX as usize,
+        })
+    }
+}
+
+/// `rows × cols` for a buffer of `len` elements with `cols` columns.
+fn rows_of(what: &str, len: usize, cols: usize) -> Result<usize> {
+    if cols == 0 {
+        return Err(Error::InvalidDimension {
+            what: format!("{what}'s column count"),
+            value: 0,
+            min: 1,
+        });
+    }
+    if len % cols != 0 {
+        return Err(Error::ShapeMismatch {
+            shape: vec![len / cols, cols],
+            expected: (len / cols) * cols,
+            actual: len,
+        });
+    }
+    let rows = len / cols;
+    fits_i32(&format!("{what}'s rows"), rows)?;
+    fits_i32(&format!("{what}'s columns"), cols)?;
+    Ok(rows)
+}
+
+/// Softmax cross-entropy of `logits` (rows × `classes`, row-major, f32) against `labels` (one
+/// class index per row): writes the gradient of the **mean** loss over the rows with respect to
+/// the logits, multiplied by the loss scale of `scaler` (1 when `None`), into `grad`, and each
+/// row's unscaled loss `−log softmax(logits)[label]` into `row_loss`.
+///
+/// A label outside `0..classes` (which only the GPU sees) makes its row's loss and gradient NaN,
+/// so that [`LossScaler::check`] skips the step rather than train on it. Shapes are checked:
+/// `logits.len()` must be a multiple of `classes`, and `labels`, `grad` and `row_loss` must
+/// match, else an [`Error`].
+pub fn softmax_cross_entropy<G: Float>(
+    stream: &Stream,
+    logits: &impl AsDeviceSlice<f32>,
+    labels: &impl AsDeviceSlice<u32>,
+    classes: usize,
+    scaler: Option<&LossScaler>,
+    grad: &mut impl AsDeviceSliceMut<G>,
+    row_loss: &mut impl AsDeviceSliceMut<f32>,
+) -> Result<()> {
+    let (logits, labels) = (logits.as_device_slice(), labels.as_device_slice());
+    let (mut grad, mut row_loss) = (grad.as_device_slice_mut(), row_loss.as_device_slice_mut());
+    let device = stream.device();
+    for d in [
+        logits.device(),
+        labels.device(),
+        grad.device(),
+        row_loss.device(),
+    ] {
+        device.check_same(d)?;
+    }
+    let rows = rows_of("logits", logits.len(), classes)?;
+    same_len(rows, labels.len())?;
+    same_len(logits.len(), grad.len())?;
+    same_len(rows, row_loss.len())?;
+    if rows == 0 {
+        return Ok(());
+    }
+    if let Some(s) = scaler {
+        device.check_same(s.state.device())?;
+    }
+    let func = device.function(MODULE, &format!("softmax_xent_{}", G::SUFFIX), None)?;
+    let raw = &stream.raw;
+    let state_guard = scaler.map(|s| s.state.cuda_slice().device_ptr(raw));
+    let state_ptr: u64 = state_guard.as_ref().map_or(0, |(p, _)| *p);
+    let (rows_i, cols_i) = (rows as i32, classes as i32);
+    let mut args = raw.launch_builder(&func);
+    args.arg(&rows_i)
+        .arg(&cols_i)
+        .arg(&logits.view)
+        .arg(&labels.view)
+        .arg(&state_ptr)
+        .arg(&mut grad.view)
+        .arg(&mut row_loss.view);
+    let cfg = LaunchConfig {
+        grid_dim: (rows.div_ceil(SOFTMAX_ROWS_PER_BLOCK) as u32, 1, 1),
+        block_dim: ((SOFTMAX_ROWS_PER_BLOCK * 32) as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: softmax_xent_<g>(i32 rows, i32 cols, const f32* logits, const u32* labels,
+    // const f32* state, G* grad, f32* row_loss) matches the arguments; logits and grad hold
+    // rows × cols elements, labels and row_loss rows (checked above); the grid has one warp per
+    // row and warps past the last row return; state is null or the scaler's four floats (the
+    // guard orders the launch after earlier writes to it). A label is read, never trusted as an
+    // index unless below cols.
+    unsafe { launch(args, cfg) }
+}
+
+/// The ReLU's backward pass, in place: `dy[i] = 0` wherever `y[i] ≤ 0` (or NaN), with `y` the
+/// ReLU's output (as the GEMM's fused ReLU writes it).
+pub fn relu_backward<T: Float>(
+    stream: &Stream,
+    y: &impl AsDeviceSlice<T>,
+    dy: &mut impl AsDeviceSliceMut<T>,
+) -> Result<()> {
+    let y = y.as_device_slice();
+    let mut dy = dy.as_device_slice_mut();
+    let device = stream.device();
+    device.check_same(y.device())?;
+    device.check_same(dy.device())?;
+    same_len(dy.len(), y.len())?;
+    let n = y.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let func = device.function(MODULE, &format!("relu_backward_{}", T::SUFFIX), None)?;
+    let n64 = n as u64;
+    let mut args = stream.raw.launch_builder(&func);
+    args.arg(&n64).arg(&y.view).arg(&mut dy.view);
+    // SAFETY: relu_backward_<t>(u64 n, const T* y, T* dy) matches; both hold n elements and the
+    // grid-stride loop stays below n.
+    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+}
+
+/// The gradient of a bias added to every row: `db[j] = Σ_i dy[i, j]` for `dy` of rows ×
+/// `db.len()` (row-major), summed in f32.
+pub fn bias_grad<T: Float>(
+    stream: &Stream,
+    dy: &impl AsDeviceSlice<T>,
+    db: &mut impl AsDeviceSliceMut<f32>,
+) -> Result<()> {
+    let dy = dy.as_device_slice();
+    let mut db = db.as_device_slice_mut();
+    let device = stream.device();
+    device.check_same(dy.device())?;
+    device.check_same(db.device())?;
+    let cols = db.len();
+    let rows = rows_of("dy", dy.len(), cols)?;
+    let func = device.function(MODULE, &format!("bias_grad_{}", T::SUFFIX), None)?;
+    let (rows_i, cols_i) = (rows as i32, cols as i32);
+    let mut args = stream.raw.launch_builder(&func);
+    args.arg(&rows_i)
+        .arg(&cols_i)
+        .arg(&dy.view)
+        .arg(&mut db.view);
+    let cfg = LaunchConfig {
+        grid_dim: (cols.div_ceil(BIAS_COLS_PER_BLOCK) as u32, 1, 1),
+        block_dim: (BIAS_COLS_PER_BLOCK as u32, 8, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: bias_grad_<t>(i32 rows, i32 cols, const T* dy, f32* db) matches; dy holds rows ×
+    // cols elements and db cols (checked above); each block covers 32 columns and guards
+    // col < cols; rows = 0 writes zeros.
+    unsafe { launch(args, cfg) }
+}
+
+/// Rounds f32 values (master weights) to `T` (their f16/bf16 working copy), to nearest even.
+pub fn cast_f32<T: Float>(
+    stream: &Stream,
+    src: &impl AsDeviceSlice<f32>,
+    dst: &mut impl AsDeviceSliceMut<T>,
+) -> Result<()> {
+    let src = src.as_device_slice();
+    let mut dst = dst.as_device_slice_mut();
+    let device = stream.device();
+    device.check_same(src.device())?;
+    device.check_same(dst.device())?;
+    same_len(dst.len(), src.len())?;
+    let n = src.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let func = device.function(MODULE, &format!("cast_f32_{}", T::SUFFIX), None)?;
+    let n64 = n as u64;
+    let mut args = stream.raw.launch_builder(&func);
+    args.arg(&n64).arg(&src.view).arg(&mut dst.view);
+    // SAFETY: cast_f32_<t>(u64 n, const f32* src, T* dst) matches; both hold n elements and the
+    // grid-stride loop stays below n.
+    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+}
+
+/// The loss-scaling state as read back from the device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossScaleState {
+    /// The loss scale the next step uses.
+    pub scale: f32,
+    /// Steps without overflow since the scale last changed.
+    pub good_steps: u32,
+    /// Whether a gradient checked since the last [`LossScaler::update`] was not finite.
+    pub found_nonfinite: bool,
+    /// Steps skipped because of an overflow, in all.
+    pub skipped_steps: u32,
+}
+
+/// Dynamic loss scaling with its state on the device, so that a captured training step adjusts
+/// it without the host: the loss gradient is multiplied by the scale (so small f16 gradients do
+/// not flush to zero), [`check`](Self::check) flags any non-finite gradient, the optimizer step
+/// divides by the scale and is skipped after an overflow, and [`update`](Self::update) halves
+/// the scale after an overflow or doubles it after `growth_interval` good steps in a row
+/// (PyTorch's `GradScaler` policy). The scale stays within 2⁻¹⁶…2²⁴.
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::LossScaler;
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let mut scaler = LossScaler::new(&stream, 1024.0, 2000)?;
+/// let grad = DeviceBuffer::from_slice(&stream, &[1.0f32, f32::INFINITY])?;
+/// scaler.check(&stream, &grad)?;
+/// assert!(scaler.state(&stream)?.found_nonfinite);
+/// scaler.update(&stream)?;
+/// assert_eq!(scaler.state(&stream)?.scale, 512.0);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct LossScaler {
+    /// scale, good steps, non-finite flag, skipped steps (as floats: exact below 2²⁴).
+    state: DeviceBuffer<f32>,
+    growth_interval: u32,
+}
+
+impl LossScaler {
+    /// A scaler starting at `initial_scale` (finite, in 2⁻¹⁶…2²⁴) that doubles it after
+    /// `growth_interval` steps without overflow (0: never grows).
+    pub fn new(stream: &Stream, initial_scale: f32, growth_interval: u32) -> Result<Self> {
+        if !(initial_scale.is_finite() && (1.0 / 65536.0..=16_777_216.0).contains(&initial_scale)) {
+            return Err(Error::InvalidArgument {
+                what: format!("loss scale {initial_scale} is not in 2^-16..=2^24"),
+            });
+        }
+        let state = DeviceBuffer::from_slice(stream, &[initial_scale, 0.0, 0.0, 0.0])?;
+        Ok(LossScaler {
+            state,
+            growth_interval,
+        })
+    }
+
+    /// Flags the step as overflowed if any element of `grad` is infinite or NaN (does not
+    /// synchronize).
+    pub fn check(&mut self, stream: &Stream, grad: &impl AsDeviceSlice<f32>) -> Result<()> {
+        let grad = grad.as_device_slice();
+        let device = stream.device();
+        device.check_same(grad.device())?;
+        device.check_same(self.state.device())?;
+        let n = grad.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let func = device.function(MODULE, "nonfinite_check_f32", None)?;
+        let n64 = n as u64;
+        let mut state = self.state.as_slice_mut();
+        let mut args = stream.raw.launch_builder(&func);
+        args.arg(&n64).arg(&grad.view).arg(&mut state.view);
+        // SAFETY: nonfinite_check_f32(u64 n, const f32* g, f32* state) matches; g holds n
+        // elements (grid-stride loop below n) and state the four floats (only [2] is written).
+        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+    }
+
+    /// Ends a step: adjusts the scale (halve after an overflow, grow after enough good steps)
+    /// and clears the overflow flag. Call it after the optimizer steps.
+    pub fn update(&mut self, stream: &Stream) -> Result<()> {
+        let device = stream.device();
+        device.check_same(self.state.device())?;
+        let func = device.function(MODULE, "loss_scale_update", None)?;
+        let mut state = self.state.as_slice_mut();
+        let mut args = stream.raw.launch_builder(&func);
+        args.arg(&mut state.view).arg(&self.growth_interval);
+        // SAFETY: loss_scale_update(f32* state, u32 growth_interval) matches; one thread touches
+        // the four floats of state.
+        unsafe { launch(args, LaunchConfig::for_num_elems(1)) }
+    }
+
+    /// Reads the state back (waits for `stream`'s work so far).
+    pub fn state(&self, stream: &Stream) -> Result<LossScaleState> {
+        let s = self.state.to_vec(stream)?;
+        Ok(LossScaleState {
+            scale: s[0],
+            good_steps: s[1] as u32,
+            found_nonfinite: s[2] != 0.0,
+            skipped_steps: s[3] as u32,
+        })
+    }
+
+    /// The growth interval given to [`new`](Self::new).
+    pub fn growth_interval(&self) -> u32 {
+        self.growth_interval
+    }
+}
+
+/// Stochastic gradient descent with momentum and weight decay (PyTorch's `torch.optim.SGD`
+/// form) on f32 master weights: `d = g / scale + weight_decay · w; v = momentum · v + d;
+/// w -= lr · v`, where `scale` is the [`LossScaler`]'s; nothing changes when the scaler has seen
+/// an overflow this step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum (0: plain SGD).
+    pub momentum: f32,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+}
+
+impl Sgd {
+    /// One step on `weights` (f32 master copy) with `velocity` (same length, zero at first)
+    /// and the scaled gradient `grad`, then refreshes the working copy `low_precision` (f16 or
+    /// bf16, or f32) from the new master weights.
+    pub fn step<T: Float>(
+        &self,
+        stream: &Stream,
+        scaler: &LossScaler,
+        weights: &mut impl AsDeviceSliceMut<f32>,
+        velocity: &mut impl AsDeviceSliceMut<f32>,
+        grad: &impl AsDeviceSlice<f32>,
+        low_precision: &mut impl AsDeviceSliceMut<T>,
+    ) -> Result<()> {
+        let mut lp = low_precision.as_device_slice_mut();
+        stream.device().check_same(lp.device())?;
+        let n = weights.as_device_slice_mut().len();
+        same_len(n, lp.len())?;
+        let raw = &stream.raw;
+        let (ptr, _sync) = lp.view.device_ptr_mut(raw);
+        self.launch_step::<T>(stream, scaler, weights, velocity, grad, ptr)
+    }
+
+    /// One step on `weights` alone (no low-precision copy to refresh), e.g. for a bias that the
+    /// GEMM's f32 epilogue reads directly.
+    pub fn step_f32(
+        &self,
+        stream: &Stream,
+        scaler: &LossScaler,
+        weights: &mut impl AsDeviceSliceMut<f32>,
+        velocity: &mut impl AsDeviceSliceMut<f32>,
+        grad: &impl AsDeviceSlice<f32>,
+    ) -> Result<()> {
+        self.launch_step::<f32>(stream, scaler, weights, velocity, grad, 0)
+    }
+
+    fn launch_step<T: Float>(
+        &self,
+        stream: &Stream,
+        scaler: &LossScaler,
+        weights: &mut impl AsDeviceSliceMut<f32>,
+        velocity: &mut impl AsDeviceSliceMut<f32>,
+        grad: &impl AsDeviceSlice<f32>,
+        low_precision_ptr: u64,
+    ) -> Result<()> {
+        let mut w = weights.as_device_slice_mut();
+        let mut v = velocity.as_device_slice_mut();
+        let g = grad.as_device_slice();
+        let device = stream.device();
+        for d in [w.device(), v.device(), g.device(), scaler.state.device()] {
+            device.check_same(d)?;
+        }
+        let n = w.len();
+        same_len(n, v.len())?;
+        same_len(n, g.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        for (what, x) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+        ] {
+            if !x.is_finite() {
+                return Err(Error::InvalidArgument {
+                    what: format!("SGD {what} is {x}"),
+                });
+            }
+        }
+        let func = device.function(MODULE, &format!("sgd_step_{}", T::SUFFIX), None)?;
+        let n64 = n as u64;
+        let state = scaler.state.as_device_slice();
+        let mut args = stream.raw.launch_builder(&func);
+        args.arg(&n64)
+            .arg(&mut w.view)
+            .arg(&mut v.view)
+            .arg(&g.view)
+            .arg(&low_precision_ptr)
+            .arg(&self.lr)
+            .arg(&self.momentum)
+            .arg(&self.weight_decay)
+            .arg(&state.view);
+        // SAFETY: sgd_step_<t>(u64 n, f32* w, f32* v, const f32* g, T* w_lp, f32 lr,
+        // f32 momentum, f32 weight_decay, const f32* state) matches; w, v, g hold n elements and
+        // w_lp is null or a live buffer of n elements of T on this device (checked by the
+        // callers, whose guard orders this launch after its earlier use); the grid-stride loop
+        // stays below n; state is the scaler's four floats.
+        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+    }
+}
