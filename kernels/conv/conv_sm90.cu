@@ -1,0 +1,285 @@
+// hikube-archs: compute_90a
+//
+// 2-D convolution (fprop, NHWC) for Hopper (H100, H200) as an implicit GEMM on wgmma:
+//   y[m, k] = act(sum_{r,s,c} x[n, p*sh - ph + r*dh, q*sw - pw + s*dw, c] * w[k, r, s, c] + bias[k])
+// with M = N*P*Q output pixels (rows, NPQ order = y's NHWC rows), N_gemm = K output channels,
+// K_gemm = R*S*C walked as (r, s, 64-channel slice). The filter, KRSC, is the GEMM's K-major B.
+//
+// Block tile 128 x BN x 64 (BN = 256, 128 or 64 by the host's choice per shape), warp-specialized
+// like gemm_sm90.cu: warpgroup 0 produces, warpgroups 1 and 2 consume 64 x BN each with
+// wgmma.mma_async m64nBNk16 from 128-byte-swizzled shared memory, f32 accumulators. Stages:
+// 4 (BN 256), 6 (BN 128), 8 (BN 64), about 192 KiB of shared memory in every case.
+//
+// The A tile (128 output pixels x 64 channels of one (r, s)) comes one of two ways:
+//  - IM2COL: one TMA im2col load (cp.async.bulk.tensor.4d ... .im2col) per stage. The tensor map
+//    walks the 128 pixels in NPQ order over a bounding box whose corners come from padding and
+//    dilation, with the convolution stride as its traversal stride; (s*dw, r*dh) are the im2col
+//    offsets. Padding, image edges and rows past M read as zeros. Needs pad and (R-1)*dh,
+//    (S-1)*dw within [-128, 127] and strides <= 8 (the host checks; else GATHER).
+//  - GATHER: the 128 producer threads load one output pixel's row each with 16-byte cp.async
+//    (zero-filled outside the image or past C) straight into the swizzled layout, and arrive on
+//    the stage's barrier with cp.async.mbarrier.arrive.noinc. Any stride, padding, dilation.
+// The B tile (BN output channels x 64 channels of one (r, s)) is a TMA tiled load of the filter
+// seen as a [K][R*S][C] tensor, so channels past C read as zeros in both operands.
+//
+// Assumes: C % 8 == 0 (16-byte pixel rows), x and w 16-byte aligned (the host checks). Channel
+// slices are 64 wide, so C < 64 wastes the rest of each slice (C = 8 runs at 1/8 of the peak).
+// Epilogue: the shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input
+// type, paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
+#include "gemm/gemm_params.cuh"
+#include "gemm/sm90_tma.cuh"
+#include "gemm/wgmma_ops.cuh"
+
+namespace hk {
+namespace conv90 {
+using namespace hk::sm90;
+
+// Mirrored by `ConvParams` in src/ops/conv2d_sm90/mod.rs.
+struct ConvParams {
+    int n, h, w, c;  // input, NHWC
+    int k, r, s;     // filter, KRSC
+    int p, q;        // output height and width
+    int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+    int c_tiles;       // ceil(C / 64)
+    int k_tiles;       // R * S * c_tiles
+    int kt_per_split;  // k-tiles per split-K slice
+};
+
+constexpr int BM = 128, BK = 64, CONSUMERS = 256, THREADS = 128 + CONSUMERS;
+constexpr int A_BYTES = BM * BK * 2;
+
+template <int BN>
+struct Tile {
+    static constexpr int B_BYTES = BN * BK * 2;
+    static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+    static constexpr int STAGES = BN == 256 ? 4 : (BN == 128 ? 6 : 8);
+    static constexpr int SROW = BN + 8;  // epilogue staging row, floats
+    static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;
+    static_assert(BM * SROW * 4 <= STAGES * STAGE_BYTES, "the epilogue staging fits");
+};
+
+// Loads the im2col box at pixel (w, h, n), channel c, shifted by the filter tap (off_w, off_h).
+__device__ __forceinline__ void tma_load_im2col(void* dst, const TmaDesc* map, int c, int w, int h,
+                                                int n, unsigned short off_w, unsigned short off_h,
+                                                unsigned long long* bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%2, %3, %4, %5}], [%6], {%7, %8};\n" ::"r"(smem_u32(dst)),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c), "r"(w), "r"(h), "r"(n),
+        "r"(smem_u32(bar)), "h"(off_w), "h"(off_h)
+        : "memory");
+}
+
+// 16 bytes global -> shared, the bytes past `src_bytes` (0 or 16) zero-filled.
+__device__ __forceinline__ void cp_async_16(unsigned dst, const void* src, unsigned src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_bytes)
+                 : "memory");
+}
+
+// Arrives on `bar` once this thread's earlier cp.async copies have landed (counted in the
+// barrier's expected arrivals: .noinc).
+__device__ __forceinline__ void cp_async_arrive(unsigned long long* bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar))
+                 : "memory");
+}
+
+template <typename T, int BN>
+__device__ __forceinline__ void wgmma_tile(float (&d)[BN / 2], unsigned long long a,
+                                           unsigned long long b) {
+    if constexpr (BN == 256) {
+        if constexpr (IsBf16<T>::value) wgmma_m64n256k16_bf16<0, 0>(d, a, b);
+        else wgmma_m64n256k16_f16<0, 0>(d, a, b);
+    } else if constexpr (BN == 128) {
+        if constexpr (IsBf16<T>::value) wgmma_m64n128k16_bf16<0, 0>(d, a, b);
+        else wgmma_m64n128k16_f16<0, 0>(d, a, b);
+    } else {
+        static_assert(BN == 64, "BN is 64, 128 or 256");
+        if constexpr (IsBf16<T>::value) wgmma_m64n64k16_bf16<0, 0>(d, a, b);
+        else wgmma_m64n64k16_f16<0, 0>(d, a, b);
+    }
+}
+
+// The filter tap and channel slice of k-tile kt: kt = (r * S + s) * c_tiles + c_tile.
+struct KStep {
+    int r, s, rs, c_tile;
+    __device__ __forceinline__ KStep(const ConvParams& cp, int kt) {
+        c_tile = kt % cp.c_tiles;
+        rs = kt / cp.c_tiles;
+        r = rs / cp.s;
+        s = rs - r * cp.s;
+    }
+    __device__ __forceinline__ void next(const ConvParams& cp) {
+        if (++c_tile == cp.c_tiles) {
+            c_tile = 0;
+            ++rs;
+            if (++s == cp.s) {
+                s = 0;
+                ++r;
+            }
+        }
+    }
+};
+
+template <typename T, int BN, bool IM2COL>
+__device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
+                                     const TmaDesc& map_x, const TmaDesc& map_w) {
+    using Cfg = Tile<BN>;
+    constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    __shared__ __align__(8) unsigned long long full[STAGES];
+    __shared__ __align__(8) unsigned long long empty[STAGES];
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
+    {
+        unsigned dynamic_smem;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+        if (dynamic_smem < static_cast<unsigned>(Cfg::SMEM_BYTES)) __trap();
+    }
+
+    const TileCoord tc = tile_coord<BM, BN>(p);
+    const int kt_begin = tc.split * cp.kt_per_split;
+    const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
+    const int wg = threadIdx.x / 128;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            // GATHER: the expect_tx arrival (B) and one cp.async arrival per producer thread.
+            mbar_init(&full[s], IM2COL ? 1 : 1 + 128);
+            mbar_init(&empty[s], CONSUMERS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (IM2COL) {
+            if (threadIdx.x == 0) {
+                // The tile's first output pixel; TMA walks the next 127 in NPQ order.
+                const int pq = cp.p * cp.q;
+                const int img = tc.m0 / pq, rem = tc.m0 - img * pq;
+                const int oh = rem / cp.q, ow = rem - oh * cp.q;
+                const int h0 = oh * cp.stride_h - cp.pad_h, w0 = ow * cp.stride_w - cp.pad_w;
+                KStep ks(cp, kt_begin);
+                for (int kt = 0; kt < k_tiles; ++kt, ks.next(cp)) {
+                    const int st = kt % STAGES;
+                    if (kt >= STAGES) mbar_wait(&empty[st], ((kt / STAGES) - 1) & 1);
+                    unsigned char* stage = smem + st * STAGE_BYTES;
+                    mbar_expect_tx(&full[st], STAGE_BYTES);
+                    tma_load_im2col(stage, &map_x, ks.c_tile * BK, w0, h0, img,
+                                    static_cast<unsigned short>(ks.s * cp.dil_w),
+                                    static_cast<unsigned short>(ks.r * cp.dil_h), &full[st]);
+                    tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
+                }
+            }
+        } else {
+            // One output pixel (row of A) per producer thread.
+            const int row = threadIdx.x;
+            const int m = tc.m0 + row;
+            const bool row_ok = m < p.m;
+            const int pq = cp.p * cp.q;
+            const int img = row_ok ? m / pq : 0, rem = m - img * pq;
+            const int oh = row_ok ? rem / cp.q : 0, ow = rem - oh * cp.q;
+            const int hb = oh * cp.stride_h - cp.pad_h, wb = ow * cp.stride_w - cp.pad_w;
+            const T* x = static_cast<const T*>(p.a);
+            const T* ximg = x + static_cast<long long>(img) * cp.h * cp.w * cp.c;
+            const int swz = row & 7;
+            KStep ks(cp, kt_begin);
+            for (int kt = 0; kt < k_tiles; ++kt, ks.next(cp)) {
+                const int st = kt % STAGES;
+                if (kt >= STAGES) mbar_wait(&empty[st], ((kt / STAGES) - 1) & 1);
+                unsigned char* stage = smem + st * STAGE_BYTES;
+                if (row == 0) {
+                    mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                    tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
+                }
+                const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
+                const bool ok = row_ok && ih >= 0 && ih < cp.h && iw >= 0 && iw < cp.w;
+                const int c0 = ks.c_tile * BK;
+                const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c0;
+                const unsigned dst = smem_u32(stage) + row * 128;
+#pragma unroll
+                for (int j = 0; j < 8; ++j) {
+                    const bool in = ok && c0 + 8 * j < cp.c;
+                    cp_async_16(dst + ((j ^ swz) << 4), in ? src + 8 * j : x, in ? 16 : 0);
+                }
+                cp_async_arrive(&full[st]);
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
+    float acc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        const int st = kt % STAGES;
+        mbar_wait(&full[st], (kt / STAGES) & 1);
+        // cp.async wrote A through the generic proxy; wgmma reads through the async proxy.
+        if (!IM2COL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        const unsigned char* a = smem + st * STAGE_BYTES + cw * 8192;
+        const unsigned char* b = smem + st * STAGE_BYTES + A_BYTES;
+        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk)
+            wgmma_tile<T, BN>(acc, desc_sw128<true>(a + kk * 32), desc_sw128<true>(b + kk * 32));
+        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+        if (kt > 0) mbar_arrive(&empty[(kt - 1) % STAGES]);
+    }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+
+    // Park the accumulators in shared memory (layout as in gemm_sm90.cu), then store rows of
+    // the tile through the shared epilogue.
+    constexpr int SROW = Cfg::SROW;
+    float* stage_out = reinterpret_cast<float*>(smem);
+    const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
+    const int row = cw * 64 + warp * 16 + lane / 4;
+    asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS) : "memory");
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = 8 * j + 2 * (lane % 4);
+        *reinterpret_cast<float2*>(stage_out + row * SROW + col) =
+            make_float2(acc[4 * j], acc[4 * j + 1]);
+        *reinterpret_cast<float2*>(stage_out + (row + 8) * SROW + col) =
+            make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+    }
+    asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS) : "memory");
+    for (int idx = threadIdx.x - 128; idx < BM * (BN / 2); idx += CONSUMERS) {
+        const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+        const int r = tc.m0 + lr, c = tc.n0 + col;
+        if (r >= p.m || c >= p.n) continue;
+        const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
+        store_result(p, tc.split, 0, r, c, v.x, v.y);
+    }
+}
+
+}  // namespace conv90
+}  // namespace hk
+
+// conv_sm90_<t>_128x<BN>x64_<im2col|gather>
+#define HK_CONV90(TNAME, T, BN, MODE, IM2COL)                                                    \
+    extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, 1)                         \
+        conv_sm90_##TNAME##_128x##BN##x64_##MODE(                                                \
+            hk::GemmParams p, hk::conv90::ConvParams cp,                                         \
+            const __grid_constant__ hk::sm90::TmaDesc x, const __grid_constant__ hk::sm90::TmaDesc w) { \
+        hk::conv90::conv<T, BN, IM2COL>(p, cp, x, w);                                            \
+    }
+#define HK_CONV90_TILES(TNAME, T)                   \
+    HK_CONV90(TNAME, T, 256, im2col, true)          \
+    HK_CONV90(TNAME, T, 128, im2col, true)          \
+    HK_CONV90(TNAME, T, 64, im2col, true)           \
+    HK_CONV90(TNAME, T, 256, gather, false)         \
+    HK_CONV90(TNAME, T, 128, gather, false)         \
+    HK_CONV90(TNAME, T, 64, gather, false)
+
+HK_CONV90_TILES(f16, __half)
+HK_CONV90_TILES(bf16, __nv_bfloat16)
+
+// Sums the split-K partials and applies the epilogue.
+extern "C" __global__ void conv_sm90_splitk_reduce(hk::GemmParams p) { hk::splitk_reduce(p); }
