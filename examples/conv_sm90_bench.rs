@@ -1,5 +1,6 @@
 //! Throughput of the Hopper convolution (`ops::conv2d_sm90`) on ResNet-50 layers, NHWC f16 with
-//! bias and ReLU: every A-operand load and tile width, and the plan's own choice. Timed with CUDA
+//! bias and ReLU: the plan's own choice ("auto"), then every A-operand load and tile variant
+//! (without split-K). Timed with CUDA
 //! events (median of 30 runs after 5 warm-ups, rotating over three input sets so that no run
 //! finds its input in L2). Prints one `RESULT` line per layer and variant, in TFLOP/s, for
 //! `scripts`-side joining with cuDNN's figures (PyTorch, channels_last, in the same session).
@@ -31,7 +32,9 @@ fn layers() -> Vec<(String, Conv2dShape)> {
     }
     v.push((
         "7x7s2_c8k64_224x224_n64".into(),
-        Conv2dShape::new(64, 224, 224, 8, 64, 7, 7).stride(2, 2).pad(3, 3),
+        Conv2dShape::new(64, 224, 224, 8, 64, 7, 7)
+            .stride(2, 2)
+            .pad(3, 3),
     ));
     v
 }
@@ -60,23 +63,18 @@ fn main() -> Result<()> {
         let mut y = DeviceBuffer::<f16>::alloc(&stream, s.y_len())?;
         let mut variants = vec![("auto".to_string(), Conv2dSm90Options::default())];
         if !quick {
-            for a in [ALoad::Im2col, ALoad::Gather] {
-                variants.push((
-                    format!("{a:?}").to_lowercase(),
-                    Conv2dSm90Options {
-                        a_load: Some(a),
-                        ..Default::default()
-                    },
-                ));
-                for bn in [64, 128, 256] {
+            for a in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
+                let a_name = format!("{a:?}").to_lowercase();
+                for (bn, blocks) in [(64, 1), (64, 2), (128, 1), (256, 1)] {
                     if bn > s.k.next_multiple_of(64) {
                         continue;
                     }
                     variants.push((
-                        format!("{}_bn{bn}", format!("{a:?}").to_lowercase()),
+                        format!("{a_name}_bn{bn}x{blocks}"),
                         Conv2dSm90Options {
                             a_load: Some(a),
                             block_n: Some(bn),
+                            blocks_per_sm: Some(blocks),
                             splits: None,
                         },
                     ));

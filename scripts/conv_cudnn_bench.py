@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """cuDNN (through PyTorch) on the layers of examples/conv_sm90_bench.rs: NHWC (channels_last) f16,
 cudnn.benchmark on, timed with CUDA events (median of 30 runs after warm-up, three rotating input
-sets). Prints `CUDNN <layer> conv <TFLOP/s>` (conv2d with bias) and `CUDNN <layer> conv_relu
-<TFLOP/s>` (conv2d with bias, then ReLU), and with --join FILE the ratio of each `RESULT` line
-of the Rust bench in FILE to cuDNN's conv+bias+ReLU and conv+bias figures.
+sets). Prints `CUDNN <layer> conv <TFLOP/s>` (conv2d with bias), `conv_relu` (conv2d with bias,
+then ReLU) and `conv_nobias` (the bare convolution), and with --join FILE the ratio of each
+`RESULT` line of the Rust bench in FILE to each of the three.
 
     python3 scripts/conv_cudnn_bench.py [--join rust_output.txt]
 """
@@ -55,19 +55,21 @@ def main():
         with torch.no_grad():
             conv = time_ms(lambda i: F.conv2d(xs[i], ws[i], b, stride=stride, padding=pad), 3)
             conv_relu = time_ms(lambda i: torch.relu_(F.conv2d(xs[i], ws[i], b, stride=stride, padding=pad)), 3)
-        results[name] = (flops / conv / 1e9, flops / conv_relu / 1e9)
+            bare = time_ms(lambda i: F.conv2d(xs[i], ws[i], None, stride=stride, padding=pad), 3)
+        results[name] = (flops / conv / 1e9, flops / conv_relu / 1e9, flops / bare / 1e9)
         print(f"CUDNN {name} conv {results[name][0]:.1f} TFLOP/s ({conv * 1e3:.1f} us)")
         print(f"CUDNN {name} conv_relu {results[name][1]:.1f} TFLOP/s ({conv_relu * 1e3:.1f} us)")
+        print(f"CUDNN {name} conv_nobias {results[name][2]:.1f} TFLOP/s ({bare * 1e3:.1f} us)")
     if "--join" in sys.argv:
         path = sys.argv[sys.argv.index("--join") + 1]
-        print(f"{'layer':28} {'variant':16} {'ours':>7} {'cudnn+relu':>10} {'ratio':>6} {'cudnn':>7} {'ratio':>6}")
+        print(f"{'layer':28} {'variant':18} {'ours':>7} {'cudnn+b+relu':>12} {'ratio':>6} {'cudnn+b':>7} {'ratio':>6} {'cudnn':>7} {'ratio':>6}")
         for line in open(path):
             f = line.split()
             if not f or f[0] != "RESULT" or f[1] not in results:
                 continue
             ours = float(f[3])
-            cr, c = results[f[1]][1], results[f[1]][0]
-            print(f"{f[1]:28} {f[2]:16} {ours:7.1f} {cr:10.1f} {ours / cr:6.2f} {c:7.1f} {ours / c:6.2f}")
+            c, cr, bare = results[f[1]]
+            print(f"{f[1]:28} {f[2]:18} {ours:7.1f} {cr:12.1f} {ours / cr:6.2f} {c:7.1f} {ours / c:6.2f} {bare:7.1f} {ours / bare:6.2f}")
 
 
 if __name__ == "__main__":

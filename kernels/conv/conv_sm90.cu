@@ -5,25 +5,32 @@
 // with M = N*P*Q output pixels (rows, NPQ order = y's NHWC rows), N_gemm = K output channels,
 // K_gemm = R*S*C walked as (r, s, 64-channel slice). The filter, KRSC, is the GEMM's K-major B.
 //
-// Block tile 128 x BN x 64 (BN = 256, 128 or 64 by the host's choice per shape), warp-specialized
-// like gemm_sm90.cu: warpgroup 0 produces, warpgroups 1 and 2 consume 64 x BN each with
-// wgmma.mma_async m64nBNk16 from 128-byte-swizzled shared memory, f32 accumulators. Stages:
-// 4 (BN 256), 6 (BN 128), 8 (BN 64), about 192 KiB of shared memory in every case.
+// Block tile 128 x BN x 64, warp-specialized like gemm_sm90.cu: warpgroup 0 produces,
+// warpgroups 1 and 2 consume 64 x BN each with wgmma.mma_async m64nBNk16 from 128-byte-swizzled
+// shared memory, f32 accumulators, one wgmma group kept in flight. Variants (BN x stages):
+// 256x4, 128x6, 64x8 with one block per SM (192 KiB of stages, setmaxnreg 40/232), and 64x4
+// with two blocks per SM (96 KiB each, 80 registers a thread): the second block's main loop
+// hides the first's pipeline fill and epilogue, which dominate short reductions. (128 x 128
+// with two blocks does not fit: wgmma m64n128 needs more than 80 registers.)
 //
-// The A tile (128 output pixels x 64 channels of one (r, s)) comes one of two ways:
-//  - IM2COL: one TMA im2col load (cp.async.bulk.tensor.4d ... .im2col) per stage. The tensor map
-//    walks the 128 pixels in NPQ order over a bounding box whose corners come from padding and
-//    dilation, with the convolution stride as its traversal stride; (s*dw, r*dh) are the im2col
-//    offsets. Padding, image edges and rows past M read as zeros. Needs pad and (R-1)*dh,
-//    (S-1)*dw within [-128, 127] and strides <= 8 (the host checks; else GATHER).
-//  - GATHER: the 128 producer threads load one output pixel's row each with 16-byte cp.async
-//    (zero-filled outside the image or past C) straight into the swizzled layout, and arrive on
-//    the stage's barrier with cp.async.mbarrier.arrive.noinc. Any stride, padding, dilation.
-// The B tile (BN output channels x 64 channels of one (r, s)) is a TMA tiled load of the filter
-// seen as a [K][R*S][C] tensor, so channels past C read as zeros in both operands.
+// The A tile (128 output pixels x 64 K_gemm elements) comes one of three ways:
+//  - IM2COL: one TMA im2col load (cp.async.bulk.tensor.4d ... .im2col) per stage, 64 channels
+//    of one filter tap. The tensor map walks the 128 pixels in NPQ order over a bounding box
+//    whose corners come from padding and dilation, with the convolution stride as its traversal
+//    stride; (s*dw, r*dh) are the im2col offsets. Padding, image edges and rows past M read as
+//    zeros. Needs pad and (R-1)*dh, (S-1)*dw within [-128, 127] and strides <= 8 (the host
+//    checks; else GATHER).
+//  - GATHER: the same tile, loaded by the 128 producer threads (one output pixel each) with
+//    16-byte cp.async (zero-filled outside the image or past C) straight into the swizzled
+//    layout; each thread arrives on the stage's barrier with cp.async.mbarrier.arrive.noinc.
+//    Any stride, padding, dilation.
+//  - PACKED: GATHER over K_gemm = (r, s, c) walked linearly, so a 64-wide slice holds several
+//    taps when C < 64 (C = 8: eight taps), instead of one tap padded with zeros.
+// The B tile (BN output channels x 64 K_gemm elements) is a TMA tiled load of the filter seen as a
+// [K][R*S][C] tensor (PACKED: [K][1][R*S*C]), so elements past C (or R*S*C) read as zeros.
 //
-// Assumes: C % 8 == 0 (16-byte pixel rows), x and w 16-byte aligned (the host checks). Channel
-// slices are 64 wide, so C < 64 wastes the rest of each slice (C = 8 runs at 1/8 of the peak).
+// Assumes: C % 8 == 0 (16-byte pixel rows), x and w 16-byte aligned (the host checks). IM2COL and
+// GATHER slices hold one tap, so C < 64 wastes the rest of each slice (PACKED does not).
 // Epilogue: the shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input
 // type, paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
 #include "gemm/gemm_params.cuh"
@@ -48,11 +55,13 @@ struct ConvParams {
 constexpr int BM = 128, BK = 64, CONSUMERS = 256, THREADS = 128 + CONSUMERS;
 constexpr int A_BYTES = BM * BK * 2;
 
-template <int BN>
+enum Mode : int { MODE_IM2COL = 0, MODE_GATHER = 1, MODE_PACKED = 2 };
+
+template <int BN, int STAGES_>
 struct Tile {
     static constexpr int B_BYTES = BN * BK * 2;
     static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
-    static constexpr int STAGES = BN == 256 ? 4 : (BN == 128 ? 6 : 8);
+    static constexpr int STAGES = STAGES_;
     static constexpr int SROW = BN + 8;  // epilogue staging row, floats
     static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;
     static_assert(BM * SROW * 4 <= STAGES * STAGE_BYTES, "the epilogue staging fits");
@@ -121,10 +130,11 @@ struct KStep {
     }
 };
 
-template <typename T, int BN, bool IM2COL>
+template <typename T, int BN, int STAGES_, int CTAS, int MODE>
 __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                                      const TmaDesc& map_x, const TmaDesc& map_w) {
-    using Cfg = Tile<BN>;
+    constexpr bool IM2COL = MODE == MODE_IM2COL;
+    using Cfg = Tile<BN, STAGES_>;
     constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ __align__(8) unsigned long long full[STAGES];
@@ -154,7 +164,8 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     __syncthreads();
 
     if (wg == 0) {
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        // One block per SM: the consumers take the producer's registers. Two: 80 each suffice.
+        if (CTAS == 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
         if (IM2COL) {
             if (threadIdx.x == 0) {
                 // The tile's first output pixel; TMA walks the next 127 in NPQ order.
@@ -186,24 +197,46 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
             const T* x = static_cast<const T*>(p.a);
             const T* ximg = x + static_cast<long long>(img) * cp.h * cp.w * cp.c;
             const int swz = row & 7;
-            KStep ks(cp, kt_begin);
+            KStep ks(cp, MODE == MODE_PACKED ? 0 : kt_begin);
             for (int kt = 0; kt < k_tiles; ++kt, ks.next(cp)) {
                 const int st = kt % STAGES;
                 if (kt >= STAGES) mbar_wait(&empty[st], ((kt / STAGES) - 1) & 1);
                 unsigned char* stage = smem + st * STAGE_BYTES;
-                if (row == 0) {
-                    mbar_expect_tx(&full[st], Cfg::B_BYTES);
-                    tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
-                }
-                const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
-                const bool ok = row_ok && ih >= 0 && ih < cp.h && iw >= 0 && iw < cp.w;
-                const int c0 = ks.c_tile * BK;
-                const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c0;
                 const unsigned dst = smem_u32(stage) + row * 128;
+                if (MODE == MODE_PACKED) {
+                    // K_gemm walked linearly, (r, s, c) packed: a 16-byte chunk (8 channels)
+                    // never straddles two taps as C % 8 == 0.
+                    const int k0 = (kt_begin + kt) * BK;
+                    if (row == 0) {
+                        mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                        tma_load_3d(stage + A_BYTES, &map_w, k0, 0, tc.n0, &full[st]);
+                    }
 #pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    const bool in = ok && c0 + 8 * j < cp.c;
-                    cp_async_16(dst + ((j ^ swz) << 4), in ? src + 8 * j : x, in ? 16 : 0);
+                    for (int j = 0; j < 8; ++j) {
+                        const int kg = k0 + 8 * j;
+                        const int tap = kg / cp.c, c = kg - tap * cp.c;
+                        const int r = tap / cp.s, t = tap - r * cp.s;
+                        const int ih = hb + r * cp.dil_h, iw = wb + t * cp.dil_w;
+                        const bool in = row_ok && tap < cp.r * cp.s && ih >= 0 && ih < cp.h &&
+                                        iw >= 0 && iw < cp.w;
+                        const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c;
+                        cp_async_16(dst + ((j ^ swz) << 4), in ? src : x, in ? 16 : 0);
+                    }
+                } else {
+                    if (row == 0) {
+                        mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                        tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0,
+                                    &full[st]);
+                    }
+                    const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
+                    const bool ok = row_ok && ih >= 0 && ih < cp.h && iw >= 0 && iw < cp.w;
+                    const int c0 = ks.c_tile * BK;
+                    const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c0;
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) {
+                        const bool in = ok && c0 + 8 * j < cp.c;
+                        cp_async_16(dst + ((j ^ swz) << 4), in ? src + 8 * j : x, in ? 16 : 0);
+                    }
                 }
                 cp_async_arrive(&full[st]);
             }
@@ -211,7 +244,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
         return;
     }
 
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    if (CTAS == 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
     float acc[BN / 2];
 #pragma unroll
@@ -262,21 +295,25 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 }  // namespace conv90
 }  // namespace hk
 
-// conv_sm90_<t>_128x<BN>x64_<im2col|gather>
-#define HK_CONV90(TNAME, T, BN, MODE, IM2COL)                                                    \
-    extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, 1)                         \
-        conv_sm90_##TNAME##_128x##BN##x64_##MODE(                                                \
+// conv_sm90_<t>_128x<BN>x64x<STAGES>_<im2col|gather|packed>, and _2cta for the variants that fit
+// two blocks per SM (96 KiB of stages, 80 registers a thread, no setmaxnreg).
+#define HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, MODE_NAME, MODE)                                \
+    extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, CTAS)                      \
+        conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX(                            \
             hk::GemmParams p, hk::conv90::ConvParams cp,                                         \
-            const __grid_constant__ hk::sm90::TmaDesc x, const __grid_constant__ hk::sm90::TmaDesc w) { \
-        hk::conv90::conv<T, BN, IM2COL>(p, cp, x, w);                                            \
+            const __grid_constant__ hk::sm90::TmaDesc x,                                         \
+            const __grid_constant__ hk::sm90::TmaDesc w) {                                       \
+        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, cp, x, w);                        \
     }
-#define HK_CONV90_TILES(TNAME, T)                   \
-    HK_CONV90(TNAME, T, 256, im2col, true)          \
-    HK_CONV90(TNAME, T, 128, im2col, true)          \
-    HK_CONV90(TNAME, T, 64, im2col, true)           \
-    HK_CONV90(TNAME, T, 256, gather, false)         \
-    HK_CONV90(TNAME, T, 128, gather, false)         \
-    HK_CONV90(TNAME, T, 64, gather, false)
+#define HK_CONV90_MODES(TNAME, T, BN, ST, CTAS, SUFFIX)           \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)     \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)     \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, packed, MODE_PACKED)
+#define HK_CONV90_TILES(TNAME, T)              \
+    HK_CONV90_MODES(TNAME, T, 256, 4, 1, )     \
+    HK_CONV90_MODES(TNAME, T, 128, 6, 1, )     \
+    HK_CONV90_MODES(TNAME, T, 64, 8, 1, )      \
+    HK_CONV90_MODES(TNAME, T, 64, 4, 2, _2cta)
 
 HK_CONV90_TILES(f16, __half)
 HK_CONV90_TILES(bf16, __nv_bfloat16)

@@ -1,7 +1,7 @@
 //! The Hopper implicit-GEMM convolution (`ops::conv2d_sm90`) against an f64 direct convolution
 //! on the CPU, computed from the stored (rounded) inputs: ResNet-50's 3x3 layers at small batch,
 //! odd sizes, strides, paddings, dilation, 1x1 and 7x7 filters, K not a multiple of any tile,
-//! C = 8, bias and ReLU on and off, f16 and bf16, both A-operand loads, every tile width and
+//! C = 8, bias and ReLU on and off, f16 and bf16, every A-operand load, every tile variant and
 //! split-K. Outputs are poisoned (NaN) before each launch. Off Hopper the plan must refuse with
 //! `UnsupportedArch`.
 
@@ -42,7 +42,10 @@ fn cases() -> Vec<Conv2dShape> {
         c(2, 15, 16, 32, 72, 3, 3).stride(2, 2).pad(1, 1),
         c(1, 9, 11, 16, 16, 3, 3),
         c(1, 12, 12, 64, 96, 3, 3).pad(2, 2).dilation(2, 2),
-        c(2, 11, 13, 24, 20, 3, 5).stride(1, 2).pad(0, 1).dilation(2, 1),
+        c(2, 11, 13, 24, 20, 3, 5)
+            .stride(1, 2)
+            .pad(0, 1)
+            .dilation(2, 1),
         // 1x1 (and its stride-2 downsampling form), C = 72 (a partial second slice).
         c(2, 14, 14, 64, 256, 1, 1),
         c(1, 14, 14, 128, 136, 1, 1).stride(2, 2),
@@ -60,7 +63,13 @@ fn random<T: Float>(len: usize) -> Vec<T> {
 }
 
 /// y = act(conv(x, w) + bias) in f64, NHWC / KRSC.
-fn reference<T: Float>(s: &Conv2dShape, x: &[T], w: &[T], bias: Option<&[T]>, relu: bool) -> Vec<f64> {
+fn reference<T: Float>(
+    s: &Conv2dShape,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    relu: bool,
+) -> Vec<f64> {
     let (p, q) = s.output_size().expect("valid shape");
     let xf: Vec<f64> = x.iter().map(|v| f64::from(v.to_f32())).collect();
     let wf: Vec<f64> = w.iter().map(|v| f64::from(v.to_f32())).collect();
@@ -152,16 +161,24 @@ fn shapes<T: Float>(device: &Device) -> Result<(), Failed> {
     if !hopper(device) {
         let s = Conv2dShape::new(1, 8, 8, 8, 8, 3, 3);
         ensure!(
-            matches!(Conv2dSm90::<T>::check(device, &s), Err(Error::UnsupportedArch { .. })),
+            matches!(
+                Conv2dSm90::<T>::check(device, &s),
+                Err(Error::UnsupportedArch { .. })
+            ),
             "off Hopper the plan must refuse with UnsupportedArch"
         );
         return Ok(());
     }
     for (i, s) in cases().into_iter().enumerate() {
         let (bias_on, relu) = (i % 2 == 0, i % 3 != 1);
-        for a_load in [ALoad::Im2col, ALoad::Gather] {
+        for a_load in [
+            None,
+            Some(ALoad::Im2col),
+            Some(ALoad::Gather),
+            Some(ALoad::Packed),
+        ] {
             let options = Conv2dSm90Options {
-                a_load: Some(a_load),
+                a_load,
                 ..Default::default()
             };
             run_case::<T>(device, s, options, bias_on, relu)?;
@@ -175,12 +192,13 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
         return Ok(());
     }
     let s = Conv2dShape::new(3, 10, 9, 72, 300, 3, 3).pad(1, 1);
-    for block_n in [64, 128, 256] {
+    for (block_n, blocks) in [(64, 1), (64, 2), (128, 1), (256, 1)] {
         for splits in [1, 3] {
-            for a_load in [ALoad::Im2col, ALoad::Gather] {
+            for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
                 let options = Conv2dSm90Options {
                     a_load: Some(a_load),
                     block_n: Some(block_n),
+                    blocks_per_sm: Some(blocks),
                     splits: Some(splits),
                 };
                 run_case::<f16>(device, s, options, true, splits == 1)?;
@@ -209,17 +227,29 @@ fn bad_inputs(device: &Device) -> Result<(), Failed> {
     ];
     for s in bad {
         ensure!(
-            matches!(Conv2dSm90::<f16>::check(device, &s), Err(Error::InvalidArgument { .. })),
+            matches!(
+                Conv2dSm90::<f16>::check(device, &s),
+                Err(Error::InvalidArgument { .. })
+            ),
             "{s:?} must be refused with InvalidArgument"
         );
-        ensure!(!Conv2dSm90::<f16>::supports(device, &s), "{s:?} is not supported");
+        ensure!(
+            !Conv2dSm90::<f16>::supports(device, &s),
+            "{s:?} is not supported"
+        );
     }
     let zero = Conv2dShape::new(1, 8, 8, 16, 0, 3, 3);
     ensure!(
-        matches!(Conv2dSm90::<f16>::check(device, &zero), Err(Error::InvalidDimension { .. })),
+        matches!(
+            Conv2dSm90::<f16>::check(device, &zero),
+            Err(Error::InvalidDimension { .. })
+        ),
         "K = 0 is an InvalidDimension"
     );
-    ensure!(Conv2dSm90::<f16>::supports(device, &ok), "{ok:?} is supported");
+    ensure!(
+        Conv2dSm90::<f16>::supports(device, &ok),
+        "{ok:?} is supported"
+    );
     let stream = device.default_stream();
     let forced = Conv2dSm90Options {
         a_load: Some(ALoad::Im2col),
@@ -238,11 +268,18 @@ fn bad_inputs(device: &Device) -> Result<(), Failed> {
     let short = DeviceBuffer::<f16>::zeroed(&stream, ok.w_len() - 1).map_err(fail)?;
     let mut y = DeviceBuffer::<f16>::zeroed(&stream, ok.y_len()).map_err(fail)?;
     let r = plan.launch(&stream, &x, &short, None, &mut y, false);
-    ensure!(matches!(r, Err(Error::BufferTooSmall { .. })), "short w: {r:?}");
+    ensure!(
+        matches!(r, Err(Error::BufferTooSmall { .. })),
+        "short w: {r:?}"
+    );
     let shifted = x.slice(1..).map_err(fail)?;
     let r = plan.launch(&stream, &shifted, &w, None, &mut y, false);
-    ensure!(matches!(r, Err(Error::InvalidArgument { .. })), "misaligned x: {r:?}");
-    plan.launch(&stream, &x, &w, None, &mut y, false).map_err(fail)?;
+    ensure!(
+        matches!(r, Err(Error::InvalidArgument { .. })),
+        "misaligned x: {r:?}"
+    );
+    plan.launch(&stream, &x, &w, None, &mut y, false)
+        .map_err(fail)?;
     stream.synchronize().map_err(fail)?;
     Ok(())
 }

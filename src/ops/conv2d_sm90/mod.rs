@@ -9,10 +9,11 @@
 //! whether it takes a shape on a device (and [`Conv2dSm90::check`] why not), so the caller can
 //! fall back to a portable kernel. It needs compute capability 9.0 and `c % 8 == 0`
 //! (16-byte pixel rows, what TMA and the 16-byte copies need); any other size works, partial
-//! tiles are clipped. A plan picks the output-channel tile (64, 128 or 256), split-K for
-//! layers with few output tiles and long reductions, and how the A operand is loaded
-//! ([`ALoad`]: TMA im2col by default, or gathered by the producer threads); launching it
-//! allocates nothing and never synchronizes.
+//! tiles are clipped. A plan picks the output-channel tile (64, 128 or 256; 64-wide tiles run two
+//! blocks per SM), split-K for layers with few output tiles and long reductions, and how the A
+//! operand is loaded ([`ALoad`]: TMA im2col by default, gathered by the producer threads where
+//! im2col cannot describe the shape, or gathered with filter taps packed when `c < 64`);
+//! launching it allocates nothing and never synchronizes.
 //!
 //! ```no_run
 //! use hikube_gpu::half::f16;
@@ -60,8 +61,45 @@ const BM: usize = 128;
 const BK: usize = 64;
 /// Threads per block: a producer warpgroup and two consumer warpgroups.
 const THREADS: u32 = 384;
-/// Dynamic shared memory of every tile variant: the stages (192 KiB) + 1 KiB alignment slack.
-const SMEM_BYTES: u32 = 192 * 1024 + 1024;
+
+/// A kernel variant: output channels per block tile, pipeline stages, blocks per SM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Variant {
+    block_n: usize,
+    stages: usize,
+    blocks_per_sm: usize,
+}
+
+/// The variants the module ships (kernels/conv/conv_sm90.cu's `HK_CONV90_TILES`).
+const VARIANTS: [Variant; 4] = [
+    Variant {
+        block_n: 256,
+        stages: 4,
+        blocks_per_sm: 1,
+    },
+    Variant {
+        block_n: 128,
+        stages: 6,
+        blocks_per_sm: 1,
+    },
+    Variant {
+        block_n: 64,
+        stages: 8,
+        blocks_per_sm: 1,
+    },
+    Variant {
+        block_n: 64,
+        stages: 4,
+        blocks_per_sm: 2,
+    },
+];
+
+impl Variant {
+    /// Dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
+    fn smem_bytes(self) -> u32 {
+        (self.stages * (BM * BK * 2 + self.block_n * BK * 2) + 1024) as u32
+    }
+}
 
 /// The shape of a 2-D convolution: input `n × h × w × c` (NHWC), filter `k × r × s × c` (KRSC),
 /// stride, zero padding and dilation as (height, width).
@@ -176,6 +214,9 @@ pub enum ALoad {
     /// 16-byte `cp.async` copies by the 128 producer threads, zero-filled at the edges. Any
     /// stride, padding and dilation.
     Gather,
+    /// `Gather` over the reduction `(r, s, c)` walked linearly: a 64-wide k-step holds several
+    /// filter taps when `c < 64` (eight when `c = 8`) instead of one tap padded with zeros.
+    Packed,
 }
 
 /// Choices a plan makes by itself; set them to force one (for tuning and tests).
@@ -185,6 +226,9 @@ pub struct Conv2dSm90Options {
     pub a_load: Option<ALoad>,
     /// Output channels per block tile: 64, 128 or 256.
     pub block_n: Option<usize>,
+    /// Blocks per SM: 1, or 2 (with `block_n` 64 only: half the stages, so that one block's
+    /// main loop hides the other's pipeline fill and epilogue).
+    pub blocks_per_sm: Option<usize>,
     /// Split-K slices (1 = none); capped at the number of k-tiles.
     pub splits: Option<usize>,
 }
@@ -223,7 +267,7 @@ pub struct Conv2dSm90<T: Float> {
     device: Device,
     params: ConvParams,
     m: usize,
-    block_n: usize,
+    variant: Variant,
     splits: usize,
     a_load: ALoad,
     func: CudaFunction,
@@ -249,31 +293,42 @@ fn im2col_fits(s: &Conv2dShape) -> bool {
     fits(s.pad.0, s.r, s.dilation.0, s.stride.0) && fits(s.pad.1, s.s, s.dilation.1, s.stride.1)
 }
 
-/// The block-N tile and split-K factor for M output pixels, K output channels and `k_tiles`
-/// 64-channel steps on `sms` SMs: the fewest estimated time units, where a k-step of a
-/// 128 × BN tile costs BN + 64 (the A tile's load and the narrow tiles' lower wgmma efficiency)
-/// and every wave of tiles costs its slowest tile; split-K adds its f32 partial traffic.
-fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (usize, usize) {
-    let mut best = (f64::INFINITY, 64, 1);
-    for bn in [256usize, 128, 64] {
+/// The kernel variant and split-K factor for M output pixels, K output channels and `k_tiles`
+/// 64-wide reduction steps on `sms` SMs: the fewest estimated time units (~1.75 ns, a
+/// 128 × 256 × 64 step at the H100's peak). Fitted to H100 measurements of the ResNet-50 layers
+/// (examples/conv_sm90_bench.rs), within about 15 %:
+/// - a k-step of a 128 × BN tile costs BN + 64 (the A tile's share and the narrow tiles' lower
+///   wgmma efficiency), and each tile adds a fixed 2200 + 26.5 · BN (pipeline fill, epilogue);
+/// - one block per SM: every wave of tiles costs its slowest tile;
+/// - two blocks per SM (BN = 64): the pair's steps cost 1.5 times as much, and one fixed cost
+///   is hidden behind the other block;
+/// - split-K adds its f32 partial traffic (~3 TB/s) and a second launch.
+fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Variant, usize) {
+    let mut best = (f64::INFINITY, VARIANTS[0], 1);
+    for v in VARIANTS {
+        let bn = v.block_n;
         if bn > k.next_multiple_of(64).max(64) {
             continue;
         }
         let tiles = m.div_ceil(BM) * k.div_ceil(bn);
+        let fixed = 2200.0 + 26.5 * bn as f64;
         for splits in 1..=8usize {
             if splits > 1 && (k_tiles < 4 * splits || tiles * 2 > sms) {
                 break;
             }
-            let waves = (tiles * splits).div_ceil(sms);
-            let steps = k_tiles.div_ceil(splits);
-            let mut cost = (waves * steps * (bn + 64)) as f64;
+            let steps = k_tiles.div_ceil(splits) as f64;
+            let step = (bn + 64) as f64;
+            let blocks = tiles * splits;
+            let mut cost = if v.blocks_per_sm == 1 || blocks <= sms {
+                blocks.div_ceil(sms) as f64 * (steps * step + fixed)
+            } else {
+                blocks.div_ceil(2 * sms) as f64 * (2.0 * 1.5 * steps * step + fixed)
+            };
             if splits > 1 {
-                // Units of ~1.75 ns (a 128x256x64 step at the H100's peak); ~3 TB/s of
-                // partial-sum traffic; the second launch.
                 cost += (m * k * (8 * splits + 2)) as f64 / 5250.0 + 1700.0;
             }
             if cost < best.0 {
-                best = (cost, bn, splits);
+                best = (cost, v, splits);
             }
         }
     }
@@ -357,14 +412,20 @@ impl<T: Float> Conv2dSm90<T> {
                 })
             }
         };
-        too_large("output pixels N·P·Q", s.n.saturating_mul(p).saturating_mul(q))?;
+        too_large(
+            "output pixels N·P·Q",
+            s.n.saturating_mul(p).saturating_mul(q),
+        )?;
         too_large("output elements", s.y_len())?;
         too_large("input pixels per image H·W", s.h.saturating_mul(s.w))?;
         too_large("filter row R·S·C", s.r * s.s * s.c)?;
         for (what, v) in [
             ("K", s.k),
             ("padding", s.pad.0.max(s.pad.1)),
-            ("dilated filter", (s.r.max(s.s)).saturating_mul(s.dilation.0.max(s.dilation.1))),
+            (
+                "dilated filter",
+                (s.r.max(s.s)).saturating_mul(s.dilation.0.max(s.dilation.1)),
+            ),
             ("stride", s.stride.0.max(s.stride.1)),
         ] {
             too_large(what, v.saturating_mul(4))?;
@@ -379,28 +440,19 @@ impl<T: Float> Conv2dSm90<T> {
 
     /// A plan with some choices forced. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot
     /// describe is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
-    pub fn with_options(stream: &Stream, shape: Conv2dShape, options: Conv2dSm90Options) -> Result<Self> {
+    pub fn with_options(
+        stream: &Stream,
+        shape: Conv2dShape,
+        options: Conv2dSm90Options,
+    ) -> Result<Self> {
         let device = stream.device().clone();
         Self::check(&device, &shape)?;
         let s = shape;
         let (p, q) = s.output_size().expect("checked");
         let m = s.n * p * q;
         let c_tiles = s.c.div_ceil(BK);
-        let k_tiles = s.r * s.s * c_tiles;
-        let sms = device.properties().sm_count as usize;
-        let (auto_bn, auto_splits) = choose(m, s.k, k_tiles, sms);
-        let block_n = options.block_n.unwrap_or(auto_bn);
-        if ![64, 128, 256].contains(&block_n) {
-            return Err(Error::InvalidArgument {
-                what: format!("conv2d_sm90 block_n {block_n} is not 64, 128 or 256"),
-            });
-        }
-        let splits = options
-            .splits
-            .unwrap_or(if options.block_n.is_some() { 1 } else { auto_splits })
-            .clamp(1, k_tiles);
-        let kt_per_split = k_tiles.div_ceil(splits);
-        let splits = k_tiles.div_ceil(kt_per_split);
+        let tap_k_tiles = s.r * s.s * c_tiles;
+        let packed_k_tiles = (s.r * s.s * s.c).div_ceil(BK);
         let a_load = match options.a_load {
             Some(ALoad::Im2col) if !im2col_fits(&s) => {
                 return Err(Error::InvalidArgument {
@@ -412,9 +464,36 @@ impl<T: Float> Conv2dSm90<T> {
                 })
             }
             Some(a) => a,
+            // Packing taps pays when it saves a third of the k-steps (C = 8: seven eighths).
+            None if 3 * packed_k_tiles < 2 * tap_k_tiles => ALoad::Packed,
             None if im2col_fits(&s) => ALoad::Im2col,
             None => ALoad::Gather,
         };
+        let k_tiles = if a_load == ALoad::Packed {
+            packed_k_tiles
+        } else {
+            tap_k_tiles
+        };
+        let sms = device.properties().sm_count as usize;
+        let (auto, auto_splits) = choose(m, s.k, k_tiles, sms);
+        let block_n = options.block_n.unwrap_or(auto.block_n);
+        if ![64, 128, 256].contains(&block_n) {
+            return Err(Error::InvalidArgument {
+                what: format!("conv2d_sm90 block_n {block_n} is not 64, 128 or 256"),
+            });
+        }
+        let splits = options
+            .splits
+            .unwrap_or(
+                if options.block_n.is_some() || options.blocks_per_sm.is_some() {
+                    1
+                } else {
+                    auto_splits
+                },
+            )
+            .clamp(1, k_tiles);
+        let kt_per_split = k_tiles.div_ceil(splits);
+        let splits = k_tiles.div_ceil(kt_per_split);
         let tiles = m.div_ceil(BM) * s.k.div_ceil(block_n);
         if tiles > i32::MAX as usize || splits > 65535 {
             return Err(Error::TooLarge {
@@ -423,28 +502,53 @@ impl<T: Float> Conv2dSm90<T> {
                 max: i32::MAX as usize,
             });
         }
+        let blocks_per_sm = match (options.block_n, options.blocks_per_sm) {
+            (_, Some(b)) => b,
+            (None, None) => auto.blocks_per_sm,
+            (Some(_), None) => 1,
+        };
+        let variant = VARIANTS
+            .into_iter()
+            .find(|v| v.block_n == block_n && v.blocks_per_sm == blocks_per_sm);
+        let Some(variant) = variant else {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "conv2d_sm90 has no {block_n}-wide tile with {:?} blocks per SM",
+                    options.blocks_per_sm
+                ),
+            });
+        };
+        let smem = variant.smem_bytes();
         let max_smem = device.properties().max_shared_memory_per_block;
-        if max_smem < SMEM_BYTES {
+        if max_smem < smem {
             return Err(Error::TooLarge {
                 what: "conv2d_sm90 shared memory per block".into(),
-                value: SMEM_BYTES as usize,
+                value: smem as usize,
                 max: max_smem as usize,
             });
         }
         let name = format!(
-            "conv_sm90_{}_128x{block_n}x64_{}",
+            "conv_sm90_{}_128x{block_n}x64x{}_{}{}",
             T::SUFFIX,
+            variant.stages,
             match a_load {
                 ALoad::Im2col => "im2col",
                 ALoad::Gather => "gather",
+                ALoad::Packed => "packed",
+            },
+            if variant.blocks_per_sm == 2 {
+                "_2cta"
+            } else {
+                ""
             }
         );
         let func = device.function(MODULE, &name, Some(PtxArch::Compute90a))?;
         func.set_attribute(
             Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            SMEM_BYTES as i32,
+            smem as i32,
         )?;
-        let reduce = device.function(MODULE, "conv_sm90_splitk_reduce", Some(PtxArch::Compute90a))?;
+        let reduce =
+            device.function(MODULE, "conv_sm90_splitk_reduce", Some(PtxArch::Compute90a))?;
         let workspace = if splits > 1 {
             Some(DeviceBuffer::<f32>::alloc(stream, splits * m * s.k)?)
         } else {
@@ -475,7 +579,7 @@ impl<T: Float> Conv2dSm90<T> {
             device,
             params,
             m,
-            block_n,
+            variant,
             splits,
             a_load,
             func,
@@ -496,9 +600,13 @@ impl<T: Float> Conv2dSm90<T> {
         self.a_load
     }
 
-    /// Output channels per block tile and split-K slices.
-    pub fn tiling(&self) -> (usize, usize) {
-        (self.block_n, self.splits)
+    /// Output channels per block tile, blocks per SM and split-K slices.
+    pub fn tiling(&self) -> (usize, usize, usize) {
+        (
+            self.variant.block_n,
+            self.variant.blocks_per_sm,
+            self.splits,
+        )
     }
 
     /// Queues `y = act(conv(x, w) + bias)` on `stream` (ReLU when `relu`). Checks devices, buffer
@@ -514,7 +622,11 @@ impl<T: Float> Conv2dSm90<T> {
         relu: bool,
     ) -> Result<()> {
         let s = self.shape;
-        let (x, w, mut y) = (x.as_device_slice(), w.as_device_slice(), y.as_device_slice_mut());
+        let (x, w, mut y) = (
+            x.as_device_slice(),
+            w.as_device_slice(),
+            y.as_device_slice_mut(),
+        );
         let bias = bias.map(|b| b.as_device_slice());
         self.device.check_same(stream.device())?;
         for dev in [x.device(), w.device(), y.device()] {
@@ -578,9 +690,14 @@ impl<T: Float> Conv2dSm90<T> {
                             BM as u32,
                         )?
                     }
-                    ALoad::Gather => TmaDesc::unused(),
+                    ALoad::Gather | ALoad::Packed => TmaDesc::unused(),
                 };
-                let dw = tma::filter(w_ptr, bf16, s.k, s.r * s.s, s.c, self.block_n as u32)?;
+                let bn = self.variant.block_n as u32;
+                let dw = match self.a_load {
+                    // K_gemm walked linearly: the filter as K rows of R·S·C.
+                    ALoad::Packed => tma::filter(w_ptr, bf16, s.k, 1, s.r * s.s * s.c, bn)?,
+                    _ => tma::filter(w_ptr, bf16, s.k, s.r * s.s, s.c, bn)?,
+                };
                 self.tma_cache = Some(((x_ptr, w_ptr), (dx, dw)));
                 (dx, dw)
             }
@@ -613,11 +730,11 @@ impl<T: Float> Conv2dSm90<T> {
             alpha: 1.0,
             beta: 0.0,
         };
-        let tiles = self.m.div_ceil(BM) * s.k.div_ceil(self.block_n);
+        let tiles = self.m.div_ceil(BM) * s.k.div_ceil(self.variant.block_n);
         let cfg = LaunchConfig {
             grid_dim: (tiles as u32, self.splits as u32, 1),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: SMEM_BYTES,
+            shared_mem_bytes: self.variant.smem_bytes(),
         };
         let mut args = stream.raw.launch_builder(&self.func);
         args.arg(&gp).arg(&self.params).arg(&descs.0).arg(&descs.1);
@@ -649,7 +766,9 @@ mod tests {
     fn output_size_follows_pytorch() {
         let s = Conv2dShape::new(2, 7, 9, 8, 4, 3, 3).pad(1, 1);
         assert_eq!(s.output_size(), Some((7, 9)));
-        let s = Conv2dShape::new(1, 224, 224, 8, 64, 7, 7).stride(2, 2).pad(3, 3);
+        let s = Conv2dShape::new(1, 224, 224, 8, 64, 7, 7)
+            .stride(2, 2)
+            .pad(3, 3);
         assert_eq!(s.output_size(), Some((112, 112)));
         let s = Conv2dShape::new(1, 10, 10, 8, 4, 3, 3).dilation(2, 2);
         assert_eq!(s.output_size(), Some((6, 6)));
@@ -660,11 +779,18 @@ mod tests {
 
     #[test]
     fn tile_choice() {
-        // ResNet-50 3x3 layers at batch 64 on 132 SMs: many output tiles, no split-K.
-        assert_eq!(choose(64 * 56 * 56, 64, 9, 132), (64, 1));
-        assert_eq!(choose(64 * 28 * 28, 128, 18, 132).1, 1);
+        // What measured fastest on the H100 (132 SMs) for ResNet-50's layers at batch 64.
+        let pick = |m, k, kt| {
+            let (v, splits) = choose(m, k, kt, 132);
+            (v.block_n, v.blocks_per_sm, splits)
+        };
+        assert_eq!(pick(64 * 56 * 56, 64, 9), (64, 2, 1));
+        assert_eq!(pick(64 * 28 * 28, 128, 18), (128, 1, 1));
+        assert_eq!(pick(64 * 14 * 14, 256, 36), (256, 1, 1));
+        assert_eq!(pick(64 * 7 * 7, 512, 72), (128, 1, 1));
+        assert_eq!(pick(64 * 56 * 56, 256, 1), (64, 2, 1));
         // C512 at 7x7, batch 1: 1 row tile of 49 pixels, a long reduction: split-K.
-        assert!(choose(49, 512, 72, 132).1 > 1);
+        assert!(pick(49, 512, 72).2 > 1);
     }
 
     #[test]

@@ -59,7 +59,14 @@ fn check(ptr: u64, dims: &[u64], strides: &[u64]) -> Result<()> {
 
 /// The filter (`K` rows of `R·S·C`, KRSC) as a `[K][rs][C]` tensor read in boxes of 64 channels ×
 /// one filter tap × `box_k` output channels: channels past C read as zero.
-pub(crate) fn filter(ptr: u64, bf16: bool, k: usize, rs: usize, c: usize, box_k: u32) -> Result<TmaDesc> {
+pub(crate) fn filter(
+    ptr: u64,
+    bf16: bool,
+    k: usize,
+    rs: usize,
+    c: usize,
+    box_k: u32,
+) -> Result<TmaDesc> {
     let dims = [c as u64, rs as u64, k as u64];
     let strides = [c as u64 * 2, (rs * c) as u64 * 2];
     check(ptr, &dims, &strides)?;
