@@ -1,6 +1,6 @@
 //! Throughput of the Hopper convolution (`ops::conv2d_sm90`) on ResNet-50 layers, NHWC f16 with
-//! bias and ReLU: the plan's own choice ("auto"), then every A-operand load and tile variant
-//! (without split-K). Timed with CUDA
+//! bias and ReLU: the plan's own choice ("auto"; "auto_1tile" with one block per tile instead of
+//! persistent blocks), then every A-operand load and tile variant (without split-K). Timed with CUDA
 //! events (median of 30 runs after 5 warm-ups, rotating over three input sets so that no run
 //! finds its input in L2). Prints one `RESULT` line per layer and variant, in TFLOP/s, for
 //! `scripts`-side joining with cuDNN's figures (PyTorch, channels_last, in the same session).
@@ -61,7 +61,16 @@ fn main() -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         let bias = random::<f16>(&stream, s.k)?;
         let mut y = DeviceBuffer::<f16>::alloc(&stream, s.y_len())?;
-        let mut variants = vec![("auto".to_string(), Conv2dSm90Options::default())];
+        let mut variants = vec![
+            ("auto".to_string(), Conv2dSm90Options::default()),
+            (
+                "auto_1tile".to_string(),
+                Conv2dSm90Options {
+                    grid_blocks: Some(usize::MAX),
+                    ..Default::default()
+                },
+            ),
+        ];
         if !quick {
             for a in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
                 let a_name = format!("{a:?}").to_lowercase();
@@ -76,6 +85,7 @@ fn main() -> Result<()> {
                             block_n: Some(bn),
                             blocks_per_sm: Some(blocks),
                             splits: None,
+                            grid_blocks: None,
                         },
                     ));
                 }
@@ -95,10 +105,11 @@ fn main() -> Result<()> {
             })?;
             let tflops = s.flops() / (t.median_ms() * 1e-3) / 1e12;
             println!(
-                "RESULT {name} {label} {tflops:.1} TFLOP/s ({:.1} us; {:?}, tiling {:?})",
+                "RESULT {name} {label} {tflops:.1} TFLOP/s ({:.1} us; {:?}, tiling {:?}, {} blocks)",
                 t.median_ms() * 1e3,
                 plan.a_load(),
-                plan.tiling()
+                plan.tiling(),
+                plan.grid_blocks()
             );
         }
     }

@@ -31,8 +31,12 @@
 //
 // Assumes: C % 8 == 0 (16-byte pixel rows), x and w 16-byte aligned (the host checks). IM2COL and
 // GATHER slices hold one tap, so C < 64 wastes the rest of each slice (PACKED does not).
-// Epilogue: the shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input
-// type, paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
+// Persistent when the host launches fewer blocks than tiles: each block walks tiles gridDim.x
+// apart and its stage ring runs on across them, so the producer fills the pipeline for the next
+// tile while the consumers store this one.
+// Epilogue: straight from the accumulators (the stages are busy with the next tile) through the
+// shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input type,
+// paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
 #include "gemm/gemm_params.cuh"
 #include "gemm/sm90_tma.cuh"
 #include "gemm/wgmma_ops.cuh"
@@ -62,9 +66,7 @@ struct Tile {
     static constexpr int B_BYTES = BN * BK * 2;
     static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
     static constexpr int STAGES = STAGES_;
-    static constexpr int SROW = BN + 8;  // epilogue staging row, floats
     static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;
-    static_assert(BM * SROW * 4 <= STAGES * STAGE_BYTES, "the epilogue staging fits");
 };
 
 // Loads the im2col box at pixel (w, h, n), channel c, shifted by the filter tap (off_w, off_h).
@@ -130,6 +132,63 @@ struct KStep {
     }
 };
 
+// Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or
+// bias + ReLU and the output type T (the epilogue of gemm_params.cuh with its types fixed, so
+// that the fully unrolled register epilogue stays small).
+template <typename T>
+__device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r, int c, float x0,
+                                           float y0, float x1, float y1) {
+    const bool two = c + 1 < p.n;
+    if (p.splits > 1) {
+        float* ws = p.workspace + static_cast<long long>(split) * p.m * p.n + c;
+        if (r < p.m) {
+            ws[static_cast<long long>(r) * p.n] = x0;
+            if (two) ws[static_cast<long long>(r) * p.n + 1] = y0;
+        }
+        if (r + 8 < p.m) {
+            ws[static_cast<long long>(r + 8) * p.n] = x1;
+            if (two) ws[static_cast<long long>(r + 8) * p.n + 1] = y1;
+        }
+        return;
+    }
+    if (p.bias) {
+        const T* bias = static_cast<const T*>(p.bias) + c;
+        const float b0 = to_f32(bias[0]), b1 = two ? to_f32(bias[1]) : 0.f;
+        x0 += b0;
+        x1 += b0;
+        y0 += b1;
+        y1 += b1;
+    }
+    if (p.activation == ACT_RELU) {
+        x0 = fmaxf(x0, 0.f);
+        y0 = fmaxf(y0, 0.f);
+        x1 = fmaxf(x1, 0.f);
+        y1 = fmaxf(y1, 0.f);
+    }
+    T* d = static_cast<T*>(p.d) + c;
+    const bool pair = two && p.pair_ok;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int rr = r + 8 * h;
+        if (rr >= p.m) continue;
+        const float x = h ? x1 : x0, y = h ? y1 : y0;
+        T* out = d + static_cast<long long>(rr) * p.ldd;
+        if (pair) {
+            if constexpr (IsBf16<T>::value) {
+                __nv_bfloat162 v;
+                v.x = __float2bfloat16_rn(x);
+                v.y = __float2bfloat16_rn(y);
+                *reinterpret_cast<__nv_bfloat162*>(out) = v;
+            } else {
+                *reinterpret_cast<__half2*>(out) = __floats2half2_rn(x, y);
+            }
+        } else {
+            store_out(out, IsBf16<T>::value ? OUT_BF16 : OUT_F16, 0, x);
+            if (two) store_out(out, IsBf16<T>::value ? OUT_BF16 : OUT_F16, 1, y);
+        }
+    }
+}
+
 template <typename T, int BN, int STAGES_, int CTAS, int MODE>
 __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                                      const TmaDesc& map_x, const TmaDesc& map_w) {
@@ -147,14 +206,19 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
         if (dynamic_smem < static_cast<unsigned>(Cfg::SMEM_BYTES)) __trap();
     }
 
-    const TileCoord tc = tile_coord<BM, BN>(p);
-    const int kt_begin = tc.split * cp.kt_per_split;
+    // Persistent when gridDim.x < tiles: block b takes tiles b, b + gridDim.x, ...; the stage
+    // ring (k-step counter g) runs on across tiles, so the producer loads the next tile while
+    // the consumers store this one. blockIdx.y is the split-K slice.
+    const int num_tiles = ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN);
+    const int split = blockIdx.y;
+    const int kt_begin = split * cp.kt_per_split;
     const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
     const int wg = threadIdx.x / 128;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < STAGES; ++s) {
-            // GATHER: the expect_tx arrival (B) and one cp.async arrival per producer thread.
+            // GATHER, PACKED: the expect_tx arrival (B) and one cp.async arrival per producer
+            // thread.
             mbar_init(&full[s], IM2COL ? 1 : 1 + 128);
             mbar_init(&empty[s], CONSUMERS);
         }
@@ -166,17 +230,20 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     if (wg == 0) {
         // One block per SM: the consumers take the producer's registers. Two: 80 each suffice.
         if (CTAS == 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-        if (IM2COL) {
-            if (threadIdx.x == 0) {
+        if (IM2COL && threadIdx.x != 0) return;
+        int g = 0;
+        for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+            const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+            if (IM2COL) {
                 // The tile's first output pixel; TMA walks the next 127 in NPQ order.
                 const int pq = cp.p * cp.q;
                 const int img = tc.m0 / pq, rem = tc.m0 - img * pq;
                 const int oh = rem / cp.q, ow = rem - oh * cp.q;
                 const int h0 = oh * cp.stride_h - cp.pad_h, w0 = ow * cp.stride_w - cp.pad_w;
                 KStep ks(cp, kt_begin);
-                for (int kt = 0; kt < k_tiles; ++kt, ks.next(cp)) {
-                    const int st = kt % STAGES;
-                    if (kt >= STAGES) mbar_wait(&empty[st], ((kt / STAGES) - 1) & 1);
+                for (int kt = 0; kt < k_tiles; ++kt, ++g, ks.next(cp)) {
+                    const int st = g % STAGES;
+                    if (g >= STAGES) mbar_wait(&empty[st], ((g / STAGES) - 1) & 1);
                     unsigned char* stage = smem + st * STAGE_BYTES;
                     mbar_expect_tx(&full[st], STAGE_BYTES);
                     tma_load_im2col(stage, &map_x, ks.c_tile * BK, w0, h0, img,
@@ -184,61 +251,63 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                                     static_cast<unsigned short>(ks.r * cp.dil_h), &full[st]);
                     tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
                 }
-            }
-        } else {
-            // One output pixel (row of A) per producer thread.
-            const int row = threadIdx.x;
-            const int m = tc.m0 + row;
-            const bool row_ok = m < p.m;
-            const int pq = cp.p * cp.q;
-            const int img = row_ok ? m / pq : 0, rem = m - img * pq;
-            const int oh = row_ok ? rem / cp.q : 0, ow = rem - oh * cp.q;
-            const int hb = oh * cp.stride_h - cp.pad_h, wb = ow * cp.stride_w - cp.pad_w;
-            const T* x = static_cast<const T*>(p.a);
-            const T* ximg = x + static_cast<long long>(img) * cp.h * cp.w * cp.c;
-            const int swz = row & 7;
-            KStep ks(cp, MODE == MODE_PACKED ? 0 : kt_begin);
-            for (int kt = 0; kt < k_tiles; ++kt, ks.next(cp)) {
-                const int st = kt % STAGES;
-                if (kt >= STAGES) mbar_wait(&empty[st], ((kt / STAGES) - 1) & 1);
-                unsigned char* stage = smem + st * STAGE_BYTES;
-                const unsigned dst = smem_u32(stage) + row * 128;
-                if (MODE == MODE_PACKED) {
-                    // K_gemm walked linearly, (r, s, c) packed: a 16-byte chunk (8 channels)
-                    // never straddles two taps as C % 8 == 0.
-                    const int k0 = (kt_begin + kt) * BK;
-                    if (row == 0) {
-                        mbar_expect_tx(&full[st], Cfg::B_BYTES);
-                        tma_load_3d(stage + A_BYTES, &map_w, k0, 0, tc.n0, &full[st]);
-                    }
+            } else {
+                // One output pixel (row of A) per producer thread.
+                const int row = threadIdx.x;
+                const int m = tc.m0 + row;
+                const bool row_ok = m < p.m;
+                const int pq = cp.p * cp.q;
+                const int img = row_ok ? m / pq : 0, rem = m - img * pq;
+                const int oh = row_ok ? rem / cp.q : 0, ow = rem - oh * cp.q;
+                const int hb = oh * cp.stride_h - cp.pad_h, wb = ow * cp.stride_w - cp.pad_w;
+                const T* x = static_cast<const T*>(p.a);
+                const T* ximg = x + static_cast<long long>(img) * cp.h * cp.w * cp.c;
+                const int swz = row & 7;
+                KStep ks(cp, MODE == MODE_PACKED ? 0 : kt_begin);
+                for (int kt = 0; kt < k_tiles; ++kt, ++g, ks.next(cp)) {
+                    const int st = g % STAGES;
+                    if (g >= STAGES) mbar_wait(&empty[st], ((g / STAGES) - 1) & 1);
+                    unsigned char* stage = smem + st * STAGE_BYTES;
+                    const unsigned dst = smem_u32(stage) + row * 128;
+                    if (MODE == MODE_PACKED) {
+                        // K_gemm walked linearly, (r, s, c) packed: a 16-byte chunk (8 channels)
+                        // never straddles two taps as C % 8 == 0.
+                        const int k0 = (kt_begin + kt) * BK;
+                        if (row == 0) {
+                            mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                            tma_load_3d(stage + A_BYTES, &map_w, k0, 0, tc.n0, &full[st]);
+                        }
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) {
-                        const int kg = k0 + 8 * j;
-                        const int tap = kg / cp.c, c = kg - tap * cp.c;
-                        const int r = tap / cp.s, t = tap - r * cp.s;
-                        const int ih = hb + r * cp.dil_h, iw = wb + t * cp.dil_w;
-                        const bool in = row_ok && tap < cp.r * cp.s && ih >= 0 && ih < cp.h &&
-                                        iw >= 0 && iw < cp.w;
-                        const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c;
-                        cp_async_16(dst + ((j ^ swz) << 4), in ? src : x, in ? 16 : 0);
-                    }
-                } else {
-                    if (row == 0) {
-                        mbar_expect_tx(&full[st], Cfg::B_BYTES);
-                        tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0,
-                                    &full[st]);
-                    }
-                    const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
-                    const bool ok = row_ok && ih >= 0 && ih < cp.h && iw >= 0 && iw < cp.w;
-                    const int c0 = ks.c_tile * BK;
-                    const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c0;
+                        for (int j = 0; j < 8; ++j) {
+                            const int kg = k0 + 8 * j;
+                            const int tap = kg / cp.c, c = kg - tap * cp.c;
+                            const int r = tap / cp.s, t = tap - r * cp.s;
+                            const int ih = hb + r * cp.dil_h, iw = wb + t * cp.dil_w;
+                            const bool in = row_ok && tap < cp.r * cp.s && ih >= 0 && ih < cp.h &&
+                                            iw >= 0 && iw < cp.w;
+                            const T* src =
+                                ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c;
+                            cp_async_16(dst + ((j ^ swz) << 4), in ? src : x, in ? 16 : 0);
+                        }
+                    } else {
+                        if (row == 0) {
+                            mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                            tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0,
+                                        &full[st]);
+                        }
+                        const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
+                        const bool ok = row_ok && ih >= 0 && ih < cp.h && iw >= 0 && iw < cp.w;
+                        const int c0 = ks.c_tile * BK;
+                        const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c0;
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) {
-                        const bool in = ok && c0 + 8 * j < cp.c;
-                        cp_async_16(dst + ((j ^ swz) << 4), in ? src + 8 * j : x, in ? 16 : 0);
+                        for (int j = 0; j < 8; ++j) {
+                            const bool in = ok && c0 + 8 * j < cp.c;
+                            cp_async_16(dst + ((j ^ swz) << 4), in ? src + 8 * j : x,
+                                        in ? 16 : 0);
+                        }
                     }
+                    cp_async_arrive(&full[st]);
                 }
-                cp_async_arrive(&full[st]);
             }
         }
         return;
@@ -246,49 +315,45 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 
     if (CTAS == 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
-    float acc[BN / 2];
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-
-    for (int kt = 0; kt < k_tiles; ++kt) {
-        const int st = kt % STAGES;
-        mbar_wait(&full[st], (kt / STAGES) & 1);
-        // cp.async wrote A through the generic proxy; wgmma reads through the async proxy.
-        if (!IM2COL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        const unsigned char* a = smem + st * STAGE_BYTES + cw * 8192;
-        const unsigned char* b = smem + st * STAGE_BYTES + A_BYTES;
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk)
-            wgmma_tile<T, BN>(acc, desc_sw128<true>(a + kk * 32), desc_sw128<true>(b + kk * 32));
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-        if (kt > 0) mbar_arrive(&empty[(kt - 1) % STAGES]);
-    }
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-
-    // Park the accumulators in shared memory (layout as in gemm_sm90.cu), then store rows of
-    // the tile through the shared epilogue.
-    constexpr int SROW = Cfg::SROW;
-    float* stage_out = reinterpret_cast<float*>(smem);
     const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
-    const int row = cw * 64 + warp * 16 + lane / 4;
-    asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS) : "memory");
+    int g = 0;
+    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+        float acc[BN / 2];
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-        const int col = 8 * j + 2 * (lane % 4);
-        *reinterpret_cast<float2*>(stage_out + row * SROW + col) =
-            make_float2(acc[4 * j], acc[4 * j + 1]);
-        *reinterpret_cast<float2*>(stage_out + (row + 8) * SROW + col) =
-            make_float2(acc[4 * j + 2], acc[4 * j + 3]);
-    }
-    asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS) : "memory");
-    for (int idx = threadIdx.x - 128; idx < BM * (BN / 2); idx += CONSUMERS) {
-        const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
-        const int r = tc.m0 + lr, c = tc.n0 + col;
-        if (r >= p.m || c >= p.n) continue;
-        const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-        store_result(p, tc.split, 0, r, c, v.x, v.y);
+        for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+
+        for (int kt = 0; kt < k_tiles; ++kt, ++g) {
+            const int st = g % STAGES;
+            mbar_wait(&full[st], (g / STAGES) & 1);
+            // cp.async wrote A through the generic proxy; wgmma reads through the async proxy.
+            if (!IM2COL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            const unsigned char* a = smem + st * STAGE_BYTES + cw * 8192;
+            const unsigned char* b = smem + st * STAGE_BYTES + A_BYTES;
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk)
+                wgmma_tile<T, BN>(acc, desc_sw128<true>(a + kk * 32),
+                                  desc_sw128<true>(b + kk * 32));
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            // Keep this step's group in flight; the previous step's is done: free its stage.
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+            if (kt > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        if (k_tiles > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+
+        // Store straight from the accumulators (the stages hold the next tile's operands):
+        // warp w of consumer cw has rows 16 w + lane / 4 (+ 8) of its 64, and register
+        // 4 j + {0, 1} (+ {2, 3} for the row 8 below) holds columns 8 j + 2 (lane % 4) + {0, 1}.
+        const int row = tc.m0 + cw * 64 + warp * 16 + lane / 4;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+            const int c = tc.n0 + 8 * j + 2 * (lane % 4);
+            if (c < p.n)
+                store_pair<T>(p, split, row, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                              acc[4 * j + 3]);
+        }
     }
 }
 

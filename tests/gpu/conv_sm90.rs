@@ -1,8 +1,8 @@
 //! The Hopper implicit-GEMM convolution (`ops::conv2d_sm90`) against an f64 direct convolution
 //! on the CPU, computed from the stored (rounded) inputs: ResNet-50's 3x3 layers at small batch,
 //! odd sizes, strides, paddings, dilation, 1x1 and 7x7 filters, K not a multiple of any tile,
-//! C = 8, bias and ReLU on and off, f16 and bf16, every A-operand load, every tile variant and
-//! split-K. Outputs are poisoned (NaN) before each launch. Off Hopper the plan must refuse with
+//! C = 8, bias and ReLU on and off, f16 and bf16, every A-operand load, every tile variant,
+//! split-K, and persistent blocks walking several tiles. Outputs are poisoned (NaN) before each launch. Off Hopper the plan must refuse with
 //! `UnsupportedArch`.
 
 use crate::{ensure, fail, gpu_test};
@@ -193,16 +193,30 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
     }
     let s = Conv2dShape::new(3, 10, 9, 72, 300, 3, 3).pad(1, 1);
     for (block_n, blocks) in [(64, 1), (64, 2), (128, 1), (256, 1)] {
-        for splits in [1, 3] {
+        for (splits, grid_blocks) in [(1, None), (3, None), (1, Some(2)), (2, Some(3))] {
             for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
                 let options = Conv2dSm90Options {
                     a_load: Some(a_load),
                     block_n: Some(block_n),
                     blocks_per_sm: Some(blocks),
                     splits: Some(splits),
+                    grid_blocks,
                 };
                 run_case::<f16>(device, s, options, true, splits == 1)?;
             }
+        }
+    }
+    // Persistent blocks over a larger grid of tiles, both types, every load.
+    let s = Conv2dShape::new(4, 23, 19, 64, 72, 3, 3).pad(1, 1);
+    for grid_blocks in [Some(1), Some(5), Some(usize::MAX)] {
+        for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
+            let options = Conv2dSm90Options {
+                a_load: Some(a_load),
+                grid_blocks,
+                ..Default::default()
+            };
+            run_case::<f16>(device, s, options, false, true)?;
+            run_case::<bf16>(device, s, options, true, false)?;
         }
     }
     Ok(())

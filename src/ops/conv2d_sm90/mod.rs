@@ -231,6 +231,10 @@ pub struct Conv2dSm90Options {
     pub blocks_per_sm: Option<usize>,
     /// Split-K slices (1 = none); capped at the number of k-tiles.
     pub splits: Option<usize>,
+    /// Blocks launched along the output tiles (default: one per tile, at most as many as fit on
+    /// the device at once; each block then walks tiles `grid_blocks` apart, loading the next
+    /// tile while it stores the last). Clamped to 1..=tiles; `usize::MAX`: one block per tile.
+    pub grid_blocks: Option<usize>,
 }
 
 /// Mirrors `hk::conv90::ConvParams` in kernels/conv/conv_sm90.cu.
@@ -269,6 +273,7 @@ pub struct Conv2dSm90<T: Float> {
     m: usize,
     variant: Variant,
     splits: usize,
+    grid_blocks: usize,
     a_load: ALoad,
     func: CudaFunction,
     reduce: CudaFunction,
@@ -518,6 +523,11 @@ impl<T: Float> Conv2dSm90<T> {
                 ),
             });
         };
+        let resident = sms * variant.blocks_per_sm;
+        let grid_blocks = options
+            .grid_blocks
+            .unwrap_or(resident)
+            .clamp(1, tiles.max(1));
         let smem = variant.smem_bytes();
         let max_smem = device.properties().max_shared_memory_per_block;
         if max_smem < smem {
@@ -581,6 +591,7 @@ impl<T: Float> Conv2dSm90<T> {
             m,
             variant,
             splits,
+            grid_blocks,
             a_load,
             func,
             reduce,
@@ -598,6 +609,11 @@ impl<T: Float> Conv2dSm90<T> {
     /// The A-operand load in use.
     pub fn a_load(&self) -> ALoad {
         self.a_load
+    }
+
+    /// Blocks launched along the output tiles (fewer than the tiles: persistent blocks).
+    pub fn grid_blocks(&self) -> usize {
+        self.grid_blocks
     }
 
     /// Output channels per block tile, blocks per SM and split-K slices.
@@ -730,16 +746,16 @@ impl<T: Float> Conv2dSm90<T> {
             alpha: 1.0,
             beta: 0.0,
         };
-        let tiles = self.m.div_ceil(BM) * s.k.div_ceil(self.variant.block_n);
         let cfg = LaunchConfig {
-            grid_dim: (tiles as u32, self.splits as u32, 1),
+            grid_dim: (self.grid_blocks as u32, self.splits as u32, 1),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: self.variant.smem_bytes(),
         };
         let mut args = stream.raw.launch_builder(&self.func);
         args.arg(&gp).arg(&self.params).arg(&descs.0).arg(&descs.1);
         // SAFETY: the kernel takes (GemmParams, ConvParams, TmaDesc, TmaDesc) by value, which
-        // match the pushed arguments. The tensor maps describe exactly x and w (sizes checked
+        // match the pushed arguments; it walks exactly the output tiles of M × K whatever the
+        // grid. The tensor maps describe exactly x and w (sizes checked
         // above; TMA reads only inside them, zero-filling past the edges); the gather variant
         // reads x only at in-bounds pixels and channels (zero-fill otherwise). The epilogue
         // writes y (N·P·Q × K, checked) and reads bias (K, checked), or with split-K writes the
