@@ -12,8 +12,10 @@
 //! tiles are clipped. A plan picks the output-channel tile (64, 128 or 256; 64-wide tiles run two
 //! blocks per SM), split-K for layers with few output tiles and long reductions, and how the A
 //! operand is loaded ([`ALoad`]: TMA im2col by default, gathered by the producer threads where
-//! im2col cannot describe the shape, or gathered with filter taps packed when `c < 64`);
-//! launching it allocates nothing and never synchronizes.
+//! im2col cannot describe the shape, or gathered with filter taps packed when `c < 64`), from a
+//! cost model fitted to H100 measurements; blocks are persistent (at most one wave of them, each
+//! walking several output tiles and loading the next while it stores the last). Launching a plan
+//! allocates nothing and never synchronizes. Measurements: reports/h100/conv_sm90.md.
 //!
 //! ```no_run
 //! use hikube_gpu::half::f16;
