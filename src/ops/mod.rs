@@ -1,5 +1,7 @@
 //! GPU operations: shape checks, kernel choice and launch.
 
+#[doc(hidden)]
+pub mod conv2d_sm90;
 mod elementwise;
 pub mod matmul;
 pub mod train;

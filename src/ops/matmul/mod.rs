@@ -16,7 +16,7 @@
 //! and no C given, C is D itself (accumulate in place).
 
 mod config;
-mod params;
+pub(crate) mod params;
 mod tma;
 
 pub use config::{GemmPath, Tiling};

@@ -1,0 +1,387 @@
+// hikube-archs: compute_90a
+//
+// 2-D convolution (fprop, NHWC) for Hopper (H100, H200) as an implicit GEMM on wgmma:
+//   y[m, k] = act(sum_{r,s,c} x[n, p*sh - ph + r*dh, q*sw - pw + s*dw, c] * w[k, r, s, c] + bias[k])
+// with M = N*P*Q output pixels (rows, NPQ order = y's NHWC rows), N_gemm = K output channels,
+// K_gemm = R*S*C walked as (r, s, 64-channel slice). The filter, KRSC, is the GEMM's K-major B.
+//
+// Block tile 128 x BN x 64, warp-specialized like gemm_sm90.cu: warpgroup 0 produces,
+// warpgroups 1 and 2 consume 64 x BN each with wgmma.mma_async m64nBNk16 from 128-byte-swizzled
+// shared memory, f32 accumulators, one wgmma group kept in flight. Variants (BN x stages):
+// 256x4, 128x6, 64x8 with one block per SM (192 KiB of stages, setmaxnreg 40/232), and 64x4
+// with two blocks per SM (96 KiB each, 80 registers a thread): the second block's main loop
+// hides the first's pipeline fill and epilogue, which dominate short reductions. (128 x 128
+// with two blocks does not fit: wgmma m64n128 needs more than 80 registers.)
+//
+// The A tile (128 output pixels x 64 K_gemm elements) comes one of three ways:
+//  - IM2COL: one TMA im2col load (cp.async.bulk.tensor.4d ... .im2col) per stage, 64 channels
+//    of one filter tap. The tensor map walks the 128 pixels in NPQ order over a bounding box
+//    whose corners come from padding and dilation, with the convolution stride as its traversal
+//    stride; (s*dw, r*dh) are the im2col offsets. Padding, image edges and rows past M read as
+//    zeros. Needs pad and (R-1)*dh, (S-1)*dw within [-128, 127] and strides <= 8 (the host
+//    checks; else GATHER).
+//  - GATHER: the same tile, loaded by the 128 producer threads (one output pixel each) with
+//    16-byte cp.async (zero-filled outside the image or past C) straight into the swizzled
+//    layout; each thread arrives on the stage's barrier with cp.async.mbarrier.arrive.noinc.
+//    Any stride, padding, dilation.
+//  - PACKED: GATHER over K_gemm = (r, s, c) walked linearly, so a 64-wide slice holds several
+//    taps when C < 64 (C = 8: eight taps), instead of one tap padded with zeros.
+// The B tile (BN output channels x 64 K_gemm elements) is a TMA tiled load of the filter seen as a
+// [K][R*S][C] tensor (PACKED: [K][1][R*S*C]), so elements past C (or R*S*C) read as zeros.
+//
+// Assumes: C % 8 == 0 (16-byte pixel rows), x and w 16-byte aligned (the host checks). IM2COL and
+// GATHER slices hold one tap, so C < 64 wastes the rest of each slice (PACKED does not).
+// Persistent when the host launches fewer blocks than tiles: each block walks tiles gridDim.x
+// apart and its stage ring runs on across them, so the producer fills the pipeline for the next
+// tile while the consumers store this one.
+// Epilogue: straight from the accumulators (the stages are busy with the next tile) through the
+// shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input type,
+// paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
+#include "gemm/gemm_params.cuh"
+#include "gemm/sm90_tma.cuh"
+#include "gemm/wgmma_ops.cuh"
+
+namespace hk {
+namespace conv90 {
+using namespace hk::sm90;
+
+// Mirrored by `ConvParams` in src/ops/conv2d_sm90/mod.rs.
+struct ConvParams {
+    int n, h, w, c;  // input, NHWC
+    int k, r, s;     // filter, KRSC
+    int p, q;        // output height and width
+    int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+    int c_tiles;       // ceil(C / 64)
+    int k_tiles;       // R * S * c_tiles
+    int kt_per_split;  // k-tiles per split-K slice
+};
+
+constexpr int BM = 128, BK = 64, CONSUMERS = 256, THREADS = 128 + CONSUMERS;
+constexpr int A_BYTES = BM * BK * 2;
+
+enum Mode : int { MODE_IM2COL = 0, MODE_GATHER = 1, MODE_PACKED = 2 };
+
+template <int BN, int STAGES_>
+struct Tile {
+    static constexpr int B_BYTES = BN * BK * 2;
+    static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+    static constexpr int STAGES = STAGES_;
+    static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;
+};
+
+// Loads the im2col box at pixel (w, h, n), channel c, shifted by the filter tap (off_w, off_h).
+__device__ __forceinline__ void tma_load_im2col(void* dst, const TmaDesc* map, int c, int w, int h,
+                                                int n, unsigned short off_w, unsigned short off_h,
+                                                unsigned long long* bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.im2col.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%2, %3, %4, %5}], [%6], {%7, %8};\n" ::"r"(smem_u32(dst)),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c), "r"(w), "r"(h), "r"(n),
+        "r"(smem_u32(bar)), "h"(off_w), "h"(off_h)
+        : "memory");
+}
+
+// 16 bytes global -> shared, the bytes past `src_bytes` (0 or 16) zero-filled.
+__device__ __forceinline__ void cp_async_16(unsigned dst, const void* src, unsigned src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_bytes)
+                 : "memory");
+}
+
+// Arrives on `bar` once this thread's earlier cp.async copies have landed (counted in the
+// barrier's expected arrivals: .noinc).
+__device__ __forceinline__ void cp_async_arrive(unsigned long long* bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar))
+                 : "memory");
+}
+
+template <typename T, int BN>
+__device__ __forceinline__ void wgmma_tile(float (&d)[BN / 2], unsigned long long a,
+                                           unsigned long long b) {
+    if constexpr (BN == 256) {
+        if constexpr (IsBf16<T>::value) wgmma_m64n256k16_bf16<0, 0>(d, a, b);
+        else wgmma_m64n256k16_f16<0, 0>(d, a, b);
+    } else if constexpr (BN == 128) {
+        if constexpr (IsBf16<T>::value) wgmma_m64n128k16_bf16<0, 0>(d, a, b);
+        else wgmma_m64n128k16_f16<0, 0>(d, a, b);
+    } else {
+        static_assert(BN == 64, "BN is 64, 128 or 256");
+        if constexpr (IsBf16<T>::value) wgmma_m64n64k16_bf16<0, 0>(d, a, b);
+        else wgmma_m64n64k16_f16<0, 0>(d, a, b);
+    }
+}
+
+// The filter tap and channel slice of k-tile kt: kt = (r * S + s) * c_tiles + c_tile.
+struct KStep {
+    int r, s, rs, c_tile;
+    __device__ __forceinline__ KStep(const ConvParams& cp, int kt) {
+        c_tile = kt % cp.c_tiles;
+        rs = kt / cp.c_tiles;
+        r = rs / cp.s;
+        s = rs - r * cp.s;
+    }
+    __device__ __forceinline__ void next(const ConvParams& cp) {
+        if (++c_tile == cp.c_tiles) {
+            c_tile = 0;
+            ++rs;
+            if (++s == cp.s) {
+                s = 0;
+                ++r;
+            }
+        }
+    }
+};
+
+// Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or
+// bias + ReLU and the output type T (the epilogue of gemm_params.cuh with its types fixed, so
+// that the fully unrolled register epilogue stays small).
+template <typename T>
+__device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r, int c, float x0,
+                                           float y0, float x1, float y1) {
+    const bool two = c + 1 < p.n;
+    if (p.splits > 1) {
+        float* ws = p.workspace + static_cast<long long>(split) * p.m * p.n + c;
+        if (r < p.m) {
+            ws[static_cast<long long>(r) * p.n] = x0;
+            if (two) ws[static_cast<long long>(r) * p.n + 1] = y0;
+        }
+        if (r + 8 < p.m) {
+            ws[static_cast<long long>(r + 8) * p.n] = x1;
+            if (two) ws[static_cast<long long>(r + 8) * p.n + 1] = y1;
+        }
+        return;
+    }
+    if (p.bias) {
+        const T* bias = static_cast<const T*>(p.bias) + c;
+        const float b0 = to_f32(bias[0]), b1 = two ? to_f32(bias[1]) : 0.f;
+        x0 += b0;
+        x1 += b0;
+        y0 += b1;
+        y1 += b1;
+    }
+    if (p.activation == ACT_RELU) {
+        x0 = fmaxf(x0, 0.f);
+        y0 = fmaxf(y0, 0.f);
+        x1 = fmaxf(x1, 0.f);
+        y1 = fmaxf(y1, 0.f);
+    }
+    T* d = static_cast<T*>(p.d) + c;
+    const bool pair = two && p.pair_ok;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int rr = r + 8 * h;
+        if (rr >= p.m) continue;
+        const float x = h ? x1 : x0, y = h ? y1 : y0;
+        T* out = d + static_cast<long long>(rr) * p.ldd;
+        if (pair) {
+            if constexpr (IsBf16<T>::value) {
+                __nv_bfloat162 v;
+                v.x = __float2bfloat16_rn(x);
+                v.y = __float2bfloat16_rn(y);
+                *reinterpret_cast<__nv_bfloat162*>(out) = v;
+            } else {
+                *reinterpret_cast<__half2*>(out) = __floats2half2_rn(x, y);
+            }
+        } else {
+            store_out(out, IsBf16<T>::value ? OUT_BF16 : OUT_F16, 0, x);
+            if (two) store_out(out, IsBf16<T>::value ? OUT_BF16 : OUT_F16, 1, y);
+        }
+    }
+}
+
+template <typename T, int BN, int STAGES_, int CTAS, int MODE>
+__device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
+                                     const TmaDesc& map_x, const TmaDesc& map_w) {
+    constexpr bool IM2COL = MODE == MODE_IM2COL;
+    using Cfg = Tile<BN, STAGES_>;
+    constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    __shared__ __align__(8) unsigned long long full[STAGES];
+    __shared__ __align__(8) unsigned long long empty[STAGES];
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
+    {
+        unsigned dynamic_smem;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+        if (dynamic_smem < static_cast<unsigned>(Cfg::SMEM_BYTES)) __trap();
+    }
+
+    // Persistent when gridDim.x < tiles: block b takes tiles b, b + gridDim.x, ...; the stage
+    // ring (k-step counter g) runs on across tiles, so the producer loads the next tile while
+    // the consumers store this one. blockIdx.y is the split-K slice.
+    const int num_tiles = ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN);
+    const int split = blockIdx.y;
+    const int kt_begin = split * cp.kt_per_split;
+    const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
+    const int wg = threadIdx.x / 128;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            // GATHER, PACKED: the expect_tx arrival (B) and one cp.async arrival per producer
+            // thread.
+            mbar_init(&full[s], IM2COL ? 1 : 1 + 128);
+            mbar_init(&empty[s], CONSUMERS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // One block per SM: the consumers take the producer's registers. Two: 80 each suffice.
+        if (CTAS == 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (IM2COL && threadIdx.x != 0) return;
+        int g = 0;
+        for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+            const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+            if (IM2COL) {
+                // The tile's first output pixel; TMA walks the next 127 in NPQ order.
+                const int pq = cp.p * cp.q;
+                const int img = tc.m0 / pq, rem = tc.m0 - img * pq;
+                const int oh = rem / cp.q, ow = rem - oh * cp.q;
+                const int h0 = oh * cp.stride_h - cp.pad_h, w0 = ow * cp.stride_w - cp.pad_w;
+                KStep ks(cp, kt_begin);
+                for (int kt = 0; kt < k_tiles; ++kt, ++g, ks.next(cp)) {
+                    const int st = g % STAGES;
+                    if (g >= STAGES) mbar_wait(&empty[st], ((g / STAGES) - 1) & 1);
+                    unsigned char* stage = smem + st * STAGE_BYTES;
+                    mbar_expect_tx(&full[st], STAGE_BYTES);
+                    tma_load_im2col(stage, &map_x, ks.c_tile * BK, w0, h0, img,
+                                    static_cast<unsigned short>(ks.s * cp.dil_w),
+                                    static_cast<unsigned short>(ks.r * cp.dil_h), &full[st]);
+                    tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
+                }
+            } else {
+                // One output pixel (row of A) per producer thread.
+                const int row = threadIdx.x;
+                const int m = tc.m0 + row;
+                const bool row_ok = m < p.m;
+                const int pq = cp.p * cp.q;
+                const int img = row_ok ? m / pq : 0, rem = m - img * pq;
+                const int oh = row_ok ? rem / cp.q : 0, ow = rem - oh * cp.q;
+                const int hb = oh * cp.stride_h - cp.pad_h, wb = ow * cp.stride_w - cp.pad_w;
+                const T* x = static_cast<const T*>(p.a);
+                const T* ximg = x + static_cast<long long>(img) * cp.h * cp.w * cp.c;
+                const int swz = row & 7;
+                KStep ks(cp, MODE == MODE_PACKED ? 0 : kt_begin);
+                for (int kt = 0; kt < k_tiles; ++kt, ++g, ks.next(cp)) {
+                    const int st = g % STAGES;
+                    if (g >= STAGES) mbar_wait(&empty[st], ((g / STAGES) - 1) & 1);
+                    unsigned char* stage = smem + st * STAGE_BYTES;
+                    const unsigned dst = smem_u32(stage) + row * 128;
+                    if (MODE == MODE_PACKED) {
+                        // K_gemm walked linearly, (r, s, c) packed: a 16-byte chunk (8 channels)
+                        // never straddles two taps as C % 8 == 0.
+                        const int k0 = (kt_begin + kt) * BK;
+                        if (row == 0) {
+                            mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                            tma_load_3d(stage + A_BYTES, &map_w, k0, 0, tc.n0, &full[st]);
+                        }
+#pragma unroll
+                        for (int j = 0; j < 8; ++j) {
+                            const int kg = k0 + 8 * j;
+                            const int tap = kg / cp.c, c = kg - tap * cp.c;
+                            const int r = tap / cp.s, t = tap - r * cp.s;
+                            const int ih = hb + r * cp.dil_h, iw = wb + t * cp.dil_w;
+                            const bool in = row_ok && tap < cp.r * cp.s && ih >= 0 && ih < cp.h &&
+                                            iw >= 0 && iw < cp.w;
+                            const T* src =
+                                ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c;
+                            cp_async_16(dst + ((j ^ swz) << 4), in ? src : x, in ? 16 : 0);
+                        }
+                    } else {
+                        if (row == 0) {
+                            mbar_expect_tx(&full[st], Cfg::B_BYTES);
+                            tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0,
+                                        &full[st]);
+                        }
+                        const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
+                        const bool ok = row_ok && ih >= 0 && ih < cp.h && iw >= 0 && iw < cp.w;
+                        const int c0 = ks.c_tile * BK;
+                        const T* src = ximg + (static_cast<long long>(ih) * cp.w + iw) * cp.c + c0;
+#pragma unroll
+                        for (int j = 0; j < 8; ++j) {
+                            const bool in = ok && c0 + 8 * j < cp.c;
+                            cp_async_16(dst + ((j ^ swz) << 4), in ? src + 8 * j : x,
+                                        in ? 16 : 0);
+                        }
+                    }
+                    cp_async_arrive(&full[st]);
+                }
+            }
+        }
+        return;
+    }
+
+    if (CTAS == 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
+    const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
+    int g = 0;
+    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+        float acc[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+
+        for (int kt = 0; kt < k_tiles; ++kt, ++g) {
+            const int st = g % STAGES;
+            mbar_wait(&full[st], (g / STAGES) & 1);
+            // cp.async wrote A through the generic proxy; wgmma reads through the async proxy.
+            if (!IM2COL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            const unsigned char* a = smem + st * STAGE_BYTES + cw * 8192;
+            const unsigned char* b = smem + st * STAGE_BYTES + A_BYTES;
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk)
+                wgmma_tile<T, BN>(acc, desc_sw128<true>(a + kk * 32),
+                                  desc_sw128<true>(b + kk * 32));
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            // Keep this step's group in flight; the previous step's is done: free its stage.
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+            if (kt > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        if (k_tiles > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+
+        // Store straight from the accumulators (the stages hold the next tile's operands):
+        // warp w of consumer cw has rows 16 w + lane / 4 (+ 8) of its 64, and register
+        // 4 j + {0, 1} (+ {2, 3} for the row 8 below) holds columns 8 j + 2 (lane % 4) + {0, 1}.
+        const int row = tc.m0 + cw * 64 + warp * 16 + lane / 4;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+            const int c = tc.n0 + 8 * j + 2 * (lane % 4);
+            if (c < p.n)
+                store_pair<T>(p, split, row, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                              acc[4 * j + 3]);
+        }
+    }
+}
+
+}  // namespace conv90
+}  // namespace hk
+
+// conv_sm90_<t>_128x<BN>x64x<STAGES>_<im2col|gather|packed>, and _2cta for the variants that fit
+// two blocks per SM (96 KiB of stages, 80 registers a thread, no setmaxnreg).
+#define HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, MODE_NAME, MODE)                                \
+    extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, CTAS)                      \
+        conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX(                            \
+            hk::GemmParams p, hk::conv90::ConvParams cp,                                         \
+            const __grid_constant__ hk::sm90::TmaDesc x,                                         \
+            const __grid_constant__ hk::sm90::TmaDesc w) {                                       \
+        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, cp, x, w);                        \
+    }
+#define HK_CONV90_MODES(TNAME, T, BN, ST, CTAS, SUFFIX)           \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)     \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)     \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, packed, MODE_PACKED)
+#define HK_CONV90_TILES(TNAME, T)              \
+    HK_CONV90_MODES(TNAME, T, 256, 4, 1, )     \
+    HK_CONV90_MODES(TNAME, T, 128, 6, 1, )     \
+    HK_CONV90_MODES(TNAME, T, 64, 8, 1, )      \
+    HK_CONV90_MODES(TNAME, T, 64, 4, 2, _2cta)
+
+HK_CONV90_TILES(f16, __half)
+HK_CONV90_TILES(bf16, __nv_bfloat16)
+
+// Sums the split-K partials and applies the epilogue.
+extern "C" __global__ void conv_sm90_splitk_reduce(hk::GemmParams p) { hk::splitk_reduce(p); }
