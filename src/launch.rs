@@ -1,5 +1,6 @@
 //! The one place that launches kernels.
 
+use crate::arch::PtxArch;
 use crate::error::Result;
 use crate::stream::Stream;
 use cudarc::driver::{sys, CudaFunction, DriverError, LaunchArgs, LaunchConfig};
@@ -33,10 +34,11 @@ pub(crate) unsafe fn launch(mut args: LaunchArgs<'_>, config: LaunchConfig) -> R
     Ok(())
 }
 
-/// Launches `func` with programmatic dependent launch where the device has it (compute
-/// capability 9.0 and newer): the GPU may start the kernel while the previous kernel on the
+/// Launches `func` with programmatic dependent launch when it was compiled for `compute_90a`
+/// (`target`): the GPU may start the kernel while the previous kernel on the
 /// stream still runs, which hides most of the launch latency of a chain of small kernels (and
-/// is kept when the launch is captured into a graph). Elsewhere this is an ordinary launch.
+/// is kept when the launch is captured into a graph). Other targets, including older PTX forced
+/// onto a Hopper GPU (whose code has no `griddepcontrol.wait`), get an ordinary launch.
 ///
 /// `params` holds one pointer per kernel parameter, to a value of the parameter's type. Buffer
 /// arguments are passed as device addresses taken with cudarc's `device_ptr`/`device_ptr_mut`,
@@ -44,17 +46,18 @@ pub(crate) unsafe fn launch(mut args: LaunchArgs<'_>, config: LaunchConfig) -> R
 /// streams' work on those buffers and record it).
 ///
 /// # Safety
-/// As [`launch`], and the kernel must include `kernels/common/pdl.cuh` and call
-/// `hk::pdl_wait()` before its first global-memory access: that is what keeps it from running
-/// ahead of the kernel it depends on.
+/// As [`launch`]; `target` must be the PTX target `func` was loaded from, and the kernel must
+/// include `kernels/common/pdl.cuh` and call `hk::pdl_wait()` before its first global-memory
+/// access: that is what keeps it from running ahead of the kernel it depends on.
 pub(crate) unsafe fn launch_early(
     stream: &Stream,
     func: &CudaFunction,
+    target: PtxArch,
     config: LaunchConfig,
     params: &mut [*mut c_void],
 ) -> Result<()> {
     stream.raw.context().bind_to_thread()?;
-    let early = stream.device().compute_capability().major >= 9;
+    let early = target == PtxArch::Compute90a;
     let mut attr = sys::CUlaunchAttribute {
         id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
         pad: [0; 4],

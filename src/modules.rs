@@ -260,18 +260,29 @@ impl Device {
         function: &str,
         forced: Option<PtxArch>,
     ) -> Result<CudaFunction> {
+        Ok(self.function_and_target(module, function, forced)?.0)
+    }
+
+    /// [`Device::function`] and the PTX target it was compiled for (what the kernel can rely
+    /// on, e.g. programmatic dependent launch only in `compute_90a` code).
+    pub(crate) fn function_and_target(
+        &self,
+        module: &'static str,
+        function: &str,
+        forced: Option<PtxArch>,
+    ) -> Result<(CudaFunction, PtxArch)> {
         let (src, arch) = choose(module, self.compute_capability(), forced)?;
         let registry = &self.inner.modules;
         let mut functions = registry.functions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = functions.get(&(module, arch)).and_then(|m| m.get(function)) {
-            return Ok(f.clone());
+            return Ok((f.clone(), arch));
         }
         let f = self.loaded(src, arch)?.0.load_function(function)?;
         functions
             .entry((module, arch))
             .or_default()
             .insert(function.to_string(), f.clone());
-        Ok(f)
+        Ok((f, arch))
     }
 }
 

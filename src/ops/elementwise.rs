@@ -60,7 +60,7 @@ pub fn axpy_with<T: Float>(
         "f16" => "axpy_f16",
         _ => "axpy_bf16",
     };
-    let func = device.function(MODULE, name, options.arch)?;
+    let (func, target) = device.function_and_target(MODULE, name, options.arch)?;
     let mut n64 = n as u64;
     let mut alpha = alpha;
     let config = grid_stride_config(n, device.properties().sm_count);
@@ -76,5 +76,5 @@ pub fn axpy_with<T: Float>(
     // SAFETY: axpy_<t>(u64 n, f32 alpha, const T* x, T* y) matches the four parameters; x and y
     // hold exactly n elements of T (checked above) and the kernel touches indices below n only;
     // it waits for earlier kernels (hk::pdl_wait) before touching memory.
-    unsafe { launch_early(stream, &func, config, &mut params) }
+    unsafe { launch_early(stream, &func, target, config, &mut params) }
 }

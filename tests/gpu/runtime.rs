@@ -4,7 +4,10 @@
 use crate::{ensure, fail, gpu_test};
 use hikube_gpu::half::f16;
 use hikube_gpu::ops::{self, matmul::Epilogue, matmul::Matmul, matmul::MatmulDesc};
-use hikube_gpu::{Device, DeviceBuffer, Error, Graph, PinnedPool, Prefetcher, TransferPipeline};
+use hikube_gpu::{
+    Device, DeviceBuffer, Error, Graph, KernelOptions, PinnedPool, Prefetcher, PtxArch,
+    TransferPipeline,
+};
 use libtest_mimic::{Failed, Trial};
 use rand::Rng;
 
@@ -93,12 +96,15 @@ fn dependent_chain(device: &Device) -> Result<(), Failed> {
         }
         (x, y)
     };
-    let chain = |s: &hikube_gpu::Stream, x: &mut DeviceBuffer<f32>, y: &mut DeviceBuffer<f32>| {
+    let chain = |s: &hikube_gpu::Stream,
+                 x: &mut DeviceBuffer<f32>,
+                 y: &mut DeviceBuffer<f32>,
+                 options: KernelOptions| {
         for i in 0..STEPS {
             if i % 2 == 0 {
-                ops::axpy(s, 1.0, &*x, y)?;
+                ops::axpy_with(s, 1.0, &*x, y, options)?;
             } else {
-                ops::axpy(s, 1.0, &*y, x)?;
+                ops::axpy_with(s, 1.0, &*y, x, options)?;
             }
         }
         Ok::<(), Error>(())
@@ -116,14 +122,21 @@ fn dependent_chain(device: &Device) -> Result<(), Failed> {
         }
         Ok(())
     };
-    let mut x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
-    let mut y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
-    chain(&stream, &mut x, &mut y).map_err(fail)?;
-    check(&x, &y, 1)?;
+    // Eager: the device's own target (early start on Hopper), and an older target forced onto
+    // the device (its code has no grid-dependency wait, so it must launch the ordinary way).
+    for arch in [None, Some(PtxArch::Compute80)] {
+        let mut x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
+        let mut y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
+        chain(&stream, &mut x, &mut y, KernelOptions { arch }).map_err(fail)?;
+        check(&x, &y, 1)?;
+    }
     // Captured, then replayed once from a fresh start (1, 2).
     let x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
     let y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
-    let mut g = Graph::capture(&stream, (x, y), |s, (x, y)| chain(s, x, y)).map_err(fail)?;
+    let mut g = Graph::capture(&stream, (x, y), |s, (x, y)| {
+        chain(s, x, y, KernelOptions::default())
+    })
+    .map_err(fail)?;
     g.launch(&stream).map_err(fail)?;
     let (x, y) = g.into_resources().map_err(fail)?;
     check(&x, &y, 1)
