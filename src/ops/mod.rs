@@ -4,9 +4,11 @@
 pub mod conv2d_sm90;
 mod elementwise;
 pub mod matmul;
+mod pooling;
 pub mod train;
 
 pub use elementwise::{axpy, axpy_with};
+pub use pooling::global_avg_pool;
 
 use crate::arch::PtxArch;
 use bytemuck::Pod;

@@ -11,6 +11,7 @@ mod memory;
 mod monitor;
 mod multi;
 mod pool;
+mod pooling;
 mod runtime;
 mod train;
 
@@ -71,6 +72,7 @@ fn main() {
     trials.extend(pool::trials());
     trials.extend(multi::trials());
     trials.extend(train::trials());
+    trials.extend(pooling::trials());
     #[cfg(feature = "exporter")]
     trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();

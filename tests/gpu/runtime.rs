@@ -96,11 +96,15 @@ fn dependent_chain(device: &Device) -> Result<(), Failed> {
         }
         (x, y)
     };
+    // `targets[i % targets.len()]` is the PTX target of step i (None: the device's own).
     let chain = |s: &hikube_gpu::Stream,
                  x: &mut DeviceBuffer<f32>,
                  y: &mut DeviceBuffer<f32>,
-                 options: KernelOptions| {
+                 targets: &[Option<PtxArch>]| {
         for i in 0..STEPS {
+            let options = KernelOptions {
+                arch: targets[i % targets.len()],
+            };
             if i % 2 == 0 {
                 ops::axpy_with(s, 1.0, &*x, y, options)?;
             } else {
@@ -122,19 +126,22 @@ fn dependent_chain(device: &Device) -> Result<(), Failed> {
         }
         Ok(())
     };
-    // Eager: the device's own target (early start on Hopper), and an older target forced onto
-    // the device (its code has no grid-dependency wait, so it must launch the ordinary way).
-    for arch in [None, Some(PtxArch::Compute80)] {
+    // Eager: the device's own target (early start on Hopper); an older target forced onto the
+    // device (its code has no grid-dependency wait, so it must launch the ordinary way); and
+    // the two mixed, where an early-starting kernel follows an ordinary one and the reverse.
+    let own = None;
+    let old = Some(PtxArch::Compute80);
+    for targets in [vec![own], vec![old], vec![own, old, own], vec![old, own]] {
         let mut x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
         let mut y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
-        chain(&stream, &mut x, &mut y, KernelOptions { arch }).map_err(fail)?;
+        chain(&stream, &mut x, &mut y, &targets).map_err(fail)?;
         check(&x, &y, 1)?;
     }
     // Captured, then replayed once from a fresh start (1, 2).
     let x = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n]).map_err(fail)?;
     let y = DeviceBuffer::from_slice(&stream, &vec![2.0f32; n]).map_err(fail)?;
     let mut g = Graph::capture(&stream, (x, y), |s, (x, y)| {
-        chain(s, x, y, KernelOptions::default())
+        chain(s, x, y, &[None, Some(PtxArch::Compute80), None])
     })
     .map_err(fail)?;
     g.launch(&stream).map_err(fail)?;

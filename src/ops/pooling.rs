@@ -1,0 +1,85 @@
+//! Pooling over NHWC activations (kernels in `kernels/pooling.cu`).
+
+use crate::error::{Error, Result};
+use crate::launch::{grid_stride_config, launch_early};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
+use crate::ops::Float;
+use crate::stream::Stream;
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use std::ffi::c_void;
+
+const MODULE: &str = "pooling";
+
+/// Global average pooling: `y[b][ch]` = the mean of `x[b][p][ch]` over the `hw` pixels of
+/// image `b`, for an NHWC input of `n` images, `hw` = H·W pixels and `c` channels (`x` holds
+/// `n·hw·c` elements, `y` `n·c`). Sums in f32. The usual last step of a CNN before its
+/// classifier head.
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let x = DeviceBuffer::from_slice(&stream, &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?; // 1 image, 3 pixels, 2 channels
+/// let mut y = DeviceBuffer::<f32>::zeroed(&stream, 2)?;
+/// ops::global_avg_pool(&stream, 1, 3, 2, &x, &mut y)?;
+/// assert_eq!(y.to_vec(&stream)?, vec![3.0, 4.0]);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+pub fn global_avg_pool<T: Float>(
+    stream: &Stream,
+    n: usize,
+    hw: usize,
+    c: usize,
+    x: &impl AsDeviceSlice<T>,
+    y: &mut impl AsDeviceSliceMut<T>,
+) -> Result<()> {
+    let x = x.as_device_slice();
+    let mut y = y.as_device_slice_mut();
+    let device = stream.device();
+    device.check_same(x.device())?;
+    device.check_same(y.device())?;
+    if hw == 0 {
+        return Err(Error::InvalidDimension {
+            what: "global_avg_pool pixels per image (hw)".into(),
+            value: 0,
+            min: 1,
+        });
+    }
+    // Saturating: a product past usize can never fit in a buffer, so it fails the size check.
+    let input = n.saturating_mul(hw).saturating_mul(c);
+    let output = n.saturating_mul(c);
+    for (operand, required, actual) in [("x", input, x.len()), ("y", output, y.len())] {
+        if actual < required {
+            return Err(Error::BufferTooSmall {
+                operand,
+                required,
+                actual,
+            });
+        }
+    }
+    if output == 0 {
+        return Ok(());
+    }
+    let name: &'static str = match T::SUFFIX {
+        "f32" => "global_avg_pool_nhwc_f32",
+        "f16" => "global_avg_pool_nhwc_f16",
+        _ => "global_avg_pool_nhwc_bf16",
+    };
+    let (func, target) = device.function_and_target(MODULE, name, None)?;
+    let config = grid_stride_config(output, device.properties().sm_count);
+    let (mut n64, mut hw64, mut c64) = (n as u64, hw as u64, c as u64);
+    let (mut x_ptr, _x_guard) = x.view.device_ptr(&stream.raw);
+    let (mut y_ptr, _y_guard) = y.view.device_ptr_mut(&stream.raw);
+    let mut params: [*mut c_void; 5] = [
+        (&mut n64 as *mut u64).cast(),
+        (&mut hw64 as *mut u64).cast(),
+        (&mut c64 as *mut u64).cast(),
+        (&mut x_ptr as *mut u64).cast(),
+        (&mut y_ptr as *mut u64).cast(),
+    ];
+    // SAFETY: global_avg_pool_nhwc_<t>(u64 n, u64 hw, u64 c, const T* x, T* y) matches the five
+    // parameters; x holds at least n·hw·c and y at least n·c elements of T (checked above), the
+    // kernel reads x[b·hw·c + p·c + ch] and writes y[b·c + ch] for b < n, p < hw, ch < c only,
+    // and waits for earlier kernels (hk::pdl_wait) before touching memory.
+    unsafe { launch_early(stream, &func, target, config, &mut params) }
+}
