@@ -1,5 +1,6 @@
 //! GPU operations: shape checks, kernel choice and launch.
 
+pub mod conv2d;
 mod elementwise;
 pub mod matmul;
 
