@@ -38,7 +38,7 @@ mod memory;
 pub mod modules;
 pub mod monitor;
 pub mod ops;
-#[cfg(feature = "cublas")]
+#[cfg(any(feature = "cublas", feature = "cudnn"))]
 pub mod reference;
 mod stream;
 mod timing;

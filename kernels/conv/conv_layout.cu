@@ -5,8 +5,8 @@
 //   (coalesced reads and writes, no bank conflicts). NCHW -> NHWC is (N, C, H*W); NHWC -> NCHW
 //   is (N, H*W, C); KCRS -> KRSC is (K, C, R*S); KRSC -> KCRS is (K, R*S, C).
 //   Grid: x over cols / 32, y over rows / 32, z strides over the batch. Block 32 x 8.
-// - pad_channels_b16: rows x c -> rows x cp (cp >= c), zeros in the new channels: the padded
-//   path of the implicit-GEMM convolution (C not a multiple of 8).
+// - pad_rows_b16: rows of taps x c -> rows of ld (taps x cp, then zeros), zeros in the new
+//   channels: the padded path of the implicit-GEMM convolution (C not a multiple of 8).
 #include <cuda_fp16.h>
 
 namespace hk {
@@ -43,13 +43,17 @@ extern "C" __global__ void transpose_b32(const unsigned* src, unsigned* dst, int
     hk::transpose(src, dst, batch, rows, cols);
 }
 
-extern "C" __global__ void pad_channels_b16(const unsigned short* src, unsigned short* dst,
-                                            long long rows, int c, int cp) {
-    const long long total = rows * cp;
+// dst[row][j] for j < ld: tap t = j / cp, channel ci = j % cp of src[row][t][ci] (rows of taps x c
+// elements) where t < taps and ci < c, zero elsewhere. The input (taps = 1, ld = cp) and the
+// filter (taps = R*S, ld = R*S*cp rounded up to 8) of the padded path.
+extern "C" __global__ void pad_rows_b16(const unsigned short* src, unsigned short* dst,
+                                        long long rows, int taps, int c, int cp, int ld) {
+    const long long total = rows * ld;
     for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
          i += static_cast<long long>(gridDim.x) * blockDim.x) {
-        const long long row = i / cp;
-        const int j = static_cast<int>(i - row * cp);
-        dst[i] = j < c ? src[row * c + j] : static_cast<unsigned short>(0);
+        const long long row = i / ld;
+        const int j = static_cast<int>(i - row * ld);
+        const int t = j / cp, ci = j - t * cp;
+        dst[i] = t < taps && ci < c ? src[(row * taps + t) * c + ci] : static_cast<unsigned short>(0);
     }
 }

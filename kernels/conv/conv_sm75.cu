@@ -7,5 +7,5 @@
 // 16-byte aligned input and filter (src/ops/conv2d pads C otherwise).
 #include "conv/implicit_gemm.cuh"
 
-HK_CONV_KERNEL(sm75, Sm75, f16, __half, 128, 128, 32, 64, 64, 2, 2)
-HK_CONV_KERNEL(sm75, Sm75, f16, __half, 64, 64, 32, 32, 32, 2, 2)
+HK_CONV_KERNEL(sm75, Sm75, f16, __half, , 8, 128, 128, 32, 64, 64, 2, 2)
+HK_CONV_KERNEL(sm75, Sm75, f16, __half, , 8, 64, 64, 32, 32, 32, 2, 2)

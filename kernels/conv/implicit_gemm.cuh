@@ -11,8 +11,9 @@
 //
 // Assumes C % 8 == 0 and 16-byte aligned x and w: a 16-byte chunk of 8 channels never straddles
 // two taps, so each chunk is one cp.async (zero-filled when the tap falls in the padding or past
-// the tile's edge). Channel counts that are not multiples of 8 go through the padded path (the
-// host pads C into a workspace first). Block tile BM x BN x BK, STAGES-deep cp.async pipeline,
+// the tile's edge). The _c4 kernels (compute_80) gather 4 channels per 8-byte cp.async instead
+// and need C % 4 == 0 and 8-byte aligned x. Other channel counts go through the padded path
+// (the host copies x with C rounded up, and the filter with rows of R*S*C' rounded up to 8). Block tile BM x BN x BK, STAGES-deep cp.async pipeline,
 // ldmatrix + mma.sync m16n8k16 (two m16n8k8 on Sm75, with synchronous loads and two stages).
 #pragma once
 #include "conv/conv_shape.cuh"
@@ -20,14 +21,26 @@
 
 namespace hk {
 
+// 8-byte cp.async (the .ca form: .cg copies 16 bytes only), zero-filling past `bytes`.
+__device__ __forceinline__ void cp_async8(void* dst, const void* src, int bytes) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(bytes));
+#endif
+}
+
 // The A-tile loader: each thread copies chunk column c of rows r0, r0 + RSTEP, ... of the tile
 // (as TileLoader does), with the output pixel of each of its rows decoded once per block, and
-// the filter tap of its chunk advanced incrementally from one K tile to the next.
-template <typename T, int ROWS, int THREADS, int BK, bool ASYNC>
+// the filter tap of its chunk advanced incrementally from one K tile to the next. VEC = 8: one
+// 16-byte copy per chunk (C % 8 == 0). VEC = 4: two 8-byte copies per chunk, each with its own
+// tap (C % 4 == 0), so that C = 3 is padded to 4 rather than 8.
+template <typename T, int ROWS, int THREADS, int BK, int VEC, bool ASYNC>
 struct Im2colLoader {
     static constexpr int CHUNKS = BK / 8;
     static constexpr int RSTEP = THREADS / CHUNKS;
     static constexpr int ITERS = ROWS * CHUNKS / THREADS;
+    static constexpr int PARTS = 8 / VEC;  // copies per chunk
+    static_assert(VEC == 8 || (VEC == 4 && ASYNC), "4-element copies need cp.async");
     static_assert(THREADS % CHUNKS == 0 && (ROWS * CHUNKS) % THREADS == 0, "uneven tile split");
     static_assert(RSTEP % 8 == 0, "the swizzle must repeat every RSTEP rows");
 
@@ -36,14 +49,14 @@ struct Im2colLoader {
     int h0[ITERS];   // p * stride_h - pad_h; far negative for rows past M
     int w0[ITERS];   // q * stride_w - pad_w
     int smem0;
-    int kpos;        // K_gemm index of the thread's chunk in the current tile
-    int fr, fs, fc;  // its tap (r, s) and first channel
-    int dh, dw, koff;
+    // Per copy of the chunk: its K_gemm index in the current tile, its tap (r, s) and first
+    // channel, the tap's input displacement and element offset.
+    int kpos[PARTS], fr[PARTS], fs[PARTS], fc[PARTS], dh[PARTS], dw[PARTS], koff[PARTS];
 
-    __device__ __forceinline__ void retap(const ConvShape& cs) {
-        dh = fr * cs.dil_h;
-        dw = fs * cs.dil_w;
-        koff = (dh * cs.w + dw) * cs.c + fc;
+    __device__ __forceinline__ void retap(const ConvShape& cs, int v) {
+        dh[v] = fr[v] * cs.dil_h;
+        dw[v] = fs[v] * cs.dil_w;
+        koff[v] = (dh[v] * cs.w + dw[v]) * cs.c + fc[v];
     }
 
     __device__ __forceinline__ Im2colLoader(const T* x_, const ConvShape& cs, int m0, int m_lim,
@@ -70,50 +83,61 @@ struct Im2colLoader {
                 off[it] = 0;
             }
         }
-        kpos = k_begin + c * 8;
-        fc = kpos % cs.c;
-        const int tap = kpos / cs.c;
-        fs = tap % cs.s;
-        fr = tap / cs.s;
-        retap(cs);
+#pragma unroll
+        for (int v = 0; v < PARTS; ++v) {
+            kpos[v] = k_begin + c * 8 + v * VEC;
+            fc[v] = kpos[v] % cs.c;
+            const int tap = kpos[v] / cs.c;
+            fs[v] = tap % cs.s;
+            fr[v] = tap / cs.s;
+            retap(cs, v);
+        }
     }
 
     // Copies part `part` of `parts` of the current K tile into `tile`; the last part moves the
     // loader to the next tile.
     __device__ __forceinline__ void load(T* tile, const ConvShape& cs, int k_end, int part = 0,
                                          int parts = 1) {
-        const bool k_in = kpos < k_end;
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             if (it % parts != part) continue;
-            const bool in = k_in && static_cast<unsigned>(h0[it] + dh) < static_cast<unsigned>(cs.h) &&
-                            static_cast<unsigned>(w0[it] + dw) < static_cast<unsigned>(cs.w);
-            const T* src = in ? x + (off[it] + koff) : x;
             T* dst = tile + smem0 + it * RSTEP * CHUNKS * 8;
-            if (ASYNC) {
-                cp_async16(dst, src, in ? 16 : 0);
-            } else if (in) {
-                *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
-            } else {
-                *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int v = 0; v < PARTS; ++v) {
+                const bool in = kpos[v] < k_end &&
+                                static_cast<unsigned>(h0[it] + dh[v]) < static_cast<unsigned>(cs.h) &&
+                                static_cast<unsigned>(w0[it] + dw[v]) < static_cast<unsigned>(cs.w);
+                const T* src = in ? x + (off[it] + koff[v]) : x;
+                if (VEC == 4) {
+                    cp_async8(dst + v * 4, src, in ? 8 : 0);
+                } else if (ASYNC) {
+                    cp_async16(dst, src, in ? 16 : 0);
+                } else if (in) {
+                    *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
+                } else {
+                    *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+                }
             }
         }
         if (part == parts - 1) {
-            kpos += BK;
-            fc += BK;
-            while (fc >= cs.c) {
-                fc -= cs.c;
-                if (++fs == cs.s) {
-                    fs = 0;
-                    ++fr;
+#pragma unroll
+            for (int v = 0; v < PARTS; ++v) {
+                kpos[v] += BK;
+                fc[v] += BK;
+                while (fc[v] >= cs.c) {
+                    fc[v] -= cs.c;
+                    if (++fs[v] == cs.s) {
+                        fs[v] = 0;
+                        ++fr[v];
+                    }
                 }
+                retap(cs, v);
             }
-            retap(cs);
         }
     }
 };
 
-template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, typename Policy>
+template <typename T, int VEC, int BM, int BN, int BK, int WM, int WN, int STAGES, typename Policy>
 __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvShape& cs) {
     static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
     constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, THREADS = WARPS_M * WARPS_N * 32;
@@ -138,7 +162,7 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
 
-    Im2colLoader<T, BM, THREADS, BK, ASYNC> loader_a(static_cast<const T*>(p.a), cs, tc.m0, p.m,
+    Im2colLoader<T, BM, THREADS, BK, VEC, ASYNC> loader_a(static_cast<const T*>(p.a), cs, tc.m0, p.m,
                                                      k_begin);
     TileLoader<T, BN, BK / 8, THREADS, BK, false, ASYNC> loader_b(static_cast<const T*>(p.b), p.ldb,
                                                                   tc.n0, k_begin, p.n);
@@ -260,10 +284,12 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
 
 }  // namespace hk
 
-// One extern "C" kernel per (type, tile):
-//   conv_<arch>_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape)
-#define HK_CONV_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB)                   \
-    extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)              \
-        conv_##ARCH##_##TNAME##_##BM##x##BN##x##BK##x##ST(hk::GemmParams p, hk::ConvShape cs) { \
-        hk::conv_mainloop<T, BM, BN, BK, WM, WN, ST, hk::POLICY>(p, cs);                       \
+// One extern "C" kernel per (type, input vector, tile):
+//   conv_<arch>_<f16|bf16>[_c4]_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape)
+// _c4: the 4-channel gather (C % 4 == 0); without it, 8 channels (C % 8 == 0).
+#define HK_CONV_KERNEL(ARCH, POLICY, TNAME, T, VNAME, VEC, BM, BN, BK, WM, WN, ST, MINB)        \
+    extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)               \
+        conv_##ARCH##_##TNAME##VNAME##_##BM##x##BN##x##BK##x##ST(hk::GemmParams p,              \
+                                                                 hk::ConvShape cs) {            \
+        hk::conv_mainloop<T, VEC, BM, BN, BK, WM, WN, ST, hk::POLICY>(p, cs);                   \
     }

@@ -50,9 +50,15 @@ impl ConvPath {
 
     /// The tile configurations of an implicit-GEMM path, largest first (empty for the others).
     pub(crate) fn configs(self) -> &'static [TileConfig] {
-        match self {
-            ConvPath::Sm80 => &SM80,
-            ConvPath::Sm75 => &SM75,
+        self.configs_for(8)
+    }
+
+    /// The same for the kernels that gather `vec` channels per copy (8, or 4 for `_c4`).
+    pub(crate) fn configs_for(self, vec: usize) -> &'static [TileConfig] {
+        match (self, vec) {
+            (ConvPath::Sm80, 4) => &SM80_C4,
+            (ConvPath::Sm80, _) => &SM80,
+            (ConvPath::Sm75, _) => &SM75,
             _ => &[],
         }
     }
@@ -98,16 +104,19 @@ const fn cfg(
     }
 }
 
-// kernels/conv/conv_sm80.cu. Efficiencies start from the GEMM's (128x128 best); the narrow tiles
-// serve K = 64 layers, where a 128-wide tile would compute half zeros.
+// kernels/conv/conv_sm80.cu. Efficiencies from `cargo bench --bench conv -- tune` on the H100
+// (BENCHMARKS.md): 128x64 with three blocks per SM leads on the K = 64 and K = 256 layers, the
+// 128-wide tiles on K = 128 and 512; 256x64 (one block per SM) trails them all.
 static SM80: [TileConfig; 6] = [
     cfg((128, 256, 32, 3), 8, 1, 0.95),
     cfg((128, 128, 32, 4), 4, 2, 1.0),
-    cfg((128, 128, 64, 3), 4, 2, 0.99),
-    cfg((256, 64, 32, 4), 8, 1, 0.9),
-    cfg((128, 64, 32, 4), 4, 3, 0.85),
+    cfg((128, 128, 64, 3), 4, 2, 1.0),
+    cfg((256, 64, 32, 4), 8, 1, 0.75),
+    cfg((128, 64, 32, 4), 4, 3, 0.95),
     cfg((64, 64, 32, 4), 4, 4, 0.65),
 ];
+// The 4-channel gather kernels (`_c4`): all but 128x128x64x3, which would spill.
+static SM80_C4: [TileConfig; 5] = [SM80[0], SM80[1], SM80[3], SM80[4], SM80[5]];
 // kernels/conv/conv_sm75.cu: two stages of synchronous loads.
 static SM75: [TileConfig; 2] = [
     cfg((128, 128, 32, 2), 4, 2, 1.0),
@@ -116,12 +125,12 @@ static SM75: [TileConfig; 2] = [
 
 /// Picks the tile (and split-K factor) for the implicit GEMM M×N×K: the GEMM's time model.
 pub(crate) fn choose(
-    path: ConvPath,
+    configs: &[TileConfig],
     (m, n, k): (usize, usize, usize),
     sm_count: usize,
     max_smem: usize,
 ) -> Choice {
-    gemm_config::choose(path.configs(), m, n, k, 1, sm_count, max_smem)
+    gemm_config::choose(configs, m, n, k, 1, sm_count, max_smem)
 }
 
 #[cfg(test)]
@@ -138,15 +147,14 @@ mod tests {
     #[test]
     fn narrow_layers_take_a_narrow_tile() {
         // ResNet-50's C64 56x56 3x3 layer at batch 64.
-        let c = choose(ConvPath::Sm80, (64 * 56 * 56, 64, 576), 132, 227 << 10);
-        assert_eq!(c.config.bn, 64, "{c:?}");
-        assert_eq!(c.splits, 1);
+        let c = choose(&SM80, (64 * 56 * 56, 64, 576), 132, 227 << 10);
+        assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 64, 1), "{c:?}");
     }
 
     #[test]
     fn small_late_layers_split_k() {
         // C512 7x7 3x3 at batch 1: 49 pixels, 4608-long reduction.
-        let c = choose(ConvPath::Sm80, (49, 512, 4608), 132, 227 << 10);
+        let c = choose(&SM80, (49, 512, 4608), 132, 227 << 10);
         assert!(c.splits > 1, "{c:?}");
     }
 }

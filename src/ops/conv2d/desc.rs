@@ -44,6 +44,10 @@ pub struct Conv2dDesc {
     /// Force a tile configuration of the implicit-GEMM path instead of the heuristic's choice
     /// (for tuning); ignored by the GEMM and direct paths.
     pub tiling: Option<Tiling>,
+    /// Whether 1×1, stride-1, unpadded convolutions run as a GEMM through
+    /// [`Matmul`](crate::ops::matmul::Matmul) (the default) rather than the implicit-GEMM
+    /// kernels.
+    pub gemm_for_1x1: bool,
 }
 
 impl Conv2dDesc {
@@ -64,6 +68,7 @@ impl Conv2dDesc {
             groups: 1,
             options: KernelOptions::default(),
             tiling: None,
+            gemm_for_1x1: true,
         }
     }
 
@@ -103,6 +108,12 @@ impl Conv2dDesc {
         self
     }
 
+    /// Sets whether 1×1 convolutions run through the GEMM.
+    pub fn gemm_for_1x1(mut self, yes: bool) -> Self {
+        self.gemm_for_1x1 = yes;
+        self
+    }
+
     /// The output height and width (P, Q); 0 where the filter does not fit the padded input.
     pub fn output_hw(&self) -> (usize, usize) {
         let out = |size: usize, pad: usize, f: usize, dil: usize, stride: usize| {
@@ -115,8 +126,20 @@ impl Conv2dDesc {
             }
         };
         (
-            out(self.h, self.padding.0, self.r, self.dilation.0, self.stride.0),
-            out(self.w, self.padding.1, self.s, self.dilation.1, self.stride.1),
+            out(
+                self.h,
+                self.padding.0,
+                self.r,
+                self.dilation.0,
+                self.stride.0,
+            ),
+            out(
+                self.w,
+                self.padding.1,
+                self.s,
+                self.dilation.1,
+                self.stride.1,
+            ),
         )
     }
 
@@ -195,11 +218,10 @@ impl Conv2dDesc {
             }
         }
         let i32max = i32::MAX as usize;
-        for (what, v) in dims
-            .iter()
-            .copied()
-            .chain([("padding (height)", self.padding.0), ("padding (width)", self.padding.1)])
-        {
+        for (what, v) in dims.iter().copied().chain([
+            ("padding (height)", self.padding.0),
+            ("padding (width)", self.padding.1),
+        ]) {
             if v > i32max / 4 {
                 return Err(Error::TooLarge {
                     what: what.to_string(),
@@ -225,8 +247,20 @@ impl Conv2dDesc {
             });
         }
         for (what, size, pad, f, dil) in [
-            ("input height plus padding (H + 2*pad)", self.h, self.padding.0, self.r, self.dilation.0),
-            ("input width plus padding (W + 2*pad)", self.w, self.padding.1, self.s, self.dilation.1),
+            (
+                "input height plus padding (H + 2*pad)",
+                self.h,
+                self.padding.0,
+                self.r,
+                self.dilation.0,
+            ),
+            (
+                "input width plus padding (W + 2*pad)",
+                self.w,
+                self.padding.1,
+                self.s,
+                self.dilation.1,
+            ),
         ] {
             let extent = dil * (f - 1) + 1;
             if size + 2 * pad < extent {
@@ -254,10 +288,22 @@ impl Conv2dDesc {
             Ok(())
         };
         let (p, q) = self.output_hw();
-        checked("input elements (channels rounded up to 8)", &[self.n, self.h, self.w, c8], i32max)?;
-        checked("filter elements (channels rounded up to 8)", &[self.k, self.r, self.s, c8], i32max)?;
+        checked(
+            "input elements (channels rounded up to 8)",
+            &[self.n, self.h, self.w, c8],
+            i32max,
+        )?;
+        checked(
+            "filter elements (channels rounded up to 8)",
+            &[self.k, self.r, self.s, c8],
+            i32max,
+        )?;
         checked("output pixels N*P*Q", &[self.n, p, q], i32max)?;
-        checked("output elements", &[self.n, p, q, self.k], i64::MAX as usize / 2)?;
+        checked(
+            "output elements",
+            &[self.n, p, q, self.k],
+            i64::MAX as usize / 2,
+        )?;
         Ok(())
     }
 }

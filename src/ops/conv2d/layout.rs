@@ -154,38 +154,44 @@ fn transpose<T: Float>(
     unsafe { launch(args, cfg) }
 }
 
-/// Copies `rows` rows of `c` elements from `src` into rows of `cp` (≥ c) elements of `dst`,
-/// zero-filling the new channels: the padded path's input and filter. Sizes are the caller's
-/// to check.
-pub(crate) fn pad_channels<T: Float>(
+/// Copies `rows` rows of `taps` × `c` elements from `src` into rows of `ld` elements of `dst`:
+/// each tap's channels padded to `cp`, then zeros up to `ld` (`shape` = (rows, taps, c, cp,
+/// ld)). The padded path's input and filter.
+pub(crate) fn pad_rows<T: Float>(
     stream: &Stream,
     func: &cudarc::driver::CudaFunction,
     src: &DeviceSlice<'_, T>,
     dst: &mut DeviceSliceMut<'_, T>,
-    rows: usize,
-    c: usize,
-    cp: usize,
+    (rows, taps, c, cp, ld): (usize, usize, usize, usize, usize),
 ) -> Result<()> {
     let raw = &stream.raw;
-    if src.len() < rows * c || dst.len() < rows * cp {
-        return Err(Error::BufferTooSmall {
-            operand: "padded channels",
-            required: rows * cp,
-            actual: dst.len(),
-        });
+    for (operand, required, actual) in [
+        ("padded source", rows * taps * c, src.len()),
+        ("padded copy", rows * ld, dst.len()),
+    ] {
+        if actual < required {
+            return Err(Error::BufferTooSmall {
+                operand,
+                required,
+                actual,
+            });
+        }
     }
     let (src_ptr, _src_sync) = src.view.device_ptr(raw);
     let (dst_ptr, _dst_sync) = dst.view.device_ptr_mut(raw);
-    let (rows64, c32, cp32) = (rows as i64, c as i32, cp as i32);
-    let cfg = grid_stride_config(rows * cp, stream.device().properties().sm_count);
+    let rows64 = rows as i64;
+    let [taps, c, cp, ld] = [taps, c, cp, ld].map(|v| v as i32);
+    let cfg = grid_stride_config(rows * ld as usize, stream.device().properties().sm_count);
     let mut args = raw.launch_builder(func);
     args.arg(&src_ptr)
         .arg(&dst_ptr)
         .arg(&rows64)
-        .arg(&c32)
-        .arg(&cp32);
-    // SAFETY: pad_channels_b16(const u16* src, u16* dst, long long rows, int c, int cp) matches
-    // the arguments; src holds rows × c and dst rows × cp 16-bit elements (checked above), the
-    // kernel reads and writes below those counts only.
+        .arg(&taps)
+        .arg(&c)
+        .arg(&cp)
+        .arg(&ld);
+    // SAFETY: pad_rows_b16(const u16* src, u16* dst, long long rows, int taps, int c, int cp,
+    // int ld) matches the arguments; src holds rows × taps × c and dst rows × ld 16-bit
+    // elements (checked above); the kernel reads and writes below those counts only.
     unsafe { launch(args, cfg) }
 }

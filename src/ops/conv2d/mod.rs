@@ -48,14 +48,61 @@ use std::marker::PhantomData;
 
 const DIRECT_MODULE: &str = "conv_direct";
 
-/// The implicit-GEMM kernels' workspace for C % 8 ≠ 0: the input and filter with C rounded up.
-struct Padded<I: Float> {
-    func: CudaFunction,
-    x: DeviceBuffer<I>,
-    w: DeviceBuffer<I>,
+/// How the implicit-GEMM kernels see the input and filter: channels per copy (8, or 4 for the
+/// `_c4` kernels), C as stored, the filter's row length, and the padded copies made before
+/// each launch where the user's buffers do not have that layout.
+struct Gather<I: Float> {
+    vec: usize,
     c: usize,
+    ldb: usize,
+    pad: Option<CudaFunction>,
+    x: Option<DeviceBuffer<I>>,
+    w: Option<DeviceBuffer<I>>,
 }
 
+impl<I: Float> Gather<I> {
+    /// The layout for `desc` on `path`; allocates the padded copies (on `stream`) if needed.
+    fn new(stream: &Stream, desc: &Conv2dDesc, path: ConvPath) -> Result<Self> {
+        let vec = if path == ConvPath::Sm80 && desc.c % 8 != 0 {
+            4
+        } else {
+            8
+        };
+        let c = desc.c.div_ceil(vec) * vec;
+        let k_gemm = desc.r * desc.s * c;
+        let ldb = k_gemm.div_ceil(8) * 8;
+        let pad_x = c != desc.c;
+        let pad_w = c != desc.c || ldb != k_gemm;
+        let device = stream.device();
+        Ok(Gather {
+            vec,
+            c,
+            ldb,
+            pad: if pad_x || pad_w {
+                Some(device.function(layout::MODULE, "pad_rows_b16", None)?)
+            } else {
+                None
+            },
+            x: if pad_x {
+                Some(DeviceBuffer::alloc(stream, desc.n * desc.h * desc.w * c)?)
+            } else {
+                None
+            },
+            w: if pad_w {
+                Some(DeviceBuffer::alloc(stream, desc.k * ldb)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        self.x.as_ref().map_or(0, |b| b.num_bytes()) + self.w.as_ref().map_or(0, |b| b.num_bytes())
+    }
+}
+
+// One per plan, made once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Kernels<I: Float, O: Float> {
     Gemm(Box<Matmul<I, O>>),
     Implicit {
@@ -63,7 +110,7 @@ enum Kernels<I: Float, O: Float> {
         choice: Choice,
         reduce: CudaFunction,
         workspace: Option<DeviceBuffer<f32>>,
-        padded: Option<Padded<I>>,
+        gather: Gather<I>,
     },
     Direct {
         func: CudaFunction,
@@ -75,7 +122,7 @@ enum Kernels<I: Float, O: Float> {
 /// ```no_run
 /// use hikube_gpu::half::f16;
 /// use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc};
-/// use hikube_gpu::{Device, DeviceBuffer};
+/// use hikube_gpu::{AsDeviceSlice, Device, DeviceBuffer};
 /// let device = Device::open(0)?;
 /// let stream = device.default_stream();
 /// let desc = Conv2dDesc::new(8, 56, 56, 64, 64, 3, 3).padding(1, 1);
@@ -84,7 +131,7 @@ enum Kernels<I: Float, O: Float> {
 /// let bias = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.5); desc.k])?;
 /// let mut y = DeviceBuffer::<f16>::alloc(&stream, desc.output_len())?;
 /// let mut conv = Conv2d::<f16, f16>::new(&stream, desc)?;
-/// conv.launch(&stream, &x, &w, Some(bias.as_slice()), &mut y, true)?; // bias + ReLU
+/// conv.launch(&stream, &x, &w, Some(bias.as_device_slice()), &mut y, true)?; // bias + ReLU
 /// println!("{:?}, workspace {} bytes", conv.path(), conv.workspace_bytes());
 /// # Ok::<(), hikube_gpu::Error>(())
 /// ```
@@ -148,7 +195,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         }
         let (m, n, k) = desc.gemm_mnk();
 
-        if desc.is_pointwise() {
+        if desc.is_pointwise() && desc.gemm_for_1x1 {
             let mm = MatmulDesc::new(m, n, k)
                 .b_layout(Layout::ColMajor)
                 .options(desc.options);
@@ -189,12 +236,15 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 )?,
             },
             Some((module, tag, gemm)) => {
+                let gather = Gather::new(stream, &desc, path)?;
+                // The reduction the kernels run: R·S·C with C as stored.
+                let k = desc.r * desc.s * gather.c;
                 let sms = device.properties().sm_count as usize;
                 let max_smem = device.properties().max_shared_memory_per_block as usize;
                 let arch = path.arch().unwrap_or(family);
-                let configs = path.configs();
+                let configs = path.configs_for(gather.vec);
                 let choice = match desc.tiling {
-                    None => config::choose(path, (m, n, k), sms, max_smem),
+                    None => config::choose(configs, (m, n, k), sms, max_smem),
                     Some(t) => match configs.iter().find(|c| c.tiling == t) {
                         Some(c) => crate::ops::matmul::config::choose(
                             std::slice::from_ref(c),
@@ -208,7 +258,9 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                         None => {
                             return Err(Error::InvalidArgument {
                                 what: format!(
-                                    "tiling {t} is not one of the {path:?} path's: {}",
+                                    "tiling {t} is not one of the {path:?} path's for {} \
+                                     channels per copy: {}",
+                                    gather.vec,
                                     configs
                                         .iter()
                                         .map(|c| c.tiling.to_string())
@@ -219,7 +271,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                         }
                     },
                 };
-                let name = format!("conv_{tag}_{}_{}", I::SUFFIX, choice.config.tiling);
+                let vec = if gather.vec == 4 { "_c4" } else { "" };
+                let name = format!("conv_{tag}_{}{vec}_{}", I::SUFFIX, choice.config.tiling);
                 let func = device.function(module, &name, Some(arch))?;
                 let smem = choice.config.smem_bytes as usize;
                 if smem > 48 * 1024 {
@@ -253,23 +306,12 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 } else {
                     None
                 };
-                let padded = if desc.c % 8 != 0 {
-                    let c = desc.c.div_ceil(8) * 8;
-                    Some(Padded {
-                        func: device.function(layout::MODULE, "pad_channels_b16", None)?,
-                        x: DeviceBuffer::alloc(stream, desc.n * desc.h * desc.w * c)?,
-                        w: DeviceBuffer::alloc(stream, desc.k * desc.r * desc.s * c)?,
-                        c,
-                    })
-                } else {
-                    None
-                };
                 Kernels::Implicit {
                     func,
                     choice,
                     reduce,
                     workspace,
-                    padded,
+                    gather,
                 }
             }
         };
@@ -301,15 +343,10 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         path.configs().iter().map(|c| c.tiling).collect()
     }
 
-    /// Whether the input and filter are copied with C rounded up to 8 before the kernel.
+    /// Whether the input or filter is copied into the padded layout (C rounded up to 4 or 8)
+    /// before the kernel.
     pub fn padded(&self) -> bool {
-        matches!(
-            &self.kernels,
-            Kernels::Implicit {
-                padded: Some(_),
-                ..
-            }
-        )
+        matches!(&self.kernels, Kernels::Implicit { gather, .. } if gather.pad.is_some())
     }
 
     /// Bytes of device memory the plan holds besides its kernels: split-K partial sums and
@@ -318,13 +355,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         match &self.kernels {
             Kernels::Gemm(mm) => mm.workspace_bytes(),
             Kernels::Implicit {
-                workspace, padded, ..
-            } => {
-                workspace.as_ref().map_or(0, |w| w.num_bytes())
-                    + padded
-                        .as_ref()
-                        .map_or(0, |p| p.x.num_bytes() + p.w.num_bytes())
-            }
+                workspace, gather, ..
+            } => workspace.as_ref().map_or(0, |w| w.num_bytes()) + gather.bytes(),
             Kernels::Direct { .. } => 0,
         }
     }
@@ -379,12 +411,12 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         } else {
             Activation::None
         };
-        let (m, n, k) = desc.gemm_mnk();
+        let (m, n, _) = desc.gemm_mnk();
         let (p, q) = desc.output_hw();
         let sms = self.device.properties().sm_count;
         let raw = &stream.raw;
 
-        let (func, choice, reduce, workspace, padded) = match &mut self.kernels {
+        let (func, choice, reduce, workspace, gather) = match &mut self.kernels {
             Kernels::Gemm(mm) => {
                 mm.set_activation(activation);
                 let epilogue = match &bias {
@@ -399,64 +431,59 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 choice,
                 reduce,
                 workspace,
-                padded,
+                gather,
             } => {
-                if let Some(pd) = padded.as_mut() {
-                    let mut xs = pd.x.as_slice_mut();
-                    layout::pad_channels(
-                        stream,
-                        &pd.func,
-                        &x,
-                        &mut xs,
-                        desc.n * desc.h * desc.w,
-                        desc.c,
-                        pd.c,
-                    )?;
-                    let mut ws = pd.w.as_slice_mut();
-                    layout::pad_channels(
-                        stream,
-                        &pd.func,
-                        &w,
-                        &mut ws,
-                        desc.k * desc.r * desc.s,
-                        desc.c,
-                        pd.c,
-                    )?;
+                if let Some(pad) = &gather.pad {
+                    if let Some(px) = gather.x.as_mut() {
+                        let rows = desc.n * desc.h * desc.w;
+                        let shape = (rows, 1, desc.c, gather.c, gather.c);
+                        layout::pad_rows(stream, pad, &x, &mut px.as_slice_mut(), shape)?;
+                    }
+                    if let Some(pw) = gather.w.as_mut() {
+                        let shape = (desc.k, desc.r * desc.s, desc.c, gather.c, gather.ldb);
+                        layout::pad_rows(stream, pad, &w, &mut pw.as_slice_mut(), shape)?;
+                    }
                 }
-                let padded: &Option<Padded<I>> = padded;
+                let gather: &Gather<I> = gather;
                 (
                     &*func,
                     Some(*choice),
                     Some(&*reduce),
                     workspace.as_mut(),
-                    padded.as_ref(),
+                    Some(gather),
                 )
             }
         };
-        let c_stored = padded.map_or(desc.c, |pd| pd.c);
-        let (x_ptr, _x_sync) = match padded {
-            Some(pd) => pd.x.cuda_slice().device_ptr(raw),
+        let (x_ptr, _x_sync) = match gather.and_then(|g| g.x.as_ref()) {
+            Some(px) => px.cuda_slice().device_ptr(raw),
             None => x.view.device_ptr(raw),
         };
-        let (w_ptr, _w_sync) = match padded {
-            Some(pd) => pd.w.cuda_slice().device_ptr(raw),
+        let (w_ptr, _w_sync) = match gather.and_then(|g| g.w.as_ref()) {
+            Some(pw) => pw.cuda_slice().device_ptr(raw),
             None => w.view.device_ptr(raw),
         };
         let bias_guard = bias.as_ref().map(|b| b.view.device_ptr(raw));
         let bias_ptr = bias_guard.as_ref().map_or(0, |(p, _)| *p);
         let (y_ptr, _y_sync) = y.view.device_ptr_mut(raw);
         let ws_guard = workspace.map(|ws| ws.cuda_slice_mut().device_ptr_mut(raw));
-        if choice.is_some() && (x_ptr % 16 != 0 || w_ptr % 16 != 0) {
-            return Err(Error::InvalidArgument {
-                what: "the implicit-GEMM convolution needs x and w 16-byte aligned (a slice \
-                       starting at a multiple of 8 elements)"
-                    .into(),
-            });
+        if let Some(g) = gather {
+            let x_align = 2 * g.vec as u64;
+            if x_ptr % x_align != 0 || w_ptr % 16 != 0 {
+                return Err(Error::InvalidArgument {
+                    what: format!(
+                        "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte \
+                         aligned (slices starting at a multiple of {} and 8 elements)",
+                        g.vec
+                    ),
+                });
+            }
         }
+        // C as the kernels see it, the filter's row length, and the reduction length.
+        let (c_stored, ldb) = gather.map_or((desc.c, desc.filter_len() / desc.k), |g| (g.c, g.ldb));
+        let k_gemm = desc.r * desc.s * c_stored / desc.groups;
         let osize = std::mem::size_of::<O>() as u64;
         let pair_ok = y_ptr % (2 * osize) == 0 && n % 2 == 0 && bias_ptr % (2 * osize) == 0;
-        let (splits, k_per_split) = choice.map_or((1, k), |c| (c.splits, c.k_per_split));
-        let k_gemm = desc.r * desc.s * c_stored / desc.groups;
+        let (splits, k_per_split) = choice.map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
         let params = GemmParams {
             a: x_ptr,
             b: w_ptr,
@@ -465,7 +492,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             d: y_ptr,
             workspace: ws_guard.as_ref().map_or(0, |(p, _)| *p),
             lda: c_stored as i64,
-            ldb: k_gemm as i64,
+            ldb: ldb as i64,
             ldc: n as i64,
             ldd: n as i64,
             stride_a: 0,
