@@ -209,11 +209,7 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
             let chosen = Conv2d::<T, T>::new(stream, d.clone())?
                 .tiling()
                 .map_or("-".into(), |(t, s)| format!("{t} ({s})"));
-            println!(
-                "| {} | {n} | {} | {chosen} |",
-                name,
-                cells.join(" | ")
-            );
+            println!("| {} | {n} | {} | {chosen} |", name, cells.join(" | "));
         }
     }
     Ok(())

@@ -5,8 +5,8 @@
 //   (coalesced reads and writes, no bank conflicts). NCHW -> NHWC is (N, C, H*W); NHWC -> NCHW
 //   is (N, H*W, C); KCRS -> KRSC is (K, C, R*S); KRSC -> KCRS is (K, R*S, C).
 //   Grid: x over cols / 32, y over rows / 32, z strides over the batch. Block 32 x 8.
-// - pad_rows_b16: rows of taps x c -> rows of ld (taps x cp, then zeros), zeros in the new
-//   channels: the padded path of the implicit-GEMM convolution (C not a multiple of 8).
+// - pad_pixels_b16 (input) and pad_rows_b16 (filter: rows of taps x c -> rows of ld = taps x cp,
+//   then zeros): the padded path of the implicit-GEMM convolution, zeros in the new channels.
 #include <cuda_fp16.h>
 
 namespace hk {
@@ -41,6 +41,17 @@ extern "C" __global__ void transpose_b16(const unsigned short* src, unsigned sho
 extern "C" __global__ void transpose_b32(const unsigned* src, unsigned* dst, int batch, int rows,
                                          int cols) {
     hk::transpose(src, dst, batch, rows, cols);
+}
+
+// dst[row][j] = src[row][j] for j < c, 0 for c <= j < cp: one thread per row (pixel) of the
+// padded input, 32-bit indices (the host bounds rows * cp below 2^31).
+extern "C" __global__ void pad_pixels_b16(const unsigned short* src, unsigned short* dst, int rows,
+                                          int c, int cp) {
+    for (int row = blockIdx.x * blockDim.x + threadIdx.x; row < rows; row += gridDim.x * blockDim.x) {
+        const unsigned short* s = src + row * c;
+        unsigned short* d = dst + row * cp;
+        for (int j = 0; j < cp; ++j) d[j] = j < c ? s[j] : static_cast<unsigned short>(0);
+    }
 }
 
 // dst[row][j] for j < ld: tap t = j / cp, channel ci = j % cp of src[row][t][ci] (rows of taps x c

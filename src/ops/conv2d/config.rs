@@ -107,16 +107,17 @@ const fn cfg(
 // kernels/conv/conv_sm80.cu. Efficiencies from `cargo bench --bench conv -- tune` on the H100
 // (BENCHMARKS.md): 128x64 with three blocks per SM leads on the K = 64 and K = 256 layers, the
 // 128-wide tiles on K = 128 and 512; 256x64 (one block per SM) trails them all.
-static SM80: [TileConfig; 6] = [
+static SM80: [TileConfig; 7] = [
     cfg((128, 256, 32, 3), 8, 1, 0.95),
     cfg((128, 128, 32, 4), 4, 2, 1.0),
     cfg((128, 128, 64, 3), 4, 2, 1.0),
     cfg((256, 64, 32, 4), 8, 1, 0.75),
     cfg((128, 64, 32, 4), 4, 3, 0.95),
+    cfg((128, 64, 64, 3), 4, 2, 0.95),
     cfg((64, 64, 32, 4), 4, 4, 0.65),
 ];
-// The 4-channel gather kernels (`_c4`): all but 128x128x64x3, which would spill.
-static SM80_C4: [TileConfig; 5] = [SM80[0], SM80[1], SM80[3], SM80[4], SM80[5]];
+// The 4-channel gather kernels (`_c4`): no BK = 64 tiles (a second tap state per chunk spills).
+static SM80_C4: [TileConfig; 5] = [SM80[0], SM80[1], SM80[3], SM80[4], SM80[6]];
 // kernels/conv/conv_sm75.cu: two stages of synchronous loads.
 static SM75: [TileConfig; 2] = [
     cfg((128, 128, 32, 2), 4, 2, 1.0),

@@ -154,6 +154,52 @@ fn transpose<T: Float>(
     unsafe { launch(args, cfg) }
 }
 
+/// Copies `rows` pixels of `c` channels from `src` into pixels of `cp` (≥ c) channels of `dst`,
+/// zeros in the new channels (`shape` = (rows, c, cp)): the padded path's input. The plan's
+/// validation bounds rows × cp below 2³¹.
+pub(crate) fn pad_pixels<T: Float>(
+    stream: &Stream,
+    func: &cudarc::driver::CudaFunction,
+    src: &DeviceSlice<'_, T>,
+    dst: &mut DeviceSliceMut<'_, T>,
+    (rows, c, cp): (usize, usize, usize),
+) -> Result<()> {
+    let raw = &stream.raw;
+    for (operand, required, actual, max) in [
+        ("padded source", rows * c, src.len(), usize::MAX),
+        ("padded copy", rows * cp, dst.len(), i32::MAX as usize),
+    ] {
+        if actual < required {
+            return Err(Error::BufferTooSmall {
+                operand,
+                required,
+                actual,
+            });
+        }
+        if required > max {
+            return Err(Error::TooLarge {
+                what: "padded input elements".into(),
+                value: required,
+                max,
+            });
+        }
+    }
+    let (src_ptr, _src_sync) = src.view.device_ptr(raw);
+    let (dst_ptr, _dst_sync) = dst.view.device_ptr_mut(raw);
+    let [rows32, c, cp] = [rows, c, cp].map(|v| v as i32);
+    let cfg = grid_stride_config(rows, stream.device().properties().sm_count);
+    let mut args = raw.launch_builder(func);
+    args.arg(&src_ptr)
+        .arg(&dst_ptr)
+        .arg(&rows32)
+        .arg(&c)
+        .arg(&cp);
+    // SAFETY: pad_pixels_b16(const u16* src, u16* dst, int rows, int c, int cp) matches the
+    // arguments; src holds rows × c and dst rows × cp 16-bit elements (checked above, and below
+    // 2^31 so the kernel's 32-bit indices hold); the kernel touches nothing past those counts.
+    unsafe { launch(args, cfg) }
+}
+
 /// Copies `rows` rows of `taps` × `c` elements from `src` into rows of `ld` elements of `dst`:
 /// each tap's channels padded to `cp`, then zeros up to `ld` (`shape` = (rows, taps, c, cp,
 /// ld)). The padded path's input and filter.

@@ -55,9 +55,10 @@ struct Gather<I: Float> {
     vec: usize,
     c: usize,
     ldb: usize,
-    pad: Option<CudaFunction>,
-    x: Option<DeviceBuffer<I>>,
-    w: Option<DeviceBuffer<I>>,
+    /// The padded input and the kernel that writes it (pad_pixels_b16).
+    x: Option<(CudaFunction, DeviceBuffer<I>)>,
+    /// The padded filter and the kernel that writes it (pad_rows_b16).
+    w: Option<(CudaFunction, DeviceBuffer<I>)>,
 }
 
 impl<I: Float> Gather<I> {
@@ -74,30 +75,34 @@ impl<I: Float> Gather<I> {
         let pad_x = c != desc.c;
         let pad_w = c != desc.c || ldb != k_gemm;
         let device = stream.device();
+        let padded = |yes: bool, kernel: &str, len: usize| -> Result<_> {
+            Ok(if yes {
+                Some((
+                    device.function(layout::MODULE, kernel, None)?,
+                    DeviceBuffer::alloc(stream, len)?,
+                ))
+            } else {
+                None
+            })
+        };
         Ok(Gather {
             vec,
             c,
             ldb,
-            pad: if pad_x || pad_w {
-                Some(device.function(layout::MODULE, "pad_rows_b16", None)?)
-            } else {
-                None
-            },
-            x: if pad_x {
-                Some(DeviceBuffer::alloc(stream, desc.n * desc.h * desc.w * c)?)
-            } else {
-                None
-            },
-            w: if pad_w {
-                Some(DeviceBuffer::alloc(stream, desc.k * ldb)?)
-            } else {
-                None
-            },
+            x: padded(pad_x, "pad_pixels_b16", desc.n * desc.h * desc.w * c)?,
+            w: padded(pad_w, "pad_rows_b16", desc.k * ldb)?,
         })
     }
 
+    fn padded(&self) -> bool {
+        self.x.is_some() || self.w.is_some()
+    }
+
     fn bytes(&self) -> usize {
-        self.x.as_ref().map_or(0, |b| b.num_bytes()) + self.w.as_ref().map_or(0, |b| b.num_bytes())
+        [&self.x, &self.w]
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |(_, b)| b.num_bytes()))
+            .sum()
     }
 }
 
@@ -346,7 +351,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
     /// Whether the input or filter is copied into the padded layout (C rounded up to 4 or 8)
     /// before the kernel.
     pub fn padded(&self) -> bool {
-        matches!(&self.kernels, Kernels::Implicit { gather, .. } if gather.pad.is_some())
+        matches!(&self.kernels, Kernels::Implicit { gather, .. } if gather.padded())
     }
 
     /// Bytes of device memory the plan holds besides its kernels: split-K partial sums and
@@ -433,16 +438,13 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 workspace,
                 gather,
             } => {
-                if let Some(pad) = &gather.pad {
-                    if let Some(px) = gather.x.as_mut() {
-                        let rows = desc.n * desc.h * desc.w;
-                        let shape = (rows, 1, desc.c, gather.c, gather.c);
-                        layout::pad_rows(stream, pad, &x, &mut px.as_slice_mut(), shape)?;
-                    }
-                    if let Some(pw) = gather.w.as_mut() {
-                        let shape = (desc.k, desc.r * desc.s, desc.c, gather.c, gather.ldb);
-                        layout::pad_rows(stream, pad, &w, &mut pw.as_slice_mut(), shape)?;
-                    }
+                if let Some((pad, px)) = gather.x.as_mut() {
+                    let shape = (desc.n * desc.h * desc.w, desc.c, gather.c);
+                    layout::pad_pixels(stream, pad, &x, &mut px.as_slice_mut(), shape)?;
+                }
+                if let Some((pad, pw)) = gather.w.as_mut() {
+                    let shape = (desc.k, desc.r * desc.s, desc.c, gather.c, gather.ldb);
+                    layout::pad_rows(stream, pad, &w, &mut pw.as_slice_mut(), shape)?;
                 }
                 let gather: &Gather<I> = gather;
                 (
@@ -455,11 +457,11 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             }
         };
         let (x_ptr, _x_sync) = match gather.and_then(|g| g.x.as_ref()) {
-            Some(px) => px.cuda_slice().device_ptr(raw),
+            Some((_, px)) => px.cuda_slice().device_ptr(raw),
             None => x.view.device_ptr(raw),
         };
         let (w_ptr, _w_sync) = match gather.and_then(|g| g.w.as_ref()) {
-            Some(pw) => pw.cuda_slice().device_ptr(raw),
+            Some((_, pw)) => pw.cuda_slice().device_ptr(raw),
             None => w.view.device_ptr(raw),
         };
         let bias_guard = bias.as_ref().map(|b| b.view.device_ptr(raw));
