@@ -485,6 +485,9 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         let k_gemm = desc.r * desc.s * c_stored / desc.groups;
         let osize = std::mem::size_of::<O>() as u64;
         let pair_ok = y_ptr % (2 * osize) == 0 && n % 2 == 0 && bias_ptr % (2 * osize) == 0;
+        // The implicit-GEMM epilogue stores eight channels at once where y's rows, y and the
+        // bias allow 16-byte accesses at every multiple of 8 channels.
+        let vec8_ok = n % 8 == 0 && y_ptr % 16 == 0 && bias_ptr % 16 == 0;
         let (splits, k_per_split) = choice.map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
         let params = GemmParams {
             a: x_ptr,
@@ -513,7 +516,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             },
             out_dtype: out_dtype::<O>(),
             pair_ok: i32::from(pair_ok),
-            reserved: 0,
+            // The conv kernels read `reserved` as the eight-channel store flag (implicit_gemm.cuh).
+            reserved: i32::from(vec8_ok),
             alpha: 1.0,
             beta: 0.0,
         };
