@@ -303,7 +303,7 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
 
     // The epilogue of gemm_mainloop (through shared memory in two passes), but with eight
     // output channels per thread: one 16-byte store (f16/bf16 out) and one bias load per eight
-    // outputs where p.reserved says y and bias allow it (conv_vec8_ok on the host), column pairs
+    // outputs where p.reserved says y and bias allow it (vec8_ok on the host), column pairs
     // through store_result otherwise (and for split-K partials).
     constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
     static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
@@ -328,20 +328,32 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
             }
         }
         __syncthreads();
-        for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 8); idx += THREADS) {
-            const int lr = idx / (BN / 8), col = (idx % (BN / 8)) * 8;
-            const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
-            const int c = tc.n0 + col;
-            if (r >= p.m || c >= p.n) continue;
-            const float4 lo = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col);
-            const float4 hi = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col + 4);
-            float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-            if (vec8 && c + 8 <= p.n) {
-                conv_epilogue8(p, r, c, v);
-            } else {
+        if (vec8) {
+            for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 8); idx += THREADS) {
+                const int lr = idx / (BN / 8), col = (idx % (BN / 8)) * 8;
+                const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
+                const int c = tc.n0 + col;
+                if (r >= p.m || c >= p.n) continue;
+                const float4 lo = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col);
+                const float4 hi = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col + 4);
+                float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                if (c + 8 <= p.n) {
+                    conv_epilogue8(p, r, c, v);
+                } else {
 #pragma unroll
-                for (int e = 0; e < 8; e += 2)
-                    if (c + e < p.n) store_result(p, tc.split, tc.batch, r, c + e, v[e], v[e + 1]);
+                    for (int e = 0; e < 8; e += 2)
+                        if (c + e < p.n) store_result(p, tc.split, tc.batch, r, c + e, v[e], v[e + 1]);
+                }
+            }
+        } else {
+            // Column pairs, consecutive threads on consecutive pairs (coalesced split-K partials).
+            for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
+                const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+                const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
+                const int c = tc.n0 + col;
+                if (r >= p.m || c >= p.n) continue;
+                const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
+                store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
             }
         }
     }

@@ -66,8 +66,9 @@ struct Case {
     groups: usize,
     bias: bool,
     relu: bool,
-    /// A 1x1 through the implicit-GEMM kernels rather than the GEMM.
-    no_gemm: bool,
+    /// 1x1 through the GEMM (`Some(true)`), the implicit GEMM (`Some(false)`), or the plan's
+    /// choice.
+    gemm: Option<bool>,
 }
 
 fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Case {
@@ -85,19 +86,22 @@ fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) ->
         groups: 1,
         bias: false,
         relu: false,
-        no_gemm: false,
+        gemm: None,
     }
 }
 
 impl Case {
     fn desc(&self, arch: Option<PtxArch>) -> Conv2dDesc {
-        Conv2dDesc::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
+        let d = Conv2dDesc::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
             .stride(self.stride.0, self.stride.1)
             .padding(self.pad.0, self.pad.1)
             .dilation(self.dil.0, self.dil.1)
             .groups(self.groups)
-            .gemm_for_1x1(!self.no_gemm)
-            .options(KernelOptions { arch })
+            .options(KernelOptions { arch });
+        match self.gemm {
+            Some(g) => d.gemm_for_1x1(g),
+            None => d,
+        }
     }
     fn s2(mut self) -> Self {
         self.stride = (2, 2);
@@ -136,8 +140,12 @@ fn cases() -> Vec<Case> {
         case(2, 9, 9, 12, 20, 3, 3).p(1),        // C = 12: 4-channel gather, filter rows padded
         case(1, 8, 9, 4, 8, 2, 2).s2(),          // C = 4, R*S*C = 16: 4-channel gather, no copy
         Case {
-            no_gemm: true,
+            gemm: Some(true),
             ..case(2, 7, 9, 24, 40, 1, 1)
+        }, // 1x1 through the GEMM
+        Case {
+            gemm: Some(false),
+            ..case(1, 5, 7, 8, 24, 1, 1)
         }, // 1x1 through the implicit GEMM
         case(1, 6, 5, 1, 3, 3, 3).p(3),          // C = 1, padding wider than the filter reach
         case(2, 8, 8, 64, 130, 1, 1).s2(),       // 1x1 stride 2: implicit GEMM
@@ -365,10 +373,14 @@ fn paths_and_split_k(device: &Device) -> Result<(), Failed> {
     let stream = device.default_stream();
     let cc = device.compute_capability();
     let plan = |c: Case, arch| Conv2d::<f16, f16>::new(&stream, c.desc(arch)).map_err(fail);
-    let p = plan(case(2, 8, 8, 64, 64, 1, 1), None)?;
+    let gemm = Case {
+        gemm: Some(true),
+        ..case(2, 8, 8, 64, 64, 1, 1)
+    };
+    let p = plan(gemm, None)?;
     ensure!(
         matches!(p.path(), ConvPath::Gemm(_)),
-        "1x1 went to {:?}",
+        "1x1 with gemm_for_1x1 went to {:?}",
         p.path()
     );
     let p = plan(case(2, 8, 8, 64, 64, 1, 1), Some(PtxArch::Compute75))?;
@@ -382,6 +394,8 @@ fn paths_and_split_k(device: &Device) -> Result<(), Failed> {
     let p = plan(case(2, 8, 8, 16, 16, 3, 3), Some(PtxArch::Compute70))?;
     ensure!(p.path() == ConvPath::Direct, "compute_70: {:?}", p.path());
     if PtxArch::Compute80.runs_on(cc) {
+        let p = plan(case(2, 8, 8, 64, 64, 1, 1), None)?;
+        ensure!(p.path() == ConvPath::Sm80, "1x1: {:?}", p.path());
         let p = plan(case(2, 8, 8, 16, 16, 3, 3), None)?;
         ensure!(p.path() == ConvPath::Sm80, "3x3: {:?}", p.path());
         let p = plan(case(1, 224, 224, 3, 64, 7, 7).s2().p(3), None)?;

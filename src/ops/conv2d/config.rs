@@ -10,7 +10,7 @@ use crate::ops::matmul::{GemmPath, Tiling};
 pub enum ConvPath {
     /// 1×1, stride 1, no padding, dense: the convolution is a GEMM (NHWC input as an
     /// (N·H·W)×C row-major matrix, the KRSC filter as a column-major C×K one), run by
-    /// [`Matmul`](crate::ops::matmul::Matmul) on its own path.
+    /// [`Matmul`](crate::ops::matmul::Matmul) on its own path (compute 7.x, or when asked).
     Gemm(GemmPath),
     /// `compute_90a` (H100, H200): implicit GEMM with TMA im2col + wgmma. Reserved: see
     /// the dispatch hook in `ops/conv2d/mod.rs`; until it lands, Hopper runs [`ConvPath::Sm80`].

@@ -8,7 +8,9 @@
 //! can be captured in a CUDA graph.
 //!
 //! Paths ([`ConvPath`]):
-//! - 1×1, stride 1, no padding: a GEMM ([`Matmul`]): the NHWC input is an (N·H·W)×C matrix.
+//! - 1×1, stride 1, no padding: a GEMM ([`Matmul`]; the NHWC input is an (N·H·W)×C matrix) on
+//!   compute 7.x or when `Conv2dDesc::gemm_for_1x1` asks; on 8.0 and newer the implicit GEMM
+//!   below, which measured twice the GEMM's speed on ResNet-50's 1×1 layers.
 //! - Depthwise (groups = C): a direct kernel on CUDA cores, every GPU.
 //! - Otherwise an implicit GEMM (M = N·P·Q pixels, N = K channels, K = R·S·C): the im2col
 //!   gather happens on the fly into shared memory (cp.async with zero-fill for the padding),
@@ -200,7 +202,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         }
         let (m, n, k) = desc.gemm_mnk();
 
-        if desc.is_pointwise() && desc.gemm_for_1x1 {
+        let implicit_1x1 = matches!(family, PtxArch::Compute80 | PtxArch::Compute90a);
+        if desc.is_pointwise() && desc.gemm_for_1x1.unwrap_or(!implicit_1x1) {
             let mm = MatmulDesc::new(m, n, k)
                 .b_layout(Layout::ColMajor)
                 .options(desc.options);
