@@ -236,6 +236,12 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             return Err(unsupported_dtype("bf16", family));
         }
         let kernels = match path.implicit() {
+            // The Hopper kernel's plan data go here when `hopper_path` starts returning it.
+            None if path == ConvPath::Sm90 => {
+                return Err(Error::InvalidArgument {
+                    what: "the compute_90a convolution path is not wired in yet".into(),
+                })
+            }
             None => Kernels::Direct {
                 func: device.function(
                     DIRECT_MODULE,
