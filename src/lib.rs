@@ -42,7 +42,7 @@ pub mod modules;
 pub mod monitor;
 pub mod multi;
 pub mod ops;
-#[cfg(feature = "cublas")]
+#[cfg(any(feature = "cublas", feature = "cudnn"))]
 pub mod reference;
 mod stream;
 mod timing;

@@ -1,5 +1,6 @@
 //! GPU operations: shape checks, kernel choice and launch.
 
+pub mod conv2d;
 #[doc(hidden)]
 pub mod conv2d_sm90;
 mod elementwise;

@@ -2,6 +2,7 @@
 //! the GPU tests are reported *ignored*, with the reason, and the tests that need no GPU still run.
 //! GPU tests run one at a time (they allocate most of the device's memory in places).
 
+mod conv;
 mod conv_sm90;
 mod device;
 mod kernels;
@@ -67,6 +68,7 @@ fn main() {
     trials.extend(memory::trials());
     trials.extend(kernels::trials());
     trials.extend(matmul::trials());
+    trials.extend(conv::trials());
     trials.extend(conv_sm90::trials());
     trials.extend(runtime::trials());
     trials.extend(pool::trials());

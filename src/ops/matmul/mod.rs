@@ -15,7 +15,7 @@
 //! `β = 0` never reads C, so NaN or garbage in C cannot reach D (cuBLAS semantics). With `β ≠ 0`
 //! and no C given, C is D itself (accumulate in place).
 
-mod config;
+pub(crate) mod config;
 pub(crate) mod params;
 mod tma;
 
@@ -590,6 +590,12 @@ impl<I: Float, O: Float> Matmul<I, O> {
     /// The description the plan was made from.
     pub fn desc(&self) -> &MatmulDesc {
         &self.desc
+    }
+
+    /// Changes the activation of later launches (the kernels take it as a parameter, so the
+    /// plan's kernels and workspace stay as they are).
+    pub(crate) fn set_activation(&mut self, activation: Activation) {
+        self.desc.activation = activation;
     }
 
     /// Queues `D = act(α·op(A)·op(B) + β·C + bias)` on `stream`. Checks buffer sizes and

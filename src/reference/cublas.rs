@@ -1,5 +1,5 @@
-//! Vendor libraries as references (feature `cublas`): the GEMM the benchmarks and the
-//! `hikube-gpu bench` report put beside the crate's own.
+//! cuBLAS (feature `cublas`): the GEMM the benchmarks and the `hikube-gpu bench` report put
+//! beside the crate's own.
 
 use crate::error::{Error, Result};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};

@@ -1,0 +1,276 @@
+//! Convolution throughput: hikube-gpu's `Conv2d` and cuDNN in the same process, on the same
+//! NHWC / KRSC inputs: ResNet-50's layers at batch 64, 8 and 1, f16 and bf16, f32
+//! accumulation, output in the input type, bias + ReLU fused.
+//!
+//!     cargo bench --bench conv               # criterion groups, then the summary table
+//!     cargo bench --bench conv -- summary    # only the summary table
+//!     cargo bench --bench conv -- tune       # every compute_80 tile on the batch-64 layers
+//!     (add `f16` to skip bf16)
+//!
+//! cuDNN runs the algorithm its own search (`cudnnFindConvolutionForwardAlgorithm`) measured
+//! fastest, with its workspace, through `cudnnConvolutionBiasActivationForward` (bias + ReLU,
+//! like ours) where it takes the shape, else `cudnnConvolutionForward` alone (marked "conv
+//! only": cuDNN then does less work than we do). Each timing is the median of CUDA-event-timed
+//! runs rotating over three input sets (so no run finds its inputs in L2 from the one before),
+//! after warm-up.
+
+use criterion::{Criterion, Throughput};
+use hikube_gpu::half::{bf16, f16};
+use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, ConvPath};
+use hikube_gpu::reference::CudnnConv;
+use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
+use rand::Rng;
+use std::time::Duration;
+
+const SETS: usize = 3;
+
+/// ResNet-50's distinct layer shapes: (name, C, H=W, K, R=S, stride, padding).
+const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 6] = [
+    ("conv2 3x3 C64", 64, 56, 64, 3, 1, 1),
+    ("conv2 1x1 C64->256", 64, 56, 256, 1, 1, 0),
+    ("conv3 3x3 C128", 128, 28, 128, 3, 1, 1),
+    ("conv4 3x3 C256", 256, 14, 256, 3, 1, 1),
+    ("conv5 3x3 C512", 512, 7, 512, 3, 1, 1),
+    ("conv1 7x7/2 C3->64", 3, 224, 64, 7, 2, 3),
+];
+const BATCHES: [usize; 3] = [64, 8, 1];
+
+fn desc(layer: usize, n: usize) -> Conv2dDesc {
+    let (_, c, hw, k, rs, stride, pad) = LAYERS[layer];
+    Conv2dDesc::new(n, hw, hw, c, k, rs, rs)
+        .stride(stride, stride)
+        .padding(pad, pad)
+}
+
+struct Inputs<T: Float> {
+    x: Vec<DeviceBuffer<T>>,
+    w: Vec<DeviceBuffer<T>>,
+    bias: DeviceBuffer<T>,
+    y: DeviceBuffer<T>,
+}
+
+fn inputs<T: Float>(stream: &Stream, d: &Conv2dDesc) -> Result<Inputs<T>> {
+    let mut rng = rand::rng();
+    let mut rand_buf = |len: usize, scale: f32| -> Result<DeviceBuffer<T>> {
+        let host: Vec<T> = (0..len)
+            .map(|_| T::from_f32(rng.random_range(-scale..scale)))
+            .collect();
+        DeviceBuffer::from_slice(stream, &host)
+    };
+    Ok(Inputs {
+        x: (0..SETS)
+            .map(|_| rand_buf(d.input_len(), 1.0))
+            .collect::<Result<_>>()?,
+        w: (0..SETS)
+            .map(|_| rand_buf(d.filter_len(), 0.1))
+            .collect::<Result<_>>()?,
+        bias: rand_buf(d.k, 1.0)?,
+        y: DeviceBuffer::alloc(stream, d.output_len())?,
+    })
+}
+
+struct Row {
+    dtype: &'static str,
+    layer: &'static str,
+    n: usize,
+    path: ConvPath,
+    tiling: String,
+    ours: f64,
+    cudnn: f64,
+    algo: String,
+    fused: bool,
+    peak: f64,
+}
+
+fn bench_type<T: Float>(
+    c: &mut Option<Criterion>,
+    device: &Device,
+    stream: &Stream,
+    peak: f64,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let model = device.model().name.to_string();
+    for n in BATCHES {
+        for (layer, &(name, ..)) in LAYERS.iter().enumerate() {
+            let d = desc(layer, n);
+            let flops = d.flops();
+            let mut x = inputs::<T>(stream, &d)?;
+            let mut plan = Conv2d::<T, T>::new(stream, d.clone())?;
+            let mut dnn = match CudnnConv::new::<T>(stream, &d) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{} n={n} {}: cuDNN: {e}", name, T::SUFFIX);
+                    continue;
+                }
+            };
+            dnn.try_fuse(stream, &x.x[0], &x.w[0], &x.bias, &mut x.y)?;
+            stream.synchronize()?;
+            let mut ours = |x: &mut Inputs<T>, i: usize| {
+                let set = i % SETS;
+                let bias = x.bias.as_device_slice();
+                plan.launch(stream, &x.x[set], &x.w[set], Some(bias), &mut x.y, true)
+            };
+            let mut theirs = |x: &mut Inputs<T>, i: usize| {
+                let set = i % SETS;
+                let bias = x.bias.as_device_slice();
+                dnn.launch(stream, &x.x[set], &x.w[set], Some(bias), &mut x.y)
+            };
+            let t_ours = time_on_stream(stream, 5, 30, |i| ours(&mut x, i))?.median_ms();
+            let t_dnn = time_on_stream(stream, 5, 30, |i| theirs(&mut x, i))?.median_ms();
+            if let Some(c) = c.as_mut() {
+                let mut group = c.benchmark_group(format!(
+                    "{model}/conv/{}/{}/n{n}",
+                    T::SUFFIX,
+                    name.replace(' ', "_")
+                ));
+                group.throughput(Throughput::Elements(flops as u64));
+                let mut timed = |name: &str, f: &mut dyn FnMut(usize) -> Result<()>| {
+                    group.bench_function(name, |bch| {
+                        bch.iter_custom(|iters| {
+                            let t = time_on_stream(stream, 0, iters as usize, &mut *f)
+                                .expect("launch failed");
+                            Duration::from_secs_f64(t.samples_ms.iter().sum::<f64>() / 1e3)
+                        })
+                    });
+                };
+                timed("hikube", &mut |i| ours(&mut x, i));
+                timed("cudnn", &mut |i| theirs(&mut x, i));
+                group.finish();
+            }
+            let tiling = match plan.tiling() {
+                Some((t, s)) => format!("{t} ({s})"),
+                None => "-".into(),
+            };
+            rows.push(Row {
+                dtype: T::SUFFIX,
+                layer: name,
+                n,
+                path: plan.path(),
+                tiling: if plan.padded() {
+                    format!("{tiling}, C padded")
+                } else {
+                    tiling
+                },
+                ours: flops / (t_ours * 1e9),
+                cudnn: flops / (t_dnn * 1e9),
+                algo: dnn.algorithm(),
+                fused: dnn.fused(),
+                peak,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every compute_80 tile on the batch-64 and batch-8 layers (1×1 ones through the implicit GEMM
+/// rather than the GEMM), TFLOP/s.
+fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
+    let tilings = Conv2d::<T, T>::tilings(ConvPath::Sm80);
+    println!(
+        "\n{} {}: compute_80 implicit GEMM, TFLOP/s per tile (split-K by the heuristic)",
+        device.model().name,
+        T::SUFFIX
+    );
+    println!(
+        "| layer | batch | {} | chosen |",
+        tilings
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|{}---|", "---|".repeat(tilings.len()));
+    for n in [64, 8] {
+        for (layer, &(name, ..)) in LAYERS.iter().enumerate() {
+            // 1x1 layers: through the implicit-GEMM kernels here (the GEMM in the table).
+            let d = desc(layer, n).gemm_for_1x1(false);
+            let mut x = inputs::<T>(stream, &d)?;
+            let mut cells = Vec::new();
+            for &t in &tilings {
+                // Not every tile exists for every channel gather (the `_c4` kernels).
+                let Ok(mut plan) = Conv2d::<T, T>::new(stream, d.clone().tiling(t)) else {
+                    cells.push("-".to_string());
+                    continue;
+                };
+                let ms = time_on_stream(stream, 3, 15, |i| {
+                    let bias = x.bias.as_device_slice();
+                    plan.launch(
+                        stream,
+                        &x.x[i % SETS],
+                        &x.w[i % SETS],
+                        Some(bias),
+                        &mut x.y,
+                        true,
+                    )
+                })?
+                .median_ms();
+                cells.push(format!("{:.1}", d.flops() / (ms * 1e9)));
+            }
+            let chosen = Conv2d::<T, T>::new(stream, d.clone())?
+                .tiling()
+                .map_or("-".into(), |(t, s)| format!("{t} ({s})"));
+            println!("| {} | {n} | {} | {chosen} |", name, cells.join(" | "));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let device = match Device::open(0) {
+        Ok(d) => d,
+        Err(e) if e.is_no_gpu() => {
+            eprintln!("conv bench: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let stream = device.new_stream()?;
+    let f16_only = std::env::args().any(|a| a == "f16");
+    if std::env::args().any(|a| a == "tune") {
+        tune::<f16>(&device, &stream)?;
+        if !f16_only {
+            tune::<bf16>(&device, &stream)?;
+        }
+        return Ok(());
+    }
+    let summary_only = std::env::args().any(|a| a == "summary");
+    let mut c = (!summary_only).then(|| {
+        Criterion::default()
+            .configure_from_args()
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1))
+    });
+    let model = device.model().clone();
+    let mut rows = Vec::new();
+    bench_type::<f16>(&mut c, &device, &stream, model.fp16_tflops, &mut rows)?;
+    if !f16_only {
+        let peak = model.bf16_tflops.unwrap_or(f64::NAN);
+        bench_type::<bf16>(&mut c, &device, &stream, peak, &mut rows)?;
+    }
+    println!(
+        "\n{} ({} SMs): ResNet-50 conv layers, NHWC, TFLOP/s (2·N·P·Q·K·R·S·C / time), median \
+         of 30 runs (CUDA events), 3 rotating input sets; ours with bias + ReLU fused; cuDNN's \
+         algorithm from cudnnFindConvolutionForwardAlgorithm",
+        model.name, model.sms
+    );
+    println!("| dtype | layer | batch | path, tile (split-K) | hikube-gpu | cuDNN (algorithm) | ratio | % of peak |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:?} {} | {:.1} | {:.1} ({}{}) | {:.2} | {:.1} % |",
+            r.dtype,
+            r.layer,
+            r.n,
+            r.path,
+            r.tiling,
+            r.ours,
+            r.cudnn,
+            r.algo,
+            if r.fused { "" } else { ", conv only" },
+            r.ours / r.cudnn,
+            100.0 * r.ours / r.peak
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Convolution kernel paths, the implicit GEMM's tile configurations, and the choice of both.
+
+use crate::arch::PtxArch;
+use crate::ops::matmul::config::{self as gemm_config, Choice, TileConfig};
+use crate::ops::matmul::{GemmPath, Tiling};
+
+/// The kernel family a [`Conv2d`](super::Conv2d) plan runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConvPath {
+    /// 1×1, stride 1, no padding, dense: the convolution is a GEMM (NHWC input as an
+    /// (N·H·W)×C row-major matrix, the KRSC filter as a column-major C×K one), run by
+    /// [`Matmul`](crate::ops::matmul::Matmul) on its own path (compute 7.x, or when asked).
+    Gemm(GemmPath),
+    /// `compute_90a` (H100, H200): implicit GEMM with TMA im2col + wgmma. Reserved: see
+    /// the dispatch hook in `ops/conv2d/mod.rs`; until it lands, Hopper runs [`ConvPath::Sm80`].
+    Sm90,
+    /// `compute_80` (A100, RTX 30/40, L4, L40S; Hopper for now): implicit GEMM, cp.async +
+    /// ldmatrix + mma.sync m16n8k16, f16 and bf16.
+    Sm80,
+    /// `compute_75` (T4): implicit GEMM, mma.sync m16n8k8, f16 only.
+    Sm75,
+    /// Direct convolution on CUDA cores: depthwise convolutions on every GPU, and every
+    /// convolution on `compute_70` (V100) that is not a GEMM.
+    Direct,
+}
+
+impl ConvPath {
+    /// The PTX target of the path's module (the GEMM's for [`ConvPath::Gemm`]; `None` for the
+    /// direct kernels, which ship for every target).
+    pub fn arch(self) -> Option<PtxArch> {
+        match self {
+            ConvPath::Gemm(g) => Some(g.arch()),
+            ConvPath::Sm90 => Some(PtxArch::Compute90a),
+            ConvPath::Sm80 => Some(PtxArch::Compute80),
+            ConvPath::Sm75 => Some(PtxArch::Compute75),
+            ConvPath::Direct => None,
+        }
+    }
+
+    /// The implicit-GEMM module, its kernel-name tag and the GEMM path whose split-K reduction
+    /// it borrows.
+    pub(crate) fn implicit(self) -> Option<(&'static str, &'static str, GemmPath)> {
+        match self {
+            ConvPath::Sm80 => Some(("conv_sm80", "sm80", GemmPath::Sm80)),
+            ConvPath::Sm75 => Some(("conv_sm75", "sm75", GemmPath::Sm75)),
+            _ => None,
+        }
+    }
+
+    /// The tile configurations of an implicit-GEMM path, largest first (empty for the others).
+    pub(crate) fn configs(self) -> &'static [TileConfig] {
+        self.configs_for(8)
+    }
+
+    /// The same for the kernels that gather `vec` channels per copy (8, or 4 for `_c4`).
+    pub(crate) fn configs_for(self, vec: usize) -> &'static [TileConfig] {
+        match (self, vec) {
+            (ConvPath::Sm80, 4) => &SM80_C4,
+            (ConvPath::Sm80, _) => &SM80,
+            (ConvPath::Sm75, _) => &SM75,
+            _ => &[],
+        }
+    }
+
+    /// Whether the path has bf16 kernels.
+    pub fn supports_bf16(self) -> bool {
+        match self {
+            ConvPath::Gemm(g) => g.supports_bf16(),
+            ConvPath::Sm75 => false,
+            _ => true,
+        }
+    }
+}
+
+/// Dynamic shared memory of an implicit-GEMM kernel: the pipeline's stages or the epilogue's
+/// staging, whichever is larger (gemm_smem_bytes in kernels/gemm/mma_pipeline.cuh).
+const fn smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
+    let pipeline = stages * (bm + bn) * bk * 2;
+    let epilogue = (bm / 2) * (bn + 8) * 4;
+    (if pipeline > epilogue {
+        pipeline
+    } else {
+        epilogue
+    }) as u32
+}
+
+/// A tile (BM, BN, BK, stages as in the kernel's name), its warps, the blocks that fit on an SM
+/// (registers from `ptxas` for sm_90, and shared memory) and its relative efficiency.
+const fn cfg(
+    (bm, bn, bk, stages): (usize, usize, usize, usize),
+    warps: u32,
+    blocks: usize,
+    eff: f64,
+) -> TileConfig {
+    TileConfig {
+        tiling: Tiling { bm, bn, bk, stages },
+        bm,
+        bn,
+        threads: warps * 32,
+        smem_bytes: smem(bm, bn, bk, stages),
+        blocks_per_sm: blocks,
+        efficiency: eff,
+    }
+}
+
+// kernels/conv/conv_sm80.cu. Efficiencies from `cargo bench --bench conv -- tune` on the H100
+// (BENCHMARKS.md): 128x64 with three blocks per SM leads on the K = 64 and K = 256 layers, the
+// 128-wide tiles on K = 128 and 512; 256x64 (one block per SM) trails them all.
+static SM80: [TileConfig; 7] = [
+    cfg((128, 256, 32, 3), 8, 1, 0.95),
+    cfg((128, 128, 32, 4), 4, 2, 1.0),
+    cfg((128, 128, 64, 3), 4, 2, 1.0),
+    cfg((256, 64, 32, 4), 8, 1, 0.75),
+    cfg((128, 64, 32, 4), 4, 3, 0.95),
+    cfg((128, 64, 64, 3), 4, 2, 0.95),
+    cfg((64, 64, 32, 4), 4, 4, 0.65),
+];
+// The 4-channel gather kernels (`_c4`): no BK = 64 tiles (a second tap state per chunk spills).
+static SM80_C4: [TileConfig; 5] = [SM80[0], SM80[1], SM80[3], SM80[4], SM80[6]];
+// kernels/conv/conv_sm75.cu: two stages of synchronous loads.
+static SM75: [TileConfig; 2] = [
+    cfg((128, 128, 32, 2), 4, 2, 1.0),
+    cfg((64, 64, 32, 2), 4, 2, 0.7),
+];
+
+/// Picks the tile (and split-K factor) for the implicit GEMM M×N×K: the GEMM's time model.
+pub(crate) fn choose(
+    configs: &[TileConfig],
+    (m, n, k): (usize, usize, usize),
+    sm_count: usize,
+    max_smem: usize,
+) -> Choice {
+    gemm_config::choose(configs, m, n, k, 1, sm_count, max_smem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smem_matches_the_kernels_formula() {
+        assert_eq!(SM80[1].smem_bytes, 65_536);
+        assert_eq!(SM80[3].smem_bytes, 81_920);
+        assert_eq!(SM75[0].smem_bytes, 34_816);
+    }
+
+    #[test]
+    fn narrow_layers_take_a_narrow_tile() {
+        // ResNet-50's C64 56x56 3x3 layer at batch 64.
+        let c = choose(&SM80, (64 * 56 * 56, 64, 576), 132, 227 << 10);
+        assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 64, 1), "{c:?}");
+    }
+
+    #[test]
+    fn small_late_layers_split_k() {
+        // C512 7x7 3x3 at batch 1: 49 pixels, 4608-long reduction.
+        let c = choose(&SM80, (49, 512, 4608), 132, 227 << 10);
+        assert!(c.splits > 1, "{c:?}");
+    }
+}

@@ -1,0 +1,311 @@
+//! The description of a convolution, and its validation.
+
+use crate::error::{Error, Result};
+use crate::ops::matmul::Tiling;
+use crate::ops::KernelOptions;
+
+/// The shape and options of a 2-D convolution: input NHWC (N×H×W×C), filter KRSC
+/// (K×R×S×(C/groups)), output NHWC (N×P×Q×K), cross-correlation as in PyTorch's `nn.Conv2d`.
+/// Padding is symmetric (the same on both sides of each dimension).
+///
+/// ```
+/// use hikube_gpu::ops::conv2d::Conv2dDesc;
+/// // ResNet-50's first layer: 3 -> 64 channels, 7x7, stride 2, padding 3.
+/// let desc = Conv2dDesc::new(8, 224, 224, 3, 64, 7, 7).stride(2, 2).padding(3, 3);
+/// assert_eq!(desc.output_hw(), (112, 112));
+/// assert_eq!(desc.gemm_mnk(), (8 * 112 * 112, 64, 7 * 7 * 3));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dDesc {
+    /// Batch.
+    pub n: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels (filters).
+    pub k: usize,
+    /// Filter height.
+    pub r: usize,
+    /// Filter width.
+    pub s: usize,
+    /// Stride (height, width).
+    pub stride: (usize, usize),
+    /// Zero padding on each side (height, width).
+    pub padding: (usize, usize),
+    /// Dilation (height, width).
+    pub dilation: (usize, usize),
+    /// 1 (dense) or C (depthwise; K a multiple of C).
+    pub groups: usize,
+    /// Kernel options (a forced PTX target selects the kernel path).
+    pub options: KernelOptions,
+    /// Force a tile configuration of the implicit-GEMM path instead of the heuristic's choice
+    /// (for tuning); ignored by the GEMM and direct paths.
+    pub tiling: Option<Tiling>,
+    /// Whether 1×1, stride-1, unpadded convolutions run as a GEMM through
+    /// [`Matmul`](crate::ops::matmul::Matmul) (`Some(true)`) or through the implicit-GEMM
+    /// kernels (`Some(false)`). `None` lets the plan choose: the implicit GEMM on compute 8.0
+    /// and newer (twice the GEMM's speed on ResNet-50's 1×1 layers on the H100, whose
+    /// reduction, C = 64, is too short for the GEMM's large tiles), the GEMM on 7.x.
+    pub gemm_for_1x1: Option<bool>,
+}
+
+impl Conv2dDesc {
+    /// A dense convolution of an N×H×W×C input by K filters of R×S, stride 1, no padding,
+    /// dilation 1.
+    pub fn new(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Self {
+        Conv2dDesc {
+            n,
+            h,
+            w,
+            c,
+            k,
+            r,
+            s,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            options: KernelOptions::default(),
+            tiling: None,
+            gemm_for_1x1: None,
+        }
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, h: usize, w: usize) -> Self {
+        self.stride = (h, w);
+        self
+    }
+
+    /// Sets the zero padding on each side.
+    pub fn padding(mut self, h: usize, w: usize) -> Self {
+        self.padding = (h, w);
+        self
+    }
+
+    /// Sets the dilation.
+    pub fn dilation(mut self, h: usize, w: usize) -> Self {
+        self.dilation = (h, w);
+        self
+    }
+
+    /// Sets the number of groups: 1, or C for a depthwise convolution.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    /// Sets the kernel options.
+    pub fn options(mut self, options: KernelOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Forces a tile configuration of the implicit-GEMM path.
+    pub fn tiling(mut self, tiling: Tiling) -> Self {
+        self.tiling = Some(tiling);
+        self
+    }
+
+    /// Forces 1×1 convolutions through the GEMM (`true`) or the implicit-GEMM kernels.
+    pub fn gemm_for_1x1(mut self, yes: bool) -> Self {
+        self.gemm_for_1x1 = Some(yes);
+        self
+    }
+
+    /// The output height and width (P, Q); 0 where the filter does not fit the padded input.
+    pub fn output_hw(&self) -> (usize, usize) {
+        let out = |size: usize, pad: usize, f: usize, dil: usize, stride: usize| {
+            let extent = dil.saturating_mul(f.saturating_sub(1)).saturating_add(1);
+            let padded = size.saturating_add(pad.saturating_mul(2));
+            if padded < extent || stride == 0 {
+                0
+            } else {
+                (padded - extent) / stride + 1
+            }
+        };
+        (
+            out(
+                self.h,
+                self.padding.0,
+                self.r,
+                self.dilation.0,
+                self.stride.0,
+            ),
+            out(
+                self.w,
+                self.padding.1,
+                self.s,
+                self.dilation.1,
+                self.stride.1,
+            ),
+        )
+    }
+
+    /// The implicit GEMM's (M, N, K): output pixels N·P·Q, output channels K, and the reduction
+    /// R·S·C/groups.
+    pub fn gemm_mnk(&self) -> (usize, usize, usize) {
+        let (p, q) = self.output_hw();
+        (
+            self.n * p * q,
+            self.k,
+            self.r * self.s * (self.c / self.groups.max(1)),
+        )
+    }
+
+    /// Floating-point operations of one forward pass (2 per multiply-add).
+    pub fn flops(&self) -> f64 {
+        let (m, n, k) = self.gemm_mnk();
+        2.0 * m as f64 * n as f64 * k as f64
+    }
+
+    /// Whether every filter sees one input channel (groups = C > 1).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.c
+    }
+
+    /// Whether the convolution is a plain GEMM: 1×1, stride 1, no padding, dilation 1, dense.
+    pub fn is_pointwise(&self) -> bool {
+        self.r == 1
+            && self.s == 1
+            && self.stride == (1, 1)
+            && self.padding == (0, 0)
+            && self.dilation == (1, 1)
+            && self.groups == 1
+    }
+
+    /// Elements of the NHWC input.
+    pub fn input_len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+
+    /// Elements of the KRSC filter.
+    pub fn filter_len(&self) -> usize {
+        self.k * self.r * self.s * (self.c / self.groups.max(1))
+    }
+
+    /// Elements of the NHWC output.
+    pub fn output_len(&self) -> usize {
+        let (p, q) = self.output_hw();
+        self.n * p * q * self.k
+    }
+
+    /// Checks the description: every dimension at least 1, groups 1 or C, a filter that fits
+    /// the padded input, and sizes the kernels' 32-bit offsets reach.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let dims = [
+            ("N", self.n),
+            ("H", self.h),
+            ("W", self.w),
+            ("C", self.c),
+            ("K", self.k),
+            ("R", self.r),
+            ("S", self.s),
+            ("stride (height)", self.stride.0),
+            ("stride (width)", self.stride.1),
+            ("dilation (height)", self.dilation.0),
+            ("dilation (width)", self.dilation.1),
+            ("groups", self.groups),
+        ];
+        for (what, v) in dims {
+            if v < 1 {
+                return Err(Error::InvalidDimension {
+                    what: what.to_string(),
+                    value: v,
+                    min: 1,
+                });
+            }
+        }
+        let i32max = i32::MAX as usize;
+        for (what, v) in dims.iter().copied().chain([
+            ("padding (height)", self.padding.0),
+            ("padding (width)", self.padding.1),
+        ]) {
+            if v > i32max / 4 {
+                return Err(Error::TooLarge {
+                    what: what.to_string(),
+                    value: v,
+                    max: i32max / 4,
+                });
+            }
+        }
+        if self.groups != 1 && self.groups != self.c {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "groups is {}: only 1 (dense) and C = {} (depthwise) are supported",
+                    self.groups, self.c
+                ),
+            });
+        }
+        if self.groups > 1 && self.k % self.groups != 0 {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "a depthwise convolution needs K ({}) a multiple of C ({})",
+                    self.k, self.c
+                ),
+            });
+        }
+        for (what, size, pad, f, dil) in [
+            (
+                "input height plus padding (H + 2*pad)",
+                self.h,
+                self.padding.0,
+                self.r,
+                self.dilation.0,
+            ),
+            (
+                "input width plus padding (W + 2*pad)",
+                self.w,
+                self.padding.1,
+                self.s,
+                self.dilation.1,
+            ),
+        ] {
+            let extent = dil * (f - 1) + 1;
+            if size + 2 * pad < extent {
+                return Err(Error::InvalidDimension {
+                    what: what.to_string(),
+                    value: size + 2 * pad,
+                    min: extent,
+                });
+            }
+        }
+        // The implicit-GEMM kernels index the (channel-padded) input and filter with 32 bits.
+        let c8 = self.c.div_ceil(8) * 8;
+        let checked = |what: &str, factors: &[usize], max: usize| -> Result<()> {
+            let total = factors
+                .iter()
+                .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+                .unwrap_or(usize::MAX);
+            if total > max {
+                return Err(Error::TooLarge {
+                    what: what.to_string(),
+                    value: total,
+                    max,
+                });
+            }
+            Ok(())
+        };
+        let (p, q) = self.output_hw();
+        checked(
+            "input elements (channels rounded up to 8)",
+            &[self.n, self.h, self.w, c8],
+            i32max,
+        )?;
+        checked(
+            "filter elements (channels rounded up to 8)",
+            &[self.k, self.r, self.s, c8],
+            i32max,
+        )?;
+        checked("output pixels N*P*Q", &[self.n, p, q], i32max)?;
+        checked(
+            "output elements",
+            &[self.n, p, q, self.k],
+            i64::MAX as usize / 2,
+        )?;
+        Ok(())
+    }
+}

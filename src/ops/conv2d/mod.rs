@@ -1,0 +1,585 @@
+//! 2-D convolution forward on tensor cores: `y = act(conv(x, w) + bias)`, NHWC activations and
+//! KRSC filters, `f16` or `bf16` in, `f16`, `bf16` or `f32` out, f32 accumulation.
+//!
+//! A [`Conv2d`] plan validates the [`Conv2dDesc`] once, picks the kernel path and tile
+//! configuration, loads its kernels and allocates its workspace (split-K partial sums, and the
+//! channel-padded copies of the padded path), all from the crate's memory and reported by
+//! [`Conv2d::workspace_bytes`]. Launching allocates nothing and never synchronizes, so a launch
+//! can be captured in a CUDA graph.
+//!
+//! Paths ([`ConvPath`]):
+//! - 1×1, stride 1, no padding: a GEMM ([`Matmul`]; the NHWC input is an (N·H·W)×C matrix) on
+//!   compute 7.x or when `Conv2dDesc::gemm_for_1x1` asks; on 8.0 and newer the implicit GEMM
+//!   below, which measured twice the GEMM's speed on ResNet-50's 1×1 layers.
+//! - Depthwise (groups = C): a direct kernel on CUDA cores, every GPU.
+//! - Otherwise an implicit GEMM (M = N·P·Q pixels, N = K channels, K = R·S·C): the im2col
+//!   gather happens on the fly into shared memory (cp.async with zero-fill for the padding),
+//!   mma.sync on `compute_80` and `compute_75`; on `compute_70` the direct kernel.
+//!   C not a multiple of 8 (C = 3 for a network's first layer): the input and filter are first
+//!   copied with C rounded up to 8 (zeros) into the workspace.
+//!
+//! Layout helpers convert PyTorch's NCHW / KCRS on the GPU: [`nchw_to_nhwc`], [`kcrs_to_krsc`]
+//! and back.
+
+mod config;
+mod desc;
+mod layout;
+mod params;
+
+pub use config::ConvPath;
+pub use desc::Conv2dDesc;
+pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::launch::{grid_stride_config, launch};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
+use crate::modules;
+use crate::ops::matmul::config::Choice;
+use crate::ops::matmul::params::GemmParams;
+use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tiling};
+use crate::ops::Float;
+use crate::stream::Stream;
+use crate::PtxArch;
+use cudarc::driver::{
+    sys::CUfunction_attribute as Attr, CudaFunction, DevicePtr, DevicePtrMut, LaunchConfig,
+    PushKernelArg,
+};
+use params::ConvShape;
+use std::marker::PhantomData;
+
+const DIRECT_MODULE: &str = "conv_direct";
+
+/// How the implicit-GEMM kernels see the input and filter: channels per copy (8, or 4 for the
+/// `_c4` kernels), C as stored, the filter's row length, and the padded copies made before
+/// each launch where the user's buffers do not have that layout.
+struct Gather<I: Float> {
+    vec: usize,
+    c: usize,
+    ldb: usize,
+    /// The padded input and the kernel that writes it (pad_pixels_b16).
+    x: Option<(CudaFunction, DeviceBuffer<I>)>,
+    /// The padded filter and the kernel that writes it (pad_rows_b16).
+    w: Option<(CudaFunction, DeviceBuffer<I>)>,
+}
+
+impl<I: Float> Gather<I> {
+    /// The layout for `desc` on `path`; allocates the padded copies (on `stream`) if needed.
+    fn new(stream: &Stream, desc: &Conv2dDesc, path: ConvPath) -> Result<Self> {
+        let vec = if path == ConvPath::Sm80 && desc.c % 8 != 0 {
+            4
+        } else {
+            8
+        };
+        let c = desc.c.div_ceil(vec) * vec;
+        let k_gemm = desc.r * desc.s * c;
+        let ldb = k_gemm.div_ceil(8) * 8;
+        let pad_x = c != desc.c;
+        let pad_w = c != desc.c || ldb != k_gemm;
+        let device = stream.device();
+        let padded = |yes: bool, kernel: &str, len: usize| -> Result<_> {
+            Ok(if yes {
+                Some((
+                    device.function(layout::MODULE, kernel, None)?,
+                    DeviceBuffer::alloc(stream, len)?,
+                ))
+            } else {
+                None
+            })
+        };
+        Ok(Gather {
+            vec,
+            c,
+            ldb,
+            x: padded(pad_x, "pad_pixels_b16", desc.n * desc.h * desc.w * c)?,
+            w: padded(pad_w, "pad_rows_b16", desc.k * ldb)?,
+        })
+    }
+
+    fn padded(&self) -> bool {
+        self.x.is_some() || self.w.is_some()
+    }
+
+    fn bytes(&self) -> usize {
+        [&self.x, &self.w]
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |(_, b)| b.num_bytes()))
+            .sum()
+    }
+}
+
+// One per plan, made once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Kernels<I: Float, O: Float> {
+    Gemm(Box<Matmul<I, O>>),
+    Implicit {
+        func: CudaFunction,
+        choice: Choice,
+        reduce: CudaFunction,
+        workspace: Option<DeviceBuffer<f32>>,
+        gather: Gather<I>,
+    },
+    Direct {
+        func: CudaFunction,
+    },
+}
+
+/// A validated convolution, ready to launch many times.
+///
+/// ```no_run
+/// use hikube_gpu::half::f16;
+/// use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc};
+/// use hikube_gpu::{AsDeviceSlice, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let desc = Conv2dDesc::new(8, 56, 56, 64, 64, 3, 3).padding(1, 1);
+/// let x = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.1); desc.input_len()])?;
+/// let w = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.01); desc.filter_len()])?;
+/// let bias = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.5); desc.k])?;
+/// let mut y = DeviceBuffer::<f16>::alloc(&stream, desc.output_len())?;
+/// let mut conv = Conv2d::<f16, f16>::new(&stream, desc)?;
+/// conv.launch(&stream, &x, &w, Some(bias.as_device_slice()), &mut y, true)?; // bias + ReLU
+/// println!("{:?}, workspace {} bytes", conv.path(), conv.workspace_bytes());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+pub struct Conv2d<I: Float, O: Float> {
+    desc: Conv2dDesc,
+    device: Device,
+    path: ConvPath,
+    kernels: Kernels<I, O>,
+    _t: PhantomData<(I, O)>,
+}
+
+impl<I: Float, O: Float> std::fmt::Debug for Conv2d<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conv2d")
+            .field("desc", &self.desc)
+            .field("path", &self.path)
+            .field("tiling", &self.tiling())
+            .field("padded", &self.padded())
+            .finish()
+    }
+}
+
+/// The dispatch hook for the Hopper implicit GEMM (TMA im2col + wgmma; kernels/conv/conv_sm90.cu
+/// and src/ops/conv2d_sm90/, in progress). It gets every dense, non-GEMM convolution on a
+/// `compute_90a` device and returns the path to run it on: [`ConvPath::Sm90`] for the shapes
+/// that kernel takes, once it lands. Until then, the compute_80 kernels.
+fn hopper_path(_desc: &Conv2dDesc) -> ConvPath {
+    ConvPath::Sm80
+}
+
+fn unsupported_dtype(dtype: &'static str, arch: PtxArch) -> Error {
+    let min = arch.min_capability();
+    Error::UnsupportedDtype {
+        op: "conv2d",
+        dtype,
+        major: min.major,
+        minor: min.minor,
+    }
+}
+
+fn out_dtype<O: Float>() -> i32 {
+    match O::SUFFIX {
+        "f32" => 0,
+        "f16" => 1,
+        _ => 2,
+    }
+}
+
+impl<I: Float, O: Float> Conv2d<I, O> {
+    /// Validates `desc` for `stream`'s device, picks the kernel path and tile configuration,
+    /// loads the kernels and allocates the workspace (on `stream`).
+    pub fn new(stream: &Stream, desc: Conv2dDesc) -> Result<Self> {
+        desc.validate()?;
+        let device = stream.device().clone();
+        let cc = device.compute_capability();
+        // The newest target the device runs (or the forced one): every conv module family is
+        // keyed on it; the direct module ships them all.
+        let family = modules::select(DIRECT_MODULE, cc, desc.options.arch)?;
+        if I::SUFFIX == "f32" {
+            return Err(unsupported_dtype("f32", family));
+        }
+        let (m, n, k) = desc.gemm_mnk();
+
+        let implicit_1x1 = matches!(family, PtxArch::Compute80 | PtxArch::Compute90a);
+        if desc.is_pointwise() && desc.gemm_for_1x1.unwrap_or(!implicit_1x1) {
+            let mm = MatmulDesc::new(m, n, k)
+                .b_layout(Layout::ColMajor)
+                .options(desc.options);
+            match Matmul::<I, O>::new(stream, mm) {
+                Ok(mm) => {
+                    return Ok(Conv2d {
+                        path: ConvPath::Gemm(mm.path()),
+                        kernels: Kernels::Gemm(Box::new(mm)),
+                        desc,
+                        device,
+                        _t: PhantomData,
+                    })
+                }
+                // bf16 on a path whose GEMM has no bf16: the convolution kernels may.
+                Err(Error::UnsupportedDtype { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let path = if desc.groups > 1 {
+            ConvPath::Direct
+        } else {
+            match family {
+                PtxArch::Compute90a => hopper_path(&desc),
+                PtxArch::Compute80 => ConvPath::Sm80,
+                PtxArch::Compute75 => ConvPath::Sm75,
+                _ => ConvPath::Direct,
+            }
+        };
+        if I::SUFFIX == "bf16" && !path.supports_bf16() {
+            return Err(unsupported_dtype("bf16", family));
+        }
+        let kernels = match path.implicit() {
+            // The Hopper kernel's plan data go here when `hopper_path` starts returning it.
+            None if path == ConvPath::Sm90 => {
+                return Err(Error::InvalidArgument {
+                    what: "the compute_90a convolution path is not wired in yet".into(),
+                })
+            }
+            None => Kernels::Direct {
+                func: device.function(
+                    DIRECT_MODULE,
+                    &format!("conv_direct_{}", I::SUFFIX),
+                    Some(family),
+                )?,
+            },
+            Some((module, tag, gemm)) => {
+                let gather = Gather::new(stream, &desc, path)?;
+                // The reduction the kernels run: R·S·C with C as stored.
+                let k = desc.r * desc.s * gather.c;
+                let sms = device.properties().sm_count as usize;
+                let max_smem = device.properties().max_shared_memory_per_block as usize;
+                let arch = path.arch().unwrap_or(family);
+                let configs = path.configs_for(gather.vec);
+                let choice = match desc.tiling {
+                    None => config::choose(configs, (m, n, k), sms, max_smem),
+                    Some(t) => match configs.iter().find(|c| c.tiling == t) {
+                        Some(c) => crate::ops::matmul::config::choose(
+                            std::slice::from_ref(c),
+                            m,
+                            n,
+                            k,
+                            1,
+                            sms,
+                            usize::MAX,
+                        ),
+                        None => {
+                            return Err(Error::InvalidArgument {
+                                what: format!(
+                                    "tiling {t} is not one of the {path:?} path's for {} \
+                                     channels per copy: {}",
+                                    gather.vec,
+                                    configs
+                                        .iter()
+                                        .map(|c| c.tiling.to_string())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            })
+                        }
+                    },
+                };
+                let vec = if gather.vec == 4 { "_c4" } else { "" };
+                let name = format!("conv_{tag}_{}{vec}_{}", I::SUFFIX, choice.config.tiling);
+                let func = device.function(module, &name, Some(arch))?;
+                let smem = choice.config.smem_bytes as usize;
+                if smem > 48 * 1024 {
+                    if smem > max_smem {
+                        return Err(Error::TooLarge {
+                            what: "shared memory per block".into(),
+                            value: smem,
+                            max: max_smem,
+                        });
+                    }
+                    func.set_attribute(
+                        Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        smem as i32,
+                    )?;
+                }
+                let reduce = device.function(
+                    gemm.module(),
+                    &format!("gemm_{}_splitk_reduce", gemm.tag()),
+                    Some(arch),
+                )?;
+                let tiles = m.div_ceil(choice.config.bm) * n.div_ceil(choice.config.bn);
+                if tiles > i32::MAX as usize || choice.splits > 65535 {
+                    return Err(Error::TooLarge {
+                        what: "output tiles".into(),
+                        value: tiles,
+                        max: i32::MAX as usize,
+                    });
+                }
+                let workspace = if choice.splits > 1 {
+                    Some(DeviceBuffer::<f32>::alloc(stream, choice.splits * m * n)?)
+                } else {
+                    None
+                };
+                Kernels::Implicit {
+                    func,
+                    choice,
+                    reduce,
+                    workspace,
+                    gather,
+                }
+            }
+        };
+        Ok(Conv2d {
+            desc,
+            device,
+            path,
+            kernels,
+            _t: PhantomData,
+        })
+    }
+
+    /// The kernel path in use.
+    pub fn path(&self) -> ConvPath {
+        self.path
+    }
+
+    /// The tile configuration and split-K factor (implicit-GEMM and GEMM paths).
+    pub fn tiling(&self) -> Option<(Tiling, usize)> {
+        match &self.kernels {
+            Kernels::Gemm(mm) => Some(mm.tiling()),
+            Kernels::Implicit { choice, .. } => Some((choice.config.tiling, choice.splits)),
+            Kernels::Direct { .. } => None,
+        }
+    }
+
+    /// The tile configurations of an implicit-GEMM path, largest first (empty for others).
+    pub fn tilings(path: ConvPath) -> Vec<Tiling> {
+        path.configs().iter().map(|c| c.tiling).collect()
+    }
+
+    /// Whether the input or filter is copied into the padded layout (C rounded up to 4 or 8)
+    /// before the kernel.
+    pub fn padded(&self) -> bool {
+        matches!(&self.kernels, Kernels::Implicit { gather, .. } if gather.padded())
+    }
+
+    /// Bytes of device memory the plan holds besides its kernels: split-K partial sums and
+    /// the padded path's copies of the input and filter.
+    pub fn workspace_bytes(&self) -> usize {
+        match &self.kernels {
+            Kernels::Gemm(mm) => mm.workspace_bytes(),
+            Kernels::Implicit {
+                workspace, gather, ..
+            } => workspace.as_ref().map_or(0, |w| w.num_bytes()) + gather.bytes(),
+            Kernels::Direct { .. } => 0,
+        }
+    }
+
+    /// The description the plan was made from.
+    pub fn desc(&self) -> &Conv2dDesc {
+        &self.desc
+    }
+
+    /// Queues `y = conv(x, w) (+ bias per output channel) (then ReLU)` on `stream`: `x` is the
+    /// NHWC input, `w` the KRSC filter, `bias` K elements, `y` the NHWC output. Checks buffer
+    /// sizes, alignment and devices; allocates nothing and does not synchronize.
+    pub fn launch(
+        &mut self,
+        stream: &Stream,
+        x: &impl AsDeviceSlice<I>,
+        w: &impl AsDeviceSlice<I>,
+        bias: Option<DeviceSlice<'_, O>>,
+        y: &mut impl AsDeviceSliceMut<O>,
+        relu: bool,
+    ) -> Result<()> {
+        let desc = &self.desc;
+        let (x, w, mut y) = (
+            x.as_device_slice(),
+            w.as_device_slice(),
+            y.as_device_slice_mut(),
+        );
+        self.device.check_same(stream.device())?;
+        for dev in [x.device(), w.device(), y.device()] {
+            self.device.check_same(dev)?;
+        }
+        let need = |operand, required: usize, actual: usize| {
+            if actual >= required {
+                Ok(())
+            } else {
+                Err(Error::BufferTooSmall {
+                    operand,
+                    required,
+                    actual,
+                })
+            }
+        };
+        need("x", desc.input_len(), x.len())?;
+        need("w", desc.filter_len(), w.len())?;
+        need("y", desc.output_len(), y.len())?;
+        if let Some(b) = &bias {
+            self.device.check_same(b.device())?;
+            need("bias", desc.k, b.len())?;
+        }
+        let activation = if relu {
+            Activation::Relu
+        } else {
+            Activation::None
+        };
+        let (m, n, _) = desc.gemm_mnk();
+        let (p, q) = desc.output_hw();
+        let sms = self.device.properties().sm_count;
+        let raw = &stream.raw;
+
+        let (func, choice, reduce, workspace, gather) = match &mut self.kernels {
+            Kernels::Gemm(mm) => {
+                mm.set_activation(activation);
+                let epilogue = match &bias {
+                    Some(b) => Epilogue::new().bias(b),
+                    None => Epilogue::new(),
+                };
+                return mm.launch(stream, &x, &w, &mut y, epilogue);
+            }
+            Kernels::Direct { func } => (&*func, None, None, None, None),
+            Kernels::Implicit {
+                func,
+                choice,
+                reduce,
+                workspace,
+                gather,
+            } => {
+                if let Some((pad, px)) = gather.x.as_mut() {
+                    let shape = (desc.n * desc.h * desc.w, desc.c, gather.c);
+                    layout::pad_pixels(stream, pad, &x, &mut px.as_slice_mut(), shape)?;
+                }
+                if let Some((pad, pw)) = gather.w.as_mut() {
+                    let shape = (desc.k, desc.r * desc.s, desc.c, gather.c, gather.ldb);
+                    layout::pad_rows(stream, pad, &w, &mut pw.as_slice_mut(), shape)?;
+                }
+                let gather: &Gather<I> = gather;
+                (
+                    &*func,
+                    Some(*choice),
+                    Some(&*reduce),
+                    workspace.as_mut(),
+                    Some(gather),
+                )
+            }
+        };
+        let (x_ptr, _x_sync) = match gather.and_then(|g| g.x.as_ref()) {
+            Some((_, px)) => px.cuda_slice().device_ptr(raw),
+            None => x.view.device_ptr(raw),
+        };
+        let (w_ptr, _w_sync) = match gather.and_then(|g| g.w.as_ref()) {
+            Some((_, pw)) => pw.cuda_slice().device_ptr(raw),
+            None => w.view.device_ptr(raw),
+        };
+        let bias_guard = bias.as_ref().map(|b| b.view.device_ptr(raw));
+        let bias_ptr = bias_guard.as_ref().map_or(0, |(p, _)| *p);
+        let (y_ptr, _y_sync) = y.view.device_ptr_mut(raw);
+        let ws_guard = workspace.map(|ws| ws.cuda_slice_mut().device_ptr_mut(raw));
+        if let Some(g) = gather {
+            let x_align = 2 * g.vec as u64;
+            if x_ptr % x_align != 0 || w_ptr % 16 != 0 {
+                return Err(Error::InvalidArgument {
+                    what: format!(
+                        "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte \
+                         aligned (slices starting at a multiple of {} and 8 elements)",
+                        g.vec
+                    ),
+                });
+            }
+        }
+        // C as the kernels see it, the filter's row length, and the reduction length.
+        let (c_stored, ldb) = gather.map_or((desc.c, desc.filter_len() / desc.k), |g| (g.c, g.ldb));
+        let k_gemm = desc.r * desc.s * c_stored / desc.groups;
+        let osize = std::mem::size_of::<O>() as u64;
+        let pair_ok = y_ptr % (2 * osize) == 0 && n % 2 == 0 && bias_ptr % (2 * osize) == 0;
+        // The implicit-GEMM epilogue stores eight channels at once where y's rows, y and the
+        // bias allow 16-byte accesses at every multiple of 8 channels.
+        let vec8_ok = n % 8 == 0 && y_ptr % 16 == 0 && bias_ptr % 16 == 0;
+        let (splits, k_per_split) = choice.map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
+        let params = GemmParams {
+            a: x_ptr,
+            b: w_ptr,
+            c: 0,
+            bias: bias_ptr,
+            d: y_ptr,
+            workspace: ws_guard.as_ref().map_or(0, |(p, _)| *p),
+            lda: c_stored as i64,
+            ldb: ldb as i64,
+            ldc: n as i64,
+            ldd: n as i64,
+            stride_a: 0,
+            stride_b: 0,
+            stride_c: 0,
+            stride_d: (m * n) as i64,
+            m: m as i32,
+            n: n as i32,
+            k: k_gemm as i32,
+            batch: 1,
+            splits: splits as i32,
+            k_per_split: k_per_split as i32,
+            activation: match activation {
+                Activation::Relu => 1,
+                _ => 0,
+            },
+            out_dtype: out_dtype::<O>(),
+            pair_ok: i32::from(pair_ok),
+            // The conv kernels read `reserved` as the eight-channel store flag (implicit_gemm.cuh).
+            reserved: i32::from(vec8_ok),
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        let shape = ConvShape {
+            n: desc.n as i32,
+            h: desc.h as i32,
+            w: desc.w as i32,
+            c: c_stored as i32,
+            k: desc.k as i32,
+            r: desc.r as i32,
+            s: desc.s as i32,
+            p: p as i32,
+            q: q as i32,
+            stride_h: desc.stride.0 as i32,
+            stride_w: desc.stride.1 as i32,
+            pad_h: desc.padding.0 as i32,
+            pad_w: desc.padding.1 as i32,
+            dil_h: desc.dilation.0 as i32,
+            dil_w: desc.dilation.1 as i32,
+            groups: desc.groups as i32,
+        };
+        let cfg = match choice {
+            Some(c) => LaunchConfig {
+                grid_dim: (
+                    (m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn)) as u32,
+                    c.splits as u32,
+                    1,
+                ),
+                block_dim: (c.config.threads, 1, 1),
+                shared_mem_bytes: c.config.smem_bytes,
+            },
+            None => grid_stride_config(m * n, sms),
+        };
+        let mut args = raw.launch_builder(func);
+        args.arg(&params).arg(&shape);
+        // SAFETY: the conv kernels take (GemmParams, ConvShape) by value, matching `params` and
+        // `shape` field for field. x and w hold the input and filter of `shape` (sizes checked
+        // above, or the plan's padded copies of exactly N·H·W·C' and K·R·S·C' elements written
+        // just before on this stream); the kernels read x only at taps inside the image and w
+        // only below K rows of R·S·C', and write y (M×K, checked) or, with split-K, the plan's
+        // workspace of splits × M × K floats; bias holds K elements (checked). The implicit
+        // kernels' 16-byte copies need x and w 16-byte aligned (checked) and C' % 8 == 0.
+        unsafe { launch(args, cfg) }?;
+        if splits > 1 {
+            if let Some(reduce) = reduce {
+                let mut args = raw.launch_builder(reduce);
+                args.arg(&params);
+                // SAFETY: the split-K reduction takes one GemmParams; it reads the workspace the
+                // kernel above wrote on this stream (splits × M × K floats) and writes y (and
+                // reads bias) within the extents checked above.
+                unsafe { launch(args, grid_stride_config(m * n, sms)) }?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! Vendor libraries as references, loaded at run time: cuBLAS's GEMM (feature `cublas`) and
+//! cuDNN's convolution (feature `cudnn`), which the benchmarks, tests and the `hikube-gpu bench`
+//! report put beside the crate's own kernels.
+
+#[cfg(feature = "cublas")]
+mod cublas;
+#[cfg(feature = "cudnn")]
+mod cudnn;
+
+#[cfg(feature = "cublas")]
+pub use cublas::{cublas_gemm, load_cublas};
+#[cfg(feature = "cudnn")]
+pub use cudnn::CudnnConv;

@@ -1,0 +1,661 @@
+//! 2-D convolution on every kernel path the device runs (the compute_75 and compute_70 PTX
+//! through the driver's JIT on newer GPUs), against an f64 direct convolution computed with
+//! ndarray from the stored (rounded) inputs: odd H and W, strides, padding 0/1/2/3, dilation 2,
+//! C = 3 and other channel counts that are not multiples of 8 (the padded path), K not a
+//! multiple of the tile, depthwise, 1×1 through the GEMM, split-K, each epilogue. Outputs are
+//! poisoned (NaN) before each launch, and the elements past the output must keep their poison.
+
+use crate::{ensure, fail, gpu_test};
+use hikube_gpu::half::{bf16, f16};
+use hikube_gpu::ndarray::{Array4, ArrayView4};
+use hikube_gpu::ops::conv2d::{
+    kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw, Conv2d, Conv2dDesc, ConvPath,
+};
+use hikube_gpu::ops::matmul::{GemmPath, Tiling};
+use hikube_gpu::{
+    AsDeviceSlice, Device, DeviceBuffer, Error, Float, Graph, KernelOptions, PtxArch,
+};
+use libtest_mimic::{Failed, Trial};
+use rand::Rng;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gpu_test("conv::default_f16_f16_grid", |d| grid::<f16, f16>(d, None)),
+        gpu_test("conv::sm80_f16_f16_grid", |d| {
+            grid::<f16, f16>(d, Some(PtxArch::Compute80))
+        }),
+        gpu_test("conv::sm80_bf16_bf16_grid", |d| {
+            grid::<bf16, bf16>(d, Some(PtxArch::Compute80))
+        }),
+        gpu_test("conv::sm80_f16_f32_grid", |d| {
+            grid::<f16, f32>(d, Some(PtxArch::Compute80))
+        }),
+        gpu_test("conv::sm80_bf16_f32_grid", |d| {
+            grid::<bf16, f32>(d, Some(PtxArch::Compute80))
+        }),
+        gpu_test("conv::sm75_f16_f16_grid", |d| {
+            grid::<f16, f16>(d, Some(PtxArch::Compute75))
+        }),
+        gpu_test("conv::sm70_f16_f16_grid", |d| {
+            grid::<f16, f16>(d, Some(PtxArch::Compute70))
+        }),
+        gpu_test("conv::sm70_bf16_f32_grid", |d| {
+            grid::<bf16, f32>(d, Some(PtxArch::Compute70))
+        }),
+        gpu_test("conv::sm80_every_tiling", every_tiling),
+        gpu_test("conv::resnet_layers_default_path", resnet_layers),
+        gpu_test("conv::paths_and_split_k", paths_and_split_k),
+        gpu_test("conv::graph_capture", graph_capture),
+        gpu_test("conv::layout_round_trips", layout_round_trips),
+        gpu_test("conv::bad_input_is_a_typed_error", bad_input),
+    ]
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    k: usize,
+    r: usize,
+    s: usize,
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    groups: usize,
+    bias: bool,
+    relu: bool,
+    /// 1x1 through the GEMM (`Some(true)`), the implicit GEMM (`Some(false)`), or the plan's
+    /// choice.
+    gemm: Option<bool>,
+}
+
+fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Case {
+    Case {
+        n,
+        h,
+        w,
+        c,
+        k,
+        r,
+        s,
+        stride: (1, 1),
+        pad: (0, 0),
+        dil: (1, 1),
+        groups: 1,
+        bias: false,
+        relu: false,
+        gemm: None,
+    }
+}
+
+impl Case {
+    fn desc(&self, arch: Option<PtxArch>) -> Conv2dDesc {
+        let d = Conv2dDesc::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
+            .stride(self.stride.0, self.stride.1)
+            .padding(self.pad.0, self.pad.1)
+            .dilation(self.dil.0, self.dil.1)
+            .groups(self.groups)
+            .options(KernelOptions { arch });
+        match self.gemm {
+            Some(g) => d.gemm_for_1x1(g),
+            None => d,
+        }
+    }
+    fn s2(mut self) -> Self {
+        self.stride = (2, 2);
+        self
+    }
+    fn p(mut self, p: usize) -> Self {
+        self.pad = (p, p);
+        self
+    }
+    fn d2(mut self) -> Self {
+        self.dil = (2, 2);
+        self
+    }
+    fn g(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+    /// Epilogue number `i`: none, bias, ReLU, bias + ReLU.
+    fn epi(mut self, i: usize) -> Self {
+        self.bias = i & 1 == 1;
+        self.relu = i & 2 == 2;
+        self
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let v = vec![
+        case(1, 1, 1, 8, 8, 1, 1),               // pointwise: the GEMM
+        case(3, 9, 7, 24, 40, 1, 1),             // pointwise, odd sizes
+        case(2, 7, 9, 16, 24, 3, 3).p(1),        // odd H, W
+        case(3, 13, 11, 8, 40, 3, 3).s2().p(1),  // stride 2
+        case(2, 17, 15, 32, 17, 3, 3),           // padding 0, odd K (single stores)
+        case(1, 15, 13, 16, 72, 3, 3).d2().p(2), // dilation 2
+        case(2, 23, 21, 3, 64, 7, 7).s2().p(3),  // C = 3, 7x7 stride 2 pad 3: padded path
+        case(2, 9, 11, 5, 11, 3, 3).p(1),        // C = 5, K = 11: padded
+        case(2, 9, 9, 12, 20, 3, 3).p(1),        // C = 12: 4-channel gather, filter rows padded
+        case(1, 8, 9, 4, 8, 2, 2).s2(),          // C = 4, R*S*C = 16: 4-channel gather, no copy
+        Case {
+            gemm: Some(true),
+            ..case(2, 7, 9, 24, 40, 1, 1)
+        }, // 1x1 through the GEMM
+        Case {
+            gemm: Some(false),
+            ..case(1, 5, 7, 8, 24, 1, 1)
+        }, // 1x1 through the implicit GEMM
+        case(1, 6, 5, 1, 3, 3, 3).p(3),          // C = 1, padding wider than the filter reach
+        case(2, 8, 8, 64, 130, 1, 1).s2(),       // 1x1 stride 2: implicit GEMM
+        case(2, 10, 12, 32, 32, 3, 3).p(1).g(32), // depthwise
+        case(1, 9, 9, 12, 24, 3, 3).s2().p(1).g(12), // depthwise, channel multiplier 2
+        case(2, 11, 13, 64, 66, 5, 5).p(2),      // long reduction, K not a tile multiple
+        case(1, 7, 7, 512, 96, 3, 3).p(1),       // 49 pixels, 4608-long K: split-K
+        Case {
+            stride: (2, 1),
+            pad: (1, 0),
+            ..case(2, 9, 10, 16, 24, 3, 1)
+        }, // R != S, anisotropic stride and padding
+        Case {
+            pad: (0, 2),
+            dil: (1, 2),
+            ..case(1, 5, 12, 40, 8, 1, 3)
+        },
+        case(1, 5, 5, 8, 8, 3, 3).s2(), // P = Q = 2
+    ];
+    v.into_iter().enumerate().map(|(i, c)| c.epi(i)).collect()
+}
+
+fn bound<O: Float>() -> f64 {
+    match O::SUFFIX {
+        "f32" => 1e-4,
+        "f16" => 2e-3,
+        _ => 1e-2,
+    }
+}
+
+fn random<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
+    (0..n)
+        .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
+        .collect()
+}
+
+/// The f64 direct convolution of NHWC `x` by KRSC `w` (+ bias, ReLU), NHWC out.
+fn reference(c: &Case, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Array4<f64> {
+    let desc = c.desc(None);
+    let (p, q) = desc.output_hw();
+    let (cpg, kpg) = (c.c / c.groups, c.k / c.groups);
+    let x = ArrayView4::from_shape((c.n, c.h, c.w, c.c), x).expect("x shape");
+    let w = ArrayView4::from_shape((c.k, c.r, c.s, cpg), w).expect("w shape");
+    Array4::from_shape_fn((c.n, p, q, c.k), |(n, op, oq, k)| {
+        let c0 = (k / kpg) * cpg;
+        let mut acc = 0.0;
+        for r in 0..c.r {
+            let ih = (op * c.stride.0 + r * c.dil.0) as isize - c.pad.0 as isize;
+            if ih < 0 || ih >= c.h as isize {
+                continue;
+            }
+            for s in 0..c.s {
+                let iw = (oq * c.stride.1 + s * c.dil.1) as isize - c.pad.1 as isize;
+                if iw < 0 || iw >= c.w as isize {
+                    continue;
+                }
+                for ci in 0..cpg {
+                    acc += x[[n, ih as usize, iw as usize, c0 + ci]] * w[[k, r, s, ci]];
+                }
+            }
+        }
+        if let Some(b) = bias {
+            acc += b[k];
+        }
+        if c.relu {
+            acc.max(0.0)
+        } else {
+            acc
+        }
+    })
+}
+
+/// Runs one case on `arch` (the device's default when `None`), optionally with a forced tile;
+/// returns the relative error and the plan's path, or a failure.
+fn run<I: Float, O: Float>(
+    device: &Device,
+    arch: Option<PtxArch>,
+    c: Case,
+    tiling: Option<Tiling>,
+) -> Result<(f64, ConvPath), Failed> {
+    let stream = device.default_stream();
+    let mut rng = rand::rng();
+    let mut desc = c.desc(arch);
+    if let Some(t) = tiling {
+        desc = desc.tiling(t);
+    }
+    let x_h: Vec<I> = random(desc.input_len(), &mut rng);
+    let w_h: Vec<I> = random(desc.filter_len(), &mut rng);
+    let bias_h: Vec<O> = random(c.k, &mut rng);
+    const TAIL: usize = 7;
+    let poison = O::from_f32(f32::NAN);
+    let y_init = vec![poison; desc.output_len() + TAIL];
+
+    let x = DeviceBuffer::from_slice(&stream, &x_h).map_err(fail)?;
+    let w = DeviceBuffer::from_slice(&stream, &w_h).map_err(fail)?;
+    let bias = DeviceBuffer::from_slice(&stream, &bias_h).map_err(fail)?;
+    let mut y = DeviceBuffer::from_slice(&stream, &y_init).map_err(fail)?;
+    let mut plan = Conv2d::<I, O>::new(&stream, desc.clone()).map_err(fail)?;
+    plan.launch(
+        &stream,
+        &x,
+        &w,
+        c.bias.then(|| bias.as_device_slice()),
+        &mut y,
+        c.relu,
+    )
+    .map_err(fail)?;
+    let out = y.to_vec(&stream).map_err(fail)?;
+
+    let f = |v: &[I]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
+    let bias_f: Vec<f64> = bias_h.iter().map(|e| f64::from(e.to_f32())).collect();
+    let want = reference(&c, &f(&x_h), &f(&w_h), c.bias.then_some(&bias_f[..]));
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (i, (got, v)) in out.iter().zip(want.iter()).enumerate() {
+        let g = f64::from(got.to_f32());
+        ensure!(g.is_finite(), "{c:?}: y[{i}] = {g} (unwritten?)");
+        num += (g - v) * (g - v);
+        den += v * v;
+    }
+    for (i, got) in out[desc.output_len()..].iter().enumerate() {
+        ensure!(
+            bytemuck::bytes_of(got) == bytemuck::bytes_of(&poison),
+            "{c:?}: the element {i} past the output was written"
+        );
+    }
+    // The reference's RMS floored at 1e-3 (as in the GEMM tests): a ReLU'd output can be
+    // nearly all zeros.
+    let count = desc.output_len() as f64;
+    Ok(((num / den.max(count * 1e-6)).sqrt(), plan.path()))
+}
+
+fn grid<I: Float, O: Float>(device: &Device, arch: Option<PtxArch>) -> Result<(), Failed> {
+    if let Some(a) = arch {
+        if !a.runs_on(device.compute_capability()) {
+            return Err(format!("{a} cannot run on this device").into());
+        }
+    }
+    let mut worst = 0.0f64;
+    let mut paths = Vec::new();
+    for c in cases() {
+        let (err, path) = run::<I, O>(device, arch, c, None)?;
+        ensure!(
+            err <= bound::<O>(),
+            "{arch:?} {}->{} {c:?} on {path:?}: relative error {err:e}",
+            I::SUFFIX,
+            O::SUFFIX
+        );
+        worst = worst.max(err);
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    eprintln!(
+        "{arch:?} {}->{}: {} cases on {paths:?}, worst relative error {worst:.2e}",
+        I::SUFFIX,
+        O::SUFFIX,
+        cases().len()
+    );
+    Ok(())
+}
+
+/// Every compute_80 tile, each forced, on shapes with partial tiles everywhere.
+fn every_tiling(device: &Device) -> Result<(), Failed> {
+    let shapes = [
+        case(2, 13, 11, 32, 72, 3, 3).p(1).epi(3),
+        case(1, 19, 17, 8, 136, 3, 3).s2().p(1).epi(1),
+        case(1, 9, 9, 3, 200, 7, 7).s2().p(3).epi(2),
+    ];
+    let arch = Some(PtxArch::Compute80);
+    for t in Conv2d::<f16, f16>::tilings(ConvPath::Sm80) {
+        for c in shapes {
+            if c.c % 8 != 0 && t.bk == 64 {
+                // The 4-channel gather has no 128x128x64x3 kernel.
+                let stream = device.default_stream();
+                let r = Conv2d::<f16, f16>::new(&stream, c.desc(arch).tiling(t));
+                ensure!(
+                    matches!(r, Err(Error::InvalidArgument { .. })),
+                    "{t} for C = {}: {r:?}",
+                    c.c
+                );
+                continue;
+            }
+            let (err, _) = run::<f16, f32>(device, arch, c, Some(t))?;
+            ensure!(err <= 1e-4, "{t} f16->f32 {c:?}: {err:e}");
+            let (err, _) = run::<bf16, bf16>(device, arch, c, Some(t))?;
+            ensure!(err <= 1e-2, "{t} bf16->bf16 {c:?}: {err:e}");
+        }
+    }
+    let bogus = Tiling {
+        bm: 96,
+        bn: 96,
+        bk: 32,
+        stages: 2,
+    };
+    let stream = device.default_stream();
+    let r = Conv2d::<f16, f16>::new(&stream, shapes[0].desc(arch).tiling(bogus));
+    ensure!(
+        matches!(r, Err(Error::InvalidArgument { .. })),
+        "bogus tiling: {r:?}"
+    );
+    Ok(())
+}
+
+/// ResNet-50's layer shapes at batch 1 on the device's default paths.
+fn resnet_layers(device: &Device) -> Result<(), Failed> {
+    let layers = [
+        case(1, 56, 56, 64, 64, 3, 3).p(1).epi(3),
+        case(1, 56, 56, 64, 256, 1, 1).epi(1),
+        case(1, 28, 28, 128, 128, 3, 3).p(1).epi(2),
+        case(1, 14, 14, 256, 256, 3, 3).p(1).epi(3),
+        case(1, 7, 7, 512, 512, 3, 3).p(1).epi(3),
+        case(1, 224, 224, 3, 64, 7, 7).s2().p(3).epi(3),
+    ];
+    for c in layers {
+        let (err, path) = run::<f16, f16>(device, None, c, None)?;
+        ensure!(err <= 2e-3, "{c:?} on {path:?}: {err:e}");
+        let (err, path) = run::<bf16, bf16>(device, None, c, None)?;
+        ensure!(err <= 1e-2, "{c:?} on {path:?}: {err:e}");
+    }
+    Ok(())
+}
+
+/// The paths the plan picks, the padded path's workspace, and split-K.
+fn paths_and_split_k(device: &Device) -> Result<(), Failed> {
+    let stream = device.default_stream();
+    let cc = device.compute_capability();
+    let plan = |c: Case, arch| Conv2d::<f16, f16>::new(&stream, c.desc(arch)).map_err(fail);
+    let gemm = Case {
+        gemm: Some(true),
+        ..case(2, 8, 8, 64, 64, 1, 1)
+    };
+    let p = plan(gemm, None)?;
+    ensure!(
+        matches!(p.path(), ConvPath::Gemm(_)),
+        "1x1 with gemm_for_1x1 went to {:?}",
+        p.path()
+    );
+    let p = plan(case(2, 8, 8, 64, 64, 1, 1), Some(PtxArch::Compute75))?;
+    ensure!(
+        p.path() == ConvPath::Gemm(GemmPath::Sm75),
+        "forced 1x1: {:?}",
+        p.path()
+    );
+    let p = plan(case(2, 8, 8, 16, 16, 3, 3).g(16), None)?;
+    ensure!(p.path() == ConvPath::Direct, "depthwise: {:?}", p.path());
+    let p = plan(case(2, 8, 8, 16, 16, 3, 3), Some(PtxArch::Compute70))?;
+    ensure!(p.path() == ConvPath::Direct, "compute_70: {:?}", p.path());
+    if PtxArch::Compute80.runs_on(cc) {
+        let p = plan(case(2, 8, 8, 64, 64, 1, 1), None)?;
+        ensure!(p.path() == ConvPath::Sm80, "1x1: {:?}", p.path());
+        let p = plan(case(2, 8, 8, 16, 16, 3, 3), None)?;
+        ensure!(p.path() == ConvPath::Sm80, "3x3: {:?}", p.path());
+        let p = plan(case(1, 224, 224, 3, 64, 7, 7).s2().p(3), None)?;
+        ensure!(p.padded(), "C = 3 is not padded");
+        // C = 3 padded to 4, filter rows of 7*7*4 = 196 rounded up to 200.
+        ensure!(
+            p.workspace_bytes() >= (224 * 224 * 4 + 64 * 200) * 2,
+            "workspace {}",
+            p.workspace_bytes()
+        );
+        let p = plan(case(1, 8, 9, 4, 8, 2, 2).s2(), None)?;
+        ensure!(!p.padded(), "C = 4, 2x2 needs no copy");
+        ensure!(
+            p.workspace_bytes() == 0,
+            "workspace {}",
+            p.workspace_bytes()
+        );
+        let p = plan(case(1, 7, 7, 512, 512, 3, 3).p(1), None)?;
+        let (_, splits) = p.tiling().ok_or("no tiling")?;
+        ensure!(splits > 1, "C512 7x7 at batch 1 does not split K");
+        ensure!(
+            p.workspace_bytes() >= splits * 49 * 512 * 4,
+            "split-K workspace"
+        );
+    }
+    Ok(())
+}
+
+/// A padded, split-K convolution captured in a graph and replayed gives the plain launch's
+/// output.
+fn graph_capture(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    let mut rng = rand::rng();
+    let c = case(1, 9, 9, 5, 96, 3, 3).p(1);
+    let desc = c.desc(None);
+    let x = DeviceBuffer::from_slice(&stream, &random::<f16>(desc.input_len(), &mut rng))
+        .map_err(fail)?;
+    let w = DeviceBuffer::from_slice(&stream, &random::<f16>(desc.filter_len(), &mut rng))
+        .map_err(fail)?;
+    let bias = DeviceBuffer::from_slice(&stream, &random::<f16>(c.k, &mut rng)).map_err(fail)?;
+    let mut want = DeviceBuffer::<f16>::zeroed(&stream, desc.output_len()).map_err(fail)?;
+    let mut plan = Conv2d::<f16, f16>::new(&stream, desc.clone()).map_err(fail)?;
+    plan.launch(
+        &stream,
+        &x,
+        &w,
+        Some(bias.as_device_slice()),
+        &mut want,
+        true,
+    )
+    .map_err(fail)?;
+    let y =
+        DeviceBuffer::<f16>::from_slice(&stream, &vec![f16::from_f32(f32::NAN); desc.output_len()])
+            .map_err(fail)?;
+    let mut g = Graph::capture(
+        &stream,
+        (plan, x, w, bias, y),
+        |s, (plan, x, w, bias, y)| plan.launch(s, x, w, Some(bias.as_device_slice()), y, true),
+    )
+    .map_err(fail)?;
+    g.launch(&stream).map_err(fail)?;
+    g.launch(&stream).map_err(fail)?;
+    let (_, _, _, _, y) = g.into_resources().map_err(fail)?;
+    let (got, want) = (
+        y.to_vec(&stream).map_err(fail)?,
+        want.to_vec(&stream).map_err(fail)?,
+    );
+    ensure!(got == want, "graph replay differs from the launch");
+    Ok(())
+}
+
+fn layout_round_trips(device: &Device) -> Result<(), Failed> {
+    layout::<f16>(device)?;
+    layout::<f32>(device)
+}
+
+fn layout<T: Float + PartialEq + std::fmt::Debug>(device: &Device) -> Result<(), Failed> {
+    let stream = device.default_stream();
+    let mut rng = rand::rng();
+    for (n, c, h, w) in [(1, 1, 1, 1), (2, 3, 5, 7), (3, 67, 33, 35), (1, 64, 1, 1)] {
+        let len = n * c * h * w;
+        let host: Vec<T> = random(len, &mut rng);
+        let src = DeviceBuffer::from_slice(&stream, &host).map_err(fail)?;
+        let mut nhwc = DeviceBuffer::<T>::alloc(&stream, len).map_err(fail)?;
+        let mut back = DeviceBuffer::<T>::alloc(&stream, len).map_err(fail)?;
+        nchw_to_nhwc(&stream, &src, &mut nhwc, n, c, h, w).map_err(fail)?;
+        let got = nhwc.to_vec(&stream).map_err(fail)?;
+        for ni in 0..n {
+            for ci in 0..c {
+                for hi in 0..h {
+                    for wi in 0..w {
+                        let a = host[((ni * c + ci) * h + hi) * w + wi];
+                        let b = got[((ni * h + hi) * w + wi) * c + ci];
+                        ensure!(
+                            a == b,
+                            "NCHW->NHWC ({ni},{ci},{hi},{wi}) of {n}x{c}x{h}x{w}"
+                        );
+                    }
+                }
+            }
+        }
+        nhwc_to_nchw(&stream, &nhwc, &mut back, n, c, h, w).map_err(fail)?;
+        ensure!(
+            back.to_vec(&stream).map_err(fail)? == host,
+            "NHWC->NCHW round trip"
+        );
+        // The same dimensions as a K x C x R x S filter.
+        let (k, r, s) = (n, h, w);
+        kcrs_to_krsc(&stream, &src, &mut nhwc, k, c, r, s).map_err(fail)?;
+        let got = nhwc.to_vec(&stream).map_err(fail)?;
+        for ki in 0..k {
+            for ci in 0..c {
+                for rs in 0..r * s {
+                    ensure!(
+                        got[(ki * r * s + rs) * c + ci] == host[(ki * c + ci) * r * s + rs],
+                        "KCRS->KRSC ({ki},{ci},{rs}) of {k}x{c}x{r}x{s}"
+                    );
+                }
+            }
+        }
+        krsc_to_kcrs(&stream, &nhwc, &mut back, k, c, r, s).map_err(fail)?;
+        ensure!(
+            back.to_vec(&stream).map_err(fail)? == host,
+            "KRSC->KCRS round trip"
+        );
+    }
+    let src = DeviceBuffer::<T>::alloc(&stream, 10).map_err(fail)?;
+    let mut dst = DeviceBuffer::<T>::alloc(&stream, 100).map_err(fail)?;
+    let r = nchw_to_nhwc(&stream, &src, &mut dst, 1, 2, 3, 4);
+    ensure!(
+        matches!(r, Err(Error::BufferTooSmall { operand: "src", .. })),
+        "short src: {r:?}"
+    );
+    Ok(())
+}
+
+fn bad_input(device: &Device) -> Result<(), Failed> {
+    let stream = device.default_stream();
+    let new = |d: Conv2dDesc| Conv2d::<f16, f16>::new(&stream, d);
+    let base = Conv2dDesc::new(2, 8, 8, 16, 32, 3, 3).padding(1, 1);
+    let r = new(base.clone().groups(4));
+    ensure!(
+        matches!(r, Err(Error::InvalidArgument { .. })),
+        "groups 4: {r:?}"
+    );
+    let r = new(Conv2dDesc::new(1, 8, 8, 16, 24, 3, 3).groups(16));
+    ensure!(
+        matches!(r, Err(Error::InvalidArgument { .. })),
+        "depthwise K not a multiple of C: {r:?}"
+    );
+    let r = new(Conv2dDesc::new(1, 4, 4, 8, 8, 7, 7));
+    ensure!(
+        matches!(
+            r,
+            Err(Error::InvalidDimension {
+                value: 4,
+                min: 7,
+                ..
+            })
+        ),
+        "filter larger than the input: {r:?}"
+    );
+    let r = new(Conv2dDesc::new(0, 4, 4, 8, 8, 3, 3));
+    ensure!(
+        matches!(r, Err(Error::InvalidDimension { min: 1, .. })),
+        "N = 0: {r:?}"
+    );
+    let r = new(base.clone().stride(0, 1));
+    ensure!(
+        matches!(r, Err(Error::InvalidDimension { .. })),
+        "stride 0: {r:?}"
+    );
+    let r = new(Conv2dDesc::new(1 << 16, 256, 256, 64, 8, 3, 3));
+    ensure!(
+        matches!(r, Err(Error::TooLarge { .. })),
+        "huge input: {r:?}"
+    );
+    let r = Conv2d::<f32, f32>::new(&stream, base.clone());
+    ensure!(
+        matches!(r, Err(Error::UnsupportedDtype { dtype: "f32", .. })),
+        "f32 input: {r:?}"
+    );
+    let r = Conv2d::<bf16, bf16>::new(
+        &stream,
+        base.clone().options(KernelOptions {
+            arch: Some(PtxArch::Compute75),
+        }),
+    );
+    ensure!(
+        matches!(r, Err(Error::UnsupportedDtype { dtype: "bf16", .. })),
+        "bf16 on compute_75: {r:?}"
+    );
+
+    let mut plan = new(base.clone()).map_err(fail)?;
+    let x = DeviceBuffer::<f16>::zeroed(&stream, base.input_len() + 8).map_err(fail)?;
+    let w = DeviceBuffer::<f16>::zeroed(&stream, base.filter_len()).map_err(fail)?;
+    let bias = DeviceBuffer::<f16>::zeroed(&stream, base.k - 1).map_err(fail)?;
+    let mut y = DeviceBuffer::<f16>::zeroed(&stream, base.output_len()).map_err(fail)?;
+    let short = x.slice(..base.input_len() - 1).map_err(fail)?;
+    let r = plan.launch(&stream, &short, &w, None, &mut y, false);
+    ensure!(
+        matches!(r, Err(Error::BufferTooSmall { operand: "x", .. })),
+        "short x: {r:?}"
+    );
+    let r = plan.launch(&stream, &x, &w, Some(bias.as_device_slice()), &mut y, false);
+    ensure!(
+        matches!(
+            r,
+            Err(Error::BufferTooSmall {
+                operand: "bias",
+                ..
+            })
+        ),
+        "short bias: {r:?}"
+    );
+    let mut short_y = y.slice_mut(1..).map_err(fail)?;
+    let r = plan.launch(&stream, &x, &w, None, &mut short_y, false);
+    ensure!(
+        matches!(r, Err(Error::BufferTooSmall { operand: "y", .. })),
+        "short y: {r:?}"
+    );
+    if plan.path() == ConvPath::Sm80 || plan.path() == ConvPath::Sm75 {
+        let odd = x.slice(1..).map_err(fail)?;
+        let r = plan.launch(&stream, &odd, &w, None, &mut y, false);
+        ensure!(
+            matches!(r, Err(Error::InvalidArgument { .. })),
+            "misaligned x: {r:?}"
+        );
+    }
+    plan.launch(&stream, &x, &w, None, &mut y, true)
+        .map_err(fail)?;
+    // The 4-channel gather needs an 8-byte aligned input: 4 elements in is fine, 2 is not.
+    let c4 = Conv2dDesc::new(1, 8, 9, 4, 8, 2, 2);
+    let mut plan = new(c4.clone()).map_err(fail)?;
+    if plan.path() == ConvPath::Sm80 {
+        let x = DeviceBuffer::<f16>::zeroed(&stream, c4.input_len() + 4).map_err(fail)?;
+        let w = DeviceBuffer::<f16>::zeroed(&stream, c4.filter_len()).map_err(fail)?;
+        let mut y = DeviceBuffer::<f16>::zeroed(&stream, c4.output_len()).map_err(fail)?;
+        let r = plan.launch(
+            &stream,
+            &x.slice(2..).map_err(fail)?,
+            &w,
+            None,
+            &mut y,
+            false,
+        );
+        ensure!(
+            matches!(r, Err(Error::InvalidArgument { .. })),
+            "x 4-byte aligned: {r:?}"
+        );
+        plan.launch(
+            &stream,
+            &x.slice(4..).map_err(fail)?,
+            &w,
+            None,
+            &mut y,
+            false,
+        )
+        .map_err(fail)?;
+    }
+    stream.synchronize().map_err(fail)?;
+    Ok(())
+}
