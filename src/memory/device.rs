@@ -373,6 +373,31 @@ impl<T: Pod> AsDeviceSlice<T> for DeviceSliceMut<'_, T> {
     }
 }
 
+impl<'a, T: Pod> DeviceSlice<'a, T> {
+    /// The same slice typed `U`, when `U` is `T` itself: for generic code that has two type
+    /// parameters and has found at run time that they are one type. `None` otherwise.
+    pub(crate) fn same_type<U: Pod>(self) -> Option<DeviceSlice<'a, U>> {
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then(|| DeviceSlice {
+            view: self.view,
+            len: self.len,
+            device: self.device,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<'a, T: Pod> DeviceSliceMut<'a, T> {
+    /// The same slice typed `U`, when `U` is `T` itself (see [`DeviceSlice::same_type`]).
+    pub(crate) fn same_type<U: Pod>(self) -> Option<DeviceSliceMut<'a, U>> {
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then(|| DeviceSliceMut {
+            view: self.view,
+            len: self.len,
+            device: self.device,
+            _t: PhantomData,
+        })
+    }
+}
+
 impl<T: Pod> DeviceSlice<'_, T> {
     /// Number of elements.
     pub fn len(&self) -> usize {

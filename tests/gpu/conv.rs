@@ -396,8 +396,23 @@ fn paths_and_split_k(device: &Device) -> Result<(), Failed> {
     if PtxArch::Compute80.runs_on(cc) {
         let p = plan(case(2, 8, 8, 64, 64, 1, 1), None)?;
         ensure!(p.path() == ConvPath::Sm80, "1x1: {:?}", p.path());
+        // Hopper runs filters larger than 1x1 on its own kernel (C a multiple of 8).
+        let want = if PtxArch::Compute90a.runs_on(cc) {
+            ConvPath::Sm90
+        } else {
+            ConvPath::Sm80
+        };
         let p = plan(case(2, 8, 8, 16, 16, 3, 3), None)?;
-        ensure!(p.path() == ConvPath::Sm80, "3x3: {:?}", p.path());
+        ensure!(p.path() == want, "3x3: {:?}", p.path());
+        let p = plan(case(2, 8, 8, 16, 16, 3, 3), Some(PtxArch::Compute80))?;
+        ensure!(
+            p.path() == ConvPath::Sm80,
+            "3x3 on compute_80: {:?}",
+            p.path()
+        );
+        let p = Conv2d::<f16, f32>::new(&stream, case(2, 8, 8, 16, 16, 3, 3).desc(None))
+            .map_err(fail)?;
+        ensure!(p.path() == ConvPath::Sm80, "3x3 to f32: {:?}", p.path());
         let p = plan(case(1, 224, 224, 3, 64, 7, 7).s2().p(3), None)?;
         ensure!(p.padded(), "C = 3 is not padded");
         // C = 3 padded to 4, filter rows of 7*7*4 = 196 rounded up to 200.
@@ -617,7 +632,10 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         matches!(r, Err(Error::BufferTooSmall { operand: "y", .. })),
         "short y: {r:?}"
     );
-    if plan.path() == ConvPath::Sm80 || plan.path() == ConvPath::Sm75 {
+    if matches!(
+        plan.path(),
+        ConvPath::Sm90 | ConvPath::Sm80 | ConvPath::Sm75
+    ) {
         let odd = x.slice(1..).map_err(fail)?;
         let r = plan.launch(&stream, &odd, &w, None, &mut y, false);
         ensure!(

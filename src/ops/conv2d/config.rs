@@ -12,10 +12,12 @@ pub enum ConvPath {
     /// (N·H·W)×C row-major matrix, the KRSC filter as a column-major C×K one), run by
     /// [`Matmul`](crate::ops::matmul::Matmul) on its own path (compute 7.x, or when asked).
     Gemm(GemmPath),
-    /// `compute_90a` (H100, H200): implicit GEMM with TMA im2col + wgmma. Reserved: see
-    /// the dispatch hook in `ops/conv2d/mod.rs`; until it lands, Hopper runs [`ConvPath::Sm80`].
+    /// `compute_90a` (H100, H200): implicit GEMM with TMA im2col (or gathered loads) + wgmma,
+    /// warp-specialized and persistent (`ops::conv2d_sm90`), for filters larger than 1×1 with
+    /// C a multiple of 8 and the output in the input type; other Hopper convolutions run
+    /// [`ConvPath::Sm80`].
     Sm90,
-    /// `compute_80` (A100, RTX 30/40, L4, L40S; Hopper for now): implicit GEMM, cp.async +
+    /// `compute_80` (A100, RTX 30/40, L4, L40S; Hopper for 1×1 and C = 3): implicit GEMM, cp.async +
     /// ldmatrix + mma.sync m16n8k16, f16 and bf16.
     Sm80,
     /// `compute_75` (T4): implicit GEMM, mma.sync m16n8k8, f16 only.

@@ -14,7 +14,10 @@
 //! - Depthwise (groups = C): a direct kernel on CUDA cores, every GPU.
 //! - Otherwise an implicit GEMM (M = N·P·Q pixels, N = K channels, K = R·S·C): the im2col
 //!   gather happens on the fly into shared memory (cp.async with zero-fill for the padding),
-//!   mma.sync on `compute_80` and `compute_75`; on `compute_70` the direct kernel.
+//!   mma.sync on `compute_80` and `compute_75`; on `compute_70` the direct kernel. On Hopper
+//!   (`compute_90a`), filters larger than 1×1 with C a multiple of 8 and the output in the
+//!   input type run a warp-specialized, persistent wgmma kernel whose input tiles come from TMA
+//!   in im2col mode (or gathered loads where im2col cannot describe the shape).
 //!   C not a multiple of 8 (C = 3 for a network's first layer): the input and filter are first
 //!   copied with C rounded up to 8 (zeros) into the workspace.
 //!
@@ -35,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::modules;
+use crate::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
 use crate::ops::matmul::config::Choice;
 use crate::ops::matmul::params::GemmParams;
 use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tiling};
@@ -122,6 +126,7 @@ enum Kernels<I: Float, O: Float> {
     Direct {
         func: CudaFunction,
     },
+    Hopper(Box<Conv2dSm90<I>>),
 }
 
 /// A validated convolution, ready to launch many times.
@@ -161,12 +166,31 @@ impl<I: Float, O: Float> std::fmt::Debug for Conv2d<I, O> {
     }
 }
 
-/// The dispatch hook for the Hopper implicit GEMM (TMA im2col + wgmma; kernels/conv/conv_sm90.cu
-/// and src/ops/conv2d_sm90/, in progress). It gets every dense, non-GEMM convolution on a
-/// `compute_90a` device and returns the path to run it on: [`ConvPath::Sm90`] for the shapes
-/// that kernel takes, once it lands. Until then, the compute_80 kernels.
-fn hopper_path(_desc: &Conv2dDesc) -> ConvPath {
-    ConvPath::Sm80
+/// The Hopper implicit GEMM's view of `desc` (groups = 1).
+fn hopper_shape(desc: &Conv2dDesc) -> Conv2dShape {
+    Conv2dShape::new(desc.n, desc.h, desc.w, desc.c, desc.k, desc.r, desc.s)
+        .stride(desc.stride.0, desc.stride.1)
+        .pad(desc.padding.0, desc.padding.1)
+        .dilation(desc.dilation.0, desc.dilation.1)
+}
+
+/// The path of a dense convolution on a `compute_90a` device: the Hopper kernel (TMA im2col or
+/// gathered loads + wgmma, `ops::conv2d_sm90`) where it takes the shape — C a multiple of 8,
+/// output in the input type, no tiling of the compute_80 kernels forced — and where it measured
+/// faster: every filter larger than 1×1. 1×1 filters stay on the compute_80 implicit GEMM
+/// (62 against 42 TFLOP/s on ResNet-50's 1×1 C64→256 layer at batch 64, whose epilogue
+/// dominates), as does C = 3 (the padded path), and f32 output.
+fn hopper_path<I: Float, O: Float>(device: &Device, desc: &Conv2dDesc) -> ConvPath {
+    let same_out = std::any::TypeId::of::<I>() == std::any::TypeId::of::<O>();
+    if same_out
+        && desc.tiling.is_none()
+        && desc.r * desc.s > 1
+        && Conv2dSm90::<I>::supports(device, &hopper_shape(desc))
+    {
+        ConvPath::Sm90
+    } else {
+        ConvPath::Sm80
+    }
 }
 
 fn unsupported_dtype(dtype: &'static str, arch: PtxArch) -> Error {
@@ -226,7 +250,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             ConvPath::Direct
         } else {
             match family {
-                PtxArch::Compute90a => hopper_path(&desc),
+                PtxArch::Compute90a => hopper_path::<I, O>(&device, &desc),
                 PtxArch::Compute80 => ConvPath::Sm80,
                 PtxArch::Compute75 => ConvPath::Sm75,
                 _ => ConvPath::Direct,
@@ -236,11 +260,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             return Err(unsupported_dtype("bf16", family));
         }
         let kernels = match path.implicit() {
-            // The Hopper kernel's plan data go here when `hopper_path` starts returning it.
             None if path == ConvPath::Sm90 => {
-                return Err(Error::InvalidArgument {
-                    what: "the compute_90a convolution path is not wired in yet".into(),
-                })
+                Kernels::Hopper(Box::new(Conv2dSm90::new(stream, hopper_shape(&desc))?))
             }
             None => Kernels::Direct {
                 func: device.function(
@@ -348,7 +369,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         match &self.kernels {
             Kernels::Gemm(mm) => Some(mm.tiling()),
             Kernels::Implicit { choice, .. } => Some((choice.config.tiling, choice.splits)),
-            Kernels::Direct { .. } => None,
+            Kernels::Direct { .. } | Kernels::Hopper(_) => None,
         }
     }
 
@@ -372,6 +393,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 workspace, gather, ..
             } => workspace.as_ref().map_or(0, |w| w.num_bytes()) + gather.bytes(),
             Kernels::Direct { .. } => 0,
+            Kernels::Hopper(conv) => conv.workspace_bytes(),
         }
     }
 
@@ -440,6 +462,19 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 return mm.launch(stream, &x, &w, &mut y, epilogue);
             }
             Kernels::Direct { func } => (&*func, None, None, None, None),
+            Kernels::Hopper(conv) => {
+                // The path is chosen only when the output type is the input type.
+                let retyped = || Error::InvalidArgument {
+                    what: "the compute_90a convolution writes its input type".into(),
+                };
+                let mut y = y.same_type::<I>().ok_or_else(retyped)?;
+                let bias = match bias {
+                    Some(b) => Some(b.same_type::<I>().ok_or_else(retyped)?),
+                    None => None,
+                };
+                let bias = bias.as_ref().map(|b| b as &dyn AsDeviceSlice<I>);
+                return conv.launch(stream, &x, &w, bias, &mut y, relu);
+            }
             Kernels::Implicit {
                 func,
                 choice,

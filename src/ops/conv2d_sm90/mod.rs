@@ -627,6 +627,11 @@ impl<T: Float> Conv2dSm90<T> {
         )
     }
 
+    /// Bytes of device memory the plan holds: the split-K partial sums, if any.
+    pub fn workspace_bytes(&self) -> usize {
+        self.workspace.as_ref().map_or(0, |w| w.num_bytes())
+    }
+
     /// Queues `y = act(conv(x, w) + bias)` on `stream` (ReLU when `relu`). Checks devices, buffer
     /// sizes ([`Error::BufferTooSmall`]) and 16-byte alignment of `x` and `w`
     /// ([`Error::InvalidArgument`]); allocates nothing and does not synchronize.
