@@ -2,6 +2,11 @@
 //! accumulation, timed at batch 1, 8 and 64, and one batch checked against the CPU.
 //!
 //!     cargo run --release --example cnn_inference
+//!     cargo run --release --example cnn_inference -- --serve   # then keep serving batches of 64
+//!
+//! With `--serve` (what the Kubernetes Deployment in `deploy/k8s/` runs) it keeps replaying the
+//! batch-64 graph after the check, as an inference service would, and prints the throughput every
+//! ten seconds until stopped.
 //!
 //! The network (random He-initialized weights with a fixed seed; this example measures and checks
 //! the arithmetic, it does not classify anything):
@@ -333,6 +338,7 @@ fn run() -> Result<bool> {
     println!("| batch | ms per batch | images/s | TFLOP/s |\n|---|---|---|---|");
     let mut rng = StdRng::seed_from_u64(7);
     let mut passed = true;
+    let serve = std::env::args().any(|a| a == "--serve");
     for n in [1usize, 8, 64] {
         let mut net = Net::new(&stream, n, 2026)?;
         let images: Vec<f16> = (0..n * IMAGE * IMAGE * 3)
@@ -348,6 +354,20 @@ fn run() -> Result<bool> {
             n as f64 / (ms * 1e-3),
             flops / (ms * 1e9)
         );
+        if serve && n == 64 && passed {
+            println!("serving batches of {n} (stop with Ctrl-C or SIGTERM)");
+            loop {
+                let start = std::time::Instant::now();
+                let mut batches = 0usize;
+                while start.elapsed().as_secs() < 10 {
+                    graph.launch(&stream)?;
+                    stream.synchronize()?;
+                    batches += 1;
+                }
+                let secs = start.elapsed().as_secs_f64();
+                println!("{:.0} images/s", (batches * n) as f64 / secs);
+            }
+        }
         let net = graph.into_resources()?;
         if n == 8 {
             let logits = net.logits.to_vec(&stream)?;

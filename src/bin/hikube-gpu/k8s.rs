@@ -27,8 +27,8 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/hikube/hikube-gpu:0.1.0";
 /// The namespace by default.
 pub const DEFAULT_NAMESPACE: &str = "hikube-gpu";
 /// The inference command by default: the `cnn_inference` example as `deploy/Dockerfile` installs
-/// it. That example is not written yet (issue 9); until it lands, pass `--inference-command`.
-pub const DEFAULT_INFERENCE_COMMAND: &str = "/usr/local/bin/cnn_inference";
+/// it, checking itself and then serving batches until the pod stops.
+pub const DEFAULT_INFERENCE_COMMAND: &str = "/usr/local/bin/cnn_inference --serve";
 /// The node label that names a node's instance type (a well-known Kubernetes label).
 const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 /// The extended resource of the NVIDIA device plugin.
@@ -145,7 +145,7 @@ pub struct K8sArgs {
     #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// The inference Deployment's command, split at whitespace (no quoting). The default is the
-    /// `cnn_inference` example, which is not written yet.
+    /// `cnn_inference` example.
     #[arg(long, default_value = DEFAULT_INFERENCE_COMMAND, value_name = "COMMAND")]
     pub inference_command: String,
     /// GPUs the namespace may request in all (the ResourceQuota).
