@@ -82,8 +82,11 @@ struct Net {
     shapes: Vec<(usize, usize, usize)>,
 }
 
-/// (kernel, stride, pad, in channels, out channels, ReLU) of each convolution, and the steps.
-fn architecture() -> (Vec<(usize, usize, usize, usize, usize)>, Vec<Step>) {
+/// A convolution's (kernel size, stride, padding, input channels, output channels).
+type ConvSpec = (usize, usize, usize, usize, usize);
+
+/// The convolutions of the network, and the steps.
+fn architecture() -> (Vec<ConvSpec>, Vec<Step>) {
     let convs = vec![
         (7, 2, 3, 3, 64),    // 0 stem
         (3, 2, 1, 64, 64),   // 1 down1

@@ -377,7 +377,7 @@ impl<'a, T: Pod> DeviceSlice<'a, T> {
     /// The same slice typed `U`, when `U` is `T` itself: for generic code that has two type
     /// parameters and has found at run time that they are one type. `None` otherwise.
     pub(crate) fn same_type<U: Pod>(self) -> Option<DeviceSlice<'a, U>> {
-        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then(|| DeviceSlice {
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then_some(DeviceSlice {
             view: self.view,
             len: self.len,
             device: self.device,
@@ -389,7 +389,7 @@ impl<'a, T: Pod> DeviceSlice<'a, T> {
 impl<'a, T: Pod> DeviceSliceMut<'a, T> {
     /// The same slice typed `U`, when `U` is `T` itself (see [`DeviceSlice::same_type`]).
     pub(crate) fn same_type<U: Pod>(self) -> Option<DeviceSliceMut<'a, U>> {
-        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then(|| DeviceSliceMut {
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then_some(DeviceSliceMut {
             view: self.view,
             len: self.len,
             device: self.device,
