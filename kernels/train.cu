@@ -6,6 +6,13 @@
 // The loss-scaling state is four floats in device memory, so that a captured graph reads and
 // updates it without the host: state[0] = loss scale, state[1] = steps since the last overflow,
 // state[2] = 1 when a gradient of this step is not finite (else 0), state[3] = steps skipped.
+// The counters are floats, exact up to 2^24 and stuck there (x + 1 == x): the host caps
+// growth_interval at 2^24 so that state[1] reaches it; state[3] (and state[1] when growth is
+// off) stop at 2^24, the documented range.
+//
+// rows and cols are at most INT_MAX - 64 (checked by the host, ops/train.rs): the int counters
+// below step past the end by up to 32 (a warp's columns) or 8 (a block's rows) and must not
+// overflow. They stay signed so that the compiler may unroll the loops.
 //
 // softmax_xent_<t>(rows, cols, logits f32, labels u32, state, grad <t>, row_loss f32)
 //     One warp per row. grad = scale · (softmax(logits) − onehot(label)) / rows (the gradient of

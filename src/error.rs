@@ -256,6 +256,14 @@ pub enum Error {
         /// NCCL's text for the code.
         reason: String,
     },
+    /// An NCCL communicator (`multi::Communicator`, feature `nccl`) whose collective failed
+    /// part-way through a group: its NCCL communicators were aborted, so that no rank waits
+    /// forever for peers whose operations were never queued, and it cannot be used again.
+    #[error("the NCCL communicator was aborted after {call} failed; create a new one")]
+    CommunicatorAborted {
+        /// The NCCL call whose failure aborted it, e.g. `ncclAllReduce`.
+        call: &'static str,
+    },
     /// Any other error the CUDA driver returned.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] cudarc::driver::DriverError),

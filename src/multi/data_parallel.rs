@@ -130,6 +130,50 @@ fn pseudo_random(seed: u64, n: usize, scale: f32) -> Vec<f16> {
         .collect()
 }
 
+/// [`Error::InvalidArgument`] for a gradient sync the set cannot run: copies along
+/// [`CopyPath::Device`] between ranks on different GPUs (found here, not at the first step).
+fn check_sync(set: &DeviceSet, sync: GradientSync) -> Result<()> {
+    if sync == GradientSync::Copy(CopyPath::Device) {
+        if let Some(r) = set.devices().iter().position(|d| *d != set.devices()[0]) {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "GradientSync::Copy(CopyPath::Device) copies within one GPU; ranks 0 and {r} \
+                     are on two"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Element counts of a model: (one weight matrix, all the weights, one rank's batch, the
+/// global batch). [`Error::InvalidDimension`] for a zero dimension, [`Error::TooLarge`] where a
+/// product overflows `usize`.
+fn model_sizes(ranks: usize, config: &DataParallelConfig) -> Result<(usize, usize, usize, usize)> {
+    let (h, layers, b) = (config.hidden, config.layers, config.batch_per_rank);
+    for (what, v) in [("hidden", h), ("layers", layers), ("batch_per_rank", b)] {
+        if v == 0 {
+            return Err(Error::InvalidDimension {
+                what: what.to_string(),
+                value: 0,
+                min: 1,
+            });
+        }
+    }
+    let product = |what: &str, x: usize, y: usize| {
+        x.checked_mul(y).ok_or_else(|| Error::TooLarge {
+            what: format!("{what} ({x} × {y} elements)"),
+            value: x,
+            max: usize::MAX / y,
+        })
+    };
+    let hh = product("a weight matrix", h, h)?;
+    let weights = product("the weights", layers, hh)?;
+    let rank = product("a rank's batch", b, h)?;
+    let global = product("the global batch", ranks, rank)?;
+    Ok((hh, weights, rank, global))
+}
+
 impl DataParallel {
     /// A model with pseudo-random weights (scaled by `1/√hidden`, so activations keep their
     /// size through the layers), inputs and targets from `seed`: the same for any rank count.
@@ -139,17 +183,20 @@ impl DataParallel {
         sync: GradientSync,
         seed: u64,
     ) -> Result<DataParallel> {
+        // Sizes and the sync are checked before generating gigabytes of data for nothing.
+        let (_, weights, _, global) = model_sizes(set.len(), &config)?;
+        check_sync(set, sync)?;
         let h = config.hidden;
-        let batch = config.batch_per_rank * set.len();
-        let w = pseudo_random(seed, config.layers * h * h, 1.0 / (h as f32).sqrt());
-        let x = pseudo_random(seed ^ 1, batch * h, 1.0);
-        let t = pseudo_random(seed ^ 2, batch * h, 1.0);
+        let w = pseudo_random(seed, weights, 1.0 / (h as f32).sqrt());
+        let x = pseudo_random(seed ^ 1, global, 1.0);
+        let t = pseudo_random(seed ^ 2, global, 1.0);
         DataParallel::with_data(set, config, sync, &w, &x, &t)
     }
 
     /// A model with these weights (`layers` matrices of `hidden` × `hidden`, row-major, back to
     /// back), inputs and targets (the global batch, `ranks * batch_per_rank` rows of `hidden`):
-    /// rank `r` takes rows `r * batch_per_rank ..`.
+    /// rank `r` takes rows `r * batch_per_rank ..`. [`GradientSync::Copy`] with
+    /// [`CopyPath::Device`] needs every rank on one GPU ([`Error::InvalidArgument`] otherwise).
     pub fn with_data(
         set: &DeviceSet,
         config: DataParallelConfig,
@@ -159,17 +206,9 @@ impl DataParallel {
         targets: &[f16],
     ) -> Result<DataParallel> {
         let (h, layers, b) = (config.hidden, config.layers, config.batch_per_rank);
-        for (what, v) in [("hidden", h), ("layers", layers), ("batch_per_rank", b)] {
-            if v == 0 {
-                return Err(Error::InvalidDimension {
-                    what: what.to_string(),
-                    value: 0,
-                    min: 1,
-                });
-            }
-        }
+        let (hh, all_weights, per_rank, global_elems) = model_sizes(set.len(), &config)?;
+        check_sync(set, sync)?;
         let n = set.len();
-        let hh = h * h;
         let check = |what: &str, actual: usize, expected: usize| {
             if actual == expected {
                 Ok(())
@@ -179,17 +218,17 @@ impl DataParallel {
                 })
             }
         };
-        check("weights", weights.len(), layers * hh)?;
-        check("inputs", inputs.len(), n * b * h)?;
-        check("targets", targets.len(), n * b * h)?;
+        check("weights", weights.len(), all_weights)?;
+        check("inputs", inputs.len(), global_elems)?;
+        check("targets", targets.len(), global_elems)?;
         let global = (n * b) as f32;
         let mut ranks = Vec::with_capacity(n);
         for (r, device) in set.devices().iter().enumerate() {
             let s = device.new_stream()?;
-            let rows = r * b * h..(r + 1) * b * h;
+            let rows = r * per_rank..(r + 1) * per_rank;
             let mut acts = vec![DeviceBuffer::from_slice(&s, &inputs[rows.clone()])?];
             for _ in 1..layers {
-                acts.push(DeviceBuffer::alloc(&s, b * h)?);
+                acts.push(DeviceBuffer::alloc(&s, per_rank)?);
             }
             ranks.push(Rank {
                 weights: weights
@@ -201,10 +240,10 @@ impl DataParallel {
                     .collect::<Result<_>>()?,
                 acts,
                 target: DeviceBuffer::from_slice(&s, &targets[rows])?,
-                resid: DeviceBuffer::alloc(&s, b * h)?,
+                resid: DeviceBuffer::alloc(&s, per_rank)?,
                 delta: [
-                    DeviceBuffer::alloc(&s, b * h)?,
-                    DeviceBuffer::alloc(&s, b * h)?,
+                    DeviceBuffer::alloc(&s, per_rank)?,
+                    DeviceBuffer::alloc(&s, per_rank)?,
                 ],
                 forward: Matmul::new(&s, MatmulDesc::new(b, h, h))?,
                 // Y − T straight from the last layer's epilogue: β = −1, C = T.

@@ -1,15 +1,27 @@
 //! [`DeviceSet`]: several GPUs of one process, numbered by rank, with peer access enabled
 //! wherever the hardware allows it.
+//!
+//! Peer access has two halves, because the crate's buffers come from two allocators: memory
+//! from `cuMemAlloc` follows `cuCtxEnablePeerAccess`, while memory from the device's
+//! stream-ordered pool (`cuMemAllocAsync`, which cudarc, and so every `DeviceBuffer` and
+//! `MemoryPool` block, uses where the device supports it) ignores it and follows
+//! `cuMemPoolSetAccess` on that pool. A pair counts as peer-enabled only when both are granted.
 
 use super::topology::Topology;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::stream::Stream;
-use cudarc::driver::{sys, DriverError};
+use cudarc::driver::{result, sys};
 
-/// Several open GPUs, numbered by rank (their order in the set), with peer access (one GPU
-/// reading and writing another's memory over NVLink or PCIe) enabled between every pair that
-/// supports it. Cheap to clone.
+/// Several open GPUs, numbered by rank (their order in the set), with peer access (one GPU's
+/// copy engines reading and writing another's memory over NVLink or PCIe) enabled between every
+/// pair that supports it. Cheap to clone.
+///
+/// Peer access here serves copies: [`PeerCopy`](super::PeerCopy) with
+/// [`CopyPath::Peer`](super::CopyPath::Peer) (`cuMemcpyPeerAsync`) goes directly between the two
+/// GPUs when it is enabled. The crate offers no way to hand a kernel a buffer of another GPU.
+/// Where the driver reports a pair able but refuses to enable it (too many peers, say), the
+/// pair is recorded as not peer-enabled and copies between them are staged through the host.
 ///
 /// A set may name one device twice: two ranks then share a GPU. Peer copies and the copy-based
 /// gradient reduction accept that (it is how one GPU exercises the multi-rank code); NCCL does
@@ -25,7 +37,8 @@ use cudarc::driver::{sys, DriverError};
 #[derive(Clone, Debug)]
 pub struct DeviceSet {
     devices: Vec<Device>,
-    /// `peer[i][j]`: rank `i`'s context may access rank `j`'s memory directly.
+    /// `peer[i][j]`: rank `i`'s context may access rank `j`'s memory directly (context peer
+    /// access and access to `j`'s stream-ordered memory pool both granted).
     peer: Vec<Vec<bool>>,
     /// `can[i][j]`: the driver reports that rank `i` can access rank `j` (cuDeviceCanAccessPeer).
     can: Vec<Vec<bool>>,
@@ -46,16 +59,54 @@ fn can_access_peer(a: &Device, b: &Device) -> Result<bool> {
     Ok(can != 0)
 }
 
-/// Lets `a`'s context access `b`'s memory. Enabling twice is not an error.
-fn enable_peer_access(a: &Device, b: &Device) -> Result<()> {
+/// Lets `a` access `b`'s memory: `a`'s context gets peer access to `b`'s (for `cuMemAlloc`
+/// memory), and `a` gets read-write access to `b`'s current and default stream-ordered memory
+/// pools (for `cuMemAllocAsync` memory, which ignores context peer access). Enabling twice is
+/// not an error. `Ok(false)` when the driver refuses either (e.g. `CUDA_ERROR_TOO_MANY_PEERS`):
+/// the pair then falls back to staged copies.
+fn enable_peer_access(a: &Device, b: &Device) -> Result<bool> {
     a.inner.ctx.bind_to_thread()?;
     // SAFETY: `b`'s context is alive (its `Device` is borrowed); flags must be 0.
     match unsafe { sys::cuCtxEnablePeerAccess(b.inner.ctx.cu_ctx(), 0) } {
-        sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {
-            Ok(())
-        }
-        e => Err(Error::Driver(DriverError(e))),
+        sys::CUresult::CUDA_SUCCESS | sys::CUresult::CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED => {}
+        _ => return Ok(false),
     }
+    if !b.inner.ctx.has_async_alloc() {
+        // cudarc allocates with cuMemAlloc on this device: context peer access covers it.
+        return Ok(true);
+    }
+    let dev = b.inner.ctx.cu_device();
+    // SAFETY: `dev` is the device of `b`'s open context.
+    let pools = unsafe {
+        [
+            result::device::get_mem_pool(dev),
+            result::device::get_default_mem_pool(dev),
+        ]
+    };
+    let desc = sys::CUmemAccessDesc {
+        location: sys::CUmemLocation {
+            type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE,
+            id: a.inner.ctx.cu_device(),
+        },
+        flags: sys::CUmemAccess_flags::CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
+    };
+    let mut granted: Vec<sys::CUmemoryPool> = Vec::with_capacity(2);
+    for pool in pools {
+        let Ok(pool) = pool else { return Ok(false) };
+        if granted.contains(&pool) {
+            continue;
+        }
+        // SAFETY: `pool` is a pool of `b`'s device, owned by the driver (never destroyed);
+        // `desc` is one valid descriptor naming another device, `a` (a != b here).
+        if unsafe { sys::cuMemPoolSetAccess(pool, &desc, 1) }
+            .result()
+            .is_err()
+        {
+            return Ok(false);
+        }
+        granted.push(pool);
+    }
+    Ok(true)
 }
 
 impl DeviceSet {
@@ -76,8 +127,7 @@ impl DeviceSet {
                 if devices[i] == devices[j] {
                     peer[i][j] = true;
                 } else if can[i][j] {
-                    enable_peer_access(&devices[i], &devices[j])?;
-                    peer[i][j] = true;
+                    peer[i][j] = enable_peer_access(&devices[i], &devices[j])?;
                 }
             }
         }
@@ -176,8 +226,10 @@ impl DeviceSet {
         Ok(())
     }
 
-    /// Whether rank `from` accesses rank `to`'s memory directly (peer access enabled, or one
-    /// GPU). False for ranks out of range.
+    /// Whether rank `from` accesses rank `to`'s memory directly (peer access enabled for both
+    /// the context's and the stream-ordered pool's memory, or one GPU), which is what
+    /// [`CopyPath::Auto`](super::CopyPath::Auto) goes by. False for ranks out of range, and
+    /// for pairs whose peer access the driver refused.
     pub fn peer_access(&self, from: usize, to: usize) -> bool {
         self.peer
             .get(from)

@@ -9,6 +9,7 @@ use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::{DevicePtr, DevicePtrMut, SyncOnDrop};
 use cudarc::nccl::{result, sys};
+use std::sync::OnceLock;
 
 /// The reduction of a collective.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,7 +96,12 @@ pub fn nccl_version() -> Result<i32> {
 ///
 /// Element types are checked by the compiler (every rank takes the same `T`); lengths, devices
 /// and the number of buffers are checked at run time ([`Error::RankLengthMismatch`],
-/// [`Error::WrongDevice`], [`Error::RankCount`]).
+/// [`Error::WrongDevice`], [`Error::RankCount`]), before anything is queued.
+///
+/// If NCCL fails while a collective is being issued (inside the group, after some ranks'
+/// operations are queued), the ranks already queued would wait forever for the others: the
+/// communicator then aborts its NCCL communicators (`ncclCommAbort`), returns the NCCL error,
+/// and every later collective returns [`Error::CommunicatorAborted`]. Create a new one.
 ///
 /// ```no_run
 /// use hikube_gpu::multi::{Communicator, DeviceSet, ReduceOp};
@@ -113,18 +119,26 @@ pub struct Communicator {
     set: DeviceSet,
     comms: Vec<sys::ncclComm_t>,
     streams: Vec<Stream>,
+    /// Set, to the NCCL call that failed, once the communicators were aborted: the handles are
+    /// gone, no call may use them again.
+    aborted: OnceLock<&'static str>,
 }
 
 impl std::fmt::Debug for Communicator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Communicator")
             .field("ranks", &self.comms.len())
+            .field("aborted", &self.aborted.get())
             .finish()
     }
 }
 
 impl Drop for Communicator {
     fn drop(&mut self) {
+        if self.aborted.get().is_some() {
+            // ncclCommAbort already freed the communicators.
+            return;
+        }
         // Destroying waits for the communicator's outstanding work.
         for &comm in &self.comms {
             // SAFETY: `comm` came from ncclCommInitAll and is destroyed once, here.
@@ -134,16 +148,6 @@ impl Drop for Communicator {
             }
         }
     }
-}
-
-/// Runs `issue` for every rank between ncclGroupStart and ncclGroupEnd. The callers drop the
-/// buffers' `SyncOnDrop` records only after this returns, so that the buffers' events are
-/// recorded after the operations are really queued.
-fn grouped(n: usize, issue: impl FnMut(usize) -> Result<()>) -> Result<()> {
-    result::group_start().map_err(nccl_error("ncclGroupStart"))?;
-    let issued = (0..n).try_for_each(issue);
-    let ended = result::group_end().map_err(nccl_error("ncclGroupEnd"));
-    issued.and(ended.map(|_| ()))
 }
 
 /// Device pointers of a send and a receive buffer per rank, taken on each rank's stream (which
@@ -207,7 +211,59 @@ impl Communicator {
             set: set.clone(),
             comms,
             streams,
+            aborted: OnceLock::new(),
         })
+    }
+
+    /// [`Error::CommunicatorAborted`] once an earlier collective failed part-way.
+    fn check_usable(&self) -> Result<()> {
+        match self.aborted.get() {
+            Some(&call) => Err(Error::CommunicatorAborted { call }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether an earlier collective failed part-way and the NCCL communicators were aborted
+    /// (every collective now returns [`Error::CommunicatorAborted`]).
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.get().is_some()
+    }
+
+    /// Runs `issue` for every rank between ncclGroupStart and ncclGroupEnd. Everything that
+    /// can be checked is checked by the callers before this; if NCCL still fails inside the
+    /// group (issuing rank `k`, or ending the group), the operations queued for the other ranks
+    /// would wait forever for their peers, so the communicators are aborted. The callers drop
+    /// the buffers' `SyncOnDrop` records only after this returns, so that the buffers' events
+    /// are recorded after the operations are really queued.
+    fn grouped(&self, issue: impl FnMut(usize) -> Result<()>) -> Result<()> {
+        self.check_usable()?;
+        result::group_start().map_err(nccl_error("ncclGroupStart"))?;
+        let issued = (0..self.comms.len()).try_for_each(issue);
+        let ended = result::group_end().map_err(nccl_error("ncclGroupEnd"));
+        let done = issued.and(ended.map(|_| ()));
+        if let Err(e) = &done {
+            self.abort(match e {
+                Error::Nccl { call, .. } => call,
+                _ => "ncclGroupEnd",
+            });
+        }
+        done
+    }
+
+    /// Aborts every rank's communicator (once), after a failure inside a group.
+    fn abort(&self, call: &'static str) {
+        if self.aborted.set(call).is_err() {
+            return;
+        }
+        for &comm in &self.comms {
+            // SAFETY: `comm` came from ncclCommInitAll and was neither destroyed nor aborted
+            // (`aborted` was unset); setting `aborted` first makes this the last use of it:
+            // Drop and every collective check the flag.
+            if let Err(e) = unsafe { result::comm_abort(comm) } {
+                // The caller returns the first failure; say this one rather than lose it.
+                eprintln!("hikube-gpu: {}", nccl_error("ncclCommAbort")(e));
+            }
+        }
     }
 
     /// The set the communicator spans.
@@ -270,6 +326,7 @@ impl Communicator {
         let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
         let mut recv: Vec<DeviceSliceMut<'_, T>> =
             recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
+        self.check_usable()?;
         let n = self.check_sends(&send)?;
         let m = self.check_recvs(&recv)?;
         if n != m {
@@ -282,7 +339,7 @@ impl Communicator {
             return Ok(());
         }
         let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
-        let done = grouped(self.comms.len(), |r| {
+        let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let (src, dst) = ptrs[r];
             // SAFETY: `src` and `dst` address `n` elements of `T` on rank `r`'s device (lengths
@@ -315,12 +372,13 @@ impl Communicator {
     ) -> Result<()> {
         let mut bufs: Vec<DeviceSliceMut<'_, T>> =
             bufs.iter_mut().map(|r| r.as_device_slice_mut()).collect();
+        self.check_usable()?;
         let n = self.check_recvs(&bufs)?;
         if n == 0 {
             return Ok(());
         }
         let (ptrs, records) = pointers_in_place(&self.streams, &mut bufs);
-        let done = grouped(self.comms.len(), |r| {
+        let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let ptr = ptrs[r];
             // SAFETY: `ptr` addresses `n` elements of `T` on rank `r`'s device (checked),
@@ -353,20 +411,25 @@ impl Communicator {
         let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
         let mut recv: Vec<DeviceSliceMut<'_, T>> =
             recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
+        self.check_usable()?;
         let n = self.check_sends(&send)?;
         let m = self.check_recvs(&recv)?;
-        let want = n * self.world_size();
+        let want = n.checked_mul(self.world_size()).ok_or(Error::TooLarge {
+            what: "all_gather's result (send length × ranks)".into(),
+            value: n,
+            max: usize::MAX / self.world_size(),
+        })?;
         if m != want {
             return Err(Error::LengthMismatch {
-                expected: m,
-                actual: want,
+                expected: want,
+                actual: m,
             });
         }
         if n == 0 {
             return Ok(());
         }
         let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
-        let done = grouped(self.comms.len(), |r| {
+        let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let (src, dst) = ptrs[r];
             // SAFETY: `src` holds `n` and `dst` `world_size * n` elements of `T` on rank `r`'s
@@ -400,9 +463,14 @@ impl Communicator {
         let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
         let mut recv: Vec<DeviceSliceMut<'_, T>> =
             recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
+        self.check_usable()?;
         let s = self.check_sends(&send)?;
         let n = self.check_recvs(&recv)?;
-        let want = n * self.world_size();
+        let want = n.checked_mul(self.world_size()).ok_or(Error::TooLarge {
+            what: "reduce_scatter's input (recv length × ranks)".into(),
+            value: n,
+            max: usize::MAX / self.world_size(),
+        })?;
         if s != want {
             return Err(Error::LengthMismatch {
                 expected: want,
@@ -413,7 +481,7 @@ impl Communicator {
             return Ok(());
         }
         let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
-        let done = grouped(self.comms.len(), |r| {
+        let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let (src, dst) = ptrs[r];
             // SAFETY: `src` holds `world_size * n` and `dst` `n` elements of `T` on rank `r`'s
@@ -444,6 +512,7 @@ impl Communicator {
     ) -> Result<()> {
         let mut bufs: Vec<DeviceSliceMut<'_, T>> =
             bufs.iter_mut().map(|r| r.as_device_slice_mut()).collect();
+        self.check_usable()?;
         let n = self.check_recvs(&bufs)?;
         if root >= self.world_size() {
             return Err(Error::DeviceIndexOutOfRange {
@@ -455,7 +524,7 @@ impl Communicator {
             return Ok(());
         }
         let (ptrs, records) = pointers_in_place(&self.streams, &mut bufs);
-        let done = grouped(self.comms.len(), |r| {
+        let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let ptr = ptrs[r];
             // SAFETY: `ptr` addresses `n` elements of `T` on rank `r`'s device (checked),

@@ -8,7 +8,7 @@ use crate::event::Event;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut, PinnedBuffer};
 use crate::stream::Stream;
 use bytemuck::Pod;
-use cudarc::driver::{result, DevicePtr, DevicePtrMut};
+use cudarc::driver::{result, sys, DevicePtr, DevicePtrMut};
 
 /// Staging buffers in the ring: while the source GPU fills one, the destination drains another.
 const RING: usize = 3;
@@ -22,8 +22,10 @@ pub enum CopyPath {
     Auto,
     /// One GPU: an ordinary device-to-device copy.
     Device,
-    /// `cuMemcpyPeerAsync`: the copy engines move the bytes over NVLink or PCIe (the driver
-    /// stages it itself where peer access is off).
+    /// `cuMemcpyPeerAsync`: the copy engines move the bytes over NVLink or PCIe where the
+    /// [`DeviceSet`] enabled peer access between the two GPUs (context and stream-ordered pool
+    /// memory alike); where it is off, the driver stages the copy itself. Only a copy: no kernel
+    /// is given the other GPU's buffer.
     Peer,
     /// Through a ring of page-locked host buffers: the source GPU copies a chunk down, the
     /// destination copies it up, ordered by events, never blocking the host.
@@ -88,15 +90,17 @@ impl PeerCopy {
         &self.set
     }
 
-    /// The path [`CopyPath::Auto`] takes from rank `from` to rank `to`.
-    pub fn auto_path(&self, from: usize, to: usize) -> CopyPath {
-        if self.set.devices().get(from) == self.set.devices().get(to) {
+    /// The path [`CopyPath::Auto`] takes from rank `from` to rank `to`;
+    /// [`Error::DeviceIndexOutOfRange`] for a rank past the last.
+    pub fn auto_path(&self, from: usize, to: usize) -> Result<CopyPath> {
+        let (a, b) = (self.set.device(from)?, self.set.device(to)?);
+        Ok(if a == b {
             CopyPath::Device
         } else if self.set.peer_access(from, to) {
             CopyPath::Peer
         } else {
             CopyPath::Staged
-        }
+        })
     }
 
     /// Copies `src` (on `src_stream`'s device) into `dst` (same length, on `dst_stream`'s
@@ -125,7 +129,7 @@ impl PeerCopy {
         }
         let same_device = src.device() == dst.device();
         let path = match path {
-            CopyPath::Auto => self.auto_path(from, to),
+            CopyPath::Auto => self.auto_path(from, to)?,
             CopyPath::Device if !same_device => {
                 return Err(Error::InvalidArgument {
                     what: format!(
@@ -194,32 +198,74 @@ impl PeerCopy {
                 .map(|_| PinnedBuffer::zeroed_portable(src_stream.device(), self.chunk))
                 .collect::<Result<_>>()?;
         }
+        // Raw pointers, taken once: the copy engines read and write the staging bytes while
+        // this runs, so no Rust reference may cover them. (cudarc's event on these buffers is
+        // never recorded, as they are only used here, so taking the pointers does not block.)
+        let staging: Vec<*mut u8> = self
+            .staging
+            .iter_mut()
+            .map(|b| b.raw_mut().as_mut_ptr())
+            .collect::<std::result::Result<_, _>>()?;
         let (sp, _read) = src.view.device_ptr(&src_stream.raw);
         let (dp, _write) = dst.view.device_ptr_mut(&dst_stream.raw);
+        let copied = self.staged_chunks(src_stream, sp, dst_stream, dp, bytes, &staging);
+        if copied.is_err() {
+            // A download into or an upload out of a staging buffer may be in flight with no
+            // `drained` event after it, and `Drop` would free the buffer under the copy
+            // engine: wait for both streams before returning the error.
+            for stream in [src_stream, dst_stream] {
+                if let Err(Error::Driver(e)) = stream.synchronize() {
+                    stream.device().inner.ctx.record_err::<()>(Err(e));
+                }
+            }
+        }
+        copied
+    }
+
+    /// The chunk loop of [`staged`](Self::staged), through the staging buffers at `staging`
+    /// (`RING` of `self.chunk` bytes each).
+    fn staged_chunks(
+        &mut self,
+        src_stream: &Stream,
+        sp: u64,
+        dst_stream: &Stream,
+        dp: u64,
+        bytes: usize,
+        staging: &[*mut u8],
+    ) -> Result<()> {
         for (i, off) in (0..bytes).step_by(self.chunk).enumerate() {
             let b = i % RING;
             let len = self.chunk.min(bytes - off);
             if let Some(drained) = &self.drained[b] {
                 src_stream.wait(drained)?;
             }
-            let staging = &mut self.staging[b].as_mut_slice()?[..len];
-            // SAFETY: `sp + off` addresses `len` bytes inside the source (`off + len <= bytes`);
-            // staging buffer `b` is no longer read by an earlier upload (`src_stream` waited for
-            // `drained[b]` above), and it outlives the copy (`Drop` waits for `drained`).
+            // SAFETY: `sp + off` addresses `len` bytes inside the source (`off + len <= bytes`)
+            // and `staging[b]` `len <= chunk` bytes of pinned memory; the buffer is no longer
+            // read by an earlier upload (`src_stream` waited for `drained[b]` above), and it
+            // outlives the copy (`Drop` waits for `drained`, and `staged` for both streams if
+            // this loop fails before `drained[b]` is recorded).
             unsafe {
-                result::memcpy_dtoh_async(
-                    &mut *staging,
+                sys::cuMemcpyDtoHAsync_v2(
+                    staging[b].cast(),
                     sp + off as u64,
+                    len,
                     src_stream.raw.cu_stream(),
                 )
-            }?;
+            }
+            .result()?;
             dst_stream.wait(&src_stream.record()?)?;
             // SAFETY: `dp + off` addresses `len` bytes inside the destination (same length as
             // the source); the staging bytes were written by the download the wait above
-            // orders before this upload.
+            // orders before this upload; the buffer outlives it (as above).
             unsafe {
-                result::memcpy_htod_async(dp + off as u64, &*staging, dst_stream.raw.cu_stream())
-            }?;
+                sys::cuMemcpyHtoDAsync_v2(
+                    dp + off as u64,
+                    staging[b].cast_const().cast(),
+                    len,
+                    dst_stream.raw.cu_stream(),
+                )
+            }
+            .result()?;
             self.drained[b] = Some(dst_stream.record()?);
         }
         Ok(())

@@ -70,7 +70,9 @@ pub struct Link {
     /// The driver reports that the first GPU can access the second's memory
     /// (`cuDeviceCanAccessPeer`).
     pub can_access_peer: bool,
-    /// Peer access is enabled in the set (peer copies go directly, not through the host).
+    /// Peer access is enabled in the set, for the context's memory and the stream-ordered
+    /// pool's alike (peer copies go directly, not through the host). False where the driver
+    /// allows it but refused to enable it (e.g. too many peers).
     pub peer_enabled: bool,
     /// NVLink, PCIe or one device.
     pub kind: LinkKind,

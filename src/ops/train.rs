@@ -70,14 +70,19 @@ fn same_len(expected: usize, actual: usize) -> Result<()> {
     }
 }
 
-fn fits_i32(what: &str, value: usize) -> Result<()> {
-    if value <= i32::MAX as usize {
+/// The most rows or columns the row kernels take. They count in `int` and step past the end by
+/// up to 32 (a warp's columns in softmax_xent, a block's in bias_grad), so the bound leaves room
+/// below `i32::MAX` for that step: no counter overflows.
+const MAX_DIM: usize = i32::MAX as usize - 64;
+
+fn fits_dim(what: &str, value: usize) -> Result<()> {
+    if value <= MAX_DIM {
         Ok(())
     } else {
         Err(Error::TooLarge {
             what: what.to_string(),
             value,
-            max: i32::MAX as usize,
+            max: MAX_DIM,
         })
     }
 }
@@ -99,8 +104,8 @@ fn rows_of(what: &str, len: usize, cols: usize) -> Result<usize> {
         });
     }
     let rows = len / cols;
-    fits_i32(&format!("{what}'s rows"), rows)?;
-    fits_i32(&format!("{what}'s columns"), cols)?;
+    fits_dim(&format!("{what}'s rows"), rows)?;
+    fits_dim(&format!("{what}'s columns"), cols)?;
     Ok(rows)
 }
 
@@ -258,11 +263,13 @@ pub fn cast_f32<T: Float>(
 pub struct LossScaleState {
     /// The loss scale the next step uses.
     pub scale: f32,
-    /// Steps without overflow since the scale last changed.
+    /// Steps without overflow since the scale last changed (a float on the device: it stops
+    /// at 2²⁴ = 16 777 216, which only a scaler that never grows reaches).
     pub good_steps: u32,
     /// Whether a gradient checked since the last [`LossScaler::update`] was not finite.
     pub found_nonfinite: bool,
-    /// Steps skipped because of an overflow, in all.
+    /// Steps skipped because of an overflow, in all. Counted in a float on the device: exact
+    /// up to 2²⁴ = 16 777 216, where it stops growing.
     pub skipped_steps: u32,
 }
 
@@ -288,15 +295,27 @@ pub struct LossScaleState {
 /// ```
 #[derive(Debug)]
 pub struct LossScaler {
-    /// scale, good steps, non-finite flag, skipped steps (as floats: exact below 2²⁴).
+    /// scale, good steps, non-finite flag, skipped steps (as floats: exact up to 2²⁴, where the
+    /// counters stop).
     state: DeviceBuffer<f32>,
     growth_interval: u32,
 }
 
 impl LossScaler {
+    /// The largest growth interval: the device counts steps in a float, exact up to 2²⁴.
+    pub const MAX_GROWTH_INTERVAL: u32 = 1 << 24;
+
     /// A scaler starting at `initial_scale` (finite, in 2⁻¹⁶…2²⁴) that doubles it after
-    /// `growth_interval` steps without overflow (0: never grows).
+    /// `growth_interval` steps without overflow (0: never grows; at most
+    /// [`MAX_GROWTH_INTERVAL`](Self::MAX_GROWTH_INTERVAL), else [`Error::TooLarge`]).
     pub fn new(stream: &Stream, initial_scale: f32, growth_interval: u32) -> Result<Self> {
+        if growth_interval > Self::MAX_GROWTH_INTERVAL {
+            return Err(Error::TooLarge {
+                what: "loss scaler growth_interval".into(),
+                value: growth_interval as usize,
+                max: Self::MAX_GROWTH_INTERVAL as usize,
+            });
+        }
         if !(initial_scale.is_finite() && (1.0 / 65536.0..=16_777_216.0).contains(&initial_scale)) {
             return Err(Error::InvalidArgument {
                 what: format!("loss scale {initial_scale} is not in 2^-16..=2^24"),
@@ -462,5 +481,30 @@ impl Sgd {
         // callers, whose guard orders this launch after its earlier use); the grid-stride loop
         // stays below n; state is the scaler's four floats.
         unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_kernel_dimensions_leave_room_for_the_counters() {
+        assert_eq!(rows_of("x", MAX_DIM, 1).unwrap(), MAX_DIM);
+        assert_eq!(rows_of("x", MAX_DIM, MAX_DIM).unwrap(), 1);
+        for (len, cols) in [
+            (MAX_DIM + 1, 1),
+            (MAX_DIM + 1, MAX_DIM + 1),
+            (i32::MAX as usize, 1),
+        ] {
+            assert!(
+                matches!(
+                    rows_of("x", len, cols),
+                    Err(Error::TooLarge { max: MAX_DIM, .. })
+                ),
+                "{len} x {cols}"
+            );
+        }
+        assert!(i32::try_from(MAX_DIM + 32).is_ok());
     }
 }

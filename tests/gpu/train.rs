@@ -59,12 +59,27 @@ const SOFTMAX_SHAPES: [(usize, usize); 6] = [
     (1024, 10),
 ];
 
+/// Rows 1, 2 and 3 of every 4 (where there are) moved out of the gentle `[-6, 6)`: around +100
+/// (`exp` overflows f32 past 88.7), around −100 (`exp` underflows to 0, the sum with it), and
+/// all equal, so that a softmax that does not subtract the row's maximum fails the comparison.
+fn extreme_rows(mut logits: Vec<f32>, cols: usize) -> Vec<f32> {
+    for (r, row) in logits.chunks_mut(cols).enumerate() {
+        match r % 4 {
+            1 => row.iter_mut().for_each(|x| *x += 100.0),
+            2 => row.iter_mut().for_each(|x| *x -= 100.0),
+            3 => row.fill(42.5),
+            _ => {}
+        }
+    }
+    logits
+}
+
 fn softmax_xent<G: Float>(device: &Device, bound: f64) -> Result<(), Failed> {
     let stream = device.new_stream().map_err(fail)?;
     let mut rng = rand::rng();
     for (rows, cols) in SOFTMAX_SHAPES {
         for scale in [None, Some(256.0f32)] {
-            let logits = random(rows * cols, -6.0, 6.0);
+            let logits = extreme_rows(random(rows * cols, -6.0, 6.0), cols);
             let labels: Vec<u32> = (0..rows)
                 .map(|_| rng.random_range(0..cols as u32))
                 .collect();
@@ -407,6 +422,12 @@ fn shape_errors(device: &Device) -> Result<(), Failed> {
         matches!(r, Err(Error::LengthMismatch { .. })),
         "relu: {r:?}"
     );
+    let r = LossScaler::new(&stream, 1.0, LossScaler::MAX_GROWTH_INTERVAL + 1);
+    ensure!(
+        matches!(r, Err(Error::TooLarge { max, .. }) if max == 1 << 24),
+        "growth interval past 2^24: {r:?}"
+    );
+    LossScaler::new(&stream, 1.0, LossScaler::MAX_GROWTH_INTERVAL).map_err(fail)?;
     for bad in [0.0f32, -1.0, f32::INFINITY, f32::NAN, 1e30] {
         let r = LossScaler::new(&stream, bad, 10);
         ensure!(
