@@ -175,7 +175,10 @@ impl Default for Settings {
         Settings {
             image: DEFAULT_IMAGE.into(),
             namespace: DEFAULT_NAMESPACE.into(),
-            inference_command: vec![DEFAULT_INFERENCE_COMMAND.into()],
+            inference_command: DEFAULT_INFERENCE_COMMAND
+                .split_whitespace()
+                .map(Into::into)
+                .collect(),
             gpu_quota: 4,
         }
     }
@@ -688,10 +691,11 @@ mod tests {
             assert_eq!(Some(&claim.claim_name), pvc.metadata.name.as_ref());
             let pod = deployment.spec.unwrap().template.spec.unwrap();
             check_pod(instance, &pod);
-            assert_eq!(
-                pod.containers[0].command.as_deref(),
-                Some(&[DEFAULT_INFERENCE_COMMAND.to_string()][..])
-            );
+            let want: Vec<String> = DEFAULT_INFERENCE_COMMAND
+                .split_whitespace()
+                .map(Into::into)
+                .collect();
+            assert_eq!(pod.containers[0].command.as_deref(), Some(&want[..]));
             assert_eq!(pod.containers[0].image.as_deref(), Some(DEFAULT_IMAGE));
         }
         let (name, text) = files.last().unwrap();
