@@ -251,55 +251,9 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
     };
 
     float acc[MT][NT][4];
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
-
-#pragma unroll
-    for (int s = 0; s < STAGES_USED - 1; ++s) {
-        if (s < k_tiles) load_stage(s, k_begin + s * BK);
-        cp_async_commit();
-    }
-
-    // The main loop of gemm_mainloop (mma_pipeline.cuh): double-buffered fragments, the next
-    // stage's copies spread over this tile's k16 steps, one barrier per tile.
-    constexpr int KSTEPS = BK / 16;
-    static_assert(KSTEPS % 2 == 0, "the fragment buffers alternate across tiles");
-    unsigned af[2][MT][4];
-    unsigned bf[2][NT][2];
-    cp_async_wait<STAGES_USED - 2>();
-    __syncthreads();
-    if (k_tiles > 0) load_fragments(smem, smem + A_ELEMS, 0, af[0], bf[0]);
-    for (int kt = 0; kt < k_tiles; ++kt) {
-        const T* sa = smem + (kt % STAGES_USED) * STAGE;
-        const T* sb = sa + A_ELEMS;
-        const int next = kt + STAGES_USED - 1;
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; ++kk) {
-            if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK, kk, KSTEPS);
-            if (kk == KSTEPS - 1) {
-                cp_async_commit();
-                cp_async_wait<STAGES_USED - 2>();
-                __syncthreads();
-                if (kt + 1 < k_tiles) {
-                    const T* na = smem + ((kt + 1) % STAGES_USED) * STAGE;
-                    load_fragments(na, na + A_ELEMS, 0, af[0], bf[0]);
-                }
-            } else {
-                load_fragments(sa, sb, kk + 1, af[(kk + 1) & 1], bf[(kk + 1) & 1]);
-            }
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-                    mma16816<T, Policy>(acc[mt][nt], af[kk & 1][mt], bf[kk & 1][nt][0],
-                                        bf[kk & 1][nt][1]);
-        }
-    }
-    cp_async_wait<0>();
+    mma_mainloop<T, Policy, MT, NT, BK, STAGES_USED, A_ELEMS, STAGE>(smem, k_tiles, k_begin,
+                                                                     load_stage, load_fragments,
+                                                                     acc);
 
     // The epilogue of gemm_mainloop (through shared memory in two passes), but with eight
     // output channels per thread: one 16-byte store (f16/bf16 out) and one bias load per eight

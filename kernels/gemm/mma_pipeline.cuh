@@ -214,6 +214,70 @@ constexpr int gemm_smem_bytes() {
     return pipeline > epilogue ? pipeline : epilogue;
 }
 
+// The multistage main loop of the mma.sync kernels (the GEMM's and the implicit-GEMM
+// convolution's): zeroes `acc`, fills the first STAGES_USED - 1 stages, then walks the k-tiles
+// with double-buffered fragments. The ldmatrix of step kk + 1 is issued before the mma of step kk
+// (both are volatile asm, so the compiler keeps that order); the tile STAGES_USED - 1 ahead goes
+// to the stage read one tile ago (free since the last barrier), its copies spread over this
+// tile's k16 steps; before the last step of a tile the block waits for the next tile and
+// synchronizes, so that the next tile's first fragments load under the last mma. Returns with no
+// copy in flight. `load_stage(stage, k0, part = 0, parts = 1)` issues (part of) a stage's
+// copies; `load_fragments(sa, sb, kk, af, bf)` loads the fragments of k16 step kk.
+template <typename T, typename Policy, int MT, int NT, int BK, int STAGES_USED, int A_ELEMS,
+          int STAGE, typename LoadStage, typename LoadFragments>
+__device__ __forceinline__ void mma_mainloop(const T* smem, int k_tiles, int k_begin,
+                                             LoadStage& load_stage,
+                                             LoadFragments& load_fragments,
+                                             float (&acc)[MT][NT][4]) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES_USED - 1; ++s) {
+        if (s < k_tiles) load_stage(s, k_begin + s * BK);
+        cp_async_commit();
+    }
+
+    constexpr int KSTEPS = BK / 16;
+    static_assert(KSTEPS % 2 == 0, "the fragment buffers alternate across tiles");
+    unsigned af[2][MT][4];
+    unsigned bf[2][NT][2];
+    cp_async_wait<STAGES_USED - 2>();
+    __syncthreads();
+    if (k_tiles > 0) load_fragments(smem, smem + A_ELEMS, 0, af[0], bf[0]);
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        const T* sa = smem + (kt % STAGES_USED) * STAGE;
+        const T* sb = sa + A_ELEMS;
+        const int next = kt + STAGES_USED - 1;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK, kk, KSTEPS);
+            if (kk == KSTEPS - 1) {
+                cp_async_commit();
+                cp_async_wait<STAGES_USED - 2>();
+                __syncthreads();
+                if (kt + 1 < k_tiles) {
+                    const T* na = smem + ((kt + 1) % STAGES_USED) * STAGE;
+                    load_fragments(na, na + A_ELEMS, 0, af[0], bf[0]);
+                }
+            } else {
+                load_fragments(sa, sb, kk + 1, af[(kk + 1) & 1], bf[(kk + 1) & 1]);
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+                    mma16816<T, Policy>(acc[mt][nt], af[kk & 1][mt], bf[kk & 1][nt][0],
+                                        bf[kk & 1][nt][1]);
+        }
+    }
+    cp_async_wait<0>();
+}
+
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC, bool B_KC,
           bool ALIGNED, typename Policy>
 __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
@@ -305,59 +369,9 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     };
 
     float acc[MT][NT][4];
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
-
-#pragma unroll
-    for (int s = 0; s < STAGES_USED - 1; ++s) {
-        if (s < k_tiles) load_stage(s, k_begin + s * BK);
-        cp_async_commit();
-    }
-
-    // Main loop. Fragments are double-buffered: the ldmatrix of step kk + 1 is issued before the
-    // mma of step kk (both are volatile asm, so the compiler keeps that order). Before the last
-    // step of a tile, the block waits for the next tile and synchronizes, so that the next
-    // tile's first fragments load under the last mma.
-    constexpr int KSTEPS = BK / 16;
-    static_assert(KSTEPS % 2 == 0, "the fragment buffers alternate across tiles");
-    unsigned af[2][MT][4];
-    unsigned bf[2][NT][2];
-    cp_async_wait<STAGES_USED - 2>();
-    __syncthreads();
-    if (k_tiles > 0) load_fragments(smem, smem + A_ELEMS, 0, af[0], bf[0]);
-    for (int kt = 0; kt < k_tiles; ++kt) {
-        const T* sa = smem + (kt % STAGES_USED) * STAGE;
-        const T* sb = sa + A_ELEMS;
-        // The tile STAGES - 1 ahead goes to the stage read one tile ago (free since the last
-        // barrier), its copies spread over this tile's k16 steps.
-        const int next = kt + STAGES_USED - 1;
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; ++kk) {
-            if (next < k_tiles) load_stage(next % STAGES_USED, k_begin + next * BK, kk, KSTEPS);
-            if (kk == KSTEPS - 1) {
-                cp_async_commit();
-                cp_async_wait<STAGES_USED - 2>();
-                __syncthreads();
-                if (kt + 1 < k_tiles) {
-                    const T* na = smem + ((kt + 1) % STAGES_USED) * STAGE;
-                    load_fragments(na, na + A_ELEMS, 0, af[0], bf[0]);
-                }
-            } else {
-                load_fragments(sa, sb, kk + 1, af[(kk + 1) & 1], bf[(kk + 1) & 1]);
-            }
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt)
-                    mma16816<T, Policy>(acc[mt][nt], af[kk & 1][mt], bf[kk & 1][nt][0],
-                                        bf[kk & 1][nt][1]);
-        }
-    }
-    cp_async_wait<0>();
+    mma_mainloop<T, Policy, MT, NT, BK, STAGES_USED, A_ELEMS, STAGE>(smem, k_tiles, k_begin,
+                                                                     load_stage, load_fragments,
+                                                                     acc);
 
     // Epilogue through shared memory, in two passes of half of each warp's rows: the warps
     // park their accumulators (rows padded by 8 floats: no bank conflicts), then all threads
