@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch_early};
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
+use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::{DevicePtr, DevicePtrMut};
@@ -48,15 +48,8 @@ pub fn global_avg_pool<T: Float>(
     // Saturating: a product past usize can never fit in a buffer, so it fails the size check.
     let input = n.saturating_mul(hw).saturating_mul(c);
     let output = n.saturating_mul(c);
-    for (operand, required, actual) in [("x", input, x.len()), ("y", output, y.len())] {
-        if actual < required {
-            return Err(Error::BufferTooSmall {
-                operand,
-                required,
-                actual,
-            });
-        }
-    }
+    ensure_len("x", input, x.len())?;
+    ensure_len("y", output, y.len())?;
     if output == 0 {
         return Ok(());
     }

@@ -424,17 +424,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         for dev in [x.device(), w.device(), y.device()] {
             self.device.check_same(dev)?;
         }
-        let need = |operand, required: usize, actual: usize| {
-            if actual >= required {
-                Ok(())
-            } else {
-                Err(Error::BufferTooSmall {
-                    operand,
-                    required,
-                    actual,
-                })
-            }
-        };
+        let need = crate::memory::ensure_len;
         need("x", desc.input_len(), x.len())?;
         need("w", desc.filter_len(), w.len())?;
         need("y", desc.output_len(), y.len())?;

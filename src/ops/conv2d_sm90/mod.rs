@@ -655,17 +655,7 @@ impl<T: Float> Conv2dSm90<T> {
         for dev in [x.device(), w.device(), y.device()] {
             self.device.check_same(dev)?;
         }
-        let need = |operand, required: usize, actual: usize| {
-            if actual >= required {
-                Ok(())
-            } else {
-                Err(Error::BufferTooSmall {
-                    operand,
-                    required,
-                    actual,
-                })
-            }
-        };
+        let need = crate::memory::ensure_len;
         need("x", s.x_len(), x.len())?;
         need("w", s.w_len(), w.len())?;
         need("y", s.y_len(), y.len())?;
