@@ -20,7 +20,8 @@
 // (k-step counter g, mbarrier phases) runs on across tiles, so the producer loads the next tile
 // while the consumers store this one. As the stages are busy then, each consumer warp stores its
 // 16 x 256 accumulators through a small shared buffer of its own, 32 columns at a time
-// (__syncwarp only): rows of 32 contiguous outputs, through the same epilogue.
+// (__syncwarp only): rows of 32 contiguous outputs, eight columns per lane with 16-byte loads
+// and stores where the host allows it (p.reserved), column pairs otherwise.
 #include "gemm/gemm_params.cuh"
 #include "gemm/sm90_tma.cuh"
 #include "gemm/wgmma_ops.cuh"
@@ -262,6 +263,8 @@ __device__ __forceinline__ void gemm_persistent(const GemmParams& p, const TmaDe
         // 32 columns (j = 4 c .. 4 c + 3) at a time go through the warp's buffer and out as two
         // rows of 32 contiguous outputs per warp-wide store.
         const int row0 = tc.m0 + cw * 64 + warp * 16;
+        // p.reserved: rows of D, C and the bias allow 16-byte access (the host's vec8_ok).
+        const bool vec8 = p.splits == 1 && p.reserved != 0;
 #pragma unroll
         for (int c = 0; c < BN / 32; ++c) {
 #pragma unroll
@@ -273,12 +276,34 @@ __device__ __forceinline__ void gemm_persistent(const GemmParams& p, const TmaDe
                     make_float2(acc[4 * j + 2], acc[4 * j + 3]);
             }
             __syncwarp();
-            const int col = 2 * (lane % 16), cc = tc.n0 + 32 * c + col;
+            if (vec8) {
+                // Eight columns per lane, four lanes per row: 16-byte loads and stores.
+                const int col = 8 * (lane % 4), cc = tc.n0 + 32 * c + col;
 #pragma unroll 1
-            for (int lr = lane / 16; lr < 16; lr += 2) {
-                const int r = row0 + lr;
-                const float2 v = *reinterpret_cast<const float2*>(wbuf + lr * WROW + col);
-                if (r < p.m && cc < p.n) store_result(p, tc.split, tc.batch, r, cc, v.x, v.y);
+                for (int h = 0; h < 2; ++h) {
+                    const int lr = 8 * h + lane / 4, r = row0 + lr;
+                    const float* src = wbuf + lr * WROW + col;
+                    if (r >= p.m || cc >= p.n) continue;
+                    if (cc + 8 <= p.n) {
+                        const float4 lo = *reinterpret_cast<const float4*>(src);
+                        const float4 hi = *reinterpret_cast<const float4*>(src + 4);
+                        float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                        epilogue8(p, tc.batch, r, cc, v);
+                    } else {
+#pragma unroll 1
+                        for (int e = 0; e < 8 && cc + e < p.n; e += 2)
+                            epilogue2(p, tc.batch, r, cc + e, src[e], src[e + 1]);
+                    }
+                }
+            } else {
+                // Column pairs (split-K partials, or rows that do not allow 16-byte access).
+                const int col = 2 * (lane % 16), cc = tc.n0 + 32 * c + col;
+#pragma unroll 1
+                for (int lr = lane / 16; lr < 16; lr += 2) {
+                    const int r = row0 + lr;
+                    const float2 v = *reinterpret_cast<const float2*>(wbuf + lr * WROW + col);
+                    if (r < p.m && cc < p.n) store_result(p, tc.split, tc.batch, r, cc, v.x, v.y);
+                }
             }
             __syncwarp();
         }

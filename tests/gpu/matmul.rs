@@ -496,12 +496,23 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
             },
         ]);
     }
-    // More tiles than SMs: the default persistent grid walks two tiles in some blocks.
+    // More tiles than SMs: the default persistent grid walks two tiles in some blocks (rows of D
+    // allow the 16-byte epilogue).
     list.push(Case {
         b: C,
         bias: true,
         act: Activation::Gelu,
-        ..case(2000, 2100, 136)
+        ..case(2000, 2096, 136)
+    });
+    // The 16-byte epilogue with C, bias, GELU and batches; N = 1001 (padded rows of 1008): the
+    // last eight columns of each row fall back to pairs.
+    list.push(Case {
+        batch: 2,
+        beta: 1.0,
+        bias: true,
+        act: Activation::Gelu,
+        pad_d: 7,
+        ..case(300, 1001, 200)
     });
     // Every case three ways: the default (persistent blocks, one per SM), 3 persistent blocks
     // (each walks several tiles, batches and split-K slices, its stage ring running on across

@@ -731,6 +731,16 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     && ldc % 2 == 0
                     && (desc.batch == 1 || stride_c % 2 == 0)))
             && bias_ptr % (2 * osize) == 0;
+        // Eight-element (16-byte) access to the rows of D, C and the bias at every column that is
+        // a multiple of 8: the persistent Hopper kernel's vectorized epilogue (`p.reserved`).
+        let row16 = |ptr: u64, ld: usize, stride: usize| {
+            ptr % 16 == 0
+                && (ld as u64 * osize) % 16 == 0
+                && (desc.batch == 1 || (stride as u64 * osize) % 16 == 0)
+        };
+        let vec8_ok = row16(d_ptr, s.ldd, s.stride_d)
+            && (!use_c || row16(c_ptr, ldc, stride_c))
+            && bias_ptr % 16 == 0;
         let (func, choice) = if aligned {
             (&self.aligned, &self.choice)
         } else {
@@ -764,7 +774,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
             },
             out_dtype: out_dtype::<O>(),
             pair_ok: i32::from(pair_ok),
-            reserved: 0,
+            // The Hopper kernels read it as the 16-byte epilogue flag (gemm_params.cuh's
+            // epilogue8); the others ignore it.
+            reserved: i32::from(vec8_ok),
             alpha: desc.alpha,
             beta: desc.beta,
         };
