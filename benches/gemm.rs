@@ -79,6 +79,8 @@ struct Row {
     shape: (usize, usize, usize),
     tiling: (Tiling, usize),
     ours: f64,
+    /// Hopper path: the earlier kernel, one block per tile (the default is persistent).
+    per_tile: Option<f64>,
     cublas: f64,
     peak: f64,
 }
@@ -100,11 +102,27 @@ fn bench_type<T: Float>(
             let mut x = inputs::<T>(stream, m, n, k)?;
             let mut plan =
                 Matmul::<T, T>::new(stream, MatmulDesc::new(m, n, k).b_layout(b_layout))?;
+            let sm90 = plan.path() == GemmPath::Sm90;
             let mut ours = |x: &mut Inputs<T>, i: usize| {
                 let set = i % SETS;
                 plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
             };
             let t_ours = time_on_stream(stream, 5, 30, |i| ours(&mut x, i))?.median_ms();
+            let t_per_tile = if sm90 {
+                let mut per_tile = Matmul::<T, T>::new(
+                    stream,
+                    MatmulDesc::new(m, n, k)
+                        .b_layout(b_layout)
+                        .grid_blocks(usize::MAX),
+                )?;
+                let t = time_on_stream(stream, 5, 30, |i| {
+                    let set = i % SETS;
+                    per_tile.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
+                })?;
+                Some(t.median_ms())
+            } else {
+                None
+            };
             let t_blas = time_on_stream(stream, 5, 30, |i| {
                 cublas_gemm(blas, stream, &mut x, i % SETS, shape, b_t)
             })?
@@ -135,6 +153,7 @@ fn bench_type<T: Float>(
                 shape,
                 tiling: plan.tiling(),
                 ours: flops / (t_ours * 1e9),
+                per_tile: t_per_tile.map(|t| flops / (t * 1e9)),
                 cublas: flops / (t_blas * 1e9),
                 peak,
             });
@@ -221,20 +240,25 @@ fn main() -> Result<()> {
          NT = B column-major (cuBLAS op T), NN = B row-major",
         model.name, model.sms
     );
-    println!("| dtype | layout | M×N×K | path, tile (split-K) | hikube-gpu | cuBLAS | ratio | % of peak |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| dtype | layout | M×N×K | path, tile (split-K) | hikube-gpu | cuBLAS | ratio | % of peak \
+         | one block per tile (ratio) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let (m, n, k) = r.shape;
         let (t, s) = r.tiling;
         println!(
-            "| {} | {} | {m}×{n}×{k} | {:?} {t} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % |",
+            "| {} | {} | {m}×{n}×{k} | {:?} {t} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % | {} |",
             r.dtype,
             r.layout,
             r.path,
             r.ours,
             r.cublas,
             r.ours / r.cublas,
-            100.0 * r.ours / r.peak
+            100.0 * r.ours / r.peak,
+            r.per_tile
+                .map_or(String::new(), |p| format!("{p:.1} ({:.2})", p / r.cublas))
         );
     }
     Ok(())

@@ -128,6 +128,74 @@ __device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int
                activate(p.activation, y));
 }
 
+// Eight consecutive elements of an output-typed row at i (16-byte aligned: 32 bytes for f32).
+__device__ __forceinline__ void load_out8(const void* p, int dtype, long long i, float (&v)[8]) {
+    if (dtype == OUT_F32) {
+        const float4 lo = *reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+        const float4 hi = *reinterpret_cast<const float4*>(static_cast<const float*>(p) + i + 4);
+        v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w;
+        v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+        return;
+    }
+    const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p) + i);
+    const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if (dtype == OUT_F16) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+            v[2 * j] = f.x, v[2 * j + 1] = f.y;
+        } else {
+            const __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&w[j]);
+            v[2 * j] = __bfloat162float(h.x), v[2 * j + 1] = __bfloat162float(h.y);
+        }
+    }
+}
+
+// The epilogue for columns c .. c + 7 of row r of batch b, in 16-byte loads and stores: the host
+// sets p.reserved when the rows of D (and C, and the bias) allow it (16-byte aligned at every
+// column that is a multiple of 8), and the caller checks c + 8 <= n.
+__device__ __forceinline__ void epilogue8(const GemmParams& p, int b, int r, int c, float (&v)[8]) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) v[e] *= p.alpha;
+    if (p.beta != 0.f) {
+        float cv[8];
+        load_out8(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c, cv);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] += p.beta * cv[e];
+    }
+    if (p.bias) {
+        float bv[8];
+        load_out8(p.bias, p.out_dtype, c, bv);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] += bv[e];
+    }
+    if (p.activation != ACT_NONE) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[e] = activate(p.activation, v[e]);
+    }
+    const long long i = b * p.stride_d + r * p.ldd + c;
+    if (p.out_dtype == OUT_F32) {
+        float* d = static_cast<float*>(p.d) + i;
+        *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+        *reinterpret_cast<float4*>(d + 4) = make_float4(v[4], v[5], v[6], v[7]);
+        return;
+    }
+    unsigned w[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if (p.out_dtype == OUT_F16) {
+            const __half2 h = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+            w[j] = *reinterpret_cast<const unsigned*>(&h);
+        } else {
+            __nv_bfloat162 h;
+            h.x = __float2bfloat16_rn(v[2 * j]);
+            h.y = __float2bfloat16_rn(v[2 * j + 1]);
+            w[j] = *reinterpret_cast<const unsigned*>(&h);
+        }
+    }
+    *reinterpret_cast<uint4*>(static_cast<__half*>(p.d) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // Where split `s` of batch `b` keeps its partial sum for (r, c).
 __device__ __forceinline__ long long workspace_index(const GemmParams& p, int s, int b, int r, int c) {
     return ((static_cast<long long>(s) * p.batch + b) * p.m + r) * p.n + c;

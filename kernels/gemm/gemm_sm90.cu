@@ -13,6 +13,15 @@
 // dimensions (and non-zero batch strides) that are multiples of 8 elements, which the host
 // checks. Epilogue: accumulators parked in shared memory, then the shared epilogue of
 // gemm_params.cuh (coalesced stores), or f32 partial sums for split-K.
+//
+// Two kernels per (type, layout): `_aligned`, one block per output tile (blockIdx.x the tile,
+// blockIdx.y batch x split-K slice), and `_persistent`: gridDim.x blocks (about one per SM) walk
+// the tiles x slices gridDim.x apart, in the grouped order of tile_coord_at, and the stage ring
+// (k-step counter g, mbarrier phases) runs on across tiles, so the producer loads the next tile
+// while the consumers store this one. As the stages are busy then, each consumer warp stores its
+// 16 x 256 accumulators through a small shared buffer of its own, 32 columns at a time
+// (__syncwarp only): rows of 32 contiguous outputs, eight columns per lane with 16-byte loads
+// and stores where the host allows it (p.reserved), column pairs otherwise.
 #include "gemm/gemm_params.cuh"
 #include "gemm/sm90_tma.cuh"
 #include "gemm/wgmma_ops.cuh"
@@ -26,6 +35,10 @@ constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE_BYTES = A_BYTE
 constexpr int SROW = BN + 8;  // epilogue staging row, floats
 constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;  // + alignment slack for 1024-B swizzle atoms
 static_assert(BM * SROW * 4 <= STAGES * STAGE_BYTES, "the epilogue staging fits in the stages");
+// Persistent kernel: a 16 x 32 float buffer per consumer warp (row stride 40: the float2 stores
+// of a half-warp hit 32 distinct banks), after the stages.
+constexpr int WROW = 40, WBUF = 16 * WROW;
+constexpr int P_SMEM_BYTES = SMEM_BYTES + (CONSUMERS / 32) * WBUF * 4;
 
 template <typename T, int TA, int TB>
 __device__ __forceinline__ void wgmma(float (&d)[128], unsigned long long a, unsigned long long b) {
@@ -152,16 +165,167 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     }
 }
 
+
+// The persistent kernel (see the top of the file).
+template <typename T, bool A_K, bool B_K>
+__device__ __forceinline__ void gemm_persistent(const GemmParams& p, const TmaDesc& map_a,
+                                                const TmaDesc& map_b) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    __shared__ __align__(8) unsigned long long full[STAGES];
+    __shared__ __align__(8) unsigned long long empty[STAGES];
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
+    {
+        unsigned dynamic_smem;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+        if (dynamic_smem < static_cast<unsigned>(P_SMEM_BYTES)) __trap();
+    }
+    const int tiles = ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN);
+    const int total = tiles * p.batch * p.splits;  // the host checks that this fits an int
+    const int wg = threadIdx.x / 128;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], CONSUMERS);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        if (threadIdx.x != 0) return;
+        int g = 0;
+        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            const TileCoord tc = tile_coord_at<BM, BN>(p, t % tiles, t / tiles);
+            const int k_begin = tc.split * p.k_per_split, k_end = min(p.k, k_begin + p.k_per_split);
+            const int k_tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
+            for (int kt = 0; kt < k_tiles; ++kt, ++g) {
+                const int k0 = k_begin + kt * BK;
+                const int s = g % STAGES;
+                if (g >= STAGES) mbar_wait(&empty[s], ((g / STAGES) - 1) & 1);
+                unsigned char* stage = smem + s * STAGE_BYTES;
+                mbar_expect_tx(&full[s], STAGE_BYTES);
+                if (A_K) {
+                    tma_load_3d(stage, &map_a, k0, tc.m0, tc.batch, &full[s]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < BM / 64; ++i)
+                        tma_load_3d(stage + i * 8192, &map_a, tc.m0 + 64 * i, k0, tc.batch,
+                                    &full[s]);
+                }
+                if (B_K) {
+                    tma_load_3d(stage + A_BYTES, &map_b, k0, tc.n0, tc.batch, &full[s]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < BN / 64; ++i)
+                        tma_load_3d(stage + A_BYTES + i * 8192, &map_b, tc.n0 + 64 * i, k0,
+                                    tc.batch, &full[s]);
+                }
+            }
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    const int cw = wg - 1;
+    const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+    float* wbuf = reinterpret_cast<float*>(smem + STAGES * STAGE_BYTES) + (cw * 4 + warp) * WBUF;
+    int g = 0;
+    for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        const TileCoord tc = tile_coord_at<BM, BN>(p, t % tiles, t / tiles);
+        const int k_begin = tc.split * p.k_per_split, k_end = min(p.k, k_begin + p.k_per_split);
+        const int k_tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
+        float acc[128];
+#pragma unroll
+        for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+        for (int kt = 0; kt < k_tiles; ++kt, ++g) {
+            const int s = g % STAGES;
+            mbar_wait(&full[s], (g / STAGES) & 1);
+            const unsigned char* a = smem + s * STAGE_BYTES + cw * 8192;
+            const unsigned char* b = smem + s * STAGE_BYTES + A_BYTES;
+            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk)
+                wgmma<T, A_K ? 0 : 1, B_K ? 0 : 1>(acc, desc_sw128<A_K>(a + k_step_bytes<A_K>(kk)),
+                                                   desc_sw128<B_K>(b + k_step_bytes<B_K>(kk)));
+            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+            if (kt > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+        }
+        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+        if (k_tiles > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+
+        // Warp `warp` of consumer cw holds rows 16 warp + lane / 4 (+ 8) of the consumer's 64;
+        // register 4 j + {0, 1} (+ {2, 3}: the row 8 below) columns 8 j + 2 (lane % 4) + {0, 1}.
+        // 32 columns (j = 4 c .. 4 c + 3) at a time go through the warp's buffer and out as two
+        // rows of 32 contiguous outputs per warp-wide store.
+        const int row0 = tc.m0 + cw * 64 + warp * 16;
+        // p.reserved: rows of D, C and the bias allow 16-byte access (the host's vec8_ok).
+        const bool vec8 = p.splits == 1 && p.reserved != 0;
+#pragma unroll
+        for (int c = 0; c < BN / 32; ++c) {
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj) {
+                const int j = 4 * c + jj, col = 8 * jj + 2 * (lane % 4);
+                *reinterpret_cast<float2*>(wbuf + (lane / 4) * WROW + col) =
+                    make_float2(acc[4 * j], acc[4 * j + 1]);
+                *reinterpret_cast<float2*>(wbuf + (lane / 4 + 8) * WROW + col) =
+                    make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+            }
+            __syncwarp();
+            if (vec8) {
+                // Eight columns per lane, four lanes per row: 16-byte loads and stores.
+                const int col = 8 * (lane % 4), cc = tc.n0 + 32 * c + col;
+#pragma unroll 1
+                for (int h = 0; h < 2; ++h) {
+                    const int lr = 8 * h + lane / 4, r = row0 + lr;
+                    const float* src = wbuf + lr * WROW + col;
+                    if (r >= p.m || cc >= p.n) continue;
+                    if (cc + 8 <= p.n) {
+                        const float4 lo = *reinterpret_cast<const float4*>(src);
+                        const float4 hi = *reinterpret_cast<const float4*>(src + 4);
+                        float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                        epilogue8(p, tc.batch, r, cc, v);
+                    } else {
+#pragma unroll 1
+                        for (int e = 0; e < 8 && cc + e < p.n; e += 2)
+                            epilogue2(p, tc.batch, r, cc + e, src[e], src[e + 1]);
+                    }
+                }
+            } else {
+                // Column pairs (split-K partials, or rows that do not allow 16-byte access).
+                const int col = 2 * (lane % 16), cc = tc.n0 + 32 * c + col;
+#pragma unroll 1
+                for (int lr = lane / 16; lr < 16; lr += 2) {
+                    const int r = row0 + lr;
+                    const float2 v = *reinterpret_cast<const float2*>(wbuf + lr * WROW + col);
+                    if (r < p.m && cc < p.n) store_result(p, tc.split, tc.batch, r, cc, v.x, v.y);
+                }
+            }
+            __syncwarp();
+        }
+    }
+}
+
 }  // namespace sm90
 }  // namespace hk
 
-// One kernel per (type, layout): gemm_sm90_<t>_128x256x64x4_<ar|ac><br|bc>_aligned.
+// Per (type, layout): gemm_sm90_<t>_128x256x64x4_<ar|ac><br|bc>_<aligned|persistent>.
 #define HK_SM90(TNAME, T, LAYOUT, AK, BK_)                                                        \
     extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)                           \
         gemm_sm90_##TNAME##_128x256x64x4_##LAYOUT##_aligned(                                     \
             hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,                       \
             const __grid_constant__ hk::sm90::TmaDesc b) {                                       \
         hk::sm90::gemm<T, AK, BK_>(p, a, b);                                                     \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)                           \
+        gemm_sm90_##TNAME##_128x256x64x4_##LAYOUT##_persistent(                                  \
+            hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,                       \
+            const __grid_constant__ hk::sm90::TmaDesc b) {                                       \
+        hk::sm90::gemm_persistent<T, AK, BK_>(p, a, b);                                          \
     }
 #define HK_SM90_LAYOUTS(TNAME, T)        \
     HK_SM90(TNAME, T, arbc, true, true)  \

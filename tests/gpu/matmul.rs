@@ -83,6 +83,8 @@ struct Case {
     own_c: bool,
     /// B shared by every batch (stride 0).
     broadcast_b: bool,
+    /// Hopper path: the plan's `grid_blocks` (None: the default).
+    grid: Option<usize>,
 }
 
 const R: Layout = Layout::RowMajor;
@@ -104,6 +106,7 @@ fn case(m: usize, n: usize, k: usize) -> Case {
         pad_d: 0,
         own_c: true,
         broadcast_b: false,
+        grid: None,
     }
 }
 
@@ -278,6 +281,10 @@ fn run_tiled<I: Float, O: Float>(
         .options(KernelOptions { arch: Some(arch) });
     let desc = match tiling {
         Some(t) => desc.tiling(t),
+        None => desc,
+    };
+    let desc = match c.grid {
+        Some(g) => desc.grid_blocks(g),
         None => desc,
     };
     let mut plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
@@ -489,6 +496,31 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
             },
         ]);
     }
+    // More tiles than SMs: the default persistent grid walks two tiles in some blocks (rows of D
+    // allow the 16-byte epilogue).
+    list.push(Case {
+        b: C,
+        bias: true,
+        act: Activation::Gelu,
+        ..case(2000, 2096, 136)
+    });
+    // The 16-byte epilogue with C, bias, GELU and batches; N = 1001 (padded rows of 1008): the
+    // last eight columns of each row fall back to pairs.
+    list.push(Case {
+        batch: 2,
+        beta: 1.0,
+        bias: true,
+        act: Activation::Gelu,
+        pad_d: 7,
+        ..case(300, 1001, 200)
+    });
+    // Every case three ways: the default (persistent blocks, one per SM), 3 persistent blocks
+    // (each walks several tiles, batches and split-K slices, its stage ring running on across
+    // them), and one block per tile (the earlier kernel).
+    let list: Vec<Case> = list
+        .into_iter()
+        .flat_map(|c| [None, Some(3), Some(usize::MAX)].map(|grid| Case { grid, ..c }))
+        .collect();
     let mut worst = 0.0f64;
     let mut split_seen = false;
     for c in &list {

@@ -109,6 +109,13 @@ pub struct MatmulDesc {
     /// Force a tile configuration of the path instead of the heuristic's choice (for tuning);
     /// split-K is still chosen by the heuristic.
     pub tiling: Option<Tiling>,
+    /// Hopper path: blocks launched for the output tiles (× batches × split-K slices). `None`:
+    /// the default, persistent blocks, one per SM (fewer when there are fewer tiles), each
+    /// walking tiles `grid_blocks` apart and loading the next one while it stores the last;
+    /// `Some(n)`: n persistent blocks (clamped to 1..=tiles); `Some(usize::MAX)`: one block per
+    /// tile, the earlier kernel (epilogue through the pipeline's shared memory). Other paths
+    /// ignore it.
+    pub grid_blocks: Option<usize>,
 }
 
 macro_rules! setter {
@@ -148,6 +155,7 @@ impl MatmulDesc {
             activation: Activation::None,
             options: KernelOptions::default(),
             tiling: None,
+            grid_blocks: None,
         }
     }
 
@@ -184,6 +192,8 @@ impl MatmulDesc {
         options: KernelOptions => options;
         /// Forces a tile configuration.
         tiling: Tiling => tiling = Some;
+        /// Sets the Hopper path's grid (`usize::MAX`: one block per tile).
+        grid_blocks: usize => grid_blocks = Some;
     }
 }
 
@@ -382,6 +392,8 @@ pub struct Matmul<I: Float, O: Float> {
     general_choice: Choice,
     reduce: CudaFunction,
     workspace: Option<DeviceBuffer<f32>>,
+    /// Hopper path: persistent blocks launched (0: one block per tile, the `_aligned` kernel).
+    grid_blocks: usize,
     /// The Hopper path's tensor maps for the last (A, B) addresses: re-encoded (on the host,
     /// no allocation) only when the operands move.
     tma_cache: Option<((u64, u64), (tma::TmaDesc, tma::TmaDesc))>,
@@ -395,6 +407,7 @@ impl<I: Float, O: Float> std::fmt::Debug for Matmul<I, O> {
             .field("path", &self.path)
             .field("tile", &(self.choice.config.bm, self.choice.config.bn))
             .field("splits", &self.choice.splits)
+            .field("grid_blocks", &self.grid_blocks)
             .finish()
     }
 }
@@ -407,12 +420,17 @@ fn out_dtype<O: Float>() -> i32 {
     }
 }
 
+/// Dynamic shared memory of the persistent Hopper kernel: the stages, 1 KiB of alignment slack
+/// and a 16 × 40-float epilogue buffer per consumer warp (P_SMEM_BYTES in
+/// kernels/gemm/gemm_sm90.cu).
+const SM90_PERSISTENT_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024 + 8 * 16 * 40 * 4;
+
 fn kernel_name(
     path: GemmPath,
     input: &str,
     tiling: Tiling,
     desc: &MatmulDesc,
-    aligned: bool,
+    mode: &str,
 ) -> String {
     let a = if desc.a_layout == Layout::RowMajor {
         "ar"
@@ -424,7 +442,6 @@ fn kernel_name(
     } else {
         "bc"
     };
-    let mode = if aligned { "aligned" } else { "general" };
     format!("gemm_{}_{input}_{tiling}_{a}{b}_{mode}", path.tag())
 }
 
@@ -517,24 +534,48 @@ impl<I: Float, O: Float> Matmul<I, O> {
             },
         };
         let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
-        let load = |path: GemmPath, c: &Choice, aligned: bool| -> Result<CudaFunction> {
-            let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, aligned);
+        // Hopper: persistent blocks unless one block per tile is asked for (or the persistent
+        // kernel's larger shared memory does not fit).
+        let tiles_total =
+            m.div_ceil(choice.config.bm) * n.div_ceil(choice.config.bn) * batch * choice.splits;
+        if path == GemmPath::Sm90 {
+            at_most(
+                "output tiles x batch x split-K slices",
+                tiles_total,
+                i32::MAX as usize,
+            )?;
+        }
+        let grid_blocks = match desc.grid_blocks {
+            _ if path != GemmPath::Sm90 => 0,
+            Some(usize::MAX) => 0,
+            None if (SM90_PERSISTENT_SMEM as usize) > max_smem => 0,
+            None => (sms * choice.config.blocks_per_sm).clamp(1, tiles_total.max(1)),
+            Some(g) => g.clamp(1, tiles_total.max(1)),
+        };
+        let load = |path: GemmPath, c: &Choice, mode: &str| -> Result<CudaFunction> {
+            let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, mode);
             let f = device.function(path.module(), &name, Some(path.arch()))?;
-            if c.config.smem_bytes > 48 * 1024 {
-                at_most(
-                    "shared memory per block",
-                    c.config.smem_bytes as usize,
-                    max_smem,
-                )?;
+            let smem = if mode == "persistent" {
+                SM90_PERSISTENT_SMEM
+            } else {
+                c.config.smem_bytes
+            };
+            if smem > 48 * 1024 {
+                at_most("shared memory per block", smem as usize, max_smem)?;
                 f.set_attribute(
                     Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    c.config.smem_bytes as i32,
+                    smem as i32,
                 )?;
             }
             Ok(f)
         };
-        let aligned = load(path, &choice, true)?;
-        let general = load(general_path, &general_choice, false)?;
+        let mode = if grid_blocks > 0 {
+            "persistent"
+        } else {
+            "aligned"
+        };
+        let aligned = load(path, &choice, mode)?;
+        let general = load(general_path, &general_choice, "general")?;
         let reduce = device.function(
             general_path.module(),
             &format!("gemm_{}_splitk_reduce", general_path.tag()),
@@ -562,6 +603,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             general_choice,
             reduce,
             workspace,
+            grid_blocks,
             tma_cache: None,
             _t: PhantomData,
         })
@@ -580,6 +622,11 @@ impl<I: Float, O: Float> Matmul<I, O> {
     /// The tile configurations of a path, largest first (the last is also the general path's).
     pub fn tilings(path: GemmPath) -> Vec<Tiling> {
         path.configs().iter().map(|c| c.tiling).collect()
+    }
+
+    /// Hopper path: the persistent blocks launched (0: one block per output tile).
+    pub fn grid_blocks(&self) -> usize {
+        self.grid_blocks
     }
 
     /// Bytes of split-K workspace the plan holds.
@@ -684,6 +731,16 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     && ldc % 2 == 0
                     && (desc.batch == 1 || stride_c % 2 == 0)))
             && bias_ptr % (2 * osize) == 0;
+        // Eight-element (16-byte) access to the rows of D, C and the bias at every column that is
+        // a multiple of 8: the persistent Hopper kernel's vectorized epilogue (`p.reserved`).
+        let row16 = |ptr: u64, ld: usize, stride: usize| {
+            ptr % 16 == 0
+                && (ld as u64 * osize) % 16 == 0
+                && (desc.batch == 1 || (stride as u64 * osize) % 16 == 0)
+        };
+        let vec8_ok = row16(d_ptr, s.ldd, s.stride_d)
+            && (!use_c || row16(c_ptr, ldc, stride_c))
+            && bias_ptr % 16 == 0;
         let (func, choice) = if aligned {
             (&self.aligned, &self.choice)
         } else {
@@ -717,15 +774,27 @@ impl<I: Float, O: Float> Matmul<I, O> {
             },
             out_dtype: out_dtype::<O>(),
             pair_ok: i32::from(pair_ok),
-            reserved: 0,
+            // The Hopper kernels read it as the 16-byte epilogue flag (gemm_params.cuh's
+            // epilogue8); the others ignore it.
+            reserved: i32::from(vec8_ok),
             alpha: desc.alpha,
             beta: desc.beta,
         };
         let tiles = desc.m.div_ceil(choice.config.bm) * desc.n.div_ceil(choice.config.bn);
-        let cfg = LaunchConfig {
-            grid_dim: (tiles as u32, (desc.batch * choice.splits) as u32, 1),
-            block_dim: (choice.config.threads, 1, 1),
-            shared_mem_bytes: choice.config.smem_bytes,
+        let persistent = aligned && self.grid_blocks > 0;
+        let cfg = if persistent {
+            // Each block walks the tiles × batches × slices `grid_blocks` apart.
+            LaunchConfig {
+                grid_dim: (self.grid_blocks as u32, 1, 1),
+                block_dim: (choice.config.threads, 1, 1),
+                shared_mem_bytes: SM90_PERSISTENT_SMEM,
+            }
+        } else {
+            LaunchConfig {
+                grid_dim: (tiles as u32, (desc.batch * choice.splits) as u32, 1),
+                block_dim: (choice.config.threads, 1, 1),
+                shared_mem_bytes: choice.config.smem_bytes,
+            }
         };
         if aligned && self.path == GemmPath::Sm90 {
             let key = (a_ptr, b_ptr);
@@ -759,7 +828,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
             };
             let mut args = stream.raw.launch_builder(func);
             args.arg(&params).arg(&descs.0).arg(&descs.1);
-            // SAFETY: the Hopper kernel takes (GemmParams, TmaDesc, TmaDesc) by value. The
+            // SAFETY: both Hopper kernels (one block per tile, or persistent blocks walking
+            // every tile × batch × slice) take (GemmParams, TmaDesc, TmaDesc) by value. The
             // tensor maps describe exactly A and B as validated and size-checked above; TMA
             // reads only inside them (zero fill past the edges); the epilogue writes D (and
             // reads C, bias) within the checked extents, or, with split-K, the workspace of

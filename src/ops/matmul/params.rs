@@ -28,6 +28,8 @@ pub(crate) struct GemmParams {
     pub activation: i32,
     pub out_dtype: i32,
     pub pair_ok: i32,
+    /// 1: rows of D, C and the bias allow 16-byte access at columns that are multiples of 8
+    /// (the persistent Hopper kernel's epilogue8; the conv kernels' eight-channel stores).
     pub reserved: i32,
     pub alpha: f32,
     pub beta: f32,
