@@ -47,6 +47,7 @@ use crate::launch::{grid_stride_config, launch};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::modules;
 use crate::ops::matmul::params::GemmParams;
+use crate::ops::matmul::tma::TmaDesc;
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::{
@@ -54,7 +55,6 @@ use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 use std::marker::PhantomData;
-use tma::TmaDesc;
 
 const MODULE: &str = "conv_sm90";
 /// Output pixels per block tile (rows of the implicit GEMM).

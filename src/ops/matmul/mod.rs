@@ -17,7 +17,7 @@
 
 pub(crate) mod config;
 pub(crate) mod params;
-mod tma;
+pub(crate) mod tma;
 
 pub use config::{GemmPath, Tiling};
 
