@@ -668,17 +668,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         }
         let (ar, ac) = desc.stored_a();
         let (br, bc) = desc.stored_b();
-        let need = |operand, required: usize, actual: usize| {
-            if actual >= required {
-                Ok(())
-            } else {
-                Err(Error::BufferTooSmall {
-                    operand,
-                    required,
-                    actual,
-                })
-            }
-        };
+        let need = crate::memory::ensure_len;
         need("A", extent(ar, ac, s.lda, desc.batch, s.stride_a), a.len())?;
         need("B", extent(br, bc, s.ldb, desc.batch, s.stride_b), b.len())?;
         need(
