@@ -4,6 +4,7 @@
 //!     cargo bench --bench gemm               # criterion groups, then the summary table
 //!     cargo bench --bench gemm -- summary    # only the summary table
 //!     cargo bench --bench gemm -- tune       # every tile configuration on the large shapes
+//!     cargo bench --bench gemm -- grids      # the Hopper path at 4096³ by blocks launched
 //!
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.
@@ -79,7 +80,7 @@ struct Row {
     shape: (usize, usize, usize),
     tiling: (Tiling, usize),
     ours: f64,
-    /// Hopper path: the earlier kernel, one block per tile (the default is persistent).
+    /// Hopper path: a block per work unit (the default is as many persistent blocks as fit).
     per_tile: Option<f64>,
     cublas: f64,
     peak: f64,
@@ -162,21 +163,35 @@ fn bench_type<T: Float>(
     Ok(())
 }
 
-/// Times every tile configuration of the default path on the large square shapes.
+/// Times every tile configuration of the default path on the large square shapes and the
+/// skinny one (each cell: TFLOP/s, split-K slices, blocks launched on the Hopper path).
 fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
-    let path = Matmul::<T, T>::new(stream, MatmulDesc::new(64, 64, 64))?.path();
+    let path = Matmul::<T, T>::new(stream, MatmulDesc::new(4096, 4096, 4096))?.path();
     println!(
-        "\n{} {:?} {}: TFLOP/s per tile configuration",
+        "\n{} {:?} {}: TFLOP/s per tile configuration (split-K slices, blocks)",
         device.model().name,
         path,
         T::SUFFIX
     );
-    println!("| tiling | 2048³ | 4096³ | 8192³ |\n|---|---|---|---|");
+    let shapes = [
+        (2048, 2048, 2048),
+        (4096, 4096, 4096),
+        (8192, 8192, 8192),
+        (128, 4096, 4096),
+    ];
+    println!("| tiling | 2048³ | 4096³ | 8192³ | 128×4096×4096 |\n|---|---|---|---|---|");
     for t in Matmul::<T, T>::tilings(path) {
         let mut cells = Vec::new();
-        for s in [2048usize, 4096, 8192] {
-            let mut x = inputs::<T>(stream, s, s, s)?;
-            let mut plan = Matmul::<T, T>::new(stream, MatmulDesc::new(s, s, s).tiling(t))?;
+        for (m, n, k) in shapes {
+            let mut x = inputs::<T>(stream, m, n, k)?;
+            let mut plan = Matmul::<T, T>::new(
+                stream,
+                MatmulDesc::new(m, n, k)
+                    .tiling(t)
+                    .options(hikube_gpu::KernelOptions {
+                        arch: Some(path.arch()),
+                    }),
+            )?;
             let ms = time_on_stream(stream, 3, 15, |i| {
                 plan.launch(
                     stream,
@@ -187,9 +202,89 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
                 )
             })?
             .median_ms();
-            cells.push(format!("{:.1}", 2.0 * (s * s * s) as f64 / (ms * 1e9)));
+            cells.push(format!(
+                "{:.1} ({}, {})",
+                2.0 * (m * n * k) as f64 / (ms * 1e9),
+                plan.tiling().1,
+                plan.grid_blocks()
+            ));
         }
         println!("| {t} | {} |", cells.join(" | "));
+    }
+    // The skinny shape by split-K factor, and a quarter of its K without split-K (the main loop
+    // alone).
+    println!("\n| tiling | M×N×K | split-K 1 | 2 | 4 | 8 | 16 |\n|---|---|---|---|---|---|---|");
+    for t in Matmul::<T, T>::tilings(path) {
+        for (m, n, k) in [(128, 4096, 4096), (128, 4096, 1024)] {
+            let mut x = inputs::<T>(stream, m, n, k)?;
+            let mut cells = Vec::new();
+            for splits in [1, 2, 4, 8, 16] {
+                let mut plan = Matmul::<T, T>::new(
+                    stream,
+                    MatmulDesc::new(m, n, k).tiling(t).split_k(splits).options(
+                        hikube_gpu::KernelOptions {
+                            arch: Some(path.arch()),
+                        },
+                    ),
+                )?;
+                let ms = time_on_stream(stream, 3, 15, |i| {
+                    plan.launch(
+                        stream,
+                        &x.a[i % SETS],
+                        &x.b[i % SETS],
+                        &mut x.d,
+                        Epilogue::new(),
+                    )
+                })?
+                .median_ms();
+                cells.push(format!(
+                    "{:.1} ({:.1} µs)",
+                    2.0 * (m * n * k) as f64 / (ms * 1e9),
+                    ms * 1e3
+                ));
+            }
+            println!("| {t} | {m}×{n}×{k} | {} |", cells.join(" | "));
+        }
+    }
+    Ok(())
+}
+
+/// The Hopper path at 4096³ with the blocks launched forced (`MatmulDesc::grid_blocks`).
+fn grids<T: Float>(stream: &Stream) -> Result<()> {
+    let s = 4096;
+    let mut x = inputs::<T>(stream, s, s, s)?;
+    println!("\n{} 4096³: TFLOP/s by blocks launched", T::SUFFIX);
+    println!("| asked | launched | TFLOP/s |\n|---|---|---|");
+    for g in [
+        None,
+        Some(32),
+        Some(64),
+        Some(96),
+        Some(120),
+        Some(132),
+        Some(usize::MAX),
+    ] {
+        let desc = MatmulDesc::new(s, s, s).b_layout(Layout::ColMajor);
+        let desc = match g {
+            Some(g) => desc.grid_blocks(g),
+            None => desc,
+        };
+        let mut plan = Matmul::<T, T>::new(stream, desc)?;
+        let ms = time_on_stream(stream, 3, 15, |i| {
+            plan.launch(
+                stream,
+                &x.a[i % SETS],
+                &x.b[i % SETS],
+                &mut x.d,
+                Epilogue::new(),
+            )
+        })?
+        .median_ms();
+        println!(
+            "| {g:?} | {} | {:.1} |",
+            plan.grid_blocks(),
+            2.0 * (s * s * s) as f64 / (ms * 1e9)
+        );
     }
     Ok(())
 }
@@ -205,6 +300,9 @@ fn main() -> Result<()> {
     };
     let stream = device.new_stream()?;
     let blas = reference::load_cublas(&stream).expect("cuBLAS could not be loaded");
+    if std::env::args().any(|a| a == "grids") {
+        return grids::<f16>(&stream);
+    }
     if std::env::args().any(|a| a == "tune") {
         tune::<f16>(&device, &stream)?;
         return tune::<bf16>(&device, &stream);
@@ -242,7 +340,7 @@ fn main() -> Result<()> {
     );
     println!(
         "| dtype | layout | M×N×K | path, tile (split-K) | hikube-gpu | cuBLAS | ratio | % of peak \
-         | one block per tile (ratio) |"
+         | a block per unit (ratio) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {

@@ -52,6 +52,9 @@ pub fn trials() -> Vec<Trial> {
         gpu_test("matmul::sm75_every_tiling", |d| {
             every_tiling(d, PtxArch::Compute75)
         }),
+        gpu_test("matmul::sm90_every_tiling", |d| {
+            every_tiling(d, PtxArch::Compute90a)
+        }),
         gpu_test(
             "matmul::default_path_and_large_tiles",
             default_path_and_large_tiles,
@@ -85,6 +88,8 @@ struct Case {
     broadcast_b: bool,
     /// Hopper path: the plan's `grid_blocks` (None: the default).
     grid: Option<usize>,
+    /// The plan's forced split-K factor (None: the heuristic's).
+    split_k: Option<usize>,
 }
 
 const R: Layout = Layout::RowMajor;
@@ -107,6 +112,7 @@ fn case(m: usize, n: usize, k: usize) -> Case {
         own_c: true,
         broadcast_b: false,
         grid: None,
+        split_k: None,
     }
 }
 
@@ -285,6 +291,10 @@ fn run_tiled<I: Float, O: Float>(
     };
     let desc = match c.grid {
         Some(g) => desc.grid_blocks(g),
+        None => desc,
+    };
+    let desc = match c.split_k {
+        Some(s) => desc.split_k(s),
         None => desc,
     };
     let mut plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
@@ -514,21 +524,41 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         pad_d: 7,
         ..case(300, 1001, 200)
     });
-    // Every case three ways: the default (persistent blocks, one per SM), 3 persistent blocks
-    // (each walks several tiles, batches and split-K slices, its stage ring running on across
-    // them), and one block per tile (the earlier kernel).
-    let list: Vec<Case> = list
+    // The packed epilogue (f16/bf16 out, no C) with bias, ReLU and batches at N = 1001: the last
+    // row segment of each row is stored element by element.
+    list.push(Case {
+        batch: 2,
+        bias: true,
+        act: Activation::Relu,
+        alpha: 1.5,
+        pad_d: 7,
+        ..case(300, 1001, 200)
+    });
+    // Every case five ways: the heuristic's tiling with the default grid (persistent blocks, as
+    // many as fit), 3 blocks (one cluster of two for the 128x256 tiles; each walks several
+    // units, batches and split-K slices, its stage ring running on across them) and a block per
+    // unit; then each of the two tilings forced, with the default grid and with 3 blocks.
+    let tilings = Matmul::<I, O>::tilings(GemmPath::Sm90);
+    let (wide, narrow) = (tilings[0], tilings[1]);
+    let variants = [
+        (None, None),
+        (Some(3), None),
+        (Some(usize::MAX), None),
+        (None, Some(narrow)),
+        (Some(3), Some(wide)),
+    ];
+    let list: Vec<(Case, Option<Tiling>)> = list
         .into_iter()
-        .flat_map(|c| [None, Some(3), Some(usize::MAX)].map(|grid| Case { grid, ..c }))
+        .flat_map(|c| variants.map(|(grid, t)| (Case { grid, ..c }, t)))
         .collect();
     let mut worst = 0.0f64;
     let mut split_seen = false;
-    for c in &list {
-        let (err, splits) = run::<I, O>(device, arch, *c)?;
+    for (c, tiling) in &list {
+        let (err, splits) = run_tiled::<I, O>(device, arch, *c, *tiling)?;
         split_seen |= splits > 1;
         ensure!(
             err <= bound::<O>(),
-            "{arch} {}->{} {c:?}: relative error {err:e}",
+            "{arch} {}->{} {c:?} {tiling:?}: relative error {err:e}",
             I::SUFFIX,
             O::SUFFIX
         );
@@ -541,6 +571,48 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         list.len()
     );
     ensure!(split_seen, "no case exercised the Hopper kernel's split-K");
+    // 128x128 tiles in four K slices: K-split clusters of four CTAs that add their partial sums
+    // in distributed shared memory. Every layout, partial tiles, batches, C, bias and GELU, rows
+    // that do not allow 16-byte access (N = 1001), and a long K.
+    let mut ksplit = Vec::new();
+    for (a, b) in [(R, R), (R, C), (C, R), (C, C)] {
+        ksplit.push(Case {
+            a,
+            b,
+            ..case(129, 257, 1000)
+        });
+    }
+    ksplit.extend([
+        Case {
+            batch: 2,
+            bias: true,
+            act: Activation::Gelu,
+            beta: 0.5,
+            alpha: 2.0,
+            ..case(200, 300, 700)
+        },
+        Case {
+            bias: true,
+            pad_d: 7,
+            b: C,
+            ..case(70, 1001, 600)
+        },
+        case(128, 1024, 4096),
+    ]);
+    for c in ksplit {
+        let c = Case {
+            split_k: Some(4),
+            ..c
+        };
+        let (err, splits) = run_tiled::<I, O>(device, arch, c, Some(narrow))?;
+        ensure!(splits == 4, "{c:?}: {splits} slices");
+        ensure!(
+            err <= bound::<O>(),
+            "{arch} {}->{} K-split cluster {c:?}: relative error {err:e}",
+            I::SUFFIX,
+            O::SUFFIX
+        );
+    }
     // A broadcast operand (batch stride 0) is refused when the path is forced.
     let stream = device.default_stream();
     let desc = MatmulDesc::new(8, 8, 8)
@@ -563,12 +635,28 @@ fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
         let d = MatmulDesc::new(4096, 4096, 4096).a_layout(a).b_layout(b);
         ensure!(path(d).map_err(fail)? == GemmPath::Sm90, "{a:?} {b:?}");
     }
-    // Few output tiles: the mma.sync path's small tiles, with split-K.
+    // Few output tiles but a long K: the Hopper path's 128x128 tiles, with split-K.
     let skinny =
         Matmul::<f16, f16>::new(&stream, MatmulDesc::new(128, 4096, 4096)).map_err(fail)?;
     ensure!(
-        skinny.path() == GemmPath::Sm80 && skinny.tiling().1 > 1,
+        skinny.path() == GemmPath::Sm90 && skinny.tiling().0.bn == 128 && skinny.tiling().1 > 1,
         "skinny: {skinny:?}"
+    );
+    // Four K slices on 128x128 tiles: K-split clusters, a block per tile and slice, no workspace.
+    ensure!(
+        skinny.tiling().1 != 4 || skinny.grid_blocks() == 32 * 4,
+        "skinny K-split clusters: {skinny:?}"
+    );
+    // Few tiles and a short K: the mma.sync path's small tiles.
+    let small =
+        Matmul::<f16, f16>::new(&stream, MatmulDesc::new(1024, 1024, 1024)).map_err(fail)?;
+    ensure!(small.path() == GemmPath::Sm80, "small: {small:?}");
+    // Large: 128x256 tiles in clusters of two, as many blocks as fit at once.
+    let large =
+        Matmul::<f16, f16>::new(&stream, MatmulDesc::new(4096, 4096, 4096)).map_err(fail)?;
+    ensure!(
+        large.tiling().0.bn == 256 && large.grid_blocks() % 2 == 0 && large.grid_blocks() >= 2,
+        "large: {large:?}"
     );
     let broadcast = MatmulDesc::new(4096, 4096, 4096).batch(2).stride_b(0);
     ensure!(

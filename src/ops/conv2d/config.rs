@@ -103,6 +103,7 @@ const fn cfg(
         smem_bytes: smem(bm, bn, bk, stages),
         blocks_per_sm: blocks,
         efficiency: eff,
+        cluster: 1,
     }
 }
 

@@ -115,6 +115,8 @@ pub(crate) struct TileConfig {
     pub blocks_per_sm: usize,
     /// Relative throughput of a full SM with this tile (larger tiles reuse more).
     pub efficiency: f64,
+    /// CTAs per cluster, stacked along M (a work unit is `cluster` tiles of one column).
+    pub cluster: usize,
 }
 
 /// The K granularity of split-K slices (a multiple of every kernel's K step).
@@ -149,6 +151,7 @@ const fn cfg(
         smem_bytes: if dynamic { smem(bm, bn, bk, stages) } else { 0 },
         blocks_per_sm: blocks,
         efficiency: eff,
+        cluster: 1,
     }
 }
 
@@ -166,23 +169,33 @@ static SM75: [TileConfig; 2] = [
     cfg((128, 128, 32, 2), 4, true, 2, 1.0),
     cfg((64, 64, 32, 2), 4, true, 2, 0.7),
 ];
-/// The Hopper kernel: 4 stages of (128 + 256) × 64 halves, plus 1 KiB to align its swizzle
-/// atoms (SMEM_BYTES in kernels/gemm/gemm_sm90.cu).
-static SM90: [TileConfig; 1] = [TileConfig {
-    tiling: Tiling {
+/// Dynamic shared memory of both Hopper configurations (`Config::SMEM_BYTES` in
+/// kernels/gemm/gemm_sm90.cu): 192 KiB of stages, 1 KiB to align the swizzle atoms, and a
+/// 16 × 40-float epilogue buffer per consumer warp.
+pub(crate) const SM90_SMEM: u32 = 192 * 1024 + 1024 + 8 * 16 * 40 * 4;
+
+/// A Hopper configuration: a producer warpgroup and two consumer warpgroups.
+const fn sm90(bn: usize, stages: usize, cluster: usize, eff: f64) -> TileConfig {
+    TileConfig {
+        tiling: Tiling {
+            bm: 128,
+            bn,
+            bk: 64,
+            stages,
+        },
         bm: 128,
-        bn: 256,
-        bk: 64,
-        stages: 4,
-    },
-    bm: 128,
-    bn: 256,
-    // A producer warpgroup and two consumer warpgroups.
-    threads: 384,
-    smem_bytes: 4 * (128 + 256) * 64 * 2 + 1024,
-    blocks_per_sm: 1,
-    efficiency: 1.0,
-}];
+        bn,
+        threads: 384,
+        smem_bytes: SM90_SMEM,
+        blocks_per_sm: 1,
+        efficiency: eff,
+        cluster,
+    }
+}
+
+/// The Hopper kernels: 128×256 tiles in clusters of two along M (B multicast), and 128×128
+/// tiles with six stages for shapes with few tiles.
+static SM90: [TileConfig; 2] = [sm90(256, 4, 2, 1.0), sm90(128, 6, 1, 0.8)];
 static SM70: [TileConfig; 1] = [cfg((64, 64, 32, 1), 4, false, 4, 1.0)];
 
 /// What the heuristic decided for one shape.
@@ -195,8 +208,9 @@ pub(crate) struct Choice {
 }
 
 /// Picks the tile configuration and split-K factor that minimize a simple time model: waves of
-/// blocks times each block's work (scaled by the tile's efficiency), plus the split-K partial
-/// sums' memory traffic (about 80 multiply-adds' time per byte on these GPUs).
+/// work units (a cluster's tiles, run together on `cluster` SMs) times each block's work
+/// (scaled by the tile's efficiency), plus the split-K partial sums' memory traffic (about 80
+/// multiply-adds' time per byte on these GPUs).
 pub(crate) fn choose(
     configs: &[TileConfig],
     m: usize,
@@ -208,7 +222,8 @@ pub(crate) fn choose(
 ) -> Choice {
     let mut best: Option<(f64, Choice)> = None;
     for &c in configs.iter().filter(|c| c.smem_bytes as usize <= max_smem) {
-        let tiles = m.div_ceil(c.bm) * n.div_ceil(c.bn) * batch;
+        // Work units: `cluster` tiles stacked along M, run by `cluster` SMs together.
+        let tiles = m.div_ceil(c.bm * c.cluster) * n.div_ceil(c.bn) * batch;
         for want in 1..=16usize {
             let k_per_split = k.div_ceil(want).div_ceil(K_ALIGN) * K_ALIGN;
             let splits = k.div_ceil(k_per_split);
@@ -216,7 +231,7 @@ pub(crate) fn choose(
             {
                 continue;
             }
-            let slots = sm_count.max(1) * c.blocks_per_sm;
+            let slots = (sm_count / c.cluster).max(1) * c.blocks_per_sm;
             let waves = (tiles * splits).div_ceil(slots) as f64;
             let block = (c.blocks_per_sm * c.bm * c.bn * k_per_split) as f64 / c.efficiency;
             let reduce = if splits > 1 {
@@ -271,6 +286,23 @@ mod tests {
         assert!(c.splits > 1, "{c:?}");
         assert_eq!(c.k_per_split % K_ALIGN, 0);
         assert!(c.splits * c.k_per_split >= 4096);
+    }
+
+    #[test]
+    fn hopper_takes_clustered_wide_tiles_and_narrow_ones_for_skinny_shapes() {
+        let sm90 = GemmPath::Sm90.configs();
+        for s in [2048, 4096, 8192] {
+            let c = choose(sm90, s, s, s, 1, 132, 227 << 10);
+            assert_eq!(
+                (c.config.bn, c.config.cluster, c.splits),
+                (256, 2, 1),
+                "{s}"
+            );
+        }
+        let c = choose(sm90, 128, 4096, 4096, 1, 132, 227 << 10);
+        assert_eq!((c.config.bn, c.config.cluster), (128, 1), "{c:?}");
+        assert!(c.splits > 1 && c.splits * c.k_per_split >= 4096, "{c:?}");
+        assert!(sm90.iter().all(|c| c.smem_bytes == SM90_SMEM));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::modules;
 use crate::ops::{Float, KernelOptions};
 use crate::stream::Stream;
 use config::Choice;
+
 use cudarc::driver::{
     sys::CUfunction_attribute as Attr, CudaFunction, DevicePtr, DevicePtrMut, LaunchConfig,
     PushKernelArg,
@@ -109,12 +110,15 @@ pub struct MatmulDesc {
     /// Force a tile configuration of the path instead of the heuristic's choice (for tuning);
     /// split-K is still chosen by the heuristic.
     pub tiling: Option<Tiling>,
-    /// Hopper path: blocks launched for the output tiles (× batches × split-K slices). `None`:
-    /// the default, persistent blocks, one per SM (fewer when there are fewer tiles), each
-    /// walking tiles `grid_blocks` apart and loading the next one while it stores the last;
-    /// `Some(n)`: n persistent blocks (clamped to 1..=tiles); `Some(usize::MAX)`: one block per
-    /// tile, the earlier kernel (epilogue through the pipeline's shared memory). Other paths
-    /// ignore it.
+    /// Force the fast kernel's split-K factor instead of the heuristic's (for tuning): K is cut
+    /// into at most this many slices, each a multiple of 64 long.
+    pub split_k: Option<usize>,
+    /// Hopper path: blocks launched for the work units (output tiles, or pairs of tiles for the
+    /// clustered 128×256 kernel, × batches × split-K slices). `None`: the default, as many
+    /// persistent blocks as fit on the GPU at once (fewer when there are fewer units), each
+    /// walking the units `grid_blocks` apart and loading the next one while it stores the last;
+    /// `Some(n)`: n blocks (rounded down to whole clusters, clamped to the units);
+    /// `Some(usize::MAX)`: a block for every unit. Other paths ignore it.
     pub grid_blocks: Option<usize>,
 }
 
@@ -155,6 +159,7 @@ impl MatmulDesc {
             activation: Activation::None,
             options: KernelOptions::default(),
             tiling: None,
+            split_k: None,
             grid_blocks: None,
         }
     }
@@ -192,6 +197,8 @@ impl MatmulDesc {
         options: KernelOptions => options;
         /// Forces a tile configuration.
         tiling: Tiling => tiling = Some;
+        /// Forces the split-K factor.
+        split_k: usize => split_k = Some;
         /// Sets the Hopper path's grid (`usize::MAX`: one block per tile).
         grid_blocks: usize => grid_blocks = Some;
     }
@@ -392,8 +399,10 @@ pub struct Matmul<I: Float, O: Float> {
     general_choice: Choice,
     reduce: CudaFunction,
     workspace: Option<DeviceBuffer<f32>>,
-    /// Hopper path: persistent blocks launched (0: one block per tile, the `_aligned` kernel).
+    /// Hopper path: the blocks launched (a multiple of the cluster size); 0 on other paths.
     grid_blocks: usize,
+    /// Hopper path: the fast kernel sums its four K slices in clusters (no reduction kernel).
+    ksplit: bool,
     /// The Hopper path's tensor maps for the last (A, B) addresses: re-encoded (on the host,
     /// no allocation) only when the operands move.
     tma_cache: Option<((u64, u64), (tma::TmaDesc, tma::TmaDesc))>,
@@ -419,11 +428,6 @@ fn out_dtype<O: Float>() -> i32 {
         _ => 2,
     }
 }
-
-/// Dynamic shared memory of the persistent Hopper kernel: the stages, 1 KiB of alignment slack
-/// and a 16 × 40-float epilogue buffer per consumer warp (P_SMEM_BYTES in
-/// kernels/gemm/gemm_sm90.cu).
-const SM90_PERSISTENT_SMEM: u32 = 4 * (128 + 256) * 64 * 2 + 1024 + 8 * 16 * 40 * 4;
 
 fn kernel_name(
     path: GemmPath,
@@ -492,12 +496,12 @@ impl<I: Float, O: Float> Matmul<I, O> {
             });
         }
         if path == GemmPath::Sm90 {
-            // The Hopper kernel needs real batch strides (TMA strides cannot be 0). Its large
-            // tile also wants at least half a wave of output tiles: with fewer, even with its
-            // split-K, the mma.sync path's small tiles were faster on the H100 (BENCHMARKS.md).
+            // The Hopper kernel needs real batch strides (TMA strides cannot be 0). It also
+            // wants at least half a wave of 128×256 output tiles, or a long K to split: on small
+            // problems (1024³) the mma.sync path's small tiles were faster on the H100
+            // (BENCHMARKS.md).
             let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
-            let tile = &GemmPath::Sm90.configs()[0];
-            let tiles = desc.m.div_ceil(tile.bm) * desc.n.div_ceil(tile.bn) * desc.batch;
+            let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
             if !strides_ok {
                 if forced.is_some() {
                     return Err(Error::InvalidArgument {
@@ -505,7 +509,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     });
                 }
                 path = GemmPath::Sm80;
-            } else if forced.is_none() && tiles * 2 < sms {
+            } else if forced.is_none() && tiles * 2 < sms && desc.k < 2048 {
                 path = GemmPath::Sm80;
             }
         }
@@ -533,33 +537,27 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 }
             },
         };
-        let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
-        // Hopper: persistent blocks unless one block per tile is asked for (or the persistent
-        // kernel's larger shared memory does not fit).
-        let tiles_total =
-            m.div_ceil(choice.config.bm) * n.div_ceil(choice.config.bn) * batch * choice.splits;
-        if path == GemmPath::Sm90 {
-            at_most(
-                "output tiles x batch x split-K slices",
-                tiles_total,
-                i32::MAX as usize,
-            )?;
-        }
-        let grid_blocks = match desc.grid_blocks {
-            _ if path != GemmPath::Sm90 => 0,
-            Some(usize::MAX) => 0,
-            None if (SM90_PERSISTENT_SMEM as usize) > max_smem => 0,
-            None => (sms * choice.config.blocks_per_sm).clamp(1, tiles_total.max(1)),
-            Some(g) => g.clamp(1, tiles_total.max(1)),
+        let choice = match desc.split_k {
+            None => choice,
+            Some(0) => {
+                return Err(Error::InvalidArgument {
+                    what: "split_k must be at least 1".into(),
+                })
+            }
+            Some(want) => {
+                let k_per_split = k.div_ceil(want).div_ceil(config::K_ALIGN) * config::K_ALIGN;
+                Choice {
+                    splits: k.div_ceil(k_per_split),
+                    k_per_split,
+                    ..choice
+                }
+            }
         };
+        let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
         let load = |path: GemmPath, c: &Choice, mode: &str| -> Result<CudaFunction> {
             let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, mode);
             let f = device.function(path.module(), &name, Some(path.arch()))?;
-            let smem = if mode == "persistent" {
-                SM90_PERSISTENT_SMEM
-            } else {
-                c.config.smem_bytes
-            };
+            let smem = c.config.smem_bytes;
             if smem > 48 * 1024 {
                 at_most("shared memory per block", smem as usize, max_smem)?;
                 f.set_attribute(
@@ -569,19 +567,63 @@ impl<I: Float, O: Float> Matmul<I, O> {
             }
             Ok(f)
         };
-        let mode = if grid_blocks > 0 {
-            "persistent"
-        } else {
-            "aligned"
+        // Hopper 128×128 tiles cut in four K slices: clusters of four CTAs, one slice each, add
+        // their partial sums in distributed shared memory (no workspace, no second kernel).
+        let ksplit = path == GemmPath::Sm90 && choice.config.bn == 128 && choice.splits == 4;
+        let mode = match path {
+            GemmPath::Sm90 if ksplit => "splitk4",
+            GemmPath::Sm90 => "persistent",
+            _ => "aligned",
         };
         let aligned = load(path, &choice, mode)?;
+        // Hopper: the work units (clusters of tiles × batches × slices), and the blocks that
+        // walk them: by default as many clusters as the GPU runs at once.
+        let grid_blocks = (|| -> Result<usize> {
+            if path != GemmPath::Sm90 {
+                return Ok(0);
+            }
+            let cluster = choice.config.cluster;
+            let units = m.div_ceil(choice.config.bm * cluster)
+                * n.div_ceil(choice.config.bn)
+                * batch
+                * choice.splits;
+            at_most(
+                "output tiles x batch x split-K slices",
+                units * cluster,
+                i32::MAX as usize,
+            )?;
+            let clusters = match desc.grid_blocks {
+                // A block per tile and K slice.
+                _ if ksplit => return Ok(units),
+                None => {
+                    let resident = aligned
+                        .occupancy_max_active_clusters(
+                            LaunchConfig {
+                                grid_dim: ((sms - sms % cluster).max(cluster) as u32, 1, 1),
+                                block_dim: (choice.config.threads, 1, 1),
+                                shared_mem_bytes: choice.config.smem_bytes,
+                            },
+                            &stream.raw,
+                        )
+                        .map(|c| c as usize)
+                        .unwrap_or(0);
+                    if resident > 0 {
+                        resident
+                    } else {
+                        sms / cluster
+                    }
+                }
+                Some(g) => g / cluster,
+            };
+            Ok(clusters.clamp(1, units.max(1)) * cluster)
+        })()?;
         let general = load(general_path, &general_choice, "general")?;
         let reduce = device.function(
             general_path.module(),
             &format!("gemm_{}_splitk_reduce", general_path.tag()),
             Some(general_path.arch()),
         )?;
-        let splits = choice.splits.max(general_choice.splits);
+        let splits = if ksplit { 1 } else { choice.splits }.max(general_choice.splits);
         for c in [&choice, &general_choice] {
             let tiles = m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn);
             at_most("output tiles", tiles, i32::MAX as usize)?;
@@ -604,6 +646,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             reduce,
             workspace,
             grid_blocks,
+            ksplit,
             tma_cache: None,
             _t: PhantomData,
         })
@@ -624,7 +667,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         path.configs().iter().map(|c| c.tiling).collect()
     }
 
-    /// Hopper path: the persistent blocks launched (0: one block per output tile).
+    /// Hopper path: the blocks launched, which walk the work units (0 on other paths).
     pub fn grid_blocks(&self) -> usize {
         self.grid_blocks
     }
@@ -773,11 +816,11 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let tiles = desc.m.div_ceil(choice.config.bm) * desc.n.div_ceil(choice.config.bn);
         let persistent = aligned && self.grid_blocks > 0;
         let cfg = if persistent {
-            // Each block walks the tiles × batches × slices `grid_blocks` apart.
+            // Each cluster walks the units × batches × slices `grid_blocks / cluster` apart.
             LaunchConfig {
                 grid_dim: (self.grid_blocks as u32, 1, 1),
                 block_dim: (choice.config.threads, 1, 1),
-                shared_mem_bytes: SM90_PERSISTENT_SMEM,
+                shared_mem_bytes: choice.config.smem_bytes,
             }
         } else {
             LaunchConfig {
@@ -793,9 +836,10 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 _ => {
                     let bf16 = I::SUFFIX == "bf16";
                     let (m, n, k) = (desc.m, desc.n, desc.k);
-                    let (bm, bn) = (choice.config.bm as u32, choice.config.bn as u32);
-                    // K-major operands: one box of 64 K × all the tile's rows; MN-major ones:
-                    // boxes of 64 M (or N) × 64 K, several per tile.
+                    let bm = choice.config.bm as u32;
+                    // K-major operands: boxes of 64 K × 128 rows (A: the tile's; B: the
+                    // tile's, or one CTA's share of a cluster's); MN-major ones: boxes of
+                    // 64 M (or N) × 64 K, several per tile.
                     let da = match desc.a_layout {
                         Layout::RowMajor => {
                             tma::tiled(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, bm)?
@@ -806,7 +850,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     };
                     let db = match desc.b_layout {
                         Layout::ColMajor => {
-                            tma::tiled(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, bn)?
+                            tma::tiled(b_ptr, bf16, k, n, desc.batch, s.ldb, s.stride_b, 128)?
                         }
                         Layout::RowMajor => {
                             tma::tiled(b_ptr, bf16, n, k, desc.batch, s.ldb, s.stride_b, 64)?
@@ -818,8 +862,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
             };
             let mut args = stream.raw.launch_builder(func);
             args.arg(&params).arg(&descs.0).arg(&descs.1);
-            // SAFETY: both Hopper kernels (one block per tile, or persistent blocks walking
-            // every tile × batch × slice) take (GemmParams, TmaDesc, TmaDesc) by value. The
+            // SAFETY: the Hopper kernels (blocks, in clusters of `config.cluster`, walking every
+            // unit × batch × slice; `grid_blocks` is a multiple of the cluster size) take
+            // (GemmParams, TmaDesc, TmaDesc) by value. The
             // tensor maps describe exactly A and B as validated and size-checked above; TMA
             // reads only inside them (zero fill past the edges); the epilogue writes D (and
             // reads C, bias) within the checked extents, or, with split-K, the workspace of
@@ -836,7 +881,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // factor). The guards above order the launch after earlier writes and record it.
             unsafe { launch(args, cfg) }?;
         }
-        if choice.splits > 1 {
+        if choice.splits > 1 && !(aligned && self.ksplit) {
             let total = desc.batch * desc.m * desc.n;
             let cfg = grid_stride_config(total, self.device.properties().sm_count);
             let mut args = stream.raw.launch_builder(&self.reduce);
