@@ -1,7 +1,6 @@
 // Hopper building blocks shared by the TMA + wgmma kernels (gemm_sm90.cu, conv/conv_sm90.cu):
-// the tensor-map parameter type, mbarrier wait/arrive (local or in another CTA of the cluster),
-// TMA tile loads (plain or multicast to the cluster), cluster rank and barrier, and the
-// 128-byte-swizzle shared-memory matrix descriptors that wgmma reads.
+// the tensor-map parameter type, mbarrier wait/arrive, TMA tile loads and the 128-byte-swizzle
+// shared-memory matrix descriptors that wgmma reads.
 #pragma once
 #include "gemm/gemm_params.cuh"
 
@@ -50,53 +49,6 @@ __device__ __forceinline__ void tma_load_3d(void* dst, const TmaDesc* map, int c
         " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_u32(dst)),
         "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(c2),
         "r"(smem_u32(bar))
-        : "memory");
-}
-
-// The same load, multicast: the box lands at the same shared-memory offset in every CTA of the
-// cluster named in `cta_mask`, and completes `bytes` on the mbarrier at `bar`'s offset in each.
-__device__ __forceinline__ void tma_load_3d_multicast(void* dst, const TmaDesc* map, int c0, int c1,
-                                                      int c2, unsigned long long* bar,
-                                                      unsigned short cta_mask) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
-        ".multicast::cluster [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(smem_u32(dst)),
-        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(c2),
-        "r"(smem_u32(bar)), "h"(cta_mask)
-        : "memory");
-}
-
-// This CTA's rank in its cluster.
-__device__ __forceinline__ int cluster_rank() {
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return static_cast<int>(r);
-}
-
-// Every thread of every CTA in the cluster arrives and waits (release / acquire).
-__device__ __forceinline__ void cluster_sync() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-
-// The same, for threads that may not be converged (no .aligned).
-__device__ __forceinline__ void cluster_sync_any() {
-    asm volatile("barrier.cluster.arrive.release;\n" ::: "memory");
-    asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
-}
-
-// Arrives on the mbarrier at `bar`'s offset in the shared memory of cluster CTA `rank`. Plain
-// (CTA-scope) release semantics: a consumer's arrival only says that its wgmma reads of a stage,
-// complete by wgmma.wait_group, are over. A cluster-scope release would first wait for every
-// memory operation of the thread, the wgmma group still in flight included.
-__device__ __forceinline__ void mbar_arrive_cluster(unsigned long long* bar, int rank) {
-    asm volatile(
-        "{\n"
-        ".reg .b32 remote;\n"
-        "mapa.shared::cluster.u32 remote, %0, %1;\n"
-        "mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
-        "}\n" ::"r"(smem_u32(bar)),
-        "r"(rank)
         : "memory");
 }
 

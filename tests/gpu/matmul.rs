@@ -534,10 +534,10 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         pad_d: 7,
         ..case(300, 1001, 200)
     });
-    // Every case five ways: the heuristic's tiling with the default grid (persistent blocks, as
-    // many as fit), 3 blocks (one cluster of two for the 128x256 tiles; each walks several
-    // units, batches and split-K slices, its stage ring running on across them) and a block per
-    // unit; then each of the two tilings forced, with the default grid and with 3 blocks.
+    // Every case five ways: the heuristic's tiling with the default grid (persistent blocks, one
+    // per SM), 3 blocks (each walks several tiles, batches and split-K slices, its stage ring
+    // running on across them) and a block per unit; then each of the two tilings forced, with
+    // the default grid and with 3 blocks.
     let tilings = Matmul::<I, O>::tilings(GemmPath::Sm90);
     let (wide, narrow) = (tilings[0], tilings[1]);
     let variants = [
@@ -571,18 +571,18 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         list.len()
     );
     ensure!(split_seen, "no case exercised the Hopper kernel's split-K");
-    // 128x128 tiles in four K slices: K-split clusters of four CTAs that add their partial sums
-    // in distributed shared memory. Every layout, partial tiles, batches, C, bias and GELU, rows
-    // that do not allow 16-byte access (N = 1001), and a long K.
-    let mut ksplit = Vec::new();
+    // Split-K forced on the 128x128 tiles (two and three slices through the workspace): every
+    // layout, partial tiles, batches, C, bias and GELU, rows that do not allow 16-byte access
+    // (N = 1001), and a long K.
+    let mut split = Vec::new();
     for (a, b) in [(R, R), (R, C), (C, R), (C, C)] {
-        ksplit.push(Case {
+        split.push(Case {
             a,
             b,
             ..case(129, 257, 1000)
         });
     }
-    ksplit.extend([
+    split.extend([
         Case {
             batch: 2,
             bias: true,
@@ -599,16 +599,18 @@ fn grid_sm90<I: Float, O: Float>(device: &Device) -> Result<(), Failed> {
         },
         case(128, 1024, 4096),
     ]);
-    for c in ksplit {
+    for (i, c) in split.into_iter().enumerate() {
+        let want = 2 + i % 2;
         let c = Case {
-            split_k: Some(4),
+            split_k: Some(want),
+            grid: [None, Some(3)][i % 2],
             ..c
         };
         let (err, splits) = run_tiled::<I, O>(device, arch, c, Some(narrow))?;
-        ensure!(splits == 4, "{c:?}: {splits} slices");
+        ensure!(splits == want, "{c:?}: {splits} slices");
         ensure!(
             err <= bound::<O>(),
-            "{arch} {}->{} K-split cluster {c:?}: relative error {err:e}",
+            "{arch} {}->{} split-K {c:?}: relative error {err:e}",
             I::SUFFIX,
             O::SUFFIX
         );
@@ -642,20 +644,15 @@ fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
         skinny.path() == GemmPath::Sm90 && skinny.tiling().0.bn == 128 && skinny.tiling().1 > 1,
         "skinny: {skinny:?}"
     );
-    // Four K slices on 128x128 tiles: K-split clusters, a block per tile and slice, no workspace.
-    ensure!(
-        skinny.tiling().1 != 4 || skinny.grid_blocks() == 32 * 4,
-        "skinny K-split clusters: {skinny:?}"
-    );
     // Few tiles and a short K: the mma.sync path's small tiles.
     let small =
         Matmul::<f16, f16>::new(&stream, MatmulDesc::new(1024, 1024, 1024)).map_err(fail)?;
     ensure!(small.path() == GemmPath::Sm80, "small: {small:?}");
-    // Large: 128x256 tiles in clusters of two, as many blocks as fit at once.
+    // Large: 128x256 tiles, a persistent block per SM.
     let large =
         Matmul::<f16, f16>::new(&stream, MatmulDesc::new(4096, 4096, 4096)).map_err(fail)?;
     ensure!(
-        large.tiling().0.bn == 256 && large.grid_blocks() % 2 == 0 && large.grid_blocks() >= 2,
+        large.tiling().0.bn == 256 && large.grid_blocks() == device.properties().sm_count as usize,
         "large: {large:?}"
     );
     let broadcast = MatmulDesc::new(4096, 4096, 4096).batch(2).stride_b(0);

@@ -103,7 +103,6 @@ const fn cfg(
         smem_bytes: smem(bm, bn, bk, stages),
         blocks_per_sm: blocks,
         efficiency: eff,
-        cluster: 1,
     }
 }
 
@@ -134,7 +133,7 @@ pub(crate) fn choose(
     sm_count: usize,
     max_smem: usize,
 ) -> Choice {
-    gemm_config::choose(configs, m, n, k, 1, sm_count, max_smem)
+    gemm_config::choose(configs, m, n, k, 1, sm_count, max_smem, 16)
 }
 
 #[cfg(test)]

@@ -289,6 +289,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                             1,
                             sms,
                             usize::MAX,
+                            16,
                         ),
                         None => {
                             return Err(Error::InvalidArgument {

@@ -62,6 +62,17 @@ impl GemmPath {
         matches!(self, GemmPath::Sm80 | GemmPath::Sm90)
     }
 
+    /// The most split-K slices the heuristic gives this path. The Hopper path's main loop is
+    /// bound by memory bandwidth on the shapes that would split (128×4096×4096 on the H100:
+    /// 28.6, 29.1, 29.4 and 32.9 µs with 1, 2, 4 and 8 slices; BENCHMARKS.md), so it takes at
+    /// most two.
+    pub(crate) fn max_splits(self) -> usize {
+        match self {
+            GemmPath::Sm90 => 2,
+            _ => 16,
+        }
+    }
+
     /// The path that runs what this one cannot: unaligned operands, and, for the Hopper path,
     /// the layouts and shapes it does not take.
     pub(crate) fn fallback(self) -> GemmPath {
@@ -115,8 +126,6 @@ pub(crate) struct TileConfig {
     pub blocks_per_sm: usize,
     /// Relative throughput of a full SM with this tile (larger tiles reuse more).
     pub efficiency: f64,
-    /// CTAs per cluster, stacked along M (a work unit is `cluster` tiles of one column).
-    pub cluster: usize,
 }
 
 /// The K granularity of split-K slices (a multiple of every kernel's K step).
@@ -151,7 +160,6 @@ const fn cfg(
         smem_bytes: if dynamic { smem(bm, bn, bk, stages) } else { 0 },
         blocks_per_sm: blocks,
         efficiency: eff,
-        cluster: 1,
     }
 }
 
@@ -175,7 +183,7 @@ static SM75: [TileConfig; 2] = [
 pub(crate) const SM90_SMEM: u32 = 192 * 1024 + 1024 + 8 * 16 * 40 * 4;
 
 /// A Hopper configuration: a producer warpgroup and two consumer warpgroups.
-const fn sm90(bn: usize, stages: usize, cluster: usize, eff: f64) -> TileConfig {
+const fn sm90(bn: usize, stages: usize, eff: f64) -> TileConfig {
     TileConfig {
         tiling: Tiling {
             bm: 128,
@@ -189,13 +197,12 @@ const fn sm90(bn: usize, stages: usize, cluster: usize, eff: f64) -> TileConfig 
         smem_bytes: SM90_SMEM,
         blocks_per_sm: 1,
         efficiency: eff,
-        cluster,
     }
 }
 
-/// The Hopper kernels: 128×256 tiles in clusters of two along M (B multicast), and 128×128
-/// tiles with six stages for shapes with few tiles.
-static SM90: [TileConfig; 2] = [sm90(256, 4, 2, 1.0), sm90(128, 6, 1, 0.8)];
+/// The Hopper kernels: 128×256 tiles, and 128×128 tiles with six stages for shapes with few
+/// tiles.
+static SM90: [TileConfig; 2] = [sm90(256, 4, 1.0), sm90(128, 6, 0.8)];
 static SM70: [TileConfig; 1] = [cfg((64, 64, 32, 1), 4, false, 4, 1.0)];
 
 /// What the heuristic decided for one shape.
@@ -208,9 +215,10 @@ pub(crate) struct Choice {
 }
 
 /// Picks the tile configuration and split-K factor that minimize a simple time model: waves of
-/// work units (a cluster's tiles, run together on `cluster` SMs) times each block's work
-/// (scaled by the tile's efficiency), plus the split-K partial sums' memory traffic (about 80
-/// multiply-adds' time per byte on these GPUs).
+/// blocks times each block's work (scaled by the tile's efficiency), plus the split-K partial
+/// sums' memory traffic (about 80 multiply-adds' time per byte on these GPUs). At most
+/// `max_splits` slices.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn choose(
     configs: &[TileConfig],
     m: usize,
@@ -219,19 +227,19 @@ pub(crate) fn choose(
     batch: usize,
     sm_count: usize,
     max_smem: usize,
+    max_splits: usize,
 ) -> Choice {
     let mut best: Option<(f64, Choice)> = None;
     for &c in configs.iter().filter(|c| c.smem_bytes as usize <= max_smem) {
-        // Work units: `cluster` tiles stacked along M, run by `cluster` SMs together.
-        let tiles = m.div_ceil(c.bm * c.cluster) * n.div_ceil(c.bn) * batch;
-        for want in 1..=16usize {
+        let tiles = m.div_ceil(c.bm) * n.div_ceil(c.bn) * batch;
+        for want in 1..=max_splits.max(1) {
             let k_per_split = k.div_ceil(want).div_ceil(K_ALIGN) * K_ALIGN;
             let splits = k.div_ceil(k_per_split);
             if splits != want || (splits > 1 && k_per_split < 256) || tiles * splits > 65535 * 1024
             {
                 continue;
             }
-            let slots = (sm_count / c.cluster).max(1) * c.blocks_per_sm;
+            let slots = sm_count.max(1) * c.blocks_per_sm;
             let waves = (tiles * splits).div_ceil(slots) as f64;
             let block = (c.blocks_per_sm * c.bm * c.bn * k_per_split) as f64 / c.efficiency;
             let reduce = if splits > 1 {
@@ -273,41 +281,57 @@ mod tests {
             1,
             132,
             227 << 10,
+            16,
         );
         assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 128, 1));
         // A GPU with 99 KiB of shared memory per block cannot take the 144 KiB configuration.
-        let c = choose(GemmPath::Sm80.configs(), 4096, 4096, 4096, 1, 82, 99 << 10);
+        let c = choose(
+            GemmPath::Sm80.configs(),
+            4096,
+            4096,
+            4096,
+            1,
+            82,
+            99 << 10,
+            16,
+        );
         assert!(c.config.smem_bytes <= 99 << 10, "{c:?}");
     }
 
     #[test]
     fn skinny_problems_split_k() {
-        let c = choose(GemmPath::Sm80.configs(), 128, 4096, 4096, 1, 132, 227 << 10);
+        let c = choose(
+            GemmPath::Sm80.configs(),
+            128,
+            4096,
+            4096,
+            1,
+            132,
+            227 << 10,
+            16,
+        );
         assert!(c.splits > 1, "{c:?}");
         assert_eq!(c.k_per_split % K_ALIGN, 0);
         assert!(c.splits * c.k_per_split >= 4096);
     }
 
     #[test]
-    fn hopper_takes_clustered_wide_tiles_and_narrow_ones_for_skinny_shapes() {
+    fn hopper_takes_wide_tiles_and_narrow_ones_for_skinny_shapes() {
         let sm90 = GemmPath::Sm90.configs();
+        let max = GemmPath::Sm90.max_splits();
         for s in [2048, 4096, 8192] {
-            let c = choose(sm90, s, s, s, 1, 132, 227 << 10);
-            assert_eq!(
-                (c.config.bn, c.config.cluster, c.splits),
-                (256, 2, 1),
-                "{s}"
-            );
+            let c = choose(sm90, s, s, s, 1, 132, 227 << 10, max);
+            assert_eq!((c.config.bn, c.splits), (256, 1), "{s}");
         }
-        let c = choose(sm90, 128, 4096, 4096, 1, 132, 227 << 10);
-        assert_eq!((c.config.bn, c.config.cluster), (128, 1), "{c:?}");
-        assert!(c.splits > 1 && c.splits * c.k_per_split >= 4096, "{c:?}");
+        let c = choose(sm90, 128, 4096, 4096, 1, 132, 227 << 10, max);
+        assert_eq!(c.config.bn, 128, "{c:?}");
+        assert!(c.splits <= 2 && c.splits * c.k_per_split >= 4096, "{c:?}");
         assert!(sm90.iter().all(|c| c.smem_bytes == SM90_SMEM));
     }
 
     #[test]
     fn small_problems_do_not_split_a_short_k() {
-        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132, 227 << 10);
+        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132, 227 << 10, 16);
         assert_eq!(c.splits, 1);
         assert_eq!(c.k_per_split, 64);
     }

@@ -113,12 +113,11 @@ pub struct MatmulDesc {
     /// Force the fast kernel's split-K factor instead of the heuristic's (for tuning): K is cut
     /// into at most this many slices, each a multiple of 64 long.
     pub split_k: Option<usize>,
-    /// Hopper path: blocks launched for the work units (output tiles, or pairs of tiles for the
-    /// clustered 128×256 kernel, × batches × split-K slices). `None`: the default, as many
-    /// persistent blocks as fit on the GPU at once (fewer when there are fewer units), each
-    /// walking the units `grid_blocks` apart and loading the next one while it stores the last;
-    /// `Some(n)`: n blocks (rounded down to whole clusters, clamped to the units);
-    /// `Some(usize::MAX)`: a block for every unit. Other paths ignore it.
+    /// Hopper path: blocks launched for the work units (output tiles × batches × split-K
+    /// slices). `None`: the default, persistent blocks, one per SM (fewer when there are fewer
+    /// units), each walking the units `grid_blocks` apart and loading the next one while it
+    /// stores the last; `Some(n)`: n blocks (clamped to 1..=units); `Some(usize::MAX)`: a block
+    /// for every unit. Other paths ignore it.
     pub grid_blocks: Option<usize>,
 }
 
@@ -399,10 +398,8 @@ pub struct Matmul<I: Float, O: Float> {
     general_choice: Choice,
     reduce: CudaFunction,
     workspace: Option<DeviceBuffer<f32>>,
-    /// Hopper path: the blocks launched (a multiple of the cluster size); 0 on other paths.
+    /// Hopper path: the persistent blocks launched; 0 on other paths.
     grid_blocks: usize,
-    /// Hopper path: the fast kernel sums its four K slices in clusters (no reduction kernel).
-    ksplit: bool,
     /// The Hopper path's tensor maps for the last (A, B) addresses: re-encoded (on the host,
     /// no allocation) only when the operands move.
     tma_cache: Option<((u64, u64), (tma::TmaDesc, tma::TmaDesc))>,
@@ -497,11 +494,13 @@ impl<I: Float, O: Float> Matmul<I, O> {
         }
         if path == GemmPath::Sm90 {
             // The Hopper kernel needs real batch strides (TMA strides cannot be 0). It also
-            // wants at least half a wave of 128×256 output tiles, or a long K to split: on small
-            // problems (1024³) the mma.sync path's small tiles were faster on the H100
-            // (BENCHMARKS.md).
+            // wants at least half a wave of 128×256 output tiles, or a long K and an eighth of a
+            // wave of 128×128 tiles (128×4096×4096): on small problems (1024³) the mma.sync
+            // path's small tiles were faster on the H100 (BENCHMARKS.md).
             let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
             let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
+            let narrow_tiles = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
+            let hopper_fits = tiles * 2 >= sms || (desc.k >= 2048 && narrow_tiles * 8 >= sms);
             if !strides_ok {
                 if forced.is_some() {
                     return Err(Error::InvalidArgument {
@@ -509,7 +508,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     });
                 }
                 path = GemmPath::Sm80;
-            } else if forced.is_none() && tiles * 2 < sms && desc.k < 2048 {
+            } else if forced.is_none() && !hopper_fits {
                 path = GemmPath::Sm80;
             }
         }
@@ -519,9 +518,18 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let general_configs = general_path.configs();
         let general_config = &general_configs[general_configs.len() - 1..];
         let choice = match desc.tiling {
-            None => config::choose(configs, m, n, k, batch, sms, max_smem),
+            None => config::choose(configs, m, n, k, batch, sms, max_smem, path.max_splits()),
             Some(t) => match configs.iter().find(|c| c.tiling == t) {
-                Some(c) => config::choose(std::slice::from_ref(c), m, n, k, batch, sms, usize::MAX),
+                Some(c) => config::choose(
+                    std::slice::from_ref(c),
+                    m,
+                    n,
+                    k,
+                    batch,
+                    sms,
+                    usize::MAX,
+                    path.max_splits(),
+                ),
                 None => {
                     return Err(Error::InvalidArgument {
                         what: format!(
@@ -553,7 +561,16 @@ impl<I: Float, O: Float> Matmul<I, O> {
                 }
             }
         };
-        let general_choice = config::choose(general_config, m, n, k, batch, sms, max_smem);
+        let general_choice = config::choose(
+            general_config,
+            m,
+            n,
+            k,
+            batch,
+            sms,
+            max_smem,
+            general_path.max_splits(),
+        );
         let load = |path: GemmPath, c: &Choice, mode: &str| -> Result<CudaFunction> {
             let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, mode);
             let f = device.function(path.module(), &name, Some(path.arch()))?;
@@ -567,63 +584,34 @@ impl<I: Float, O: Float> Matmul<I, O> {
             }
             Ok(f)
         };
-        // Hopper 128×128 tiles cut in four K slices: clusters of four CTAs, one slice each, add
-        // their partial sums in distributed shared memory (no workspace, no second kernel).
-        let ksplit = path == GemmPath::Sm90 && choice.config.bn == 128 && choice.splits == 4;
         let mode = match path {
-            GemmPath::Sm90 if ksplit => "splitk4",
             GemmPath::Sm90 => "persistent",
             _ => "aligned",
         };
         let aligned = load(path, &choice, mode)?;
-        // Hopper: the work units (clusters of tiles × batches × slices), and the blocks that
-        // walk them: by default as many clusters as the GPU runs at once.
-        let grid_blocks = (|| -> Result<usize> {
-            if path != GemmPath::Sm90 {
-                return Ok(0);
-            }
-            let cluster = choice.config.cluster;
-            let units = m.div_ceil(choice.config.bm * cluster)
-                * n.div_ceil(choice.config.bn)
-                * batch
-                * choice.splits;
+        // Hopper: the work units (tiles × batches × slices), and the persistent blocks that walk
+        // them: one per SM by default.
+        let grid_blocks = if path == GemmPath::Sm90 {
+            let units =
+                m.div_ceil(choice.config.bm) * n.div_ceil(choice.config.bn) * batch * choice.splits;
             at_most(
                 "output tiles x batch x split-K slices",
-                units * cluster,
+                units,
                 i32::MAX as usize,
             )?;
-            let clusters = match desc.grid_blocks {
-                // A block per tile and K slice.
-                _ if ksplit => return Ok(units),
-                None => {
-                    let resident = aligned
-                        .occupancy_max_active_clusters(
-                            LaunchConfig {
-                                grid_dim: ((sms - sms % cluster).max(cluster) as u32, 1, 1),
-                                block_dim: (choice.config.threads, 1, 1),
-                                shared_mem_bytes: choice.config.smem_bytes,
-                            },
-                            &stream.raw,
-                        )
-                        .map(|c| c as usize)
-                        .unwrap_or(0);
-                    if resident > 0 {
-                        resident
-                    } else {
-                        sms / cluster
-                    }
-                }
-                Some(g) => g / cluster,
-            };
-            Ok(clusters.clamp(1, units.max(1)) * cluster)
-        })()?;
+            desc.grid_blocks
+                .unwrap_or(sms * choice.config.blocks_per_sm)
+                .clamp(1, units.max(1))
+        } else {
+            0
+        };
         let general = load(general_path, &general_choice, "general")?;
         let reduce = device.function(
             general_path.module(),
             &format!("gemm_{}_splitk_reduce", general_path.tag()),
             Some(general_path.arch()),
         )?;
-        let splits = if ksplit { 1 } else { choice.splits }.max(general_choice.splits);
+        let splits = choice.splits.max(general_choice.splits);
         for c in [&choice, &general_choice] {
             let tiles = m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn);
             at_most("output tiles", tiles, i32::MAX as usize)?;
@@ -646,7 +634,6 @@ impl<I: Float, O: Float> Matmul<I, O> {
             reduce,
             workspace,
             grid_blocks,
-            ksplit,
             tma_cache: None,
             _t: PhantomData,
         })
@@ -816,7 +803,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let tiles = desc.m.div_ceil(choice.config.bm) * desc.n.div_ceil(choice.config.bn);
         let persistent = aligned && self.grid_blocks > 0;
         let cfg = if persistent {
-            // Each cluster walks the units × batches × slices `grid_blocks / cluster` apart.
+            // Each block walks the tiles × batches × slices `grid_blocks` apart.
             LaunchConfig {
                 grid_dim: (self.grid_blocks as u32, 1, 1),
                 block_dim: (choice.config.threads, 1, 1),
@@ -837,9 +824,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     let bf16 = I::SUFFIX == "bf16";
                     let (m, n, k) = (desc.m, desc.n, desc.k);
                     let bm = choice.config.bm as u32;
-                    // K-major operands: boxes of 64 K × 128 rows (A: the tile's; B: the
-                    // tile's, or one CTA's share of a cluster's); MN-major ones: boxes of
-                    // 64 M (or N) × 64 K, several per tile.
+                    // K-major operands: boxes of 64 K × 128 rows (the tile's A; B in one or
+                    // two of them); MN-major ones: boxes of 64 M (or N) × 64 K, several per
+                    // tile.
                     let da = match desc.a_layout {
                         Layout::RowMajor => {
                             tma::tiled(a_ptr, bf16, k, m, desc.batch, s.lda, s.stride_a, bm)?
@@ -862,10 +849,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
             };
             let mut args = stream.raw.launch_builder(func);
             args.arg(&params).arg(&descs.0).arg(&descs.1);
-            // SAFETY: the Hopper kernels (blocks, in clusters of `config.cluster`, walking every
-            // unit × batch × slice; `grid_blocks` is a multiple of the cluster size) take
-            // (GemmParams, TmaDesc, TmaDesc) by value. The
-            // tensor maps describe exactly A and B as validated and size-checked above; TMA
+            // SAFETY: the Hopper kernels (persistent blocks walking every tile × batch × slice)
+            // take (GemmParams, TmaDesc, TmaDesc) by value. The tensor maps describe exactly A and B as validated and size-checked above; TMA
             // reads only inside them (zero fill past the edges); the epilogue writes D (and
             // reads C, bias) within the checked extents, or, with split-K, the workspace of
             // splits × batch × M × N floats allocated in `new`.
@@ -881,7 +866,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // factor). The guards above order the launch after earlier writes and record it.
             unsafe { launch(args, cfg) }?;
         }
-        if choice.splits > 1 && !(aligned && self.ksplit) {
+        if choice.splits > 1 {
             let total = desc.batch * desc.m * desc.n;
             let cfg = grid_stride_config(total, self.device.properties().sm_count);
             let mut args = stream.raw.launch_builder(&self.reduce);
