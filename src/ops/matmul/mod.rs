@@ -198,7 +198,7 @@ impl MatmulDesc {
         tiling: Tiling => tiling = Some;
         /// Forces the split-K factor.
         split_k: usize => split_k = Some;
-        /// Sets the Hopper path's grid (`usize::MAX`: one block per tile).
+        /// Sets the Hopper path's grid (`usize::MAX`: a block per work unit).
         grid_blocks: usize => grid_blocks = Some;
     }
 }
