@@ -163,6 +163,21 @@ fn bench_type<T: Float>(
     Ok(())
 }
 
+/// Makes the plan for `desc` and times it on `x`: the median of 15 runs after 3, in ms.
+fn time_desc<T: Float>(
+    stream: &Stream,
+    x: &mut Inputs<T>,
+    desc: MatmulDesc,
+) -> Result<(f64, Matmul<T, T>)> {
+    let mut plan = Matmul::<T, T>::new(stream, desc)?;
+    let ms = time_on_stream(stream, 3, 15, |i| {
+        let set = i % SETS;
+        plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
+    })?
+    .median_ms();
+    Ok((ms, plan))
+}
+
 /// Times every tile configuration of the default path on the large square shapes and the
 /// skinny one (each cell: TFLOP/s, split-K slices, blocks launched on the Hopper path).
 fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
@@ -173,6 +188,9 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
         path,
         T::SUFFIX
     );
+    let forced = hikube_gpu::KernelOptions {
+        arch: Some(path.arch()),
+    };
     let shapes = [
         (2048, 2048, 2048),
         (4096, 4096, 4096),
@@ -184,24 +202,8 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
         let mut cells = Vec::new();
         for (m, n, k) in shapes {
             let mut x = inputs::<T>(stream, m, n, k)?;
-            let mut plan = Matmul::<T, T>::new(
-                stream,
-                MatmulDesc::new(m, n, k)
-                    .tiling(t)
-                    .options(hikube_gpu::KernelOptions {
-                        arch: Some(path.arch()),
-                    }),
-            )?;
-            let ms = time_on_stream(stream, 3, 15, |i| {
-                plan.launch(
-                    stream,
-                    &x.a[i % SETS],
-                    &x.b[i % SETS],
-                    &mut x.d,
-                    Epilogue::new(),
-                )
-            })?
-            .median_ms();
+            let desc = MatmulDesc::new(m, n, k).tiling(t).options(forced);
+            let (ms, plan) = time_desc(stream, &mut x, desc)?;
             cells.push(format!(
                 "{:.1} ({}, {})",
                 2.0 * (m * n * k) as f64 / (ms * 1e9),
@@ -219,24 +221,11 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
             let mut x = inputs::<T>(stream, m, n, k)?;
             let mut cells = Vec::new();
             for splits in [1, 2, 4, 8, 16] {
-                let mut plan = Matmul::<T, T>::new(
-                    stream,
-                    MatmulDesc::new(m, n, k).tiling(t).split_k(splits).options(
-                        hikube_gpu::KernelOptions {
-                            arch: Some(path.arch()),
-                        },
-                    ),
-                )?;
-                let ms = time_on_stream(stream, 3, 15, |i| {
-                    plan.launch(
-                        stream,
-                        &x.a[i % SETS],
-                        &x.b[i % SETS],
-                        &mut x.d,
-                        Epilogue::new(),
-                    )
-                })?
-                .median_ms();
+                let desc = MatmulDesc::new(m, n, k)
+                    .tiling(t)
+                    .split_k(splits)
+                    .options(forced);
+                let (ms, _) = time_desc(stream, &mut x, desc)?;
                 cells.push(format!(
                     "{:.1} ({:.1} µs)",
                     2.0 * (m * n * k) as f64 / (ms * 1e9),
@@ -269,17 +258,7 @@ fn grids<T: Float>(stream: &Stream) -> Result<()> {
             Some(g) => desc.grid_blocks(g),
             None => desc,
         };
-        let mut plan = Matmul::<T, T>::new(stream, desc)?;
-        let ms = time_on_stream(stream, 3, 15, |i| {
-            plan.launch(
-                stream,
-                &x.a[i % SETS],
-                &x.b[i % SETS],
-                &mut x.d,
-                Epilogue::new(),
-            )
-        })?
-        .median_ms();
+        let (ms, plan) = time_desc(stream, &mut x, desc)?;
         println!(
             "| {g:?} | {} | {:.1} |",
             plan.grid_blocks(),
