@@ -95,22 +95,6 @@ __device__ __forceinline__ void cp_async_arrive(unsigned long long* bar) {
                  : "memory");
 }
 
-template <typename T, int BN>
-__device__ __forceinline__ void wgmma_tile(float (&d)[BN / 2], unsigned long long a,
-                                           unsigned long long b) {
-    if constexpr (BN == 256) {
-        if constexpr (IsBf16<T>::value) wgmma_m64n256k16_bf16<0, 0>(d, a, b);
-        else wgmma_m64n256k16_f16<0, 0>(d, a, b);
-    } else if constexpr (BN == 128) {
-        if constexpr (IsBf16<T>::value) wgmma_m64n128k16_bf16<0, 0>(d, a, b);
-        else wgmma_m64n128k16_f16<0, 0>(d, a, b);
-    } else {
-        static_assert(BN == 64, "BN is 64, 128 or 256");
-        if constexpr (IsBf16<T>::value) wgmma_m64n64k16_bf16<0, 0>(d, a, b);
-        else wgmma_m64n64k16_f16<0, 0>(d, a, b);
-    }
-}
-
 // The filter tap and channel slice of k-tile kt: kt = (r * S + s) * c_tiles + c_tile.
 struct KStep {
     int r, s, rs, c_tile;
@@ -195,16 +179,9 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     constexpr bool IM2COL = MODE == MODE_IM2COL;
     using Cfg = Tile<BN, STAGES_>;
     constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ __align__(8) unsigned long long full[STAGES];
     __shared__ __align__(8) unsigned long long empty[STAGES];
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
-    {
-        unsigned dynamic_smem;
-        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
-        if (dynamic_smem < static_cast<unsigned>(Cfg::SMEM_BYTES)) __trap();
-    }
+    unsigned char* smem = swizzle_smem(Cfg::SMEM_BYTES);
 
     // Persistent when gridDim.x < tiles: block b takes tiles b, b + gridDim.x, ...; the stage
     // ring (k-step counter g) runs on across tiles, so the producer loads the next tile while
@@ -333,7 +310,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
             asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
             for (int kk = 0; kk < BK / 16; ++kk)
-                wgmma_tile<T, BN>(acc, desc_sw128<true>(a + kk * 32),
+                wgmma_m64k16<T, 0, 0, BN>(acc, desc_sw128<true>(a + kk * 32),
                                   desc_sw128<true>(b + kk * 32));
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
             // Keep this step's group in flight; the previous step's is done: free its stage.

@@ -138,59 +138,6 @@ struct Im2colLoader {
     }
 };
 
-// Eight outputs of row r from column c (a multiple of 8): bias, activation, conversion, and one
-// 16-byte store (two for f32 out). Needs y's rows and base and the bias 16-byte aligned at c
-// (the host checks; alpha = 1 and beta = 0 for convolutions).
-__device__ __forceinline__ void conv_epilogue8(const GemmParams& p, int r, int c, float (&v)[8]) {
-    if (p.bias) {
-        float b[8];
-        if (p.out_dtype == OUT_F32) {
-            const float4 lo = *reinterpret_cast<const float4*>(static_cast<const float*>(p.bias) + c);
-            const float4 hi = *reinterpret_cast<const float4*>(static_cast<const float*>(p.bias) + c + 4);
-            b[0] = lo.x, b[1] = lo.y, b[2] = lo.z, b[3] = lo.w;
-            b[4] = hi.x, b[5] = hi.y, b[6] = hi.z, b[7] = hi.w;
-        } else {
-            const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const __half*>(p.bias) + c);
-            const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                if (p.out_dtype == OUT_F16) {
-                    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
-                    b[2 * j] = f.x, b[2 * j + 1] = f.y;
-                } else {
-                    const __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&w[j]);
-                    b[2 * j] = __bfloat162float(h.x), b[2 * j + 1] = __bfloat162float(h.y);
-                }
-            }
-        }
-#pragma unroll
-        for (int e = 0; e < 8; ++e) v[e] += b[e];
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = activate(p.activation, v[e]);
-    const long long i = static_cast<long long>(r) * p.ldd + c;
-    if (p.out_dtype == OUT_F32) {
-        float* d = static_cast<float*>(p.d) + i;
-        *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
-        *reinterpret_cast<float4*>(d + 4) = make_float4(v[4], v[5], v[6], v[7]);
-        return;
-    }
-    unsigned w[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        if (p.out_dtype == OUT_F16) {
-            const __half2 h = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
-            w[j] = *reinterpret_cast<const unsigned*>(&h);
-        } else {
-            __nv_bfloat162 h;
-            h.x = __float2bfloat16_rn(v[2 * j]);
-            h.y = __float2bfloat16_rn(v[2 * j + 1]);
-            w[j] = *reinterpret_cast<const unsigned*>(&h);
-        }
-    }
-    *reinterpret_cast<uint4*>(static_cast<__half*>(p.d) + i) = make_uint4(w[0], w[1], w[2], w[3]);
-}
-
 template <typename T, int VEC, int BM, int BN, int BK, int WM, int WN, int STAGES, typename Policy>
 __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvShape& cs) {
     static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
@@ -292,7 +239,7 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
                 const float4 hi = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col + 4);
                 float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
                 if (c + 8 <= p.n) {
-                    conv_epilogue8(p, r, c, v);
+                    epilogue8(p, tc.batch, r, c, v);  // alpha = 1, beta = 0 here
                 } else {
 #pragma unroll
                     for (int e = 0; e < 8; e += 2)

@@ -62,22 +62,6 @@ struct Config {
 using Wide = Config<256, 4>;
 using Narrow = Config<128, 6>;
 
-template <typename T, int TA, int TB, int N>
-__device__ __forceinline__ void wgmma(float (&d)[N / 2], unsigned long long a, unsigned long long b) {
-    if constexpr (N == 256) {
-        if constexpr (IsBf16<T>::value)
-            wgmma_m64n256k16_bf16<TA, TB>(d, a, b);
-        else
-            wgmma_m64n256k16_f16<TA, TB>(d, a, b);
-    } else {
-        static_assert(N == 128, "tiles are 256 or 128 wide");
-        if constexpr (IsBf16<T>::value)
-            wgmma_m64n128k16_bf16<TA, TB>(d, a, b);
-        else
-            wgmma_m64n128k16_f16<TA, TB>(d, a, b);
-    }
-}
-
 // The K range [k_begin, k_end) of split-K slice `split`, in BK steps.
 __device__ __forceinline__ int k_tiles_of(const GemmParams& p, int split, int& k_begin) {
     k_begin = split * p.k_per_split;  // k_per_split is a multiple of BK
@@ -88,17 +72,9 @@ __device__ __forceinline__ int k_tiles_of(const GemmParams& p, int split, int& k
 template <typename T, bool A_K, bool B_K, class C>
 __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, const TmaDesc& map_b) {
     constexpr int BN = C::BN, STAGES = C::STAGES;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
     __shared__ __align__(8) unsigned long long full[STAGES];
     __shared__ __align__(8) unsigned long long empty[STAGES];
-    // 128-byte swizzle atoms must sit on 1024-byte boundaries.
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
-    {
-        unsigned dynamic_smem;
-        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
-        if (dynamic_smem < static_cast<unsigned>(C::SMEM_BYTES)) __trap();
-    }
+    unsigned char* smem = swizzle_smem(C::SMEM_BYTES);
     // Work units: tiles x batches x slices; the host checks that their count fits an int.
     const int tiles = ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN);
     const int total = tiles * p.batch * p.splits;
@@ -178,8 +154,9 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
             asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
             for (int kk = 0; kk < BK / 16; ++kk)
-                wgmma<T, A_K ? 0 : 1, B_K ? 0 : 1, BN>(acc, desc_sw128<A_K>(a + k_step_bytes<A_K>(kk)),
-                                                       desc_sw128<B_K>(b + k_step_bytes<B_K>(kk)));
+                wgmma_m64k16<T, A_K ? 0 : 1, B_K ? 0 : 1, BN>(
+                    acc, desc_sw128<A_K>(a + k_step_bytes<A_K>(kk)),
+                    desc_sw128<B_K>(b + k_step_bytes<B_K>(kk)));
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
             // Keep this step's group in flight; the previous step's is done, so its stage is free.
             asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");

@@ -12,6 +12,17 @@ struct __align__(64) TmaDesc {
     unsigned long long opaque[16];
 };
 
+// The block's dynamic shared memory, aligned up to 1024 bytes (128-byte swizzle atoms must start
+// there); traps when the launch gave less than `need` bytes (the 1 KiB of slack included).
+__device__ __forceinline__ unsigned char* swizzle_smem(unsigned need) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned dynamic_smem;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+    if (dynamic_smem < need) __trap();
+    return reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<unsigned long long>(smem_raw) + 1023) & ~1023ull);
+}
+
 __device__ __forceinline__ void mbar_init(unsigned long long* bar, unsigned count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count));
 }

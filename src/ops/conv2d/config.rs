@@ -1,8 +1,8 @@
 //! Convolution kernel paths, the implicit GEMM's tile configurations, and the choice of both.
 
 use crate::arch::PtxArch;
-use crate::ops::matmul::config::{self as gemm_config, Choice, TileConfig};
-use crate::ops::matmul::{GemmPath, Tiling};
+use crate::ops::matmul::config::{self as gemm_config, cfg, Choice, TileConfig};
+use crate::ops::matmul::GemmPath;
 
 /// The kernel family a [`Conv2d`](super::Conv2d) plan runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,55 +75,28 @@ impl ConvPath {
     }
 }
 
-/// Dynamic shared memory of an implicit-GEMM kernel: the pipeline's stages or the epilogue's
-/// staging, whichever is larger (gemm_smem_bytes in kernels/gemm/mma_pipeline.cuh).
-const fn smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
-    let pipeline = stages * (bm + bn) * bk * 2;
-    let epilogue = (bm / 2) * (bn + 8) * 4;
-    (if pipeline > epilogue {
-        pipeline
-    } else {
-        epilogue
-    }) as u32
-}
-
-/// A tile (BM, BN, BK, stages as in the kernel's name), its warps, the blocks that fit on an SM
-/// (registers from `ptxas` for sm_90, and shared memory) and its relative efficiency.
-const fn cfg(
-    (bm, bn, bk, stages): (usize, usize, usize, usize),
-    warps: u32,
-    blocks: usize,
-    eff: f64,
-) -> TileConfig {
-    TileConfig {
-        tiling: Tiling { bm, bn, bk, stages },
-        bm,
-        bn,
-        threads: warps * 32,
-        smem_bytes: smem(bm, bn, bk, stages),
-        blocks_per_sm: blocks,
-        efficiency: eff,
-    }
-}
-
+// Tiles (BM, BN, BK, stages as in the kernel's name), warps, dynamic shared memory (the GEMM's
+// formula: the implicit GEMM shares its pipeline and epilogue), the blocks that fit on an SM
+// (registers from `ptxas` for sm_90, and shared memory) and the relative efficiency.
+//
 // kernels/conv/conv_sm80.cu. Efficiencies from `cargo bench --bench conv -- tune` on the H100
 // (BENCHMARKS.md): 128x64 with three blocks per SM leads on the K = 64 and K = 256 layers, the
 // 128-wide tiles on K = 128 and 512; 256x64 (one block per SM) trails them all.
 static SM80: [TileConfig; 7] = [
-    cfg((128, 256, 32, 3), 8, 1, 0.95),
-    cfg((128, 128, 32, 4), 4, 2, 1.0),
-    cfg((128, 128, 64, 3), 4, 2, 1.0),
-    cfg((256, 64, 32, 4), 8, 1, 0.75),
-    cfg((128, 64, 32, 4), 4, 3, 0.95),
-    cfg((128, 64, 64, 3), 4, 2, 0.95),
-    cfg((64, 64, 32, 4), 4, 4, 0.65),
+    cfg((128, 256, 32, 3), 8, true, 1, 0.95),
+    cfg((128, 128, 32, 4), 4, true, 2, 1.0),
+    cfg((128, 128, 64, 3), 4, true, 2, 1.0),
+    cfg((256, 64, 32, 4), 8, true, 1, 0.75),
+    cfg((128, 64, 32, 4), 4, true, 3, 0.95),
+    cfg((128, 64, 64, 3), 4, true, 2, 0.95),
+    cfg((64, 64, 32, 4), 4, true, 4, 0.65),
 ];
 // The 4-channel gather kernels (`_c4`): no BK = 64 tiles (a second tap state per chunk spills).
 static SM80_C4: [TileConfig; 5] = [SM80[0], SM80[1], SM80[3], SM80[4], SM80[6]];
 // kernels/conv/conv_sm75.cu: two stages of synchronous loads.
 static SM75: [TileConfig; 2] = [
-    cfg((128, 128, 32, 2), 4, 2, 1.0),
-    cfg((64, 64, 32, 2), 4, 2, 0.7),
+    cfg((128, 128, 32, 2), 4, true, 2, 1.0),
+    cfg((64, 64, 32, 2), 4, true, 2, 0.7),
 ];
 
 /// Picks the tile (and split-K factor) for the implicit GEMM M×N×K: the GEMM's time model.

@@ -146,7 +146,7 @@ const fn smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
 
 /// A configuration: tile (BM, BN, BK, stages as in the kernel's name), warps, whether its
 /// shared memory is dynamic, blocks per SM and the relative efficiency the heuristic assumes.
-const fn cfg(
+pub(crate) const fn cfg(
     (bm, bn, bk, stages): (usize, usize, usize, usize),
     warps: u32,
     dynamic: bool,
