@@ -315,6 +315,34 @@ impl Communicator {
         Ok(len)
     }
 
+    /// What the collectives from `send` into `recv` share: the views; the usability, rank, device
+    /// and length checks, where `count` turns the send and receive lengths into the element
+    /// count NCCL takes (or the error for lengths the collective cannot take); nothing to do for
+    /// a count of 0; the device pointers, recorded on each rank's stream; and `issue(rank, src,
+    /// dst, count)` on every rank in one NCCL group.
+    fn send_recv<T: Float>(
+        &self,
+        send: &[impl AsDeviceSlice<T>],
+        recv: &mut [impl AsDeviceSliceMut<T>],
+        count: impl FnOnce(usize, usize) -> Result<usize>,
+        issue: impl Fn(usize, u64, u64, usize) -> Result<()>,
+    ) -> Result<()> {
+        let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
+        let mut recv: Vec<DeviceSliceMut<'_, T>> =
+            recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
+        self.check_usable()?;
+        let sent = self.check_sends(&send)?;
+        let received = self.check_recvs(&recv)?;
+        let n = count(sent, received)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
+        let done = self.grouped(|r| issue(r, ptrs[r].0, ptrs[r].1, n));
+        drop(records);
+        done
+    }
+
     /// Reduces `send` (one buffer per rank, equal lengths) with `op` into every rank's `recv`
     /// (same length).
     pub fn all_reduce<T: Float>(
@@ -323,28 +351,19 @@ impl Communicator {
         recv: &mut [impl AsDeviceSliceMut<T>],
         op: ReduceOp,
     ) -> Result<()> {
-        let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
-        let mut recv: Vec<DeviceSliceMut<'_, T>> =
-            recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
-        self.check_usable()?;
-        let n = self.check_sends(&send)?;
-        let m = self.check_recvs(&recv)?;
-        if n != m {
-            return Err(Error::LengthMismatch {
-                expected: m,
-                actual: n,
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
-        let done = self.grouped(|r| {
-            let stream = &self.streams[r].raw;
-            let (src, dst) = ptrs[r];
+        let count = |n: usize, m: usize| {
+            if n != m {
+                return Err(Error::LengthMismatch {
+                    expected: m,
+                    actual: n,
+                });
+            }
+            Ok(n)
+        };
+        self.send_recv(send, recv, count, |r, src, dst, n| {
             // SAFETY: `src` and `dst` address `n` elements of `T` on rank `r`'s device (lengths
-            // and devices checked), borrowed until this call returns, after the group has
-            // queued the operation on `stream`, which orders later frees after it.
+            // and devices checked), borrowed until `send_recv` returns, after the group has
+            // queued the operation on the rank's stream, which orders later frees after it.
             unsafe {
                 result::all_reduce(
                     src as _,
@@ -353,14 +372,12 @@ impl Communicator {
                     datatype::<T>(),
                     op.nccl(),
                     self.comms[r],
-                    stream.cu_stream() as _,
+                    self.streams[r].raw.cu_stream() as _,
                 )
             }
             .map(|_| ())
             .map_err(nccl_error("ncclAllReduce"))
-        });
-        drop(records);
-        done
+        })
     }
 
     /// [`all_reduce`](Self::all_reduce) in place: every rank's `bufs` ends up holding the
@@ -408,30 +425,21 @@ impl Communicator {
         send: &[impl AsDeviceSlice<T>],
         recv: &mut [impl AsDeviceSliceMut<T>],
     ) -> Result<()> {
-        let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
-        let mut recv: Vec<DeviceSliceMut<'_, T>> =
-            recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
-        self.check_usable()?;
-        let n = self.check_sends(&send)?;
-        let m = self.check_recvs(&recv)?;
-        let want = n.checked_mul(self.world_size()).ok_or(Error::TooLarge {
-            what: "all_gather's result (send length × ranks)".into(),
-            value: n,
-            max: usize::MAX / self.world_size(),
-        })?;
-        if m != want {
-            return Err(Error::LengthMismatch {
-                expected: want,
-                actual: m,
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
-        let done = self.grouped(|r| {
-            let stream = &self.streams[r].raw;
-            let (src, dst) = ptrs[r];
+        let count = |n: usize, m: usize| {
+            let want = n.checked_mul(self.world_size()).ok_or(Error::TooLarge {
+                what: "all_gather's result (send length × ranks)".into(),
+                value: n,
+                max: usize::MAX / self.world_size(),
+            })?;
+            if m != want {
+                return Err(Error::LengthMismatch {
+                    expected: want,
+                    actual: m,
+                });
+            }
+            Ok(n)
+        };
+        self.send_recv(send, recv, count, |r, src, dst, n| {
             // SAFETY: `src` holds `n` and `dst` `world_size * n` elements of `T` on rank `r`'s
             // device (checked), borrowed until after the group has queued the operation.
             unsafe {
@@ -441,14 +449,12 @@ impl Communicator {
                     n,
                     datatype::<T>(),
                     self.comms[r],
-                    stream.cu_stream() as _,
+                    self.streams[r].raw.cu_stream() as _,
                 )
             }
             .map(|_| ())
             .map_err(nccl_error("ncclAllGather"))
-        });
-        drop(records);
-        done
+        })
     }
 
     /// Reduces every rank's `send` (`world_size * n` elements, equal lengths) with `op`, and
@@ -460,30 +466,21 @@ impl Communicator {
         recv: &mut [impl AsDeviceSliceMut<T>],
         op: ReduceOp,
     ) -> Result<()> {
-        let send: Vec<DeviceSlice<'_, T>> = send.iter().map(|s| s.as_device_slice()).collect();
-        let mut recv: Vec<DeviceSliceMut<'_, T>> =
-            recv.iter_mut().map(|r| r.as_device_slice_mut()).collect();
-        self.check_usable()?;
-        let s = self.check_sends(&send)?;
-        let n = self.check_recvs(&recv)?;
-        let want = n.checked_mul(self.world_size()).ok_or(Error::TooLarge {
-            what: "reduce_scatter's input (recv length × ranks)".into(),
-            value: n,
-            max: usize::MAX / self.world_size(),
-        })?;
-        if s != want {
-            return Err(Error::LengthMismatch {
-                expected: want,
-                actual: s,
-            });
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
-        let done = self.grouped(|r| {
-            let stream = &self.streams[r].raw;
-            let (src, dst) = ptrs[r];
+        let count = |s: usize, n: usize| {
+            let want = n.checked_mul(self.world_size()).ok_or(Error::TooLarge {
+                what: "reduce_scatter's input (recv length × ranks)".into(),
+                value: n,
+                max: usize::MAX / self.world_size(),
+            })?;
+            if s != want {
+                return Err(Error::LengthMismatch {
+                    expected: want,
+                    actual: s,
+                });
+            }
+            Ok(n)
+        };
+        self.send_recv(send, recv, count, |r, src, dst, n| {
             // SAFETY: `src` holds `world_size * n` and `dst` `n` elements of `T` on rank `r`'s
             // device (checked), borrowed until after the group has queued the operation.
             unsafe {
@@ -494,14 +491,12 @@ impl Communicator {
                     datatype::<T>(),
                     op.nccl(),
                     self.comms[r],
-                    stream.cu_stream() as _,
+                    self.streams[r].raw.cu_stream() as _,
                 )
             }
             .map(|_| ())
             .map_err(nccl_error("ncclReduceScatter"))
-        });
-        drop(records);
-        done
+        })
     }
 
     /// Copies rank `root`'s buffer into every other rank's (in place, equal lengths).
