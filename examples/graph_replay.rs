@@ -124,7 +124,7 @@ fn run() -> Result<bool> {
     s.synchronize()?;
     let mut graph = Graph::capture(&s, work, |s, w| w.step(s))?;
     graph.launch(&s)?;
-    let graph_out = graph.resources()?.outputs(&s)?;
+    let graph_out = graph.resources().outputs(&s)?;
     let graph_us = time_steps(&s, STEPS, || graph.launch(&s))?;
     let nodes = graph.node_count();
 

@@ -111,8 +111,6 @@ struct Layer {
 struct Step {
     batch: usize,
     classes: usize,
-    x: DeviceBuffer<f16>,
-    labels: DeviceBuffer<u32>,
     layers: Vec<Layer>,
     /// f16 copies of the hidden layers' biases (the last layer's f32 bias feeds its f32
     /// epilogue directly).
@@ -130,6 +128,22 @@ struct Step {
     dgrad: Vec<Matmul<f16, f16>>,
     scaler: LossScaler,
     sgd: Sgd,
+}
+
+/// One batch on the GPU: the step's inputs, kept outside the step so that new batches can be
+/// written between replays of the captured step.
+struct Inputs {
+    x: DeviceBuffer<f16>,
+    labels: DeviceBuffer<u32>,
+}
+
+impl Inputs {
+    fn new(stream: &Stream, batch: usize, features: usize) -> Result<Inputs> {
+        Ok(Inputs {
+            x: DeviceBuffer::zeroed(stream, batch * features)?,
+            labels: DeviceBuffer::zeroed(stream, batch)?,
+        })
+    }
 }
 
 const INITIAL_LOSS_SCALE: f32 = 1024.0;
@@ -182,8 +196,6 @@ impl Step {
         let mut step = Step {
             batch,
             classes,
-            x: DeviceBuffer::zeroed(stream, batch * dims[0])?,
-            labels: DeviceBuffer::zeroed(stream, batch)?,
             layers,
             b16,
             acts,
@@ -218,12 +230,14 @@ impl Step {
         Ok(())
     }
 
-    /// Queues one training step on `s` (eagerly, or into a capture).
-    fn queue(&mut self, s: &Stream) -> Result<()> {
+    /// Queues one training step on `s` (eagerly, or into a capture) for the batch `inputs`
+    /// holds. A graph that captures it keeps the inputs' memory alive: new batches are copied
+    /// into the same buffers between replays.
+    fn queue(&mut self, s: &Stream, inputs: &Inputs) -> Result<()> {
         let nl = self.layers.len();
         for l in 0..nl {
             let (before, rest) = self.acts.split_at_mut(l);
-            let input = if l == 0 { &self.x } else { &before[l - 1] };
+            let input = if l == 0 { &inputs.x } else { &before[l - 1] };
             let layer = &self.layers[l];
             if l + 1 < nl {
                 let epilogue = Epilogue::new().bias(&self.b16[l]);
@@ -237,7 +251,7 @@ impl Step {
         train::softmax_cross_entropy(
             s,
             &self.logits,
-            &self.labels,
+            &inputs.labels,
             self.classes,
             Some(&self.scaler),
             &mut self.dlogits,
@@ -246,7 +260,7 @@ impl Step {
         for l in (0..nl).rev() {
             let (below, here) = self.dacts.split_at_mut(l);
             let dz = if l + 1 == nl { &self.dlogits } else { &here[0] };
-            let input = if l == 0 { &self.x } else { &self.acts[l - 1] };
+            let input = if l == 0 { &inputs.x } else { &self.acts[l - 1] };
             let layer = &mut self.layers[l];
             self.wgrad[l].launch(s, input, dz, &mut layer.dw, Epilogue::new())?;
             train::bias_grad(s, dz, &mut layer.db)?;
@@ -504,11 +518,12 @@ fn digits(device: &Device) -> Result<bool> {
 
     let stream = device.new_stream()?;
     let mut step = Step::new(&stream, &init, BATCH, sgd, growth)?;
+    let mut inputs = Inputs::new(&stream, BATCH, dims[0])?;
     // One eager step loads every kernel (module loads cannot happen inside a capture), then
     // the parameters go back to their start so that both sides train from the same point.
-    step.queue(&stream)?;
+    step.queue(&stream, &inputs)?;
     step.reset(&stream, &init, growth)?;
-    let mut graph = Graph::capture(&stream, step, |s, step| step.queue(s))?;
+    let mut graph = Graph::capture(&stream, step, |s, step| step.queue(s, &inputs))?;
     println!(
         "training step captured as a CUDA graph of {} nodes",
         graph.node_count()
@@ -525,12 +540,11 @@ fn digits(device: &Device) -> Result<bool> {
         for b in 0..steps_per_epoch {
             let (xb, yb) = gather(&x, &y, features, &train_order[b * BATCH..(b + 1) * BATCH]);
             let t = Instant::now();
-            let r = graph.resources()?; // waits for the previous replay
-            r.x.copy_from_host(&stream, &to_f16(&xb))?;
-            r.labels.copy_from_host(&stream, &yb)?;
+            // Ordered after the previous replay, which read the inputs.
+            inputs.x.copy_from_host(&stream, &to_f16(&xb))?;
+            inputs.labels.copy_from_host(&stream, &yb)?;
             graph.launch(&stream)?;
-            let r = graph.resources()?;
-            let losses = r.row_loss.to_vec(&stream)?;
+            let losses = graph.resources().row_loss.to_vec(&stream)?;
             gpu_loss += losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64;
             gpu_secs += t.elapsed().as_secs_f64();
             let t = Instant::now();
@@ -590,19 +604,20 @@ fn synthetic(device: &Device, a: &SyntheticArgs) -> Result<bool> {
     };
     let stream = device.new_stream()?;
     let mut step = Step::new(&stream, &init, a.batch, sgd, 2000)?;
+    let mut inputs = Inputs::new(&stream, a.batch, a.hidden)?;
     let mut rng = Rng(8);
     let x: Vec<f16> = (0..a.batch * a.hidden)
         .map(|_| f16::from_f32(rng.uniform(-1.0, 1.0)))
         .collect();
     let labels: Vec<u32> = (0..a.batch).map(|_| rng.below(a.hidden) as u32).collect();
-    step.x.copy_from_host(&stream, &x)?;
-    step.labels.copy_from_host(&stream, &labels)?;
-    step.queue(&stream)?;
+    inputs.x.copy_from_host(&stream, &x)?;
+    inputs.labels.copy_from_host(&stream, &labels)?;
+    step.queue(&stream, &inputs)?;
     let flops = step.gemm_flops(&dims);
     let params: usize = (0..a.layers)
         .map(|l| dims[l] * dims[l + 1] + dims[l + 1])
         .sum();
-    let mut graph = Graph::capture(&stream, step, |s, step| step.queue(s))?;
+    let mut graph = Graph::capture(&stream, step, |s, step| step.queue(s, &inputs))?;
     println!(
         "synthetic MLP: {} layers of {h}x{h} ({:.1} M parameters), batch {}, {} graph nodes per step",
         a.layers,

@@ -8,11 +8,12 @@
 use crate::arch::ComputeCapability;
 use crate::catalog::{self, DeviceFacts, GpuModel};
 use crate::error::{Error, Result};
+use crate::memory::access::{AccessLog, Use};
 use crate::modules::ModuleRegistry;
-use crate::stream::Stream;
-use cudarc::driver::{result, sys, CudaContext, DriverError};
+use crate::stream::{Stream, StreamState};
+use cudarc::driver::{result, sys, CudaContext, CudaStream, DriverError};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use sys::CUdevice_attribute as Attr;
 
@@ -72,7 +73,38 @@ pub(crate) struct DeviceInner {
     props: DeviceProperties,
     model: GpuModel,
     pub(crate) modules: ModuleRegistry,
+    /// The default stream's shared state (one id for every handle of it).
+    default_state: Arc<StreamState>,
+    /// A private stream that frees memory after its last uses: never captured, never handed out.
+    service: Arc<CudaStream>,
+    /// Events for markers, recycled (creating one costs a driver call).
+    events: Mutex<Vec<FreeEvent>>,
 }
+
+/// An event no marker holds.
+struct FreeEvent(sys::CUevent);
+
+// SAFETY: a CUevent is a driver handle usable from any thread; a free one is used by nobody.
+unsafe impl Send for FreeEvent {}
+
+impl Drop for DeviceInner {
+    fn drop(&mut self) {
+        let events = std::mem::take(
+            self.events
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for FreeEvent(event) in events {
+            // SAFETY: an event of this (still live) context that no marker holds any more.
+            self.ctx
+                .record_err(unsafe { result::event::destroy(event) });
+        }
+    }
+}
+
+/// The devices this process has open, by ordinal: a second open of a GPU gets the same context
+/// (and so the same streams' ordering), whichever way it is opened.
+static OPEN: Mutex<Vec<(usize, Weak<DeviceInner>)>> = Mutex::new(Vec::new());
 
 /// An open GPU. Cheap to clone: clones share the device's context and its loaded kernels.
 ///
@@ -218,17 +250,34 @@ impl Device {
         if index >= count {
             return Err(Error::DeviceIndexOutOfRange { index, count });
         }
+        let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(inner) = open
+            .iter()
+            .find(|(i, _)| *i == index)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(Device { inner });
+        }
         let ctx = CudaContext::new(index)?;
+        // SAFETY: no buffer of this context exists yet (the registry above hands out the one
+        // context per GPU); the crate orders memory with its own logs (`memory::access`), so
+        // cudarc's per-slice events are never needed.
+        unsafe { ctx.disable_event_tracking() };
         let props = read_properties(index, ctx.cu_device())?;
         let model = model_of(&props);
-        Ok(Device {
-            inner: Arc::new(DeviceInner {
-                ctx,
-                props,
-                model,
-                modules: ModuleRegistry::default(),
-            }),
-        })
+        let service = ctx.new_stream()?;
+        let inner = Arc::new(DeviceInner {
+            ctx,
+            props,
+            model,
+            modules: ModuleRegistry::default(),
+            default_state: StreamState::new(),
+            service,
+            events: Mutex::new(Vec::new()),
+        });
+        open.push((index, Arc::downgrade(&inner)));
+        Ok(Device { inner })
     }
 
     /// The properties and model of the device at `index`, **without opening it**: no CUDA
@@ -323,14 +372,117 @@ impl Device {
         Ok(MemoryInfo { free, total })
     }
 
-    /// The device's default stream (the legacy NULL stream, synchronizing with other streams).
+    /// The device's default stream (the legacy NULL stream).
     pub fn default_stream(&self) -> Stream {
-        Stream::new(self.clone(), self.inner.ctx.default_stream())
+        Stream::new(
+            self.clone(),
+            self.inner.ctx.default_stream(),
+            self.inner.default_state.clone(),
+        )
     }
 
     /// A new stream, independent of the others.
     pub fn new_stream(&self) -> Result<Stream> {
-        Ok(Stream::new(self.clone(), self.inner.ctx.new_stream()?))
+        Ok(Stream::new(
+            self.clone(),
+            self.inner.ctx.new_stream()?,
+            StreamState::new(),
+        ))
+    }
+
+    /// An event for a marker: a recycled one, or a new one (no timing: cheaper to record).
+    pub(crate) fn take_event(&self) -> Result<sys::CUevent> {
+        let recycled = self
+            .inner
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(FreeEvent(event)) = recycled {
+            return Ok(event);
+        }
+        self.inner.ctx.bind_to_thread()?;
+        Ok(result::event::create(
+            sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
+        )?)
+    }
+
+    /// Gives a marker's event back for reuse.
+    pub(crate) fn give_back_event(&self, event: sys::CUevent) {
+        self.inner
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(FreeEvent(event));
+    }
+
+    /// Keeps a driver error that cannot be returned (in a `Drop`), as cudarc does.
+    pub(crate) fn record_err(&self, e: DriverError) {
+        self.inner.ctx.record_err::<()>(Err(e));
+    }
+
+    /// Allocates `bytes` (at least one) of device memory, in `stream`'s order where the driver
+    /// has stream-ordered allocation. Returns the address and the log of the allocation, whose
+    /// first use is the allocation itself on `stream`.
+    pub(crate) fn alloc_raw(
+        &self,
+        stream: &Stream,
+        bytes: usize,
+    ) -> Result<(sys::CUdeviceptr, AccessLog)> {
+        self.inner.ctx.bind_to_thread()?;
+        let bytes = bytes.max(1);
+        let ptr = if self.inner.ctx.has_async_alloc() {
+            // SAFETY: a live stream of this context; the memory is handed out uninitialized,
+            // which the callers allow (any bit pattern is a valid `Pod` value).
+            unsafe { result::malloc_async(stream.cu(), bytes) }?
+        } else {
+            // SAFETY: as above, without stream order.
+            unsafe { result::malloc_sync(bytes) }?
+        };
+        let mut log = AccessLog::default();
+        match crate::memory::access::Marker::record(stream) {
+            Ok(marker) => log.note_alloc(Use::new(stream.id(), marker)),
+            Err(e) => {
+                self.free_raw(ptr, &log);
+                return Err(e);
+            }
+        }
+        Ok((ptr, log))
+    }
+
+    /// Frees device memory after every use in `log`: on the private service stream, which waits
+    /// for them (stream-ordered), or on the host after them (no stream-ordered allocation).
+    /// Never fails: errors are kept on the context.
+    pub(crate) fn free_raw(&self, ptr: sys::CUdeviceptr, log: &AccessLog) {
+        let ctx = &self.inner.ctx;
+        if let Err(e) = ctx.bind_to_thread() {
+            return ctx.record_err::<()>(Err(e));
+        }
+        if ctx.has_async_alloc() {
+            let service = self.inner.service.cu_stream();
+            for u in log.pending() {
+                // SAFETY: live events, waited on by the live service stream.
+                ctx.record_err(unsafe {
+                    result::stream::wait_event(
+                        service,
+                        u.marker().event(),
+                        sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+                    )
+                });
+            }
+            // SAFETY: `ptr` came from `malloc_async` on this context and nothing uses it after
+            // the uses the service stream now waits for.
+            ctx.record_err(unsafe { result::free_async(ptr, service) });
+        } else {
+            for u in log.pending() {
+                ctx.record_err(u.marker().synchronize().map_err(|e| match e {
+                    Error::Driver(d) => d,
+                    _ => DriverError(sys::CUresult::CUDA_ERROR_UNKNOWN),
+                }));
+            }
+            // SAFETY: `ptr` came from `malloc_sync`, and every use of it has finished.
+            ctx.record_err(unsafe { result::free_sync(ptr) });
+        }
     }
 
     /// Waits until all work on every stream of this device has finished.

@@ -1,17 +1,20 @@
 //! CUDA graphs: capture the work a closure queues on a stream, replay it with one launch, and
 //! update it in place.
 //!
-//! A [`Graph`] holds the resources its work reads and writes (`R`: owned buffers, or borrows of
-//! them), so the borrow checker keeps them alive and unaliased for as long as the graph can
-//! replay: a buffer a graph writes cannot be freed, read or reused elsewhere until the graph is
-//! dropped or gives the resources back, and both wait for the last replay first.
+//! A [`Graph`] keeps alive every allocation its nodes touch, whoever owns it: the buffers in its
+//! resources (`R`), buffers the capture closure borrowed from outside, a plan's workspace. Each
+//! replay is ordered like any other work: it waits for pending writes (on other streams) to what
+//! it reads and for every pending use of what it writes, and later users of its buffers wait for
+//! it. Dropping a buffer, a plan or the graph itself never frees memory a replay still uses.
+//! The resources are given back by [`Graph::into_resources`] and can be read through
+//! [`Graph::resources`]; they are never handed out mutably, so nothing can be swapped in behind
+//! the graph's back (write inputs through buffers kept outside, which the closure borrows).
 //!
-//! Capture is exclusive on its device: it synchronizes the device first and, while the closure
-//! runs, the crate's per-buffer stream ordering (cudarc's events) is paused, because waits on
-//! events from outside a capture are illegal in one. Inside the closure, use only the stream it
-//! is given. Work that cannot be captured (synchronizing, allocating, copying to pageable host
-//! memory, a second stream that is not joined back) makes the capture fail with
-//! [`Error::Capture`](crate::Error::Capture), and the stream is usable afterwards.
+//! Capture runs on one stream, in the driver's thread-local mode: other threads and streams
+//! keep working, ordered as always. Inside the closure, use only the stream it is given. Work
+//! that cannot be captured (synchronizing, allocating, copying from or to host memory, a second
+//! stream) makes the capture fail with [`Error::Capture`](crate::Error::Capture), and the stream
+//! is usable afterwards.
 //!
 //! ```no_run
 //! use hikube_gpu::{ops, Device, DeviceBuffer, Graph};
@@ -33,25 +36,30 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::memory::access::{self, Marker, Touched};
 use crate::stream::Stream;
 use cudarc::driver::{result, sys, DriverError};
 use std::mem::ManuallyDrop;
+use std::sync::Arc;
 
-/// A captured, instantiated CUDA graph and the resources its work uses.
+/// A captured, instantiated CUDA graph, the resources its work uses, and every allocation its
+/// nodes touch.
 pub struct Graph<R> {
     device: Device,
     graph: sys::CUgraph,
     exec: sys::CUgraphExec,
     nodes: usize,
     updated_in_place: bool,
-    last_launch: Option<Event>,
+    /// What the nodes touch, kept alive for as long as the graph can replay.
+    touched: Touched,
+    /// The marker after the last replay (an update waits for it).
+    last_launch: Option<Arc<Marker>>,
     resources: ManuallyDrop<R>,
 }
 
 // SAFETY: the CUDA graph handles are only used through `&mut self` (launch, update) or `self`
-// (drop), so no two threads touch them at once, as the driver's graph API requires; `R` decides
-// the rest.
+// (drop), so no two threads touch them at once, as the driver's graph API requires; the touched
+// allocations are `Send + Sync`; `R` decides the rest.
 unsafe impl<R: Send> Send for Graph<R> {}
 
 impl<R> std::fmt::Debug for Graph<R> {
@@ -59,6 +67,7 @@ impl<R> std::fmt::Debug for Graph<R> {
         f.debug_struct("Graph")
             .field("device", &self.device.ordinal())
             .field("nodes", &self.nodes)
+            .field("allocations", &self.touched.len())
             .field("updated_in_place", &self.updated_in_place)
             .finish()
     }
@@ -70,59 +79,65 @@ fn capture_error(what: &str, e: DriverError) -> Error {
     }
 }
 
-/// Resumes cudarc's per-buffer event tracking when dropped.
-struct TrackingPaused<'a>(&'a Device);
+/// Ends the crate's capture state on a stream when dropped (on every path).
+struct CaptureState<'a>(&'a Stream);
 
-impl Drop for TrackingPaused<'_> {
+impl CaptureState<'_> {
+    fn start(stream: &Stream) -> Result<CaptureState<'_>> {
+        if stream.cu().is_null() {
+            return Err(Error::Capture {
+                reason:
+                    "the legacy default stream cannot capture: use a stream from Device::new_stream"
+                        .into(),
+            });
+        }
+        if stream.driver_capturing()? || !stream.start_capture_state() {
+            return Err(Error::Capture {
+                reason: "the stream is capturing already".into(),
+            });
+        }
+        Ok(CaptureState(stream))
+    }
+
+    /// What the capture touched.
+    fn finish(self) -> Touched {
+        access::merge(self.0.end_capture_state())
+    }
+}
+
+impl Drop for CaptureState<'_> {
     fn drop(&mut self) {
-        // SAFETY: tracking was enabled before the capture paused it (`pause_tracking` checks).
-        unsafe { self.0.inner.ctx.enable_event_tracking() };
+        drop(self.0.end_capture_state());
     }
 }
 
-/// Synchronizes the device and pauses event tracking for a capture.
-fn pause_tracking(device: &Device) -> Result<Option<TrackingPaused<'_>>> {
-    let ctx = &device.inner.ctx;
-    if !ctx.is_event_tracking() {
-        return Ok(None);
-    }
-    // All earlier work on every stream is finished, so no buffer needs an event wait while the
-    // capture runs without them.
-    device.synchronize()?;
-    // SAFETY: the device is idle, and the capture's work is ordered on one stream; tracking is
-    // re-enabled by `TrackingPaused`'s drop, on success and failure alike.
-    unsafe { ctx.disable_event_tracking() };
-    Ok(Some(TrackingPaused(device)))
-}
-
-/// Captures what `work` queues on `stream` into a graph (not instantiated).
+/// Captures what `work` queues on `stream` into a graph (not instantiated), with what it touched.
 fn capture_graph<R>(
     stream: &Stream,
     resources: &mut R,
     work: impl FnOnce(&Stream, &mut R) -> Result<()>,
-) -> Result<sys::CUgraph> {
+) -> Result<(sys::CUgraph, Touched)> {
     let device = stream.device();
-    if stream.raw.cu_stream().is_null() {
-        return Err(Error::Capture {
-            reason:
-                "the legacy default stream cannot capture: use a stream from Device::new_stream"
-                    .into(),
-        });
-    }
-    let _paused = pause_tracking(device)?;
+    let state = CaptureState::start(stream)?;
     device.inner.ctx.bind_to_thread()?;
-    let cu = stream.raw.cu_stream();
+    let cu = stream.cu();
     // SAFETY: `cu` is a live stream of this context; the capture ends below on every path.
+    // Thread-local mode: only this thread's unsafe calls (synchronizing, allocating) invalidate
+    // the capture; other threads keep working.
     unsafe {
-        result::stream::begin_capture(cu, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_GLOBAL)
+        result::stream::begin_capture(
+            cu,
+            sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+        )
     }
     .map_err(|e| capture_error("begin capture", e))?;
     let outcome = work(stream, resources);
     // SAFETY: the stream is capturing (begun above); ending returns the graph, or an error when
     // the capture was invalidated, and leaves the stream out of capture mode either way.
     let ended = unsafe { result::stream::end_capture(cu) };
+    let touched = state.finish();
     match (outcome, ended) {
-        (Ok(()), Ok(graph)) if !graph.is_null() => Ok(graph),
+        (Ok(()), Ok(graph)) if !graph.is_null() => Ok((graph, touched)),
         (Ok(()), Ok(_)) => Err(Error::Capture {
             reason: "the capture produced no graph".into(),
         }),
@@ -182,7 +197,7 @@ impl<R> Graph<R> {
         work: impl FnOnce(&Stream, &mut R) -> Result<()>,
     ) -> Result<Graph<R>> {
         let device = stream.device().clone();
-        let graph = capture_graph(stream, &mut resources, work)?;
+        let (graph, touched) = capture_graph(stream, &mut resources, work)?;
         let exec = instantiate(&device, graph)?;
         Ok(Graph {
             device,
@@ -190,24 +205,24 @@ impl<R> Graph<R> {
             exec,
             nodes: node_count(graph),
             updated_in_place: false,
+            touched,
             last_launch: None,
             resources: ManuallyDrop::new(resources),
         })
     }
 
-    /// Replays the graph on `stream` (any stream of its device).
+    /// Replays the graph on `stream` (any stream of its device), after pending writes on other
+    /// streams to what it reads and pending uses of what it writes. Not inside a capture.
     pub fn launch(&mut self, stream: &Stream) -> Result<()> {
         self.device.check_same(stream.device())?;
         self.device.inner.ctx.bind_to_thread()?;
-        // SAFETY: `exec` is live; the resources it uses are held by `self` and cannot be freed
-        // or touched elsewhere until the replays recorded in `last_launch` have finished.
-        unsafe { result::graph::launch(self.exec, stream.raw.cu_stream()) }?;
-        let event = match self.last_launch.take() {
-            Some(e) => e,
-            None => Event::new(&self.device)?,
-        };
-        event.record(stream)?;
-        self.last_launch = Some(event);
+        let exec = self.exec;
+        let marker = access::replay(stream, &self.touched, || {
+            // SAFETY: `exec` is live; every allocation its nodes touch is kept alive by
+            // `self.touched`, and the stream has been ordered after their pending uses.
+            Ok(unsafe { result::graph::launch(exec, stream.cu()) }?)
+        })?;
+        self.last_launch = marker;
         Ok(())
     }
 
@@ -216,56 +231,61 @@ impl<R> Graph<R> {
         self.nodes
     }
 
+    /// Number of distinct allocations the graph's nodes touch (and keep alive).
+    pub fn allocation_count(&self) -> usize {
+        self.touched.len()
+    }
+
     /// Whether the last [`update`](Self::update) changed the executable graph in place (true) or
     /// had to instantiate it anew because the topology changed (false).
     pub fn updated_in_place(&self) -> bool {
         self.updated_in_place
     }
 
-    fn wait_last_launch(&self) -> Result<()> {
-        match &self.last_launch {
-            Some(e) => e.synchronize(),
-            None => Ok(()),
-        }
+    /// The resources, read-only. Nothing waits: work on them is ordered after the replays like
+    /// any other (reading a buffer back to the host waits for the replays that write it).
+    pub fn resources(&self) -> &R {
+        &self.resources
     }
 
-    /// The resources, after the last replay has finished.
-    pub fn resources(&mut self) -> Result<&mut R> {
-        self.wait_last_launch()?;
-        Ok(&mut self.resources)
-    }
-
-    /// Ends the graph and gives the resources back, after the last replay has finished.
+    /// Ends the graph and gives the resources back. The driver frees the executable graph once
+    /// replays in flight are done; the buffers' own ordering covers those replays.
     pub fn into_resources(mut self) -> Result<R> {
-        self.wait_last_launch()?;
-        self.last_launch = None;
         self.destroy();
         // SAFETY: the resources are taken exactly once: `forget` below keeps `Drop` from
         // touching them again (the driver objects were destroyed above).
         let r = unsafe { ManuallyDrop::take(&mut self.resources) };
+        let touched = std::mem::take(&mut self.touched);
+        self.last_launch = None;
+        // SAFETY: `device` is moved out exactly once; `forget` keeps it from being dropped twice.
+        let device = unsafe { std::ptr::read(&self.device) };
         std::mem::forget(self);
+        drop((touched, device));
         Ok(r)
     }
 
     /// Captures `work` again, with new resources (new buffers of the same shape, new scalars),
     /// and updates the executable graph in place when the topology is unchanged
-    /// (`cuGraphExecUpdate`); otherwise instantiates the new graph. The old resources are
-    /// dropped after the last replay has finished.
+    /// (`cuGraphExecUpdate`); otherwise instantiates the new graph. Waits for the last replay
+    /// first (an executable graph is not updated while it runs).
     pub fn update<R2>(
         mut self,
         stream: &Stream,
         mut resources: R2,
         work: impl FnOnce(&Stream, &mut R2) -> Result<()>,
     ) -> Result<Graph<R2>> {
-        self.wait_last_launch()?;
+        if let Some(m) = self.last_launch.take() {
+            m.synchronize()?;
+        }
         let device = self.device.clone();
-        let graph = capture_graph(stream, &mut resources, work)?;
+        let (graph, touched) = capture_graph(stream, &mut resources, work)?;
         let mut info = sys::CUgraphExecUpdateResultInfo {
             result: sys::CUgraphExecUpdateResult::CU_GRAPH_EXEC_UPDATE_SUCCESS,
             errorNode: std::ptr::null_mut(),
             errorFromNode: std::ptr::null_mut(),
         };
-        // SAFETY: both handles are live; on failure the exec is left as it was.
+        // SAFETY: both handles are live and the exec is idle (waited above); on failure the exec
+        // is left as it was.
         let in_place = unsafe { sys::cuGraphExecUpdate_v2(self.exec, graph, &mut info) }
             == sys::CUresult::CUDA_SUCCESS;
         let exec = if in_place {
@@ -280,6 +300,7 @@ impl<R> Graph<R> {
             exec,
             nodes: node_count(graph),
             updated_in_place: in_place,
+            touched,
             last_launch: None,
             resources: ManuallyDrop::new(resources),
         })
@@ -290,7 +311,8 @@ impl<R> Graph<R> {
         let ctx = &self.device.inner.ctx;
         let exec = std::mem::replace(&mut self.exec, std::ptr::null_mut());
         if !exec.is_null() {
-            // SAFETY: a live exec owned by this graph, no longer launched after this.
+            // SAFETY: a live exec owned by this graph, no longer launched after this; one in
+            // flight is freed by the driver when it completes.
             ctx.record_err(unsafe { result::graph::exec_destroy(exec) });
         }
         let graph = std::mem::replace(&mut self.graph, std::ptr::null_mut());
@@ -303,13 +325,10 @@ impl<R> Graph<R> {
 
 impl<R> Drop for Graph<R> {
     fn drop(&mut self) {
-        // The resources may be freed below: the GPU must be done with them first.
-        let waited = self.wait_last_launch();
-        if let Err(Error::Driver(e)) = waited {
-            self.device.inner.ctx.record_err::<()>(Err(e));
-        }
         self.destroy();
-        // SAFETY: dropped once, here; `into_resources` forgets `self` after taking them.
+        // SAFETY: dropped once, here; `into_resources` forgets `self` after taking them. The
+        // memory they own is freed only after the replays' uses (their logs hold them), and the
+        // allocations only the graph held go with `touched`, after this.
         unsafe { ManuallyDrop::drop(&mut self.resources) };
     }
 }

@@ -1,23 +1,87 @@
 //! `DeviceBuffer<T>`: typed device memory, and borrowed sub-slices of it.
 //!
-//! The bytes are held by cudarc (`CudaSlice<u8>`), which frees them in stream order and, when
-//! several streams are in use, orders each access after the writes before it with events. The
-//! element type is any `bytemuck::Pod` type: every bit pattern is a valid value, so memory the GPU
-//! wrote can always be read back as `T`.
+//! The bytes are a [`Storage`]: device memory with its access log (`memory::access`), shared
+//! (`Arc`) by the buffer and by every graph whose nodes touch it, and freed, or given back to
+//! its pool, only after the last of them is gone and every use has finished. The element type
+//! is any `bytemuck::Pod` type: every bit pattern is a valid value, so memory the GPU wrote can
+//! always be read back as `T`.
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::memory::access::{Access, AccessLog, Tracked};
 use crate::memory::pool::PoolLease;
 use crate::memory::PinnedBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
-use cudarc::driver::{result, sys, CudaSlice, CudaView, CudaViewMut, DevicePtrMut, DriverError};
+use cudarc::driver::{result, sys, DriverError};
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Device memory and its log. `bytes` may exceed what a buffer over it uses (pool blocks are
+/// rounded up); views never reach past the buffer's own bytes.
+pub(crate) struct Storage {
+    ptr: sys::CUdeviceptr,
+    bytes: usize,
+    device: Device,
+    log: Mutex<AccessLog>,
+    /// Set for a pool's block: it goes back to the pool, with its log.
+    lease: Option<PoolLease>,
+}
+
+impl Storage {
+    /// New memory of `bytes` from the driver, on `stream`.
+    fn alloc(stream: &Stream, bytes: usize) -> Result<Arc<Storage>> {
+        let (ptr, log) = stream.device().alloc_raw(stream, bytes)?;
+        Ok(Arc::new(Storage {
+            ptr,
+            bytes,
+            device: stream.device().clone(),
+            log: Mutex::new(log),
+            lease: None,
+        }))
+    }
+
+    /// A pool's block of `bytes` at `ptr`, with the log it came back with.
+    pub(crate) fn pooled(
+        ptr: sys::CUdeviceptr,
+        bytes: usize,
+        device: Device,
+        log: AccessLog,
+        lease: PoolLease,
+    ) -> Arc<Storage> {
+        Arc::new(Storage {
+            ptr,
+            bytes,
+            device,
+            log: Mutex::new(log),
+            lease: Some(lease),
+        })
+    }
+}
+
+impl Tracked for Storage {
+    fn log(&self) -> &Mutex<AccessLog> {
+        &self.log
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        let log = std::mem::take(self.log.get_mut().unwrap_or_else(PoisonError::into_inner));
+        match self.lease.take() {
+            Some(lease) => lease.release(self.ptr, log),
+            None => self.device.free_raw(self.ptr, &log),
+        }
+    }
+}
 
 /// An owned array of `len` elements of `T` in device memory. Allocated by the driver here, or by
 /// a [`MemoryPool`](crate::MemoryPool), to which it goes back when dropped.
+///
+/// The memory is freed (or reused by the pool) only after every use queued on any stream, and
+/// every graph that touches it, is done: dropping a buffer never makes queued work read freed
+/// memory.
 ///
 /// ```no_run
 /// use hikube_gpu::{Device, DeviceBuffer};
@@ -29,25 +93,9 @@ use std::ops::{Bound, RangeBounds};
 /// # Ok::<(), hikube_gpu::Error>(())
 /// ```
 pub struct DeviceBuffer<T: Pod> {
-    /// Taken out only in `Drop`. A pooled buffer's block may be longer than `num_bytes()`: every
-    /// view below is cut to `num_bytes()`.
-    raw: ManuallyDrop<CudaSlice<u8>>,
+    storage: Arc<Storage>,
     len: usize,
-    device: Device,
-    /// Set for buffers from a [`MemoryPool`](crate::MemoryPool): the block goes back to it.
-    lease: Option<PoolLease>,
     _t: PhantomData<T>,
-}
-
-impl<T: Pod> Drop for DeviceBuffer<T> {
-    fn drop(&mut self) {
-        // SAFETY: `raw` is taken exactly once, here, and `self` is never used again.
-        let raw = unsafe { ManuallyDrop::take(&mut self.raw) };
-        match self.lease.take() {
-            Some(lease) => lease.release(raw),
-            None => drop(raw), // cudarc frees it in stream order
-        }
-    }
 }
 
 impl<T: Pod> std::fmt::Debug for DeviceBuffer<T> {
@@ -55,24 +103,25 @@ impl<T: Pod> std::fmt::Debug for DeviceBuffer<T> {
         f.debug_struct("DeviceBuffer")
             .field("type", &std::any::type_name::<T>())
             .field("len", &self.len)
-            .field("device", &self.device.ordinal())
+            .field("device", &self.storage.device.ordinal())
             .finish()
     }
 }
 
 /// A borrowed, read-only range of a [`DeviceBuffer`].
 pub struct DeviceSlice<'a, T: Pod> {
-    pub(crate) view: CudaView<'a, u8>,
+    storage: &'a Arc<Storage>,
+    /// Byte offset of the first element in the storage.
+    offset: usize,
     len: usize,
-    device: &'a Device,
     _t: PhantomData<&'a [T]>,
 }
 
 /// A borrowed, writable range of a [`DeviceBuffer`].
 pub struct DeviceSliceMut<'a, T: Pod> {
-    pub(crate) view: CudaViewMut<'a, u8>,
+    storage: &'a Arc<Storage>,
+    offset: usize,
     len: usize,
-    device: &'a Device,
     _t: PhantomData<&'a mut [T]>,
 }
 
@@ -97,20 +146,23 @@ impl<T: Pod> AsDeviceSliceMut<T> for DeviceBuffer<T> {
 impl<T: Pod> AsDeviceSliceMut<T> for DeviceSliceMut<'_, T> {
     fn as_device_slice_mut(&mut self) -> DeviceSliceMut<'_, T> {
         DeviceSliceMut {
-            view: self.view.slice_mut(..),
+            storage: self.storage,
+            offset: self.offset,
             len: self.len,
-            device: self.device,
             _t: PhantomData,
         }
     }
 }
 
-fn byte_len<T>(len: usize) -> Result<usize> {
+/// Bytes of `len` elements of `T`; [`Error::InvalidArgument`] if that overflows `isize`.
+pub(crate) fn byte_len<T>(len: usize) -> Result<usize> {
     len.checked_mul(std::mem::size_of::<T>())
-        .ok_or(Error::OutOfMemory {
-            requested: usize::MAX,
-            free: 0,
-            total: 0,
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| Error::InvalidArgument {
+            what: format!(
+                "len = {len} elements of {} bytes overflows the address space",
+                std::mem::size_of::<T>()
+            ),
         })
 }
 
@@ -142,7 +194,7 @@ fn check_len(expected: usize, actual: usize) -> Result<()> {
 
 /// Allocates `bytes` on `stream`'s device, turning the driver's out-of-memory into
 /// [`Error::OutOfMemory`] with the device's free and total memory.
-fn alloc_bytes(stream: &Stream, bytes: usize) -> Result<CudaSlice<u8>> {
+fn alloc_bytes(stream: &Stream, bytes: usize) -> Result<Arc<Storage>> {
     stream.refuse_in_capture("allocating device memory (allocate before capturing)")?;
     let device = stream.device();
     let info = device.memory_info()?;
@@ -154,14 +206,12 @@ fn alloc_bytes(stream: &Stream, bytes: usize) -> Result<CudaSlice<u8>> {
     if bytes > info.total {
         return Err(oom(info.free));
     }
-    // SAFETY: the bytes are left unset; `DeviceBuffer` only exposes them as `T: Pod`, for which
-    // any bit pattern is a valid value.
-    match unsafe { stream.raw.alloc::<u8>(bytes) } {
-        Ok(raw) => Ok(raw),
-        Err(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => {
+    match Storage::alloc(stream, bytes) {
+        Ok(storage) => Ok(storage),
+        Err(Error::Driver(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY))) => {
             Err(oom(device.memory_info().map_or(info.free, |i| i.free)))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -170,10 +220,8 @@ impl<T: Pod> DeviceBuffer<T> {
     /// memory held; any bit pattern is a valid `T`). Freed in `stream`'s order when dropped.
     pub fn alloc(stream: &Stream, len: usize) -> Result<Self> {
         Ok(DeviceBuffer {
-            raw: ManuallyDrop::new(alloc_bytes(stream, byte_len::<T>(len)?)?),
+            storage: alloc_bytes(stream, byte_len::<T>(len)?)?,
             len,
-            device: stream.device().clone(),
-            lease: None,
             _t: PhantomData,
         })
     }
@@ -202,45 +250,36 @@ impl<T: Pod> DeviceBuffer<T> {
         self.len == 0
     }
 
-    /// Size in bytes.
+    /// Size in bytes (at most `isize::MAX`: checked when the buffer was made).
     pub fn num_bytes(&self) -> usize {
-        self.len * std::mem::size_of::<T>()
+        self.len.saturating_mul(std::mem::size_of::<T>())
     }
 
     /// The device the memory is on.
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.storage.device
     }
 
-    /// The underlying cudarc allocation (bytes), for interop with cudarc and vendor libraries.
-    /// For a buffer from a [`MemoryPool`](crate::MemoryPool) it is the whole pool block, which
-    /// may be longer than [`num_bytes`](Self::num_bytes) (sizes are rounded up).
-    pub fn cuda_slice(&self) -> &CudaSlice<u8> {
-        &self.raw
+    /// The device address of the first element, for identification and for interop with other
+    /// CUDA libraries. Using the address is on the caller: through FFI, which is `unsafe`, after
+    /// synchronizing with the crate's work on the buffer, and only while the buffer lives.
+    pub fn device_address(&self) -> u64 {
+        self.storage.ptr
     }
 
-    /// The underlying cudarc allocation (bytes), writable, for interop (see
-    /// [`cuda_slice`](Self::cuda_slice) for pooled buffers).
-    pub fn cuda_slice_mut(&mut self) -> &mut CudaSlice<u8> {
-        &mut self.raw
+    /// Bytes of device memory held: [`num_bytes`](Self::num_bytes), rounded up to the size class
+    /// for a buffer from a [`MemoryPool`](crate::MemoryPool).
+    pub fn reserved_bytes(&self) -> usize {
+        self.storage.bytes
     }
 
     /// A read-only view of `range`; [`Error::OutOfBounds`] if it does not fit.
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<DeviceSlice<'_, T>> {
         let (start, end) = range_of(range, self.len)?;
-        let size = std::mem::size_of::<T>();
-        let view = self
-            .raw
-            .try_slice(start * size..end * size)
-            .ok_or(Error::OutOfBounds {
-                start,
-                end,
-                len: self.len,
-            })?;
         Ok(DeviceSlice {
-            view,
+            storage: &self.storage,
+            offset: start * std::mem::size_of::<T>(),
             len: end - start,
-            device: &self.device,
             _t: PhantomData,
         })
     }
@@ -248,28 +287,20 @@ impl<T: Pod> DeviceBuffer<T> {
     /// A writable view of `range`; [`Error::OutOfBounds`] if it does not fit.
     pub fn slice_mut(&mut self, range: impl RangeBounds<usize>) -> Result<DeviceSliceMut<'_, T>> {
         let (start, end) = range_of(range, self.len)?;
-        let size = std::mem::size_of::<T>();
-        let len = self.len;
-        let view = self
-            .raw
-            .try_slice_mut(start * size..end * size)
-            .ok_or(Error::OutOfBounds { start, end, len })?;
         Ok(DeviceSliceMut {
-            view,
+            storage: &self.storage,
+            offset: start * std::mem::size_of::<T>(),
             len: end - start,
-            device: &self.device,
             _t: PhantomData,
         })
     }
 
     /// A writable view of the whole buffer.
     pub fn as_slice_mut(&mut self) -> DeviceSliceMut<'_, T> {
-        // Cut to `num_bytes()` (a pooled block may be longer); in range, so no panic.
-        let n = self.num_bytes().min(self.raw.len());
         DeviceSliceMut {
-            view: self.raw.slice_mut(..n),
+            storage: &self.storage,
+            offset: 0,
             len: self.len,
-            device: &self.device,
             _t: PhantomData,
         }
     }
@@ -312,40 +343,33 @@ impl<T: Pod> DeviceBuffer<T> {
 }
 
 impl<T: Pod> DeviceBuffer<T> {
-    /// A buffer of `len` elements over a pool's block (`raw` holds at least `len` elements).
-    pub(crate) fn from_pool(
-        raw: CudaSlice<u8>,
-        len: usize,
-        device: Device,
-        lease: PoolLease,
-    ) -> Self {
+    /// A buffer of `len` elements over a pool's block (which holds at least `len` elements).
+    pub(crate) fn from_storage(storage: Arc<Storage>, len: usize) -> Self {
         DeviceBuffer {
-            raw: ManuallyDrop::new(raw),
+            storage,
             len,
-            device,
-            lease: Some(lease),
             _t: PhantomData,
         }
     }
 
     /// Sets every byte of the buffer (not of a pooled block's slack) to zero, on `stream`.
     pub(crate) fn set_zero(&mut self, stream: &Stream) -> Result<()> {
-        Ok(stream.raw.memset_zeros(&mut self.as_slice_mut().view)?)
-    }
-
-    /// The buffer's bytes, cut to `num_bytes()` (a pooled block may be longer).
-    fn bytes(&self) -> CudaView<'_, u8> {
-        // In range by construction, so `slice` cannot panic.
-        self.raw.slice(..self.num_bytes().min(self.raw.len()))
+        let bytes = self.num_bytes();
+        let mut acc = Access::new(stream)?;
+        let ptr = acc.write(&mut self.as_slice_mut())?;
+        // SAFETY: `ptr` addresses the buffer's `bytes` bytes, kept alive by `acc` until the
+        // memset is noted; the stream waits for earlier uses (`acc.write`).
+        unsafe { result::memset_d8_async(ptr, 0, bytes, stream.cu()) }?;
+        acc.finish()
     }
 }
 
 impl<T: Pod> AsDeviceSlice<T> for DeviceBuffer<T> {
     fn as_device_slice(&self) -> DeviceSlice<'_, T> {
         DeviceSlice {
-            view: self.bytes(),
+            storage: &self.storage,
+            offset: 0,
             len: self.len,
-            device: &self.device,
             _t: PhantomData,
         }
     }
@@ -354,9 +378,9 @@ impl<T: Pod> AsDeviceSlice<T> for DeviceBuffer<T> {
 impl<T: Pod> AsDeviceSlice<T> for DeviceSlice<'_, T> {
     fn as_device_slice(&self) -> DeviceSlice<'_, T> {
         DeviceSlice {
-            view: self.view.slice(..),
+            storage: self.storage,
+            offset: self.offset,
             len: self.len,
-            device: self.device,
             _t: PhantomData,
         }
     }
@@ -365,9 +389,9 @@ impl<T: Pod> AsDeviceSlice<T> for DeviceSlice<'_, T> {
 impl<T: Pod> AsDeviceSlice<T> for DeviceSliceMut<'_, T> {
     fn as_device_slice(&self) -> DeviceSlice<'_, T> {
         DeviceSlice {
-            view: self.view.as_view(),
+            storage: self.storage,
+            offset: self.offset,
             len: self.len,
-            device: self.device,
             _t: PhantomData,
         }
     }
@@ -378,9 +402,9 @@ impl<'a, T: Pod> DeviceSlice<'a, T> {
     /// parameters and has found at run time that they are one type. `None` otherwise.
     pub(crate) fn same_type<U: Pod>(self) -> Option<DeviceSlice<'a, U>> {
         (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then_some(DeviceSlice {
-            view: self.view,
+            storage: self.storage,
+            offset: self.offset,
             len: self.len,
-            device: self.device,
             _t: PhantomData,
         })
     }
@@ -390,11 +414,32 @@ impl<'a, T: Pod> DeviceSliceMut<'a, T> {
     /// The same slice typed `U`, when `U` is `T` itself (see [`DeviceSlice::same_type`]).
     pub(crate) fn same_type<U: Pod>(self) -> Option<DeviceSliceMut<'a, U>> {
         (std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()).then_some(DeviceSliceMut {
-            view: self.view,
+            storage: self.storage,
+            offset: self.offset,
             len: self.len,
-            device: self.device,
             _t: PhantomData,
         })
+    }
+}
+
+impl Access<'_> {
+    /// The address of `s` for work on this access's stream that reads it (ordered after its
+    /// last write on other streams). [`Error::WrongDevice`] for memory of another device.
+    pub(crate) fn read<T: Pod>(&mut self, s: &DeviceSlice<'_, T>) -> Result<sys::CUdeviceptr> {
+        self.stream().device().check_same(&s.storage.device)?;
+        self.touch(s.storage.clone(), false)?;
+        Ok(s.storage.ptr + s.offset as u64)
+    }
+
+    /// The address of `s` for work that writes it (ordered after every earlier use on other
+    /// streams).
+    pub(crate) fn write<T: Pod>(
+        &mut self,
+        s: &mut DeviceSliceMut<'_, T>,
+    ) -> Result<sys::CUdeviceptr> {
+        self.stream().device().check_same(&s.storage.device)?;
+        self.touch(s.storage.clone(), true)?;
+        Ok(s.storage.ptr + s.offset as u64)
     }
 }
 
@@ -411,32 +456,39 @@ impl<T: Pod> DeviceSlice<'_, T> {
 
     /// The device the memory is on.
     pub fn device(&self) -> &Device {
-        self.device
+        &self.storage.device
     }
 
     /// Copies the slice into `dst` (same length) and waits for the copy.
     pub fn copy_to_host(&self, stream: &Stream, dst: &mut [T]) -> Result<()> {
-        stream.refuse_in_capture("copying to pageable host memory")?;
-        self.device.check_same(stream.device())?;
         check_len(dst.len(), self.len)?;
-        if self.len == 0 {
-            return Ok(());
+        let mut acc = Access::eager(stream, "copying to pageable host memory")?;
+        let src = acc.read(self)?;
+        let out = bytemuck::cast_slice_mut::<T, u8>(dst);
+        if !out.is_empty() {
+            // SAFETY: `src` addresses `out.len()` bytes of the slice, kept alive by `acc`; the
+            // host memory outlives the copy: the stream is synchronized below before `dst` is
+            // given back.
+            unsafe { result::memcpy_dtoh_async(out, src, stream.cu()) }?;
         }
-        stream
-            .raw
-            .memcpy_dtoh(&self.view, bytemuck::cast_slice_mut::<T, u8>(dst))?;
-        stream.synchronize()
+        acc.finish()?;
+        stream.synchronize_raw()
     }
 
     /// Queues a copy into pinned host memory (same length); reading the pinned buffer waits for
     /// it.
     pub fn copy_to_pinned(&self, stream: &Stream, dst: &mut PinnedBuffer<T>) -> Result<()> {
-        self.device.check_same(stream.device())?;
         check_len(dst.len(), self.len)?;
-        if self.len == 0 {
-            return Ok(());
+        let bytes = dst.num_bytes();
+        let mut acc = Access::new(stream)?;
+        let src = acc.read(self)?;
+        let host = acc.write_pinned(dst)?;
+        if bytes > 0 {
+            // SAFETY: both ranges hold `bytes` bytes and are kept alive, and ordered, by `acc`
+            // (the pinned buffer waits for the copy before the host sees it).
+            unsafe { sys::cuMemcpyDtoHAsync_v2(host.cast(), src, bytes, stream.cu()) }.result()?;
         }
-        Ok(stream.raw.memcpy_dtoh(&self.view, dst.raw_mut())?)
+        acc.finish()
     }
 
     /// Copies the slice to a new `Vec` (waits for the stream's work so far).
@@ -460,60 +512,75 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
 
     /// The device the memory is on.
     pub fn device(&self) -> &Device {
-        self.device
+        &self.storage.device
     }
 
     /// Copies `src` (same length, same device) into this slice, on `stream`.
     pub fn copy_from(&mut self, stream: &Stream, src: &impl AsDeviceSlice<T>) -> Result<()> {
         let src = src.as_device_slice();
-        self.device.check_same(stream.device())?;
-        self.device.check_same(src.device)?;
         check_len(self.len, src.len)?;
-        if self.len == 0 {
-            return Ok(());
+        let bytes = self.len * std::mem::size_of::<T>();
+        let mut acc = Access::new(stream)?;
+        let from = acc.read(&src)?;
+        let to = acc.write(self)?;
+        if bytes > 0 {
+            // SAFETY: both ranges hold `bytes` bytes (same length, checked), are kept alive and
+            // ordered by `acc`, and do not overlap (one is borrowed mutably).
+            unsafe { result::memcpy_dtod_async(to, from, bytes, stream.cu()) }?;
         }
-        Ok(stream.raw.memcpy_dtod(&src.view, &mut self.view)?)
+        acc.finish()
     }
 
     /// Copies host memory (same length) into this slice. `data` may be reused once this returns
     /// (the driver stages pageable memory before returning).
     pub fn copy_from_host(&mut self, stream: &Stream, data: &[T]) -> Result<()> {
-        stream.refuse_in_capture("copying from pageable host memory")?;
-        self.device.check_same(stream.device())?;
         check_len(self.len, data.len())?;
-        if self.len == 0 {
-            return Ok(());
+        let mut acc = Access::eager(stream, "copying from pageable host memory")?;
+        let to = acc.write(self)?;
+        let bytes = bytemuck::cast_slice::<T, u8>(data);
+        if !bytes.is_empty() {
+            // SAFETY: `to` addresses `bytes.len()` bytes of the slice, kept alive and ordered by
+            // `acc`; the driver has staged pageable memory when the call returns.
+            unsafe { result::memcpy_htod_async(to, bytes, stream.cu()) }?;
         }
-        Ok(stream
-            .raw
-            .memcpy_htod(bytemuck::cast_slice::<T, u8>(data), &mut self.view)?)
+        acc.finish()
     }
 
     /// Queues a copy from pinned host memory (same length); the pinned buffer waits for it before
     /// it can be written or freed.
     pub fn copy_from_pinned(&mut self, stream: &Stream, src: &PinnedBuffer<T>) -> Result<()> {
-        self.device.check_same(stream.device())?;
         check_len(self.len, src.len())?;
-        if self.len == 0 {
-            return Ok(());
+        let bytes = src.num_bytes();
+        let mut acc = Access::new(stream)?;
+        let host = acc.read_pinned(src)?;
+        let to = acc.write(self)?;
+        if bytes > 0 {
+            // SAFETY: both ranges hold `bytes` bytes, kept alive and ordered by `acc`.
+            unsafe { sys::cuMemcpyHtoDAsync_v2(to, host.cast(), bytes, stream.cu()) }.result()?;
         }
-        Ok(stream.raw.memcpy_htod(src.raw(), &mut self.view)?)
+        acc.finish()
     }
 
     /// Sets every element to `value`: one driver memset for 1-, 2- and 4-byte types, otherwise
-    /// one element copied up and doubled in place (log2(len) copies).
+    /// one element copied up and doubled in place (log2(len) copies). Wider types read `value`
+    /// from host memory, which a graph could not replay: inside a capture they are an
+    /// [`Error::Capture`].
     pub fn fill(&mut self, stream: &Stream, value: T) -> Result<()> {
-        self.device.check_same(stream.device())?;
-        if self.len == 0 {
-            return Ok(());
-        }
         let bytes = bytemuck::bytes_of(&value);
+        let mut acc = if bytes.len() > 4 {
+            Access::eager(stream, "filling with elements wider than 4 bytes")?
+        } else {
+            Access::new(stream)?
+        };
+        let ptr = acc.write(self)?;
         let n = self.len;
-        let (ptr, _record) = self.view.device_ptr_mut(&stream.raw);
-        let cu = stream.raw.cu_stream();
-        // SAFETY: `ptr` addresses `n` elements of `T` (`n * size_of::<T>()` bytes) owned by the
-        // borrowed buffer, which outlives the call; the memsets are queued on `stream`, after the
-        // waits `device_ptr_mut` inserted, and `_record` marks the write when dropped.
+        if n == 0 {
+            return acc.finish();
+        }
+        let cu = stream.cu();
+        // SAFETY: `ptr` addresses `n` elements of `T` (`n * size_of::<T>()` bytes), kept alive
+        // and ordered by `acc`; the host copy of `value` for wide types is staged by the driver
+        // before the call returns (pageable memory), and never inside a capture (refused above).
         unsafe {
             match *bytes {
                 [b] => result::memset_d8_async(ptr, b, n, cu)?,
@@ -540,7 +607,7 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
                 }
             }
         }
-        Ok(())
+        acc.finish()
     }
 }
 
@@ -548,9 +615,9 @@ impl<'a, T: Pod> DeviceSliceMut<'a, T> {
     /// Downgrades to a read-only slice.
     pub fn into_slice(self) -> DeviceSlice<'a, T> {
         DeviceSlice {
-            view: self.view.into_view(),
+            storage: self.storage,
+            offset: self.offset,
             len: self.len,
-            device: self.device,
             _t: PhantomData,
         }
     }

@@ -1,7 +1,8 @@
 //! Device and pinned host memory.
 
+pub(crate) mod access;
 mod array;
-mod device;
+pub(crate) mod device;
 mod pinned;
 pub(crate) mod pool;
 mod transfer;

@@ -3,10 +3,12 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::memory::access::AccessLog;
+use crate::memory::device::Storage;
 use crate::memory::DeviceBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
-use cudarc::driver::{result, sys, CudaContext, CudaEvent, CudaSlice, CudaStream, DriverError};
+use cudarc::driver::{result, sys, CudaContext};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -212,77 +214,10 @@ impl PoolStats {
     }
 }
 
-/// True if two streams of one context are the same queue (clones of the default stream are
-/// distinct `Arc`s of the same null stream).
-fn same_stream(a: &CudaStream, b: &CudaStream) -> bool {
-    a.cu_stream() == b.cu_stream()
-}
-
-/// True if `stream` is capturing a graph, or cannot tell (the legacy stream while another
-/// stream captures): work must not be queued on it for the pool's own purposes.
-fn capturing(stream: &CudaStream) -> bool {
-    !matches!(
-        stream.capture_status(),
-        Ok(sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE)
-    )
-}
-
-/// Makes the work queued on `to` from now on wait for the work queued on `from` so far, through
-/// `event` (created on first use, then reused: a wait keeps the record it saw).
-fn order_after(
-    event: &mut Option<CudaEvent>,
-    from: &Arc<CudaStream>,
-    to: &CudaStream,
-) -> Result<(), DriverError> {
-    let event = match event {
-        Some(event) => event,
-        None => event.insert(from.context().new_event(None)?),
-    };
-    event.record(from)?;
-    to.wait(event)
-}
-
-/// A block in the cache. `slice` is `None` only once its parts have been taken out.
+/// A block in the cache: device memory, and the uses of the last buffer over it.
 struct Block {
-    slice: Option<CudaSlice<u8>>,
-    /// The stream the block's last buffer was allocated on: the work that may still use the
-    /// block is ordered on it.
-    owner: Arc<CudaStream>,
-    /// Reused to order the next stream after `owner`.
-    handoff: Option<CudaEvent>,
-}
-
-impl Drop for Block {
-    /// Gives the block back to the driver. cudarc frees it on its allocating stream, which need
-    /// not be the last owner: order that free after the owner's work first.
-    fn drop(&mut self) {
-        let Some(slice) = self.slice.take() else {
-            return;
-        };
-        let home = slice.stream();
-        let moved = !same_stream(home, &self.owner);
-        if capturing(home) || (moved && capturing(&self.owner)) {
-            // Freeing now would put the free (or its wait) into someone's graph: leak the block
-            // instead. Only a pool dropped during a capture of one of its streams gets here.
-            std::mem::forget(slice);
-            return;
-        }
-        if moved {
-            let ctx = home.context();
-            if order_after(&mut self.handoff, &self.owner, home).is_err() {
-                // Without an event, wait for the owner's work on the host instead.
-                ctx.record_err(self.owner.synchronize());
-            }
-        }
-        drop(slice);
-    }
-}
-
-/// What a request takes out of the cache.
-struct Taken {
-    slice: CudaSlice<u8>,
-    owner: Arc<CudaStream>,
-    handoff: Option<CudaEvent>,
+    ptr: sys::CUdeviceptr,
+    log: AccessLog,
 }
 
 struct State {
@@ -297,32 +232,22 @@ struct State {
 
 impl State {
     /// Takes a block of the size class out of the cache (the statistics still count it as
-    /// cached): one of `stream`'s own if among the last few cached, else the last cached.
-    fn take(&mut self, size: usize, stream: &CudaStream) -> Option<Taken> {
+    /// cached): one used only on `stream` if among the last few cached, else the last cached.
+    fn take(&mut self, size: usize, stream: u64) -> Option<Block> {
         let list = self.free.get_mut(&size)?;
         let n = list.len();
         let own = list
             .iter()
             .rev()
             .take(SAME_STREAM_SCAN)
-            .position(|b| same_stream(&b.owner, stream));
+            .position(|b| b.log.all_on(stream));
         let at = n.checked_sub(1 + own.unwrap_or(0))?;
-        let mut block = list.swap_remove(at);
-        let slice = block.slice.take()?;
-        Some(Taken {
-            slice,
-            owner: block.owner.clone(),
-            handoff: block.handoff.take(),
-        })
+        Some(list.swap_remove(at))
     }
 
     /// Puts a taken block back, unchanged.
-    fn untake(&mut self, size: usize, t: Taken) {
-        self.free.entry(size).or_default().push(Block {
-            slice: Some(t.slice),
-            owner: t.owner,
-            handoff: t.handoff,
-        });
+    fn untake(&mut self, size: usize, block: Block) {
+        self.free.entry(size).or_default().push(block);
     }
 }
 
@@ -330,6 +255,13 @@ pub(crate) struct PoolInner {
     device: Device,
     ctx: Arc<CudaContext>,
     state: Mutex<State>,
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // No buffer holds a lease any more (each holds the pool): give the cache back.
+        self.free_cached();
+    }
 }
 
 /// A caching allocator of device memory for one device, with the statistics PyTorch users know
@@ -375,19 +307,18 @@ pub(crate) struct PoolInner {
 ///
 /// # Streams
 ///
-/// A cached block can be reused on any stream of the device. Each block remembers the stream it
-/// was last allocated on; a request prefers a block of its own stream (no ordering needed). A
-/// block taken over by another stream is ordered after all the work queued on its previous stream
-/// (an event recorded there, waited on by the new stream), whatever cudarc's event tracking does;
-/// uses on third streams are ordered by cudarc's per-buffer read/write events, exactly as for
-/// memory the driver frees and reallocates (cudarc keeps the last read and the last write of a
-/// buffer). Blocks are given back to the driver on their allocating stream, after the work of the
-/// stream they were last allocated on; a cached block keeps its streams alive until then.
+/// A cached block can be reused on any stream of the device. Each block keeps the log of its
+/// last buffer: every stream that used it, with a marker after the last use there
+/// (`memory::access`). A request prefers a block used only on its own stream (no ordering
+/// needed, no driver call); a block used elsewhere is handed out after its stream waits for
+/// every one of those uses, so no block is reused while any stream still reads or writes it.
+/// Blocks go back to the driver on the device's private stream, after the same uses.
 ///
 /// # The cap
 ///
 /// [`PoolOptions::cap`] bounds the bytes the pool *reserves* (live and cached blocks). A request
-/// that would cross it first gives the cached blocks back to the driver, then fails with
+/// that would cross it first gives the cached blocks back to the driver (again, up to a few
+/// times, when other threads cache blocks meanwhile), then fails with
 /// [`Error::OutOfMemory`]: `requested` is the rounded block size, `free` the room left under the
 /// cap, `total` the cap. A driver out-of-memory also gives the cache back (and waits for the
 /// device, so that queued frees finish) and retries once. Either way the pool stays usable.
@@ -400,10 +331,8 @@ pub(crate) struct PoolInner {
 ///
 /// Allocating from a pool on a stream that is capturing a graph is an [`Error::Capture`]: a block
 /// handed out there would be written by every replay of the graph, long after its buffer went
-/// back to the cache. Allocate before capturing and give the buffers to the [`Graph`] as its
-/// resources. The pool never queues work of its own (an event, a free) on a stream that is
-/// capturing: blocks of such a stream are neither handed to other streams nor trimmed until the
-/// capture ends. Do not [`trim`](MemoryPool::trim) during a capture: it waits for the device.
+/// back to the cache. Allocate before capturing. Buffers freed while a graph that touches them
+/// lives go back to the cache only when the graph is dropped.
 ///
 /// [`Graph`]: crate::Graph
 #[derive(Clone)]
@@ -422,43 +351,24 @@ impl fmt::Debug for MemoryPool {
     }
 }
 
-/// Held by a pooled [`DeviceBuffer`]: what its block goes back with.
+/// Held by a pooled [`DeviceBuffer`]'s storage: what its block goes back with.
 pub(crate) struct PoolLease {
     pool: Arc<PoolInner>,
     size: usize,
     requested: usize,
-    owner: Arc<CudaStream>,
-    handoff: Option<CudaEvent>,
 }
 
 impl PoolLease {
-    /// Returns the buffer's block to the cache. Makes no driver call (unless the block was
-    /// swapped for another through `cuda_slice_mut`, which is then freed), never panics.
-    pub(crate) fn release(self, slice: CudaSlice<u8>) {
-        let PoolLease {
-            pool,
-            size,
-            requested,
-            owner,
-            handoff,
-        } = self;
-        let block = Block {
-            slice: Some(slice),
-            owner,
-            handoff,
-        };
-        let ours = block
-            .slice
-            .as_ref()
-            .is_some_and(|s| s.len() == size && Arc::ptr_eq(s.context(), &pool.ctx));
-        let mut state = pool.lock();
-        state.stats.on_release(size, requested, ours);
-        if ours {
-            state.free.entry(size).or_default().push(block);
-        } else {
-            drop(state);
-            drop(block);
-        }
+    /// Returns a buffer's block to the cache, with the uses it must wait for before reuse.
+    /// Makes no driver call, never panics.
+    pub(crate) fn release(self, ptr: sys::CUdeviceptr, log: AccessLog) {
+        let mut state = self.pool.lock();
+        state.stats.on_release(self.size, self.requested, true);
+        state
+            .free
+            .entry(self.size)
+            .or_default()
+            .push(Block { ptr, log });
     }
 }
 
@@ -487,9 +397,13 @@ impl Drop for Pending<'_> {
     }
 }
 
-fn driver_oom(e: &DriverError) -> bool {
-    e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY
+fn driver_oom(e: &Error) -> bool {
+    matches!(e, Error::Driver(d) if d.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)
 }
+
+/// How many times a request at the cap empties the cache and tries again before it reports
+/// out of memory: other threads may fill the cache again in between.
+const CAP_RETRIES: usize = 8;
 
 impl PoolInner {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -507,22 +421,14 @@ impl PoolInner {
         }
     }
 
-    fn lend(
-        self: &Arc<Self>,
-        stream: &Stream,
-        slice: CudaSlice<u8>,
-        size: usize,
-        requested: usize,
-        handoff: Option<CudaEvent>,
-    ) -> (CudaSlice<u8>, PoolLease) {
+    /// A buffer's storage over `block`, handed out on `stream`.
+    fn lend(self: &Arc<Self>, block: Block, size: usize, requested: usize) -> Arc<Storage> {
         let lease = PoolLease {
             pool: self.clone(),
             size,
             requested,
-            owner: stream.raw.clone(),
-            handoff,
         };
-        (slice, lease)
+        Storage::pooled(block.ptr, size, self.device.clone(), block.log, lease)
     }
 
     fn acquire(
@@ -530,57 +436,35 @@ impl PoolInner {
         stream: &Stream,
         requested: usize,
         size: usize,
-    ) -> Result<(CudaSlice<u8>, PoolLease)> {
+    ) -> Result<Arc<Storage>> {
         // A block handed out inside a capture would be written by every replay of the graph,
         // long after the buffer went back to the cache: buffers for a graph are allocated
-        // before capturing and given to it.
+        // before capturing.
         stream.refuse_in_capture(
             "allocating from a memory pool (allocate before capturing and give the buffers to the \
              graph)",
         )?;
-        let s = &stream.raw;
-        let mut state = self.lock();
-        let Some(mut t) = state.take(size, s) else {
-            drop(state);
+        let taken = self.lock().take(size, stream.id());
+        let Some(block) = taken else {
             return self.allocate(stream, requested, size);
         };
-        if same_stream(&t.owner, s) {
-            // The fast path: no driver call.
-            state.stats.on_hit(size, requested);
-            drop(state);
-            return Ok(self.lend(stream, t.slice, size, requested, t.handoff));
-        }
-        drop(state);
-        // Another stream's block: order this stream after the work queued on the owner so far.
-        // Not while the owner is capturing: a wait on an event recorded in a capture would pull
-        // this stream into it.
-        let handed = if capturing(&t.owner) {
-            Ok(false)
-        } else {
-            order_after(&mut t.handoff, &t.owner, s).map(|()| true)
-        };
-        let mut state = self.lock();
-        match handed {
-            Ok(true) => {
-                state.stats.on_hit(size, requested);
-                drop(state);
-                Ok(self.lend(stream, t.slice, size, requested, t.handoff))
-            }
-            Ok(false) => {
-                state.untake(size, t);
-                drop(state);
-                self.allocate(stream, requested, size)
-            }
-            Err(e) => {
-                state.untake(size, t);
-                Err(e.into())
+        // A block used on other streams: order this stream after every one of those uses (the
+        // fast path, a block of this stream's own, needs no driver call).
+        if !block.log.all_on(stream.id()) {
+            if let Err(e) = block.log.order_all(stream) {
+                self.lock().untake(size, block);
+                return Err(e);
             }
         }
+        self.lock().stats.on_hit(size, requested);
+        Ok(self.lend(block, size, requested))
     }
 
-    /// Counts `size` bytes against the cap, emptying the cache once if they do not fit.
+    /// Counts `size` bytes against the cap. At the cap, gives the cached blocks back and tries
+    /// again (a few times: other threads may cache blocks in between), so that blocks cached for
+    /// other size classes never turn the cap into a smaller one.
     fn reserve(&self, size: usize) -> Result<Pending<'_>> {
-        let mut emptied = false;
+        let mut retries = 0;
         loop {
             let mut state = self.lock();
             let used = state
@@ -590,11 +474,11 @@ impl PoolInner {
                 .saturating_add(state.pending);
             match state.cap {
                 Some(cap) if used.saturating_add(size) > cap => {
-                    if !emptied && state.stats.cached_blocks > 0 {
+                    if retries < CAP_RETRIES && state.stats.cached_blocks > 0 {
                         state.stats.alloc_retries += 1;
+                        retries += 1;
                         drop(state);
                         self.free_cached();
-                        emptied = true;
                         continue;
                     }
                     state.stats.oom_count += 1;
@@ -605,7 +489,7 @@ impl PoolInner {
                     });
                 }
                 _ => {
-                    state.pending += size;
+                    state.pending = state.pending.saturating_add(size);
                     return Ok(Pending { pool: self, size });
                 }
             }
@@ -618,79 +502,51 @@ impl PoolInner {
         stream: &Stream,
         requested: usize,
         size: usize,
-    ) -> Result<(CudaSlice<u8>, PoolLease)> {
+    ) -> Result<Arc<Storage>> {
         if size > self.device.properties().total_memory {
             return Err(self.out_of_memory(size));
         }
         let pending = self.reserve(size)?;
-        // SAFETY: the bytes are left unset; buffers expose them only as `T: Pod`, for which any
-        // bit pattern is a valid value.
-        let first = unsafe { stream.raw.alloc::<u8>(size) };
-        let slice = match first {
-            Ok(slice) => slice,
+        let (ptr, log) = match self.device.alloc_raw(stream, size) {
+            Ok(got) => got,
             Err(e) if driver_oom(&e) => {
                 // Give the cache back, let the queued frees finish, and try once more.
                 self.lock().stats.alloc_retries += 1;
                 self.free_cached();
                 self.ctx.synchronize()?;
                 self.trim_driver_pool()?;
-                // SAFETY: as above.
-                match unsafe { stream.raw.alloc::<u8>(size) } {
-                    Ok(slice) => slice,
+                match self.device.alloc_raw(stream, size) {
+                    Ok(got) => got,
                     Err(e) if driver_oom(&e) => {
                         drop(pending);
                         return Err(self.out_of_memory(size));
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         pending.commit(requested);
-        Ok(self.lend(stream, slice, size, requested, None))
+        Ok(self.lend(Block { ptr, log }, size, requested))
     }
 
-    /// Gives every cached block back to the driver (in stream order, without waiting), except
-    /// those of a stream that is capturing (their free would be captured); returns the bytes.
+    /// Gives every cached block back to the driver, each after the uses of its last buffer (on
+    /// the device's private stream, without waiting); returns the bytes.
     fn free_cached(&self) -> usize {
         let blocks = std::mem::take(&mut self.lock().free);
-        let (mut gone, mut kept) = (Vec::new(), Vec::new());
-        // A few streams own all the blocks: ask the driver once per stream.
-        let mut seen: Vec<(sys::CUstream, bool)> = Vec::new();
-        let mut capturing_now =
-            |stream: &CudaStream| match seen.iter().find(|(s, _)| *s == stream.cu_stream()) {
-                Some(&(_, b)) => b,
-                None => {
-                    let b = capturing(stream);
-                    seen.push((stream.cu_stream(), b));
-                    b
-                }
-            };
+        let mut bytes = 0usize;
+        let mut count = Vec::new();
         for (size, list) in blocks {
             for block in list {
-                let keep = block
-                    .slice
-                    .as_ref()
-                    .is_some_and(|s| capturing_now(s.stream()))
-                    || capturing_now(&block.owner);
-                if keep {
-                    kept.push((size, block));
-                } else {
-                    gone.push((size, block));
-                }
+                self.device.free_raw(block.ptr, &block.log);
+                bytes = bytes.saturating_add(size);
+                count.push(size);
             }
         }
         let mut state = self.lock();
-        let mut bytes = 0;
-        for (size, _) in &gone {
-            state.stats.on_device_free(*size);
-            bytes += size;
+        for size in count {
+            state.stats.on_device_free(size);
         }
-        for (size, block) in kept {
-            state.free.entry(size).or_default().push(block);
-        }
-        drop(state);
-        drop(gone); // outside the lock: each drop queues a free
         bytes
     }
 
@@ -784,15 +640,15 @@ impl MemoryPool {
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| Self::size_class(b).map(|size| (b, size)));
         let Some((requested, size)) = size else {
-            return Err(inner.out_of_memory(usize::MAX));
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "len = {len} elements of {} bytes overflows the address space",
+                    std::mem::size_of::<T>()
+                ),
+            });
         };
-        let (slice, lease) = inner.acquire(stream, requested, size)?;
-        Ok(DeviceBuffer::from_pool(
-            slice,
-            len,
-            inner.device.clone(),
-            lease,
-        ))
+        let storage = inner.acquire(stream, requested, size)?;
+        Ok(DeviceBuffer::from_storage(storage, len))
     }
 
     /// `len` elements set to all-zero bits (a memset on `stream`).

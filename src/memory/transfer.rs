@@ -5,10 +5,11 @@
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, PinnedBuffer};
 use crate::stream::Stream;
 use bytemuck::Pod;
-use cudarc::driver::{result, DevicePtr, DevicePtrMut};
+use cudarc::driver::result;
 use rayon::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
@@ -192,7 +193,8 @@ impl TransferPipeline {
             });
         }
         let bytes: &[u8] = bytemuck::cast_slice(src);
-        let (base, _record) = dst.view.device_ptr_mut(&stream.raw);
+        let mut acc = Access::eager(stream, "a pipelined upload")?;
+        let base = acc.write(&mut dst)?;
         for (i, piece) in bytes.chunks(self.chunk).enumerate() {
             let b = i % RING;
             self.settle(b)?;
@@ -211,7 +213,7 @@ impl TransferPipeline {
             self.done[b].record(stream)?;
             self.pending[b] = true;
         }
-        Ok(())
+        acc.finish()
     }
 
     /// Copies `src` (same length) into `dst`, and returns once `dst` holds it.
@@ -233,7 +235,8 @@ impl TransferPipeline {
         }
         let out: &mut [u8] = bytemuck::cast_slice_mut(dst);
         let total = out.len();
-        let (base, _record) = src.view.device_ptr(&stream.raw);
+        let mut acc = Access::eager(stream, "a pipelined download")?;
+        let base = acc.read(&src)?;
         let pieces = total.div_ceil(self.chunk);
         // Chunk i is copied into staging i % RING while chunk i - 1 is drained on the host.
         for i in 0..=pieces {
@@ -266,7 +269,7 @@ impl TransferPipeline {
                 );
             }
         }
-        Ok(())
+        acc.finish()
     }
 }
 
@@ -364,7 +367,8 @@ impl<T: Pod + Send> Prefetcher<T> {
         parallel_copy(&mut staging.as_mut_slice()?[..bytes.len()], bytes);
         let mut gpu = DeviceBuffer::<T>::alloc(&self.copy, batch.len())?;
         if !bytes.is_empty() {
-            let (dst, _record) = gpu.cuda_slice_mut().device_ptr_mut(&self.copy.raw);
+            let mut acc = Access::eager(&self.copy, "a prefetch")?;
+            let dst = acc.write(&mut gpu.as_slice_mut())?;
             // SAFETY: `dst` holds exactly `bytes.len()` bytes; the pinned staging block is kept
             // (in `ready`, then `retiring`) until the event recorded after this copy completes.
             unsafe {
@@ -374,6 +378,7 @@ impl<T: Pod + Send> Prefetcher<T> {
                     self.copy.raw.cu_stream(),
                 )
             }?;
+            acc.finish()?;
         }
         let done = self.copy.record()?;
         self.ready.push_back((gpu, done, staging));

@@ -4,10 +4,10 @@
 use super::reduce::check_rank_buffers;
 use super::DeviceSet;
 use crate::error::{Error, Result};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
-use cudarc::driver::{DevicePtr, DevicePtrMut, SyncOnDrop};
 use cudarc::nccl::{result, sys};
 use std::sync::OnceLock;
 
@@ -151,36 +151,40 @@ impl Drop for Communicator {
 }
 
 /// Device pointers of a send and a receive buffer per rank, taken on each rank's stream (which
-/// waits for the buffers' last writes), with the records to drop after the group.
+/// waits for the buffers' earlier uses), with the accesses to finish after the group.
 fn pointers<'a, T: bytemuck::Pod>(
     streams: &'a [Stream],
-    send: &'a [DeviceSlice<'_, T>],
-    recv: &'a mut [DeviceSliceMut<'_, T>],
-) -> (Vec<(u64, u64)>, Vec<SyncOnDrop<'a>>) {
+    send: &[DeviceSlice<'_, T>],
+    recv: &mut [DeviceSliceMut<'_, T>],
+) -> Result<(Vec<(u64, u64)>, Vec<Access<'a>>)> {
     let mut ptrs = Vec::with_capacity(send.len());
-    let mut records = Vec::with_capacity(2 * send.len());
+    let mut accesses = Vec::with_capacity(send.len());
     for ((stream, s), d) in streams.iter().zip(send).zip(recv.iter_mut()) {
-        let (src, rs) = s.view.device_ptr(&stream.raw);
-        let (dst, rd) = d.view.device_ptr_mut(&stream.raw);
-        ptrs.push((src, dst));
-        records.extend([rs, rd]);
+        let mut acc = Access::eager(stream, "an NCCL collective")?;
+        ptrs.push((acc.read(s)?, acc.write(d)?));
+        accesses.push(acc);
     }
-    (ptrs, records)
+    Ok((ptrs, accesses))
 }
 
 /// [`pointers`] for in-place operations: one buffer per rank.
 fn pointers_in_place<'a, T: bytemuck::Pod>(
     streams: &'a [Stream],
-    bufs: &'a mut [DeviceSliceMut<'_, T>],
-) -> (Vec<u64>, Vec<SyncOnDrop<'a>>) {
+    bufs: &mut [DeviceSliceMut<'_, T>],
+) -> Result<(Vec<u64>, Vec<Access<'a>>)> {
     let mut ptrs = Vec::with_capacity(bufs.len());
-    let mut records = Vec::with_capacity(bufs.len());
+    let mut accesses = Vec::with_capacity(bufs.len());
     for (stream, b) in streams.iter().zip(bufs.iter_mut()) {
-        let (ptr, rec) = b.view.device_ptr_mut(&stream.raw);
-        ptrs.push(ptr);
-        records.push(rec);
+        let mut acc = Access::eager(stream, "an NCCL collective")?;
+        ptrs.push(acc.write(b)?);
+        accesses.push(acc);
     }
-    (ptrs, records)
+    Ok((ptrs, accesses))
+}
+
+/// Finishes the accesses of a group (each notes its rank's stream).
+fn finish_all(accesses: Vec<Access<'_>>) -> Result<()> {
+    accesses.into_iter().try_for_each(Access::finish)
 }
 
 impl Communicator {
@@ -337,10 +341,10 @@ impl Communicator {
         if n == 0 {
             return Ok(());
         }
-        let (ptrs, records) = pointers(&self.streams, &send, &mut recv);
+        let (ptrs, records) = pointers(&self.streams, &send, &mut recv)?;
         let done = self.grouped(|r| issue(r, ptrs[r].0, ptrs[r].1, n));
-        drop(records);
-        done
+        let noted = finish_all(records);
+        done.and(noted)
     }
 
     /// Reduces `send` (one buffer per rank, equal lengths) with `op` into every rank's `recv`
@@ -394,7 +398,7 @@ impl Communicator {
         if n == 0 {
             return Ok(());
         }
-        let (ptrs, records) = pointers_in_place(&self.streams, &mut bufs);
+        let (ptrs, records) = pointers_in_place(&self.streams, &mut bufs)?;
         let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let ptr = ptrs[r];
@@ -414,8 +418,8 @@ impl Communicator {
             .map(|_| ())
             .map_err(nccl_error("ncclAllReduce"))
         });
-        drop(records);
-        done
+        let noted = finish_all(records);
+        done.and(noted)
     }
 
     /// Concatenates every rank's `send` (equal lengths `n`), in rank order, into every rank's
@@ -518,7 +522,7 @@ impl Communicator {
         if n == 0 {
             return Ok(());
         }
-        let (ptrs, records) = pointers_in_place(&self.streams, &mut bufs);
+        let (ptrs, records) = pointers_in_place(&self.streams, &mut bufs)?;
         let done = self.grouped(|r| {
             let stream = &self.streams[r].raw;
             let ptr = ptrs[r];
@@ -538,8 +542,8 @@ impl Communicator {
             .map(|_| ())
             .map_err(nccl_error("ncclBroadcast"))
         });
-        drop(records);
-        done
+        let noted = finish_all(records);
+        done.and(noted)
     }
 }
 

@@ -5,10 +5,11 @@
 use super::DeviceSet;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut, PinnedBuffer};
 use crate::stream::Stream;
 use bytemuck::Pod;
-use cudarc::driver::{result, sys, DevicePtr, DevicePtrMut};
+use cudarc::driver::{result, sys};
 
 /// Staging buffers in the ring: while the source GPU fills one, the destination drains another.
 const RING: usize = 3;
@@ -148,18 +149,20 @@ impl PeerCopy {
         match path {
             CopyPath::Staged => self.staged(src_stream, &src, dst_stream, &mut dst, bytes)?,
             _ => {
+                // Each stream waits for its buffer's earlier uses on other streams; then the
+                // destination stream, which runs the copy, waits for the source stream, and the
+                // source stream for the copy, before both accesses note it.
+                let mut read = Access::eager(src_stream, "a peer copy")?;
+                let mut write = Access::eager(dst_stream, "a peer copy")?;
+                let sp = read.read(&src)?;
+                let dp = write.write(&mut dst)?;
+                dst_stream.wait(&src_stream.record()?)?;
                 if path == CopyPath::Device {
-                    // The destination stream runs the copy, after the source's producer.
-                    dst_stream.wait(&src_stream.record()?)?;
-                    dst_stream.raw.memcpy_dtod(&src.view, &mut dst.view)?;
+                    // SAFETY: both ranges hold `bytes` bytes (equal lengths, checked) of this
+                    // device, kept alive and ordered by the accesses and the waits around.
+                    unsafe { result::memcpy_dtod_async(dp, sp, bytes, dst_stream.cu()) }?;
                 } else {
                     let dst_ctx = dst.device().inner.ctx.cu_ctx();
-                    // Taking the pointers makes each stream wait for its buffer's last access
-                    // on other streams; then the destination stream, which runs the copy, waits
-                    // for the source stream.
-                    let (sp, _read) = src.view.device_ptr(&src_stream.raw);
-                    let (dp, _write) = dst.view.device_ptr_mut(&dst_stream.raw);
-                    dst_stream.wait(&src_stream.record()?)?;
                     // SAFETY: `sp` and `dp` address `bytes` bytes of the borrowed source and
                     // destination (equal lengths, checked), alive for the borrow; the copy is
                     // queued on `dst_stream`, after the source's producer (the wait above), and
@@ -174,11 +177,11 @@ impl PeerCopy {
                             dst_stream.raw.cu_stream(),
                         )
                     }?;
-                    // Before `_read` records the source's last read on `src_stream`.
-                    src_stream.wait(&dst_stream.record()?)?;
-                    return Ok(path);
                 }
+                // Before `read` notes the source's last read on `src_stream`.
                 src_stream.wait(&dst_stream.record()?)?;
+                write.finish()?;
+                read.finish()?;
             }
         }
         Ok(path)
@@ -199,15 +202,17 @@ impl PeerCopy {
                 .collect::<Result<_>>()?;
         }
         // Raw pointers, taken once: the copy engines read and write the staging bytes while
-        // this runs, so no Rust reference may cover them. (cudarc's event on these buffers is
-        // never recorded, as they are only used here, so taking the pointers does not block.)
+        // this runs, so no Rust reference may cover them. (Their own log is never used, as
+        // they are only used here through `drained`, so taking the pointers does not block.)
         let staging: Vec<*mut u8> = self
             .staging
             .iter_mut()
-            .map(|b| b.raw_mut().as_mut_ptr())
-            .collect::<std::result::Result<_, _>>()?;
-        let (sp, _read) = src.view.device_ptr(&src_stream.raw);
-        let (dp, _write) = dst.view.device_ptr_mut(&dst_stream.raw);
+            .map(|b| b.host_ptr())
+            .collect::<Result<_>>()?;
+        let mut read = Access::eager(src_stream, "a peer copy")?;
+        let mut write = Access::eager(dst_stream, "a peer copy")?;
+        let sp = read.read(src)?;
+        let dp = write.write(dst)?;
         let copied = self.staged_chunks(src_stream, sp, dst_stream, dp, bytes, &staging);
         if copied.is_err() {
             // A download into or an upload out of a staging buffer may be in flight with no
@@ -219,6 +224,11 @@ impl PeerCopy {
                 }
             }
         }
+        // The source stream waited for the uploads of every chunk through `drained`... but not
+        // for the last one: order it after the copy before `read` notes it.
+        src_stream.wait(&dst_stream.record()?)?;
+        write.finish()?;
+        read.finish()?;
         copied
     }
 

@@ -2,10 +2,10 @@
 
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch_early};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::{Float, KernelOptions};
 use crate::stream::Stream;
-use cudarc::driver::{DevicePtr, DevicePtrMut};
 use std::ffi::c_void;
 
 const MODULE: &str = "elementwise";
@@ -64,9 +64,10 @@ pub fn axpy_with<T: Float>(
     let mut n64 = n as u64;
     let mut alpha = alpha;
     let config = grid_stride_config(n, device.properties().sm_count);
-    // The guards order the launch after other streams' work on x and y, and record it.
-    let (mut x_ptr, _x_guard) = x.view.device_ptr(&stream.raw);
-    let (mut y_ptr, _y_guard) = y.view.device_ptr_mut(&stream.raw);
+    // The access orders the launch after other streams' work on x and y, and notes it.
+    let mut acc = Access::new(stream)?;
+    let mut x_ptr = acc.read(&x)?;
+    let mut y_ptr = acc.write(&mut y)?;
     let mut params: [*mut c_void; 4] = [
         (&mut n64 as *mut u64).cast(),
         (&mut alpha as *mut f32).cast(),
@@ -76,5 +77,6 @@ pub fn axpy_with<T: Float>(
     // SAFETY: axpy_<t>(u64 n, f32 alpha, const T* x, T* y) matches the four parameters; x and y
     // hold exactly n elements of T (checked above) and the kernel touches indices below n only;
     // it waits for earlier kernels (hk::pdl_wait) before touching memory.
-    unsafe { launch_early(stream, &func, target, config, &mut params) }
+    unsafe { launch_early(stream, &func, target, config, &mut params) }?;
+    acc.finish()
 }

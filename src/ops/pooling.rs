@@ -2,10 +2,10 @@
 
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch_early};
+use crate::memory::access::Access;
 use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
-use cudarc::driver::{DevicePtr, DevicePtrMut};
 use std::ffi::c_void;
 
 const MODULE: &str = "pooling";
@@ -61,8 +61,9 @@ pub fn global_avg_pool<T: Float>(
     let (func, target) = device.function_and_target(MODULE, name, None)?;
     let config = grid_stride_config(output, device.properties().sm_count);
     let (mut n64, mut hw64, mut c64) = (n as u64, hw as u64, c as u64);
-    let (mut x_ptr, _x_guard) = x.view.device_ptr(&stream.raw);
-    let (mut y_ptr, _y_guard) = y.view.device_ptr_mut(&stream.raw);
+    let mut acc = Access::new(stream)?;
+    let mut x_ptr = acc.read(&x)?;
+    let mut y_ptr = acc.write(&mut y)?;
     let mut params: [*mut c_void; 5] = [
         (&mut n64 as *mut u64).cast(),
         (&mut hw64 as *mut u64).cast(),
@@ -74,5 +75,6 @@ pub fn global_avg_pool<T: Float>(
     // parameters; x holds at least n·hw·c and y at least n·c elements of T (checked above), the
     // kernel reads x[b·hw·c + p·c + ch] and writes y[b·c + ch] for b < n, p < hw, ch < c only,
     // and waits for earlier kernels (hk::pdl_wait) before touching memory.
-    unsafe { launch_early(stream, &func, target, config, &mut params) }
+    unsafe { launch_early(stream, &func, target, config, &mut params) }?;
+    acc.finish()
 }

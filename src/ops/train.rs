@@ -50,10 +50,11 @@
 
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
+use crate::memory::access::Access;
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
-use cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 const MODULE: &str = "train";
 
@@ -150,17 +151,24 @@ pub fn softmax_cross_entropy<G: Float>(
     }
     let func = device.function(MODULE, &format!("softmax_xent_{}", G::SUFFIX), None)?;
     let raw = &stream.raw;
-    let state_guard = scaler.map(|s| s.state.cuda_slice().device_ptr(raw));
-    let state_ptr: u64 = state_guard.as_ref().map_or(0, |(p, _)| *p);
+    let mut acc = Access::new(stream)?;
+    let state_ptr = match scaler {
+        Some(s) => acc.read(&s.state.as_device_slice())?,
+        None => 0,
+    };
     let (rows_i, cols_i) = (rows as i32, classes as i32);
+    let logits_ptr = acc.read(&logits)?;
+    let labels_ptr = acc.read(&labels)?;
+    let grad_ptr = acc.write(&mut grad)?;
+    let row_loss_ptr = acc.write(&mut row_loss)?;
     let mut args = raw.launch_builder(&func);
     args.arg(&rows_i)
         .arg(&cols_i)
-        .arg(&logits.view)
-        .arg(&labels.view)
+        .arg(&logits_ptr)
+        .arg(&labels_ptr)
         .arg(&state_ptr)
-        .arg(&mut grad.view)
-        .arg(&mut row_loss.view);
+        .arg(&grad_ptr)
+        .arg(&row_loss_ptr);
     let cfg = LaunchConfig {
         grid_dim: (rows.div_ceil(SOFTMAX_ROWS_PER_BLOCK) as u32, 1, 1),
         block_dim: ((SOFTMAX_ROWS_PER_BLOCK * 32) as u32, 1, 1),
@@ -172,7 +180,8 @@ pub fn softmax_cross_entropy<G: Float>(
     // row and warps past the last row return; state is null or the scaler's four floats (the
     // guard orders the launch after earlier writes to it). A label is read, never trusted as an
     // index unless below cols.
-    unsafe { launch(args, cfg) }
+    unsafe { launch(args, cfg) }?;
+    acc.finish()
 }
 
 /// The ReLU's backward pass, in place: `dy[i] = 0` wherever `y[i] ≤ 0` (or NaN), with `y` the
@@ -194,11 +203,15 @@ pub fn relu_backward<T: Float>(
     }
     let func = device.function(MODULE, &format!("relu_backward_{}", T::SUFFIX), None)?;
     let n64 = n as u64;
+    let mut acc = Access::new(stream)?;
+    let y_ptr = acc.read(&y)?;
+    let dy_ptr = acc.write(&mut dy)?;
     let mut args = stream.raw.launch_builder(&func);
-    args.arg(&n64).arg(&y.view).arg(&mut dy.view);
+    args.arg(&n64).arg(&y_ptr).arg(&dy_ptr);
     // SAFETY: relu_backward_<t>(u64 n, const T* y, T* dy) matches; both hold n elements and the
     // grid-stride loop stays below n.
-    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+    acc.finish()
 }
 
 /// The gradient of a bias added to every row: `db[j] = Σ_i dy[i, j]` for `dy` of rows ×
@@ -217,11 +230,11 @@ pub fn bias_grad<T: Float>(
     let rows = rows_of("dy", dy.len(), cols)?;
     let func = device.function(MODULE, &format!("bias_grad_{}", T::SUFFIX), None)?;
     let (rows_i, cols_i) = (rows as i32, cols as i32);
+    let mut acc = Access::new(stream)?;
+    let dy_ptr = acc.read(&dy)?;
+    let db_ptr = acc.write(&mut db)?;
     let mut args = stream.raw.launch_builder(&func);
-    args.arg(&rows_i)
-        .arg(&cols_i)
-        .arg(&dy.view)
-        .arg(&mut db.view);
+    args.arg(&rows_i).arg(&cols_i).arg(&dy_ptr).arg(&db_ptr);
     let cfg = LaunchConfig {
         grid_dim: (cols.div_ceil(BIAS_COLS_PER_BLOCK) as u32, 1, 1),
         block_dim: (BIAS_COLS_PER_BLOCK as u32, 8, 1),
@@ -230,7 +243,8 @@ pub fn bias_grad<T: Float>(
     // SAFETY: bias_grad_<t>(i32 rows, i32 cols, const T* dy, f32* db) matches; dy holds rows ×
     // cols elements and db cols (checked above); each block covers 32 columns and guards
     // col < cols; rows = 0 writes zeros.
-    unsafe { launch(args, cfg) }
+    unsafe { launch(args, cfg) }?;
+    acc.finish()
 }
 
 /// Rounds f32 values (master weights) to `T` (their f16/bf16 working copy), to nearest even.
@@ -251,11 +265,15 @@ pub fn cast_f32<T: Float>(
     }
     let func = device.function(MODULE, &format!("cast_f32_{}", T::SUFFIX), None)?;
     let n64 = n as u64;
+    let mut acc = Access::new(stream)?;
+    let src_ptr = acc.read(&src)?;
+    let dst_ptr = acc.write(&mut dst)?;
     let mut args = stream.raw.launch_builder(&func);
-    args.arg(&n64).arg(&src.view).arg(&mut dst.view);
+    args.arg(&n64).arg(&src_ptr).arg(&dst_ptr);
     // SAFETY: cast_f32_<t>(u64 n, const f32* src, T* dst) matches; both hold n elements and the
     // grid-stride loop stays below n.
-    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+    acc.finish()
 }
 
 /// The loss-scaling state as read back from the device.
@@ -342,11 +360,15 @@ impl LossScaler {
         let func = device.function(MODULE, "nonfinite_check_f32", None)?;
         let n64 = n as u64;
         let mut state = self.state.as_slice_mut();
+        let mut acc = Access::new(stream)?;
+        let grad_ptr = acc.read(&grad)?;
+        let state_ptr = acc.write(&mut state)?;
         let mut args = stream.raw.launch_builder(&func);
-        args.arg(&n64).arg(&grad.view).arg(&mut state.view);
+        args.arg(&n64).arg(&grad_ptr).arg(&state_ptr);
         // SAFETY: nonfinite_check_f32(u64 n, const f32* g, f32* state) matches; g holds n
         // elements (grid-stride loop below n) and state the four floats (only [2] is written).
-        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+        acc.finish()
     }
 
     /// Ends a step: adjusts the scale (halve after an overflow, grow after enough good steps)
@@ -356,11 +378,14 @@ impl LossScaler {
         device.check_same(self.state.device())?;
         let func = device.function(MODULE, "loss_scale_update", None)?;
         let mut state = self.state.as_slice_mut();
+        let mut acc = Access::new(stream)?;
+        let state_ptr = acc.write(&mut state)?;
         let mut args = stream.raw.launch_builder(&func);
-        args.arg(&mut state.view).arg(&self.growth_interval);
+        args.arg(&state_ptr).arg(&self.growth_interval);
         // SAFETY: loss_scale_update(f32* state, u32 growth_interval) matches; one thread touches
         // the four floats of state.
-        unsafe { launch(args, LaunchConfig::for_num_elems(1)) }
+        unsafe { launch(args, LaunchConfig::for_num_elems(1)) }?;
+        acc.finish()
     }
 
     /// Reads the state back (waits for `stream`'s work so far).
@@ -411,9 +436,7 @@ impl Sgd {
         stream.device().check_same(lp.device())?;
         let n = weights.as_device_slice_mut().len();
         same_len(n, lp.len())?;
-        let raw = &stream.raw;
-        let (ptr, _sync) = lp.view.device_ptr_mut(raw);
-        self.launch_step::<T>(stream, scaler, weights, velocity, grad, ptr)
+        self.launch_step::<T>(stream, scaler, weights, velocity, grad, Some(&mut lp))
     }
 
     /// One step on `weights` alone (no low-precision copy to refresh), e.g. for a bias that the
@@ -426,7 +449,7 @@ impl Sgd {
         velocity: &mut impl AsDeviceSliceMut<f32>,
         grad: &impl AsDeviceSlice<f32>,
     ) -> Result<()> {
-        self.launch_step::<f32>(stream, scaler, weights, velocity, grad, 0)
+        self.launch_step::<f32>(stream, scaler, weights, velocity, grad, None)
     }
 
     fn launch_step<T: Float>(
@@ -436,7 +459,7 @@ impl Sgd {
         weights: &mut impl AsDeviceSliceMut<f32>,
         velocity: &mut impl AsDeviceSliceMut<f32>,
         grad: &impl AsDeviceSlice<f32>,
-        low_precision_ptr: u64,
+        low_precision: Option<&mut DeviceSliceMut<'_, T>>,
     ) -> Result<()> {
         let mut w = weights.as_device_slice_mut();
         let mut v = velocity.as_device_slice_mut();
@@ -465,22 +488,32 @@ impl Sgd {
         let func = device.function(MODULE, &format!("sgd_step_{}", T::SUFFIX), None)?;
         let n64 = n as u64;
         let state = scaler.state.as_device_slice();
+        let mut acc = Access::new(stream)?;
+        let w_ptr = acc.write(&mut w)?;
+        let v_ptr = acc.write(&mut v)?;
+        let g_ptr = acc.read(&g)?;
+        let state_ptr = acc.read(&state)?;
+        let low_precision_ptr = match low_precision {
+            Some(lp) => acc.write(lp)?,
+            None => 0,
+        };
         let mut args = stream.raw.launch_builder(&func);
         args.arg(&n64)
-            .arg(&mut w.view)
-            .arg(&mut v.view)
-            .arg(&g.view)
+            .arg(&w_ptr)
+            .arg(&v_ptr)
+            .arg(&g_ptr)
             .arg(&low_precision_ptr)
             .arg(&self.lr)
             .arg(&self.momentum)
             .arg(&self.weight_decay)
-            .arg(&state.view);
+            .arg(&state_ptr);
         // SAFETY: sgd_step_<t>(u64 n, f32* w, f32* v, const f32* g, T* w_lp, f32 lr,
         // f32 momentum, f32 weight_decay, const f32* state) matches; w, v, g hold n elements and
         // w_lp is null or a live buffer of n elements of T on this device (checked by the
-        // callers, whose guard orders this launch after its earlier use); the grid-stride loop
+        // caller; the access orders this launch after its earlier uses); the grid-stride loop
         // stays below n; state is the scaler's four floats.
-        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }
+        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+        acc.finish()
     }
 }
 

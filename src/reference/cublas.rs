@@ -2,12 +2,12 @@
 //! beside the crate's own.
 
 use crate::error::{Error, Result};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::matmul::Layout;
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
-use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 /// A cuBLAS handle on `stream`, or why there is none (the library is loaded at run time).
 pub fn load_cublas(stream: &Stream) -> std::result::Result<CudaBlas, String> {
@@ -19,7 +19,7 @@ pub fn load_cublas(stream: &Stream) -> std::result::Result<CudaBlas, String> {
                 .into(),
         );
     }
-    CudaBlas::new(stream.cuda_stream().clone()).map_err(|e| format!("cublasCreate failed: {e}"))
+    CudaBlas::new(stream.raw.clone()).map_err(|e| format!("cublasCreate failed: {e}"))
 }
 
 fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
@@ -68,15 +68,15 @@ pub fn cublas_gemm<T: Float>(
         });
     }
     let b_col_major = b_layout == Layout::ColMajor;
-    let raw = &stream.raw;
-    let (a, _ga) = a.view.device_ptr(raw);
-    let (b, _gb) = b.view.device_ptr(raw);
-    let (d, _gd) = d.view.device_ptr_mut(raw);
+    let mut acc = Access::eager(stream, "a cuBLAS call")?;
+    let a = acc.read(&a)?;
+    let b = acc.read(&b)?;
+    let d = acc.write(&mut d)?;
     let (alpha, beta) = (1.0f32, 0.0f32);
     // SAFETY: a, b and d hold at least M×K, K×N and M×N elements of T (checked above), which
     // the dimensions and leading dimensions given reach exactly; alpha and beta are f32, as
-    // CUBLAS_COMPUTE_32F reads them; the handle runs on `stream`, whose guards order the call
-    // after earlier work on the buffers.
+    // CUBLAS_COMPUTE_32F reads them; the handle runs on `stream`, which the access orders after
+    // earlier work on the buffers (and notes the call when finished).
     unsafe {
         blas::gemm_ex(
             *blas.handle(),
@@ -107,5 +107,6 @@ pub fn cublas_gemm<T: Float>(
     }
     .map_err(|e| Error::InvalidArgument {
         what: format!("cuBLAS gemm_ex returned {e:?}"),
-    })
+    })?;
+    acc.finish()
 }

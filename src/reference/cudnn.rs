@@ -2,12 +2,12 @@
 //! [`Conv2d`](crate::ops::conv2d::Conv2d), on the same NHWC / KRSC buffers.
 
 use crate::error::{Error, Result};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::ops::conv2d::Conv2dDesc;
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
-use cudarc::driver::{DevicePtr, DevicePtrMut};
 use std::ffi::c_void;
 
 type Status<T> = std::result::Result<T, String>;
@@ -86,7 +86,7 @@ impl CudnnConv {
                         nvidia-cudnn-cu12 wheel, and put it on LD_LIBRARY_PATH)"
                 .into());
         }
-        let cs = stream.cuda_stream();
+        let cs = &stream.raw;
         cs.context()
             .bind_to_thread()
             .map_err(|e| format!("bind context: {e}"))?;
@@ -288,26 +288,26 @@ impl CudnnConv {
                 });
             }
         }
-        let raw = &stream.raw;
-        let (xp, _gx) = x.view.device_ptr(raw);
-        let (wp, _gw) = w.view.device_ptr(raw);
-        let (yp, _gy) = y.view.device_ptr_mut(raw);
-        let bias_guard = bias.as_ref().map(|b| b.view.device_ptr(raw));
+        let mut acc = Access::eager(stream, "a cuDNN call")?;
+        let xp = acc.read(&x)?;
+        let wp = acc.read(&w)?;
+        let yp = acc.write(&mut y)?;
+        let bias_ptr = match &bias {
+            Some(b) => Some(acc.read(b)?),
+            None => None,
+        };
         let ws_size = self.workspace_bytes();
-        let ws_guard = self
-            .workspace
-            .as_mut()
-            .map(|b| b.cuda_slice_mut().device_ptr_mut(raw));
-        let ws = ws_guard
-            .as_ref()
-            .map_or(std::ptr::null_mut(), |(p, _)| *p as *mut c_void);
+        let ws = match self.workspace.as_mut() {
+            Some(b) => acc.write(&mut b.as_slice_mut())? as *mut c_void,
+            None => std::ptr::null_mut(),
+        };
         let (alpha, zero) = (1.0f32, 0.0f32);
-        let r = match (&bias_guard, self.fused) {
-            (Some((bp, _)), true) => {
+        let r = match (bias_ptr, self.fused) {
+            (Some(bp), true) => {
                 // SAFETY: the descriptors describe exactly x, w, y (sizes checked above) and a
                 // K-element bias; z is y with alpha2 = 0 (not read); the workspace is the size
                 // cuDNN asked for this algorithm; alpha and alpha2 are f32, as the f32 compute
-                // type reads them; the handle runs on `stream`, whose guards order the call.
+                // type reads them; the handle runs on `stream`, which the access orders.
                 unsafe {
                     dnn::convolution_bias_activation_forward(
                         self.handle,
@@ -324,7 +324,7 @@ impl CudnnConv {
                         self.y,
                         yp as *const c_void,
                         self.bias,
-                        *bp as *const c_void,
+                        bp as *const c_void,
                         self.act,
                         self.y,
                         yp as *mut c_void,
@@ -352,6 +352,7 @@ impl CudnnConv {
         };
         r.map_err(|e| Error::InvalidArgument {
             what: format!("cuDNN convolution forward returned {e:?}"),
-        })
+        })?;
+        acc.finish()
     }
 }

@@ -190,7 +190,7 @@ fn update_in_place(device: &Device) -> Result<(), Failed> {
     // Two kernels instead of one: a new topology, instantiated anew.
     let (x3, y3) = (mk(1.0).map_err(fail)?, mk(0.0).map_err(fail)?);
     let (_, y2) = {
-        let r = g.resources().map_err(fail)?;
+        let r = g.resources();
         (
             r.0.to_vec(&stream).map_err(fail)?,
             r.1.to_vec(&stream).map_err(fail)?,

@@ -4,10 +4,11 @@
 
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
-use cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 pub(crate) const MODULE: &str = "conv_layout";
 
@@ -134,8 +135,9 @@ fn transpose<T: Float>(
     };
     let func = device.function(MODULE, name, None)?;
     let raw = &stream.raw;
-    let (src_ptr, _src_sync) = src.view.device_ptr(raw);
-    let (dst_ptr, _dst_sync) = dst.view.device_ptr_mut(raw);
+    let mut acc = Access::new(stream)?;
+    let src_ptr = acc.read(&src)?;
+    let dst_ptr = acc.write(&mut dst)?;
     let (b, r, c) = (batch as i32, rows as i32, cols as i32);
     let cfg = LaunchConfig {
         grid_dim: (
@@ -151,7 +153,8 @@ fn transpose<T: Float>(
     // SAFETY: transpose_b16/_b32(const T* src, T* dst, int batch, int rows, int cols) match the
     // five arguments; both buffers hold at least batch × rows × cols elements of the kernel's
     // word size (checked above), and the kernel touches indices below that only.
-    unsafe { launch(args, cfg) }
+    unsafe { launch(args, cfg) }?;
+    acc.finish()
 }
 
 /// Copies `rows` pixels of `c` channels from `src` into pixels of `cp` (≥ c) channels of `dst`,
@@ -184,8 +187,9 @@ pub(crate) fn pad_pixels<T: Float>(
             });
         }
     }
-    let (src_ptr, _src_sync) = src.view.device_ptr(raw);
-    let (dst_ptr, _dst_sync) = dst.view.device_ptr_mut(raw);
+    let mut acc = Access::new(stream)?;
+    let src_ptr = acc.read(src)?;
+    let dst_ptr = acc.write(dst)?;
     let [rows32, c, cp] = [rows, c, cp].map(|v| v as i32);
     let cfg = grid_stride_config(rows, stream.device().properties().sm_count);
     let mut args = raw.launch_builder(func);
@@ -197,7 +201,8 @@ pub(crate) fn pad_pixels<T: Float>(
     // SAFETY: pad_pixels_b16(const u16* src, u16* dst, int rows, int c, int cp) matches the
     // arguments; src holds rows × c and dst rows × cp 16-bit elements (checked above, and below
     // 2^31 so the kernel's 32-bit indices hold); the kernel touches nothing past those counts.
-    unsafe { launch(args, cfg) }
+    unsafe { launch(args, cfg) }?;
+    acc.finish()
 }
 
 /// Copies `rows` rows of `taps` × `c` elements from `src` into rows of `ld` elements of `dst`:
@@ -223,8 +228,9 @@ pub(crate) fn pad_rows<T: Float>(
             });
         }
     }
-    let (src_ptr, _src_sync) = src.view.device_ptr(raw);
-    let (dst_ptr, _dst_sync) = dst.view.device_ptr_mut(raw);
+    let mut acc = Access::new(stream)?;
+    let src_ptr = acc.read(src)?;
+    let dst_ptr = acc.write(dst)?;
     let rows64 = rows as i64;
     let [taps, c, cp, ld] = [taps, c, cp, ld].map(|v| v as i32);
     let cfg = grid_stride_config(rows * ld as usize, stream.device().properties().sm_count);
@@ -239,5 +245,6 @@ pub(crate) fn pad_rows<T: Float>(
     // SAFETY: pad_rows_b16(const u16* src, u16* dst, long long rows, int taps, int c, int cp,
     // int ld) matches the arguments; src holds rows × taps × c and dst rows × ld 16-bit
     // elements (checked above); the kernel reads and writes below those counts only.
-    unsafe { launch(args, cfg) }
+    unsafe { launch(args, cfg) }?;
+    acc.finish()
 }

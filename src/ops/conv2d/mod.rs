@@ -36,6 +36,7 @@ pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::modules;
 use crate::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
@@ -46,8 +47,7 @@ use crate::ops::Float;
 use crate::stream::Stream;
 use crate::PtxArch;
 use cudarc::driver::{
-    sys::CUfunction_attribute as Attr, CudaFunction, DevicePtr, DevicePtrMut, LaunchConfig,
-    PushKernelArg,
+    sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig, PushKernelArg,
 };
 use params::ConvShape;
 use std::marker::PhantomData;
@@ -491,18 +491,24 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 )
             }
         };
-        let (x_ptr, _x_sync) = match gather.and_then(|g| g.x.as_ref()) {
-            Some((_, px)) => px.cuda_slice().device_ptr(raw),
-            None => x.view.device_ptr(raw),
+        let mut acc = Access::new(stream)?;
+        let x_ptr = match gather.and_then(|g| g.x.as_ref()) {
+            Some((_, px)) => acc.read(&px.as_device_slice())?,
+            None => acc.read(&x)?,
         };
-        let (w_ptr, _w_sync) = match gather.and_then(|g| g.w.as_ref()) {
-            Some((_, pw)) => pw.cuda_slice().device_ptr(raw),
-            None => w.view.device_ptr(raw),
+        let w_ptr = match gather.and_then(|g| g.w.as_ref()) {
+            Some((_, pw)) => acc.read(&pw.as_device_slice())?,
+            None => acc.read(&w)?,
         };
-        let bias_guard = bias.as_ref().map(|b| b.view.device_ptr(raw));
-        let bias_ptr = bias_guard.as_ref().map_or(0, |(p, _)| *p);
-        let (y_ptr, _y_sync) = y.view.device_ptr_mut(raw);
-        let ws_guard = workspace.map(|ws| ws.cuda_slice_mut().device_ptr_mut(raw));
+        let bias_ptr = match &bias {
+            Some(b) => acc.read(b)?,
+            None => 0,
+        };
+        let y_ptr = acc.write(&mut y)?;
+        let ws_ptr = match workspace {
+            Some(ws) => acc.write(&mut ws.as_slice_mut())?,
+            None => 0,
+        };
         if let Some(g) = gather {
             let x_align = 2 * g.vec as u64;
             if x_ptr % x_align != 0 || w_ptr % 16 != 0 {
@@ -530,7 +536,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             c: 0,
             bias: bias_ptr,
             d: y_ptr,
-            workspace: ws_guard.as_ref().map_or(0, |(p, _)| *p),
+            workspace: ws_ptr,
             lda: c_stored as i64,
             ldb: ldb as i64,
             ldc: n as i64,
@@ -606,6 +612,6 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 unsafe { launch(args, grid_stride_config(m * n, sms)) }?;
             }
         }
-        Ok(())
+        acc.finish()
     }
 }

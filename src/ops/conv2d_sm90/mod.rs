@@ -44,6 +44,7 @@ use crate::arch::PtxArch;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::modules;
 use crate::ops::matmul::params::GemmParams;
@@ -51,8 +52,7 @@ use crate::ops::matmul::tma::TmaDesc;
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::{
-    sys::CUfunction_attribute as Attr, CudaFunction, DevicePtr, DevicePtrMut, DeviceRepr,
-    LaunchConfig, PushKernelArg,
+    sys::CUfunction_attribute as Attr, CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use std::marker::PhantomData;
 
@@ -663,15 +663,18 @@ impl<T: Float> Conv2dSm90<T> {
             self.device.check_same(b.device())?;
             need("bias", s.k, b.len())?;
         }
-        let raw = &stream.raw;
-        let (x_ptr, _x_sync) = x.view.device_ptr(raw);
-        let (w_ptr, _w_sync) = w.view.device_ptr(raw);
-        let bias_guard = bias.as_ref().map(|b| b.view.device_ptr(raw));
-        let (y_ptr, _y_sync) = y.view.device_ptr_mut(raw);
-        let ws_guard = self
-            .workspace
-            .as_mut()
-            .map(|ws| ws.cuda_slice_mut().device_ptr_mut(raw));
+        let mut acc = Access::new(stream)?;
+        let x_ptr = acc.read(&x)?;
+        let w_ptr = acc.read(&w)?;
+        let bias_ptr = match &bias {
+            Some(b) => acc.read(b)?,
+            None => 0,
+        };
+        let y_ptr = acc.write(&mut y)?;
+        let ws_ptr = match self.workspace.as_mut() {
+            Some(ws) => acc.write(&mut ws.as_slice_mut())?,
+            None => 0,
+        };
         for (what, ptr) in [("x", x_ptr), ("w", w_ptr)] {
             if ptr % 16 != 0 {
                 return Err(Error::InvalidArgument {
@@ -679,7 +682,6 @@ impl<T: Float> Conv2dSm90<T> {
                 });
             }
         }
-        let bias_ptr = bias_guard.as_ref().map_or(0, |(p, _)| *p);
         let pair_ok = y_ptr % 4 == 0 && s.k % 2 == 0 && bias_ptr % 4 == 0;
         let bf16 = T::SUFFIX == "bf16";
         let descs = match self.tma_cache {
@@ -721,7 +723,7 @@ impl<T: Float> Conv2dSm90<T> {
             c: 0,
             bias: bias_ptr,
             d: y_ptr,
-            workspace: ws_guard.as_ref().map_or(0, |(p, _)| *p),
+            workspace: ws_ptr,
             lda: 0,
             ldb: 0,
             ldc: s.k as i64,
@@ -756,7 +758,7 @@ impl<T: Float> Conv2dSm90<T> {
         // above; TMA reads only inside them, zero-filling past the edges); the gather variant
         // reads x only at in-bounds pixels and channels (zero-fill otherwise). The epilogue
         // writes y (N·P·Q × K, checked) and reads bias (K, checked), or with split-K writes the
-        // workspace of splits × M × K floats allocated in `new`. The guards order the launch
+        // workspace of splits × M × K floats allocated in `new`. The access orders the launch
         // after earlier work on these buffers.
         unsafe { launch(args, cfg) }?;
         if self.splits > 1 {
@@ -767,7 +769,7 @@ impl<T: Float> Conv2dSm90<T> {
             // and writes y (and reads bias) within the checked extents.
             unsafe { launch(args, cfg) }?;
         }
-        Ok(())
+        acc.finish()
     }
 }
 

@@ -24,6 +24,7 @@ pub use config::{GemmPath, Tiling};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::modules;
 use crate::ops::{Float, KernelOptions};
@@ -31,8 +32,7 @@ use crate::stream::Stream;
 use config::Choice;
 
 use cudarc::driver::{
-    sys::CUfunction_attribute as Attr, CudaFunction, DevicePtr, DevicePtrMut, LaunchConfig,
-    PushKernelArg,
+    sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig, PushKernelArg,
 };
 use params::GemmParams;
 use std::marker::PhantomData;
@@ -721,23 +721,28 @@ impl<I: Float, O: Float> Matmul<I, O> {
             need("bias", desc.n, bias.len())?;
         }
 
-        let raw = &stream.raw;
-        let (a_ptr, _a_sync) = a.view.device_ptr(raw);
-        let (b_ptr, _b_sync) = b.view.device_ptr(raw);
-        let c_guard = c.map(|c| c.view.device_ptr(raw));
-        let bias_guard = epilogue.bias.as_ref().map(|x| x.view.device_ptr(raw));
-        let (d_ptr, _d_sync) = d.view.device_ptr_mut(raw);
-        let ws_guard = self
-            .workspace
-            .as_mut()
-            .map(|w| w.cuda_slice_mut().device_ptr_mut(raw));
+        let mut acc = Access::new(stream)?;
+        let a_ptr = acc.read(&a)?;
+        let b_ptr = acc.read(&b)?;
+        let c_given = match c {
+            Some(c) => Some(acc.read(c)?),
+            None => None,
+        };
+        let bias_ptr = match &epilogue.bias {
+            Some(x) => acc.read(x)?,
+            None => 0,
+        };
+        let d_ptr = acc.write(&mut d)?;
+        let ws_ptr = match self.workspace.as_mut() {
+            Some(w) => acc.write(&mut w.as_slice_mut())?,
+            None => 0,
+        };
 
         let osize = std::mem::size_of::<O>() as u64;
-        let (c_ptr, ldc, stride_c) = match &c_guard {
-            Some((p, _)) => (*p, s.ldc, s.stride_c),
+        let (c_ptr, ldc, stride_c) = match c_given {
+            Some(p) => (p, s.ldc, s.stride_c),
             None => (d_ptr, s.ldd, s.stride_d), // β ≠ 0 without C: in place
         };
-        let bias_ptr = bias_guard.as_ref().map_or(0, |(p, _)| *p);
         let aligned = a_ptr % 16 == 0
             && b_ptr % 16 == 0
             && s.lda % 8 == 0
@@ -772,7 +777,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             c: if use_c { c_ptr } else { 0 },
             bias: bias_ptr,
             d: d_ptr,
-            workspace: ws_guard.as_ref().map_or(0, |(p, _)| *p),
+            workspace: ws_ptr,
             lda: s.lda as i64,
             ldb: s.ldb as i64,
             ldc: ldc as i64,
@@ -863,7 +868,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // checked above against the furthest element the shape, leading dimensions and batch
             // strides reach (the kernels bound every access by M, N, K); the split-K workspace
             // holds splits × batch × M × N floats (allocated in `new` for the larger split
-            // factor). The guards above order the launch after earlier writes and record it.
+            // factor). The access above orders the launch after earlier uses and notes it.
             unsafe { launch(args, cfg) }?;
         }
         if choice.splits > 1 {
@@ -875,6 +880,6 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // stream and writes D (and reads C and bias) within the checked extents.
             unsafe { launch(args, cfg) }?;
         }
-        Ok(())
+        acc.finish()
     }
 }
