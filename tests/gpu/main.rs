@@ -14,6 +14,7 @@ mod multi;
 mod pool;
 mod pooling;
 mod runtime;
+mod soundness;
 mod train;
 
 use hikube_gpu::Device;
@@ -72,6 +73,7 @@ fn main() {
     trials.extend(conv_sm90::trials());
     trials.extend(runtime::trials());
     trials.extend(pool::trials());
+    trials.extend(soundness::trials());
     trials.extend(multi::trials());
     trials.extend(train::trials());
     trials.extend(pooling::trials());
