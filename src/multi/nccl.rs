@@ -183,6 +183,9 @@ fn pointers_in_place<'a, T: bytemuck::Pod>(
     (ptrs, records)
 }
 
+// Every `r` indexed below is a rank, below the world size: `comms`, `streams` and the pointers
+// hold one entry per rank (`check_ranks`, `check_rank_buffers`).
+#[allow(clippy::indexing_slicing)] // reason: ranks index per-rank vectors of world-size length
 impl Communicator {
     /// Creates the communicators (one per rank, `ncclCommInitAll`) and a stream per rank.
     /// Every rank must own its GPU ([`Error::DuplicateDevice`]); [`Error::NoNccl`] without the
@@ -296,9 +299,9 @@ impl Communicator {
 
     fn check_sends<T: Float>(&self, send: &[DeviceSlice<'_, T>]) -> Result<usize> {
         self.set.check_ranks(send.len())?;
-        let len = send[0].len();
-        for (rank, s) in send.iter().enumerate() {
-            self.set.devices()[rank].check_same(s.device())?;
+        let len = send.first().map_or(0, |s| s.len());
+        for (rank, (device, s)) in self.set.devices().iter().zip(send).enumerate() {
+            device.check_same(s.device())?;
             if s.len() != len {
                 return Err(Error::RankLengthMismatch {
                     rank,
