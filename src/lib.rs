@@ -29,6 +29,18 @@
 //! [`Error::is_no_gpu`] is true; nothing panics.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+// No panic from a public function on any argument (issue 16): library code returns `Error`.
+// Tests may unwrap. Modules that compute sizes from user input also warn on unchecked
+// arithmetic (`clippy::arithmetic_side_effects`, set in each of them).
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod arch;
 pub mod catalog;
@@ -44,6 +56,7 @@ pub mod multi;
 pub mod ops;
 #[cfg(any(feature = "cublas", feature = "cudnn"))]
 pub mod reference;
+mod size;
 mod stream;
 mod timing;
 

@@ -26,10 +26,11 @@ impl Timings {
     /// ```
     pub fn median_ms(&self) -> f64 {
         let s = self.sorted();
-        match s.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => s[n / 2],
-            n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+        let mid = s.len() / 2;
+        match (mid.checked_sub(1).and_then(|i| s.get(i)), s.get(mid)) {
+            (_, None) => f64::NAN,
+            (Some(lo), Some(hi)) if s.len() % 2 == 0 => (lo + hi) / 2.0,
+            (_, Some(m)) => *m,
         }
     }
 

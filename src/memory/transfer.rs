@@ -55,8 +55,9 @@ impl PinnedPool {
     }
 
     /// A buffer of at least `bytes` bytes: from the cache when one of its size class is there.
+    /// A size whose class (rounded up to 1 MiB) overflows is [`Error::InvalidArgument`].
     pub fn take(&self, bytes: usize) -> Result<PinnedBlock> {
-        let class = bytes.max(1).div_ceil(PINNED_CLASS) * PINNED_CLASS;
+        let class = crate::size::round_up("pinned block bytes", bytes.max(1), PINNED_CLASS)?;
         let cached = self
             .free
             .lock()
@@ -76,7 +77,10 @@ impl PinnedPool {
     /// Bytes held in the cache (not on loan).
     pub fn cached_bytes(&self) -> usize {
         let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        free.iter().map(|(class, v)| class * v.len()).sum()
+        // Every cached block is allocated memory: the sum cannot overflow.
+        free.iter()
+            .map(|(class, v)| class.saturating_mul(v.len()))
+            .fold(0, usize::saturating_add)
     }
 
     /// Frees every cached buffer.
@@ -87,12 +91,14 @@ impl PinnedPool {
 
 impl Deref for PinnedBlock {
     type Target = PinnedBuffer<u8>;
+    #[allow(clippy::expect_used)] // reason: `buf` is Some from `take` until `drop` takes it
     fn deref(&self) -> &PinnedBuffer<u8> {
         self.buf.as_ref().expect("present until drop")
     }
 }
 
 impl DerefMut for PinnedBlock {
+    #[allow(clippy::expect_used)] // reason: `buf` is Some from `take` until `drop` takes it
     fn deref_mut(&mut self) -> &mut PinnedBuffer<u8> {
         self.buf.as_mut().expect("present until drop")
     }
@@ -166,6 +172,7 @@ impl TransferPipeline {
     }
 
     /// Waits until staging buffer `b` is no longer read or written by a copy.
+    #[allow(clippy::indexing_slicing)] // reason: `b < RING`: every caller passes an index modulo RING into vectors of RING entries
     fn settle(&mut self, b: usize) -> Result<()> {
         if self.pending[b] {
             self.done[b].synchronize()?;
@@ -176,6 +183,7 @@ impl TransferPipeline {
 
     /// Copies `src` into `dst` (same length). Returns once every chunk has been staged, so
     /// `src` may then be reused; the last copies may still be running on `stream`.
+    #[allow(clippy::indexing_slicing)] // reason: `i % RING` indexes the RING staging blocks; a piece is at most `chunk` bytes, and every block holds at least `chunk`
     pub fn upload<T: Pod>(
         &mut self,
         stream: &Stream,
@@ -217,6 +225,7 @@ impl TransferPipeline {
     }
 
     /// Copies `src` (same length) into `dst`, and returns once `dst` holds it.
+    #[allow(clippy::indexing_slicing)] // reason: `i % RING` indexes the RING staging blocks; `off + len <= total` and `len <= chunk`, the least a block holds
     pub fn download<T: Pod>(
         &mut self,
         stream: &Stream,
@@ -274,6 +283,7 @@ impl TransferPipeline {
 }
 
 impl Drop for TransferPipeline {
+    #[allow(clippy::indexing_slicing)] // reason: `b < RING`, the length of `pending` and `done`
     fn drop(&mut self) {
         // The staging buffers go back to the pool: the DMA engine must be done with them.
         for b in 0..RING {
@@ -347,6 +357,7 @@ impl<T: Pod + Send> Prefetcher<T> {
     }
 
     /// Stages one host batch and queues its copy; false when the producer is done.
+    #[allow(clippy::indexing_slicing)] // reason: the staging block was taken for `bytes.len()` bytes, so it holds at least that many
     fn stage_one(&mut self, block: bool) -> Result<bool> {
         let Some(rx) = &self.rx else { return Ok(false) };
         let batch = if block {

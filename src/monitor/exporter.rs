@@ -256,7 +256,7 @@ pub fn render(readings: &[DeviceReading]) -> String {
         }
     }
     let mut out = String::new();
-    // Writing to a String cannot fail.
+    #[allow(clippy::expect_used)] // reason: writing into a String cannot fail
     text::encode(&mut out, &registry).expect("formatting into a String");
     out
 }
@@ -278,6 +278,7 @@ impl std::fmt::Debug for Exporter {
     }
 }
 
+#[allow(clippy::expect_used)] // reason: the Content-Type header values are constant ASCII strings
 fn respond(request: tiny_http::Request, source: &dyn MetricsSource) {
     let path = request.url().split('?').next().unwrap_or("");
     let header = |value: &str| {

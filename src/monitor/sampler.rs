@@ -207,9 +207,14 @@ impl Sampler {
                 what: "the sampling period must be longer than zero".into(),
             });
         }
+        let start = Instant::now();
+        if start.checked_add(period).is_none() {
+            return Err(Error::InvalidArgument {
+                what: format!("the sampling period = {period:?} overflows the clock"),
+            });
+        }
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = mpsc::channel::<()>();
-        let start = Instant::now();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("hikube-gpu-sampler".into())
@@ -220,13 +225,15 @@ impl Sampler {
                         let at = start.elapsed();
                         let metrics = read()?;
                         lock(&thread_shared.samples).push(Sample { at, metrics });
-                        next += period;
+                        let Some(due) = next.checked_add(period) else {
+                            // No later reading the clock can express: wait for the stop.
+                            let _ = stopped.recv();
+                            return Ok(());
+                        };
+                        // Fell behind (a slow reading): skip the missed slots.
                         let now = Instant::now();
-                        if next < now {
-                            // Fell behind (a slow reading): skip the missed slots.
-                            next = now;
-                        }
-                        match stopped.recv_timeout(next - now) {
+                        next = due.max(now);
+                        match stopped.recv_timeout(next.saturating_duration_since(now)) {
                             Err(RecvTimeoutError::Timeout) => continue,
                             // A stop message, or the sampler is gone.
                             _ => return Ok(()),
@@ -336,6 +343,22 @@ mod tests {
         assert!(series.samples.windows(2).all(|w| w[0].at < w[1].at));
         assert!(series.samples.iter().all(|s| s.at <= mark));
         assert_eq!(series.summary().mean_power_w, Some(100.0));
+    }
+
+    #[test]
+    fn a_period_past_the_clock_is_invalid_not_a_panic() {
+        let e = Sampler::spawn(Duration::MAX, || Ok(reading(None, 0, 0, 0))).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { what } if what.contains("period")),
+            "{e:?}"
+        );
+        // A period the clock takes once but not twice: the thread waits for the stop.
+        let sampler = Sampler::spawn(Duration::from_secs(u64::MAX / 4), || {
+            Ok(reading(None, 0, 0, 0))
+        });
+        if let Ok(sampler) = sampler {
+            assert_eq!(sampler.stop().unwrap().samples.len(), 1);
+        }
     }
 
     #[test]

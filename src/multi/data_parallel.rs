@@ -132,6 +132,7 @@ fn pseudo_random(seed: u64, n: usize, scale: f32) -> Vec<f16> {
 
 /// [`Error::InvalidArgument`] for a gradient sync the set cannot run: copies along
 /// [`CopyPath::Device`] between ranks on different GPUs (found here, not at the first step).
+#[allow(clippy::indexing_slicing)] // reason: a set has at least one device (DeviceSet refuses an empty one)
 fn check_sync(set: &DeviceSet, sync: GradientSync) -> Result<()> {
     if sync == GradientSync::Copy(CopyPath::Device) {
         if let Some(r) = set.devices().iter().position(|d| *d != set.devices()[0]) {
@@ -197,6 +198,7 @@ impl DataParallel {
     /// back), inputs and targets (the global batch, `ranks * batch_per_rank` rows of `hidden`):
     /// rank `r` takes rows `r * batch_per_rank ..`. [`GradientSync::Copy`] with
     /// [`CopyPath::Device`] needs every rank on one GPU ([`Error::InvalidArgument`] otherwise).
+    #[allow(clippy::indexing_slicing)] // reason: row ranges are cut from the lengths checked against the config above; layers index the layer vectors built from the same config
     pub fn with_data(
         set: &DeviceSet,
         config: DataParallelConfig,
@@ -289,6 +291,7 @@ impl DataParallel {
 
     /// Queues one training step on every rank (forward, backward with the per-layer gradient
     /// all-reduce overlapped, SGD update) and returns without waiting.
+    #[allow(clippy::indexing_slicing)] // reason: `l` ranges over the layers, and every per-layer vector holds one entry per layer
     pub fn step(&mut self) -> Result<()> {
         let layers = self.config.layers;
         // Forward.
@@ -365,6 +368,7 @@ impl DataParallel {
     }
 
     /// Sums layer `l`'s gradient across the ranks, after each rank's `ready` event.
+    #[allow(clippy::indexing_slicing)] // reason: `l` is a layer index from `step`, below the layer count
     fn reduce_layer(&mut self, l: usize, ready: &[Event]) -> Result<()> {
         for (stream, ev) in self.reducer.streams().iter().zip(ready) {
             stream.wait(ev)?;

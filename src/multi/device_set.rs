@@ -119,17 +119,23 @@ impl DeviceSet {
             });
         }
         let n = devices.len();
-        let mut can = vec![vec![false; n]; n];
-        let mut peer = vec![vec![false; n]; n];
-        for i in 0..n {
-            for j in 0..n {
-                can[i][j] = can_access_peer(&devices[i], &devices[j])?;
-                if devices[i] == devices[j] {
-                    peer[i][j] = true;
-                } else if can[i][j] {
-                    peer[i][j] = enable_peer_access(&devices[i], &devices[j])?;
-                }
+        let mut can = Vec::with_capacity(n);
+        let mut peer = Vec::with_capacity(n);
+        for a in &devices {
+            let (mut can_row, mut peer_row) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for b in &devices {
+                let c = can_access_peer(a, b)?;
+                can_row.push(c);
+                peer_row.push(if a == b {
+                    true
+                } else if c {
+                    enable_peer_access(a, b)?
+                } else {
+                    false
+                });
             }
+            can.push(can_row);
+            peer.push(peer_row);
         }
         Ok(DeviceSet { devices, peer, can })
     }
@@ -211,13 +217,10 @@ impl DeviceSet {
 
     /// [`Error::DuplicateDevice`] if two ranks share a GPU.
     pub fn check_distinct(&self) -> Result<()> {
-        for second in 0..self.devices.len() {
-            if let Some(first) = self.devices[..second]
-                .iter()
-                .position(|d| *d == self.devices[second])
-            {
+        for (second, device) in self.devices.iter().enumerate() {
+            if let Some(first) = self.devices.iter().take(second).position(|d| d == device) {
                 return Err(Error::DuplicateDevice {
-                    ordinal: self.devices[second].ordinal(),
+                    ordinal: device.ordinal(),
                     first,
                     second,
                 });
@@ -239,7 +242,11 @@ impl DeviceSet {
     }
 
     pub(crate) fn can_access(&self, from: usize, to: usize) -> bool {
-        self.can[from][to]
+        self.can
+            .get(from)
+            .and_then(|row| row.get(to))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The links between the ranks: peer access from the driver, NVLink and PCIe paths from

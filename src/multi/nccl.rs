@@ -187,6 +187,9 @@ fn finish_all(accesses: Vec<Access<'_>>) -> Result<()> {
     accesses.into_iter().try_for_each(Access::finish)
 }
 
+// Every `r` indexed below is a rank, below the world size: `comms`, `streams` and the pointers
+// hold one entry per rank (`check_ranks`, `check_rank_buffers`).
+#[allow(clippy::indexing_slicing)] // reason: ranks index per-rank vectors of world-size length
 impl Communicator {
     /// Creates the communicators (one per rank, `ncclCommInitAll`) and a stream per rank.
     /// Every rank must own its GPU ([`Error::DuplicateDevice`]); [`Error::NoNccl`] without the
@@ -300,9 +303,9 @@ impl Communicator {
 
     fn check_sends<T: Float>(&self, send: &[DeviceSlice<'_, T>]) -> Result<usize> {
         self.set.check_ranks(send.len())?;
-        let len = send[0].len();
-        for (rank, s) in send.iter().enumerate() {
-            self.set.devices()[rank].check_same(s.device())?;
+        let len = send.first().map_or(0, |s| s.len());
+        for (rank, (device, s)) in self.set.devices().iter().zip(send).enumerate() {
+            device.check_same(s.device())?;
             if s.len() != len {
                 return Err(Error::RankLengthMismatch {
                     rank,

@@ -17,10 +17,10 @@ pub(crate) fn check_rank_buffers<T: bytemuck::Pod>(
 ) -> Result<usize> {
     set.check_ranks(streams.len())?;
     set.check_ranks(bufs.len())?;
-    let len = bufs[0].len();
-    for (rank, (stream, buf)) in streams.iter().zip(bufs).enumerate() {
-        set.devices()[rank].check_same(stream.device())?;
-        set.devices()[rank].check_same(buf.device())?;
+    let len = bufs.first().map_or(0, |b| b.len());
+    for (rank, ((device, stream), buf)) in set.devices().iter().zip(streams).zip(bufs).enumerate() {
+        device.check_same(stream.device())?;
+        device.check_same(buf.device())?;
         if buf.len() != len {
             return Err(Error::RankLengthMismatch {
                 rank,
@@ -83,6 +83,7 @@ impl<T: Float> CopyAllReduce<T> {
     }
 
     /// Sums `bufs` (one per rank, equal lengths) element-wise, in f32, into every one of them.
+    #[allow(clippy::indexing_slicing)] // reason: `streams` and `views` hold one entry per rank (checked by check_rank_buffers), and a set has at least one rank
     pub fn all_reduce_sum(
         &mut self,
         streams: &[Stream],
@@ -94,10 +95,11 @@ impl<T: Float> CopyAllReduce<T> {
         if views.len() == 1 || len == 0 {
             return Ok(());
         }
-        if self.tmp.as_ref().is_none_or(|t| t.len() < len) {
-            self.tmp = Some(DeviceBuffer::alloc(&streams[0], len)?);
-        }
-        let tmp = self.tmp.as_mut().expect("allocated above");
+        let tmp = match self.tmp.take() {
+            Some(t) if t.len() >= len => t,
+            _ => DeviceBuffer::alloc(&streams[0], len)?,
+        };
+        let tmp = self.tmp.insert(tmp);
         let mut tmp = tmp.slice_mut(..len)?;
         let path = self.path;
         let (root, others) = views.split_at_mut(1);

@@ -115,6 +115,7 @@ pub struct Topology {
 }
 
 impl Topology {
+    #[allow(clippy::indexing_slicing)] // reason: `i` and `j` range over 0..n, the length of `devices` and `handles`
     pub(crate) fn of(set: &DeviceSet) -> Topology {
         let monitor = Monitor::new();
         let mut note = monitor.as_ref().err().map(|e| e.to_string());
@@ -204,6 +205,7 @@ fn nvml_link(a: &nvml_wrapper::Device<'_>, b: &nvml_wrapper::Device<'_>) -> Link
 }
 
 impl fmt::Display for Topology {
+    #[allow(clippy::indexing_slicing)] // reason: `i` ranges over the links matrix, one row per device
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:>6}", "")?;
         for j in 0..self.devices.len() {

@@ -391,11 +391,17 @@ impl LossScaler {
     /// Reads the state back (waits for `stream`'s work so far).
     pub fn state(&self, stream: &Stream) -> Result<LossScaleState> {
         let s = self.state.to_vec(stream)?;
+        let &[scale, good_steps, found_nonfinite, skipped_steps] = s.as_slice() else {
+            return Err(Error::LengthMismatch {
+                expected: 4,
+                actual: s.len(),
+            });
+        };
         Ok(LossScaleState {
-            scale: s[0],
-            good_steps: s[1] as u32,
-            found_nonfinite: s[2] != 0.0,
-            skipped_steps: s[3] as u32,
+            scale,
+            good_steps: good_steps as u32,
+            found_nonfinite: found_nonfinite != 0.0,
+            skipped_steps: skipped_steps as u32,
         })
     }
 

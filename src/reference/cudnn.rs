@@ -202,8 +202,9 @@ impl CudnnConv {
                 )
                 .result(),
             )?;
-            let best = perf[..count.max(0) as usize]
+            let best = perf
                 .iter()
+                .take(count.max(0) as usize)
                 .find(|r| r.status == dnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
                 .ok_or("cuDNN found no algorithm for this convolution")?;
             me.algo = best.algo;

@@ -1,8 +1,12 @@
-//! The description of a convolution, and its validation.
+//! The description of a convolution, and its validation: the sizes computed from it are
+//! checked here, once (issue 16), so that the plan only uses values that fit.
+
+#![warn(clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
 use crate::ops::matmul::Tiling;
 use crate::ops::KernelOptions;
+use crate::size;
 
 /// The shape and options of a 2-D convolution: input NHWC (N×H×W×C), filter KRSC
 /// (K×R×S×(C/groups)), output NHWC (N×P×Q×K), cross-correlation as in PyTorch's `nn.Conv2d`.
@@ -116,16 +120,17 @@ impl Conv2dDesc {
         self
     }
 
-    /// The output height and width (P, Q); 0 where the filter does not fit the padded input.
+    /// The output height and width (P, Q); 0 where the filter does not fit the padded input
+    /// (or a stride is 0). Like the other sizes below, saturates for descriptions that
+    /// [`validate`](Self::validate) refuses as too large.
     pub fn output_hw(&self) -> (usize, usize) {
         let out = |size: usize, pad: usize, f: usize, dil: usize, stride: usize| {
             let extent = dil.saturating_mul(f.saturating_sub(1)).saturating_add(1);
             let padded = size.saturating_add(pad.saturating_mul(2));
-            if padded < extent || stride == 0 {
-                0
-            } else {
-                (padded - extent) / stride + 1
-            }
+            padded
+                .checked_sub(extent)
+                .and_then(|room| room.checked_div(stride))
+                .map_or(0, |steps| steps.saturating_add(1))
         };
         (
             out(
@@ -150,10 +155,16 @@ impl Conv2dDesc {
     pub fn gemm_mnk(&self) -> (usize, usize, usize) {
         let (p, q) = self.output_hw();
         (
-            self.n * p * q,
+            saturating_product(&[self.n, p, q]),
             self.k,
-            self.r * self.s * (self.c / self.groups.max(1)),
+            saturating_product(&[self.r, self.s, self.channels_per_group()]),
         )
+    }
+
+    /// Input channels each filter sees: C / groups (C for groups = 0, which validation
+    /// refuses).
+    fn channels_per_group(&self) -> usize {
+        self.c.checked_div(self.groups).unwrap_or(self.c)
     }
 
     /// Floating-point operations of one forward pass (2 per multiply-add).
@@ -179,23 +190,32 @@ impl Conv2dDesc {
 
     /// Elements of the NHWC input.
     pub fn input_len(&self) -> usize {
-        self.n * self.h * self.w * self.c
+        saturating_product(&[self.n, self.h, self.w, self.c])
     }
 
     /// Elements of the KRSC filter.
     pub fn filter_len(&self) -> usize {
-        self.k * self.r * self.s * (self.c / self.groups.max(1))
+        saturating_product(&[self.k, self.r, self.s, self.channels_per_group()])
     }
 
     /// Elements of the NHWC output.
     pub fn output_len(&self) -> usize {
         let (p, q) = self.output_hw();
-        self.n * p * q * self.k
+        saturating_product(&[self.n, p, q, self.k])
     }
 
-    /// Checks the description: every dimension at least 1, groups 1 or C, a filter that fits
-    /// the padded input, and sizes the kernels' 32-bit offsets reach.
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the description without a device — what [`Conv2d::new`](super::Conv2d::new)
+    /// checks first: every dimension at least 1, groups 1 or C, a filter that fits the padded
+    /// input, and sizes the kernels' 32-bit offsets reach. A size that overflows is
+    /// [`Error::InvalidArgument`] naming it and its value; one past the kernels' range is
+    /// [`Error::TooLarge`].
+    ///
+    /// ```
+    /// use hikube_gpu::ops::conv2d::Conv2dDesc;
+    /// assert!(Conv2dDesc::new(8, 56, 56, 64, 64, 3, 3).padding(1, 1).validate().is_ok());
+    /// assert!(Conv2dDesc::new(usize::MAX, 56, 56, 64, 64, 3, 3).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
         let dims = [
             ("N", self.n),
             ("H", self.h),
@@ -220,15 +240,16 @@ impl Conv2dDesc {
             }
         }
         let i32max = i32::MAX as usize;
+        let dim_max = i32max / 4;
         for (what, v) in dims.iter().copied().chain([
             ("padding (height)", self.padding.0),
             ("padding (width)", self.padding.1),
         ]) {
-            if v > i32max / 4 {
+            if v > dim_max {
                 return Err(Error::TooLarge {
                     what: what.to_string(),
                     value: v,
-                    max: i32max / 4,
+                    max: dim_max,
                 });
             }
         }
@@ -240,7 +261,7 @@ impl Conv2dDesc {
                 ),
             });
         }
-        if self.groups > 1 && self.k % self.groups != 0 {
+        if self.groups > 1 && self.k.checked_rem(self.groups) != Some(0) {
             return Err(Error::InvalidArgument {
                 what: format!(
                     "a depthwise convolution needs K ({}) a multiple of C ({})",
@@ -264,22 +285,22 @@ impl Conv2dDesc {
                 self.dilation.1,
             ),
         ] {
-            let extent = dil * (f - 1) + 1;
-            if size + 2 * pad < extent {
+            // Each term is at most 2^29 (checked above): these cannot overflow, but stay checked
+            // so that the fact does not rest on the order of the checks.
+            let extent = size::add(what, size::mul(what, dil, f.saturating_sub(1))?, 1)?;
+            let padded = size::add(what, size, size::mul(what, pad, 2)?)?;
+            if padded < extent {
                 return Err(Error::InvalidDimension {
                     what: what.to_string(),
-                    value: size + 2 * pad,
+                    value: padded,
                     min: extent,
                 });
             }
         }
         // The implicit-GEMM kernels index the (channel-padded) input and filter with 32 bits.
-        let c8 = self.c.div_ceil(8) * 8;
+        let c8 = size::round_up("C rounded up to 8", self.c, 8)?;
         let checked = |what: &str, factors: &[usize], max: usize| -> Result<()> {
-            let total = factors
-                .iter()
-                .try_fold(1usize, |acc, &f| acc.checked_mul(f))
-                .unwrap_or(usize::MAX);
+            let total = size::product(what, factors)?;
             if total > max {
                 return Err(Error::TooLarge {
                     what: what.to_string(),
@@ -308,4 +329,9 @@ impl Conv2dDesc {
         )?;
         Ok(())
     }
+}
+
+/// The product of `factors`, or `usize::MAX` when it overflows.
+fn saturating_product(factors: &[usize]) -> usize {
+    factors.iter().fold(1usize, |acc, &f| acc.saturating_mul(f))
 }

@@ -278,8 +278,13 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 let max_smem = device.properties().max_shared_memory_per_block as usize;
                 let arch = path.arch().unwrap_or(family);
                 let configs = path.configs_for(gather.vec);
+                let no_config = || Error::InvalidArgument {
+                    what: format!("the {path:?} path has no tile configuration"),
+                };
                 let choice = match desc.tiling {
-                    None => config::choose(configs, (m, n, k), sms, max_smem),
+                    None => {
+                        config::choose(configs, (m, n, k), sms, max_smem).ok_or_else(no_config)?
+                    }
                     Some(t) => match configs.iter().find(|c| c.tiling == t) {
                         Some(c) => crate::ops::matmul::config::choose(
                             std::slice::from_ref(c),
@@ -290,7 +295,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                             sms,
                             usize::MAX,
                             16,
-                        ),
+                        )
+                        .ok_or_else(no_config)?,
                         None => {
                             return Err(Error::InvalidArgument {
                                 what: format!(

@@ -38,7 +38,10 @@
 //! # Ok::<(), hikube_gpu::Error>(())
 //! ```
 
+mod shape;
 mod tma;
+
+pub use shape::Conv2dShape;
 
 use crate::arch::PtxArch;
 use crate::device::Device;
@@ -100,109 +103,6 @@ impl Variant {
     /// Dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
     fn smem_bytes(self) -> u32 {
         (self.stages * (BM * BK * 2 + self.block_n * BK * 2) + 1024) as u32
-    }
-}
-
-/// The shape of a 2-D convolution: input `n × h × w × c` (NHWC), filter `k × r × s × c` (KRSC),
-/// stride, zero padding and dilation as (height, width).
-///
-/// ```
-/// use hikube_gpu::ops::conv2d_sm90::Conv2dShape;
-/// let stem = Conv2dShape::new(1, 224, 224, 8, 64, 7, 7).stride(2, 2).pad(3, 3);
-/// assert_eq!(stem.output_size(), Some((112, 112)));
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Conv2dShape {
-    /// Batch.
-    pub n: usize,
-    /// Input height.
-    pub h: usize,
-    /// Input width.
-    pub w: usize,
-    /// Input channels.
-    pub c: usize,
-    /// Output channels.
-    pub k: usize,
-    /// Filter height.
-    pub r: usize,
-    /// Filter width.
-    pub s: usize,
-    /// Stride (height, width).
-    pub stride: (usize, usize),
-    /// Zero padding on each side (height, width).
-    pub pad: (usize, usize),
-    /// Dilation (height, width).
-    pub dilation: (usize, usize),
-}
-
-impl Conv2dShape {
-    /// Stride 1, no padding, no dilation.
-    pub fn new(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Self {
-        Conv2dShape {
-            n,
-            h,
-            w,
-            c,
-            k,
-            r,
-            s,
-            stride: (1, 1),
-            pad: (0, 0),
-            dilation: (1, 1),
-        }
-    }
-
-    /// Sets the stride (height, width).
-    pub fn stride(mut self, h: usize, w: usize) -> Self {
-        self.stride = (h, w);
-        self
-    }
-
-    /// Sets the zero padding (height, width).
-    pub fn pad(mut self, h: usize, w: usize) -> Self {
-        self.pad = (h, w);
-        self
-    }
-
-    /// Sets the dilation (height, width).
-    pub fn dilation(mut self, h: usize, w: usize) -> Self {
-        self.dilation = (h, w);
-        self
-    }
-
-    /// Output (height, width), or `None` when the dilated filter is larger than the padded
-    /// input (or a stride is 0).
-    pub fn output_size(&self) -> Option<(usize, usize)> {
-        let out = |x: usize, taps: usize, pad: usize, stride: usize, dil: usize| {
-            let span = taps.checked_sub(1)?.checked_mul(dil)? + 1;
-            let padded = x.checked_add(2 * pad)?;
-            (stride > 0 && padded >= span).then(|| (padded - span) / stride + 1)
-        };
-        Some((
-            out(self.h, self.r, self.pad.0, self.stride.0, self.dilation.0)?,
-            out(self.w, self.s, self.pad.1, self.stride.1, self.dilation.1)?,
-        ))
-    }
-
-    /// Elements of the input, `n·h·w·c`.
-    pub fn x_len(&self) -> usize {
-        self.n * self.h * self.w * self.c
-    }
-
-    /// Elements of the filter, `k·r·s·c`.
-    pub fn w_len(&self) -> usize {
-        self.k * self.r * self.s * self.c
-    }
-
-    /// Elements of the output, `n·p·q·k` (0 when there is no output).
-    pub fn y_len(&self) -> usize {
-        self.output_size()
-            .map_or(0, |(p, q)| self.n * p * q * self.k)
-    }
-
-    /// Floating-point operations of one convolution, `2·n·p·q·k·r·s·c`.
-    pub fn flops(&self) -> f64 {
-        2.0 * self.y_len() as f64 * (self.r * self.s * self.c) as f64
     }
 }
 
@@ -373,70 +273,7 @@ impl<T: Float> Conv2dSm90<T> {
                 minor: 0,
             });
         }
-        let s = shape;
-        for (what, value) in [
-            ("batch", s.n),
-            ("input height", s.h),
-            ("input width", s.w),
-            ("input channels", s.c),
-            ("output channels", s.k),
-            ("filter height", s.r),
-            ("filter width", s.s),
-            ("stride height", s.stride.0),
-            ("stride width", s.stride.1),
-            ("dilation height", s.dilation.0),
-            ("dilation width", s.dilation.1),
-        ] {
-            if value == 0 {
-                return Err(Error::InvalidDimension {
-                    what: format!("conv2d {what}"),
-                    value,
-                    min: 1,
-                });
-            }
-        }
-        if s.c % 8 != 0 {
-            return Err(unsupported(format!(
-                "C = {} is not a multiple of 8 (pixel rows must be 16-byte multiples)",
-                s.c
-            )));
-        }
-        let Some((p, q)) = s.output_size() else {
-            return Err(unsupported(format!(
-                "the dilated {}x{} filter does not fit the padded {}x{} input",
-                s.r, s.s, s.h, s.w
-            )));
-        };
-        let max = i32::MAX as usize;
-        let too_large = |what: &str, value: usize| -> Result<()> {
-            if value <= max {
-                Ok(())
-            } else {
-                Err(Error::TooLarge {
-                    what: format!("conv2d_sm90 {what}"),
-                    value,
-                    max,
-                })
-            }
-        };
-        too_large(
-            "output pixels N·P·Q",
-            s.n.saturating_mul(p).saturating_mul(q),
-        )?;
-        too_large("output elements", s.y_len())?;
-        too_large("input pixels per image H·W", s.h.saturating_mul(s.w))?;
-        too_large("filter row R·S·C", s.r * s.s * s.c)?;
-        for (what, v) in [
-            ("K", s.k),
-            ("padding", s.pad.0.max(s.pad.1)),
-            (
-                "dilated filter",
-                (s.r.max(s.s)).saturating_mul(s.dilation.0.max(s.dilation.1)),
-            ),
-            ("stride", s.stride.0.max(s.stride.1)),
-        ] {
-            too_large(what, v.saturating_mul(4))?;
-        }
+        shape.validate()?;
         Ok(())
     }
 
@@ -455,7 +292,8 @@ impl<T: Float> Conv2dSm90<T> {
         let device = stream.device().clone();
         Self::check(&device, &shape)?;
         let s = shape;
-        let (p, q) = s.output_size().expect("checked");
+        // Validated: the output exists, and N·P·Q, R·S·C and K fit in an i32.
+        let (p, q) = s.checked_output_size()?;
         let m = s.n * p * q;
         let c_tiles = s.c.div_ceil(BK);
         let tap_k_tiles = s.r * s.s * c_tiles;
@@ -562,7 +400,11 @@ impl<T: Float> Conv2dSm90<T> {
         let reduce =
             device.function(MODULE, "conv_sm90_splitk_reduce", Some(PtxArch::Compute90a))?;
         let workspace = if splits > 1 {
-            Some(DeviceBuffer::<f32>::alloc(stream, splits * m * s.k)?)
+            let len = crate::size::product(
+                "conv2d_sm90 split-K workspace (slices x N·P·Q x K)",
+                &[splits, m, s.k],
+            )?;
+            Some(DeviceBuffer::<f32>::alloc(stream, len)?)
         } else {
             None
         };

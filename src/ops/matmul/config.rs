@@ -218,7 +218,8 @@ pub(crate) struct Choice {
 /// Picks the tile configuration and split-K factor that minimize a simple time model: waves of
 /// blocks times each block's work (scaled by the tile's efficiency), plus the split-K partial
 /// sums' memory traffic (about 80 multiply-adds' time per byte on these GPUs). At most
-/// `max_splits` slices.
+/// `max_splits` slices. Counts saturate (a shape that large is refused by the plan's checks);
+/// `None` only for an empty `configs`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn choose(
     configs: &[TileConfig],
@@ -229,22 +230,28 @@ pub(crate) fn choose(
     sm_count: usize,
     max_smem: usize,
     max_splits: usize,
-) -> Choice {
+) -> Option<Choice> {
     let mut best: Option<(f64, Choice)> = None;
     for &c in configs.iter().filter(|c| c.smem_bytes as usize <= max_smem) {
-        let tiles = m.div_ceil(c.bm) * n.div_ceil(c.bn) * batch;
+        let tiles = m
+            .div_ceil(c.bm)
+            .saturating_mul(n.div_ceil(c.bn))
+            .saturating_mul(batch);
         for want in 1..=max_splits.max(1) {
-            let k_per_split = k.div_ceil(want).div_ceil(K_ALIGN) * K_ALIGN;
-            let splits = k.div_ceil(k_per_split);
-            if splits != want || (splits > 1 && k_per_split < 256) || tiles * splits > 65535 * 1024
+            let k_per_split = k.div_ceil(want).div_ceil(K_ALIGN).saturating_mul(K_ALIGN);
+            let splits = k.div_ceil(k_per_split.max(1));
+            if splits != want
+                || (splits > 1 && k_per_split < 256)
+                || tiles.saturating_mul(splits) > 65535 * 1024
             {
                 continue;
             }
             let slots = sm_count.max(1) * c.blocks_per_sm;
-            let waves = (tiles * splits).div_ceil(slots) as f64;
-            let block = (c.blocks_per_sm * c.bm * c.bn * k_per_split) as f64 / c.efficiency;
+            let waves = (tiles * splits).div_ceil(slots.max(1)) as f64;
+            let block = (c.blocks_per_sm * c.bm * c.bn) as f64 * k_per_split as f64 / c.efficiency;
             let reduce = if splits > 1 {
-                (splits * m * n * batch * 8) as f64 * 80.0 / sm_count.max(1) as f64
+                splits as f64 * m as f64 * n as f64 * batch as f64 * 8.0 * 80.0
+                    / sm_count.max(1) as f64
             } else {
                 0.0
             };
@@ -261,10 +268,12 @@ pub(crate) fn choose(
             }
         }
     }
-    best.map(|(_, c)| c).unwrap_or(Choice {
-        config: configs[configs.len() - 1],
-        splits: 1,
-        k_per_split: k.div_ceil(K_ALIGN) * K_ALIGN,
+    best.map(|(_, c)| c).or_else(|| {
+        configs.last().map(|&config| Choice {
+            config,
+            splits: 1,
+            k_per_split: k.div_ceil(K_ALIGN).saturating_mul(K_ALIGN),
+        })
     })
 }
 
@@ -283,7 +292,8 @@ mod tests {
             132,
             227 << 10,
             16,
-        );
+        )
+        .unwrap();
         assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 128, 1));
         // A GPU with 99 KiB of shared memory per block cannot take the 144 KiB configuration.
         let c = choose(
@@ -295,7 +305,8 @@ mod tests {
             82,
             99 << 10,
             16,
-        );
+        )
+        .unwrap();
         assert!(c.config.smem_bytes <= 99 << 10, "{c:?}");
     }
 
@@ -310,7 +321,8 @@ mod tests {
             132,
             227 << 10,
             16,
-        );
+        )
+        .unwrap();
         assert!(c.splits > 1, "{c:?}");
         assert_eq!(c.k_per_split % K_ALIGN, 0);
         assert!(c.splits * c.k_per_split >= 4096);
@@ -321,10 +333,10 @@ mod tests {
         let sm90 = GemmPath::Sm90.configs();
         let max = GemmPath::Sm90.max_splits();
         for s in [2048, 4096, 8192] {
-            let c = choose(sm90, s, s, s, 1, 132, 227 << 10, max);
+            let c = choose(sm90, s, s, s, 1, 132, 227 << 10, max).unwrap();
             assert_eq!((c.config.bn, c.splits), (256, 1), "{s}");
         }
-        let c = choose(sm90, 128, 4096, 4096, 1, 132, 227 << 10, max);
+        let c = choose(sm90, 128, 4096, 4096, 1, 132, 227 << 10, max).unwrap();
         assert_eq!(c.config.bn, 128, "{c:?}");
         assert_eq!((c.splits, c.k_per_split), (1, 4096), "{c:?}");
         assert!(sm90.iter().all(|c| c.smem_bytes == SM90_SMEM));
@@ -332,7 +344,7 @@ mod tests {
 
     #[test]
     fn small_problems_do_not_split_a_short_k() {
-        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132, 227 << 10, 16);
+        let c = choose(GemmPath::Sm80.configs(), 7, 5, 3, 1, 132, 227 << 10, 16).unwrap();
         assert_eq!(c.splits, 1);
         assert_eq!(c.k_per_split, 64);
     }

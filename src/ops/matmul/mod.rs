@@ -16,10 +16,12 @@
 //! and no C given, C is D itself (accumulate in place).
 
 pub(crate) mod config;
+mod desc;
 pub(crate) mod params;
 pub(crate) mod tma;
 
 pub use config::{GemmPath, Tiling};
+pub use desc::{Activation, Layout, MatmulDesc};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -27,181 +29,17 @@ use crate::launch::{grid_stride_config, launch};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::modules;
-use crate::ops::{Float, KernelOptions};
+use crate::ops::Float;
+use crate::size;
 use crate::stream::Stream;
 use config::Choice;
+use desc::{at_most, Strides};
 
 use cudarc::driver::{
     sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig, PushKernelArg,
 };
 use params::GemmParams;
 use std::marker::PhantomData;
-
-/// Memory order of a matrix.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Layout {
-    /// Rows are contiguous: element (i, j) at `i * ld + j`.
-    #[default]
-    RowMajor,
-    /// Columns are contiguous: element (i, j) at `j * ld + i`.
-    ColMajor,
-}
-
-/// The activation applied after bias.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Activation {
-    /// None.
-    #[default]
-    None,
-    /// max(x, 0).
-    Relu,
-    /// x·Φ(x) with the exact (erf) Φ, as PyTorch's `nn.GELU()`.
-    Gelu,
-}
-
-/// The shape and options of a matrix multiplication. Leading dimensions and batch strides left
-/// as `None` are those of densely packed matrices.
-///
-/// ```
-/// use hikube_gpu::ops::matmul::{Activation, Layout, MatmulDesc};
-/// let desc = MatmulDesc::new(512, 1024, 768)
-///     .b_layout(Layout::ColMajor) // B given as N×K row-major, i.e. x·Wᵀ as in nn.Linear
-///     .activation(Activation::Gelu);
-/// assert_eq!(desc.k, 768);
-/// ```
-#[derive(Clone, Debug, PartialEq)]
-pub struct MatmulDesc {
-    /// Rows of A, C and D.
-    pub m: usize,
-    /// Columns of B, C and D.
-    pub n: usize,
-    /// Columns of A, rows of B.
-    pub k: usize,
-    /// Layout of A.
-    pub a_layout: Layout,
-    /// Layout of B.
-    pub b_layout: Layout,
-    /// Leading dimension of A (elements between rows, or columns when column-major).
-    pub lda: Option<usize>,
-    /// Leading dimension of B.
-    pub ldb: Option<usize>,
-    /// Leading dimension of C (row-major).
-    pub ldc: Option<usize>,
-    /// Leading dimension of D (row-major).
-    pub ldd: Option<usize>,
-    /// Number of independent products.
-    pub batch: usize,
-    /// Elements between consecutive A matrices (0 broadcasts one A to every batch).
-    pub stride_a: Option<usize>,
-    /// Elements between consecutive B matrices (0 broadcasts).
-    pub stride_b: Option<usize>,
-    /// Elements between consecutive C matrices (0 broadcasts).
-    pub stride_c: Option<usize>,
-    /// Elements between consecutive D matrices.
-    pub stride_d: Option<usize>,
-    /// α.
-    pub alpha: f32,
-    /// β (0: C is not read).
-    pub beta: f32,
-    /// The activation after bias.
-    pub activation: Activation,
-    /// Kernel options (a forced PTX target selects the kernel path).
-    pub options: KernelOptions,
-    /// Force a tile configuration of the path instead of the heuristic's choice (for tuning);
-    /// split-K is still chosen by the heuristic.
-    pub tiling: Option<Tiling>,
-    /// Force the fast kernel's split-K factor instead of the heuristic's (for tuning): K is cut
-    /// into at most this many slices, each a multiple of 64 long.
-    pub split_k: Option<usize>,
-    /// Hopper path: blocks launched for the work units (output tiles × batches × split-K
-    /// slices). `None`: the default, persistent blocks, one per SM (fewer when there are fewer
-    /// units), each walking the units `grid_blocks` apart and loading the next one while it
-    /// stores the last; `Some(n)`: n blocks (clamped to 1..=units); `Some(usize::MAX)`: a block
-    /// for every unit. Other paths ignore it.
-    pub grid_blocks: Option<usize>,
-}
-
-macro_rules! setter {
-    ($(#[$doc:meta] $name:ident: $ty:ty => $field:ident $(= $wrap:ident)?;)*) => {
-        $(
-            #[$doc]
-            pub fn $name(mut self, value: $ty) -> Self {
-                self.$field = setter!(@wrap value $($wrap)?);
-                self
-            }
-        )*
-    };
-    (@wrap $v:ident Some) => { Some($v) };
-    (@wrap $v:ident) => { $v };
-}
-
-impl MatmulDesc {
-    /// D (M×N) = A (M×K) · B (K×N), row-major, packed, α = 1, β = 0, one batch.
-    pub fn new(m: usize, n: usize, k: usize) -> Self {
-        MatmulDesc {
-            m,
-            n,
-            k,
-            a_layout: Layout::RowMajor,
-            b_layout: Layout::RowMajor,
-            lda: None,
-            ldb: None,
-            ldc: None,
-            ldd: None,
-            batch: 1,
-            stride_a: None,
-            stride_b: None,
-            stride_c: None,
-            stride_d: None,
-            alpha: 1.0,
-            beta: 0.0,
-            activation: Activation::None,
-            options: KernelOptions::default(),
-            tiling: None,
-            split_k: None,
-            grid_blocks: None,
-        }
-    }
-
-    setter! {
-        /// Sets the layout of A.
-        a_layout: Layout => a_layout;
-        /// Sets the layout of B.
-        b_layout: Layout => b_layout;
-        /// Sets the leading dimension of A.
-        lda: usize => lda = Some;
-        /// Sets the leading dimension of B.
-        ldb: usize => ldb = Some;
-        /// Sets the leading dimension of C.
-        ldc: usize => ldc = Some;
-        /// Sets the leading dimension of D.
-        ldd: usize => ldd = Some;
-        /// Sets the number of batches.
-        batch: usize => batch;
-        /// Sets the batch stride of A.
-        stride_a: usize => stride_a = Some;
-        /// Sets the batch stride of B.
-        stride_b: usize => stride_b = Some;
-        /// Sets the batch stride of C.
-        stride_c: usize => stride_c = Some;
-        /// Sets the batch stride of D.
-        stride_d: usize => stride_d = Some;
-        /// Sets α.
-        alpha: f32 => alpha;
-        /// Sets β.
-        beta: f32 => beta;
-        /// Sets the activation.
-        activation: Activation => activation;
-        /// Sets the kernel options.
-        options: KernelOptions => options;
-        /// Forces a tile configuration.
-        tiling: Tiling => tiling = Some;
-        /// Forces the split-K factor.
-        split_k: usize => split_k = Some;
-        /// Sets the Hopper path's grid (`usize::MAX`: a block per work unit).
-        grid_blocks: usize => grid_blocks = Some;
-    }
-}
 
 /// The optional epilogue operands of a launch: C (read when β ≠ 0) and a bias per output
 /// column (of D's element type).
@@ -235,138 +73,6 @@ impl<'a, O: Float> Epilogue<'a, O> {
     pub fn bias(mut self, bias: &'a impl AsDeviceSlice<O>) -> Self {
         self.bias = Some(bias.as_device_slice());
         self
-    }
-}
-
-/// Leading dimensions and strides, resolved and validated.
-#[derive(Clone, Copy, Debug)]
-struct Strides {
-    lda: usize,
-    ldb: usize,
-    ldc: usize,
-    ldd: usize,
-    stride_a: usize,
-    stride_b: usize,
-    stride_c: usize,
-    stride_d: usize,
-}
-
-fn at_least(what: impl Fn() -> String, value: usize, min: usize) -> Result<()> {
-    if value >= min {
-        Ok(())
-    } else {
-        Err(Error::InvalidDimension {
-            what: what(),
-            value,
-            min,
-        })
-    }
-}
-
-fn at_most(what: &str, value: usize, max: usize) -> Result<()> {
-    if value <= max {
-        Ok(())
-    } else {
-        Err(Error::TooLarge {
-            what: what.to_string(),
-            value,
-            max,
-        })
-    }
-}
-
-/// Elements a matrix of `rows` × `cols` (in storage order) with leading dimension `ld`, repeated
-/// `batch` times `stride` apart, reaches.
-fn extent(rows: usize, cols: usize, ld: usize, batch: usize, stride: usize) -> usize {
-    (batch - 1) * stride + (rows - 1) * ld + cols
-}
-
-impl MatmulDesc {
-    /// (rows, cols) of A and B as stored.
-    fn stored_a(&self) -> (usize, usize) {
-        match self.a_layout {
-            Layout::RowMajor => (self.m, self.k),
-            Layout::ColMajor => (self.k, self.m),
-        }
-    }
-    fn stored_b(&self) -> (usize, usize) {
-        match self.b_layout {
-            Layout::RowMajor => (self.k, self.n),
-            Layout::ColMajor => (self.n, self.k),
-        }
-    }
-
-    fn validate(&self) -> Result<Strides> {
-        for (what, v) in [
-            ("M", self.m),
-            ("N", self.n),
-            ("K", self.k),
-            ("batch", self.batch),
-        ] {
-            at_least(|| what.to_string(), v, 1)?;
-        }
-        let i32max = i32::MAX as usize;
-        for (what, v) in [
-            ("M", self.m),
-            ("N", self.n),
-            ("K", self.k),
-            ("batch", self.batch),
-        ] {
-            at_most(what, v, i32max)?;
-        }
-        let (ar, ac) = self.stored_a();
-        let (br, bc) = self.stored_b();
-        let lda = self.lda.unwrap_or(ac);
-        let ldb = self.ldb.unwrap_or(bc);
-        let ldc = self.ldc.unwrap_or(self.n);
-        let ldd = self.ldd.unwrap_or(self.n);
-        at_least(
-            || format!("lda (A {:?}, {ar} x {ac} as stored)", self.a_layout),
-            lda,
-            ac,
-        )?;
-        at_least(
-            || format!("ldb (B {:?}, {br} x {bc} as stored)", self.b_layout),
-            ldb,
-            bc,
-        )?;
-        at_least(|| "ldc".to_string(), ldc, self.n)?;
-        at_least(|| "ldd".to_string(), ldd, self.n)?;
-        let stride_d = self.stride_d.unwrap_or(self.m * ldd);
-        if self.batch > 1 {
-            // Overlapping outputs would race.
-            at_least(
-                || "stride_d (batches of D must not overlap)".to_string(),
-                stride_d,
-                (self.m - 1) * ldd + self.n,
-            )?;
-        }
-        let s = Strides {
-            lda,
-            ldb,
-            ldc,
-            ldd,
-            stride_a: self.stride_a.unwrap_or(ar * lda),
-            stride_b: self.stride_b.unwrap_or(br * ldb),
-            stride_c: self.stride_c.unwrap_or(self.m * ldc),
-            stride_d,
-        };
-        let imax = i64::MAX as usize / 2;
-        for (what, v) in [
-            ("A's extent", extent(ar, ac, lda, self.batch, s.stride_a)),
-            ("B's extent", extent(br, bc, ldb, self.batch, s.stride_b)),
-            (
-                "C's extent",
-                extent(self.m, self.n, ldc, self.batch, s.stride_c),
-            ),
-            (
-                "D's extent",
-                extent(self.m, self.n, ldd, self.batch, s.stride_d),
-            ),
-        ] {
-            at_most(what, v, imax)?;
-        }
-        Ok(s)
     }
 }
 
@@ -450,7 +156,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
     /// Validates `desc` for `stream`'s device, picks the kernel path and tile configuration,
     /// loads the kernels and allocates the split-K workspace (on `stream`).
     pub fn new(stream: &Stream, desc: MatmulDesc) -> Result<Self> {
-        let strides = desc.validate()?;
+        let strides = desc.strides()?;
         let device = stream.device().clone();
         let cc = device.compute_capability();
         let sms = device.properties().sm_count as usize;
@@ -498,9 +204,19 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // wave of 128×128 tiles (128×4096×4096): on small problems (1024³) the mma.sync
             // path's small tiles were faster on the H100 (BENCHMARKS.md).
             let strides_ok = desc.batch == 1 || (strides.stride_a > 0 && strides.stride_b > 0);
-            let tiles = desc.m.div_ceil(128) * desc.n.div_ceil(256) * desc.batch;
-            let narrow_tiles = desc.m.div_ceil(128) * desc.n.div_ceil(128) * desc.batch;
-            let hopper_fits = tiles * 2 >= sms || (desc.k >= 2048 && narrow_tiles * 8 >= sms);
+            // Saturating: only compared with the SM count.
+            let tiles = desc
+                .m
+                .div_ceil(128)
+                .saturating_mul(desc.n.div_ceil(256))
+                .saturating_mul(desc.batch);
+            let narrow_tiles = desc
+                .m
+                .div_ceil(128)
+                .saturating_mul(desc.n.div_ceil(128))
+                .saturating_mul(desc.batch);
+            let hopper_fits = tiles.saturating_mul(2) >= sms
+                || (desc.k >= 2048 && narrow_tiles.saturating_mul(8) >= sms);
             if !strides_ok {
                 if forced.is_some() {
                     return Err(Error::InvalidArgument {
@@ -516,9 +232,16 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let (m, n, k, batch) = (desc.m, desc.n, desc.k, desc.batch);
         let configs = path.configs();
         let general_configs = general_path.configs();
-        let general_config = &general_configs[general_configs.len() - 1..];
+        // The general kernel exists for the path's last (smallest) configuration only.
+        let general_config = general_configs
+            .last()
+            .map_or(general_configs, std::slice::from_ref);
+        let no_config = || Error::InvalidArgument {
+            what: format!("the {path:?} GEMM path has no tile configuration"),
+        };
         let choice = match desc.tiling {
-            None => config::choose(configs, m, n, k, batch, sms, max_smem, path.max_splits()),
+            None => config::choose(configs, m, n, k, batch, sms, max_smem, path.max_splits())
+                .ok_or_else(no_config)?,
             Some(t) => match configs.iter().find(|c| c.tiling == t) {
                 Some(c) => config::choose(
                     std::slice::from_ref(c),
@@ -529,7 +252,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
                     sms,
                     usize::MAX,
                     path.max_splits(),
-                ),
+                )
+                .ok_or_else(no_config)?,
                 None => {
                     return Err(Error::InvalidArgument {
                         what: format!(
@@ -547,12 +271,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
         };
         let choice = match desc.split_k {
             None => choice,
-            Some(0) => {
-                return Err(Error::InvalidArgument {
-                    what: "split_k must be at least 1".into(),
-                })
-            }
             Some(want) => {
+                // `want` ≥ 1 and K < 2^31 (validated): no overflow.
                 let k_per_split = k.div_ceil(want).div_ceil(config::K_ALIGN) * config::K_ALIGN;
                 Choice {
                     splits: k.div_ceil(k_per_split),
@@ -570,7 +290,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
             sms,
             max_smem,
             general_path.max_splits(),
-        );
+        )
+        .ok_or_else(no_config)?;
         let load = |path: GemmPath, c: &Choice, mode: &str| -> Result<CudaFunction> {
             let name = kernel_name(path, I::SUFFIX, c.config.tiling, &desc, mode);
             let f = device.function(path.module(), &name, Some(path.arch()))?;
@@ -592,8 +313,15 @@ impl<I: Float, O: Float> Matmul<I, O> {
         // Hopper: the work units (tiles × batches × slices), and the persistent blocks that walk
         // them: one per SM by default.
         let grid_blocks = if path == GemmPath::Sm90 {
-            let units =
-                m.div_ceil(choice.config.bm) * n.div_ceil(choice.config.bn) * batch * choice.splits;
+            let units = size::product(
+                "output tiles x batch x split-K slices",
+                &[
+                    m.div_ceil(choice.config.bm),
+                    n.div_ceil(choice.config.bn),
+                    batch,
+                    choice.splits,
+                ],
+            )?;
             at_most(
                 "output tiles x batch x split-K slices",
                 units,
@@ -612,13 +340,29 @@ impl<I: Float, O: Float> Matmul<I, O> {
             Some(general_path.arch()),
         )?;
         let splits = choice.splits.max(general_choice.splits);
+        // What the launch passes as grid dimensions and 32-bit kernel parameters.
         for c in [&choice, &general_choice] {
-            let tiles = m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn);
+            let tiles = size::mul(
+                "output tiles",
+                m.div_ceil(c.config.bm),
+                n.div_ceil(c.config.bn),
+            )?;
             at_most("output tiles", tiles, i32::MAX as usize)?;
-            at_most("batch x split-K slices", batch * c.splits, 65535)?;
+            let slices = size::mul("batch x split-K slices", batch, c.splits)?;
+            at_most("batch x split-K slices", slices, 65535)?;
+            at_most(
+                "K per split-K slice (rounded up to 64)",
+                c.k_per_split,
+                i32::MAX as usize,
+            )?;
         }
         let workspace = if splits > 1 {
-            Some(DeviceBuffer::<f32>::alloc(stream, splits * batch * m * n)?)
+            let len = size::product(
+                "split-K workspace (slices x batch x M x N)",
+                &[splits, batch, m, n],
+            )?;
+            size::bytes_of::<f32>("split-K workspace bytes", len)?;
+            Some(DeviceBuffer::<f32>::alloc(stream, len)?)
         } else {
             None
         };
@@ -696,25 +440,15 @@ impl<I: Float, O: Float> Matmul<I, O> {
         for dev in [a.device(), b.device(), d.device()] {
             self.device.check_same(dev)?;
         }
-        let (ar, ac) = desc.stored_a();
-        let (br, bc) = desc.stored_b();
         let need = crate::memory::ensure_len;
-        need("A", extent(ar, ac, s.lda, desc.batch, s.stride_a), a.len())?;
-        need("B", extent(br, bc, s.ldb, desc.batch, s.stride_b), b.len())?;
-        need(
-            "D",
-            extent(desc.m, desc.n, s.ldd, desc.batch, s.stride_d),
-            d.len(),
-        )?;
+        need("A", s.extent_a, a.len())?;
+        need("B", s.extent_b, b.len())?;
+        need("D", s.extent_d, d.len())?;
         let use_c = desc.beta != 0.0;
         let c = if use_c { epilogue.c.as_ref() } else { None };
         if let Some(c) = c {
             self.device.check_same(c.device())?;
-            need(
-                "C",
-                extent(desc.m, desc.n, s.ldc, desc.batch, s.stride_c),
-                c.len(),
-            )?;
+            need("C", s.extent_c, c.len())?;
         }
         if let Some(bias) = &epilogue.bias {
             self.device.check_same(bias.device())?;
