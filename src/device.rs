@@ -165,8 +165,13 @@ pub fn driver_version() -> Result<i32> {
 
 fn format_uuid(uuid: &sys::CUuuid) -> String {
     let b: Vec<u8> = uuid.bytes.iter().map(|&c| c as u8).collect();
-    let hex =
-        |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hex = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .unwrap_or_default()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
     format!(
         "GPU-{}-{}-{}-{}-{}",
         hex(0..4),

@@ -150,13 +150,16 @@ impl Drop for Communicator {
     }
 }
 
+/// Each rank's (send, receive) device pointers, and the accesses to finish after the group.
+type SendRecv<'a> = (Vec<(u64, u64)>, Vec<Access<'a>>);
+
 /// Device pointers of a send and a receive buffer per rank, taken on each rank's stream (which
 /// waits for the buffers' earlier uses), with the accesses to finish after the group.
 fn pointers<'a, T: bytemuck::Pod>(
     streams: &'a [Stream],
     send: &[DeviceSlice<'_, T>],
     recv: &mut [DeviceSliceMut<'_, T>],
-) -> Result<(Vec<(u64, u64)>, Vec<Access<'a>>)> {
+) -> Result<SendRecv<'a>> {
     let mut ptrs = Vec::with_capacity(send.len());
     let mut accesses = Vec::with_capacity(send.len());
     for ((stream, s), d) in streams.iter().zip(send).zip(recv.iter_mut()) {
