@@ -27,6 +27,28 @@
 //!
 //! Without a GPU or driver, [`Device::open`] returns an [`Error`] for which
 //! [`Error::is_no_gpu`] is true; nothing panics.
+//!
+//! ## Soundness
+//!
+//! Safe code cannot reach undefined behaviour through this crate. The invariants, who upholds
+//! them, and the tests that fail if one breaks:
+//!
+//! | invariant | upheld by | proved by |
+//! |---|---|---|
+//! | A buffer's allocation never changes under it; views cannot outlive or alias a writer | `DeviceBuffer` owns its memory behind an `Arc` it never hands out; views borrow it | `tests/compile-fail` (`buffer_allocation_is_not_exposed`, `slice_outlives_buffer`, `write_while_viewed`) |
+//! | Every use of memory is ordered after the uses it must follow, on any stream or thread | each allocation's access log (`memory::access`): the last write and every read since, one marker per stream; every operation takes its pointers through an `Access` | GPU tests `soundness::write_waits_for_every_reader`, `soundness::one_context_three_ways`, `pool::*hand_over*` |
+//! | Memory is freed or reused only after every pending use | the log travels with a pool block; frees wait for it on a private stream; pinned host views wait for it | `soundness::pool_reuse_waits_for_every_reader`, `soundness::pinned_view_waits_for_every_copy` |
+//! | A graph never touches freed memory, and replays in order | a capture collects every allocation its nodes touch; the [`Graph`] keeps them alive and replays through an `Access`; its resources are only lent out read-only | `soundness::graph_keeps_what_it_touches`, `soundness::replay_is_ordered_both_ways`, `compile-fail/graph_resources_are_not_swappable` |
+//! | Capturing stops nothing else | thread-local capture mode; per-stream capture state; a stream joined into a capture is refused | `soundness::capture_stops_no_other_thread`, `soundness::joined_stream_refused_in_capture` |
+//! | Nothing a replay reads from the host can change or vanish | pinned copies and wide fills (host staging) are refused inside a capture | `soundness::wide_fill_refused_in_capture` |
+//! | One context per GPU | [`Device::open`] hands out the process's one context for the GPU, however it is named | `soundness::one_context_three_ways` |
+//! | No kernel touches memory outside its buffers | sizes, strides and offsets validated with checked arithmetic before every launch (`size`, the plans' `validate`); vectorised paths only where the extent covers the vector | `tests/properties.rs`, the GPU kernel tests under `compute-sanitizer` |
+//! | cudarc cannot undo the above | the raw stream is behind the `unsafe` [`Stream::cuda_stream`]; no buffer exposes its cudarc allocation | `compile-fail/raw_stream_is_unsafe` |
+//!
+//! `unsafe` appears in the driver wrappers (`device`, `stream`, `graph`, `memory`), the launch
+//! layer (`launch`), the FFI of NCCL, cuBLAS/cuDNN and the TMA encoder, and at each op's call
+//! into the launch layer (the argument list matches the kernel's parameters, which only the op
+//! can prove), each block with a `// SAFETY:` proof.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 // No panic from a public function on any argument (issue 16): library code returns `Error`.
