@@ -146,6 +146,7 @@ fn every_manifest_parses_and_every_pod_is_restricted() {
     // Per overlay directory: the GPUs its workloads request at most at once.
     let mut requested = std::collections::BTreeMap::<PathBuf, u32>::new();
     let mut pods = 0;
+    let mut deny_all = false;
     for (path, object) in &objects {
         let what = format!("{}", path.display());
         let overlay = path.parent().unwrap().to_path_buf();
@@ -210,10 +211,36 @@ fn every_manifest_parses_and_every_pod_is_restricted() {
                     assert!(r.exists(), "{what}: {} is missing", r.display());
                 }
             }
-            Object::Policy(_) | Object::Service(_) | Object::Claim(_) | Object::Other(..) => {}
+            Object::Policy(p) => {
+                let spec = p.spec.as_ref().unwrap();
+                let all_pods = spec
+                    .pod_selector
+                    .as_ref()
+                    .is_some_and(|s| s.match_labels.is_none() && s.match_expressions.is_none());
+                let types = spec.policy_types.as_deref().unwrap_or_default();
+                if all_pods && spec.ingress.is_none() && spec.egress.is_none() {
+                    deny_all |= types.len() == 2;
+                }
+            }
+            Object::Service(service) => {
+                let spec = service.spec.as_ref().unwrap();
+                assert!(spec.selector.is_some() && spec.ports.is_some(), "{what}");
+            }
+            Object::Claim(claim) => {
+                let spec = claim.spec.as_ref().unwrap();
+                assert!(
+                    spec.resources.as_ref().unwrap().requests.is_some(),
+                    "{what}"
+                );
+            }
+            Object::Other(..) => {}
         }
     }
     assert_eq!(namespaces, 1);
+    assert!(
+        deny_all,
+        "a NetworkPolicy that denies all traffic by default"
+    );
     assert!(pods >= 3, "{pods} pods");
     let quota = quota.expect("a ResourceQuota on GPUs");
     let all: u32 = requested.values().sum();
