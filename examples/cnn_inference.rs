@@ -6,7 +6,8 @@
 //!
 //! With `--serve` (what the Kubernetes Deployment in `deploy/k8s/` runs) it keeps replaying the
 //! batch-64 graph after the check, as an inference service would, and prints the throughput every
-//! ten seconds until stopped.
+//! ten seconds until stopped; where `HIKUBE_GPU_HEARTBEAT` names a file, it rewrites that file
+//! with each figure, for the Deployment's probes.
 //!
 //! The network (random He-initialized weights with a fixed seed; this example measures and checks
 //! the arithmetic, it does not classify anything):
@@ -368,7 +369,14 @@ fn run() -> Result<bool> {
                     batches += 1;
                 }
                 let secs = start.elapsed().as_secs_f64();
-                println!("{:.0} images/s", (batches * n) as f64 / secs);
+                let rate = (batches * n) as f64 / secs;
+                println!("{rate:.0} images/s");
+                // The Kubernetes probes read this file's age (`hikube-gpu k8s` sets the path).
+                if let Some(path) = std::env::var_os("HIKUBE_GPU_HEARTBEAT") {
+                    if let Err(e) = std::fs::write(&path, format!("{rate:.0} images/s\n")) {
+                        eprintln!("heartbeat {}: {e}", std::path::Path::new(&path).display());
+                    }
+                }
             }
         }
         let net = graph.into_resources()?;

@@ -19,6 +19,10 @@ use std::time::Duration;
 /// The error type of the subcommands: the crate's errors, I/O and the like, shown as one line.
 pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
+/// The exporter's port by default. Not 9835 (nvidia_gpu_exporter's), 9400 (DCGM exporter's) nor
+/// 9445 (NVIDIA GPU exporter's): a node may run one of them beside this one.
+pub const DEFAULT_EXPORTER_PORT: u16 = 9477;
+
 /// GPUs from Rust: what they are, how they run, how fast they go.
 #[derive(Debug, Parser)]
 #[command(
@@ -33,8 +37,8 @@ pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
         hikube-gpu monitor --interval 0.5            # a table, one row per GPU per reading\n  \
         hikube-gpu monitor --json --count 10 > log.jsonl\n  \
         hikube-gpu bench --out reports/h100          # report.md, report.json, chart.svg\n  \
-        hikube-gpu export --prometheus --port 9835   # scrape http://127.0.0.1:9835/metrics\n  \
-        hikube-gpu k8s --instance gpu.rtx4090        # Job, Deployment, volume and quota as YAML"
+        hikube-gpu export --prometheus --port 9477   # scrape http://127.0.0.1:9477/metrics\n  \
+        hikube-gpu k8s --out deploy/k8s              # kustomize tree: kubectl apply -k …"
 )]
 pub struct Cli {
     /// What to do.
@@ -55,8 +59,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Serve the metrics over HTTP for Prometheus to scrape.
     Export(ExportArgs),
-    /// Kubernetes manifests (YAML) for the Hikube instance types: a benchmark Job with a volume
-    /// for its report, an inference Deployment, and a GPU ResourceQuota. Needs no GPU.
+    /// Kubernetes manifests (YAML, a kustomize tree) for the Hikube instance types: a benchmark
+    /// Job with a volume for its report, an inference Deployment, the exporter on every GPU node,
+    /// the namespace (Pod Security `restricted`), its GPU quota and network policies. Needs no
+    /// GPU.
     K8s(k8s::K8sArgs),
 }
 
@@ -123,7 +129,7 @@ pub struct ExportArgs {
     #[arg(long, required = true)]
     pub prometheus: bool,
     /// TCP port.
-    #[arg(short, long, default_value_t = 9835)]
+    #[arg(short, long, default_value_t = DEFAULT_EXPORTER_PORT)]
     pub port: u16,
     /// Address to listen on (0.0.0.0 to serve other machines).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
@@ -286,7 +292,7 @@ mod tests {
         };
         assert_eq!(
             (x.port, x.bind.to_string()),
-            (9835, "127.0.0.1".to_string())
+            (DEFAULT_EXPORTER_PORT, "127.0.0.1".to_string())
         );
         let Command::Export(x) =
             parse(&["export", "--prometheus", "--port", "9100", "--bind", "::1"])
@@ -324,7 +330,8 @@ mod tests {
             (k.instance.as_str(), k.image.as_str(), k.namespace.as_str()),
             ("all", k8s::DEFAULT_IMAGE, k8s::DEFAULT_NAMESPACE)
         );
-        assert_eq!((k.gpu_quota, k.out), (4, None));
+        assert_eq!((k.gpu_quota, k.out, k.image_digest), (None, None, None));
+        assert_eq!(k.exporter_port, DEFAULT_EXPORTER_PORT);
         assert_eq!(k.inference_command, k8s::DEFAULT_INFERENCE_COMMAND);
         let Command::K8s(k) = parse(&[
             "k8s",
