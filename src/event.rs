@@ -10,6 +10,9 @@ use cudarc::driver::{sys, CudaEvent};
 #[derive(Debug)]
 pub struct Event {
     pub(crate) raw: CudaEvent,
+    /// Recorded inside a capture (a graph node, not a point in time): waiting on it would pull
+    /// the waiting stream into the capture, so [`Stream::wait`] refuses it.
+    in_capture: std::sync::atomic::AtomicBool,
 }
 
 impl Event {
@@ -19,12 +22,25 @@ impl Event {
             .inner
             .ctx
             .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))?;
-        Ok(Event { raw })
+        Ok(Event {
+            raw,
+            in_capture: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// Marks the current end of `stream`'s work.
     pub fn record(&self, stream: &Stream) -> Result<()> {
-        Ok(self.raw.record(&stream.raw)?)
+        self.raw.record(&stream.raw)?;
+        self.in_capture.store(
+            stream.is_capturing_here(),
+            std::sync::atomic::Ordering::Release,
+        );
+        Ok(())
+    }
+
+    /// Whether the last record was inside a capture.
+    pub(crate) fn recorded_in_capture(&self) -> bool {
+        self.in_capture.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Blocks until the work before the event has completed.
