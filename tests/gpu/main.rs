@@ -14,6 +14,7 @@ mod multi;
 mod pool;
 mod pooling;
 mod runtime;
+mod tiny_shapes;
 mod train;
 
 use hikube_gpu::Device;
@@ -75,6 +76,7 @@ fn main() {
     trials.extend(multi::trials());
     trials.extend(train::trials());
     trials.extend(pooling::trials());
+    trials.extend(tiny_shapes::trials());
     #[cfg(feature = "exporter")]
     trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();

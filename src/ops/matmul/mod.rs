@@ -9,8 +9,9 @@
 //! so a launch can be captured in a CUDA graph.
 //!
 //! Alignment: the fast kernels need A and B 16-byte aligned, `lda` and `ldb` (and the batch
-//! strides of A and B) multiples of 8 elements. Anything else runs the general kernels, which
-//! assume nothing. Paired output stores need even `ldd`/`ldc`; otherwise single stores are used.
+//! strides of A and B) multiples of 8 elements, and, on the compute_80 path, A's and B's buffers
+//! to reach each row's length rounded up to 8 elements (the last row included). Anything else
+//! runs the general kernels, which assume nothing. Paired output stores need even `ldd`/`ldc`; otherwise single stores are used.
 //!
 //! `β = 0` never reads C, so NaN or garbage in C cannot reach D (cuBLAS semantics). With `β ≠ 0`
 //! and no C given, C is D itself (accumulate in place).
@@ -279,6 +280,22 @@ fn at_most(what: &str, value: usize, max: usize) -> Result<()> {
 /// `batch` times `stride` apart, reaches.
 fn extent(rows: usize, cols: usize, ld: usize, batch: usize, stride: usize) -> usize {
     (batch - 1) * stride + (rows - 1) * ld + cols
+}
+
+/// Elements a matrix reaches when its rows are read in whole chunks of `granule` elements (a
+/// wide access at a row's last chunk touches up to the row's length rounded up to the granule):
+/// what an operand's buffer must hold for the kernels that read it that way. `granule` 1 is
+/// [`extent`]. (The epilogue's paired and 16-byte accesses to D, C and the bias need no such
+/// rounding: the kernels take them only where the whole pair or eight lie below N.)
+fn chunked_extent(
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    batch: usize,
+    stride: usize,
+    granule: usize,
+) -> usize {
+    extent(rows, cols.next_multiple_of(granule), ld, batch, stride)
 }
 
 impl MatmulDesc {
@@ -738,11 +755,16 @@ impl<I: Float, O: Float> Matmul<I, O> {
             None => (d_ptr, s.ldd, s.stride_d), // β ≠ 0 without C: in place
         };
         let bias_ptr = bias_guard.as_ref().map_or(0, |(p, _)| *p);
+        // The fast kernels also need A's and B's buffers to reach the end of each row's last
+        // chunk (compute_80's cp.async reads it whole); tight buffers take the general kernels.
+        let granule = self.path.row_granule();
         let aligned = a_ptr % 16 == 0
             && b_ptr % 16 == 0
             && s.lda % 8 == 0
             && s.ldb % 8 == 0
-            && (desc.batch == 1 || (s.stride_a % 8 == 0 && s.stride_b % 8 == 0));
+            && (desc.batch == 1 || (s.stride_a % 8 == 0 && s.stride_b % 8 == 0))
+            && a.len() >= chunked_extent(ar, ac, s.lda, desc.batch, s.stride_a, granule)
+            && b.len() >= chunked_extent(br, bc, s.ldb, desc.batch, s.stride_b, granule);
         let pair_ok = d_ptr % (2 * osize) == 0
             && s.ldd % 2 == 0
             && (desc.batch == 1 || s.stride_d % 2 == 0)
@@ -861,7 +883,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // SAFETY: the kernel takes one GemmParams by value, which matches `params` field for
             // field. Every pointer in it addresses a live buffer of this device whose size was
             // checked above against the furthest element the shape, leading dimensions and batch
-            // strides reach (the kernels bound every access by M, N, K); the split-K workspace
+            // strides reach (the kernels bound every access by M, N, K; the fast kernels' whole
+            // 16-byte chunks at the rows' ends are within `chunked_extent`, checked for
+            // `aligned`); the split-K workspace
             // holds splits × batch × M × N floats (allocated in `new` for the larger split
             // factor). The guards above order the launch after earlier writes and record it.
             unsafe { launch(args, cfg) }?;
@@ -876,5 +900,29 @@ impl<I: Float, O: Float> Matmul<I, O> {
             unsafe { launch(args, cfg) }?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{chunked_extent, extent};
+
+    #[test]
+    fn chunked_extent_rounds_the_last_row_up_to_the_granule() {
+        // 1×1 with a padded leading dimension: one element, but a whole 8-element chunk.
+        assert_eq!(extent(1, 1, 8, 1, 1), 1);
+        assert_eq!(chunked_extent(1, 1, 8, 1, 1, 8), 8);
+        // 3 rows of 13 in rows of 16, two batches 48 apart.
+        assert_eq!(extent(3, 13, 16, 2, 48), 48 + 32 + 13);
+        assert_eq!(chunked_extent(3, 13, 16, 2, 48, 8), 48 + 32 + 16);
+        // Whole chunks already, and granule 1: the plain extent.
+        assert_eq!(
+            chunked_extent(3, 16, 16, 2, 48, 8),
+            extent(3, 16, 16, 2, 48)
+        );
+        assert_eq!(
+            chunked_extent(3, 13, 16, 2, 48, 1),
+            extent(3, 13, 16, 2, 48)
+        );
     }
 }
