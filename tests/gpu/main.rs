@@ -15,6 +15,7 @@ mod pool;
 mod pooling;
 mod runtime;
 mod soundness;
+mod tiny_shapes;
 mod train;
 
 use hikube_gpu::Device;
@@ -77,6 +78,7 @@ fn main() {
     trials.extend(multi::trials());
     trials.extend(train::trials());
     trials.extend(pooling::trials());
+    trials.extend(tiny_shapes::trials());
     #[cfg(feature = "exporter")]
     trials.extend(monitor::trials());
     libtest_mimic::run(&args, trials).exit();

@@ -57,6 +57,19 @@ impl GemmPath {
         }
     }
 
+    /// The granule, in elements, in which the path's fast (aligned) kernels read the rows of A
+    /// and B: a row's last chunk is read whole even where the row ends inside it. compute_80
+    /// copies 16-byte chunks with cp.async, zero-filling past the row's end, but each copy is
+    /// one 16-byte access for the memory system (and compute-sanitizer), so the buffer must
+    /// reach the chunk's end. The other paths read a chunk wide only when it lies inside the
+    /// row (element by element otherwise), or through TMA, which stays inside its tensor map.
+    pub(crate) fn row_granule(self) -> usize {
+        match self {
+            GemmPath::Sm80 => 8,
+            _ => 1,
+        }
+    }
+
     /// Whether the path has bf16 kernels.
     pub fn supports_bf16(self) -> bool {
         matches!(self, GemmPath::Sm80 | GemmPath::Sm90)

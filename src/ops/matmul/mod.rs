@@ -9,8 +9,9 @@
 //! so a launch can be captured in a CUDA graph.
 //!
 //! Alignment: the fast kernels need A and B 16-byte aligned, `lda` and `ldb` (and the batch
-//! strides of A and B) multiples of 8 elements. Anything else runs the general kernels, which
-//! assume nothing. Paired output stores need even `ldd`/`ldc`; otherwise single stores are used.
+//! strides of A and B) multiples of 8 elements, and, on the compute_80 path, A's and B's buffers
+//! to reach each row's length rounded up to 8 elements (the last row included). Anything else
+//! runs the general kernels, which assume nothing. Paired output stores need even `ldd`/`ldc`; otherwise single stores are used.
 //!
 //! `β = 0` never reads C, so NaN or garbage in C cannot reach D (cuBLAS semantics). With `β ≠ 0`
 //! and no C given, C is D itself (accumulate in place).
@@ -477,11 +478,17 @@ impl<I: Float, O: Float> Matmul<I, O> {
             Some(p) => (p, s.ldc, s.stride_c),
             None => (d_ptr, s.ldd, s.stride_d), // β ≠ 0 without C: in place
         };
+        // The fast kernels also need A's and B's buffers to reach the end of each row's last
+        // chunk (compute_80's cp.async reads it whole); tight buffers take the general kernels.
+        let granule = self.path.row_granule();
+        let chunk_tail = |cols: usize| cols.next_multiple_of(granule).saturating_sub(cols);
         let aligned = a_ptr % 16 == 0
             && b_ptr % 16 == 0
             && s.lda % 8 == 0
             && s.ldb % 8 == 0
-            && (desc.batch == 1 || (s.stride_a % 8 == 0 && s.stride_b % 8 == 0));
+            && (desc.batch == 1 || (s.stride_a % 8 == 0 && s.stride_b % 8 == 0))
+            && a.len() >= s.extent_a.saturating_add(chunk_tail(desc.stored_a().1))
+            && b.len() >= s.extent_b.saturating_add(chunk_tail(desc.stored_b().1));
         let pair_ok = d_ptr % (2 * osize) == 0
             && s.ldd % 2 == 0
             && (desc.batch == 1 || s.stride_d % 2 == 0)
