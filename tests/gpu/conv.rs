@@ -5,7 +5,7 @@
 //! multiple of the tile, depthwise, 1×1 through the GEMM, split-K, each epilogue. Outputs are
 //! poisoned (NaN) before each launch, and the elements past the output must keep their poison.
 
-use crate::{ensure, fail, gpu_test};
+use crate::{bound, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ndarray::{Array4, ArrayView4};
 use hikube_gpu::ops::conv2d::{
@@ -16,7 +16,6 @@ use hikube_gpu::{
     AsDeviceSlice, Device, DeviceBuffer, Error, Float, Graph, KernelOptions, PtxArch,
 };
 use libtest_mimic::{Failed, Trial};
-use rand::Rng;
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -52,26 +51,26 @@ pub fn trials() -> Vec<Trial> {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Case {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    k: usize,
-    r: usize,
-    s: usize,
-    stride: (usize, usize),
-    pad: (usize, usize),
-    dil: (usize, usize),
-    groups: usize,
-    bias: bool,
-    relu: bool,
+pub(crate) struct Case {
+    pub(crate) n: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c: usize,
+    pub(crate) k: usize,
+    pub(crate) r: usize,
+    pub(crate) s: usize,
+    pub(crate) stride: (usize, usize),
+    pub(crate) pad: (usize, usize),
+    pub(crate) dil: (usize, usize),
+    pub(crate) groups: usize,
+    pub(crate) bias: bool,
+    pub(crate) relu: bool,
     /// 1x1 through the GEMM (`Some(true)`), the implicit GEMM (`Some(false)`), or the plan's
     /// choice.
-    gemm: Option<bool>,
+    pub(crate) gemm: Option<bool>,
 }
 
-fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Case {
+pub(crate) fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Case {
     Case {
         n,
         h,
@@ -91,7 +90,7 @@ fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) ->
 }
 
 impl Case {
-    fn desc(&self, arch: Option<PtxArch>) -> Conv2dDesc {
+    pub(crate) fn desc(&self, arch: Option<PtxArch>) -> Conv2dDesc {
         let d = Conv2dDesc::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
             .stride(self.stride.0, self.stride.1)
             .padding(self.pad.0, self.pad.1)
@@ -115,12 +114,24 @@ impl Case {
         self.dil = (2, 2);
         self
     }
-    fn g(mut self, g: usize) -> Self {
+    pub(crate) fn stride(mut self, h: usize, w: usize) -> Self {
+        self.stride = (h, w);
+        self
+    }
+    pub(crate) fn pad(mut self, h: usize, w: usize) -> Self {
+        self.pad = (h, w);
+        self
+    }
+    pub(crate) fn dilation(mut self, h: usize, w: usize) -> Self {
+        self.dil = (h, w);
+        self
+    }
+    pub(crate) fn g(mut self, g: usize) -> Self {
         self.groups = g;
         self
     }
     /// Epilogue number `i`: none, bias, ReLU, bias + ReLU.
-    fn epi(mut self, i: usize) -> Self {
+    pub(crate) fn epi(mut self, i: usize) -> Self {
         self.bias = i & 1 == 1;
         self.relu = i & 2 == 2;
         self
@@ -168,22 +179,8 @@ fn cases() -> Vec<Case> {
     v.into_iter().enumerate().map(|(i, c)| c.epi(i)).collect()
 }
 
-fn bound<O: Float>() -> f64 {
-    match O::SUFFIX {
-        "f32" => 1e-4,
-        "f16" => 2e-3,
-        _ => 1e-2,
-    }
-}
-
-fn random<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
-    (0..n)
-        .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
-        .collect()
-}
-
 /// The f64 direct convolution of NHWC `x` by KRSC `w` (+ bias, ReLU), NHWC out.
-fn reference(c: &Case, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Array4<f64> {
+pub(crate) fn reference(c: &Case, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Array4<f64> {
     let desc = c.desc(None);
     let (p, q) = desc.output_hw();
     let (cpg, kpg) = (c.c / c.groups, c.k / c.groups);

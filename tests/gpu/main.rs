@@ -18,8 +18,9 @@ mod soundness;
 mod tiny_shapes;
 mod train;
 
-use hikube_gpu::Device;
+use hikube_gpu::{Device, Float};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use rand::Rng;
 use std::sync::OnceLock;
 
 /// The device the GPU tests use, opened once; `Err` holds why there is none.
@@ -53,6 +54,27 @@ macro_rules! ensure {
             return Err(libtest_mimic::Failed::from(format!($($msg)+)));
         }
     }};
+}
+
+/// `n` values uniform in [-1, 1), rounded to `T`.
+pub fn random<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
+    (0..n)
+        .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
+        .collect()
+}
+
+/// The relative-error bound of a kernel writing `O` (the rounding of its output type).
+pub fn bound<O: Float>() -> f64 {
+    match O::SUFFIX {
+        "f32" => 1e-4,
+        "f16" => 2e-3,
+        _ => 1e-2,
+    }
+}
+
+/// GELU (erf form), in f64: what the kernels' epilogue approximates.
+pub fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
 /// Turns any error into a test failure that shows it.

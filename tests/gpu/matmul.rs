@@ -4,13 +4,12 @@
 //! leading dimensions. Outputs are poisoned before each launch, and the padding between rows of
 //! D must keep its poison.
 
-use crate::{ensure, fail, gpu_test};
+use crate::{bound, ensure, fail, gelu, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ndarray::Array2;
 use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::{Device, DeviceBuffer, Error, Float, KernelOptions, PtxArch};
 use libtest_mimic::{Failed, Trial};
-use rand::Rng;
 
 pub fn trials() -> Vec<Trial> {
     vec![
@@ -201,24 +200,6 @@ fn cases() -> Vec<Case> {
         ..case(96, 600, 1536)
     });
     v
-}
-
-fn bound<O: Float>() -> f64 {
-    match O::SUFFIX {
-        "f32" => 1e-4,
-        "f16" => 2e-3,
-        _ => 1e-2,
-    }
-}
-
-fn random<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
-    (0..n)
-        .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
-        .collect()
-}
-
-fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
 /// Runs one case; returns the relative error and the split-K factor, or a failure.

@@ -10,9 +10,10 @@
 //! are NaN too, so a kernel that lets one into a product fails. Results are compared with an
 //! f64 reference by relative norm error.
 
-use crate::{ensure, fail, gpu_test};
+use crate::conv::{case, reference, Case};
+use crate::{bound, ensure, fail, gelu, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, ConvPath};
+use hikube_gpu::ops::conv2d::{Conv2d, ConvPath};
 use hikube_gpu::ops::conv2d_sm90::{ALoad, Conv2dShape, Conv2dSm90, Conv2dSm90Options};
 use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::ops::train::{self, LossScaler, Sgd};
@@ -50,12 +51,6 @@ const DIMS: [usize; 7] = [1, 2, 3, 7, 13, 17, 33];
 const R: Layout = Layout::RowMajor;
 const C: Layout = Layout::ColMajor;
 
-fn random<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
-    (0..n)
-        .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
-        .collect()
-}
-
 /// A device copy of `data` in a buffer of exactly `data.len()` elements.
 fn exact<T: bytemuck::Pod>(stream: &Stream, data: &[T]) -> Result<DeviceBuffer<T>, Failed> {
     let mut buf = DeviceBuffer::<T>::alloc(stream, data.len()).map_err(fail)?;
@@ -63,22 +58,10 @@ fn exact<T: bytemuck::Pod>(stream: &Stream, data: &[T]) -> Result<DeviceBuffer<T
     Ok(buf)
 }
 
-fn bound<O: Float>() -> f64 {
-    match O::SUFFIX {
-        "f32" => 1e-4,
-        "f16" => 2e-3,
-        _ => 1e-2,
-    }
-}
-
 /// ‖got − want‖ / ‖want‖, the reference's RMS floored at 1e-3 (a lone product of two random
 /// numbers can fall below f16's normals, where its relative error says nothing).
 fn rel_err(num: f64, den: f64, count: usize) -> f64 {
     (num / den.max(count as f64 * 1e-6)).sqrt()
-}
-
-fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,125 +499,20 @@ fn matmul_every_tiling(device: &Device) -> Result<(), Failed> {
 // ---------------------------------------------------------------------------------------------
 // Convolution
 
-#[derive(Clone, Copy, Debug)]
-struct Cv {
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    k: usize,
-    r: usize,
-    s: usize,
-    stride: (usize, usize),
-    pad: (usize, usize),
-    dil: (usize, usize),
-    groups: usize,
-    bias: bool,
-    relu: bool,
+/// The convolution cases are the conv tests' own (`crate::conv::Case`).
+type Cv = Case;
+
+/// The Hopper convolution's shape for `c`.
+fn sm90_shape(c: &Cv) -> Conv2dShape {
+    Conv2dShape::new(c.n, c.h, c.w, c.c, c.k, c.r, c.s)
+        .stride(c.stride.0, c.stride.1)
+        .pad(c.pad.0, c.pad.1)
+        .dilation(c.dil.0, c.dil.1)
 }
 
-fn cv(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Cv {
-    Cv {
-        n,
-        h,
-        w,
-        c,
-        k,
-        r,
-        s,
-        stride: (1, 1),
-        pad: (0, 0),
-        dil: (1, 1),
-        groups: 1,
-        bias: false,
-        relu: false,
-    }
-}
-
-impl Cv {
-    fn st(mut self, h: usize, w: usize) -> Cv {
-        self.stride = (h, w);
-        self
-    }
-    fn p(mut self, h: usize, w: usize) -> Cv {
-        self.pad = (h, w);
-        self
-    }
-    fn d(mut self, h: usize, w: usize) -> Cv {
-        self.dil = (h, w);
-        self
-    }
-    fn g(mut self, g: usize) -> Cv {
-        self.groups = g;
-        self
-    }
-    fn epi(mut self, i: usize) -> Cv {
-        self.bias = i & 1 == 1;
-        self.relu = i & 2 == 2;
-        self
-    }
-    fn desc(&self, arch: Option<PtxArch>) -> Conv2dDesc {
-        Conv2dDesc::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
-            .stride(self.stride.0, self.stride.1)
-            .padding(self.pad.0, self.pad.1)
-            .dilation(self.dil.0, self.dil.1)
-            .groups(self.groups)
-            .options(KernelOptions { arch })
-    }
-    fn shape(&self) -> Conv2dShape {
-        Conv2dShape::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
-            .stride(self.stride.0, self.stride.1)
-            .pad(self.pad.0, self.pad.1)
-            .dilation(self.dil.0, self.dil.1)
-    }
-    fn out_hw(&self) -> (usize, usize) {
-        let o = |i: usize, r: usize, st: usize, p: usize, d: usize| {
-            (i + 2 * p - d * (r - 1) - 1) / st + 1
-        };
-        (
-            o(self.h, self.r, self.stride.0, self.pad.0, self.dil.0),
-            o(self.w, self.s, self.stride.1, self.pad.1, self.dil.1),
-        )
-    }
-}
-
-/// The f64 direct convolution of NHWC `x` by KRSC `w` (+ bias, ReLU), NHWC out.
+/// The f64 reference, NHWC in a `Vec`.
 fn conv_ref(c: &Cv, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
-    let (p, q) = c.out_hw();
-    let (cpg, kpg) = (c.c / c.groups, c.k / c.groups);
-    let mut y = vec![0f64; c.n * p * q * c.k];
-    for n in 0..c.n {
-        for op in 0..p {
-            for oq in 0..q {
-                for k in 0..c.k {
-                    let c0 = (k / kpg) * cpg;
-                    let mut acc = 0.0;
-                    for r in 0..c.r {
-                        let ih = (op * c.stride.0 + r * c.dil.0) as isize - c.pad.0 as isize;
-                        if ih < 0 || ih >= c.h as isize {
-                            continue;
-                        }
-                        for s in 0..c.s {
-                            let iw = (oq * c.stride.1 + s * c.dil.1) as isize - c.pad.1 as isize;
-                            if iw < 0 || iw >= c.w as isize {
-                                continue;
-                            }
-                            let xp = ((n * c.h + ih as usize) * c.w + iw as usize) * c.c + c0;
-                            let wp = ((k * c.r + r) * c.s + s) * cpg;
-                            for ci in 0..cpg {
-                                acc += x[xp + ci] * w[wp + ci];
-                            }
-                        }
-                    }
-                    if let Some(b) = bias {
-                        acc += b[k];
-                    }
-                    y[((n * p + op) * q + oq) * c.k + k] = if c.relu { acc.max(0.0) } else { acc };
-                }
-            }
-        }
-    }
-    y
+    reference(c, x, w, bias).iter().copied().collect()
 }
 
 /// How a convolution case is planned: `Conv2d` on a forced target (`None`: the device's
@@ -716,7 +594,7 @@ fn cv_sm90_check<T: Float>(device: &Device, c: Cv, a_load: ALoad) -> Result<(), 
         a_load: Some(a_load),
         ..Default::default()
     };
-    let mut conv = match Conv2dSm90::<T>::with_options(&stream, c.shape(), options) {
+    let mut conv = match Conv2dSm90::<T>::with_options(&stream, sm90_shape(&c), options) {
         Ok(conv) => conv,
         // TMA im2col cannot describe every shape.
         Err(Error::InvalidArgument { .. }) if a_load == ALoad::Im2col => return Ok(()),
@@ -737,26 +615,29 @@ fn cv_sm90_check<T: Float>(device: &Device, c: Cv, a_load: ALoad) -> Result<(), 
 
 fn conv_cases() -> Vec<Cv> {
     let v = vec![
-        cv(1, 1, 1, 1, 1, 1, 1),
-        cv(1, 1, 1, 3, 7, 1, 1),
-        cv(2, 3, 5, 5, 13, 1, 1),
-        cv(1, 5, 7, 8, 8, 1, 1),
-        cv(1, 3, 2, 16, 17, 1, 1),
-        cv(1, 13, 11, 16, 33, 1, 1).st(2, 2),
-        cv(2, 7, 3, 12, 17, 3, 3).p(1, 1), // C = 12: 4-channel gather, filter rows padded
-        cv(1, 4, 6, 4, 3, 2, 2).st(2, 2),  // C = 4, R·S·C = 16: no copy
-        cv(1, 7, 7, 3, 33, 3, 3).st(2, 2).p(1, 1),
-        cv(3, 5, 5, 16, 7, 3, 3).p(1, 1).d(2, 2),
-        cv(1, 9, 8, 20, 13, 3, 3).st(2, 1).p(1, 2),
-        cv(2, 6, 7, 8, 17, 3, 3),
-        cv(1, 3, 3, 24, 1, 3, 3).p(1, 1),
-        cv(1, 2, 2, 1, 2, 3, 3).p(2, 2), // padding wider than the image
-        cv(1, 5, 5, 13, 9, 3, 3).st(2, 2).p(1, 1).d(2, 2),
-        cv(1, 1, 1, 8, 3, 3, 3).p(1, 1),
-        cv(1, 3, 5, 72, 9, 3, 3).p(1, 1), // a partial second 64-channel slice
-        cv(2, 5, 7, 12, 12, 3, 3).p(1, 1).g(12), // depthwise
-        cv(1, 6, 5, 8, 16, 3, 3).st(2, 2).p(1, 1).g(8), // depthwise, multiplier 2
-        cv(1, 3, 3, 3, 3, 3, 3).p(1, 1).g(3), // depthwise, C = 3
+        case(1, 1, 1, 1, 1, 1, 1),
+        case(1, 1, 1, 3, 7, 1, 1),
+        case(2, 3, 5, 5, 13, 1, 1),
+        case(1, 5, 7, 8, 8, 1, 1),
+        case(1, 3, 2, 16, 17, 1, 1),
+        case(1, 13, 11, 16, 33, 1, 1).stride(2, 2),
+        case(2, 7, 3, 12, 17, 3, 3).pad(1, 1), // C = 12: 4-channel gather, filter rows padded
+        case(1, 4, 6, 4, 3, 2, 2).stride(2, 2), // C = 4, R·S·C = 16: no copy
+        case(1, 7, 7, 3, 33, 3, 3).stride(2, 2).pad(1, 1),
+        case(3, 5, 5, 16, 7, 3, 3).pad(1, 1).dilation(2, 2),
+        case(1, 9, 8, 20, 13, 3, 3).stride(2, 1).pad(1, 2),
+        case(2, 6, 7, 8, 17, 3, 3),
+        case(1, 3, 3, 24, 1, 3, 3).pad(1, 1),
+        case(1, 2, 2, 1, 2, 3, 3).pad(2, 2), // padding wider than the image
+        case(1, 5, 5, 13, 9, 3, 3)
+            .stride(2, 2)
+            .pad(1, 1)
+            .dilation(2, 2),
+        case(1, 1, 1, 8, 3, 3, 3).pad(1, 1),
+        case(1, 3, 5, 72, 9, 3, 3).pad(1, 1), // a partial second 64-channel slice
+        case(2, 5, 7, 12, 12, 3, 3).pad(1, 1).g(12), // depthwise
+        case(1, 6, 5, 8, 16, 3, 3).stride(2, 2).pad(1, 1).g(8), // depthwise, multiplier 2
+        case(1, 3, 3, 3, 3, 3, 3).pad(1, 1).g(3), // depthwise, C = 3
     ];
     v.into_iter().enumerate().map(|(i, c)| c.epi(i)).collect()
 }
