@@ -480,10 +480,7 @@ impl Device {
             ctx.record_err(unsafe { result::free_async(ptr, service) });
         } else {
             for u in log.pending() {
-                ctx.record_err(u.marker().synchronize().map_err(|e| match e {
-                    Error::Driver(d) => d,
-                    _ => DriverError(sys::CUresult::CUDA_ERROR_UNKNOWN),
-                }));
+                ctx.record_err(u.marker().synchronize());
             }
             // SAFETY: `ptr` came from `malloc_sync`, and every use of it has finished.
             ctx.record_err(unsafe { result::free_sync(ptr) });

@@ -273,6 +273,13 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// [`Error::Capture`] for `what`, which a graph could not replay.
+    pub(crate) fn not_in_capture(what: &str) -> Error {
+        Error::Capture {
+            reason: format!("{what} is not allowed inside a capture"),
+        }
+    }
+
     /// True when the error means "this machine has no usable GPU" (no driver or no device), as
     /// opposed to a failure on a GPU that exists.
     pub fn is_no_gpu(&self) -> bool {

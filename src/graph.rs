@@ -99,9 +99,12 @@ impl CaptureState<'_> {
         Ok(CaptureState(stream))
     }
 
-    /// What the capture touched.
+    /// Ends the capture state (once: `Drop` does it only on the other paths) and returns what
+    /// the capture touched.
     fn finish(self) -> Touched {
-        access::merge(self.0.end_capture_state())
+        let touched = self.0.end_capture_state();
+        std::mem::forget(self);
+        access::merge(touched)
     }
 }
 

@@ -123,9 +123,7 @@ impl Stream {
     /// [`Error::Capture`](crate::Error::Capture) naming `what` if the stream is capturing.
     pub(crate) fn refuse_in_capture(&self, what: &str) -> Result<()> {
         if self.is_capturing()? {
-            return Err(crate::Error::Capture {
-                reason: format!("{what} is not allowed inside a capture"),
-            });
+            return Err(crate::Error::not_in_capture(what));
         }
         Ok(())
     }

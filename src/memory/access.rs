@@ -19,7 +19,7 @@
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::stream::Stream;
-use cudarc::driver::sys;
+use cudarc::driver::{sys, DriverError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// A point in one stream's work: an event recorded once, given back to its device's free list
@@ -54,17 +54,15 @@ impl Marker {
     }
 
     /// Makes work queued on `stream` from now on wait for the marker (any device).
-    fn wait_on(&self, stream: &Stream) -> Result<()> {
+    fn wait_on(&self, stream: &Stream) -> std::result::Result<(), DriverError> {
         // SAFETY: a live event and a live stream; waits on events of other contexts are allowed.
-        unsafe { sys::cuStreamWaitEvent(stream.cu(), self.event, 0) }.result()?;
-        Ok(())
+        unsafe { sys::cuStreamWaitEvent(stream.cu(), self.event, 0) }.result()
     }
 
     /// Blocks the host until the work before the marker has finished.
-    pub(crate) fn synchronize(&self) -> Result<()> {
+    pub(crate) fn synchronize(&self) -> std::result::Result<(), DriverError> {
         // SAFETY: a live event of this device.
-        unsafe { sys::cuEventSynchronize(self.event) }.result()?;
-        Ok(())
+        unsafe { sys::cuEventSynchronize(self.event) }.result()
     }
 
     /// The raw event, for a service stream of the crate to wait on.
@@ -107,15 +105,19 @@ pub(crate) struct AccessLog {
 }
 
 impl AccessLog {
+    /// The uses an access (`write` or read) must follow: the last write, and for a write every
+    /// read since.
+    fn must_follow(&self, write: bool) -> impl Iterator<Item = &Use> {
+        let readers = self.readers.iter().filter(move |_| write);
+        self.writer.iter().chain(readers)
+    }
+
     /// Makes `stream` wait for what an access (`write` or read) must follow, skipping uses on
     /// `stream` itself.
     fn order(&self, stream: &Stream, write: bool) -> Result<()> {
         let id = stream.id();
-        let readers = self.readers.iter().filter(|_| write);
-        for u in self.writer.iter().chain(readers) {
-            if u.stream != id {
-                u.marker.wait_on(stream)?;
-            }
+        for u in self.must_follow(write).filter(|u| u.stream != id) {
+            u.marker.wait_on(stream)?;
         }
         Ok(())
     }
@@ -138,15 +140,14 @@ impl AccessLog {
 
     /// Blocks the host until what a host access (`write` or read) must follow has finished.
     pub(crate) fn wait_host(&self, write: bool) -> Result<()> {
-        let readers = self.readers.iter().filter(|_| write);
-        for u in self.writer.iter().chain(readers) {
+        for u in self.must_follow(write) {
             u.marker.synchronize()?;
         }
         Ok(())
     }
 
-    /// True if no use is pending on `stream_id`'s behalf only: every use was made on that stream
-    /// (or has finished), so work queued there needs no wait.
+    /// True if work queued on stream `stream_id` needs no wait for this memory: every use was
+    /// made on that stream or has finished.
     pub(crate) fn all_on(&self, stream_id: u64) -> bool {
         self.pending()
             .all(|u| u.stream == stream_id || u.marker.is_done())
@@ -159,7 +160,7 @@ impl AccessLog {
 
     /// Every use that may still be pending.
     pub(crate) fn pending(&self) -> impl Iterator<Item = &Use> {
-        self.writer.iter().chain(self.readers.iter())
+        self.must_follow(true)
     }
 }
 
@@ -233,9 +234,7 @@ impl<'s> Access<'s> {
     /// [`Error::Capture`] naming `what` if the access records for a capture.
     pub(crate) fn refuse_capture(&self, what: &str) -> Result<()> {
         if self.capture {
-            return Err(Error::Capture {
-                reason: format!("{what} is not allowed inside a capture"),
-            });
+            return Err(Error::not_in_capture(what));
         }
         Ok(())
     }

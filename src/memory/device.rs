@@ -431,6 +431,23 @@ impl Access<'_> {
         Ok(s.storage.ptr + s.offset as u64)
     }
 
+    /// [`read`](Self::read) of an optional operand: 0, the kernels' "none", without one.
+    pub(crate) fn read_or_null<T: Pod>(
+        &mut self,
+        s: Option<&DeviceSlice<'_, T>>,
+    ) -> Result<sys::CUdeviceptr> {
+        s.map_or(Ok(0), |s| self.read(s))
+    }
+
+    /// The address of an optional buffer the work writes whole (a plan's workspace): 0 without
+    /// one.
+    pub(crate) fn write_or_null<T: Pod>(
+        &mut self,
+        b: Option<&mut DeviceBuffer<T>>,
+    ) -> Result<sys::CUdeviceptr> {
+        b.map_or(Ok(0), |b| self.write(&mut b.as_slice_mut()))
+    }
+
     /// The address of `s` for work that writes it (ordered after every earlier use on other
     /// streams).
     pub(crate) fn write<T: Pod>(

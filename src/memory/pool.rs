@@ -534,18 +534,16 @@ impl PoolInner {
     /// the device's private stream, without waiting); returns the bytes.
     fn free_cached(&self) -> usize {
         let blocks = std::mem::take(&mut self.lock().free);
-        let mut bytes = 0usize;
-        let mut count = Vec::new();
-        for (size, list) in blocks {
-            for block in list {
-                self.device.free_raw(block.ptr, &block.log);
-                bytes = bytes.saturating_add(size);
-                count.push(size);
-            }
+        for block in blocks.values().flatten() {
+            self.device.free_raw(block.ptr, &block.log);
         }
         let mut state = self.lock();
-        for size in count {
-            state.stats.on_device_free(size);
+        let mut bytes = 0usize;
+        for (&size, list) in &blocks {
+            for _ in list {
+                state.stats.on_device_free(size);
+                bytes = bytes.saturating_add(size);
+            }
         }
         bytes
     }

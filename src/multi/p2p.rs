@@ -178,10 +178,7 @@ impl PeerCopy {
                         )
                     }?;
                 }
-                // Before `read` notes the source's last read on `src_stream`.
-                src_stream.wait(&dst_stream.record()?)?;
-                write.finish()?;
-                read.finish()?;
+                note_copy(src_stream, dst_stream, read, write)?;
             }
         }
         Ok(path)
@@ -224,12 +221,9 @@ impl PeerCopy {
                 }
             }
         }
-        // The source stream waited for the uploads of every chunk through `drained`... but not
-        // for the last one: order it after the copy before `read` notes it.
-        src_stream.wait(&dst_stream.record()?)?;
-        write.finish()?;
-        read.finish()?;
-        copied
+        // `drained` orders the source stream after every upload but the last.
+        let noted = note_copy(src_stream, dst_stream, read, write);
+        copied.and(noted)
     }
 
     /// The chunk loop of [`staged`](Self::staged), through the staging buffers at `staging`
@@ -281,6 +275,19 @@ impl PeerCopy {
         }
         Ok(())
     }
+}
+
+/// Orders the source stream after the copy queued on the destination stream, then notes both
+/// accesses, so the source's last read is the copy's end.
+fn note_copy(
+    src_stream: &Stream,
+    dst_stream: &Stream,
+    read: Access<'_>,
+    write: Access<'_>,
+) -> Result<()> {
+    src_stream.wait(&dst_stream.record()?)?;
+    write.finish()?;
+    read.finish()
 }
 
 impl Drop for PeerCopy {

@@ -152,10 +152,8 @@ pub fn softmax_cross_entropy<G: Float>(
     let func = device.function(MODULE, &format!("softmax_xent_{}", G::SUFFIX), None)?;
     let raw = &stream.raw;
     let mut acc = Access::new(stream)?;
-    let state_ptr = match scaler {
-        Some(s) => acc.read(&s.state.as_device_slice())?,
-        None => 0,
-    };
+    let state = scaler.map(|s| s.state.as_device_slice());
+    let state_ptr = acc.read_or_null(state.as_ref())?;
     let (rows_i, cols_i) = (rows as i32, classes as i32);
     let logits_ptr = acc.read(&logits)?;
     let labels_ptr = acc.read(&labels)?;

@@ -298,10 +298,7 @@ impl CudnnConv {
             None => None,
         };
         let ws_size = self.workspace_bytes();
-        let ws = match self.workspace.as_mut() {
-            Some(b) => acc.write(&mut b.as_slice_mut())? as *mut c_void,
-            None => std::ptr::null_mut(),
-        };
+        let ws = acc.write_or_null(self.workspace.as_mut())? as *mut c_void;
         let (alpha, zero) = (1.0f32, 0.0f32);
         let r = match (bias_ptr, self.fused) {
             (Some(bp), true) => {

@@ -506,15 +506,9 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             Some((_, pw)) => acc.read(&pw.as_device_slice())?,
             None => acc.read(&w)?,
         };
-        let bias_ptr = match &bias {
-            Some(b) => acc.read(b)?,
-            None => 0,
-        };
+        let bias_ptr = acc.read_or_null(bias.as_ref())?;
         let y_ptr = acc.write(&mut y)?;
-        let ws_ptr = match workspace {
-            Some(ws) => acc.write(&mut ws.as_slice_mut())?,
-            None => 0,
-        };
+        let ws_ptr = acc.write_or_null(workspace)?;
         if let Some(g) = gather {
             let x_align = 2 * g.vec as u64;
             if x_ptr % x_align != 0 || w_ptr % 16 != 0 {

@@ -508,15 +508,9 @@ impl<T: Float> Conv2dSm90<T> {
         let mut acc = Access::new(stream)?;
         let x_ptr = acc.read(&x)?;
         let w_ptr = acc.read(&w)?;
-        let bias_ptr = match &bias {
-            Some(b) => acc.read(b)?,
-            None => 0,
-        };
+        let bias_ptr = acc.read_or_null(bias.as_ref())?;
         let y_ptr = acc.write(&mut y)?;
-        let ws_ptr = match self.workspace.as_mut() {
-            Some(ws) => acc.write(&mut ws.as_slice_mut())?,
-            None => 0,
-        };
+        let ws_ptr = acc.write_or_null(self.workspace.as_mut())?;
         for (what, ptr) in [("x", x_ptr), ("w", w_ptr)] {
             if ptr % 16 != 0 {
                 return Err(Error::InvalidArgument {

@@ -463,15 +463,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
             Some(c) => Some(acc.read(c)?),
             None => None,
         };
-        let bias_ptr = match &epilogue.bias {
-            Some(x) => acc.read(x)?,
-            None => 0,
-        };
+        let bias_ptr = acc.read_or_null(epilogue.bias.as_ref())?;
         let d_ptr = acc.write(&mut d)?;
-        let ws_ptr = match self.workspace.as_mut() {
-            Some(w) => acc.write(&mut w.as_slice_mut())?,
-            None => 0,
-        };
+        let ws_ptr = acc.write_or_null(self.workspace.as_mut())?;
 
         let osize = std::mem::size_of::<O>() as u64;
         let (c_ptr, ldc, stride_c) = match c_given {
