@@ -350,15 +350,52 @@ fn all_reduce_case<T: Float>(
         .map_err(fail)?
         .with_path(path);
     reducer.all_reduce_sum(&streams, &mut bufs).map_err(fail)?;
+    // What the reducer computes, rounding for rounding: rank 0's buffer plus each other rank's,
+    // in rank order, each sum in f32 rounded to T (the axpy kernel). Any rank that waited for
+    // too little (a copy or an add out of order) differs from it, however the data cancel.
+    let sequential: Vec<T> = (0..n)
+        .map(|i| {
+            let mut acc = inputs[0][i];
+            for x in &inputs[1..] {
+                acc = T::from_f32(acc.to_f32() + x[i].to_f32());
+            }
+            acc
+        })
+        .collect();
+    // The f64 sum, and the error bound of a rounded sum: relative to Σ|x|, not to |Σx| (with
+    // n = 1 and random signs the sum itself can be arbitrarily close to 0).
     let reference: Vec<f64> = (0..n)
         .map(|i| inputs.iter().map(|x| f64::from(x[i].to_f32())).sum())
         .collect();
+    let magnitude: f64 = (0..n)
+        .map(|i| {
+            let m: f64 = inputs.iter().map(|x| f64::from(x[i].to_f32()).abs()).sum();
+            m * m
+        })
+        .sum::<f64>()
+        .sqrt();
     for (rank, (b, s)) in bufs.iter().zip(&streams).enumerate() {
-        let got = to_f64(&b.to_vec(s).map_err(fail)?);
-        let e = rel_err(&got, &reference);
+        let out = b.to_vec(s).map_err(fail)?;
+        let mismatch = out
+            .iter()
+            .zip(&sequential)
+            .position(|(o, q)| o.to_f32().to_bits() != q.to_f32().to_bits());
+        ensure!(
+            mismatch.is_none(),
+            "{path:?} {} n={n} rank {rank}: element {mismatch:?} is not the rank-order sum",
+            T::SUFFIX
+        );
+        let got = to_f64(&out);
+        let err: f64 = got
+            .iter()
+            .zip(&reference)
+            .map(|(g, r)| (g - r) * (g - r))
+            .sum::<f64>()
+            .sqrt();
+        let e = err / magnitude.max(f64::MIN_POSITIVE);
         ensure!(
             e <= bound,
-            "{path:?} {} n={n} rank {rank}: rel err {e:.2e} > {bound:.0e}",
+            "{path:?} {} n={n} rank {rank}: error {e:.2e} of the inputs' magnitude > {bound:.0e}",
             T::SUFFIX
         );
     }
