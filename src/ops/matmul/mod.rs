@@ -11,7 +11,8 @@
 //! Alignment: the fast kernels need A and B 16-byte aligned, `lda` and `ldb` (and the batch
 //! strides of A and B) multiples of 8 elements, and, on the compute_80 path, A's and B's buffers
 //! to reach each row's length rounded up to 8 elements (the last row included). Anything else
-//! runs the general kernels, which assume nothing. Paired output stores need even `ldd`/`ldc`; otherwise single stores are used.
+//! runs the general kernels, which assume nothing. Paired output stores need even `ldd`/`ldc`;
+//! otherwise single stores are used.
 //!
 //! `β = 0` never reads C, so NaN or garbage in C cannot reach D (cuBLAS semantics). With `β ≠ 0`
 //! and no C given, C is D itself (accumulate in place).
@@ -601,9 +602,11 @@ impl<I: Float, O: Float> Matmul<I, O> {
             // SAFETY: the kernel takes one GemmParams by value, which matches `params` field for
             // field. Every pointer in it addresses a live buffer of this device whose size was
             // checked above against the furthest element the shape, leading dimensions and batch
-            // strides reach (the kernels bound every access by M, N, K); the split-K workspace
-            // holds splits × batch × M × N floats (allocated in `new` for the larger split
-            // factor). The access above orders the launch after earlier uses and notes it.
+            // strides reach (the kernels bound every access by M, N, K; the fast kernels' whole
+            // 16-byte chunks at the rows' ends lie within the buffers (`chunk_tail`, checked for
+            // `aligned`); the split-K workspace holds splits × batch × M × N floats (allocated in
+            // `new` for the larger split factor). The access above orders the launch after
+            // earlier uses and notes it.
             unsafe { launch(args, cfg) }?;
         }
         if choice.splits > 1 {
