@@ -8,7 +8,7 @@
 use crate::arch::ComputeCapability;
 use crate::catalog::{self, DeviceFacts, GpuModel};
 use crate::error::{Error, Result};
-use crate::memory::access::{AccessLog, Use};
+use crate::memory::access::{Access, AccessLog, Events};
 use crate::modules::ModuleRegistry;
 use crate::stream::{Stream, StreamState};
 use cudarc::driver::{result, sys, CudaContext, CudaStream, DriverError};
@@ -77,29 +77,8 @@ pub(crate) struct DeviceInner {
     default_state: Arc<StreamState>,
     /// A private stream that frees memory after its last uses: never captured, never handed out.
     service: Arc<CudaStream>,
-    /// Events for markers, recycled (creating one costs a driver call).
-    events: Mutex<Vec<FreeEvent>>,
-}
-
-/// An event no marker holds.
-struct FreeEvent(sys::CUevent);
-
-// SAFETY: a CUevent is a driver handle usable from any thread; a free one is used by nobody.
-unsafe impl Send for FreeEvent {}
-
-impl Drop for DeviceInner {
-    fn drop(&mut self) {
-        let events = std::mem::take(
-            self.events
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for FreeEvent(event) in events {
-            // SAFETY: an event of this (still live) context that no marker holds any more.
-            self.ctx
-                .record_err(unsafe { result::event::destroy(event) });
-        }
-    }
+    /// Events for markers, recycled.
+    events: Arc<Events>,
 }
 
 /// The devices this process has open, by ordinal: a second open of a GPU gets the same context
@@ -272,14 +251,15 @@ impl Device {
         let props = read_properties(index, ctx.cu_device())?;
         let model = model_of(&props);
         let service = ctx.new_stream()?;
+        let events = Events::new(ctx.clone());
         let inner = Arc::new(DeviceInner {
-            ctx,
             props,
             model,
             modules: ModuleRegistry::default(),
-            default_state: StreamState::new(),
+            default_state: StreamState::new(ctx.default_stream(), events.clone()),
             service,
-            events: Mutex::new(Vec::new()),
+            events,
+            ctx,
         });
         open.push((index, Arc::downgrade(&inner)));
         Ok(Device { inner })
@@ -379,46 +359,15 @@ impl Device {
 
     /// The device's default stream (the legacy NULL stream).
     pub fn default_stream(&self) -> Stream {
-        Stream::new(
-            self.clone(),
-            self.inner.ctx.default_stream(),
-            self.inner.default_state.clone(),
-        )
+        Stream::new(self.clone(), self.inner.default_state.clone())
     }
 
     /// A new stream, independent of the others.
     pub fn new_stream(&self) -> Result<Stream> {
         Ok(Stream::new(
             self.clone(),
-            self.inner.ctx.new_stream()?,
-            StreamState::new(),
+            StreamState::new(self.inner.ctx.new_stream()?, self.inner.events.clone()),
         ))
-    }
-
-    /// An event for a marker: a recycled one, or a new one (no timing: cheaper to record).
-    pub(crate) fn take_event(&self) -> Result<sys::CUevent> {
-        let recycled = self
-            .inner
-            .events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        if let Some(FreeEvent(event)) = recycled {
-            return Ok(event);
-        }
-        self.inner.ctx.bind_to_thread()?;
-        Ok(result::event::create(
-            sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
-        )?)
-    }
-
-    /// Gives a marker's event back for reuse.
-    pub(crate) fn give_back_event(&self, event: sys::CUevent) {
-        self.inner
-            .events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(FreeEvent(event));
     }
 
     /// Keeps a driver error that cannot be returned (in a `Drop`), as cudarc does.
@@ -434,6 +383,7 @@ impl Device {
         stream: &Stream,
         bytes: usize,
     ) -> Result<(sys::CUdeviceptr, AccessLog)> {
+        let access = Access::eager(stream, "allocating device memory")?;
         self.inner.ctx.bind_to_thread()?;
         let bytes = bytes.max(1);
         let ptr = if self.inner.ctx.has_async_alloc() {
@@ -445,32 +395,30 @@ impl Device {
             unsafe { result::malloc_sync(bytes) }?
         };
         let mut log = AccessLog::default();
-        match crate::memory::access::Marker::record(stream) {
-            Ok(marker) => log.note_alloc(Use::new(stream.id(), marker)),
-            Err(e) => {
-                self.free_raw(ptr, &log);
-                return Err(e);
-            }
-        }
+        log.note_alloc(access.note_queued());
         Ok((ptr, log))
     }
 
     /// Frees device memory after every use in `log`: on the private service stream, which waits
     /// for them (stream-ordered), or on the host after them (no stream-ordered allocation).
-    /// Never fails: errors are kept on the context.
+    /// Never fails: errors are kept on the context, and memory whose uses cannot be waited for
+    /// is leaked rather than freed early.
     pub(crate) fn free_raw(&self, ptr: sys::CUdeviceptr, log: &AccessLog) {
         let ctx = &self.inner.ctx;
-        if let Err(e) = ctx.bind_to_thread() {
-            return ctx.record_err::<()>(Err(e));
-        }
+        let markers: Result<Vec<_>> = log.pending().map(|u| u.marker()).collect();
+        let markers = match (ctx.bind_to_thread(), markers) {
+            (Ok(()), Ok(markers)) => markers,
+            (Err(e), _) | (_, Err(Error::Driver(e))) => return ctx.record_err::<()>(Err(e)),
+            (_, Err(_)) => return,
+        };
         if ctx.has_async_alloc() {
             let service = self.inner.service.cu_stream();
-            for u in log.pending() {
+            for m in &markers {
                 // SAFETY: live events, waited on by the live service stream.
                 ctx.record_err(unsafe {
                     result::stream::wait_event(
                         service,
-                        u.marker().event(),
+                        m.event(),
                         sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
                     )
                 });
@@ -479,8 +427,8 @@ impl Device {
             // the uses the service stream now waits for.
             ctx.record_err(unsafe { result::free_async(ptr, service) });
         } else {
-            for u in log.pending() {
-                ctx.record_err(u.marker().synchronize());
+            for m in &markers {
+                ctx.record_err(m.synchronize());
             }
             // SAFETY: `ptr` came from `malloc_sync`, and every use of it has finished.
             ctx.record_err(unsafe { result::free_sync(ptr) });

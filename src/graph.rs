@@ -36,11 +36,10 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::memory::access::{self, Marker, Touched};
+use crate::memory::access::{self, Touched, Use};
 use crate::stream::Stream;
 use cudarc::driver::{result, sys, DriverError};
 use std::mem::ManuallyDrop;
-use std::sync::Arc;
 
 /// A captured, instantiated CUDA graph, the resources its work uses, and every allocation its
 /// nodes touch.
@@ -52,8 +51,8 @@ pub struct Graph<R> {
     updated_in_place: bool,
     /// What the nodes touch, kept alive for as long as the graph can replay.
     touched: Touched,
-    /// The marker after the last replay (an update waits for it).
-    last_launch: Option<Arc<Marker>>,
+    /// The last replay (an update waits for it).
+    last_launch: Option<Use>,
     resources: ManuallyDrop<R>,
 }
 
@@ -91,7 +90,7 @@ impl CaptureState<'_> {
                         .into(),
             });
         }
-        if stream.driver_capturing()? || !stream.start_capture_state() {
+        if stream.driver_capturing()? || !stream.start_capture_state()? {
             return Err(Error::Capture {
                 reason: "the stream is capturing already".into(),
             });
@@ -220,12 +219,12 @@ impl<R> Graph<R> {
         self.device.check_same(stream.device())?;
         self.device.inner.ctx.bind_to_thread()?;
         let exec = self.exec;
-        let marker = access::replay(stream, &self.touched, || {
+        let replayed = access::replay(stream, &self.touched, || {
             // SAFETY: `exec` is live; every allocation its nodes touch is kept alive by
             // `self.touched`, and the stream has been ordered after their pending uses.
             Ok(unsafe { result::graph::launch(exec, stream.cu()) }?)
         })?;
-        self.last_launch = marker;
+        self.last_launch = replayed;
         Ok(())
     }
 
@@ -277,8 +276,8 @@ impl<R> Graph<R> {
         mut resources: R2,
         work: impl FnOnce(&Stream, &mut R2) -> Result<()>,
     ) -> Result<Graph<R2>> {
-        if let Some(m) = self.last_launch.take() {
-            m.synchronize()?;
+        if let Some(u) = self.last_launch.take() {
+            u.marker()?.synchronize()?;
         }
         let device = self.device.clone();
         let (graph, touched) = capture_graph(stream, &mut resources, work)?;

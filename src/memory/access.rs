@@ -1,32 +1,92 @@
 //! Stream ordering of memory: who used an allocation, on which stream, until when.
 //!
 //! Every allocation the GPU can touch (device memory, pinned host memory) carries an
-//! [`AccessLog`]: the last write and every read since, each as a [`Use`] (a stream and a
-//! [`Marker`] recorded on it after the work). An operation takes the pointers it hands to the
-//! GPU through an [`Access`] on its stream:
+//! [`AccessLog`]: the last write and every read since, each as a [`Use`] (a stream and the
+//! number of the operation among those noted on it). An operation takes the pointers it hands
+//! to the GPU through an [`Access`] on its stream:
 //! - before its work is queued, the stream waits for the uses the new one must follow (the last
 //!   write; for a write, every read too) that were made on *other* streams: same-stream uses are
 //!   ordered by the stream itself, so the common case costs no driver call;
-//! - after its work is queued, one marker is recorded on the stream and noted in every log.
+//! - after its work is queued, the stream numbers it and every log notes the number: still no
+//!   driver call.
+//!
+//! A [`Marker`] (an event) is recorded only when something must wait for a use: another
+//! stream, the host, or a free. It is recorded at the stream's end then, which is after the use
+//! (stream order), and kept as the stream's newest marker, so one serves every use before it.
 //!
 //! So no allocation is reused (by the pool), freed (by the driver) or shown to the host (pinned
 //! memory) while any use is pending, whatever the streams and threads.
 //!
 //! Inside a graph capture nothing runs: an [`Access`] on the capturing stream waits for nothing
 //! and notes nothing; it hands the allocations it touched to the capture, and the
-//! [`Graph`](crate::Graph) keeps them alive and replays through an `Access` of its own.
+//! [`Graph`](crate::Graph) keeps them alive and replays through an `Access` of its own. A
+//! capture records a marker after every use noted before it, so no marker is ever needed on a
+//! capturing stream.
 
-use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::stream::Stream;
-use cudarc::driver::{sys, DriverError};
+use crate::stream::{Stream, StreamState};
+use cudarc::driver::{result, sys, CudaContext, CudaStream, DriverError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+/// The events of one device's markers, recycled: creating one costs a driver call.
+pub(crate) struct Events {
+    ctx: Arc<CudaContext>,
+    free: Mutex<Vec<FreeEvent>>,
+}
+
+/// An event no marker holds.
+struct FreeEvent(sys::CUevent);
+
+// SAFETY: a CUevent is a driver handle usable from any thread; a free one is used by nobody.
+unsafe impl Send for FreeEvent {}
+
+impl Events {
+    pub(crate) fn new(ctx: Arc<CudaContext>) -> Arc<Events> {
+        Arc::new(Events {
+            ctx,
+            free: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A recycled event, or a new one (no timing: cheaper to record).
+    fn take(&self) -> Result<sys::CUevent> {
+        let recycled = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(FreeEvent(event)) = recycled {
+            return Ok(event);
+        }
+        Ok(result::event::create(
+            sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
+        )?)
+    }
+
+    fn give_back(&self, event: sys::CUevent) {
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(FreeEvent(event));
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let free = std::mem::take(self.free.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for FreeEvent(event) in free {
+            // SAFETY: an event of this (still live: `ctx` holds it) context that no marker holds.
+            self.ctx
+                .record_err(unsafe { result::event::destroy(event) });
+        }
+    }
+}
+
 /// A point in one stream's work: an event recorded once, given back to its device's free list
-/// when the last log forgets it.
+/// when the last holder forgets it.
 pub(crate) struct Marker {
     event: sys::CUevent,
-    device: Device,
+    events: Arc<Events>,
 }
 
 // SAFETY: a CUevent is a driver handle, usable from any thread of the process; the marker is
@@ -36,13 +96,16 @@ unsafe impl Send for Marker {}
 unsafe impl Sync for Marker {}
 
 impl Marker {
-    /// Records a marker at the current end of `stream`.
-    pub(crate) fn record(stream: &Stream) -> Result<Arc<Marker>> {
-        let device = stream.device().clone();
-        let event = device.take_event()?;
-        let marker = Marker { event, device };
-        // SAFETY: `event` and the stream belong to the same live context.
-        unsafe { sys::cuEventRecord(marker.event, stream.cu()) }.result()?;
+    /// Records a marker at the current end of `stream`, a stream of `events`' context.
+    pub(crate) fn record(events: &Arc<Events>, stream: &CudaStream) -> Result<Arc<Marker>> {
+        // The legacy stream (null) is the current context's: bind the stream's own.
+        events.ctx.bind_to_thread()?;
+        let marker = Marker {
+            event: events.take()?,
+            events: events.clone(),
+        };
+        // SAFETY: `event` and the stream belong to the same live context (bound above).
+        unsafe { sys::cuEventRecord(marker.event, stream.cu_stream()) }.result()?;
         Ok(Arc::new(marker))
     }
 
@@ -73,26 +136,39 @@ impl Marker {
 
 impl Drop for Marker {
     fn drop(&mut self) {
-        self.device.give_back_event(self.event);
+        self.events.give_back(self.event);
     }
 }
 
-/// One use of an allocation: the stream it was queued on, and a marker after it.
+/// One use of an allocation: the stream it was queued on, and its number among the operations
+/// noted on that stream. Its marker is recorded only when something must wait for it (another
+/// stream, the host, a free): see [`StreamState::marker_after`].
 #[derive(Clone)]
 pub(crate) struct Use {
-    stream: u64,
-    marker: Arc<Marker>,
+    stream: Arc<StreamState>,
+    seq: u64,
 }
 
 impl Use {
-    /// A use on the stream with id `stream`, before `marker`.
-    pub(crate) fn new(stream: u64, marker: Arc<Marker>) -> Use {
-        Use { stream, marker }
+    /// The operation numbered `seq` on `stream`.
+    pub(crate) fn new(stream: Arc<StreamState>, seq: u64) -> Use {
+        Use { stream, seq }
     }
 
-    /// The marker after the use.
-    pub(crate) fn marker(&self) -> &Marker {
-        &self.marker
+    /// A marker after the use (recorded now if the stream has none after it yet).
+    pub(crate) fn marker(&self) -> Result<Arc<Marker>> {
+        self.stream.marker_after(self.seq)
+    }
+
+    /// True if the use is known to have finished (without recording a marker).
+    fn known_done(&self) -> bool {
+        self.stream
+            .marker_covering(self.seq)
+            .is_some_and(|m| m.is_done())
+    }
+
+    fn on(&self, stream: &Stream) -> bool {
+        self.stream.id() == stream.id()
     }
 }
 
@@ -115,9 +191,8 @@ impl AccessLog {
     /// Makes `stream` wait for what an access (`write` or read) must follow, skipping uses on
     /// `stream` itself.
     fn order(&self, stream: &Stream, write: bool) -> Result<()> {
-        let id = stream.id();
-        for u in self.must_follow(write).filter(|u| u.stream != id) {
-            u.marker.wait_on(stream)?;
+        for u in self.must_follow(write).filter(|u| !u.on(stream)) {
+            u.marker()?.wait_on(stream)?;
         }
         Ok(())
     }
@@ -128,7 +203,7 @@ impl AccessLog {
             self.readers.clear();
             self.writer = Some(u.clone());
         } else {
-            self.readers.retain(|r| r.stream != u.stream);
+            self.readers.retain(|r| r.stream.id() != u.stream.id());
             self.readers.push(u.clone());
         }
     }
@@ -141,16 +216,15 @@ impl AccessLog {
     /// Blocks the host until what a host access (`write` or read) must follow has finished.
     pub(crate) fn wait_host(&self, write: bool) -> Result<()> {
         for u in self.must_follow(write) {
-            u.marker.synchronize()?;
+            u.marker()?.synchronize()?;
         }
         Ok(())
     }
 
-    /// True if work queued on stream `stream_id` needs no wait for this memory: every use was
-    /// made on that stream or has finished.
-    pub(crate) fn all_on(&self, stream_id: u64) -> bool {
-        self.pending()
-            .all(|u| u.stream == stream_id || u.marker.is_done())
+    /// True if work queued on `stream` needs no wait for this memory: every use was made on
+    /// that stream or is known to have finished. Records no marker.
+    pub(crate) fn all_on(&self, stream: &Stream) -> bool {
+        self.pending().all(|u| u.on(stream) || u.known_done())
     }
 
     /// Makes `stream` wait for every use (a new owner of the memory).
@@ -203,24 +277,40 @@ fn touch(touched: &mut Touched, t: Arc<dyn Tracked>, write: bool) {
 pub(crate) struct Access<'s> {
     stream: &'s Stream,
     capture: bool,
+    /// Counted among the stream's eager operations in flight (until dropped).
+    counted: bool,
     touched: Touched,
     finished: bool,
 }
 
 impl<'s> Access<'s> {
-    /// An access on `stream`. Inside the crate's own capture on this stream it records for the
-    /// graph. No other stream can be capturing: the crate begins captures only through
+    /// An access on `stream`: eager, or recording for the crate's capture when this thread
+    /// captures on the stream. Another thread's work on a capturing stream is an
+    /// [`Error::Capture`]: it would land in the graph, unordered with that thread's buffers.
+    /// Eager work is counted in flight until the access is dropped, and a capture begins only
+    /// when none is, so every eager use is noted before the capture starts and none after.
+    /// Other streams cannot be capturing: the crate begins captures only through
     /// [`Graph`](crate::Graph), [`Stream::wait`] refuses events recorded in one (the only safe
     /// way to join a stream into it), and cudarc's stream is behind an `unsafe fn`. (The legacy
     /// stream used by the capturing thread is refused by the driver itself: the work fails and
     /// nothing is noted.) So this costs no driver call.
     pub(crate) fn new(stream: &'s Stream) -> Result<Self> {
-        Ok(Access {
+        let mut access = Access {
             stream,
-            capture: stream.is_capturing_here(),
+            capture: false,
+            counted: stream.state().enter(),
             touched: Vec::with_capacity(4),
             finished: false,
-        })
+        };
+        if !access.counted {
+            if !stream.state().captured_by_this_thread() {
+                return Err(Error::Capture {
+                    reason: "the stream is capturing a graph on another thread".into(),
+                });
+            }
+            access.capture = true;
+        }
+        Ok(access)
     }
 
     /// An access that refuses a capture: for work a graph cannot own (other streams, vendor
@@ -254,44 +344,37 @@ impl<'s> Access<'s> {
         Ok(())
     }
 
-    /// Records the marker after the work and notes it in every log touched (or gives them to
-    /// the capture). If the marker cannot be recorded, waits for the stream on the host instead,
-    /// so that no use is left unordered.
-    pub(crate) fn finish(mut self) -> Result<()> {
-        self.settle().map(drop)
+    /// A use for work the caller queued on the stream itself (an allocation), numbered now.
+    pub(crate) fn note_queued(&self) -> Use {
+        Use::new(self.stream.state().clone(), self.stream.state().note())
     }
 
-    /// [`finish`](Self::finish), returning the marker after the work (none in a capture or when
+    /// Notes the work in every log touched (or gives them to the capture).
+    pub(crate) fn finish(mut self) -> Result<()> {
+        self.settle();
+        Ok(())
+    }
+
+    /// [`finish`](Self::finish), returning the use the work made (none in a capture or when
     /// nothing was touched).
-    pub(crate) fn finish_marked(mut self) -> Result<Option<Arc<Marker>>> {
+    pub(crate) fn finish_noted(mut self) -> Option<Use> {
         self.settle()
     }
 
-    fn settle(&mut self) -> Result<Option<Arc<Marker>>> {
+    fn settle(&mut self) -> Option<Use> {
         if std::mem::replace(&mut self.finished, true) || self.touched.is_empty() {
-            return Ok(None);
+            return None;
         }
         let touched = std::mem::take(&mut self.touched);
         if self.capture {
             self.stream.add_to_capture(touched);
-            return Ok(None);
+            return None;
         }
-        match Marker::record(self.stream) {
-            Ok(marker) => {
-                let u = Use {
-                    stream: self.stream.id(),
-                    marker,
-                };
-                for (t, write) in &touched {
-                    lock(t.log()).note(&u, *write);
-                }
-                Ok(Some(u.marker))
-            }
-            Err(e) => {
-                self.stream.synchronize_raw()?;
-                Err(e)
-            }
+        let u = self.note_queued();
+        for (t, write) in &touched {
+            lock(t.log()).note(&u, *write);
         }
+        Some(u)
     }
 }
 
@@ -299,23 +382,24 @@ impl Drop for Access<'_> {
     fn drop(&mut self) {
         // An operation that returned early (an error after some work was queued) still notes
         // what it touched; the error it returns already says what went wrong.
-        if let Err(Error::Driver(e)) = self.settle().map(drop) {
-            self.stream.device().record_err(e);
+        self.settle();
+        if self.counted {
+            self.stream.state().leave();
         }
     }
 }
 
 /// Replays the uses a graph captured on `stream`: waits for what they must follow, then (after
-/// `work` queued the replay) notes a marker in each, which it returns.
+/// `work` queued the replay) notes it in each, and returns the use.
 pub(crate) fn replay(
     stream: &Stream,
     touched: &Touched,
     work: impl FnOnce() -> Result<()>,
-) -> Result<Option<Arc<Marker>>> {
+) -> Result<Option<Use>> {
     let mut access = Access::eager(stream, "replaying a graph")?;
     for (t, write) in touched {
         access.touch(t.clone(), *write)?;
     }
     work()?;
-    access.finish_marked()
+    Ok(access.finish_noted())
 }

@@ -233,7 +233,7 @@ struct State {
 impl State {
     /// Takes a block of the size class out of the cache (the statistics still count it as
     /// cached): one used only on `stream` if among the last few cached, else the last cached.
-    fn take(&mut self, size: usize, stream: u64) -> Option<Block> {
+    fn take(&mut self, size: usize, stream: &Stream) -> Option<Block> {
         let list = self.free.get_mut(&size)?;
         let n = list.len();
         let own = list
@@ -308,8 +308,7 @@ impl Drop for PoolInner {
 /// # Streams
 ///
 /// A cached block can be reused on any stream of the device. Each block keeps the log of its
-/// last buffer: every stream that used it, with a marker after the last use there
-/// (`memory::access`). A request prefers a block used only on its own stream (no ordering
+/// last buffer: every stream that used it, and its last use there (`memory::access`). A request prefers a block used only on its own stream (no ordering
 /// needed, no driver call); a block used elsewhere is handed out after its stream waits for
 /// every one of those uses, so no block is reused while any stream still reads or writes it.
 /// Blocks go back to the driver on the device's private stream, after the same uses.
@@ -444,13 +443,13 @@ impl PoolInner {
             "allocating from a memory pool (allocate before capturing and give the buffers to the \
              graph)",
         )?;
-        let taken = self.lock().take(size, stream.id());
+        let taken = self.lock().take(size, stream);
         let Some(block) = taken else {
             return self.allocate(stream, requested, size);
         };
         // A block used on other streams: order this stream after every one of those uses (the
         // fast path, a block of this stream's own, needs no driver call).
-        if !block.log.all_on(stream.id()) {
+        if !block.log.all_on(stream) {
             if let Err(e) = block.log.order_all(stream) {
                 self.lock().untake(size, block);
                 return Err(e);

@@ -35,6 +35,10 @@ pub fn trials() -> Vec<Trial> {
             capture_stops_no_other_thread,
         ),
         gpu_test(
+            "soundness::other_thread_refused_on_capturing_stream",
+            other_thread_refused_on_capturing_stream,
+        ),
+        gpu_test(
             "soundness::joined_stream_refused_in_capture",
             joined_stream_refused_in_capture,
         ),
@@ -220,6 +224,50 @@ fn capture_stops_no_other_thread(device: &Device) -> Result<(), Failed> {
             .map_err(fail)?;
         ensure!(y == 2.0 * (t + 1) as f32, "graph {t} replayed to {y}");
     }
+    Ok(())
+}
+
+/// Another thread's work on a stream while this thread captures on it is refused with a typed
+/// error (it would land in the graph, unordered with that thread's buffers), the capture stays
+/// valid, and that thread's work before the capture is waited for by later users elsewhere.
+fn other_thread_refused_on_capturing_stream(device: &Device) -> Result<(), Failed> {
+    let s = device.new_stream().map_err(fail)?;
+    let other = device.new_stream().map_err(fail)?;
+    // Eager work before the capture, noted on `s` without a marker (none is needed yet).
+    let mut slow = DeviceBuffer::<u32>::alloc(&s, SLOW).map_err(fail)?;
+    busy(&s, &mut slow)?;
+    slow.fill(&s, 7).map_err(fail)?;
+    let x = DeviceBuffer::from_slice(&s, &[1.0f32; 256]).map_err(fail)?;
+    let y = DeviceBuffer::from_slice(&s, &[0.0f32; 256]).map_err(fail)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s2, x2) = (
+        s.clone(),
+        DeviceBuffer::from_slice(&s, &[1.0f32; 256]).map_err(fail)?,
+    );
+    let mut z2 = DeviceBuffer::from_slice(&s, &[0.0f32; 256]).map_err(fail)?;
+    let mut refused = None;
+    let mut g = Graph::capture(&s, (x, y), |s, (x, y)| {
+        std::thread::scope(|scope| {
+            scope.spawn(|| tx.send(ops::axpy(&s2, 1.0, &x2, &mut z2)));
+        });
+        refused = rx.recv().ok();
+        ops::axpy(s, 2.0, x, y)
+    })
+    .map_err(fail)?;
+    ensure!(
+        matches!(refused, Some(Err(Error::Capture { .. }))),
+        "another thread's axpy on the capturing stream gave {refused:?}"
+    );
+    // Read on another stream after the capture: must wait for the fill queued before it.
+    let got = slow.to_vec(&other).map_err(fail)?;
+    ensure!(
+        all_equal(&got, 7),
+        "read before the fill queued before the capture"
+    );
+    g.launch(&s).map_err(fail)?;
+    let (_, y) = g.into_resources().map_err(fail)?;
+    let y = y.to_vec(&s).map_err(fail)?;
+    ensure!(y.iter().all(|&v| v == 2.0), "replay gave {}", y[0]);
     Ok(())
 }
 
