@@ -7,6 +7,7 @@ mod conv_sm90;
 mod device;
 mod kernels;
 mod matmul;
+mod matmul_api;
 mod memory;
 #[cfg(feature = "exporter")]
 mod monitor;
@@ -94,6 +95,7 @@ fn main() {
     trials.extend(memory::trials());
     trials.extend(kernels::trials());
     trials.extend(matmul::trials());
+    trials.extend(matmul_api::trials());
     trials.extend(conv::trials());
     trials.extend(conv_sm90::trials());
     trials.extend(runtime::trials());
