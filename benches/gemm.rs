@@ -78,7 +78,7 @@ struct Row {
     layout: &'static str,
     path: GemmPath,
     shape: (usize, usize, usize),
-    tiling: (Tiling, usize),
+    tiling: Option<(Tiling, usize)>,
     ours: f64,
     /// Hopper path: a block per work unit (the default is as many persistent blocks as fit).
     per_tile: Option<f64>,
@@ -101,16 +101,15 @@ fn bench_type<T: Float>(
             let (m, n, k) = shape;
             let flops = 2.0 * (m * n * k) as f64;
             let mut x = inputs::<T>(stream, m, n, k)?;
-            let mut plan =
-                Matmul::<T, T>::new(stream, MatmulDesc::new(m, n, k).b_layout(b_layout))?;
+            let plan = Matmul::<T, T>::new(stream, MatmulDesc::new(m, n, k).b_layout(b_layout))?;
             let sm90 = plan.path() == GemmPath::Sm90;
-            let mut ours = |x: &mut Inputs<T>, i: usize| {
+            let ours = |x: &mut Inputs<T>, i: usize| {
                 let set = i % SETS;
                 plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
             };
             let t_ours = time_on_stream(stream, 5, 30, |i| ours(&mut x, i))?.median_ms();
             let t_per_tile = if sm90 {
-                let mut per_tile = Matmul::<T, T>::new(
+                let per_tile = Matmul::<T, T>::new(
                     stream,
                     MatmulDesc::new(m, n, k)
                         .b_layout(b_layout)
@@ -169,7 +168,7 @@ fn time_desc<T: Float>(
     x: &mut Inputs<T>,
     desc: MatmulDesc,
 ) -> Result<(f64, Matmul<T, T>)> {
-    let mut plan = Matmul::<T, T>::new(stream, desc)?;
+    let plan = Matmul::<T, T>::new(stream, desc)?;
     let ms = time_on_stream(stream, 3, 15, |i| {
         let set = i % SETS;
         plan.launch(stream, &x.a[set], &x.b[set], &mut x.d, Epilogue::new())
@@ -207,7 +206,7 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
             cells.push(format!(
                 "{:.1} ({}, {})",
                 2.0 * (m * n * k) as f64 / (ms * 1e9),
-                plan.tiling().1,
+                plan.tiling().map_or(1, |(_, splits)| splits),
                 plan.grid_blocks()
             ));
         }
@@ -324,9 +323,11 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let (m, n, k) = r.shape;
-        let (t, s) = r.tiling;
+        let tile = r
+            .tiling
+            .map_or("-".to_string(), |(t, s)| format!("{t} ({s})"));
         println!(
-            "| {} | {} | {m}×{n}×{k} | {:?} {t} ({s}) | {:.1} | {:.1} | {:.2} | {:.1} % | {} |",
+            "| {} | {} | {m}×{n}×{k} | {:?} {tile} | {:.1} | {:.1} | {:.2} | {:.1} % | {} |",
             r.dtype,
             r.layout,
             r.path,

@@ -317,7 +317,7 @@ fn predict(stream: &Stream, step: &Step, dims: &[usize], x: &[f16]) -> Result<Ve
     let mut input = DeviceBuffer::from_slice(stream, x)?;
     for l in 0..nl - 1 {
         let mut out = DeviceBuffer::<f16>::alloc(stream, rows * dims[l + 1])?;
-        let mut mm = Matmul::<f16, f16>::new(
+        let mm = Matmul::<f16, f16>::new(
             stream,
             MatmulDesc::new(rows, dims[l + 1], dims[l]).activation(Activation::Relu),
         )?;
@@ -326,7 +326,7 @@ fn predict(stream: &Stream, step: &Step, dims: &[usize], x: &[f16]) -> Result<Ve
         input = out;
     }
     let mut logits = DeviceBuffer::<f32>::alloc(stream, rows * dims[nl])?;
-    let mut mm = Matmul::<f16, f32>::new(stream, MatmulDesc::new(rows, dims[nl], dims[nl - 1]))?;
+    let mm = Matmul::<f16, f32>::new(stream, MatmulDesc::new(rows, dims[nl], dims[nl - 1]))?;
     let last = &step.layers[nl - 1];
     mm.launch(
         stream,

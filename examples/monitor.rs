@@ -53,7 +53,7 @@ fn run() -> Result<bool> {
     let a = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.01); N * N])?;
     let b = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.02); N * N])?;
     let mut d = DeviceBuffer::<f16>::alloc(&stream, N * N)?;
-    let mut mm = Matmul::<f16, f16>::new(&stream, MatmulDesc::new(N, N, N))?;
+    let mm = Matmul::<f16, f16>::new(&stream, MatmulDesc::new(N, N, N))?;
     mm.launch(&stream, &a, &b, &mut d, Epilogue::new())?; // load the kernels
     stream.synchronize()?;
 

@@ -27,7 +27,7 @@ fn run(device: &Device, compute: &Stream, prefetch_depth: usize) -> Result<f64> 
     let weight =
         DeviceBuffer::from_slice(compute, &vec![f16::from_f32(0.01); FEATURES * FEATURES])?;
     let mut out = DeviceBuffer::<f16>::alloc(compute, ROWS * FEATURES)?;
-    let mut mm = Matmul::<f16, f16>::new(compute, MatmulDesc::new(ROWS, FEATURES, FEATURES))?;
+    let mm = Matmul::<f16, f16>::new(compute, MatmulDesc::new(ROWS, FEATURES, FEATURES))?;
     compute.synchronize()?;
     let start = Instant::now();
     let mut loader = Prefetcher::new(device, batches(), prefetch_depth)?;

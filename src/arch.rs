@@ -123,7 +123,9 @@ impl PtxArch {
     pub fn runs_on(self, cc: ComputeCapability) -> bool {
         match self {
             PtxArch::Compute90a => cc == ComputeCapability::new(9, 0),
-            _ => cc >= self.min_capability(),
+            PtxArch::Compute70 | PtxArch::Compute75 | PtxArch::Compute80 => {
+                cc >= self.min_capability()
+            }
         }
     }
 

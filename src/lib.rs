@@ -37,6 +37,7 @@
 //! |---|---|---|
 //! | A buffer's allocation never changes under it; views cannot outlive or alias a writer | `DeviceBuffer` owns its memory behind an `Arc` it never hands out; views borrow it | `tests/compile-fail` (`buffer_allocation_is_not_exposed`, `slice_outlives_buffer`, `write_while_viewed`) |
 //! | Every use of memory is ordered after the uses it must follow, on any stream or thread | each allocation's access log (`memory::access`): the last write and every read since, one per stream, numbered on it; an event is recorded only when another stream, the host or a free must wait; every operation takes its pointers through an `Access` | GPU tests `soundness::write_waits_for_every_reader`, `soundness::one_context_three_ways`, `pool::*hand_over*` |
+//! | A plan launched from several threads at once never shares its workspace unordered | [`ops::matmul::Matmul`] locks its split-K workspace from taking its address until the launch is noted in its log, which orders the next launch (any stream) after it | GPU test `matmul_api::one_plan_four_threads` |
 //! | Memory is freed or reused only after every pending use | the log travels with a pool block; frees wait for it on a private stream; pinned host views wait for it | `soundness::pool_reuse_waits_for_every_reader`, `soundness::pinned_view_waits_for_every_copy` |
 //! | A graph never touches freed memory, and replays in order | a capture collects every allocation its nodes touch; the [`Graph`] keeps them alive and replays through an `Access`; its resources are only lent out read-only | `soundness::graph_keeps_what_it_touches`, `soundness::replay_is_ordered_both_ways`, `compile-fail/graph_resources_are_not_swappable` |
 //! | Capturing stops nothing else | thread-local capture mode; per-stream capture state, begun only after the stream's eager work in flight has been noted; another thread's work on the capturing stream and a stream joined into a capture are refused | `soundness::capture_stops_no_other_thread`, `soundness::joined_stream_refused_in_capture` |
@@ -95,7 +96,7 @@ pub use memory::{
 pub use memory::{Cap, MemoryPool, PoolOptions, PoolStat, PoolStats, MEMORY_FRACTION_ENV};
 pub use modules::{LoadInfo, ModuleImage};
 pub use monitor::{GpuMetrics, MachineState, Monitor};
-pub use ops::{Float, KernelOptions};
+pub use ops::{Dtype, Float, KernelOptions};
 pub use stream::Stream;
 pub use timing::{time_on_stream, Timings};
 

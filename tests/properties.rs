@@ -75,14 +75,17 @@ proptest! {
             prop::option::of(extreme()),
         ),
         (split_k, grid_blocks) in (prop::option::of(extreme()), prop::option::of(extreme())),
-        col_a in any::<bool>(),
-        col_b in any::<bool>(),
+        (col_a, col_b, col_c, col_d) in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        beta in prop::sample::select(vec![0.0f32, 1.0]),
     ) {
         let layout = |col: bool| if col { Layout::ColMajor } else { Layout::RowMajor };
         let mut d = MatmulDesc::new(m, n, k)
             .batch(batch)
             .a_layout(layout(col_a))
-            .b_layout(layout(col_b));
+            .b_layout(layout(col_b))
+            .c_layout(layout(col_c))
+            .d_layout(layout(col_d))
+            .beta(beta);
         (d.lda, d.ldb, d.ldc, d.ldd) = (lda, ldb, ldc, ldd);
         (d.stride_a, d.stride_b, d.stride_c, d.stride_d) = (sa, sb, sc, sd);
         (d.split_k, d.grid_blocks) = (split_k, grid_blocks);

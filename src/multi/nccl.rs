@@ -6,7 +6,7 @@ use super::DeviceSet;
 use crate::error::{Error, Result};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::nccl::{result, sys};
 use std::sync::OnceLock;
@@ -40,10 +40,10 @@ impl ReduceOp {
 }
 
 fn datatype<T: Float>() -> sys::ncclDataType_t {
-    match T::SUFFIX {
-        "f32" => sys::ncclDataType_t::ncclFloat32,
-        "f16" => sys::ncclDataType_t::ncclFloat16,
-        _ => sys::ncclDataType_t::ncclBfloat16,
+    match T::DTYPE {
+        Dtype::F32 => sys::ncclDataType_t::ncclFloat32,
+        Dtype::F16 => sys::ncclDataType_t::ncclFloat16,
+        Dtype::Bf16 => sys::ncclDataType_t::ncclBfloat16,
     }
 }
 

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch_early};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
-use crate::ops::{Float, KernelOptions};
+use crate::ops::{Dtype, Float, KernelOptions};
 use crate::stream::Stream;
 use std::ffi::c_void;
 
@@ -55,10 +55,10 @@ pub fn axpy_with<T: Float>(
     if n == 0 {
         return Ok(());
     }
-    let name: &'static str = match T::SUFFIX {
-        "f32" => "axpy_f32",
-        "f16" => "axpy_f16",
-        _ => "axpy_bf16",
+    let name: &'static str = match T::DTYPE {
+        Dtype::F32 => "axpy_f32",
+        Dtype::F16 => "axpy_f16",
+        Dtype::Bf16 => "axpy_bf16",
     };
     let (func, target) = device.function_and_target(MODULE, name, options.arch)?;
     let mut n64 = n as u64;

@@ -31,11 +31,58 @@ mod sealed {
     impl Sealed for half::bf16 {}
 }
 
+/// The element types of the crate's kernels, one per [`Float`] type. The crate matches on it
+/// exhaustively wherever a kernel, a kernel parameter or a vendor type depends on the element
+/// type, so a new type is a compile error at each of those places, never a silent fallback.
+///
+/// ```
+/// use hikube_gpu::{half::bf16, Dtype, Float};
+/// assert_eq!(bf16::DTYPE, Dtype::Bf16);
+/// assert_eq!(Dtype::Bf16.suffix(), "bf16");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dtype {
+    /// `f32`.
+    F32,
+    /// `f16` (IEEE half precision).
+    F16,
+    /// `bf16` (bfloat16).
+    Bf16,
+}
+
+impl Dtype {
+    /// The suffix of the kernels for this type: `f32`, `f16`, `bf16`.
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
+        }
+    }
+
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::Bf16 => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.suffix())
+    }
+}
+
 /// The floating-point storage types the kernels support: `f32`, `f16` and `bf16`. Kernels
 /// compute in `f32` whatever the storage type.
 pub trait Float: Pod + sealed::Sealed {
-    /// Suffix of the kernels for this type (`f32`, `f16`, `bf16`).
-    const SUFFIX: &'static str;
+    /// The element type, for exhaustive matches.
+    const DTYPE: Dtype;
+    /// Suffix of the kernels for this type (`f32`, `f16`, `bf16`): `DTYPE.suffix()`.
+    const SUFFIX: &'static str = Self::DTYPE.suffix();
     /// Converts to `f32`.
     fn to_f32(self) -> f32;
     /// Converts from `f32`, rounding to nearest even.
@@ -43,7 +90,7 @@ pub trait Float: Pod + sealed::Sealed {
 }
 
 impl Float for f32 {
-    const SUFFIX: &'static str = "f32";
+    const DTYPE: Dtype = Dtype::F32;
     fn to_f32(self) -> f32 {
         self
     }
@@ -53,7 +100,7 @@ impl Float for f32 {
 }
 
 impl Float for f16 {
-    const SUFFIX: &'static str = "f16";
+    const DTYPE: Dtype = Dtype::F16;
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
@@ -63,11 +110,28 @@ impl Float for f16 {
 }
 
 impl Float for bf16 {
-    const SUFFIX: &'static str = "bf16";
+    const DTYPE: Dtype = Dtype::Bf16;
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
     }
     fn from_f32(x: f32) -> Self {
         bf16::from_f32(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtype_agrees_with_the_rust_type() {
+        fn check<T: Float>(dtype: Dtype, suffix: &str) {
+            assert_eq!(T::DTYPE, dtype);
+            assert_eq!(T::SUFFIX, suffix);
+            assert_eq!(T::DTYPE.size(), std::mem::size_of::<T>());
+        }
+        check::<f32>(Dtype::F32, "f32");
+        check::<f16>(Dtype::F16, "f16");
+        check::<bf16>(Dtype::Bf16, "bf16");
     }
 }

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch_early};
 use crate::memory::access::Access;
 use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut};
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use std::ffi::c_void;
 
@@ -53,10 +53,10 @@ pub fn global_avg_pool<T: Float>(
     if output == 0 {
         return Ok(());
     }
-    let name: &'static str = match T::SUFFIX {
-        "f32" => "global_avg_pool_nhwc_f32",
-        "f16" => "global_avg_pool_nhwc_f16",
-        _ => "global_avg_pool_nhwc_bf16",
+    let name: &'static str = match T::DTYPE {
+        Dtype::F32 => "global_avg_pool_nhwc_f32",
+        Dtype::F16 => "global_avg_pool_nhwc_f16",
+        Dtype::Bf16 => "global_avg_pool_nhwc_bf16",
     };
     let (func, target) = device.function_and_target(MODULE, name, None)?;
     let config = grid_stride_config(output, device.properties().sm_count);

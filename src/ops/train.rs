@@ -31,8 +31,8 @@
 //! let mut logits = DeviceBuffer::<f32>::alloc(&stream, batch * classes)?;
 //! let mut dlogits = DeviceBuffer::<f16>::alloc(&stream, batch * classes)?;
 //! let mut loss = DeviceBuffer::<f32>::alloc(&stream, batch)?;
-//! let mut forward = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(batch, classes, features))?;
-//! let mut weight_grad = Matmul::<f16, f32>::new(
+//! let forward = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(batch, classes, features))?;
+//! let weight_grad = Matmul::<f16, f32>::new(
 //!     &stream,
 //!     MatmulDesc::new(features, classes, batch).a_layout(Layout::ColMajor), // Xᵀ·dY
 //! )?;

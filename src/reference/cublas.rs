@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::matmul::Layout;
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 
@@ -23,10 +23,10 @@ pub fn load_cublas(stream: &Stream) -> std::result::Result<CudaBlas, String> {
 }
 
 fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
-    if T::SUFFIX == "bf16" {
-        blas_sys::cudaDataType::CUDA_R_16BF
-    } else {
-        blas_sys::cudaDataType::CUDA_R_16F
+    match T::DTYPE {
+        Dtype::Bf16 => blas_sys::cudaDataType::CUDA_R_16BF,
+        Dtype::F16 => blas_sys::cudaDataType::CUDA_R_16F,
+        Dtype::F32 => blas_sys::cudaDataType::CUDA_R_32F,
     }
 }
 

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
 use crate::ops::conv2d::Conv2dDesc;
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::cudnn::{result as dnn, sys as dnn_sys};
 use std::ffi::c_void;
@@ -67,10 +67,10 @@ impl std::fmt::Debug for CudnnConv {
 }
 
 fn data_type<T: Float>() -> dnn_sys::cudnnDataType_t {
-    match T::SUFFIX {
-        "f16" => dnn_sys::cudnnDataType_t::CUDNN_DATA_HALF,
-        "bf16" => dnn_sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16,
-        _ => dnn_sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+    match T::DTYPE {
+        Dtype::F16 => dnn_sys::cudnnDataType_t::CUDNN_DATA_HALF,
+        Dtype::Bf16 => dnn_sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16,
+        Dtype::F32 => dnn_sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
     }
 }
 

@@ -278,10 +278,11 @@ fn run_tiled<I: Float, O: Float>(
         Some(s) => desc.split_k(s),
         None => desc,
     };
-    let mut plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
+    let plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
+    let want = expected_path(arch, (lda, ldb), c.batch, (sa, sb));
     ensure!(
-        plan.path() == GemmPath::for_arch(arch),
-        "path {:?} for {arch}",
+        plan.path() == want,
+        "path {:?} for {arch}, want {want:?}",
         plan.path()
     );
     let mut epi = Epilogue::new();
@@ -342,7 +343,23 @@ fn run_tiled<I: Float, O: Float>(
     // keeps only an absolute 6e-8, and the relative error of that one element says nothing.
     let count = (c.batch * c.m * c.n) as f64;
     let err = (num / den.max(count * 1e-6)).sqrt();
-    Ok((err, plan.tiling().1))
+    Ok((err, plan.tiling().map_or(0, |(_, splits)| splits)))
+}
+
+/// The path a plan forced onto `arch` reports: the path's own, but where the description rules
+/// the fast kernel out (leading dimensions of A and B, or with several batches their batch
+/// strides, not multiples of 8) the general kernel's, which is compute_80's on the Hopper path.
+pub fn expected_path(
+    arch: PtxArch,
+    (lda, ldb): (usize, usize),
+    batch: usize,
+    (sa, sb): (usize, usize),
+) -> GemmPath {
+    let fast = lda % 8 == 0 && ldb % 8 == 0 && (batch == 1 || (sa % 8 == 0 && sb % 8 == 0));
+    match GemmPath::for_arch(arch) {
+        GemmPath::Sm90 if !fast => GemmPath::Sm80,
+        path => path,
+    }
 }
 
 fn grid<I: Float, O: Float>(device: &Device, arch: PtxArch) -> Result<(), Failed> {
@@ -621,7 +638,10 @@ fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
     let skinny =
         Matmul::<f16, f16>::new(&stream, MatmulDesc::new(128, 4096, 4096)).map_err(fail)?;
     ensure!(
-        skinny.path() == GemmPath::Sm90 && skinny.tiling().0.bn == 128 && skinny.tiling().1 == 1,
+        skinny.path() == GemmPath::Sm90
+            && skinny
+                .tiling()
+                .is_some_and(|(t, splits)| t.bn == 128 && splits == 1),
         "skinny: {skinny:?}"
     );
     // Few tiles and a short K: the mma.sync path's small tiles.
@@ -632,7 +652,8 @@ fn sm90_is_the_default(device: &Device) -> Result<(), Failed> {
     let large =
         Matmul::<f16, f16>::new(&stream, MatmulDesc::new(4096, 4096, 4096)).map_err(fail)?;
     ensure!(
-        large.tiling().0.bn == 256 && large.grid_blocks() == device.properties().sm_count as usize,
+        large.tiling().is_some_and(|(t, _)| t.bn == 256)
+            && large.grid_blocks() == device.properties().sm_count as usize,
         "large: {large:?}"
     );
     let broadcast = MatmulDesc::new(4096, 4096, 4096).batch(2).stride_b(0);
@@ -690,11 +711,14 @@ fn default_path_and_large_tiles(device: &Device) -> Result<(), Failed> {
 
 fn bad_shapes_are_typed_errors(device: &Device) -> Result<(), Failed> {
     let stream = device.default_stream();
-    match Matmul::<f16, f32>::new(&stream, MatmulDesc::new(0, 4, 4)) {
-        Err(Error::InvalidDimension {
-            value: 0, min: 1, ..
-        }) => {}
-        other => return Err(format!("M = 0: {other:?}").into()),
+    match Matmul::<f16, f32>::new(&stream, MatmulDesc::new(1 << 31, 4, 4)) {
+        Err(Error::TooLarge { .. }) => {}
+        other => return Err(format!("M = 2^31: {other:?}").into()),
+    }
+    let mixed = MatmulDesc::new(4, 4, 4).d_layout(C).c_layout(R).beta(1.0);
+    match Matmul::<f16, f32>::new(&stream, mixed) {
+        Err(Error::InvalidArgument { .. }) => {}
+        other => return Err(format!("C and D in mixed layouts: {other:?}").into()),
     }
     match Matmul::<f16, f32>::new(&stream, MatmulDesc::new(4, 4, 16).lda(8)) {
         Err(Error::InvalidDimension {
@@ -706,7 +730,7 @@ fn bad_shapes_are_typed_errors(device: &Device) -> Result<(), Failed> {
         Err(Error::InvalidDimension { .. }) => {}
         other => return Err(format!("overlapping batches of D: {other:?}").into()),
     }
-    let mut plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(16, 8, 32)).map_err(fail)?;
+    let plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(16, 8, 32)).map_err(fail)?;
     let a = DeviceBuffer::<f16>::zeroed(&stream, 16 * 32).map_err(fail)?;
     let b_short = DeviceBuffer::<f16>::zeroed(&stream, 32 * 8 - 1).map_err(fail)?;
     let b = DeviceBuffer::<f16>::zeroed(&stream, 32 * 8).map_err(fail)?;

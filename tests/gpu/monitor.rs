@@ -455,7 +455,7 @@ fn sampler_sees_power_rise_under_gemm(device: &Device) -> Result<(), Failed> {
     let a = random_f16(&stream, s * s)?;
     let b = random_f16(&stream, s * s)?;
     let mut d = DeviceBuffer::<f16>::alloc(&stream, s * s).map_err(fail)?;
-    let mut mm = Matmul::<f16, f16>::new(&stream, MatmulDesc::new(s, s, s)).map_err(fail)?;
+    let mm = Matmul::<f16, f16>::new(&stream, MatmulDesc::new(s, s, s)).map_err(fail)?;
     mm.launch(&stream, &a, &b, &mut d, Epilogue::new())
         .map_err(fail)?;
     stream.synchronize().map_err(fail)?;

@@ -271,7 +271,7 @@ fn matmul_replay_matches_eager(device: &Device) -> Result<(), Failed> {
     let a = DeviceBuffer::from_slice(&stream, &r(m * k)).map_err(fail)?;
     let b = DeviceBuffer::from_slice(&stream, &r(k * n)).map_err(fail)?;
     let mut eager = DeviceBuffer::<f32>::alloc(&stream, m * n).map_err(fail)?;
-    let mut plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(m, n, k)).map_err(fail)?;
+    let plan = Matmul::<f16, f32>::new(&stream, MatmulDesc::new(m, n, k)).map_err(fail)?;
     plan.launch(&stream, &a, &b, &mut eager, Epilogue::new())
         .map_err(fail)?;
     let d = DeviceBuffer::from_slice(&stream, &vec![f32::NAN; m * n]).map_err(fail)?;

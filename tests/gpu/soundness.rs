@@ -316,9 +316,8 @@ fn graph_keeps_what_it_touches(device: &Device) -> Result<(), Failed> {
     let a = pool.from_slice(&s, &to16(&ah)).map_err(fail)?;
     let b = pool.from_slice(&s, &to16(&bh)).map_err(fail)?;
     let (a_at, b_at) = (a.device_address(), b.device_address());
-    let mut plan =
-        Matmul::<hikube_gpu::half::f16, f32>::new(&s, MatmulDesc::new(m, n, k).split_k(4))
-            .map_err(fail)?;
+    let plan = Matmul::<hikube_gpu::half::f16, f32>::new(&s, MatmulDesc::new(m, n, k).split_k(4))
+        .map_err(fail)?;
     plan.launch(
         &s,
         &a,

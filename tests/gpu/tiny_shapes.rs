@@ -356,10 +356,11 @@ fn mm_run<I: Float, O: Float>(device: &Device, arch: PtxArch, c: Mm) -> Result<f
     if let Some(s) = c.split_k {
         desc = desc.split_k(s);
     }
-    let mut plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
+    let plan = Matmul::<I, O>::new(&stream, desc).map_err(fail)?;
+    let want = crate::matmul::expected_path(arch, (lda, ldb), c.batch, (sa, sb));
     ensure!(
-        plan.path() == GemmPath::for_arch(arch),
-        "{c:?}: path {:?} for {arch}",
+        plan.path() == want,
+        "{c:?}: path {:?} for {arch}, want {want:?}",
         plan.path()
     );
     let mut epi = Epilogue::new();

@@ -46,7 +46,7 @@ impl ConvPath {
         match self {
             ConvPath::Sm80 => Some(("conv_sm80", "sm80", GemmPath::Sm80)),
             ConvPath::Sm75 => Some(("conv_sm75", "sm75", GemmPath::Sm75)),
-            _ => None,
+            ConvPath::Gemm(_) | ConvPath::Sm90 | ConvPath::Direct => None,
         }
     }
 
@@ -61,7 +61,7 @@ impl ConvPath {
             (ConvPath::Sm80, 4) => &SM80_C4,
             (ConvPath::Sm80, _) => &SM80,
             (ConvPath::Sm75, _) => &SM75,
-            _ => &[],
+            (ConvPath::Gemm(_) | ConvPath::Sm90 | ConvPath::Direct, _) => &[],
         }
     }
 
@@ -70,7 +70,7 @@ impl ConvPath {
         match self {
             ConvPath::Gemm(g) => g.supports_bf16(),
             ConvPath::Sm75 => false,
-            _ => true,
+            ConvPath::Sm90 | ConvPath::Sm80 | ConvPath::Direct => true,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
@@ -129,9 +129,9 @@ fn transpose<T: Float>(
             });
         }
     }
-    let name = match std::mem::size_of::<T>() {
-        2 => "transpose_b16",
-        _ => "transpose_b32",
+    let name = match T::DTYPE {
+        Dtype::F16 | Dtype::Bf16 => "transpose_b16",
+        Dtype::F32 => "transpose_b32",
     };
     let func = device.function(MODULE, name, None)?;
     let raw = &stream.raw;

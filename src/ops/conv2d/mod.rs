@@ -37,13 +37,13 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};
 use crate::memory::access::Access;
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
 use crate::ops::matmul::config::Choice;
-use crate::ops::matmul::params::GemmParams;
+use crate::ops::matmul::params::{out_dtype, GemmParams};
 use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tiling};
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
 use cudarc::driver::{
@@ -181,7 +181,7 @@ fn hopper_shape(desc: &Conv2dDesc) -> Conv2dShape {
 /// (62 against 42 TFLOP/s on ResNet-50's 1×1 C64→256 layer at batch 64, whose epilogue
 /// dominates), as does C = 3 (the padded path), and f32 output.
 fn hopper_path<I: Float, O: Float>(device: &Device, desc: &Conv2dDesc) -> ConvPath {
-    let same_out = std::any::TypeId::of::<I>() == std::any::TypeId::of::<O>();
+    let same_out = I::DTYPE == O::DTYPE;
     if same_out
         && desc.tiling.is_none()
         && desc.r * desc.s > 1
@@ -203,14 +203,6 @@ fn unsupported_dtype(dtype: &'static str, arch: PtxArch) -> Error {
     }
 }
 
-fn out_dtype<O: Float>() -> i32 {
-    match O::SUFFIX {
-        "f32" => 0,
-        "f16" => 1,
-        _ => 2,
-    }
-}
-
 impl<I: Float, O: Float> Conv2d<I, O> {
     /// Validates `desc` for `stream`'s device, picks the kernel path and tile configuration,
     /// loads the kernels and allocates the workspace (on `stream`).
@@ -221,12 +213,16 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         // The newest target the device runs (or the forced one): every conv module family is
         // keyed on it; the direct module ships them all.
         let family = modules::select(DIRECT_MODULE, cc, desc.options.arch)?;
-        if I::SUFFIX == "f32" {
-            return Err(unsupported_dtype("f32", family));
+        match I::DTYPE {
+            Dtype::F16 | Dtype::Bf16 => {}
+            Dtype::F32 => return Err(unsupported_dtype(I::SUFFIX, family)),
         }
         let (m, n, k) = desc.gemm_mnk();
 
-        let implicit_1x1 = matches!(family, PtxArch::Compute80 | PtxArch::Compute90a);
+        let implicit_1x1 = match family {
+            PtxArch::Compute80 | PtxArch::Compute90a => true,
+            PtxArch::Compute70 | PtxArch::Compute75 => false,
+        };
         if desc.is_pointwise() && desc.gemm_for_1x1.unwrap_or(!implicit_1x1) {
             let mm = MatmulDesc::new(m, n, k)
                 .b_layout(Layout::ColMajor)
@@ -253,11 +249,16 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 PtxArch::Compute90a => hopper_path::<I, O>(&device, &desc),
                 PtxArch::Compute80 => ConvPath::Sm80,
                 PtxArch::Compute75 => ConvPath::Sm75,
-                _ => ConvPath::Direct,
+                PtxArch::Compute70 => ConvPath::Direct,
             }
         };
-        if I::SUFFIX == "bf16" && !path.supports_bf16() {
-            return Err(unsupported_dtype("bf16", family));
+        let supported = match I::DTYPE {
+            Dtype::F16 => true,
+            Dtype::Bf16 => path.supports_bf16(),
+            Dtype::F32 => false,
+        };
+        if !supported {
+            return Err(unsupported_dtype(I::SUFFIX, family));
         }
         let kernels = match path.implicit() {
             None if path == ConvPath::Sm90 => {
@@ -374,7 +375,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
     /// The tile configuration and split-K factor (implicit-GEMM and GEMM paths).
     pub fn tiling(&self) -> Option<(Tiling, usize)> {
         match &self.kernels {
-            Kernels::Gemm(mm) => Some(mm.tiling()),
+            Kernels::Gemm(mm) => mm.tiling(),
             Kernels::Implicit { choice, .. } => Some((choice.config.tiling, choice.splits)),
             Kernels::Direct { .. } | Kernels::Hopper(_) => None,
         }
@@ -421,56 +422,37 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         y: &mut impl AsDeviceSliceMut<O>,
         relu: bool,
     ) -> Result<()> {
-        let desc = &self.desc;
         let (x, w, mut y) = (
             x.as_device_slice(),
             w.as_device_slice(),
             y.as_device_slice_mut(),
         );
-        self.device.check_same(stream.device())?;
-        for dev in [x.device(), w.device(), y.device()] {
-            self.device.check_same(dev)?;
-        }
-        let need = crate::memory::ensure_len;
-        need("x", desc.input_len(), x.len())?;
-        need("w", desc.filter_len(), w.len())?;
-        need("y", desc.output_len(), y.len())?;
-        if let Some(b) = &bias {
-            self.device.check_same(b.device())?;
-            need("bias", desc.k, b.len())?;
-        }
+        self.check(stream, &x, &w, bias.as_ref(), &y)?;
         let activation = if relu {
             Activation::Relu
         } else {
             Activation::None
         };
-        let (m, n, _) = desc.gemm_mnk();
-        let (p, q) = desc.output_hw();
+        let desc = &self.desc;
         let sms = self.device.properties().sm_count;
-        let raw = &stream.raw;
-
-        let (func, choice, reduce, workspace, gather) = match &mut self.kernels {
+        match &mut self.kernels {
             Kernels::Gemm(mm) => {
-                mm.set_activation(activation);
                 let epilogue = match &bias {
                     Some(b) => Epilogue::new().bias(b),
                     None => Epilogue::new(),
                 };
-                return mm.launch(stream, &x, &w, &mut y, epilogue);
+                mm.launch_with(stream, &x, &w, &mut y, epilogue, activation)
             }
-            Kernels::Direct { func } => (&*func, None, None, None, None),
-            Kernels::Hopper(conv) => {
-                // The path is chosen only when the output type is the input type.
-                let retyped = || Error::InvalidArgument {
-                    what: "the compute_90a convolution writes its input type".into(),
+            Kernels::Hopper(conv) => launch_hopper(stream, conv, &x, &w, bias, y, relu),
+            Kernels::Direct { func } => {
+                let kernel = ConvKernel {
+                    func,
+                    choice: None,
+                    reduce: None,
+                    workspace: None,
+                    gather: None,
                 };
-                let mut y = y.same_type::<I>().ok_or_else(retyped)?;
-                let bias = match bias {
-                    Some(b) => Some(b.same_type::<I>().ok_or_else(retyped)?),
-                    None => None,
-                };
-                let bias = bias.as_ref().map(|b| b as &dyn AsDeviceSlice<I>);
-                return conv.launch(stream, &x, &w, bias, &mut y, relu);
+                kernel.launch(stream, desc, sms, &x, &w, bias.as_ref(), &mut y, activation)
             }
             Kernels::Implicit {
                 func,
@@ -479,108 +461,151 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 workspace,
                 gather,
             } => {
-                if let Some((pad, px)) = gather.x.as_mut() {
-                    let shape = (desc.n * desc.h * desc.w, desc.c, gather.c);
-                    layout::pad_pixels(stream, pad, &x, &mut px.as_slice_mut(), shape)?;
-                }
-                if let Some((pad, pw)) = gather.w.as_mut() {
-                    let shape = (desc.k, desc.r * desc.s, desc.c, gather.c, gather.ldb);
-                    layout::pad_rows(stream, pad, &w, &mut pw.as_slice_mut(), shape)?;
-                }
-                let gather: &Gather<I> = gather;
-                (
-                    &*func,
-                    Some(*choice),
-                    Some(&*reduce),
-                    workspace.as_mut(),
-                    Some(gather),
-                )
-            }
-        };
-        let mut acc = Access::new(stream)?;
-        let x_ptr = match gather.and_then(|g| g.x.as_ref()) {
-            Some((_, px)) => acc.read(&px.as_device_slice())?,
-            None => acc.read(&x)?,
-        };
-        let w_ptr = match gather.and_then(|g| g.w.as_ref()) {
-            Some((_, pw)) => acc.read(&pw.as_device_slice())?,
-            None => acc.read(&w)?,
-        };
-        let bias_ptr = acc.read_or_null(bias.as_ref())?;
-        let y_ptr = acc.write(&mut y)?;
-        let ws_ptr = acc.write_or_null(workspace)?;
-        if let Some(g) = gather {
-            let x_align = 2 * g.vec as u64;
-            if x_ptr % x_align != 0 || w_ptr % 16 != 0 {
-                return Err(Error::InvalidArgument {
-                    what: format!(
-                        "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte \
-                         aligned (slices starting at a multiple of {} and 8 elements)",
-                        g.vec
-                    ),
-                });
+                gather.pad(stream, desc, &x, &w)?;
+                let kernel = ConvKernel {
+                    func,
+                    choice: Some(*choice),
+                    reduce: Some(reduce),
+                    workspace: workspace.as_mut(),
+                    gather: Some(gather),
+                };
+                kernel.launch(stream, desc, sms, &x, &w, bias.as_ref(), &mut y, activation)
             }
         }
-        // C as the kernels see it, the filter's row length, and the reduction length.
-        let (c_stored, ldb) = gather.map_or((desc.c, desc.filter_len() / desc.k), |g| (g.c, g.ldb));
-        let k_gemm = desc.r * desc.s * c_stored / desc.groups;
-        let osize = std::mem::size_of::<O>() as u64;
-        let pair_ok = y_ptr % (2 * osize) == 0 && n % 2 == 0 && bias_ptr % (2 * osize) == 0;
-        // The implicit-GEMM epilogue stores eight channels at once where y's rows, y and the
-        // bias allow 16-byte accesses at every multiple of 8 channels.
-        let vec8_ok = n % 8 == 0 && y_ptr % 16 == 0 && bias_ptr % 16 == 0;
-        let (splits, k_per_split) = choice.map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
-        let params = GemmParams {
-            a: x_ptr,
-            b: w_ptr,
-            c: 0,
-            bias: bias_ptr,
-            d: y_ptr,
-            workspace: ws_ptr,
-            lda: c_stored as i64,
-            ldb: ldb as i64,
-            ldc: n as i64,
-            ldd: n as i64,
-            stride_a: 0,
-            stride_b: 0,
-            stride_c: 0,
-            stride_d: (m * n) as i64,
-            m: m as i32,
-            n: n as i32,
-            k: k_gemm as i32,
-            batch: 1,
-            splits: splits as i32,
-            k_per_split: k_per_split as i32,
-            activation: match activation {
-                Activation::Relu => 1,
-                _ => 0,
-            },
-            out_dtype: out_dtype::<O>(),
-            pair_ok: i32::from(pair_ok),
-            // The conv kernels read `reserved` as the eight-channel store flag (implicit_gemm.cuh).
-            reserved: i32::from(vec8_ok),
-            alpha: 1.0,
-            beta: 0.0,
+    }
+
+    /// Checks the devices of the stream and the operands, and the buffers' lengths.
+    fn check(
+        &self,
+        stream: &Stream,
+        x: &DeviceSlice<'_, I>,
+        w: &DeviceSlice<'_, I>,
+        bias: Option<&DeviceSlice<'_, O>>,
+        y: &DeviceSliceMut<'_, O>,
+    ) -> Result<()> {
+        let desc = &self.desc;
+        self.device.check_same(stream.device())?;
+        for dev in [x.device(), w.device(), y.device()] {
+            self.device.check_same(dev)?;
+        }
+        let need = crate::memory::ensure_len;
+        need("x", desc.input_len(), x.len())?;
+        need("w", desc.filter_len(), w.len())?;
+        need("y", desc.output_len(), y.len())?;
+        if let Some(b) = bias {
+            self.device.check_same(b.device())?;
+            need("bias", desc.k, b.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl<I: Float> Gather<I> {
+    /// Writes the padded copies of the input and filter, where the plan has them.
+    fn pad(
+        &mut self,
+        stream: &Stream,
+        desc: &Conv2dDesc,
+        x: &DeviceSlice<'_, I>,
+        w: &DeviceSlice<'_, I>,
+    ) -> Result<()> {
+        if let Some((pad, px)) = self.x.as_mut() {
+            let shape = (desc.n * desc.h * desc.w, desc.c, self.c);
+            layout::pad_pixels(stream, pad, x, &mut px.as_slice_mut(), shape)?;
+        }
+        if let Some((pad, pw)) = self.w.as_mut() {
+            let shape = (desc.k, desc.r * desc.s, desc.c, self.c, self.ldb);
+            layout::pad_rows(stream, pad, w, &mut pw.as_slice_mut(), shape)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Hopper path (chosen only when the output type is the input type).
+fn launch_hopper<I: Float, O: Float>(
+    stream: &Stream,
+    conv: &mut Conv2dSm90<I>,
+    x: &DeviceSlice<'_, I>,
+    w: &DeviceSlice<'_, I>,
+    bias: Option<DeviceSlice<'_, O>>,
+    y: DeviceSliceMut<'_, O>,
+    relu: bool,
+) -> Result<()> {
+    let retyped = || Error::InvalidArgument {
+        what: "the compute_90a convolution writes its input type".into(),
+    };
+    let mut y = y.same_type::<I>().ok_or_else(retyped)?;
+    let bias = match bias {
+        Some(b) => Some(b.same_type::<I>().ok_or_else(retyped)?),
+        None => None,
+    };
+    let bias = bias.as_ref().map(|b| b as &dyn AsDeviceSlice<I>);
+    conv.launch(stream, x, w, bias, &mut y, relu)
+}
+
+/// The direct kernel, or an implicit-GEMM kernel with its split-K reduction, workspace and
+/// padded copies, for one launch.
+struct ConvKernel<'k, I: Float> {
+    func: &'k CudaFunction,
+    /// The implicit GEMM's tiles (none: the direct kernel, a thread per output element).
+    choice: Option<Choice>,
+    reduce: Option<&'k CudaFunction>,
+    workspace: Option<&'k mut DeviceBuffer<f32>>,
+    gather: Option<&'k Gather<I>>,
+}
+
+/// The device addresses of one launch's operands (0: none).
+struct ConvPointers {
+    x: u64,
+    w: u64,
+    bias: u64,
+    y: u64,
+    workspace: u64,
+}
+
+impl<I: Float> ConvKernel<'_, I> {
+    /// Takes the operands' addresses, checks their alignment, and queues the kernel (and the
+    /// split-K reduction).
+    #[allow(clippy::too_many_arguments)]
+    fn launch<O: Float>(
+        self,
+        stream: &Stream,
+        desc: &Conv2dDesc,
+        sms: u32,
+        x: &DeviceSlice<'_, I>,
+        w: &DeviceSlice<'_, I>,
+        bias: Option<&DeviceSlice<'_, O>>,
+        y: &mut DeviceSliceMut<'_, O>,
+        activation: Activation,
+    ) -> Result<()> {
+        let mut acc = Access::new(stream)?;
+        // The padded copies replace the input and filter where the plan has them.
+        let x_ptr = match self.gather.and_then(|g| g.x.as_ref()) {
+            Some((_, px)) => acc.read(&px.as_device_slice())?,
+            None => acc.read(x)?,
         };
-        let shape = ConvShape {
-            n: desc.n as i32,
-            h: desc.h as i32,
-            w: desc.w as i32,
-            c: c_stored as i32,
-            k: desc.k as i32,
-            r: desc.r as i32,
-            s: desc.s as i32,
-            p: p as i32,
-            q: q as i32,
-            stride_h: desc.stride.0 as i32,
-            stride_w: desc.stride.1 as i32,
-            pad_h: desc.padding.0 as i32,
-            pad_w: desc.padding.1 as i32,
-            dil_h: desc.dilation.0 as i32,
-            dil_w: desc.dilation.1 as i32,
-            groups: desc.groups as i32,
+        let w_ptr = match self.gather.and_then(|g| g.w.as_ref()) {
+            Some((_, pw)) => acc.read(&pw.as_device_slice())?,
+            None => acc.read(w)?,
         };
-        let cfg = match choice {
+        let p = ConvPointers {
+            x: x_ptr,
+            w: w_ptr,
+            bias: acc.read_or_null(bias)?,
+            y: acc.write(y)?,
+            workspace: acc.write_or_null(self.workspace)?,
+        };
+        if let Some(g) = self.gather {
+            check_gather_alignment(g, &p)?;
+        }
+        // C as the kernels see it, and the filter's row length.
+        let (c_stored, ldb) = self
+            .gather
+            .map_or((desc.c, desc.filter_len() / desc.k), |g| (g.c, g.ldb));
+        let params = conv_params::<O>(desc, self.choice, &p, (c_stored, ldb), activation);
+        let shape = conv_shape(desc, c_stored);
+        let (m, n, _) = desc.gemm_mnk();
+        let cfg = match self.choice {
             Some(c) => LaunchConfig {
                 grid_dim: (
                     (m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn)) as u32,
@@ -592,26 +617,118 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             },
             None => grid_stride_config(m * n, sms),
         };
-        let mut args = raw.launch_builder(func);
+        let mut args = stream.raw.launch_builder(self.func);
         args.arg(&params).arg(&shape);
         // SAFETY: the conv kernels take (GemmParams, ConvShape) by value, matching `params` and
         // `shape` field for field. x and w hold the input and filter of `shape` (sizes checked
-        // above, or the plan's padded copies of exactly N·H·W·C' and K·R·S·C' elements written
-        // just before on this stream); the kernels read x only at taps inside the image and w
-        // only below K rows of R·S·C', and write y (M×K, checked) or, with split-K, the plan's
-        // workspace of splits × M × K floats; bias holds K elements (checked). The implicit
-        // kernels' 16-byte copies need x and w 16-byte aligned (checked) and C' % 8 == 0.
+        // in `Conv2d::check`, or the plan's padded copies of exactly N·H·W·C' and K·R·S·C'
+        // elements written just before on this stream); the kernels read x only at taps inside
+        // the image and w only below K rows of R·S·C', and write y (M×K, checked) or, with
+        // split-K, the plan's workspace of splits × M × K floats; bias holds K elements
+        // (checked). The implicit kernels' 16-byte copies need x and w 16-byte aligned
+        // (`check_gather_alignment`) and C' % 8 == 0. The access orders the launch after
+        // earlier uses of every buffer and notes it.
         unsafe { launch(args, cfg) }?;
-        if splits > 1 {
-            if let Some(reduce) = reduce {
-                let mut args = raw.launch_builder(reduce);
+        if params.splits > 1 {
+            if let Some(reduce) = self.reduce {
+                let mut args = stream.raw.launch_builder(reduce);
                 args.arg(&params);
                 // SAFETY: the split-K reduction takes one GemmParams; it reads the workspace the
                 // kernel above wrote on this stream (splits × M × K floats) and writes y (and
-                // reads bias) within the extents checked above.
+                // reads bias) within the extents checked in `Conv2d::check`.
                 unsafe { launch(args, grid_stride_config(m * n, sms)) }?;
             }
         }
         acc.finish()
+    }
+}
+
+/// The implicit-GEMM kernels copy `vec` channels of x (2·vec bytes) and 16 bytes of w at once.
+fn check_gather_alignment<I: Float>(g: &Gather<I>, p: &ConvPointers) -> Result<()> {
+    let x_align = 2 * g.vec as u64;
+    if p.x % x_align != 0 || p.w % 16 != 0 {
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte aligned \
+                 (slices starting at a multiple of {} and 8 elements)",
+                g.vec
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The GEMM parameters of a convolution: M = N·P·Q pixels, N = K channels, K = R·S·C'/groups
+/// with C' as stored (`c_stored`) and the filter's rows `ldb` long.
+fn conv_params<O: Float>(
+    desc: &Conv2dDesc,
+    choice: Option<Choice>,
+    p: &ConvPointers,
+    (c_stored, ldb): (usize, usize),
+    activation: Activation,
+) -> GemmParams {
+    let (m, n, _) = desc.gemm_mnk();
+    let k_gemm = desc.r * desc.s * c_stored / desc.groups;
+    let osize = std::mem::size_of::<O>() as u64;
+    let pair_ok = p.y % (2 * osize) == 0 && n % 2 == 0 && p.bias % (2 * osize) == 0;
+    // The implicit-GEMM epilogue stores eight channels at once where y's rows, y and the
+    // bias allow 16-byte accesses at every multiple of 8 channels.
+    let vec8_ok = n % 8 == 0 && p.y % 16 == 0 && p.bias % 16 == 0;
+    let (splits, k_per_split) = choice.map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
+    GemmParams {
+        a: p.x,
+        b: p.w,
+        c: 0,
+        bias: p.bias,
+        d: p.y,
+        workspace: p.workspace,
+        lda: c_stored as i64,
+        ldb: ldb as i64,
+        ldc: n as i64,
+        ldd: n as i64,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: 0,
+        stride_d: (m * n) as i64,
+        m: m as i32,
+        n: n as i32,
+        k: k_gemm as i32,
+        batch: 1,
+        splits: splits as i32,
+        k_per_split: k_per_split as i32,
+        activation: match activation {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Gelu => 2,
+        },
+        out_dtype: out_dtype(O::DTYPE),
+        pair_ok: i32::from(pair_ok),
+        // The conv kernels read `reserved` as the eight-channel store flag (implicit_gemm.cuh).
+        reserved: i32::from(vec8_ok),
+        alpha: 1.0,
+        beta: 0.0,
+    }
+}
+
+/// The convolution's shape as the kernels take it, with C as stored.
+fn conv_shape(desc: &Conv2dDesc, c_stored: usize) -> ConvShape {
+    let (p, q) = desc.output_hw();
+    ConvShape {
+        n: desc.n as i32,
+        h: desc.h as i32,
+        w: desc.w as i32,
+        c: c_stored as i32,
+        k: desc.k as i32,
+        r: desc.r as i32,
+        s: desc.s as i32,
+        p: p as i32,
+        q: q as i32,
+        stride_h: desc.stride.0 as i32,
+        stride_w: desc.stride.1 as i32,
+        pad_h: desc.padding.0 as i32,
+        pad_w: desc.padding.1 as i32,
+        dil_h: desc.dilation.0 as i32,
+        dil_w: desc.dilation.1 as i32,
+        groups: desc.groups as i32,
     }
 }

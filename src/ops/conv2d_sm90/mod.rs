@@ -50,9 +50,9 @@ use crate::launch::{grid_stride_config, launch};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::modules;
-use crate::ops::matmul::params::GemmParams;
+use crate::ops::matmul::params::{out_dtype, GemmParams};
 use crate::ops::matmul::tma::TmaDesc;
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::driver::{
     sys::CUfunction_attribute as Attr, CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg,
@@ -265,13 +265,16 @@ impl<T: Float> Conv2dSm90<T> {
     pub fn check(device: &Device, shape: &Conv2dShape) -> Result<()> {
         let cc = device.compute_capability();
         modules::select(MODULE, cc, Some(PtxArch::Compute90a))?;
-        if T::SUFFIX == "f32" {
-            return Err(Error::UnsupportedDtype {
-                op: "conv2d_sm90",
-                dtype: T::SUFFIX,
-                major: 9,
-                minor: 0,
-            });
+        match T::DTYPE {
+            Dtype::F16 | Dtype::Bf16 => {}
+            Dtype::F32 => {
+                return Err(Error::UnsupportedDtype {
+                    op: "conv2d_sm90",
+                    dtype: T::SUFFIX,
+                    major: 9,
+                    minor: 0,
+                })
+            }
         }
         shape.validate()?;
         Ok(())
@@ -519,7 +522,7 @@ impl<T: Float> Conv2dSm90<T> {
             }
         }
         let pair_ok = y_ptr % 4 == 0 && s.k % 2 == 0 && bias_ptr % 4 == 0;
-        let bf16 = T::SUFFIX == "bf16";
+        let dtype = T::DTYPE;
         let descs = match self.tma_cache {
             Some((key, d)) if key == (x_ptr, w_ptr) => d,
             _ => {
@@ -533,7 +536,7 @@ impl<T: Float> Conv2dSm90<T> {
                         let stride = [s.stride.1 as u32, s.stride.0 as u32];
                         tma::im2col(
                             x_ptr,
-                            bf16,
+                            dtype,
                             [s.n, s.h, s.w, s.c],
                             lower,
                             upper,
@@ -546,8 +549,10 @@ impl<T: Float> Conv2dSm90<T> {
                 let bn = self.variant.block_n as u32;
                 let dw = match self.a_load {
                     // K_gemm walked linearly: the filter as K rows of R·S·C.
-                    ALoad::Packed => tma::filter(w_ptr, bf16, s.k, 1, s.r * s.s * s.c, bn)?,
-                    _ => tma::filter(w_ptr, bf16, s.k, s.r * s.s, s.c, bn)?,
+                    ALoad::Packed => tma::filter(w_ptr, dtype, s.k, 1, s.r * s.s * s.c, bn)?,
+                    ALoad::Im2col | ALoad::Gather => {
+                        tma::filter(w_ptr, dtype, s.k, s.r * s.s, s.c, bn)?
+                    }
                 };
                 self.tma_cache = Some(((x_ptr, w_ptr), (dx, dw)));
                 (dx, dw)
@@ -575,7 +580,7 @@ impl<T: Float> Conv2dSm90<T> {
             splits: self.splits as i32,
             k_per_split: self.params.kt_per_split * BK as i32,
             activation: i32::from(relu),
-            out_dtype: if bf16 { 2 } else { 1 },
+            out_dtype: out_dtype(dtype),
             pair_ok: i32::from(pair_ok),
             reserved: 0,
             alpha: 1.0,

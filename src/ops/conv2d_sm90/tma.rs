@@ -4,14 +4,15 @@
 //! descriptors expect and zero-fill outside the tensor.
 
 use crate::error::Result;
-use crate::ops::matmul::tma::{check, dtype, encode_tiled, tma_error, TmaDesc};
+use crate::ops::matmul::tma::{check, encode_tiled, map_type, tma_error, TmaDesc};
+use crate::ops::Dtype;
 use cudarc::driver::sys;
 
 /// The filter (`K` rows of `R·S·C`, KRSC) as a `[K][rs][C]` tensor read in boxes of 64 channels ×
 /// one filter tap × `box_k` output channels: channels past C read as zero.
 pub(crate) fn filter(
     ptr: u64,
-    bf16: bool,
+    dtype: Dtype,
     k: usize,
     rs: usize,
     c: usize,
@@ -19,7 +20,7 @@ pub(crate) fn filter(
 ) -> Result<TmaDesc> {
     let dims = [c as u64, rs as u64, k as u64];
     let strides = [c as u64 * 2, (rs * c) as u64 * 2];
-    encode_tiled(ptr, bf16, dims, strides, [64, 1, box_k])
+    encode_tiled(ptr, dtype, dims, strides, [64, 1, box_k])
 }
 
 /// The input (NHWC) as an im2col map: boxes of `pixels` output pixels (in N·P·Q order) × 64
@@ -28,7 +29,7 @@ pub(crate) fn filter(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn im2col(
     ptr: u64,
-    bf16: bool,
+    dtype: Dtype,
     nhwc: [usize; 4],
     lower: [i32; 2],
     upper: [i32; 2],
@@ -39,6 +40,7 @@ pub(crate) fn im2col(
     let dims = [c as u64, w as u64, h as u64, n as u64];
     let strides = [c as u64 * 2, (w * c) as u64 * 2, (h * w * c) as u64 * 2];
     check(ptr, &dims, &strides)?;
+    let map_type = map_type(dtype)?;
     let element_strides = [1u32, stride[0], stride[1], 1];
     let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
     // SAFETY: every pointer argument addresses a local array of the rank (4), rank - 1 or
@@ -47,7 +49,7 @@ pub(crate) fn im2col(
     let r = unsafe {
         sys::cuTensorMapEncodeIm2col(
             map.as_mut_ptr(),
-            dtype(bf16),
+            map_type,
             4,
             ptr as *mut std::ffi::c_void,
             dims.as_ptr(),

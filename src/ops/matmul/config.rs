@@ -24,7 +24,7 @@ impl GemmPath {
             PtxArch::Compute70 => GemmPath::Sm70,
             PtxArch::Compute75 => GemmPath::Sm75,
             PtxArch::Compute80 => GemmPath::Sm80,
-            _ => GemmPath::Sm90,
+            PtxArch::Compute90a => GemmPath::Sm90,
         }
     }
 
@@ -66,13 +66,16 @@ impl GemmPath {
     pub(crate) fn row_granule(self) -> usize {
         match self {
             GemmPath::Sm80 => 8,
-            _ => 1,
+            GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm90 => 1,
         }
     }
 
     /// Whether the path has bf16 kernels.
     pub fn supports_bf16(self) -> bool {
-        matches!(self, GemmPath::Sm80 | GemmPath::Sm90)
+        match self {
+            GemmPath::Sm80 | GemmPath::Sm90 => true,
+            GemmPath::Sm70 | GemmPath::Sm75 => false,
+        }
     }
 
     /// The most split-K slices the heuristic gives this path. The Hopper path's main loop is
@@ -83,7 +86,7 @@ impl GemmPath {
     pub(crate) fn max_splits(self) -> usize {
         match self {
             GemmPath::Sm90 => 1,
-            _ => 16,
+            GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm80 => 16,
         }
     }
 
@@ -92,7 +95,7 @@ impl GemmPath {
     pub(crate) fn fallback(self) -> GemmPath {
         match self {
             GemmPath::Sm90 => GemmPath::Sm80,
-            other => other,
+            GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm80 => self,
         }
     }
 

@@ -20,6 +20,24 @@ pub enum Layout {
     ColMajor,
 }
 
+impl Layout {
+    /// The other layout: a matrix's transpose is stored in it, with the same leading dimension.
+    pub(crate) fn flipped(self) -> Layout {
+        match self {
+            Layout::RowMajor => Layout::ColMajor,
+            Layout::ColMajor => Layout::RowMajor,
+        }
+    }
+
+    /// (rows, cols) as stored of a `rows` × `cols` matrix in this layout.
+    fn stored(self, rows: usize, cols: usize) -> (usize, usize) {
+        match self {
+            Layout::RowMajor => (rows, cols),
+            Layout::ColMajor => (cols, rows),
+        }
+    }
+}
+
 /// The activation applied after bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -33,7 +51,9 @@ pub enum Activation {
 }
 
 /// The shape and options of a matrix multiplication. Leading dimensions and batch strides left
-/// as `None` are those of densely packed matrices.
+/// as `None` are those of densely packed matrices. M, N, K or the batch count may be 0, as in
+/// cuBLAS: with K = 0, `D = act(β·C + bias)`; with M, N or the batch count 0, a launch does
+/// nothing.
 ///
 /// ```
 /// use hikube_gpu::ops::matmul::{Activation, Layout, MatmulDesc};
@@ -41,6 +61,13 @@ pub enum Activation {
 ///     .b_layout(Layout::ColMajor) // B given as N×K row-major, i.e. x·Wᵀ as in nn.Linear
 ///     .activation(Activation::Gelu);
 /// assert_eq!(desc.k, 768);
+///
+/// // cuBLAS's column-major world: every matrix column-major (D too).
+/// let cublas = MatmulDesc::new(512, 1024, 768)
+///     .a_layout(Layout::ColMajor)
+///     .b_layout(Layout::ColMajor)
+///     .d_layout(Layout::ColMajor);
+/// assert!(cublas.validate().is_ok());
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct MatmulDesc {
@@ -54,13 +81,20 @@ pub struct MatmulDesc {
     pub a_layout: Layout,
     /// Layout of B.
     pub b_layout: Layout,
+    /// Layout of C; `None`: D's. With β ≠ 0, C and D must share a layout.
+    pub c_layout: Option<Layout>,
+    /// Layout of D. A column-major D is computed as the row-major Dᵀ = op(B)ᵀ·op(A)ᵀ (the
+    /// kernels store rows); the bias, added per column of D, then needs a kernel that adds it
+    /// per row, which the crate does not have: a launch with a bias and a column-major D is
+    /// [`Error::InvalidArgument`].
+    pub d_layout: Layout,
     /// Leading dimension of A (elements between rows, or columns when column-major).
     pub lda: Option<usize>,
     /// Leading dimension of B.
     pub ldb: Option<usize>,
-    /// Leading dimension of C (row-major).
+    /// Leading dimension of C (elements between rows, or columns when column-major).
     pub ldc: Option<usize>,
-    /// Leading dimension of D (row-major).
+    /// Leading dimension of D (elements between rows, or columns when column-major).
     pub ldd: Option<usize>,
     /// Number of independent products.
     pub batch: usize,
@@ -117,6 +151,8 @@ impl MatmulDesc {
             k,
             a_layout: Layout::RowMajor,
             b_layout: Layout::RowMajor,
+            c_layout: None,
+            d_layout: Layout::RowMajor,
             lda: None,
             ldb: None,
             ldc: None,
@@ -141,6 +177,10 @@ impl MatmulDesc {
         a_layout: Layout => a_layout;
         /// Sets the layout of B.
         b_layout: Layout => b_layout;
+        /// Sets the layout of C (by default D's).
+        c_layout: Layout => c_layout = Some;
+        /// Sets the layout of D.
+        d_layout: Layout => d_layout;
         /// Sets the leading dimension of A.
         lda: usize => lda = Some;
         /// Sets the leading dimension of B.
@@ -178,7 +218,7 @@ impl MatmulDesc {
 
 /// Leading dimensions, batch strides and extents, resolved and validated: each fits the
 /// kernels' 64-bit element offsets.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Strides {
     pub lda: usize,
     pub ldb: usize,
@@ -188,11 +228,28 @@ pub(crate) struct Strides {
     pub stride_b: usize,
     pub stride_c: usize,
     pub stride_d: usize,
-    /// Elements A, B, C and D reach (the buffer lengths a launch needs).
+    /// Elements A, B, C and D reach (the buffer lengths a launch needs): 0 for an operand a
+    /// launch does not touch (A and B when K = 0; every operand when M, N or the batch count
+    /// is 0).
     pub extent_a: usize,
     pub extent_b: usize,
     pub extent_c: usize,
     pub extent_d: usize,
+}
+
+impl Strides {
+    /// The strides of [`MatmulDesc::row_major_view`]'s transposed product: A and B swap.
+    pub(crate) fn transposed(self) -> Strides {
+        Strides {
+            lda: self.ldb,
+            ldb: self.lda,
+            stride_a: self.stride_b,
+            stride_b: self.stride_a,
+            extent_a: self.extent_b,
+            extent_b: self.extent_a,
+            ..self
+        }
+    }
 }
 
 pub(crate) fn at_least(what: impl Fn() -> String, value: usize, min: usize) -> Result<()> {
@@ -223,10 +280,10 @@ pub(crate) fn at_most(what: &str, value: usize, max: usize) -> Result<()> {
 /// so an extent and every stride stay below half of `i64::MAX`.
 const MAX_OFFSET: usize = (i64::MAX / 2) as usize;
 
-/// Elements a matrix of `rows` × `cols` (in storage order, each at least 1) with leading
-/// dimension `ld`, repeated `batch` (at least 1) times `stride` apart, reaches:
-/// `(batch - 1)·stride + (rows - 1)·ld + cols`. `name` is the operand (`A`, ...), and `ld`
-/// and `stride` name its fields in the error.
+/// Elements a matrix of `rows` × `cols` (in storage order) with leading dimension `ld`,
+/// repeated `batch` times `stride` apart, reaches: `(batch - 1)·stride + (rows - 1)·ld + cols`,
+/// or 0 when it is empty (a dimension or `batch` is 0). `name` is the operand (`A`, ...), and
+/// `ld` and `stride` name its fields in the error.
 fn extent(
     name: &str,
     (rows, cols): (usize, usize),
@@ -234,6 +291,9 @@ fn extent(
     batch: usize,
     (stride_name, stride): (&str, usize),
 ) -> Result<usize> {
+    if rows == 0 || cols == 0 || batch == 0 {
+        return Ok(0);
+    }
     let batches = size::mul(
         &format!("{name}'s extent: (batch - 1) x {stride_name}"),
         batch.saturating_sub(1),
@@ -249,31 +309,71 @@ fn extent(
 }
 
 impl MatmulDesc {
-    /// (rows, cols) of A and B as stored.
+    /// (rows, cols) of A, B, C and D as stored.
     pub(crate) fn stored_a(&self) -> (usize, usize) {
-        match self.a_layout {
-            Layout::RowMajor => (self.m, self.k),
-            Layout::ColMajor => (self.k, self.m),
-        }
+        self.a_layout.stored(self.m, self.k)
     }
     pub(crate) fn stored_b(&self) -> (usize, usize) {
-        match self.b_layout {
-            Layout::RowMajor => (self.k, self.n),
-            Layout::ColMajor => (self.n, self.k),
+        self.b_layout.stored(self.k, self.n)
+    }
+    fn stored_c(&self) -> (usize, usize) {
+        self.c_layout_or_d().stored(self.m, self.n)
+    }
+    fn stored_d(&self) -> (usize, usize) {
+        self.d_layout.stored(self.m, self.n)
+    }
+
+    /// C's layout: its own, or D's.
+    pub(crate) fn c_layout_or_d(&self) -> Layout {
+        self.c_layout.unwrap_or(self.d_layout)
+    }
+
+    /// Whether a launch has nothing to compute: M, N or the batch count is 0.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.m == 0 || self.n == 0 || self.batch == 0
+    }
+
+    /// The product the kernels compute, whose C and D are row-major, and whether it is the
+    /// transpose of this one. A column-major D (M×N) is the row-major Dᵀ (N×M) =
+    /// op(B)ᵀ·op(A)ᵀ: M and N swap, and so do A and B, each with its layout flipped (the
+    /// transpose of a matrix is stored as the matrix in the other layout, with the same leading
+    /// dimension); C and D keep their leading dimensions and strides. (A per-column bias of D
+    /// is per row of Dᵀ, which the kernels cannot add: the plan refuses it.)
+    pub(crate) fn row_major_view(&self) -> (MatmulDesc, bool) {
+        match self.d_layout {
+            Layout::RowMajor => (self.clone(), false),
+            Layout::ColMajor => (
+                MatmulDesc {
+                    m: self.n,
+                    n: self.m,
+                    a_layout: self.b_layout.flipped(),
+                    b_layout: self.a_layout.flipped(),
+                    c_layout: None,
+                    d_layout: Layout::RowMajor,
+                    lda: self.ldb,
+                    ldb: self.lda,
+                    stride_a: self.stride_b,
+                    stride_b: self.stride_a,
+                    ..self.clone()
+                },
+                true,
+            ),
         }
     }
 
     /// Checks the description without a device — what [`Matmul::new`](super::Matmul::new)
-    /// checks first: M, N, K and batch in 1..2^31, leading dimensions at least the stored row
-    /// length, batches of D that do not overlap, and every stride and extent within the kernels'
-    /// 64-bit offsets. A size that overflows is [`Error::InvalidArgument`] naming the field and
-    /// its value; one past a kernel's range is [`Error::TooLarge`]; one too small is
-    /// [`Error::InvalidDimension`].
+    /// checks first: M, N, K and batch below 2^31 (0 allowed), leading dimensions at least the
+    /// stored row length, batches of D that do not overlap, C in D's layout when it is read
+    /// (β ≠ 0), and every stride and extent within the kernels' 64-bit offsets. A size that
+    /// overflows is [`Error::InvalidArgument`] naming the field and its value; one past a
+    /// kernel's range is [`Error::TooLarge`]; one too small is [`Error::InvalidDimension`];
+    /// mixed C and D layouts are [`Error::InvalidArgument`].
     ///
     /// ```
     /// use hikube_gpu::ops::matmul::MatmulDesc;
     /// assert!(MatmulDesc::new(64, 64, 64).validate().is_ok());
     /// assert!(MatmulDesc::new(64, 64, 64).lda(usize::MAX / 2).batch(3).validate().is_err());
+    /// assert!(MatmulDesc::new(64, 64, 0).validate().is_ok()); // K = 0: D = β·C
     /// ```
     pub fn validate(&self) -> Result<()> {
         self.strides().map(|_| ())
@@ -288,9 +388,6 @@ impl MatmulDesc {
             ("batch", self.batch),
         ];
         for (what, v) in dims {
-            at_least(|| what.to_string(), v, 1)?;
-        }
-        for (what, v) in dims {
             at_most(what, v, i32::MAX as usize)?;
         }
         if let Some(0) = self.split_k {
@@ -298,12 +395,23 @@ impl MatmulDesc {
                 what: "split_k must be at least 1".into(),
             });
         }
+        if self.beta != 0.0 && self.c_layout_or_d() != self.d_layout {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "C is {:?} and D {:?}: with beta != 0 they must share a layout",
+                    self.c_layout_or_d(),
+                    self.d_layout
+                ),
+            });
+        }
         let (ar, ac) = self.stored_a();
         let (br, bc) = self.stored_b();
+        let (cr, cc) = self.stored_c();
+        let (dr, dc) = self.stored_d();
         let lda = self.lda.unwrap_or(ac);
         let ldb = self.ldb.unwrap_or(bc);
-        let ldc = self.ldc.unwrap_or(self.n);
-        let ldd = self.ldd.unwrap_or(self.n);
+        let ldc = self.ldc.unwrap_or(cc);
+        let ldd = self.ldd.unwrap_or(dc);
         at_least(
             || format!("lda (A {:?}, {ar} x {ac} as stored)", self.a_layout),
             lda,
@@ -314,12 +422,20 @@ impl MatmulDesc {
             ldb,
             bc,
         )?;
-        at_least(|| "ldc".to_string(), ldc, self.n)?;
-        at_least(|| "ldd".to_string(), ldd, self.n)?;
-        let matrix_d = extent("D", (self.m, self.n), ("ldd", ldd), 1, ("stride_d", 0))?;
+        at_least(
+            || format!("ldc (C {:?}, {cr} x {cc} as stored)", self.c_layout_or_d()),
+            ldc,
+            cc,
+        )?;
+        at_least(
+            || format!("ldd (D {:?}, {dr} x {dc} as stored)", self.d_layout),
+            ldd,
+            dc,
+        )?;
+        let matrix_d = extent("D", (dr, dc), ("ldd", ldd), 1, ("stride_d", 0))?;
         let stride_d = match self.stride_d {
             Some(s) => s,
-            None => size::mul("stride_d (M x ldd)", self.m, ldd)?,
+            None => size::mul("stride_d (rows of D x ldd)", dr, ldd)?,
         };
         if self.batch > 1 {
             // Overlapping outputs would race.
@@ -339,7 +455,7 @@ impl MatmulDesc {
         };
         let stride_c = match self.stride_c {
             Some(s) => s,
-            None => size::mul("stride_c (M x ldc)", self.m, ldc)?,
+            None => size::mul("stride_c (rows of C x ldc)", cr, ldc)?,
         };
         let batch = self.batch;
         let s = Strides {
@@ -353,20 +469,8 @@ impl MatmulDesc {
             stride_d,
             extent_a: extent("A", (ar, ac), ("lda", lda), batch, ("stride_a", stride_a))?,
             extent_b: extent("B", (br, bc), ("ldb", ldb), batch, ("stride_b", stride_b))?,
-            extent_c: extent(
-                "C",
-                (self.m, self.n),
-                ("ldc", ldc),
-                batch,
-                ("stride_c", stride_c),
-            )?,
-            extent_d: extent(
-                "D",
-                (self.m, self.n),
-                ("ldd", ldd),
-                batch,
-                ("stride_d", stride_d),
-            )?,
+            extent_c: extent("C", (cr, cc), ("ldc", ldc), batch, ("stride_c", stride_c))?,
+            extent_d: extent("D", (dr, dc), ("ldd", ldd), batch, ("stride_d", stride_d))?,
         };
         for (what, v) in [
             ("lda", s.lda),
@@ -384,6 +488,136 @@ impl MatmulDesc {
         ] {
             at_most(what, v, MAX_OFFSET)?;
         }
+        // An empty product touches no operand (A and B already reach nothing when K = 0).
+        if self.is_empty() {
+            return Ok(Strides {
+                extent_a: 0,
+                extent_b: 0,
+                extent_c: 0,
+                extent_d: 0,
+                ..s
+            });
+        }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: Layout = Layout::RowMajor;
+    const C: Layout = Layout::ColMajor;
+
+    #[test]
+    fn empty_products_reach_nothing() {
+        for (m, n, k, batch) in [(0, 5, 7, 1), (3, 0, 7, 2), (3, 5, 7, 0), (0, 0, 0, 0)] {
+            let s = MatmulDesc::new(m, n, k).batch(batch).strides().unwrap();
+            assert_eq!(
+                (s.extent_a, s.extent_b, s.extent_c, s.extent_d),
+                (0, 0, 0, 0),
+                "{m}x{n}x{k} batch {batch}"
+            );
+            assert!(MatmulDesc::new(m, n, k).batch(batch).is_empty());
+        }
+    }
+
+    #[test]
+    fn k_zero_reads_neither_a_nor_b() {
+        for (a, b) in [(R, R), (R, C), (C, R), (C, C)] {
+            let desc = MatmulDesc::new(3, 5, 0)
+                .a_layout(a)
+                .b_layout(b)
+                .batch(2)
+                .beta(0.5);
+            let s = desc.strides().unwrap();
+            assert_eq!((s.extent_a, s.extent_b), (0, 0), "{a:?} {b:?}");
+            assert_eq!((s.extent_c, s.extent_d), (30, 30));
+            assert!(!desc.is_empty());
+        }
+    }
+
+    #[test]
+    fn column_major_d_is_the_transposed_row_major_product() {
+        let descs = [
+            MatmulDesc::new(7, 5, 3).d_layout(C),
+            MatmulDesc::new(7, 5, 3)
+                .a_layout(C)
+                .b_layout(C)
+                .d_layout(C)
+                .beta(1.0),
+            MatmulDesc::new(64, 33, 100)
+                .a_layout(C)
+                .d_layout(C)
+                .lda(70)
+                .ldb(40)
+                .ldc(66)
+                .ldd(72)
+                .batch(3)
+                .beta(0.5)
+                .stride_b(0),
+            MatmulDesc::new(9, 11, 0).d_layout(C).batch(2),
+        ];
+        for desc in descs {
+            let s = desc.strides().unwrap();
+            let (view, transposed) = desc.row_major_view();
+            assert!(transposed);
+            assert_eq!((view.m, view.n, view.k), (desc.n, desc.m, desc.k));
+            assert_eq!(view.a_layout, desc.b_layout.flipped());
+            assert_eq!(view.b_layout, desc.a_layout.flipped());
+            assert_eq!((view.c_layout_or_d(), view.d_layout), (R, R));
+            // The view validates to the same strides with A and B swapped.
+            assert_eq!(view.strides().unwrap(), s.transposed(), "{desc:?}");
+        }
+        let row = MatmulDesc::new(7, 5, 3);
+        assert_eq!(row.row_major_view(), (row.clone(), false));
+    }
+
+    #[test]
+    fn column_major_d_has_m_long_columns() {
+        let s = MatmulDesc::new(7, 5, 3).d_layout(C).strides().unwrap();
+        assert_eq!((s.ldd, s.ldc, s.extent_d), (7, 7, 35));
+        let short = MatmulDesc::new(7, 5, 3).d_layout(C).ldd(5);
+        assert!(matches!(
+            short.strides(),
+            Err(Error::InvalidDimension {
+                value: 5,
+                min: 7,
+                ..
+            })
+        ));
+        // Batches: N stored columns of ldd elements apart.
+        let s = MatmulDesc::new(7, 5, 3)
+            .d_layout(C)
+            .ldd(8)
+            .batch(2)
+            .strides()
+            .unwrap();
+        assert_eq!(s.stride_d, 40);
+        assert_eq!(s.extent_d, 40 + 4 * 8 + 7);
+    }
+
+    #[test]
+    fn mixed_c_and_d_layouts_only_when_c_is_read() {
+        let mixed = MatmulDesc::new(4, 4, 4).d_layout(C).c_layout(R);
+        assert!(mixed.validate().is_ok(), "beta = 0 never reads C");
+        assert!(matches!(
+            mixed.beta(1.0).validate(),
+            Err(Error::InvalidArgument { .. })
+        ));
+        let same = MatmulDesc::new(4, 4, 4).d_layout(C).c_layout(C).beta(1.0);
+        assert!(same.validate().is_ok());
+    }
+
+    #[test]
+    fn dimensions_stay_below_2_31() {
+        for desc in [
+            MatmulDesc::new(1 << 31, 1, 1),
+            MatmulDesc::new(1, 1 << 31, 1),
+            MatmulDesc::new(1, 1, 1 << 31),
+            MatmulDesc::new(1, 1, 1).batch(1 << 31),
+        ] {
+            assert!(matches!(desc.validate(), Err(Error::TooLarge { .. })));
+        }
     }
 }

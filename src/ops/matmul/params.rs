@@ -1,5 +1,6 @@
 //! The kernels' parameter block, mirrored from `hk::GemmParams` in kernels/gemm/gemm_params.cuh.
 
+use crate::ops::Dtype;
 use cudarc::driver::DeviceRepr;
 
 #[repr(C)]
@@ -33,6 +34,15 @@ pub(crate) struct GemmParams {
     pub reserved: i32,
     pub alpha: f32,
     pub beta: f32,
+}
+
+/// The kernels' `out_dtype` code of an output type (`hk::OutDtype` in gemm_params.cuh).
+pub(crate) const fn out_dtype(dtype: Dtype) -> i32 {
+    match dtype {
+        Dtype::F32 => 0,
+        Dtype::F16 => 1,
+        Dtype::Bf16 => 2,
+    }
 }
 
 // SAFETY: a plain `#[repr(C)]` struct of integers and floats whose layout matches the CUDA

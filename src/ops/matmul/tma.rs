@@ -4,6 +4,7 @@
 //! value.
 
 use crate::error::{Error, Result};
+use crate::ops::Dtype;
 use cudarc::driver::{sys, DeviceRepr};
 
 /// A CUDA tensor map, as the kernel's `__grid_constant__` parameter.
@@ -29,12 +30,15 @@ pub(crate) fn tma_error(what: String) -> Error {
     }
 }
 
-/// The tensor-map element type of f16 or bf16 data.
-pub(crate) fn dtype(bf16: bool) -> sys::CUtensorMapDataType {
-    if bf16 {
-        sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-    } else {
-        sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+/// The tensor-map element type of f16 or bf16 data. The kernels' maps hold 16-bit elements
+/// (boxes of 64 elements fill the 128-byte swizzle): `f32` is refused.
+pub(crate) fn map_type(dtype: Dtype) -> Result<sys::CUtensorMapDataType> {
+    match dtype {
+        Dtype::Bf16 => Ok(sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16),
+        Dtype::F16 => Ok(sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16),
+        Dtype::F32 => Err(tma_error(format!(
+            "the kernels' maps hold 16-bit elements, not {dtype}"
+        ))),
     }
 }
 
@@ -60,17 +64,18 @@ pub(crate) fn check(ptr: u64, dims: &[u64], strides: &[u64]) -> Result<()> {
     Ok(())
 }
 
-/// A rank-3 tiled map of f16/bf16 data: `dims` innermost first, `strides` in bytes of the outer
+/// A rank-3 tiled map of f16/bf16 data (`dtype`): `dims` innermost first, `strides` in bytes of the outer
 /// two dimensions, read in `boxes`, with the 128-byte swizzle the kernels' shared-memory
 /// descriptors expect. Elements past the edges read as zero.
 pub(crate) fn encode_tiled(
     ptr: u64,
-    bf16: bool,
+    dtype: Dtype,
     dims: [u64; 3],
     strides: [u64; 2],
     boxes: [u32; 3],
 ) -> Result<TmaDesc> {
     check(ptr, &dims, &strides)?;
+    let map_type = map_type(dtype)?;
     let element_strides = [1u32; 3];
     let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
     // SAFETY: every pointer argument addresses a local array of the rank (3) or rank - 1 (2)
@@ -79,7 +84,7 @@ pub(crate) fn encode_tiled(
     let r = unsafe {
         sys::cuTensorMapEncodeTiled(
             map.as_mut_ptr(),
-            dtype(bf16),
+            map_type,
             3,
             ptr as *mut std::ffi::c_void,
             dims.as_ptr(),
@@ -106,7 +111,7 @@ pub(crate) fn encode_tiled(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tiled(
     ptr: u64,
-    bf16: bool,
+    dtype: Dtype,
     cols: usize,
     rows: usize,
     batch: usize,
@@ -114,9 +119,10 @@ pub(crate) fn tiled(
     stride: usize,
     box_rows: u32,
 ) -> Result<TmaDesc> {
+    // 16-bit elements (`encode_tiled` refuses other types).
     const ELEM: u64 = 2;
     let stride = if batch == 1 { rows * ld } else { stride };
     let dims = [cols as u64, rows as u64, batch as u64];
     let strides = [ld as u64 * ELEM, stride as u64 * ELEM];
-    encode_tiled(ptr, bf16, dims, strides, [64, box_rows, 1])
+    encode_tiled(ptr, dtype, dims, strides, [64, box_rows, 1])
 }

@@ -88,7 +88,7 @@ fn one_type<T: Float>(
             MatmulDesc::new(s, s, s).b_layout(Layout::ColMajor),
         )
         .and_then(|plan| Ok((plan, inputs::<T>(ctx, s)?)));
-        let (mut plan, mut x) = match prepared {
+        let (plan, mut x) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 ctx.skip(format!("gemm {name}"), e, per_size)?;
