@@ -327,21 +327,27 @@ fn choose_fast(path: GemmPath, desc: &MatmulDesc, sms: usize, max_smem: usize) -
         }
     }
     .ok_or_else(|| no_config(path))?;
-    Ok(match desc.split_k {
+    Ok(forced_split(desc, choice))
+}
+
+/// `choice` with the description's forced split-K factor, if it has one.
+fn forced_split(desc: &MatmulDesc, choice: Choice) -> Choice {
+    match desc.split_k {
         None => choice,
         Some(want) => {
             // `want` ≥ 1 and 1 ≤ K < 2^31 (validated): no overflow, no division by 0.
-            let k_per_split = k.div_ceil(want).div_ceil(config::K_ALIGN) * config::K_ALIGN;
+            let k_per_split = desc.k.div_ceil(want).div_ceil(config::K_ALIGN) * config::K_ALIGN;
             Choice {
-                splits: k.div_ceil(k_per_split),
+                splits: desc.k.div_ceil(k_per_split),
                 k_per_split,
                 ..choice
             }
         }
-    })
+    }
 }
 
-/// The general kernel's configuration: it exists for the path's last (smallest) tile only.
+/// The general kernel's configuration: it exists for the path's last (smallest) tile only; a
+/// forced split-K factor holds for it too.
 fn choose_general(
     path: GemmPath,
     desc: &MatmulDesc,
@@ -352,6 +358,7 @@ fn choose_general(
     let last = configs.last().map_or(configs, std::slice::from_ref);
     let (m, n, k, batch) = (desc.m, desc.n, desc.k, desc.batch);
     config::choose(last, m, n, k, batch, sms, max_smem, path.max_splits())
+        .map(|c| forced_split(desc, c))
         .ok_or_else(|| no_config(path))
 }
 
@@ -530,6 +537,9 @@ mod tests {
         let desc = MatmulDesc::new(128, 128, 1000).split_k(3);
         let c = choose_fast(GemmPath::Sm80, &desc, 132, 227 << 10).unwrap();
         assert_eq!((c.splits, c.k_per_split), (3, 384));
+        // The general kernel (unaligned operands) runs the forced factor too.
+        let g = choose_general(GemmPath::Sm80, &desc.split_k(2), 132, 227 << 10).unwrap();
+        assert_eq!((g.splits, g.k_per_split), (2, 512));
         let bogus = MatmulDesc::new(8, 8, 8).tiling(Tiling {
             bm: 96,
             bn: 96,
