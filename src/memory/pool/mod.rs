@@ -1,6 +1,13 @@
 //! The memory pool: [`MemoryPool`], a caching stream-ordered allocator of [`DeviceBuffer`]s,
 //! with PyTorch's statistics ([`PoolStats`]) and a per-process cap ([`Cap`]).
 
+mod cache;
+mod cap;
+mod stats;
+
+pub use cap::{Cap, PoolOptions, MEMORY_FRACTION_ENV};
+pub use stats::{PoolStat, PoolStats};
+
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::memory::access::AccessLog;
@@ -8,247 +15,20 @@ use crate::memory::device::Storage;
 use crate::memory::DeviceBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
+use cache::{Block, Cache};
+use cap::cap_from_env;
 use cudarc::driver::{result, sys, CudaContext};
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// The environment variable that caps a pool created without an explicit cap, as a fraction of
-/// the device's memory in (0, 1], e.g. `HIKUBE_GPU_MEMORY_FRACTION=0.5`. Unset or empty: no cap.
-pub const MEMORY_FRACTION_ENV: &str = "HIKUBE_GPU_MEMORY_FRACTION";
-
-/// Requests up to this size are rounded to [`SMALL_GRANULE`].
-const SMALL_LIMIT: usize = 1 << 20;
-/// Rounding of small requests (and the smallest block).
-const SMALL_GRANULE: usize = 512;
-/// Rounding of requests above [`SMALL_LIMIT`].
-const LARGE_GRANULE: usize = 2 << 20;
-/// How many blocks of a size class a request looks through for one of its own stream before it
-/// takes another stream's: bounded, so that a lookup stays O(1).
-const SAME_STREAM_SCAN: usize = 8;
-
-/// A limit on the bytes a [`MemoryPool`] may reserve.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Cap {
-    /// At most this many bytes (more than 0).
-    Bytes(u64),
-    /// At most this fraction of the device's total memory, in (0, 1].
-    Fraction(f64),
-}
-
-impl Cap {
-    /// The cap in bytes on a device with `total_memory` bytes; [`Error::InvalidArgument`] for a
-    /// fraction outside (0, 1] (or not a number) and for 0 bytes.
-    pub fn to_bytes(self, total_memory: usize) -> Result<usize> {
-        match self {
-            Cap::Bytes(0) => Err(Error::InvalidArgument {
-                what: "a memory cap of 0 bytes allows no allocation".into(),
-            }),
-            Cap::Bytes(b) => Ok(usize::try_from(b).unwrap_or(usize::MAX)),
-            Cap::Fraction(f) if f > 0.0 && f <= 1.0 => Ok((f * total_memory as f64) as usize),
-            Cap::Fraction(f) => Err(Error::InvalidArgument {
-                what: format!("memory cap fraction {f} is not in (0, 1]"),
-            }),
-        }
-    }
-}
-
-/// The cap set by the value of [`MEMORY_FRACTION_ENV`] (`None`: unset or empty).
-fn cap_from_env(value: Option<&str>) -> Result<Option<Cap>> {
-    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    match text.parse::<f64>() {
-        Ok(f) if f > 0.0 && f <= 1.0 => Ok(Some(Cap::Fraction(f))),
-        _ => Err(Error::InvalidArgument {
-            what: format!("{MEMORY_FRACTION_ENV}={text:?} is not a fraction in (0, 1]"),
-        }),
-    }
-}
-
-/// How a [`MemoryPool`] is set up.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct PoolOptions {
-    /// The most the pool may reserve from the driver. `None`: the cap given by
-    /// [`MEMORY_FRACTION_ENV`] if it is set, otherwise no cap. `Some(Cap::Fraction(1.0))` ignores
-    /// the environment.
-    pub cap: Option<Cap>,
-}
-
-/// A statistic that moves up and down: its value now, and the highest it reached since the pool
-/// was created or [`MemoryPool::reset_peak`] was called.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolStat {
-    /// The value now.
-    pub current: usize,
-    /// The highest value since creation or the last [`MemoryPool::reset_peak`].
-    pub peak: usize,
-}
-
-impl PoolStat {
-    fn set(&mut self, value: usize) {
-        self.current = value;
-        self.peak = self.peak.max(value);
-    }
-
-    fn add(&mut self, n: usize) {
-        self.set(self.current.saturating_add(n));
-    }
-
-    fn sub(&mut self, n: usize) {
-        self.set(self.current.saturating_sub(n));
-    }
-
-    fn reset_peak(&mut self) {
-        self.peak = self.current;
-    }
-}
-
-/// A [`MemoryPool`]'s statistics, with the meaning of `torch.cuda.memory_stats` (key in
-/// parentheses). Bytes are counted in whole blocks, after rounding to size classes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Bytes of the blocks live buffers hold (`allocated_bytes.all`).
-    pub allocated_bytes: PoolStat,
-    /// Bytes the live buffers asked for, before rounding (`requested_bytes.all`).
-    pub requested_bytes: PoolStat,
-    /// Bytes held from the driver: the live blocks and the cached ones (`reserved_bytes.all`).
-    pub reserved_bytes: PoolStat,
-    /// Bytes reserved that no live buffer can use: the cached blocks, plus the rounding slack at
-    /// the end of the live blocks; `reserved - requested`. The pool does not split blocks, so this
-    /// is the whole of its fragmentation (`inactive_split_bytes.all` counts free pieces of split
-    /// blocks in PyTorch).
-    pub inactive_split_bytes: PoolStat,
-    /// Live buffers (`active.all`).
-    pub active_blocks: PoolStat,
-    /// Blocks in the cache now, waiting to be reused.
-    pub cached_blocks: usize,
-    /// Buffers handed out, from the cache or the driver (`allocation.all.allocated`).
-    pub allocation_count: u64,
-    /// Buffers given back (`allocation.all.freed`).
-    pub free_count: u64,
-    /// Blocks allocated from the driver (`num_device_alloc`).
-    pub device_alloc_count: u64,
-    /// Blocks given back to the driver (`num_device_free`).
-    pub device_free_count: u64,
-    /// Requests that failed with [`Error::OutOfMemory`] (`num_ooms`).
-    pub oom_count: u64,
-    /// Requests that emptied the cache to fit, at the cap or after a driver out-of-memory
-    /// (`num_alloc_retries`).
-    pub alloc_retries: u64,
-}
-
-impl PoolStats {
-    /// Bytes in cached blocks: `reserved - allocated`.
-    pub fn cached_bytes(&self) -> usize {
-        self.reserved_bytes
-            .current
-            .saturating_sub(self.allocated_bytes.current)
-    }
-
-    /// Requests served from the cache, without a driver allocation.
-    pub fn cache_hits(&self) -> u64 {
-        self.allocation_count
-            .saturating_sub(self.device_alloc_count)
-    }
-
-    fn settle(&mut self) {
-        let inactive = self
-            .reserved_bytes
-            .current
-            .saturating_sub(self.requested_bytes.current);
-        self.inactive_split_bytes.set(inactive);
-    }
-
-    fn hand_out(&mut self, size: usize, requested: usize) {
-        self.allocation_count += 1;
-        self.allocated_bytes.add(size);
-        self.requested_bytes.add(requested);
-        self.active_blocks.add(1);
-    }
-
-    /// A request served from the cache.
-    fn on_hit(&mut self, size: usize, requested: usize) {
-        self.cached_blocks = self.cached_blocks.saturating_sub(1);
-        self.hand_out(size, requested);
-        self.settle();
-    }
-
-    /// A request served by a new driver allocation.
-    fn on_device_alloc(&mut self, size: usize, requested: usize) {
-        self.device_alloc_count += 1;
-        self.reserved_bytes.add(size);
-        self.hand_out(size, requested);
-        self.settle();
-    }
-
-    /// A buffer given back: its block is cached, or (`cached` false) given to the driver.
-    fn on_release(&mut self, size: usize, requested: usize, cached: bool) {
-        self.free_count += 1;
-        self.allocated_bytes.sub(size);
-        self.requested_bytes.sub(requested);
-        self.active_blocks.sub(1);
-        if cached {
-            self.cached_blocks += 1;
-        } else {
-            self.device_free_count += 1;
-            self.reserved_bytes.sub(size);
-        }
-        self.settle();
-    }
-
-    /// A cached block given back to the driver.
-    fn on_device_free(&mut self, size: usize) {
-        self.cached_blocks = self.cached_blocks.saturating_sub(1);
-        self.device_free_count += 1;
-        self.reserved_bytes.sub(size);
-        self.settle();
-    }
-
-    fn reset_peaks(&mut self) {
-        self.allocated_bytes.reset_peak();
-        self.requested_bytes.reset_peak();
-        self.reserved_bytes.reset_peak();
-        self.inactive_split_bytes.reset_peak();
-        self.active_blocks.reset_peak();
-    }
-}
-
-/// A block in the cache: device memory, and the uses of the last buffer over it.
-struct Block {
-    ptr: sys::CUdeviceptr,
-    log: AccessLog,
-}
-
+/// What the pool's one lock guards.
 struct State {
-    /// Cached blocks by size class; the last pushed is taken first (warm in L2 and TLBs).
-    free: HashMap<usize, Vec<Block>>,
+    cache: Cache,
     /// The cap in bytes.
     cap: Option<usize>,
     /// Bytes being allocated from the driver now: counted against the cap, not yet reserved.
     pending: usize,
     stats: PoolStats,
-}
-
-impl State {
-    /// Takes a block of the size class out of the cache (the statistics still count it as
-    /// cached): one used only on `stream` if among the last few cached, else the last cached.
-    fn take(&mut self, size: usize, stream: &Stream) -> Option<Block> {
-        let list = self.free.get_mut(&size)?;
-        let n = list.len();
-        let own = list
-            .iter()
-            .rev()
-            .take(SAME_STREAM_SCAN)
-            .position(|b| b.log.all_on(stream));
-        let at = n.checked_sub(1 + own.unwrap_or(0))?;
-        Some(list.swap_remove(at))
-    }
-
-    /// Puts a taken block back, unchanged.
-    fn untake(&mut self, size: usize, block: Block) {
-        self.free.entry(size).or_default().push(block);
-    }
 }
 
 pub(crate) struct PoolInner {
@@ -363,11 +143,7 @@ impl PoolLease {
     pub(crate) fn release(self, ptr: sys::CUdeviceptr, log: AccessLog) {
         let mut state = self.pool.lock();
         state.stats.on_release(self.size, self.requested, true);
-        state
-            .free
-            .entry(self.size)
-            .or_default()
-            .push(Block { ptr, log });
+        state.cache.put(self.size, Block { ptr, log });
     }
 }
 
@@ -443,7 +219,7 @@ impl PoolInner {
             "allocating from a memory pool (allocate before capturing and give the buffers to the \
              graph)",
         )?;
-        let taken = self.lock().take(size, stream);
+        let taken = self.lock().cache.take(size, stream);
         let Some(block) = taken else {
             return self.allocate(stream, requested, size);
         };
@@ -451,7 +227,7 @@ impl PoolInner {
         // fast path, a block of this stream's own, needs no driver call).
         if !block.log.all_on(stream) {
             if let Err(e) = block.log.order_all(stream) {
-                self.lock().untake(size, block);
+                self.lock().cache.put(size, block);
                 return Err(e);
             }
         }
@@ -532,17 +308,15 @@ impl PoolInner {
     /// Gives every cached block back to the driver, each after the uses of its last buffer (on
     /// the device's private stream, without waiting); returns the bytes.
     fn free_cached(&self) -> usize {
-        let blocks = std::mem::take(&mut self.lock().free);
-        for block in blocks.values().flatten() {
+        let blocks: Vec<(usize, Block)> = self.lock().cache.drain().collect();
+        for (_, block) in &blocks {
             self.device.free_raw(block.ptr, &block.log);
         }
         let mut state = self.lock();
         let mut bytes = 0usize;
-        for (&size, list) in &blocks {
-            for _ in list {
-                state.stats.on_device_free(size);
-                bytes = bytes.saturating_add(size);
-            }
+        for (size, _) in &blocks {
+            state.stats.on_device_free(*size);
+            bytes = bytes.saturating_add(*size);
         }
         bytes
     }
@@ -591,7 +365,7 @@ impl MemoryPool {
                 device: device.clone(),
                 ctx: device.inner.ctx.clone(),
                 state: Mutex::new(State {
-                    free: HashMap::new(),
+                    cache: Cache::default(),
                     cap,
                     pending: 0,
                     stats: PoolStats::default(),
@@ -615,11 +389,7 @@ impl MemoryPool {
     /// assert_eq!(MemoryPool::size_class((1 << 20) + 1), Some(2 << 20));
     /// ```
     pub fn size_class(bytes: usize) -> Option<usize> {
-        if bytes <= SMALL_LIMIT {
-            Some(bytes.max(1).div_ceil(SMALL_GRANULE) * SMALL_GRANULE)
-        } else {
-            bytes.checked_next_multiple_of(LARGE_GRANULE)
-        }
+        cache::size_class(bytes)
     }
 
     /// `len` elements on `stream`'s device, from the cache if it holds a block of the size class,
@@ -702,147 +472,6 @@ impl MemoryPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MIB: usize = 1 << 20;
-
-    #[test]
-    fn size_classes_round_like_pytorch() {
-        let class = MemoryPool::size_class;
-        for (bytes, expect) in [
-            (0, 512),
-            (1, 512),
-            (511, 512),
-            (512, 512),
-            (513, 1024),
-            (4000, 4096),
-            (MIB - 1, MIB),
-            (MIB, MIB),
-            (MIB + 1, 2 * MIB),
-            (2 * MIB, 2 * MIB),
-            (2 * MIB + 1, 4 * MIB),
-            (7 * MIB + 3, 8 * MIB),
-        ] {
-            assert_eq!(class(bytes), Some(expect), "{bytes} bytes");
-        }
-        assert_eq!(class(usize::MAX), None);
-        let top = usize::MAX - LARGE_GRANULE + 1; // the largest multiple of 2 MiB
-        assert_eq!(class(top), Some(top));
-        assert_eq!(class(top + 1), None);
-        // Every class is a fixed point, and never below the request.
-        for bytes in (0..3 * MIB).step_by(4099) {
-            let c = class(bytes).unwrap();
-            assert!(c >= bytes && class(c) == Some(c), "{bytes} -> {c}");
-        }
-    }
-
-    #[test]
-    fn caps_are_validated() {
-        let total = 80 * 1024 * MIB;
-        assert_eq!(Cap::Bytes(5).to_bytes(total).unwrap(), 5);
-        assert_eq!(Cap::Fraction(1.0).to_bytes(total).unwrap(), total);
-        assert_eq!(Cap::Fraction(0.25).to_bytes(total).unwrap(), total / 4);
-        for bad in [0.0, -0.5, 1.0001, f64::NAN, f64::INFINITY] {
-            assert!(
-                matches!(
-                    Cap::Fraction(bad).to_bytes(total),
-                    Err(Error::InvalidArgument { .. })
-                ),
-                "fraction {bad}"
-            );
-        }
-        assert!(matches!(
-            Cap::Bytes(0).to_bytes(total),
-            Err(Error::InvalidArgument { .. })
-        ));
-    }
-
-    #[test]
-    fn environment_fraction_parses() {
-        assert_eq!(cap_from_env(None).unwrap(), None);
-        assert_eq!(cap_from_env(Some("")).unwrap(), None);
-        assert_eq!(cap_from_env(Some("  ")).unwrap(), None);
-        assert_eq!(
-            cap_from_env(Some(" 0.5\n")).unwrap(),
-            Some(Cap::Fraction(0.5))
-        );
-        assert_eq!(cap_from_env(Some("1")).unwrap(), Some(Cap::Fraction(1.0)));
-        for bad in ["0", "1.5", "-0.1", "half", "50%", "NaN", "inf"] {
-            match cap_from_env(Some(bad)) {
-                Err(Error::InvalidArgument { what }) => {
-                    assert!(what.contains(MEMORY_FRACTION_ENV), "{what}")
-                }
-                other => panic!("{bad:?} gave {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn stats_arithmetic() {
-        let mut s = PoolStats::default();
-        s.on_device_alloc(1024, 1000); // a miss
-        s.on_device_alloc(2 * MIB, MIB + 1); // another
-        assert_eq!(
-            s.allocated_bytes,
-            PoolStat {
-                current: 1024 + 2 * MIB,
-                peak: 1024 + 2 * MIB
-            }
-        );
-        assert_eq!(s.requested_bytes.current, 1000 + MIB + 1);
-        assert_eq!(s.reserved_bytes.current, 1024 + 2 * MIB);
-        assert_eq!(s.inactive_split_bytes.current, 24 + MIB - 1);
-        s.on_release(2 * MIB, MIB + 1, true); // cached
-        assert_eq!(
-            s.allocated_bytes,
-            PoolStat {
-                current: 1024,
-                peak: 1024 + 2 * MIB
-            }
-        );
-        assert_eq!(s.reserved_bytes.current, 1024 + 2 * MIB);
-        assert_eq!(s.cached_bytes(), 2 * MIB);
-        assert_eq!(s.inactive_split_bytes.current, 24 + 2 * MIB);
-        assert_eq!((s.cached_blocks, s.active_blocks.current), (1, 1));
-        s.on_hit(2 * MIB, 2 * MIB); // reused, no driver call
-        assert_eq!(s.reserved_bytes.current, 1024 + 2 * MIB);
-        assert_eq!(s.inactive_split_bytes.current, 24);
-        assert_eq!(
-            (s.allocation_count, s.device_alloc_count, s.cache_hits()),
-            (3, 2, 1)
-        );
-        s.reset_peaks();
-        assert_eq!(s.allocated_bytes.peak, s.allocated_bytes.current);
-        s.on_release(2 * MIB, 2 * MIB, true);
-        s.on_release(1024, 1000, false); // swapped block: straight to the driver
-        s.on_device_free(2 * MIB); // trim
-        assert_eq!(
-            s.reserved_bytes,
-            PoolStat {
-                current: 0,
-                peak: 1024 + 2 * MIB
-            }
-        );
-        assert_eq!(
-            s.allocated_bytes,
-            PoolStat {
-                current: 0,
-                peak: 1024 + 2 * MIB
-            }
-        );
-        assert_eq!(s.requested_bytes.current, 0);
-        assert_eq!(s.inactive_split_bytes.current, 0);
-        assert_eq!(
-            (s.free_count, s.device_free_count, s.cached_blocks),
-            (3, 2, 0)
-        );
-        assert_eq!(
-            s.active_blocks,
-            PoolStat {
-                current: 0,
-                peak: 2
-            }
-        );
-    }
 
     #[test]
     fn pool_and_buffers_are_send_and_sync() {
