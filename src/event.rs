@@ -59,3 +59,28 @@ impl Event {
         Ok(self.raw.elapsed_ms(&end.raw)?)
     }
 }
+
+/// Events on streams.
+impl Stream {
+    /// Records an event at the current end of this stream.
+    pub fn record(&self) -> Result<Event> {
+        let event = Event::new(self.device())?;
+        event.record(self)?;
+        Ok(event)
+    }
+
+    /// Makes work queued on this stream from now on wait until `event` has completed. An event
+    /// recorded inside a capture is an [`Error::Capture`](crate::Error::Capture) on any other
+    /// stream: the wait would pull this stream into the capture, where only the capture's own
+    /// stream may work.
+    pub fn wait(&self, event: &Event) -> Result<()> {
+        if event.recorded_in_capture() && !self.is_capturing_here() {
+            return Err(crate::Error::Capture {
+                reason: "waiting on an event recorded inside a capture (only the capture's own \
+                         stream may join it)"
+                    .into(),
+            });
+        }
+        Ok(self.raw.wait(&event.raw)?)
+    }
+}

@@ -90,7 +90,7 @@ impl CaptureState<'_> {
                         .into(),
             });
         }
-        if stream.driver_capturing()? || !stream.start_capture_state()? {
+        if stream.driver_capturing()? || !access::begin_capture(stream)? {
             return Err(Error::Capture {
                 reason: "the stream is capturing already".into(),
             });
@@ -101,15 +101,15 @@ impl CaptureState<'_> {
     /// Ends the capture state (once: `Drop` does it only on the other paths) and returns what
     /// the capture touched.
     fn finish(self) -> Touched {
-        let touched = self.0.end_capture_state();
+        let touched = access::end_capture(self.0);
         std::mem::forget(self);
-        access::merge(touched)
+        touched
     }
 }
 
 impl Drop for CaptureState<'_> {
     fn drop(&mut self) {
-        drop(self.0.end_capture_state());
+        drop(access::end_capture(self.0));
     }
 }
 

@@ -67,6 +67,7 @@
 
 mod arch;
 pub mod catalog;
+mod context;
 mod device;
 mod error;
 mod event;

@@ -23,122 +23,11 @@
 //! capture records a marker after every use noted before it, so no marker is ever needed on a
 //! capturing stream.
 
+use crate::context::{Marker, StreamState};
 use crate::error::{Error, Result};
-use crate::stream::{Stream, StreamState};
-use cudarc::driver::{result, sys, CudaContext, CudaStream, DriverError};
+use crate::stream::Stream;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-/// The events of one device's markers, recycled: creating one costs a driver call.
-pub(crate) struct Events {
-    ctx: Arc<CudaContext>,
-    free: Mutex<Vec<FreeEvent>>,
-}
-
-/// An event no marker holds.
-struct FreeEvent(sys::CUevent);
-
-// SAFETY: a CUevent is a driver handle usable from any thread; a free one is used by nobody.
-unsafe impl Send for FreeEvent {}
-
-impl Events {
-    pub(crate) fn new(ctx: Arc<CudaContext>) -> Arc<Events> {
-        Arc::new(Events {
-            ctx,
-            free: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// A recycled event, or a new one (no timing: cheaper to record).
-    fn take(&self) -> Result<sys::CUevent> {
-        let recycled = self
-            .free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        if let Some(FreeEvent(event)) = recycled {
-            return Ok(event);
-        }
-        Ok(result::event::create(
-            sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
-        )?)
-    }
-
-    fn give_back(&self, event: sys::CUevent) {
-        self.free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(FreeEvent(event));
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let free = std::mem::take(self.free.get_mut().unwrap_or_else(PoisonError::into_inner));
-        for FreeEvent(event) in free {
-            // SAFETY: an event of this (still live: `ctx` holds it) context that no marker holds.
-            self.ctx
-                .record_err(unsafe { result::event::destroy(event) });
-        }
-    }
-}
-
-/// A point in one stream's work: an event recorded once, given back to its device's free list
-/// when the last holder forgets it.
-pub(crate) struct Marker {
-    event: sys::CUevent,
-    events: Arc<Events>,
-}
-
-// SAFETY: a CUevent is a driver handle, usable from any thread of the process; the marker is
-// never recorded again after construction (its only use is waiting on it).
-unsafe impl Send for Marker {}
-// SAFETY: as above: every method only waits on or queries the event.
-unsafe impl Sync for Marker {}
-
-impl Marker {
-    /// Records a marker at the current end of `stream`, a stream of `events`' context.
-    pub(crate) fn record(events: &Arc<Events>, stream: &CudaStream) -> Result<Arc<Marker>> {
-        // The legacy stream (null) is the current context's: bind the stream's own.
-        events.ctx.bind_to_thread()?;
-        let marker = Marker {
-            event: events.take()?,
-            events: events.clone(),
-        };
-        // SAFETY: `event` and the stream belong to the same live context (bound above).
-        unsafe { sys::cuEventRecord(marker.event, stream.cu_stream()) }.result()?;
-        Ok(Arc::new(marker))
-    }
-
-    /// True if the work before the marker has finished.
-    pub(crate) fn is_done(&self) -> bool {
-        // SAFETY: a live event of this device.
-        let r = unsafe { sys::cuEventQuery(self.event) };
-        r == sys::CUresult::CUDA_SUCCESS
-    }
-
-    /// Makes work queued on `stream` from now on wait for the marker (any device).
-    fn wait_on(&self, stream: &Stream) -> std::result::Result<(), DriverError> {
-        // SAFETY: a live event and a live stream; waits on events of other contexts are allowed.
-        unsafe { sys::cuStreamWaitEvent(stream.cu(), self.event, 0) }.result()
-    }
-
-    /// Blocks the host until the work before the marker has finished.
-    pub(crate) fn synchronize(&self) -> std::result::Result<(), DriverError> {
-        // SAFETY: a live event of this device.
-        unsafe { sys::cuEventSynchronize(self.event) }.result()
-    }
-
-    /// The raw event, for a service stream of the crate to wait on.
-    pub(crate) fn event(&self) -> sys::CUevent {
-        self.event
-    }
-}
-
-impl Drop for Marker {
-    fn drop(&mut self) {
-        self.events.give_back(self.event);
-    }
-}
 
 /// One use of an allocation: the stream it was queued on, and its number among the operations
 /// noted on that stream. Its marker is recorded only when something must wait for it (another
@@ -192,7 +81,7 @@ impl AccessLog {
     /// `stream` itself.
     fn order(&self, stream: &Stream, write: bool) -> Result<()> {
         for u in self.must_follow(write).filter(|u| !u.on(stream)) {
-            u.marker()?.wait_on(stream)?;
+            u.marker()?.wait_on(stream.cu())?;
         }
         Ok(())
     }
@@ -253,12 +142,50 @@ pub(crate) fn lock(log: &Mutex<AccessLog>) -> MutexGuard<'_, AccessLog> {
 pub(crate) type Touched = Vec<(Arc<dyn Tracked>, bool)>;
 
 /// The same uses, once per allocation (a write wins over a read).
-pub(crate) fn merge(all: Touched) -> Touched {
+fn merge(all: Touched) -> Touched {
     let mut out = Touched::new();
     for (t, write) in all {
         touch(&mut out, t, write);
     }
     out
+}
+
+thread_local! {
+    /// The crate's captures running on this thread (by stream id), with what their work touched
+    /// so far. Only the capturing thread may work on a capturing stream (see [`Access::new`]),
+    /// so this thread's list is the whole of each.
+    static CAPTURES: RefCell<Vec<(u64, Touched)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Begins the crate's capture on `stream` for this thread (after the eager work in flight there,
+/// see [`Access::new`]); false if one runs on the stream already.
+pub(crate) fn begin_capture(stream: &Stream) -> Result<bool> {
+    if !stream.state().begin_capture()? {
+        return Ok(false);
+    }
+    CAPTURES.with_borrow_mut(|c| c.push((stream.id(), Touched::new())));
+    Ok(true)
+}
+
+/// Ends the crate's capture on `stream` and returns what its work touched, once per allocation.
+pub(crate) fn end_capture(stream: &Stream) -> Touched {
+    let id = stream.id();
+    let touched = CAPTURES.with_borrow_mut(|c| {
+        let at = c.iter().position(|(s, _)| *s == id);
+        at.map(|i| c.swap_remove(i).1).unwrap_or_default()
+    });
+    stream.state().end_capture();
+    merge(touched)
+}
+
+/// Hands what an operation on `stream`, inside this thread's capture there, touched to it.
+fn add_to_capture(stream: &Stream, touched: Touched) {
+    let id = stream.id();
+    CAPTURES.with_borrow_mut(|c| {
+        if let Some((_, all)) = c.iter_mut().find(|(s, _)| *s == id) {
+            all.extend(touched);
+        }
+    });
 }
 
 /// Adds `t` to `touched`, once per allocation (a write wins over a read).
@@ -367,7 +294,7 @@ impl<'s> Access<'s> {
         }
         let touched = std::mem::take(&mut self.touched);
         if self.capture {
-            self.stream.add_to_capture(touched);
+            add_to_capture(self.stream, touched);
             return None;
         }
         let u = self.note_queued();

@@ -9,7 +9,6 @@
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::memory::access::{Access, AccessLog, Tracked};
-use crate::memory::pool::PoolLease;
 use crate::memory::PinnedBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
@@ -17,6 +16,21 @@ use cudarc::driver::{result, sys, DriverError};
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Where a pool's memory goes back when the last buffer over it is dropped (the pool implements
+/// it; this module needs nothing else of the pool).
+pub(crate) trait Recycle: Send + Sync {
+    /// Takes back the memory at `ptr` of `lease`, with the uses it must wait for before reuse.
+    /// Makes no driver call, never panics.
+    fn recycle(&self, ptr: sys::CUdeviceptr, lease: &Lease, log: AccessLog);
+}
+
+/// A pool's block lent to a buffer: where it goes back, its size class, the bytes asked for.
+pub(crate) struct Lease {
+    pub(crate) pool: Arc<dyn Recycle>,
+    pub(crate) size: usize,
+    pub(crate) requested: usize,
+}
 
 /// Device memory and its log. `bytes` may exceed what a buffer over it uses (pool blocks are
 /// rounded up); views never reach past the buffer's own bytes.
@@ -26,7 +40,7 @@ pub(crate) struct Storage {
     device: Device,
     log: Mutex<AccessLog>,
     /// Set for a pool's block: it goes back to the pool, with its log.
-    lease: Option<PoolLease>,
+    lease: Option<Lease>,
 }
 
 impl Storage {
@@ -48,7 +62,7 @@ impl Storage {
         bytes: usize,
         device: Device,
         log: AccessLog,
-        lease: PoolLease,
+        lease: Lease,
     ) -> Arc<Storage> {
         Arc::new(Storage {
             ptr,
@@ -70,7 +84,7 @@ impl Drop for Storage {
     fn drop(&mut self) {
         let log = std::mem::take(self.log.get_mut().unwrap_or_else(PoisonError::into_inner));
         match self.lease.take() {
-            Some(lease) => lease.release(self.ptr, log),
+            Some(lease) => lease.pool.recycle(self.ptr, &lease, log),
             None => self.device.free_raw(self.ptr, &log),
         }
     }

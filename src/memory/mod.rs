@@ -5,6 +5,7 @@ mod array;
 pub(crate) mod device;
 mod pinned;
 pub(crate) mod pool;
+mod raw;
 mod transfer;
 
 pub use device::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};

@@ -11,7 +11,7 @@ pub use stats::{PoolStat, PoolStats};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::memory::access::AccessLog;
-use crate::memory::device::Storage;
+use crate::memory::device::{Lease, Recycle, Storage};
 use crate::memory::DeviceBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
@@ -130,20 +130,11 @@ impl fmt::Debug for MemoryPool {
     }
 }
 
-/// Held by a pooled [`DeviceBuffer`]'s storage: what its block goes back with.
-pub(crate) struct PoolLease {
-    pool: Arc<PoolInner>,
-    size: usize,
-    requested: usize,
-}
-
-impl PoolLease {
-    /// Returns a buffer's block to the cache, with the uses it must wait for before reuse.
-    /// Makes no driver call, never panics.
-    pub(crate) fn release(self, ptr: sys::CUdeviceptr, log: AccessLog) {
-        let mut state = self.pool.lock();
-        state.stats.on_release(self.size, self.requested, true);
-        state.cache.put(self.size, Block { ptr, log });
+impl Recycle for PoolInner {
+    fn recycle(&self, ptr: sys::CUdeviceptr, lease: &Lease, log: AccessLog) {
+        let mut state = self.lock();
+        state.stats.on_release(lease.size, lease.requested, true);
+        state.cache.put(lease.size, Block { ptr, log });
     }
 }
 
@@ -198,7 +189,7 @@ impl PoolInner {
 
     /// A buffer's storage over `block`, handed out on `stream`.
     fn lend(self: &Arc<Self>, block: Block, size: usize, requested: usize) -> Arc<Storage> {
-        let lease = PoolLease {
+        let lease = Lease {
             pool: self.clone(),
             size,
             requested,
