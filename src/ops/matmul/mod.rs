@@ -167,15 +167,20 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let arch = match forced {
             Some(forced) => modules::select(GemmPath::for_arch(forced).module(), cc, Some(forced))?,
             None => {
-                // The newest GEMM path the device runs.
-                match [
+                // The newest GEMM path the device runs, among those this build ships (a target
+                // left out by its cargo feature gives way to the next; when none is left,
+                // loading the newest says which feature is off).
+                let paths = [
                     GemmPath::Sm90,
                     GemmPath::Sm80,
                     GemmPath::Sm75,
                     GemmPath::Sm70,
-                ]
-                .into_iter()
-                .find(|p| p.arch().runs_on(cc))
+                ];
+                let runs = |p: &GemmPath| p.arch().runs_on(cc);
+                match paths
+                    .iter()
+                    .find(|p| runs(p) && modules::ships(p.module(), p.arch()))
+                    .or_else(|| paths.iter().find(|p| runs(p)))
                 {
                     Some(path) => path.arch(),
                     None => {
