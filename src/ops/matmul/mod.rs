@@ -188,8 +188,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
                             module: "gemm",
                             major: cc.major,
                             minor: cc.minor,
-                            available: "compute_70, compute_75, compute_80, compute_90a"
-                                .to_string(),
+                            available: crate::PtxArch::ALL.map(crate::PtxArch::name).join(", "),
                         })
                     }
                 }
