@@ -2,9 +2,9 @@
 //! NHWC / KRSC inputs: ResNet-50's layers at batch 64, 8 and 1, f16 and bf16, f32
 //! accumulation, output in the input type, bias + ReLU fused.
 //!
-//!     cargo bench --bench conv               # criterion groups, then the summary table
-//!     cargo bench --bench conv -- summary    # only the summary table
-//!     cargo bench --bench conv -- tune       # every compute_80 tile on the batch-64 layers
+//!     cargo bench --features cudnn --bench conv            # criterion groups, then the summary table
+//!     cargo bench --features cudnn --bench conv -- summary # only the summary table
+//!     cargo bench --features cudnn --bench conv -- tune    # every compute_80 tile on the batch-64 layers
 //!     (add `f16` to skip bf16)
 //!
 //! cuDNN runs the algorithm its own search (`cudnnFindConvolutionForwardAlgorithm`) measured

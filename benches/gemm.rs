@@ -1,10 +1,10 @@
 //! GEMM throughput: hikube-gpu and cuBLAS (`cublasGemmEx`, FP32 compute) in the same process,
 //! on the same inputs, D = A·B row-major with the output in the input type.
 //!
-//!     cargo bench --bench gemm               # criterion groups, then the summary table
-//!     cargo bench --bench gemm -- summary    # only the summary table
-//!     cargo bench --bench gemm -- tune       # every tile configuration on the large shapes
-//!     cargo bench --bench gemm -- grids      # the Hopper path at 4096³ by blocks launched
+//!     cargo bench --features cublas --bench gemm           # criterion groups, then the summary table
+//!     cargo bench --features cublas --bench gemm -- summary # only the summary table
+//!     cargo bench --features cublas --bench gemm -- tune   # every tile configuration on the large shapes
+//!     cargo bench --features cublas --bench gemm -- grids  # the Hopper path at 4096³ by blocks launched
 //!
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.

@@ -1,6 +1,7 @@
-//! Checks that the committed PTX and cubins under `kernels/ptx/` still match the CUDA sources
-//! under `kernels/`, using the sha256 hashes in `kernels/ptx/manifest`. Shared by `build.rs`
-//! (which refuses to build on a mismatch) and by the tests that prove it does.
+//! Checks that the committed PTX and cubins under `kernels/ptx/` (stored zstd-compressed, as
+//! `.ptx.zst` and `.cubin.zst`) still match the CUDA sources under `kernels/`, using the sha256
+//! hashes in `kernels/ptx/manifest`. Shared by `build.rs` (which refuses to build on a mismatch)
+//! and by the tests that prove it does.
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ pub const REGENERATE: &str = "python3 scripts/ptx.py gen";
 /// One PTX file listed in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PtxFile {
-    /// File name inside `kernels/ptx/`.
+    /// File name inside `kernels/ptx/`, e.g. `elementwise.compute_80.ptx.zst`.
     pub file: String,
     /// Module name (the source file's stem).
     pub module: String,
@@ -24,7 +25,7 @@ pub struct PtxFile {
 /// One cubin listed in the manifest: a PTX file assembled by ptxas for one SM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CubinFile {
-    /// File name inside `kernels/ptx/`.
+    /// File name inside `kernels/ptx/`, e.g. `elementwise.compute_80.sm_86.cubin.zst`.
     pub file: String,
     /// Module name (the source file's stem).
     pub module: String,
@@ -126,7 +127,7 @@ pub fn verify(kernels: &Path) -> Result<Verified, String> {
         match fields.as_slice() {
             [] => {}
             [first, ..] if first.starts_with('#') => {}
-            ["compiler" | "assembler" | "options", ..] => {}
+            ["compiler" | "assembler" | "options" | "compression", ..] => {}
             ["header" | "source", path, hash] => {
                 recorded.insert((*path).to_string(), (*hash).to_string());
             }
@@ -202,8 +203,10 @@ pub fn verify(kernels: &Path) -> Result<Verified, String> {
     for entry in fs::read_dir(kernels.join("ptx")).map_err(|e| e.to_string())? {
         let name = entry.map_err(|e| e.to_string())?.file_name();
         let name = name.to_string_lossy();
-        if (name.ends_with(".ptx") || name.ends_with(".cubin")) && !listed.contains(&name.as_ref())
-        {
+        let artifact = [".ptx", ".cubin", ".ptx.zst", ".cubin.zst"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        if artifact && !listed.contains(&name.as_ref()) {
             return Err(format!(
                 "kernels/ptx/{name} is not in the manifest: run `{REGENERATE}`."
             ));

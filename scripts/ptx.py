@@ -2,7 +2,7 @@
 """Generate, check and assemble the PTX and cubins that hikube-gpu ships.
 
     python3 scripts/ptx.py gen     # compile kernels/**/*.cu into kernels/ptx/ (PTX, and cubins
-                                   # assembled from it), and write the manifest
+                                   # assembled from it, each zstd-compressed), write the manifest
     python3 scripts/ptx.py check   # regenerate into a temporary folder, fail on any difference
     python3 scripts/ptx.py ptxas   # assemble every PTX for its SMs, print registers and spills
 
@@ -12,8 +12,14 @@ Each .cu file names the architectures it is compiled for on a line of its own:
     // hikube-archs: compute_70 compute_75 compute_80 compute_90a
 
 The manifest (kernels/ptx/manifest) holds the sha256 of every source and header a PTX came from,
-of every PTX and cubin, and the compiler version; build.rs refuses to build when a source no longer
-matches.
+of every (compressed) PTX and cubin, and the compiler version; build.rs refuses to build when a
+source no longer matches.
+
+Every PTX and cubin is stored zstd-compressed (`NAME.ptx.zst`, `NAME.cubin.zst`, level
+ZSTD_LEVEL, by the pinned `zstandard` from PyPI): about 18 times smaller, so the crate package and
+every binary embedding them stay small. The crate decompresses one on each module load, with a
+pure-Rust decoder (ruzstd), so building it still needs no toolkit. `check` compares the
+decompressed contents, so a different zstd build cannot make it fail on identical kernels.
 
 Each PTX is also assembled by the pinned ptxas into a cubin per SM of CUBIN_SMS: the driver loads
 a cubin for exactly its SM without JIT-compiling (seconds for the GEMM modules), and falls back to
@@ -44,6 +50,11 @@ PACKAGES = [
     "nvidia-cuda-runtime-cu12==12.4.127",
     "nvidia-cuda-nvcc-cu12==12.9.86",
 ]
+# The compressor of the stored PTX and cubins (it bundles libzstd: the output is reproducible).
+ZSTD_PACKAGE = "zstandard==0.25.0"
+ZSTD_LEVEL = 19
+# The PTX targets: the crate's only list of them. build.rs reads them from the manifest (each is a
+# cargo feature of the same name, on by default) and `PtxArch` has one variant per target.
 ARCHS = ("compute_70", "compute_75", "compute_80", "compute_90a")
 # The SMs `ptxas` reports registers and spills for: every seed GPU's arch and the Hopper ones.
 # (The cubins shipped come from CUBIN_SMS below.)
@@ -69,13 +80,13 @@ def toolchain() -> Path:
     """The folder holding nvidia/{cuda_nvrtc,cuda_runtime,cuda_nvcc}, installed if missing."""
     dest = Path(os.environ.get("HIKUBE_TOOLCHAIN", ROOT / ".toolchain"))
     stamp = dest / "installed"
-    want = "\n".join(PACKAGES)
+    want = "\n".join([*PACKAGES, ZSTD_PACKAGE])
     if not (stamp.exists() and stamp.read_text(encoding="utf-8") == want):
         print(f"installing the pinned CUDA compiler into {dest}", file=sys.stderr)
         shutil.rmtree(dest, ignore_errors=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--no-deps", "--target", str(dest), *PACKAGES],
+             "--no-deps", "--target", str(dest), *PACKAGES, ZSTD_PACKAGE],
             check=True,
         )
         stamp.write_text(want, encoding="utf-8")
@@ -175,9 +186,28 @@ def module_name(source: Path) -> str:
     return source.stem
 
 
+def zstandard():
+    """The pinned `zstandard` module, installed into the toolchain folder beside the compiler."""
+    tc = str(toolchain())
+    if tc not in sys.path:
+        sys.path.insert(0, tc)
+    import zstandard as zstd  # pylint: disable=import-outside-toplevel
+    return zstd
+
+
+def compress(raw: Path, dest: Path):
+    """Writes `raw` zstd-compressed to `dest` (single-threaded, with its size in the frame header:
+    the output depends only on the input, the level and the pinned zstandard)."""
+    dest.write_bytes(zstandard().ZstdCompressor(level=ZSTD_LEVEL).compress(raw.read_bytes()))
+
+
+def decompress(path: Path) -> bytes:
+    return zstandard().ZstdDecompressor().decompress(path.read_bytes())
+
+
 def generate(out: Path):
-    """Compile every source into `out`, assemble the cubins, and write the manifest there.
-    Returns the files written."""
+    """Compile every source, assemble the cubins, and write them compressed, with the manifest,
+    into `out`. Returns the names of the files written."""
     tc = toolchain()
     nvrtc, ptxas = Nvrtc(tc), Ptxas(tc)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,15 +216,26 @@ def generate(out: Path):
         f"compiler nvrtc {nvrtc.version} ({' '.join(PACKAGES)})",
         f"assembler ptxas {ptxas.version}",
         f"options {' '.join(OPTIONS)}",
+        f"compression zstd level {ZSTD_LEVEL} ({ZSTD_PACKAGE})",
     ]
     for h in headers():
         lines.append(f"header {h.relative_to(KERNELS).as_posix()} {sha256(h)}")
     names = set()
     written = []
-    # ptxas takes as long as NVRTC (seconds per GEMM module and SM): it runs on every core while
-    # NVRTC compiles the next source here. Each cubin's manifest line is filled in once it is done.
+    # ptxas and the compressor take as long as NVRTC (seconds per GEMM module and SM): they run on
+    # every core while NVRTC compiles the next source here. Each artifact's manifest line is
+    # filled in once it is done. The uncompressed files live in a temporary folder.
     pending = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with tempfile.TemporaryDirectory() as raw_dir, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        raw = Path(raw_dir)
+
+        def assemble_and_compress(ptx: Path, sm: str, cubin: Path):
+            status, log = ptxas.assemble(ptx, sm, cubin)
+            if status == 0:
+                compress(cubin, out / f"{cubin.name}.zst")
+            return status, log
+
         for src in sources():
             name = module_name(src)
             if name in names:
@@ -202,34 +243,74 @@ def generate(out: Path):
             names.add(name)
             lines.append(f"source {src.relative_to(KERNELS).as_posix()} {sha256(src)}")
             for arch in declared_archs(src):
-                ptx = nvrtc.compile(src, arch)
-                dest = out / f"{name}.{arch}.ptx"
-                dest.write_text(ptx, encoding="utf-8")
-                written.append(dest.name)
-                lines.append(f"ptx {dest.name} {sha256(dest)} {name} {arch}")
+                ptx = raw / f"{name}.{arch}.ptx"
+                ptx.write_text(nvrtc.compile(src, arch), encoding="utf-8")
+                job = pool.submit(compress, ptx, out / f"{ptx.name}.zst")
+                pending.append((len(lines), job, f"ptx {ptx.name}.zst", f"{name} {arch}"))
+                lines.append("")
                 for sm in CUBIN_SMS[arch]:
-                    cubin = out / f"{name}.{arch}.{sm}.cubin"
-                    job = pool.submit(ptxas.assemble, dest, sm, cubin)
-                    pending.append((len(lines), job, dest, cubin, f"{name} {arch} {sm}"))
+                    cubin = raw / f"{name}.{arch}.{sm}.cubin"
+                    job = pool.submit(assemble_and_compress, ptx, sm, cubin)
+                    pending.append((len(lines), job, f"cubin {cubin.name}.zst", f"{name} {arch} {sm}"))
                     lines.append("")
-        for index, job, ptx, cubin, what in pending:
-            status, log = job.result()
-            if status != 0:
-                raise SystemExit(f"ptxas failed on {ptx.name} for {cubin.name}:\n{log}")
-            if log:
-                print(f"{cubin.name}: {log}", file=sys.stderr)
-            written.append(cubin.name)
-            lines[index] = f"cubin {cubin.name} {sha256(cubin)} {what}"
+        for index, job, kind_file, what in pending:
+            result = job.result()
+            if result is not None:
+                status, log = result
+                if status != 0:
+                    raise SystemExit(f"ptxas failed on {what}:\n{log}")
+                if log:
+                    print(f"{what}: {log}", file=sys.stderr)
+            file = kind_file.split()[1]
+            written.append(file)
+            lines[index] = f"{kind_file} {sha256(out / file)} {what}"
     (out / "manifest").write_text("\n".join(lines) + "\n", encoding="utf-8")
     written.append("manifest")
     return written
 
 
+def stored(path: Path) -> bool:
+    """Whether `path` is a generated artifact of kernels/ptx/ (compressed, or a stale plain one)."""
+    return path.is_file() and path.name.endswith((".ptx", ".cubin", ".ptx.zst", ".cubin.zst"))
+
+
 def cmd_gen():
-    for old in [*PTX_DIR.glob("*.ptx"), *PTX_DIR.glob("*.cubin")]:
+    for old in filter(stored, PTX_DIR.iterdir()):
         old.unlink()
     for f in generate(PTX_DIR):
         print(f"wrote kernels/ptx/{f}")
+
+
+def manifest_without_hashes(path: Path):
+    """The manifest's lines, with the hashes of the compressed files left out: a different build
+    of zstd may compress differently, and `check` compares the decompressed contents instead."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if fields and fields[0] in ("ptx", "cubin"):
+            fields[2] = "-"
+        out.append(" ".join(fields))
+    return out
+
+
+def differs(name: str, committed: Path, fresh: Path) -> bool:
+    """Compares one file of kernels/ptx/ with its regenerated twin; prints what differs."""
+    if name == "manifest":
+        a, b = manifest_without_hashes(committed), manifest_without_hashes(fresh)
+    elif name.endswith(".zst"):
+        a, b = decompress(committed), decompress(fresh)
+    else:
+        a, b = committed.read_bytes(), fresh.read_bytes()
+    if a == b:
+        return False
+    print(f"kernels/ptx/{name} differs from what the pinned compiler writes now"
+          f"{'' if name.endswith('.cubin.zst') else ':'}")
+    if name.endswith(".ptx.zst"):
+        a, b = a.decode("utf-8").splitlines(), b.decode("utf-8").splitlines()
+    if isinstance(a, list):
+        diff = difflib.unified_diff(a, b, "committed", "regenerated", lineterm="", n=1)
+        print("\n".join(list(diff)[:40]))
+    return True
 
 
 def cmd_check():
@@ -238,18 +319,10 @@ def cmd_check():
         committed = {p.name for p in PTX_DIR.iterdir() if p.is_file()}
         bad = False
         for name in sorted(fresh | committed):
-            a, b = PTX_DIR / name, Path(tmp) / name
             if name not in committed or name not in fresh:
                 print(f"kernels/ptx/{name}: {'missing' if name not in committed else 'stale (no source)'}")
                 bad = True
-            elif a.read_bytes() != b.read_bytes():
-                print(f"kernels/ptx/{name} differs from what the pinned compiler writes now"
-                      f"{'' if name.endswith('.cubin') else ':'}")
-                if not name.endswith(".cubin"):
-                    diff = difflib.unified_diff(a.read_text(encoding="utf-8").splitlines(),
-                                                b.read_text(encoding="utf-8").splitlines(),
-                                                "committed", "regenerated", lineterm="", n=1)
-                    print("\n".join(list(diff)[:40]))
+            elif differs(name, PTX_DIR / name, Path(tmp) / name):
                 bad = True
         if bad:
             raise SystemExit("the committed PTX is out of date: run `python3 scripts/ptx.py gen`")
@@ -259,17 +332,21 @@ def cmd_check():
 def cmd_ptxas():
     ptxas = toolchain() / "nvidia" / "cuda_nvcc" / "bin" / "ptxas"
     failed = False
-    for ptx in sorted(PTX_DIR.glob("*.ptx")):
-        arch = ptx.name.split(".")[-2]
-        for sm in SMS[arch]:
-            r = subprocess.run([str(ptxas), f"-arch={sm}", "-v", str(ptx), "-o", os.devnull],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"FAIL {ptx.name} for {sm}:\n{r.stderr}")
-                failed = True
-                continue
-            for kernel, regs, spills in parse_ptxas(r.stderr):
-                print(f"{ptx.name:42} {sm:7} {kernel:48} {regs:>4} regs  {spills}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for stored_ptx in sorted(PTX_DIR.glob("*.ptx.zst")):
+            ptx = Path(tmp) / stored_ptx.name.removesuffix(".zst")
+            ptx.write_bytes(decompress(stored_ptx))
+            arch = ptx.name.split(".")[-2]
+            for sm in SMS[arch]:
+                r = subprocess.run([str(ptxas), f"-arch={sm}", "-v", str(ptx), "-o", os.devnull],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    print(f"FAIL {ptx.name} for {sm}:\n{r.stderr}")
+                    failed = True
+                    continue
+                for kernel, regs, spills in parse_ptxas(r.stderr):
+                    print(f"{ptx.name:42} {sm:7} {kernel:48} {regs:>4} regs  {spills}")
+            ptx.unlink()
     if failed:
         raise SystemExit("ptxas refused some PTX")
 

@@ -154,6 +154,31 @@ pub enum Error {
         /// The PTX targets the module ships, e.g. `compute_70, compute_80`.
         available: String,
     },
+    /// The kernels needed were compiled for a PTX target that this build of the crate left out:
+    /// its cargo feature (named after the target) is off.
+    #[error(
+        "the {arch} kernels of `{module}` are not in this build: enable hikube-gpu's cargo \
+         feature `{feature}`"
+    )]
+    ArchLeftOut {
+        /// The kernel module asked for.
+        module: &'static str,
+        /// The target that would have run.
+        arch: PtxArch,
+        /// The cargo feature that brings it back, e.g. `compute_90a`.
+        feature: &'static str,
+    },
+    /// An embedded kernel image could not be decompressed: the binary is corrupt (the build
+    /// checked every image's hash).
+    #[error("the embedded {arch} image of `{module}` could not be decompressed: {reason}")]
+    CorruptImage {
+        /// The kernel module.
+        module: &'static str,
+        /// The target of the image.
+        arch: PtxArch,
+        /// What the decoder said.
+        reason: String,
+    },
     /// The driver refused to load (JIT-compile) a PTX module.
     #[error(
         "the driver (version {driver_version}) could not load `{module}` PTX for {arch} \

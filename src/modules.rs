@@ -4,6 +4,12 @@
 //! Each PTX target also ships as cubins, assembled ahead of time for the seed GPUs' SMs: a device
 //! whose compute capability has one loads it without the driver's JIT compilation (seconds for
 //! the GEMM modules), and any other device, or a driver that refuses the cubin, gets the PTX.
+//!
+//! The images are embedded zstd-compressed (about 18 times smaller) and decompressed, with the
+//! pure-Rust `ruzstd`, when a device first loads the module. A PTX target whose cargo feature
+//! (`compute_70`, `compute_75`, `compute_80`, `compute_90a`; all on by default) is off is left
+//! out of the binary: the newest target left in that the device runs is used instead, and a
+//! module that has none answers [`Error::ArchLeftOut`].
 
 use crate::arch::{ComputeCapability, PtxArch};
 use crate::device::{self, Device};
@@ -16,11 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One kernel module (one `.cu` source), its PTX per target and the cubins assembled from each
-/// PTX per compute capability, embedded at build time.
+/// PTX per compute capability, embedded (zstd-compressed) at build time.
 pub(crate) struct ModuleSource {
     pub(crate) name: &'static str,
-    pub(crate) ptx: &'static [(PtxArch, &'static str)],
+    pub(crate) ptx: &'static [(PtxArch, &'static [u8])],
     pub(crate) cubins: &'static [(PtxArch, ComputeCapability, &'static [u8])],
+    /// The targets the module is compiled for whose cargo feature this build left off.
+    pub(crate) left_out: &'static [PtxArch],
 }
 
 include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
@@ -34,7 +42,7 @@ pub fn names() -> Vec<&'static str> {
     MODULE_SOURCES.iter().map(|m| m.name).collect()
 }
 
-/// The PTX targets a module ships, oldest first; empty for an unknown module.
+/// The PTX targets a module ships in this build, oldest first; empty for an unknown module.
 ///
 /// ```
 /// use hikube_gpu::PtxArch;
@@ -44,8 +52,54 @@ pub fn targets(module: &str) -> Vec<PtxArch> {
     find(module).map_or_else(Vec::new, |m| m.ptx.iter().map(|(a, _)| *a).collect())
 }
 
+/// The PTX targets a module is compiled for that this build left out (their cargo feature is
+/// off), oldest first; empty with the default features.
+///
+/// ```
+/// assert!(hikube_gpu::modules::left_out("elementwise").is_empty());
+/// ```
+pub fn left_out(module: &str) -> Vec<PtxArch> {
+    find(module).map_or_else(Vec::new, |m| m.left_out.to_vec())
+}
+
+/// Whether this build ships `module`'s PTX for `arch`.
+pub(crate) fn ships(module: &str, arch: PtxArch) -> bool {
+    find(module).is_some_and(|m| m.ptx.iter().any(|(a, _)| *a == arch))
+}
+
 fn find(module: &str) -> Option<&'static ModuleSource> {
     MODULE_SOURCES.iter().find(|m| m.name == module)
+}
+
+/// Inflates an embedded image. The build checked each one's hash, so this fails only on a
+/// corrupt binary; the size in the frame header is bounded before it is allocated.
+fn decompress(src: &ModuleSource, arch: PtxArch, image: &[u8]) -> Result<Vec<u8>> {
+    const MAX_IMAGE: u64 = 1 << 30;
+    let corrupt = |reason: String| Error::CorruptImage {
+        module: src.name,
+        arch,
+        reason,
+    };
+    let mut decoder = ruzstd::decoding::FrameDecoder::new();
+    let mut header = image;
+    decoder
+        .init(&mut header)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let size = decoder.content_size();
+    if size == 0 || size > MAX_IMAGE {
+        return Err(corrupt(format!("frame header gives {size} bytes")));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(size).map_err(|e| corrupt(e.to_string()))?);
+    decoder
+        .decode_all_to_vec(image, &mut out)
+        .map_err(|e| corrupt(e.to_string()))?;
+    if out.len() as u64 != size {
+        return Err(corrupt(format!(
+            "{} bytes, the header says {size}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// The cubin assembled from `arch`'s PTX for exactly `cc`, if the module ships one. Exact, not
@@ -55,6 +109,18 @@ fn cubin_for(src: &ModuleSource, arch: PtxArch, cc: ComputeCapability) -> Option
         .iter()
         .find(|(a, c, _)| *a == arch && *c == cc)
         .map(|(_, _, bytes)| *bytes)
+}
+
+/// The PTX text of `(src, arch)`, decompressed.
+fn ptx_text(src: &ModuleSource, arch: PtxArch) -> Result<String> {
+    let image = src.ptx.iter().find(|(a, _)| *a == arch).map(|(_, p)| *p);
+    String::from_utf8(decompress(src, arch, image.unwrap_or_default())?).map_err(|e| {
+        Error::CorruptImage {
+            module: src.name,
+            arch,
+            reason: e.to_string(),
+        }
+    })
 }
 
 /// The `.version` directive of a PTX text, e.g. `8.4`.
@@ -97,9 +163,12 @@ pub struct LoadInfo {
     /// The driver's error when it refused the cubin for this device and the PTX was loaded
     /// instead; `None` when it took the cubin or there was none.
     pub cubin_refused: Option<DriverError>,
-    /// Time the driver took to load it (for PTX its JIT compilation, unless its disk cache had
-    /// it; including any refused cubin); zero when this device had loaded it before.
+    /// Time it took to load: decompressing the embedded image and the driver's load (for PTX its
+    /// JIT compilation, unless its disk cache had it; including any refused cubin); zero when
+    /// this device had loaded it before.
     pub elapsed: Duration,
+    /// The part of `elapsed` spent decompressing the embedded image (and any refused cubin).
+    pub decompress: Duration,
     /// True when this device had loaded it before.
     pub cached: bool,
 }
@@ -142,29 +211,41 @@ fn choose(
 ) -> Result<(&'static ModuleSource, PtxArch)> {
     // On the launch path: no allocation unless it fails.
     let src = find(module);
-    let chosen = src.and_then(|s| {
-        let mut shipped = s.ptx.iter().map(|(a, _)| *a).filter(|a| a.runs_on(cc));
+    let pick = |targets: &mut dyn Iterator<Item = PtxArch>| {
+        let mut runs = targets.filter(|a| a.runs_on(cc));
         match forced {
-            Some(f) => shipped.find(|a| *a == f),
-            None => shipped.max(),
+            Some(f) => runs.find(|a| *a == f),
+            None => runs.max(),
         }
-    });
+    };
+    let chosen = src.and_then(|s| pick(&mut s.ptx.iter().map(|(a, _)| *a)));
     match (src, chosen) {
         (Some(src), Some(arch)) => Ok((src, arch)),
-        (src, _) => Err(Error::UnsupportedArch {
-            module: src.map_or("unknown module", |s| s.name),
-            major: cc.major,
-            minor: cc.minor,
-            available: if targets(module).is_empty() {
-                "none".to_string()
-            } else {
-                targets(module)
-                    .iter()
-                    .map(|a| a.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        }),
+        // A target this build left out would have run: say which feature brings it back.
+        (Some(src), None) => match pick(&mut src.left_out.iter().copied()) {
+            Some(arch) => Err(Error::ArchLeftOut {
+                module: src.name,
+                arch,
+                feature: arch.name(),
+            }),
+            None => Err(unsupported(module, cc)),
+        },
+        (None, _) => Err(unsupported(module, cc)),
+    }
+}
+
+fn unsupported(module: &str, cc: ComputeCapability) -> Error {
+    let shipped = targets(module);
+    Error::UnsupportedArch {
+        module: find(module).map_or("unknown module", |s| s.name),
+        major: cc.major,
+        minor: cc.minor,
+        available: if shipped.is_empty() {
+            "none".to_string()
+        } else {
+            let names: Vec<_> = shipped.iter().map(|a| a.name()).collect();
+            names.join(", ")
+        },
     }
 }
 
@@ -199,38 +280,50 @@ impl Device {
         if let Some((m, first)) = loaded.get(&(src.name, arch)) {
             let info = LoadInfo {
                 elapsed: Duration::ZERO,
+                decompress: Duration::ZERO,
                 cached: true,
                 ..*first
             };
             return Ok((m.clone(), info));
         }
+        let (module, info) = self.load_image(src, arch)?;
+        loaded.insert((src.name, arch), (module.clone(), info));
+        Ok((module, info))
+    }
+
+    /// Decompresses and loads `(src, arch)`: the cubin for this device's compute capability if
+    /// the module ships one and the driver takes it, else the PTX.
+    fn load_image(
+        &self,
+        src: &'static ModuleSource,
+        arch: PtxArch,
+    ) -> Result<(Arc<CudaModule>, LoadInfo)> {
         let start = Instant::now();
+        let info = |image, cubin_refused, decompress| LoadInfo {
+            arch,
+            image,
+            cubin_refused,
+            elapsed: start.elapsed(),
+            decompress,
+            cached: false,
+        };
         let mut cubin_refused = None;
+        let mut decompressing = Duration::ZERO;
         if let Some(cubin) = cubin_for(src, arch, self.compute_capability()) {
-            // `from_binary` wants an owned buffer, which also gives the driver a heap-aligned ELF
-            // image (`include_bytes!` promises no alignment); the copy costs far less than a load.
-            match self.inner.ctx.load_module(Ptx::from_binary(cubin.to_vec())) {
-                Ok(module) => {
-                    let info = LoadInfo {
-                        arch,
-                        image: ModuleImage::Cubin,
-                        cubin_refused: None,
-                        elapsed: start.elapsed(),
-                        cached: false,
-                    };
-                    loaded.insert((src.name, arch), (module.clone(), info));
-                    return Ok((module, info));
-                }
+            // The decompressed buffer is owned, as `from_binary` wants, and heap-aligned for the
+            // driver's ELF reader.
+            let elf = decompress(src, arch, cubin)?;
+            decompressing = start.elapsed();
+            match self.inner.ctx.load_module(Ptx::from_binary(elf)) {
+                Ok(module) => return Ok((module, info(ModuleImage::Cubin, None, decompressing))),
                 // E.g. a driver too old for the ELF that ptxas wrote: the PTX still loads.
                 Err(e) => cubin_refused = Some(e),
             }
         }
-        let ptx = src
-            .ptx
-            .iter()
-            .find(|(a, _)| *a == arch)
-            .map(|(_, p)| *p)
-            .unwrap_or_default();
+        let t = Instant::now();
+        let ptx = ptx_text(src, arch)?;
+        decompressing += t.elapsed();
+        let ptx_isa = ptx_isa(&ptx);
         let module = self
             .inner
             .ctx
@@ -238,19 +331,11 @@ impl Device {
             .map_err(|source| Error::ModuleLoad {
                 module: src.name,
                 arch,
-                ptx_isa: ptx_isa(ptx),
+                ptx_isa,
                 driver_version: device::driver_version().unwrap_or(0),
                 source,
             })?;
-        let info = LoadInfo {
-            arch,
-            image: ModuleImage::Ptx,
-            cubin_refused,
-            elapsed: start.elapsed(),
-            cached: false,
-        };
-        loaded.insert((src.name, arch), (module.clone(), info));
-        Ok((module, info))
+        Ok((module, info(ModuleImage::Ptx, cubin_refused, decompressing)))
     }
 
     /// The kernel `function` of `module`, for the best target or the forced one.
@@ -290,27 +375,29 @@ impl Device {
 mod tests {
     use super::*;
 
+    fn inflated(m: &ModuleSource, arch: PtxArch, image: &[u8]) -> Vec<u8> {
+        decompress(m, arch, image).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn every_module_ships_ptx_isa_8_4() {
         for m in MODULE_SOURCES {
-            for (arch, ptx) in m.ptx {
-                assert_eq!(ptx_isa(ptx), "8.4", "{} {}", m.name, arch);
+            for (arch, image) in m.ptx {
+                let ptx = String::from_utf8(inflated(m, *arch, image)).expect("PTX is text");
+                assert_eq!(ptx_isa(&ptx), "8.4", "{} {}", m.name, arch);
                 assert!(ptx.contains(&format!(".target sm_{}", &arch.name()[8..])));
             }
         }
     }
 
-    /// The compute capabilities `scripts/ptx.py` assembles each target's PTX for (its
-    /// `CUBIN_SMS`): the seed GPUs', plus 9.0 for compute_80 (H100/H200 run that GEMM path).
+    /// The compute capabilities `scripts/ptx.py` assembles `arch`'s PTX for (its `CUBIN_SMS`, as
+    /// the manifest lists them): the seed GPUs', plus 9.0 for compute_80 (H100/H200 run that
+    /// GEMM path when their own is not in the build).
     fn native(arch: PtxArch) -> Vec<ComputeCapability> {
-        let sms: &[(u32, u32)] = match arch {
-            PtxArch::Compute70 => &[(7, 0)],
-            PtxArch::Compute75 => &[(7, 5)],
-            PtxArch::Compute80 => &[(8, 0), (8, 6), (8, 9), (9, 0)],
-            PtxArch::Compute90a => &[(9, 0)],
-        };
-        sms.iter()
-            .map(|&(ma, mi)| ComputeCapability::new(ma, mi))
+        MANIFEST_CUBINS
+            .iter()
+            .filter(|(a, _)| *a == arch)
+            .map(|(_, cc)| *cc)
             .collect()
     }
 
@@ -322,8 +409,9 @@ mod tests {
                     .cubins
                     .iter()
                     .filter(|(a, _, _)| a == arch)
-                    .map(|(_, cc, bytes)| {
-                        assert!(bytes.starts_with(b"\x7fELF"), "{} {arch} {cc}", m.name);
+                    .map(|(_, cc, image)| {
+                        let elf = inflated(m, *arch, image);
+                        assert!(elf.starts_with(b"\x7fELF"), "{} {arch} {cc}", m.name);
                         *cc
                     })
                     .collect();
@@ -343,23 +431,28 @@ mod tests {
 
     #[test]
     fn cubins_only_for_their_exact_capability() {
-        let gemm = find("gemm_sm80").expect("the crate ships gemm_sm80");
         let h100 = ComputeCapability::new(9, 0);
-        assert!(cubin_for(gemm, PtxArch::Compute80, h100).is_some());
-        // Jetson Orin (8.7) has no cubin of its own: it JIT-compiles the PTX.
-        assert!(cubin_for(gemm, PtxArch::Compute80, ComputeCapability::new(8, 7)).is_none());
+        if let Some(gemm) = find("gemm_sm80").filter(|m| !m.ptx.is_empty()) {
+            assert!(cubin_for(gemm, PtxArch::Compute80, h100).is_some());
+            // Jetson Orin (8.7) has no cubin of its own: it JIT-compiles the PTX.
+            assert!(cubin_for(gemm, PtxArch::Compute80, ComputeCapability::new(8, 7)).is_none());
+        }
         // A forced older path on a newer GPU runs through the JIT, as before.
-        let gemm70 = find("gemm_sm70").expect("the crate ships gemm_sm70");
-        assert!(cubin_for(gemm70, PtxArch::Compute70, h100).is_none());
+        if let Some(gemm70) = find("gemm_sm70").filter(|m| !m.ptx.is_empty()) {
+            assert!(cubin_for(gemm70, PtxArch::Compute70, h100).is_none());
+        }
         // What the ops load by default on every seed GPU comes as a cubin: elementwise's best
-        // target, and the newest GEMM path the device runs (as `Matmul::new` picks it).
-        for cc in PtxArch::ALL.into_iter().flat_map(native) {
-            let (src, arch) = choose("elementwise", cc, None).expect("elementwise runs");
+        // target, and the newest GEMM path the device runs (as `Matmul::new` picks it). A GPU
+        // whose targets this build left out has none.
+        for &(_, cc) in MANIFEST_CUBINS {
+            let Ok((src, arch)) = choose("elementwise", cc, None) else {
+                continue;
+            };
             assert!(
                 cubin_for(src, arch, cc).is_some(),
                 "elementwise {arch} {cc}"
             );
-            let (src, arch) = ["gemm_sm80", "gemm_sm75", "gemm_sm70"]
+            let (src, arch) = ["gemm_sm90", "gemm_sm80", "gemm_sm75", "gemm_sm70"]
                 .into_iter()
                 .find_map(|m| choose(m, cc, None).ok())
                 .expect("a GEMM path runs");
@@ -367,6 +460,58 @@ mod tests {
                 cubin_for(src, arch, cc).is_some(),
                 "{} {arch} {cc}",
                 src.name
+            );
+        }
+    }
+
+    /// The manifest's targets (from `scripts/ptx.py`'s one list) are `PtxArch`'s variants and
+    /// the crate's cargo features, all on by default.
+    #[test]
+    fn targets_are_the_variants_and_the_features() {
+        assert_eq!(MANIFEST_TARGETS, PtxArch::ALL);
+        let manifest = include_str!("../Cargo.toml");
+        let default = manifest
+            .lines()
+            .find(|l| l.starts_with("default = ["))
+            .expect("Cargo.toml has default features");
+        for arch in PtxArch::ALL {
+            assert!(
+                manifest.contains(&format!("\n{} = []\n", arch.name())),
+                "no feature {arch}"
+            );
+            assert!(default.contains(&format!("\"{}\"", arch.name())), "{arch}");
+        }
+    }
+
+    /// Every target this build left out answers with the feature that brings it back, forced or
+    /// chosen; with the default features there is none (CI also runs these tests without some).
+    #[test]
+    fn left_out_targets_name_their_feature() {
+        for m in MODULE_SOURCES {
+            assert!(m.left_out.iter().all(|a| !ships(m.name, *a)), "{}", m.name);
+            for &arch in m.left_out {
+                let cc = arch.min_capability();
+                let err = choose(m.name, cc, Some(arch)).err();
+                assert!(
+                    matches!(err, Some(Error::ArchLeftOut { feature, .. }) if feature == arch.name()),
+                    "{} {arch}: {err:?}",
+                    m.name
+                );
+                if m.ptx.iter().all(|(a, _)| !a.runs_on(cc)) {
+                    let err = choose(m.name, cc, None).err();
+                    assert!(matches!(err, Some(Error::ArchLeftOut { .. })), "{err:?}");
+                }
+            }
+        }
+        #[cfg(not(feature = "compute_90a"))]
+        {
+            let h100 = ComputeCapability::new(9, 0);
+            let err = select("gemm_sm90", h100, None).unwrap_err().to_string();
+            assert!(err.contains("feature `compute_90a`"), "{err}");
+            #[cfg(feature = "compute_80")]
+            assert_eq!(
+                select("elementwise", h100, None).ok(),
+                Some(PtxArch::Compute80)
             );
         }
     }

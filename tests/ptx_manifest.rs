@@ -34,6 +34,14 @@ fn kernels_copy(tag: &str) -> PathBuf {
     dir
 }
 
+/// Flips the last bit of a file (for a compressed artifact, a change to its stored bytes).
+fn flip_last_bit(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(path, bytes).unwrap();
+}
+
 fn append(path: &Path, text: &str) {
     let mut s = fs::read_to_string(path).unwrap();
     s.push_str(text);
@@ -100,29 +108,31 @@ fn new_and_removed_sources_are_refused() {
 #[test]
 fn hand_edited_or_unlisted_ptx_is_refused() {
     let k = kernels_copy("ptx");
-    append(&k.join("ptx/elementwise.compute_80.ptx"), "\n// tweak\n");
+    flip_last_bit(&k.join("ptx/elementwise.compute_80.ptx.zst"));
     let err = ptx_manifest::verify(&k).unwrap_err();
     assert!(err.contains("edited by hand"), "{err}");
     fs::remove_dir_all(&k).unwrap();
 
-    let k = kernels_copy("unlisted");
-    fs::write(k.join("ptx/extra.compute_80.ptx"), ".version 8.4\n").unwrap();
-    let err = ptx_manifest::verify(&k).unwrap_err();
-    assert!(err.contains("not in the manifest"), "{err}");
-    fs::remove_dir_all(k).unwrap();
+    // Compressed or not: a plain PTX left beside the compressed ones is refused too.
+    for extra in ["extra.compute_80.ptx.zst", "elementwise.compute_80.ptx"] {
+        let k = kernels_copy("unlisted");
+        fs::write(k.join("ptx").join(extra), ".version 8.4\n").unwrap();
+        let err = ptx_manifest::verify(&k).unwrap_err();
+        assert!(
+            err.contains(&format!("{extra} is not in the manifest")),
+            "{err}"
+        );
+        fs::remove_dir_all(k).unwrap();
+    }
 }
 
 #[test]
 fn hand_edited_or_unlisted_cubin_is_refused() {
     let k = kernels_copy("cubin");
-    let cubin = k.join("ptx/elementwise.compute_80.sm_86.cubin");
-    let mut bytes = fs::read(&cubin).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&cubin, bytes).unwrap();
+    flip_last_bit(&k.join("ptx/elementwise.compute_80.sm_86.cubin.zst"));
     let err = ptx_manifest::verify(&k).unwrap_err();
     assert!(
-        err.contains("elementwise.compute_80.sm_86.cubin was edited by hand"),
+        err.contains("elementwise.compute_80.sm_86.cubin.zst was edited by hand"),
         "{err}"
     );
     assert!(err.contains(ptx_manifest::REGENERATE), "{err}");
@@ -130,19 +140,19 @@ fn hand_edited_or_unlisted_cubin_is_refused() {
 
     let k = kernels_copy("unlisted-cubin");
     fs::copy(
-        k.join("ptx/elementwise.compute_80.sm_80.cubin"),
-        k.join("ptx/elementwise.compute_80.sm_87.cubin"),
+        k.join("ptx/elementwise.compute_80.sm_80.cubin.zst"),
+        k.join("ptx/elementwise.compute_80.sm_87.cubin.zst"),
     )
     .unwrap();
     let err = ptx_manifest::verify(&k).unwrap_err();
     assert!(
-        err.contains("elementwise.compute_80.sm_87.cubin is not in the manifest"),
+        err.contains("elementwise.compute_80.sm_87.cubin.zst is not in the manifest"),
         "{err}"
     );
     fs::remove_dir_all(&k).unwrap();
 
     let k = kernels_copy("missing-cubin");
-    fs::remove_file(k.join("ptx/elementwise.compute_90a.sm_90a.cubin")).unwrap();
+    fs::remove_file(k.join("ptx/elementwise.compute_90a.sm_90a.cubin.zst")).unwrap();
     let err = ptx_manifest::verify(&k).unwrap_err();
     assert!(err.contains("the manifest lists it"), "{err}");
     fs::remove_dir_all(k).unwrap();

@@ -11,8 +11,8 @@
 //! - `prometheus-operator/`: a ServiceMonitor, for clusters that run the Prometheus operator.
 //!
 //! Every pod passes the `restricted` profile. The committed copies under `deploy/k8s/` are
-//! checked against this generator by the tests below (`cargo test`), and `tests/deploy.rs`
-//! checks the committed files themselves.
+//! checked against this generator by the tests below (`cargo test --features cli`), and
+//! `tests/deploy.rs` checks the committed files themselves.
 
 use crate::CliResult;
 use hikube_gpu::catalog::CATALOG;
@@ -1083,7 +1083,7 @@ mod tests {
     use super::*;
 
     /// The command that rewrites deploy/k8s.
-    const REGENERATE: &str = "cargo run --bin hikube-gpu -- k8s --out deploy/k8s";
+    const REGENERATE: &str = "cargo run --features cli --bin hikube-gpu -- k8s --out deploy/k8s";
 
     fn all_files() -> Vec<(String, String)> {
         render(&instances().unwrap(), &Settings::default()).unwrap()

@@ -202,23 +202,29 @@ fn device_path<I: Float>(device: &Device, forced: Option<PtxArch>) -> Result<Gem
     Ok(path)
 }
 
-/// The target of the newest GEMM path a device of capability `cc` runs.
+/// The target of the newest GEMM path a device of capability `cc` runs, among those this build
+/// ships (a target left out by its cargo feature gives way to the next; when none is left,
+/// loading the newest says which feature is off).
 fn newest_arch(cc: ComputeCapability) -> Result<PtxArch> {
-    [
+    let paths = [
         GemmPath::Sm90,
         GemmPath::Sm80,
         GemmPath::Sm75,
         GemmPath::Sm70,
-    ]
-    .into_iter()
-    .find(|p| p.arch().runs_on(cc))
-    .map(GemmPath::arch)
-    .ok_or_else(|| Error::UnsupportedArch {
-        module: "gemm",
-        major: cc.major,
-        minor: cc.minor,
-        available: "compute_70, compute_75, compute_80, compute_90a".to_string(),
-    })
+    ];
+    let runs = |p: &&GemmPath| p.arch().runs_on(cc);
+    paths
+        .iter()
+        .filter(runs)
+        .find(|p| modules::ships(p.module(), p.arch()))
+        .or_else(|| paths.iter().find(runs))
+        .map(|p| p.arch())
+        .ok_or_else(|| Error::UnsupportedArch {
+            module: "gemm",
+            major: cc.major,
+            minor: cc.minor,
+            available: PtxArch::ALL.map(PtxArch::name).join(", "),
+        })
 }
 
 /// The GEMM kernels of `desc` on the device's `path`.
