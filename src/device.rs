@@ -9,7 +9,7 @@ use crate::arch::ComputeCapability;
 use crate::catalog::{self, DeviceFacts, GpuModel};
 use crate::context::{Events, StreamState};
 use crate::error::{Error, Result};
-use crate::modules::ModuleRegistry;
+use crate::registry::ModuleRegistry;
 use cudarc::driver::{result, sys, CudaContext, CudaStream, DriverError};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};

@@ -80,6 +80,7 @@ pub mod multi;
 pub mod ops;
 #[cfg(any(feature = "cublas", feature = "cudnn"))]
 pub mod reference;
+mod registry;
 mod size;
 mod stream;
 mod timing;

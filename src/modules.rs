@@ -14,11 +14,10 @@
 use crate::arch::{ComputeCapability, PtxArch};
 use crate::device::{self, Device};
 use crate::error::{Error, Result};
-use cudarc::driver::{CudaFunction, CudaModule, DriverError};
+pub use crate::registry::{LoadInfo, ModuleImage};
+use cudarc::driver::{CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One kernel module (one `.cu` source), its PTX per target and the cubins assembled from each
@@ -130,61 +129,6 @@ fn ptx_isa(ptx: &str) -> String {
         .unwrap_or("unknown")
         .trim()
         .to_string()
-}
-
-/// Which image of a module the driver loaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ModuleImage {
-    /// A cubin assembled ahead of time from the target's PTX for exactly this device's compute
-    /// capability: no JIT compilation.
-    Cubin,
-    /// The PTX, JIT-compiled by the driver: there is no cubin for this device, or the driver
-    /// refused it (see [`LoadInfo::cubin_refused`]).
-    Ptx,
-}
-
-impl fmt::Display for ModuleImage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ModuleImage::Cubin => "cubin",
-            ModuleImage::Ptx => "PTX",
-        })
-    }
-}
-
-/// How a module came to be loaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LoadInfo {
-    /// The PTX target that was loaded (as PTX, or as a cubin assembled from it).
-    pub arch: PtxArch,
-    /// Whether the driver loaded a cubin or JIT-compiled the PTX.
-    pub image: ModuleImage,
-    /// The driver's error when it refused the cubin for this device and the PTX was loaded
-    /// instead; `None` when it took the cubin or there was none.
-    pub cubin_refused: Option<DriverError>,
-    /// Time it took to load: decompressing the embedded image and the driver's load (for PTX its
-    /// JIT compilation, unless its disk cache had it; including any refused cubin); zero when
-    /// this device had loaded it before.
-    pub elapsed: Duration,
-    /// The part of `elapsed` spent decompressing the embedded image (and any refused cubin).
-    pub decompress: Duration,
-    /// True when this device had loaded it before.
-    pub cached: bool,
-}
-
-/// A module this device has loaded, and how its first load went.
-type Loaded = (Arc<CudaModule>, LoadInfo);
-
-/// The functions of one loaded module, by name.
-type FunctionsByName = HashMap<String, CudaFunction>;
-
-/// Per-device loaded modules and functions.
-#[derive(Default)]
-pub(crate) struct ModuleRegistry {
-    modules: Mutex<HashMap<(&'static str, PtxArch), Loaded>>,
-    /// Per (module, target): functions by name. Looked up by `&str`, so a hit allocates nothing.
-    functions: Mutex<HashMap<(&'static str, PtxArch), FunctionsByName>>,
 }
 
 /// The PTX target `module` would run with on a device of compute capability `cc`: `forced` if

@@ -2,7 +2,7 @@
 //! temperature, power, clocks and why they are low, processes; a [`Sampler`] that records them
 //! on a background thread; [`Monitor::measure`], which runs work and returns the machine state
 //! meanwhile (how benchmarks report FLOP/s per watt and catch throttling); and, with the
-//! `exporter` feature, a Prometheus [`exporter`].
+//! `exporter` feature, a Prometheus exporter (`monitor::exporter`).
 //!
 //! NVML (`libnvidia-ml.so.1`) ships with the NVIDIA driver and is loaded at run time by
 //! [`Monitor::new`]; where it is missing, that returns [`Error::NoNvml`](crate::Error::NoNvml)
