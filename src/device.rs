@@ -5,7 +5,7 @@
 //! depend on it, which is why [`Device::by_uuid`] is the way to name a GPU across processes and
 //! tools such as `nvidia-smi`.
 
-use crate::arch::ComputeCapability;
+use crate::catalog::ComputeCapability;
 use crate::catalog::{self, DeviceFacts, GpuModel};
 use crate::context::{Events, StreamState};
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 
 /// Everything that can go wrong in hikube-gpu. Numbers live inside the variants so that a caller
 /// can act on them (retry with a smaller batch, pick another device, ...).

@@ -1,6 +1,6 @@
 //! The one place that launches kernels.
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 use crate::error::Result;
 use crate::stream::Stream;
 use cudarc::driver::{sys, CudaFunction, DriverError, LaunchArgs, LaunchConfig};

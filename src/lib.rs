@@ -65,7 +65,6 @@
     )
 )]
 
-mod arch;
 pub mod catalog;
 mod context;
 mod device;
@@ -85,7 +84,7 @@ mod size;
 mod stream;
 mod timing;
 
-pub use arch::{Architecture, ComputeCapability, PtxArch};
+pub use catalog::{Architecture, ComputeCapability, PtxArch};
 pub use catalog::{GpuModel, Provenance};
 pub use device::{driver_version, Device, DeviceProperties, MemoryInfo, Selection};
 pub use error::{Error, Result};

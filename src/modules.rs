@@ -11,7 +11,7 @@
 //! out of the binary: the newest target left in that the device runs is used instead, and a
 //! module that has none answers [`Error::ArchLeftOut`].
 
-use crate::arch::{ComputeCapability, PtxArch};
+use crate::catalog::{ComputeCapability, PtxArch};
 use crate::device::{self, Device};
 use crate::error::{Error, Result};
 pub use crate::registry::{LoadInfo, ModuleImage};

@@ -1,7 +1,7 @@
 //! What a device has loaded: its modules, how each first load went, and their functions. Held
 //! by the device; filled by [`modules`](crate::modules), which loads.
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 use cudarc::driver::{CudaFunction, CudaModule, DriverError};
 use std::collections::HashMap;
 use std::fmt;

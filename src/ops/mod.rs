@@ -11,7 +11,7 @@ pub mod train;
 pub use elementwise::{axpy, axpy_with};
 pub use pooling::global_avg_pool;
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 use bytemuck::Pod;
 use half::{bf16, f16};
 

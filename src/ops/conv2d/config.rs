@@ -1,6 +1,6 @@
 //! Convolution kernel paths, the implicit GEMM's tile configurations, and the choice of both.
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 use crate::ops::matmul::config::{self as gemm_config, cfg, Choice, TileConfig};
 use crate::ops::matmul::GemmPath;
 

@@ -43,7 +43,7 @@ mod tma;
 
 pub use shape::Conv2dShape;
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::{grid_stride_config, launch};

@@ -1,6 +1,6 @@
 //! GEMM kernel paths, tile configurations, and the heuristic that picks one per shape.
 
-use crate::arch::PtxArch;
+use crate::catalog::PtxArch;
 
 /// A kernel family: one per architecture family, each in its own PTX module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

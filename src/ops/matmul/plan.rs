@@ -4,7 +4,7 @@
 
 use super::config::{self, Choice, GemmPath, Tiling};
 use super::desc::{at_most, MatmulDesc, Strides};
-use crate::arch::{ComputeCapability, PtxArch};
+use crate::catalog::{ComputeCapability, PtxArch};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::modules;

@@ -3,7 +3,9 @@
 //! for FP16/BF16 inputs **with FP32 accumulation**, the mode every kernel of this crate uses:
 //! GeForce cards run it at half their FP16-accumulate rate (RTX 4090: 165.2, not 330.3).
 
-use crate::arch::{Architecture, ComputeCapability};
+mod arch;
+
+pub use arch::{Architecture, ComputeCapability, PtxArch};
 use std::borrow::Cow;
 
 /// Published figures for one GPU model.
