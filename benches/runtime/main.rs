@@ -128,26 +128,6 @@ fn rayon_copy(dst: &mut [u8], src: &[u8]) {
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
-/// Page-locks `buf` in place (cuMemHostRegister); false if the driver refuses.
-fn register(buf: &mut [u8]) -> bool {
-    use cudarc::driver::sys;
-    // SAFETY: `buf` is a live allocation of `buf.len()` bytes that stays alive and in place until
-    // `unregister` below; registration only pins its pages.
-    unsafe {
-        sys::cuMemHostRegister_v2(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            sys::CU_MEMHOSTREGISTER_PORTABLE,
-        ) == sys::CUresult::CUDA_SUCCESS
-    }
-}
-
-fn unregister(buf: &mut [u8]) {
-    // SAFETY: `buf` was registered by `register`, and no copy from it is in flight (the timed
-    // copies were synchronized).
-    unsafe { cudarc::driver::sys::cuMemHostUnregister(buf.as_mut_ptr().cast()) };
-}
-
 fn gbs(bytes: usize, ms: f64) -> f64 {
     bytes as f64 / (ms * 1e6)
 }
@@ -230,19 +210,19 @@ fn transfers(device: &Device, stream: &Stream, rows: &mut Vec<String>) -> Result
                 median(copy_ms),
             );
             let t0 = Instant::now();
-            let registered = register(&mut pageable);
+            let in_place = PinnedBuffer::from_vec(device, std::mem::take(&mut pageable))?;
             let reg_ms = t0.elapsed().as_secs_f64() * 1e3;
-            if registered {
-                let t = time_on_stream(stream, 1, runs, |i| {
-                    dev[i % 2].copy_from_host(stream, &pageable)
-                })?;
-                row(
-                    &format!("H2D pageable pinned in place ({reg_ms:.1} ms to pin)"),
-                    size,
-                    t.median_ms(),
-                );
-                unregister(&mut pageable);
-            }
+            let t = time_on_stream(stream, 1, runs, |i| {
+                dev[i % 2].copy_from_pinned(stream, &in_place)
+            })?;
+            row(
+                &format!(
+                    "H2D pageable pinned in place, PinnedBuffer::from_vec ({reg_ms:.1} ms to pin)"
+                ),
+                size,
+                t.median_ms(),
+            );
+            pageable = in_place.into_vec()?;
         }
         let (a, b) = dev.split_at_mut(1);
         let t = time_on_stream(stream, 3, runs, |i| {

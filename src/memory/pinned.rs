@@ -4,7 +4,8 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::memory::access::{lock, Access, AccessLog, Tracked};
 use bytemuck::Pod;
-use cudarc::driver::result;
+use cudarc::driver::{result, sys};
+use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,10 +14,24 @@ struct PinnedStorage {
     ptr: *mut u8,
     device: Device,
     log: Mutex<AccessLog>,
+    backing: Backing,
+}
+
+/// Where a pinned buffer's memory came from, and how it goes back.
+enum Backing {
+    /// The driver's (`cuMemHostAlloc`): freed with `cuMemFreeHost`.
+    Driver,
+    /// A caller's `Vec<T>`, kept here (its heap memory never moves), page-locked in place with
+    /// `cuMemHostRegister` unless empty: unregistered, then dropped or given back.
+    Vec { vec: Box<dyn Any>, registered: bool },
+    /// Given back by [`PinnedBuffer::into_vec`]: nothing left to release.
+    Released,
 }
 
 // SAFETY: the memory is plain host memory owned by this value; the host touches it only through
 // `PinnedBuffer`'s borrows (after the log's uses finished), the GPU only through ordered copies.
+// A kept `Vec<T>` holds `Pod` values: plain bytes, no pointers and no interior mutability (what
+// `bytemuck::Pod` requires), so sending or sharing it is sending or sharing bytes.
 unsafe impl Send for PinnedStorage {}
 // SAFETY: as above; shared references never write through `ptr`.
 unsafe impl Sync for PinnedStorage {}
@@ -27,17 +42,41 @@ impl Tracked for PinnedStorage {
     }
 }
 
-impl Drop for PinnedStorage {
-    fn drop(&mut self) {
+impl PinnedStorage {
+    /// Waits for every use, then releases the memory's page lock (and the driver's memory):
+    /// returns the caller's `Vec`, if the memory is one.
+    fn release(&mut self) -> Option<Box<dyn Any>> {
         let log = self.log.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Err(Error::Driver(e)) = log.wait_host(true) {
             self.device.record_err(e);
         }
-        // SAFETY: `ptr` came from `malloc_host` and every use of it has finished (waited above;
-        // a failed wait leaves the context broken, so no copy can still run).
-        if let Err(e) = unsafe { result::free_host(self.ptr.cast()) } {
-            self.device.record_err(e);
+        // A failed wait leaves the context broken, so no copy can still run below.
+        match std::mem::replace(&mut self.backing, Backing::Released) {
+            Backing::Driver => {
+                // SAFETY: `ptr` came from `malloc_host` and every use of it has finished.
+                if let Err(e) = unsafe { result::free_host(self.ptr.cast()) } {
+                    self.device.record_err(e);
+                }
+                None
+            }
+            Backing::Vec { vec, registered } => {
+                if registered {
+                    // SAFETY: `ptr` was registered by `from_vec` and every use has finished.
+                    let r = unsafe { sys::cuMemHostUnregister(self.ptr.cast()) }.result();
+                    if let Err(e) = r {
+                        self.device.record_err(e);
+                    }
+                }
+                Some(vec)
+            }
+            Backing::Released => None,
         }
+    }
+}
+
+impl Drop for PinnedStorage {
+    fn drop(&mut self) {
+        drop(self.release());
     }
 }
 
@@ -104,10 +143,79 @@ impl<T: Pod> PinnedBuffer<T> {
                 ptr,
                 device: device.clone(),
                 log: Mutex::default(),
+                backing: Backing::Driver,
             }),
             len,
             _t: PhantomData,
         })
+    }
+
+    /// Page-locks `data` in place (`cuMemHostRegister`, for every GPU of the process) instead of
+    /// copying it into new pinned memory: copies from and to it then run at pinned speed, with
+    /// no staging. Pinning costs time too (some 13 ms for 256 MiB on the H200's host, about
+    /// what one copy of it takes: `BENCHMARKS.md`), so it pays off for memory copied more than
+    /// once, or too large to stage. [`into_vec`](Self::into_vec) gives the `Vec` back.
+    ///
+    /// ```no_run
+    /// use hikube_gpu::{Device, DeviceBuffer, PinnedBuffer};
+    /// let device = Device::open(0)?;
+    /// let stream = device.new_stream()?;
+    /// let data: Vec<f32> = (0..1 << 26).map(|i| i as f32).collect();
+    /// let host = PinnedBuffer::from_vec(&device, data)?; // pinned in place, not copied
+    /// let mut gpu = DeviceBuffer::<f32>::alloc(&stream, host.len())?;
+    /// gpu.copy_from_pinned(&stream, &host)?;
+    /// let data = host.into_vec()?; // waits for the copy, unpins
+    /// # Ok::<(), hikube_gpu::Error>(())
+    /// ```
+    pub fn from_vec(device: &Device, mut data: Vec<T>) -> Result<Self> {
+        let len = data.len();
+        let bytes = crate::memory::device::byte_len::<T>(len)?;
+        let ptr = data.as_mut_ptr().cast::<u8>();
+        if bytes > 0 {
+            device.inner.ctx.bind_to_thread()?;
+            // SAFETY: `ptr` addresses `bytes` initialized bytes of `data`, whose heap memory
+            // stays in place, owned by the storage, until it is unregistered (`release`).
+            unsafe {
+                sys::cuMemHostRegister_v2(ptr.cast(), bytes, sys::CU_MEMHOSTREGISTER_PORTABLE)
+            }
+            .result()
+            .map_err(|source| Error::PinnedAlloc {
+                requested: bytes,
+                source,
+            })?;
+        }
+        Ok(PinnedBuffer {
+            storage: Arc::new(PinnedStorage {
+                ptr,
+                device: device.clone(),
+                log: Mutex::default(),
+                backing: Backing::Vec {
+                    vec: Box::new(data),
+                    registered: bytes > 0,
+                },
+            }),
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// The `Vec` a [`from_vec`](Self::from_vec) buffer was made from, unpinned, after every copy
+    /// from or to it has finished. [`Error::InvalidArgument`] for a buffer the driver allocated
+    /// (use [`as_slice`](Self::as_slice)), or one an operation still holds.
+    pub fn into_vec(self) -> Result<Vec<T>> {
+        let not_a_vec = || Error::InvalidArgument {
+            what: "into_vec of a pinned buffer not made by PinnedBuffer::from_vec".into(),
+        };
+        if !matches!(self.storage.backing, Backing::Vec { .. }) {
+            return Err(not_a_vec());
+        }
+        let mut storage = Arc::try_unwrap(self.storage).map_err(|_| Error::InvalidArgument {
+            what: "into_vec of a pinned buffer that an operation still holds".into(),
+        })?;
+        let vec = storage.release().ok_or_else(not_a_vec)?;
+        vec.downcast::<Vec<T>>()
+            .map(|v| *v)
+            .map_err(|_| not_a_vec())
     }
 
     /// Allocates page-locked memory holding a copy of `data`.
@@ -130,8 +238,9 @@ impl<T: Pod> PinnedBuffer<T> {
     /// The contents, after the copies writing it so far have finished.
     pub fn as_slice(&self) -> Result<&[T]> {
         lock(&self.storage.log).wait_host(false)?;
-        // SAFETY: `ptr` holds at least `num_bytes()` bytes, aligned for any `T` (the driver's
-        // host allocations are page-aligned), initialized (zeroed at allocation); no GPU write
+        // SAFETY: `ptr` holds at least `num_bytes()` bytes, aligned for `T` (the driver's host
+        // allocations are page-aligned; a `Vec<T>`'s are aligned for `T`), initialized (zeroed
+        // at allocation, or the `Vec`'s elements); no GPU write
         // is pending (waited above) and none can be queued while `self` is borrowed shared
         // (copies into it take `&mut self`).
         let bytes = unsafe { std::slice::from_raw_parts(self.storage.ptr, self.num_bytes()) };

@@ -26,6 +26,7 @@ pub fn trials() -> Vec<Trial> {
             out_of_memory_beyond_free,
         ),
         gpu_test("memory::empty_buffers", empty_buffers),
+        gpu_test("memory::vec_pinned_in_place", vec_pinned_in_place),
     ]
 }
 
@@ -355,5 +356,33 @@ fn empty_buffers(device: &Device) -> Result<(), Failed> {
     let pinned = PinnedBuffer::<f32>::zeroed(device, 0).map_err(fail)?;
     e.copy_from_pinned(&stream, &pinned).map_err(fail)?;
     stream.synchronize().map_err(fail)?;
+    Ok(())
+}
+
+/// `PinnedBuffer::from_vec` pins a `Vec` in place: copies from and into it are right, and
+/// `into_vec` waits for them and gives the memory back (an empty `Vec` too); a driver-allocated
+/// buffer is no `Vec`.
+fn vec_pinned_in_place(device: &Device) -> Result<(), Failed> {
+    let stream = device.new_stream().map_err(fail)?;
+    for n in [0usize, 1, 4097, 10_000_019] {
+        let data: Vec<u32> = (0..n as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let src = PinnedBuffer::from_vec(device, data.clone()).map_err(fail)?;
+        let mut gpu = DeviceBuffer::<u32>::alloc(&stream, n).map_err(fail)?;
+        gpu.copy_from_pinned(&stream, &src).map_err(fail)?;
+        let mut dst = PinnedBuffer::from_vec(device, vec![u32::MAX; n]).map_err(fail)?;
+        gpu.copy_to_pinned(&stream, &mut dst).map_err(fail)?;
+        // No synchronize: into_vec waits for the copies.
+        let back = dst.into_vec().map_err(fail)?;
+        ensure!(back == data, "n = {n}: the copy back differs");
+        let again = src.into_vec().map_err(fail)?;
+        ensure!(again == data, "n = {n}: the source changed");
+    }
+    let driver = PinnedBuffer::<u32>::zeroed(device, 16).map_err(fail)?;
+    ensure!(
+        matches!(driver.into_vec(), Err(Error::InvalidArgument { .. })),
+        "into_vec of driver memory was not refused"
+    );
     Ok(())
 }
