@@ -55,6 +55,16 @@ pub struct MemoryInfo {
 }
 
 /// How [`Device::select`] picks a device.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, Selection};
+/// // The GPU with the most free memory now (on a shared machine).
+/// let device = Device::select(Selection::MostFreeMemory)?;
+/// // The same GPU by its UUID, as `nvidia-smi -L` prints it: the same context.
+/// let again = Device::select(Selection::Uuid(device.properties().uuid.clone()))?;
+/// assert_eq!(device, again);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
     /// The device at this index among the visible ones.

@@ -4,6 +4,23 @@ use crate::catalog::PtxArch;
 
 /// Everything that can go wrong in hikube-gpu. Numbers live inside the variants so that a caller
 /// can act on them (retry with a smaller batch, pick another device, ...).
+///
+/// ```no_run
+/// use hikube_gpu::{Device, DeviceBuffer, Error};
+/// let device = match Device::open(0) {
+///     Ok(d) => d,
+///     Err(e) if e.is_no_gpu() => return Ok(()), // no GPU or driver here: nothing to do
+///     Err(e) => return Err(e),
+/// };
+/// let stream = device.default_stream();
+/// match DeviceBuffer::<f32>::alloc(&stream, 1 << 40) {
+///     Err(Error::OutOfMemory { requested, free, .. }) => {
+///         println!("{requested} bytes asked, {free} free: use a smaller batch")
+///     }
+///     other => drop(other?),
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

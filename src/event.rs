@@ -7,6 +7,20 @@ use cudarc::driver::{sys, CudaEvent};
 
 /// A point in a stream's work. Record it on a stream, then wait on it from another stream, block
 /// on it, or measure the time between two events.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let (copy, compute) = (device.new_stream()?, device.new_stream()?);
+/// let start = copy.record()?;
+/// let x = DeviceBuffer::<f32>::zeroed(&copy, 1 << 24)?;
+/// let ready = copy.record()?;
+/// compute.wait(&ready)?; // work queued on `compute` from now on starts after the zeroing
+/// ready.synchronize()?;
+/// println!("zeroing took {:.3} ms", start.elapsed_ms(&ready)?);
+/// # drop(x);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Event {
     pub(crate) raw: CudaEvent,

@@ -43,6 +43,26 @@ use std::mem::ManuallyDrop;
 
 /// A captured, instantiated CUDA graph, the resources its work uses, and every allocation its
 /// nodes touch.
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer, Graph};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let x = DeviceBuffer::from_slice(&stream, &[1.0f32; 1024])?;
+/// let y = DeviceBuffer::<f32>::zeroed(&stream, 1024)?;
+/// // Capture once: the kernels are recorded, not run. The graph owns x and y.
+/// let mut graph = Graph::capture(&stream, (x, y), |s, (x, y)| {
+///     for _ in 0..10 {
+///         ops::axpy(s, 0.5, x, y)?;
+///     }
+///     Ok(())
+/// })?;
+/// graph.launch(&stream)?; // ten kernels for the price of one launch
+/// graph.launch(&stream)?;
+/// let (_, y) = graph.into_resources()?;
+/// assert_eq!(y.to_vec(&stream)?[0], 10.0);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct Graph<R> {
     device: Device,
     graph: sys::CUgraph,

@@ -5,6 +5,12 @@ use crate::event::Event;
 use crate::stream::Stream;
 
 /// Times of repeated runs, in milliseconds, in the order they ran.
+///
+/// ```
+/// use hikube_gpu::Timings;
+/// let t = Timings { samples_ms: vec![3.0, 1.0, 2.0] };
+/// assert_eq!((t.median_ms(), t.min_ms(), t.max_ms()), (2.0, 1.0, 3.0));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Timings {
     /// One time per run.

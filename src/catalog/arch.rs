@@ -3,6 +3,14 @@
 use std::fmt;
 
 /// A device's compute capability, e.g. 9.0 for the H100.
+///
+/// ```
+/// use hikube_gpu::{Architecture, ComputeCapability, PtxArch};
+/// let rtx4090 = ComputeCapability::new(8, 9);
+/// assert_eq!(rtx4090.architecture(), Architecture::Ada);
+/// assert!(PtxArch::Compute80.runs_on(rtx4090));
+/// assert!(!PtxArch::Compute90a.runs_on(rtx4090));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ComputeCapability {
     /// Major version.

@@ -51,6 +51,14 @@ pub enum Provenance {
 
 /// The model of a device and its peak figures: from the catalog when the device is known, derived
 /// from its properties otherwise.
+///
+/// ```no_run
+/// let device = hikube_gpu::Device::open(0)?;
+/// let model = device.model();
+/// let achieved = 600.0; // TFLOP/s measured by a benchmark
+/// println!("{}: {:.0} % of the FP16 peak", model.name, 100.0 * achieved / model.fp16_tflops);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuModel {
     /// Model name: the catalog's, or the driver's device name for an unknown GPU.

@@ -122,7 +122,19 @@ impl<T: Pod> std::fmt::Debug for DeviceBuffer<T> {
     }
 }
 
-/// A borrowed, read-only range of a [`DeviceBuffer`].
+/// A borrowed, read-only range of a [`DeviceBuffer`]: every operation takes one where it takes a
+/// buffer.
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let x = DeviceBuffer::from_slice(&stream, &[1.0f32; 100])?;
+/// let mut y = DeviceBuffer::<f32>::zeroed(&stream, 100)?;
+/// // y[50..] += 2 · x[..50]
+/// ops::axpy(&stream, 2.0, &x.slice(..50)?, &mut y.slice_mut(50..)?)?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct DeviceSlice<'a, T: Pod> {
     storage: &'a Arc<Storage>,
     /// Byte offset of the first element in the storage.

@@ -16,6 +16,18 @@ use bytemuck::Pod;
 use half::{bf16, f16};
 
 /// Options common to every operation.
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer, KernelOptions, PtxArch};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let x = DeviceBuffer::from_slice(&stream, &[1.0f32; 64])?;
+/// let mut y = DeviceBuffer::<f32>::zeroed(&stream, 64)?;
+/// // Run the compute_80 build of the kernel (what an RTX card runs), even on a Hopper GPU.
+/// let options = KernelOptions { arch: Some(PtxArch::Compute80) };
+/// ops::axpy_with(&stream, 1.0, &x, &mut y, options)?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOptions {
     /// Force this PTX target instead of the best one for the device: lets the older paths run,

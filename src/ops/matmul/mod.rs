@@ -63,6 +63,24 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The optional epilogue operands of a launch: C (read when β ≠ 0) and a bias per output
 /// column (of D's element type).
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::{Activation, Epilogue, Matmul, MatmulDesc};
+/// use hikube_gpu::{half::f16, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let (m, n, k) = (256, 512, 1024);
+/// let a = DeviceBuffer::<f16>::zeroed(&stream, m * k)?;
+/// let b = DeviceBuffer::<f16>::zeroed(&stream, k * n)?;
+/// let c = DeviceBuffer::<f32>::zeroed(&stream, m * n)?;
+/// let bias = DeviceBuffer::<f32>::zeroed(&stream, n)?;
+/// let mut d = DeviceBuffer::<f32>::alloc(&stream, m * n)?;
+/// // D = relu(A·B + 0.5·C + bias)
+/// let desc = MatmulDesc::new(m, n, k).beta(0.5).activation(Activation::Relu);
+/// let mm = Matmul::<f16, f32>::new(&stream, desc)?;
+/// mm.launch(&stream, &a, &b, &mut d, Epilogue::new().c(&c).bias(&bias))?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct Epilogue<'a, O: Float> {
     c: Option<DeviceSlice<'a, O>>,
     bias: Option<DeviceSlice<'a, O>>,
