@@ -581,19 +581,19 @@ impl<I: Float> ConvKernel<'_, I> {
         let mut acc = Access::new(stream)?;
         // The padded copies replace the input and filter where the plan has them.
         let x_ptr = match self.gather.and_then(|g| g.x.as_ref()) {
-            Some((_, px)) => acc.read(&px.as_device_slice())?,
-            None => acc.read(x)?,
+            Some((_, px)) => acc.read(&px.as_device_slice())?.addr(),
+            None => acc.read(x)?.addr(),
         };
         let w_ptr = match self.gather.and_then(|g| g.w.as_ref()) {
-            Some((_, pw)) => acc.read(&pw.as_device_slice())?,
-            None => acc.read(w)?,
+            Some((_, pw)) => acc.read(&pw.as_device_slice())?.addr(),
+            None => acc.read(w)?.addr(),
         };
         let p = ConvPointers {
             x: x_ptr,
             w: w_ptr,
-            bias: acc.read_or_null(bias)?,
-            y: acc.write(y)?,
-            workspace: acc.write_or_null(self.workspace)?,
+            bias: acc.read_or_null(bias)?.addr(),
+            y: acc.write(y)?.addr(),
+            workspace: acc.write_or_null(self.workspace)?.addr(),
         };
         if let Some(g) = self.gather {
             check_gather_alignment(g, &p)?;

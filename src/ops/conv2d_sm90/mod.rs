@@ -509,11 +509,11 @@ impl<T: Float> Conv2dSm90<T> {
             need("bias", s.k, b.len())?;
         }
         let mut acc = Access::new(stream)?;
-        let x_ptr = acc.read(&x)?;
-        let w_ptr = acc.read(&w)?;
-        let bias_ptr = acc.read_or_null(bias.as_ref())?;
-        let y_ptr = acc.write(&mut y)?;
-        let ws_ptr = acc.write_or_null(self.workspace.as_mut())?;
+        let x_ptr = acc.read(&x)?.addr();
+        let w_ptr = acc.read(&w)?.addr();
+        let bias_ptr = acc.read_or_null(bias.as_ref())?.addr();
+        let y_ptr = acc.write(&mut y)?.addr();
+        let ws_ptr = acc.write_or_null(self.workspace.as_mut())?.addr();
         for (what, ptr) in [("x", x_ptr), ("w", w_ptr)] {
             if ptr % 16 != 0 {
                 return Err(Error::InvalidArgument {

@@ -130,9 +130,9 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let p = Pointers {
             a: 0,
             b: 0,
-            c: acc.read_or_null(ops.c)?,
-            bias: acc.read_or_null(ops.bias)?,
-            d: acc.write(d)?,
+            c: acc.read_or_null(ops.c)?.addr(),
+            bias: acc.read_or_null(ops.bias)?.addr(),
+            d: acc.write(d)?.addr(),
             workspace: 0,
         };
         let params = self.params(&p, ops.c.is_some(), None, activation);
@@ -168,12 +168,12 @@ impl<I: Float, O: Float> Matmul<I, O> {
     ) -> Result<Route> {
         let mut acc = Access::new(stream)?;
         let p = Pointers {
-            a: acc.read(&ops.a)?,
-            b: acc.read(&ops.b)?,
-            c: acc.read_or_null(ops.c)?,
-            bias: acc.read_or_null(ops.bias)?,
-            d: acc.write(d)?,
-            workspace: acc.write_or_null(scratch.workspace.as_mut())?,
+            a: acc.read(&ops.a)?.addr(),
+            b: acc.read(&ops.b)?.addr(),
+            c: acc.read_or_null(ops.c)?.addr(),
+            bias: acc.read_or_null(ops.bias)?.addr(),
+            d: acc.write(d)?.addr(),
+            workspace: acc.write_or_null(scratch.workspace.as_mut())?.addr(),
         };
         let fast = g
             .fast
