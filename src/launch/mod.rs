@@ -9,11 +9,14 @@
 //! `unsafe` block each rests on [`KernelArgs`]' contract.
 
 pub(crate) mod args;
+pub(crate) mod conv;
+pub(crate) mod gemm;
+pub(crate) mod tma;
 
 use crate::arch::PtxArch;
 use crate::error::{Error, Result};
 use crate::stream::Stream;
-use cudarc::driver::{result, sys, CudaFunction, DriverError, LaunchArgs, LaunchConfig};
+use cudarc::driver::{result, sys, CudaFunction, DriverError, LaunchConfig};
 use std::ffi::c_void;
 
 /// The parameters of the kernels of one signature family, ready to launch.
@@ -139,19 +142,6 @@ pub(crate) fn grid_stride_config(n: usize, sm_count: u32) -> LaunchConfig {
         block_dim: (ELEMENTWISE_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
-}
-
-/// Launches the kernel whose arguments `args` holds.
-///
-/// # Safety
-/// The arguments pushed on `args` must match the kernel's parameters in number, order and type,
-/// and every buffer argument must be large enough for every element the kernel touches with
-/// these arguments and this configuration (the callers in `ops/` check sizes before they get
-/// here).
-pub(crate) unsafe fn launch(mut args: LaunchArgs<'_>, config: LaunchConfig) -> Result<()> {
-    // SAFETY: the caller's contract above is exactly `LaunchArgs::launch`'s.
-    unsafe { args.launch(config) }?;
-    Ok(())
 }
 
 /// Launches `func` with programmatic dependent launch when it was compiled for `compute_90a`
