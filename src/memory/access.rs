@@ -26,8 +26,115 @@
 use crate::context::{Marker, StreamState};
 use crate::error::{Error, Result};
 use crate::stream::Stream;
+use cudarc::driver::sys;
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// A device address of elements of `T`, as a kernel parameter (`T*` or `const T*`): the `u64`
+/// the driver takes, with the element type. Made only here, in the memory layer, from a buffer
+/// taken through an [`Access`] (which orders the use and notes it), or [`DevPtr::NULL`], the
+/// kernels' "none".
+#[repr(transparent)]
+pub(crate) struct DevPtr<T> {
+    addr: sys::CUdeviceptr,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DevPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for DevPtr<T> {}
+
+impl<T> std::fmt::Debug for DevPtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DevPtr({:#x})", self.addr)
+    }
+}
+
+impl<T> DevPtr<T> {
+    /// The null address: "no operand" to the kernels that take optional ones.
+    pub(crate) const NULL: DevPtr<T> = DevPtr {
+        addr: 0,
+        _t: PhantomData,
+    };
+
+    /// The address of an allocation's element (memory layer only).
+    pub(super) fn at(addr: sys::CUdeviceptr) -> Self {
+        DevPtr {
+            addr,
+            _t: PhantomData,
+        }
+    }
+
+    /// The address, for alignment checks, caches and FFI.
+    pub(crate) fn addr(self) -> sys::CUdeviceptr {
+        self.addr
+    }
+
+    /// True for [`DevPtr::NULL`].
+    pub(crate) fn is_null(self) -> bool {
+        self.addr == 0
+    }
+}
+
+/// A buffer an operation hands to the GPU: its address and its length in elements, as taken
+/// through an [`Access`] (`read`, `write`, ...). The launch layer checks `len` against the
+/// furthest element a kernel can touch before it launches. [`Operand::NONE`] (null, length 0)
+/// is an absent optional operand.
+#[derive(Debug)]
+pub(crate) struct Operand<T> {
+    ptr: DevPtr<T>,
+    len: usize,
+}
+
+impl<T> Clone for Operand<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Operand<T> {}
+
+impl<T> Operand<T> {
+    /// No operand: a null address, no element.
+    pub(crate) const NONE: Operand<T> = Operand {
+        ptr: DevPtr::NULL,
+        len: 0,
+    };
+
+    /// `len` elements at `addr` (memory layer only: `addr` must address that many elements of a
+    /// live allocation taken through an [`Access`]).
+    pub(super) fn at(addr: sys::CUdeviceptr, len: usize) -> Self {
+        Operand {
+            ptr: DevPtr::at(addr),
+            len,
+        }
+    }
+
+    /// The device address.
+    pub(crate) fn ptr(&self) -> DevPtr<T> {
+        self.ptr
+    }
+
+    /// The raw address (for alignment checks, caches and FFI).
+    pub(crate) fn addr(&self) -> sys::CUdeviceptr {
+        self.ptr.addr()
+    }
+
+    /// Elements of `T` the buffer holds from the address on.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for [`Operand::NONE`].
+    pub(crate) fn is_none(&self) -> bool {
+        self.ptr.is_null()
+    }
+}
 
 /// One use of an allocation: the stream it was queued on, and its number among the operations
 /// noted on that stream. Its marker is recorded only when something must wait for it (another

@@ -8,7 +8,7 @@
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::memory::access::{Access, AccessLog, Tracked};
+use crate::memory::access::{Access, AccessLog, Operand, Tracked};
 use crate::memory::PinnedBuffer;
 use crate::stream::Stream;
 use bytemuck::Pod;
@@ -382,7 +382,7 @@ impl<T: Pod> DeviceBuffer<T> {
     pub(crate) fn set_zero(&mut self, stream: &Stream) -> Result<()> {
         let bytes = self.num_bytes();
         let mut acc = Access::new(stream)?;
-        let ptr = acc.write(&mut self.as_slice_mut())?;
+        let ptr = acc.write(&mut self.as_slice_mut())?.addr();
         // SAFETY: `ptr` addresses the buffer's `bytes` bytes, kept alive by `acc` until the
         // memset is noted; the stream waits for earlier uses (`acc.write`).
         unsafe { result::memset_d8_async(ptr, 0, bytes, stream.cu()) }?;
@@ -449,40 +449,38 @@ impl<'a, T: Pod> DeviceSliceMut<'a, T> {
 }
 
 impl Access<'_> {
-    /// The address of `s` for work on this access's stream that reads it (ordered after its
-    /// last write on other streams). [`Error::WrongDevice`] for memory of another device.
-    pub(crate) fn read<T: Pod>(&mut self, s: &DeviceSlice<'_, T>) -> Result<sys::CUdeviceptr> {
+    /// `s` as an operand of work on this access's stream that reads it (ordered after its last
+    /// write on other streams). [`Error::WrongDevice`] for memory of another device.
+    pub(crate) fn read<T: Pod>(&mut self, s: &DeviceSlice<'_, T>) -> Result<Operand<T>> {
         self.stream().device().check_same(&s.storage.device)?;
         self.touch(s.storage.clone(), false)?;
-        Ok(s.storage.ptr + s.offset as u64)
+        Ok(Operand::at(s.storage.ptr + s.offset as u64, s.len))
     }
 
-    /// [`read`](Self::read) of an optional operand: 0, the kernels' "none", without one.
+    /// [`read`](Self::read) of an optional operand: [`Operand::NONE`] (null, the kernels'
+    /// "none") without one.
     pub(crate) fn read_or_null<T: Pod>(
         &mut self,
         s: Option<&DeviceSlice<'_, T>>,
-    ) -> Result<sys::CUdeviceptr> {
-        s.map_or(Ok(0), |s| self.read(s))
+    ) -> Result<Operand<T>> {
+        s.map_or(Ok(Operand::NONE), |s| self.read(s))
     }
 
-    /// The address of an optional buffer the work writes whole (a plan's workspace): 0 without
+    /// An optional buffer the work writes whole (a plan's workspace): [`Operand::NONE`] without
     /// one.
     pub(crate) fn write_or_null<T: Pod>(
         &mut self,
         b: Option<&mut DeviceBuffer<T>>,
-    ) -> Result<sys::CUdeviceptr> {
-        b.map_or(Ok(0), |b| self.write(&mut b.as_slice_mut()))
+    ) -> Result<Operand<T>> {
+        b.map_or(Ok(Operand::NONE), |b| self.write(&mut b.as_slice_mut()))
     }
 
-    /// The address of `s` for work that writes it (ordered after every earlier use on other
+    /// `s` as an operand of work that writes it (ordered after every earlier use on other
     /// streams).
-    pub(crate) fn write<T: Pod>(
-        &mut self,
-        s: &mut DeviceSliceMut<'_, T>,
-    ) -> Result<sys::CUdeviceptr> {
+    pub(crate) fn write<T: Pod>(&mut self, s: &mut DeviceSliceMut<'_, T>) -> Result<Operand<T>> {
         self.stream().device().check_same(&s.storage.device)?;
         self.touch(s.storage.clone(), true)?;
-        Ok(s.storage.ptr + s.offset as u64)
+        Ok(Operand::at(s.storage.ptr + s.offset as u64, s.len))
     }
 }
 
@@ -506,7 +504,7 @@ impl<T: Pod> DeviceSlice<'_, T> {
     pub fn copy_to_host(&self, stream: &Stream, dst: &mut [T]) -> Result<()> {
         check_len(dst.len(), self.len)?;
         let mut acc = Access::eager(stream, "copying to pageable host memory")?;
-        let src = acc.read(self)?;
+        let src = acc.read(self)?.addr();
         let out = bytemuck::cast_slice_mut::<T, u8>(dst);
         if !out.is_empty() {
             // SAFETY: `src` addresses `out.len()` bytes of the slice, kept alive by `acc`; the
@@ -524,7 +522,7 @@ impl<T: Pod> DeviceSlice<'_, T> {
         check_len(dst.len(), self.len)?;
         let bytes = dst.num_bytes();
         let mut acc = Access::new(stream)?;
-        let src = acc.read(self)?;
+        let src = acc.read(self)?.addr();
         let host = acc.write_pinned(dst)?;
         if bytes > 0 {
             // SAFETY: both ranges hold `bytes` bytes and are kept alive, and ordered, by `acc`
@@ -564,8 +562,8 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
         check_len(self.len, src.len)?;
         let bytes = self.len * std::mem::size_of::<T>();
         let mut acc = Access::new(stream)?;
-        let from = acc.read(&src)?;
-        let to = acc.write(self)?;
+        let from = acc.read(&src)?.addr();
+        let to = acc.write(self)?.addr();
         if bytes > 0 {
             // SAFETY: both ranges hold `bytes` bytes (same length, checked), are kept alive and
             // ordered by `acc`, and do not overlap (one is borrowed mutably).
@@ -579,7 +577,7 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
     pub fn copy_from_host(&mut self, stream: &Stream, data: &[T]) -> Result<()> {
         check_len(self.len, data.len())?;
         let mut acc = Access::eager(stream, "copying from pageable host memory")?;
-        let to = acc.write(self)?;
+        let to = acc.write(self)?.addr();
         let bytes = bytemuck::cast_slice::<T, u8>(data);
         if !bytes.is_empty() {
             // SAFETY: `to` addresses `bytes.len()` bytes of the slice, kept alive and ordered by
@@ -596,7 +594,7 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
         let bytes = src.num_bytes();
         let mut acc = Access::new(stream)?;
         let host = acc.read_pinned(src)?;
-        let to = acc.write(self)?;
+        let to = acc.write(self)?.addr();
         if bytes > 0 {
             // SAFETY: both ranges hold `bytes` bytes, kept alive and ordered by `acc`.
             unsafe { sys::cuMemcpyHtoDAsync_v2(to, host.cast(), bytes, stream.cu()) }.result()?;
@@ -615,7 +613,7 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
         } else {
             Access::new(stream)?
         };
-        let ptr = acc.write(self)?;
+        let ptr = acc.write(self)?.addr();
         let n = self.len;
         if n == 0 {
             return acc.finish();

@@ -202,7 +202,7 @@ impl TransferPipeline {
         }
         let bytes: &[u8] = bytemuck::cast_slice(src);
         let mut acc = Access::eager(stream, "a pipelined upload")?;
-        let base = acc.write(&mut dst)?;
+        let base = acc.write(&mut dst)?.addr();
         for (i, piece) in bytes.chunks(self.chunk).enumerate() {
             let b = i % RING;
             self.settle(b)?;
@@ -245,7 +245,7 @@ impl TransferPipeline {
         let out: &mut [u8] = bytemuck::cast_slice_mut(dst);
         let total = out.len();
         let mut acc = Access::eager(stream, "a pipelined download")?;
-        let base = acc.read(&src)?;
+        let base = acc.read(&src)?.addr();
         let pieces = total.div_ceil(self.chunk);
         // Chunk i is copied into staging i % RING while chunk i - 1 is drained on the host.
         for i in 0..=pieces {
@@ -379,7 +379,7 @@ impl<T: Pod + Send> Prefetcher<T> {
         let mut gpu = DeviceBuffer::<T>::alloc(&self.copy, batch.len())?;
         if !bytes.is_empty() {
             let mut acc = Access::eager(&self.copy, "a prefetch")?;
-            let dst = acc.write(&mut gpu.as_slice_mut())?;
+            let dst = acc.write(&mut gpu.as_slice_mut())?.addr();
             // SAFETY: `dst` holds exactly `bytes.len()` bytes; the pinned staging block is kept
             // (in `ready`, then `retiring`) until the event recorded after this copy completes.
             unsafe {

@@ -164,7 +164,7 @@ fn pointers<'a, T: bytemuck::Pod>(
     let mut accesses = Vec::with_capacity(send.len());
     for ((stream, s), d) in streams.iter().zip(send).zip(recv.iter_mut()) {
         let mut acc = Access::eager(stream, "an NCCL collective")?;
-        ptrs.push((acc.read(s)?, acc.write(d)?));
+        ptrs.push((acc.read(s)?.addr(), acc.write(d)?.addr()));
         accesses.push(acc);
     }
     Ok((ptrs, accesses))
@@ -179,7 +179,7 @@ fn pointers_in_place<'a, T: bytemuck::Pod>(
     let mut accesses = Vec::with_capacity(bufs.len());
     for (stream, b) in streams.iter().zip(bufs.iter_mut()) {
         let mut acc = Access::eager(stream, "an NCCL collective")?;
-        ptrs.push(acc.write(b)?);
+        ptrs.push(acc.write(b)?.addr());
         accesses.push(acc);
     }
     Ok((ptrs, accesses))

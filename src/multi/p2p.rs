@@ -154,8 +154,8 @@ impl PeerCopy {
                 // source stream for the copy, before both accesses note it.
                 let mut read = Access::eager(src_stream, "a peer copy")?;
                 let mut write = Access::eager(dst_stream, "a peer copy")?;
-                let sp = read.read(&src)?;
-                let dp = write.write(&mut dst)?;
+                let sp = read.read(&src)?.addr();
+                let dp = write.write(&mut dst)?.addr();
                 dst_stream.wait(&src_stream.record()?)?;
                 if path == CopyPath::Device {
                     // SAFETY: both ranges hold `bytes` bytes (equal lengths, checked) of this
@@ -208,8 +208,8 @@ impl PeerCopy {
             .collect::<Result<_>>()?;
         let mut read = Access::eager(src_stream, "a peer copy")?;
         let mut write = Access::eager(dst_stream, "a peer copy")?;
-        let sp = read.read(src)?;
-        let dp = write.write(dst)?;
+        let sp = read.read(src)?.addr();
+        let dp = write.write(dst)?.addr();
         let copied = self.staged_chunks(src_stream, sp, dst_stream, dp, bytes, &staging);
         if copied.is_err() {
             // A download into or an upload out of a staging buffer may be in flight with no

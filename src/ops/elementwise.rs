@@ -1,12 +1,12 @@
 //! Element-wise operations (kernels in `kernels/elementwise.cu`).
 
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch_early};
+use crate::launch::args::Axpy;
+use crate::launch::{grid_stride_config, run_early};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::{Dtype, Float, KernelOptions};
 use crate::stream::Stream;
-use std::ffi::c_void;
 
 const MODULE: &str = "elementwise";
 
@@ -61,22 +61,12 @@ pub fn axpy_with<T: Float>(
         Dtype::Bf16 => "axpy_bf16",
     };
     let (func, target) = device.function_and_target(MODULE, name, options.arch)?;
-    let mut n64 = n as u64;
-    let mut alpha = alpha;
     let config = grid_stride_config(n, device.properties().sm_count);
     // The access orders the launch after other streams' work on x and y, and notes it.
     let mut acc = Access::new(stream)?;
-    let mut x_ptr = acc.read(&x)?;
-    let mut y_ptr = acc.write(&mut y)?;
-    let mut params: [*mut c_void; 4] = [
-        (&mut n64 as *mut u64).cast(),
-        (&mut alpha as *mut f32).cast(),
-        (&mut x_ptr as *mut u64).cast(),
-        (&mut y_ptr as *mut u64).cast(),
-    ];
-    // SAFETY: axpy_<t>(u64 n, f32 alpha, const T* x, T* y) matches the four parameters; x and y
-    // hold exactly n elements of T (checked above) and the kernel touches indices below n only;
-    // it waits for earlier kernels (hk::pdl_wait) before touching memory.
-    unsafe { launch_early(stream, &func, target, config, &mut params) }?;
+    let x = acc.read(&x)?;
+    let y = acc.write(&mut y)?;
+    let mut args = Axpy::new(n, alpha, x, y)?;
+    run_early(stream, &func, target, config, &mut args)?;
     acc.finish()
 }

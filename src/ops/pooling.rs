@@ -1,12 +1,12 @@
 //! Pooling over NHWC activations (kernels in `kernels/pooling.cu`).
 
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch_early};
+use crate::launch::args::GlobalAvgPool;
+use crate::launch::{grid_stride_config, run_early};
 use crate::memory::access::Access;
 use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
-use std::ffi::c_void;
 
 const MODULE: &str = "pooling";
 
@@ -60,21 +60,10 @@ pub fn global_avg_pool<T: Float>(
     };
     let (func, target) = device.function_and_target(MODULE, name, None)?;
     let config = grid_stride_config(output, device.properties().sm_count);
-    let (mut n64, mut hw64, mut c64) = (n as u64, hw as u64, c as u64);
     let mut acc = Access::new(stream)?;
-    let mut x_ptr = acc.read(&x)?;
-    let mut y_ptr = acc.write(&mut y)?;
-    let mut params: [*mut c_void; 5] = [
-        (&mut n64 as *mut u64).cast(),
-        (&mut hw64 as *mut u64).cast(),
-        (&mut c64 as *mut u64).cast(),
-        (&mut x_ptr as *mut u64).cast(),
-        (&mut y_ptr as *mut u64).cast(),
-    ];
-    // SAFETY: global_avg_pool_nhwc_<t>(u64 n, u64 hw, u64 c, const T* x, T* y) matches the five
-    // parameters; x holds at least n·hw·c and y at least n·c elements of T (checked above), the
-    // kernel reads x[b·hw·c + p·c + ch] and writes y[b·c + ch] for b < n, p < hw, ch < c only,
-    // and waits for earlier kernels (hk::pdl_wait) before touching memory.
-    unsafe { launch_early(stream, &func, target, config, &mut params) }?;
+    let x = acc.read(&x)?;
+    let y = acc.write(&mut y)?;
+    let mut args = GlobalAvgPool::new((n, hw, c), x, y)?;
+    run_early(stream, &func, target, config, &mut args)?;
     acc.finish()
 }

@@ -49,19 +49,18 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch};
-use crate::memory::access::Access;
+use crate::launch::args::{
+    BiasGrad, CastF32, LossScaleUpdate, NonfiniteCheck, ReluBackward, SgdStep, SoftmaxXent,
+    MAX_ROW_DIM as MAX_DIM,
+};
+use crate::launch::{grid_stride_config, run};
+use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::LaunchConfig;
 
 const MODULE: &str = "train";
-
-/// Rows of the softmax kernel's blocks (one warp per row).
-const SOFTMAX_ROWS_PER_BLOCK: usize = 8;
-/// Columns per block of the bias-gradient kernel (32 × 8 threads).
-const BIAS_COLS_PER_BLOCK: usize = 32;
 
 fn same_len(expected: usize, actual: usize) -> Result<()> {
     if expected == actual {
@@ -70,11 +69,6 @@ fn same_len(expected: usize, actual: usize) -> Result<()> {
         Err(Error::LengthMismatch { expected, actual })
     }
 }
-
-/// The most rows or columns the row kernels take. They count in `int` and step past the end by
-/// up to 32 (a warp's columns in softmax_xent, a block's in bias_grad), so the bound leaves room
-/// below `i32::MAX` for that step: no counter overflows.
-const MAX_DIM: usize = i32::MAX as usize - 64;
 
 fn fits_dim(what: &str, value: usize) -> Result<()> {
     if value <= MAX_DIM {
@@ -150,35 +144,15 @@ pub fn softmax_cross_entropy<G: Float>(
         device.check_same(s.state.device())?;
     }
     let func = device.function(MODULE, &format!("softmax_xent_{}", G::SUFFIX), None)?;
-    let raw = &stream.raw;
     let mut acc = Access::new(stream)?;
     let state = scaler.map(|s| s.state.as_device_slice());
-    let state_ptr = acc.read_or_null(state.as_ref())?;
-    let (rows_i, cols_i) = (rows as i32, classes as i32);
-    let logits_ptr = acc.read(&logits)?;
-    let labels_ptr = acc.read(&labels)?;
-    let grad_ptr = acc.write(&mut grad)?;
-    let row_loss_ptr = acc.write(&mut row_loss)?;
-    let mut args = raw.launch_builder(&func);
-    args.arg(&rows_i)
-        .arg(&cols_i)
-        .arg(&logits_ptr)
-        .arg(&labels_ptr)
-        .arg(&state_ptr)
-        .arg(&grad_ptr)
-        .arg(&row_loss_ptr);
-    let cfg = LaunchConfig {
-        grid_dim: (rows.div_ceil(SOFTMAX_ROWS_PER_BLOCK) as u32, 1, 1),
-        block_dim: ((SOFTMAX_ROWS_PER_BLOCK * 32) as u32, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: softmax_xent_<g>(i32 rows, i32 cols, const f32* logits, const u32* labels,
-    // const f32* state, G* grad, f32* row_loss) matches the arguments; logits and grad hold
-    // rows × cols elements, labels and row_loss rows (checked above); the grid has one warp per
-    // row and warps past the last row return; state is null or the scaler's four floats (the
-    // guard orders the launch after earlier writes to it). A label is read, never trusted as an
-    // index unless below cols.
-    unsafe { launch(args, cfg) }?;
+    let state = acc.read_or_null(state.as_ref())?;
+    let logits = acc.read(&logits)?;
+    let labels = acc.read(&labels)?;
+    let grad = acc.write(&mut grad)?;
+    let row_loss = acc.write(&mut row_loss)?;
+    let mut args = SoftmaxXent::new(rows, classes, (logits, labels, state, grad, row_loss))?;
+    run(stream, &func, args.config(), &mut args)?;
     acc.finish()
 }
 
@@ -200,15 +174,12 @@ pub fn relu_backward<T: Float>(
         return Ok(());
     }
     let func = device.function(MODULE, &format!("relu_backward_{}", T::SUFFIX), None)?;
-    let n64 = n as u64;
     let mut acc = Access::new(stream)?;
-    let y_ptr = acc.read(&y)?;
-    let dy_ptr = acc.write(&mut dy)?;
-    let mut args = stream.raw.launch_builder(&func);
-    args.arg(&n64).arg(&y_ptr).arg(&dy_ptr);
-    // SAFETY: relu_backward_<t>(u64 n, const T* y, T* dy) matches; both hold n elements and the
-    // grid-stride loop stays below n.
-    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+    let y = acc.read(&y)?;
+    let dy = acc.write(&mut dy)?;
+    let mut args = ReluBackward::new(n, y, dy)?;
+    let config = grid_stride_config(n, device.properties().sm_count);
+    run(stream, &func, config, &mut args)?;
     acc.finish()
 }
 
@@ -227,21 +198,11 @@ pub fn bias_grad<T: Float>(
     let cols = db.len();
     let rows = rows_of("dy", dy.len(), cols)?;
     let func = device.function(MODULE, &format!("bias_grad_{}", T::SUFFIX), None)?;
-    let (rows_i, cols_i) = (rows as i32, cols as i32);
     let mut acc = Access::new(stream)?;
-    let dy_ptr = acc.read(&dy)?;
-    let db_ptr = acc.write(&mut db)?;
-    let mut args = stream.raw.launch_builder(&func);
-    args.arg(&rows_i).arg(&cols_i).arg(&dy_ptr).arg(&db_ptr);
-    let cfg = LaunchConfig {
-        grid_dim: (cols.div_ceil(BIAS_COLS_PER_BLOCK) as u32, 1, 1),
-        block_dim: (BIAS_COLS_PER_BLOCK as u32, 8, 1),
-        shared_mem_bytes: 0,
-    };
-    // SAFETY: bias_grad_<t>(i32 rows, i32 cols, const T* dy, f32* db) matches; dy holds rows ×
-    // cols elements and db cols (checked above); each block covers 32 columns and guards
-    // col < cols; rows = 0 writes zeros.
-    unsafe { launch(args, cfg) }?;
+    let dy = acc.read(&dy)?;
+    let db = acc.write(&mut db)?;
+    let mut args = BiasGrad::new(rows, cols, dy, db)?;
+    run(stream, &func, args.config(), &mut args)?;
     acc.finish()
 }
 
@@ -262,15 +223,12 @@ pub fn cast_f32<T: Float>(
         return Ok(());
     }
     let func = device.function(MODULE, &format!("cast_f32_{}", T::SUFFIX), None)?;
-    let n64 = n as u64;
     let mut acc = Access::new(stream)?;
-    let src_ptr = acc.read(&src)?;
-    let dst_ptr = acc.write(&mut dst)?;
-    let mut args = stream.raw.launch_builder(&func);
-    args.arg(&n64).arg(&src_ptr).arg(&dst_ptr);
-    // SAFETY: cast_f32_<t>(u64 n, const f32* src, T* dst) matches; both hold n elements and the
-    // grid-stride loop stays below n.
-    unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+    let src = acc.read(&src)?;
+    let dst = acc.write(&mut dst)?;
+    let mut args = CastF32::new(n, src, dst)?;
+    let config = grid_stride_config(n, device.properties().sm_count);
+    run(stream, &func, config, &mut args)?;
     acc.finish()
 }
 
@@ -356,16 +314,13 @@ impl LossScaler {
             return Ok(());
         }
         let func = device.function(MODULE, "nonfinite_check_f32", None)?;
-        let n64 = n as u64;
         let mut state = self.state.as_slice_mut();
         let mut acc = Access::new(stream)?;
-        let grad_ptr = acc.read(&grad)?;
-        let state_ptr = acc.write(&mut state)?;
-        let mut args = stream.raw.launch_builder(&func);
-        args.arg(&n64).arg(&grad_ptr).arg(&state_ptr);
-        // SAFETY: nonfinite_check_f32(u64 n, const f32* g, f32* state) matches; g holds n
-        // elements (grid-stride loop below n) and state the four floats (only [2] is written).
-        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+        let grad = acc.read(&grad)?;
+        let state = acc.write(&mut state)?;
+        let mut args = NonfiniteCheck::new(n, grad, state)?;
+        let config = grid_stride_config(n, device.properties().sm_count);
+        run(stream, &func, config, &mut args)?;
         acc.finish()
     }
 
@@ -377,12 +332,9 @@ impl LossScaler {
         let func = device.function(MODULE, "loss_scale_update", None)?;
         let mut state = self.state.as_slice_mut();
         let mut acc = Access::new(stream)?;
-        let state_ptr = acc.write(&mut state)?;
-        let mut args = stream.raw.launch_builder(&func);
-        args.arg(&state_ptr).arg(&self.growth_interval);
-        // SAFETY: loss_scale_update(f32* state, u32 growth_interval) matches; one thread touches
-        // the four floats of state.
-        unsafe { launch(args, LaunchConfig::for_num_elems(1)) }?;
+        let state = acc.write(&mut state)?;
+        let mut args = LossScaleUpdate::new(state, self.growth_interval)?;
+        run(stream, &func, LaunchConfig::for_num_elems(1), &mut args)?;
         acc.finish()
     }
 
@@ -490,33 +442,20 @@ impl Sgd {
             }
         }
         let func = device.function(MODULE, &format!("sgd_step_{}", T::SUFFIX), None)?;
-        let n64 = n as u64;
         let state = scaler.state.as_device_slice();
         let mut acc = Access::new(stream)?;
-        let w_ptr = acc.write(&mut w)?;
-        let v_ptr = acc.write(&mut v)?;
-        let g_ptr = acc.read(&g)?;
-        let state_ptr = acc.read(&state)?;
-        let low_precision_ptr = match low_precision {
+        let w = acc.write(&mut w)?;
+        let v = acc.write(&mut v)?;
+        let g = acc.read(&g)?;
+        let state = acc.read(&state)?;
+        let low_precision = match low_precision {
             Some(lp) => acc.write(lp)?,
-            None => 0,
+            None => Operand::NONE,
         };
-        let mut args = stream.raw.launch_builder(&func);
-        args.arg(&n64)
-            .arg(&w_ptr)
-            .arg(&v_ptr)
-            .arg(&g_ptr)
-            .arg(&low_precision_ptr)
-            .arg(&self.lr)
-            .arg(&self.momentum)
-            .arg(&self.weight_decay)
-            .arg(&state_ptr);
-        // SAFETY: sgd_step_<t>(u64 n, f32* w, f32* v, const f32* g, T* w_lp, f32 lr,
-        // f32 momentum, f32 weight_decay, const f32* state) matches; w, v, g hold n elements and
-        // w_lp is null or a live buffer of n elements of T on this device (checked by the
-        // caller; the access orders this launch after its earlier uses); the grid-stride loop
-        // stays below n; state is the scaler's four floats.
-        unsafe { launch(args, grid_stride_config(n, device.properties().sm_count)) }?;
+        let hyper = (self.lr, self.momentum, self.weight_decay);
+        let mut args = SgdStep::new(n, hyper, (w, v, g, low_precision, state))?;
+        let config = grid_stride_config(n, device.properties().sm_count);
+        run(stream, &func, config, &mut args)?;
         acc.finish()
     }
 }

@@ -69,9 +69,9 @@ pub fn cublas_gemm<T: Float>(
     }
     let b_col_major = b_layout == Layout::ColMajor;
     let mut acc = Access::eager(stream, "a cuBLAS call")?;
-    let a = acc.read(&a)?;
-    let b = acc.read(&b)?;
-    let d = acc.write(&mut d)?;
+    let a = acc.read(&a)?.addr();
+    let b = acc.read(&b)?.addr();
+    let d = acc.write(&mut d)?.addr();
     let (alpha, beta) = (1.0f32, 0.0f32);
     // SAFETY: a, b and d hold at least M×K, K×N and M×N elements of T (checked above), which
     // the dimensions and leading dimensions given reach exactly; alpha and beta are f32, as

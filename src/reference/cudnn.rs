@@ -290,15 +290,15 @@ impl CudnnConv {
             }
         }
         let mut acc = Access::eager(stream, "a cuDNN call")?;
-        let xp = acc.read(&x)?;
-        let wp = acc.read(&w)?;
-        let yp = acc.write(&mut y)?;
+        let xp = acc.read(&x)?.addr();
+        let wp = acc.read(&w)?.addr();
+        let yp = acc.write(&mut y)?.addr();
         let bias_ptr = match &bias {
-            Some(b) => Some(acc.read(b)?),
+            Some(b) => Some(acc.read(b)?.addr()),
             None => None,
         };
         let ws_size = self.workspace_bytes();
-        let ws = acc.write_or_null(self.workspace.as_mut())? as *mut c_void;
+        let ws = acc.write_or_null(self.workspace.as_mut())?.addr() as *mut c_void;
         let (alpha, zero) = (1.0f32, 0.0f32);
         let r = match (bias_ptr, self.fused) {
             (Some(bp), true) => {

@@ -3,12 +3,12 @@
 //! transpose of the two inner dimension groups.
 
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch};
+use crate::launch::args::{PadPixels, PadRows, Transpose};
+use crate::launch::{grid_stride_config, run};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
-use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 pub(crate) const MODULE: &str = "conv_layout";
 
@@ -115,45 +115,18 @@ fn transpose<T: Float>(
     if total == 0 {
         return Ok(());
     }
-    let i32max = i32::MAX as usize;
-    for (what, v, max) in [
-        ("batch", batch, i32max),
-        ("columns", cols, i32max),
-        ("rows", rows, 65535 * 32),
-    ] {
-        if v > max {
-            return Err(Error::TooLarge {
-                what: format!("layout transpose {what}"),
-                value: v,
-                max,
-            });
-        }
-    }
+    // The kernel's limits (batch and columns in `int`, rows within the grid) are checked by
+    // `Transpose::new`.
     let name = match T::DTYPE {
         Dtype::F16 | Dtype::Bf16 => "transpose_b16",
         Dtype::F32 => "transpose_b32",
     };
     let func = device.function(MODULE, name, None)?;
-    let raw = &stream.raw;
     let mut acc = Access::new(stream)?;
-    let src_ptr = acc.read(&src)?;
-    let dst_ptr = acc.write(&mut dst)?;
-    let (b, r, c) = (batch as i32, rows as i32, cols as i32);
-    let cfg = LaunchConfig {
-        grid_dim: (
-            cols.div_ceil(32) as u32,
-            rows.div_ceil(32) as u32,
-            batch.min(65535) as u32,
-        ),
-        block_dim: (32, 8, 1),
-        shared_mem_bytes: 0,
-    };
-    let mut args = raw.launch_builder(&func);
-    args.arg(&src_ptr).arg(&dst_ptr).arg(&b).arg(&r).arg(&c);
-    // SAFETY: transpose_b16/_b32(const T* src, T* dst, int batch, int rows, int cols) match the
-    // five arguments; both buffers hold at least batch × rows × cols elements of the kernel's
-    // word size (checked above), and the kernel touches indices below that only.
-    unsafe { launch(args, cfg) }?;
+    let src = acc.read(&src)?;
+    let dst = acc.write(&mut dst)?;
+    let mut args = Transpose::new((batch, rows, cols), src, dst)?;
+    run(stream, &func, args.config(), &mut args)?;
     acc.finish()
 }
 
@@ -167,41 +140,12 @@ pub(crate) fn pad_pixels<T: Float>(
     dst: &mut DeviceSliceMut<'_, T>,
     (rows, c, cp): (usize, usize, usize),
 ) -> Result<()> {
-    let raw = &stream.raw;
-    for (operand, required, actual, max) in [
-        ("padded source", rows * c, src.len(), usize::MAX),
-        ("padded copy", rows * cp, dst.len(), i32::MAX as usize),
-    ] {
-        if actual < required {
-            return Err(Error::BufferTooSmall {
-                operand,
-                required,
-                actual,
-            });
-        }
-        if required > max {
-            return Err(Error::TooLarge {
-                what: "padded input elements".into(),
-                value: required,
-                max,
-            });
-        }
-    }
     let mut acc = Access::new(stream)?;
-    let src_ptr = acc.read(src)?;
-    let dst_ptr = acc.write(dst)?;
-    let [rows32, c, cp] = [rows, c, cp].map(|v| v as i32);
+    let src = acc.read(src)?;
+    let dst = acc.write(dst)?;
+    let mut args = PadPixels::new((rows, c, cp), src, dst)?;
     let cfg = grid_stride_config(rows, stream.device().properties().sm_count);
-    let mut args = raw.launch_builder(func);
-    args.arg(&src_ptr)
-        .arg(&dst_ptr)
-        .arg(&rows32)
-        .arg(&c)
-        .arg(&cp);
-    // SAFETY: pad_pixels_b16(const u16* src, u16* dst, int rows, int c, int cp) matches the
-    // arguments; src holds rows × c and dst rows × cp 16-bit elements (checked above, and below
-    // 2^31 so the kernel's 32-bit indices hold); the kernel touches nothing past those counts.
-    unsafe { launch(args, cfg) }?;
+    run(stream, func, cfg, &mut args)?;
     acc.finish()
 }
 
@@ -215,36 +159,12 @@ pub(crate) fn pad_rows<T: Float>(
     dst: &mut DeviceSliceMut<'_, T>,
     (rows, taps, c, cp, ld): (usize, usize, usize, usize, usize),
 ) -> Result<()> {
-    let raw = &stream.raw;
-    for (operand, required, actual) in [
-        ("padded source", rows * taps * c, src.len()),
-        ("padded copy", rows * ld, dst.len()),
-    ] {
-        if actual < required {
-            return Err(Error::BufferTooSmall {
-                operand,
-                required,
-                actual,
-            });
-        }
-    }
     let mut acc = Access::new(stream)?;
-    let src_ptr = acc.read(src)?;
-    let dst_ptr = acc.write(dst)?;
-    let rows64 = rows as i64;
-    let [taps, c, cp, ld] = [taps, c, cp, ld].map(|v| v as i32);
-    let cfg = grid_stride_config(rows * ld as usize, stream.device().properties().sm_count);
-    let mut args = raw.launch_builder(func);
-    args.arg(&src_ptr)
-        .arg(&dst_ptr)
-        .arg(&rows64)
-        .arg(&taps)
-        .arg(&c)
-        .arg(&cp)
-        .arg(&ld);
-    // SAFETY: pad_rows_b16(const u16* src, u16* dst, long long rows, int taps, int c, int cp,
-    // int ld) matches the arguments; src holds rows × taps × c and dst rows × ld 16-bit
-    // elements (checked above); the kernel reads and writes below those counts only.
-    unsafe { launch(args, cfg) }?;
+    let src = acc.read(src)?;
+    let dst = acc.write(dst)?;
+    let mut args = PadRows::new((rows, taps, c, cp, ld), src, dst)?;
+    let total = rows.saturating_mul(ld); // the kernel's elements: dst's checked extent
+    let cfg = grid_stride_config(total, stream.device().properties().sm_count);
+    run(stream, func, cfg, &mut args)?;
     acc.finish()
 }

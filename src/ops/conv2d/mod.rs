@@ -27,7 +27,6 @@
 mod config;
 mod desc;
 mod layout;
-mod params;
 
 pub use config::ConvPath;
 pub use desc::Conv2dDesc;
@@ -35,21 +34,19 @@ pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch};
-use crate::memory::access::Access;
+use crate::launch::conv::{Conv, ConvRun, ConvShape};
+use crate::launch::gemm::{GemmOperands, SplitKReduce};
+use crate::launch::{grid_stride_config, run};
+use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
 use crate::ops::matmul::config::Choice;
-use crate::ops::matmul::params::{out_dtype, GemmParams};
 use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tiling};
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
-use cudarc::driver::{
-    sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig, PushKernelArg,
-};
-use params::ConvShape;
+use cudarc::driver::{sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig};
 use std::marker::PhantomData;
 
 const DIRECT_MODULE: &str = "conv_direct";
@@ -554,15 +551,6 @@ struct ConvKernel<'k, I: Float> {
     gather: Option<&'k Gather<I>>,
 }
 
-/// The device addresses of one launch's operands (0: none).
-struct ConvPointers {
-    x: u64,
-    w: u64,
-    bias: u64,
-    y: u64,
-    workspace: u64,
-}
-
 impl<I: Float> ConvKernel<'_, I> {
     /// Takes the operands' addresses, checks their alignment, and queues the kernel (and the
     /// split-K reduction).
@@ -580,30 +568,43 @@ impl<I: Float> ConvKernel<'_, I> {
     ) -> Result<()> {
         let mut acc = Access::new(stream)?;
         // The padded copies replace the input and filter where the plan has them.
-        let x_ptr = match self.gather.and_then(|g| g.x.as_ref()) {
+        let x = match self.gather.and_then(|g| g.x.as_ref()) {
             Some((_, px)) => acc.read(&px.as_device_slice())?,
             None => acc.read(x)?,
         };
-        let w_ptr = match self.gather.and_then(|g| g.w.as_ref()) {
+        let w = match self.gather.and_then(|g| g.w.as_ref()) {
             Some((_, pw)) => acc.read(&pw.as_device_slice())?,
             None => acc.read(w)?,
         };
-        let p = ConvPointers {
-            x: x_ptr,
-            w: w_ptr,
+        let ops = GemmOperands {
+            a: x,
+            b: w,
+            c: Operand::NONE,
             bias: acc.read_or_null(bias)?,
-            y: acc.write(y)?,
+            d: acc.write(y)?,
             workspace: acc.write_or_null(self.workspace)?,
         };
-        if let Some(g) = self.gather {
-            check_gather_alignment(g, &p)?;
-        }
         // C as the kernels see it, and the filter's row length.
         let (c_stored, ldb) = self
             .gather
             .map_or((desc.c, desc.filter_len() / desc.k), |g| (g.c, g.ldb));
-        let params = conv_params::<O>(desc, self.choice, &p, (c_stored, ldb), activation);
-        let shape = conv_shape(desc, c_stored);
+        let k_gemm = desc.r * desc.s * c_stored / desc.groups;
+        let (splits, k_per_split) = self
+            .choice
+            .map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
+        let run_info = ConvRun {
+            tile: self.choice.map(|c| (c.config.bm, c.config.bn)),
+            vec: self.gather.map(|g| g.vec),
+            splits,
+            k_per_split,
+            activation: match activation {
+                Activation::None => 0,
+                Activation::Relu => 1,
+                Activation::Gelu => 2,
+            },
+            ldb,
+        };
+        let mut args = Conv::new(conv_shape(desc, c_stored), &ops, &run_info)?;
         let (m, n, _) = desc.gemm_mnk();
         let cfg = match self.choice {
             Some(c) => LaunchConfig {
@@ -617,96 +618,20 @@ impl<I: Float> ConvKernel<'_, I> {
             },
             None => grid_stride_config(m * n, sms),
         };
-        let mut args = stream.raw.launch_builder(self.func);
-        args.arg(&params).arg(&shape);
-        // SAFETY: the conv kernels take (GemmParams, ConvShape) by value, matching `params` and
-        // `shape` field for field. x and w hold the input and filter of `shape` (sizes checked
-        // in `Conv2d::check`, or the plan's padded copies of exactly N·H·W·C' and K·R·S·C'
-        // elements written just before on this stream); the kernels read x only at taps inside
-        // the image and w only below K rows of R·S·C', and write y (M×K, checked) or, with
-        // split-K, the plan's workspace of splits × M × K floats; bias holds K elements
-        // (checked). The implicit kernels' 16-byte copies need x and w 16-byte aligned
-        // (`check_gather_alignment`) and C' % 8 == 0. The access orders the launch after
-        // earlier uses of every buffer and notes it.
-        unsafe { launch(args, cfg) }?;
-        if params.splits > 1 {
+        // The access orders the launches after earlier uses of every buffer and notes them.
+        run(stream, self.func, cfg, &mut args)?;
+        if args.splits() > 1 {
             if let Some(reduce) = self.reduce {
-                let mut args = stream.raw.launch_builder(reduce);
-                args.arg(&params);
-                // SAFETY: the split-K reduction takes one GemmParams; it reads the workspace the
-                // kernel above wrote on this stream (splits × M × K floats) and writes y (and
-                // reads bias) within the extents checked in `Conv2d::check`.
-                unsafe { launch(args, grid_stride_config(m * n, sms)) }?;
+                let mut reduce_args = SplitKReduce::new(args.params());
+                run(
+                    stream,
+                    reduce,
+                    grid_stride_config(m * n, sms),
+                    &mut reduce_args,
+                )?;
             }
         }
         acc.finish()
-    }
-}
-
-/// The implicit-GEMM kernels copy `vec` channels of x (2·vec bytes) and 16 bytes of w at once.
-fn check_gather_alignment<I: Float>(g: &Gather<I>, p: &ConvPointers) -> Result<()> {
-    let x_align = 2 * g.vec as u64;
-    if p.x % x_align != 0 || p.w % 16 != 0 {
-        return Err(Error::InvalidArgument {
-            what: format!(
-                "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte aligned \
-                 (slices starting at a multiple of {} and 8 elements)",
-                g.vec
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The GEMM parameters of a convolution: M = N·P·Q pixels, N = K channels, K = R·S·C'/groups
-/// with C' as stored (`c_stored`) and the filter's rows `ldb` long.
-fn conv_params<O: Float>(
-    desc: &Conv2dDesc,
-    choice: Option<Choice>,
-    p: &ConvPointers,
-    (c_stored, ldb): (usize, usize),
-    activation: Activation,
-) -> GemmParams {
-    let (m, n, _) = desc.gemm_mnk();
-    let k_gemm = desc.r * desc.s * c_stored / desc.groups;
-    let osize = std::mem::size_of::<O>() as u64;
-    let pair_ok = p.y % (2 * osize) == 0 && n % 2 == 0 && p.bias % (2 * osize) == 0;
-    // The implicit-GEMM epilogue stores eight channels at once where y's rows, y and the
-    // bias allow 16-byte accesses at every multiple of 8 channels.
-    let vec8_ok = n % 8 == 0 && p.y % 16 == 0 && p.bias % 16 == 0;
-    let (splits, k_per_split) = choice.map_or((1, k_gemm), |c| (c.splits, c.k_per_split));
-    GemmParams {
-        a: p.x,
-        b: p.w,
-        c: 0,
-        bias: p.bias,
-        d: p.y,
-        workspace: p.workspace,
-        lda: c_stored as i64,
-        ldb: ldb as i64,
-        ldc: n as i64,
-        ldd: n as i64,
-        stride_a: 0,
-        stride_b: 0,
-        stride_c: 0,
-        stride_d: (m * n) as i64,
-        m: m as i32,
-        n: n as i32,
-        k: k_gemm as i32,
-        batch: 1,
-        splits: splits as i32,
-        k_per_split: k_per_split as i32,
-        activation: match activation {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Gelu => 2,
-        },
-        out_dtype: out_dtype(O::DTYPE),
-        pair_ok: i32::from(pair_ok),
-        // The conv kernels read `reserved` as the eight-channel store flag (implicit_gemm.cuh).
-        reserved: i32::from(vec8_ok),
-        alpha: 1.0,
-        beta: 0.0,
     }
 }
 

@@ -39,24 +39,22 @@
 //! ```
 
 mod shape;
-mod tma;
 
 pub use shape::Conv2dShape;
 
 use crate::catalog::PtxArch;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::{grid_stride_config, launch};
-use crate::memory::access::Access;
+use crate::launch::conv::{ConvSm90, ConvSm90Shape};
+use crate::launch::gemm::{GemmOperands, SplitKReduce};
+use crate::launch::tma::{self, TmaMap};
+use crate::launch::{grid_stride_config, run};
+use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::modules;
-use crate::ops::matmul::params::{out_dtype, GemmParams};
-use crate::ops::matmul::tma::TmaDesc;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
-use cudarc::driver::{
-    sys::CUfunction_attribute as Attr, CudaFunction, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig};
 use std::marker::PhantomData;
 
 const MODULE: &str = "conv_sm90";
@@ -139,33 +137,8 @@ pub struct Conv2dSm90Options {
     pub grid_blocks: Option<usize>,
 }
 
-/// Mirrors `hk::conv90::ConvParams` in kernels/conv/conv_sm90.cu.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct ConvParams {
-    n: i32,
-    h: i32,
-    w: i32,
-    c: i32,
-    k: i32,
-    r: i32,
-    s: i32,
-    p: i32,
-    q: i32,
-    stride_h: i32,
-    stride_w: i32,
-    pad_h: i32,
-    pad_w: i32,
-    dil_h: i32,
-    dil_w: i32,
-    c_tiles: i32,
-    k_tiles: i32,
-    kt_per_split: i32,
-}
-
-// SAFETY: a `#[repr(C)]` struct of 18 `i32`, field for field the CUDA struct (no padding).
-unsafe impl DeviceRepr for ConvParams {}
-const _: () = assert!(std::mem::size_of::<ConvParams>() == 72);
+/// `hk::conv90::ConvParams` (kernels/conv/conv_sm90.cu), mirrored in the launch layer.
+type ConvParams = ConvSm90Shape;
 
 /// A convolution plan for one shape and element type on a Hopper GPU.
 pub struct Conv2dSm90<T: Float> {
@@ -180,7 +153,7 @@ pub struct Conv2dSm90<T: Float> {
     func: CudaFunction,
     reduce: CudaFunction,
     workspace: Option<DeviceBuffer<f32>>,
-    tma_cache: Option<((u64, u64), (TmaDesc, TmaDesc))>,
+    tma_cache: Option<((u64, u64), (TmaMap, TmaMap))>,
     _t: PhantomData<T>,
 }
 
@@ -509,11 +482,15 @@ impl<T: Float> Conv2dSm90<T> {
             need("bias", s.k, b.len())?;
         }
         let mut acc = Access::new(stream)?;
-        let x_ptr = acc.read(&x)?;
-        let w_ptr = acc.read(&w)?;
-        let bias_ptr = acc.read_or_null(bias.as_ref())?;
-        let y_ptr = acc.write(&mut y)?;
-        let ws_ptr = acc.write_or_null(self.workspace.as_mut())?;
+        let ops = GemmOperands {
+            a: acc.read(&x)?,
+            b: acc.read(&w)?,
+            c: Operand::NONE,
+            bias: acc.read_or_null(bias.as_ref())?,
+            d: acc.write(&mut y)?,
+            workspace: acc.write_or_null(self.workspace.as_mut())?,
+        };
+        let (x_ptr, w_ptr) = (ops.a.addr(), ops.b.addr());
         for (what, ptr) in [("x", x_ptr), ("w", w_ptr)] {
             if ptr % 16 != 0 {
                 return Err(Error::InvalidArgument {
@@ -521,9 +498,8 @@ impl<T: Float> Conv2dSm90<T> {
                 });
             }
         }
-        let pair_ok = y_ptr % 4 == 0 && s.k % 2 == 0 && bias_ptr % 4 == 0;
         let dtype = T::DTYPE;
-        let descs = match self.tma_cache {
+        let maps = match self.tma_cache {
             Some((key, d)) if key == (x_ptr, w_ptr) => d,
             _ => {
                 let dx = match self.a_load {
@@ -544,7 +520,7 @@ impl<T: Float> Conv2dSm90<T> {
                             BM as u32,
                         )?
                     }
-                    ALoad::Gather | ALoad::Packed => TmaDesc::unused(),
+                    ALoad::Gather | ALoad::Packed => TmaMap::unused(),
                 };
                 let bn = self.variant.block_n as u32;
                 let dw = match self.a_load {
@@ -558,57 +534,20 @@ impl<T: Float> Conv2dSm90<T> {
                 (dx, dw)
             }
         };
-        let gp = GemmParams {
-            a: x_ptr,
-            b: w_ptr,
-            c: 0,
-            bias: bias_ptr,
-            d: y_ptr,
-            workspace: ws_ptr,
-            lda: 0,
-            ldb: 0,
-            ldc: s.k as i64,
-            ldd: s.k as i64,
-            stride_a: 0,
-            stride_b: 0,
-            stride_c: 0,
-            stride_d: 0,
-            m: self.m as i32,
-            n: s.k as i32,
-            k: (s.r * s.s * s.c) as i32,
-            batch: 1,
-            splits: self.splits as i32,
-            k_per_split: self.params.kt_per_split * BK as i32,
-            activation: i32::from(relu),
-            out_dtype: out_dtype(dtype),
-            pair_ok: i32::from(pair_ok),
-            reserved: 0,
-            alpha: 1.0,
-            beta: 0.0,
-        };
+        let k_per_split = self.params.kt_per_split as usize * BK;
+        let run_info = (self.splits, k_per_split, i32::from(relu));
+        let mut args = ConvSm90::new(self.params, &ops, run_info, (&maps.0, &maps.1))?;
         let cfg = LaunchConfig {
             grid_dim: (self.grid_blocks as u32, self.splits as u32, 1),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: self.variant.smem_bytes(),
         };
-        let mut args = stream.raw.launch_builder(&self.func);
-        args.arg(&gp).arg(&self.params).arg(&descs.0).arg(&descs.1);
-        // SAFETY: the kernel takes (GemmParams, ConvParams, TmaDesc, TmaDesc) by value, which
-        // match the pushed arguments; it walks exactly the output tiles of M × K whatever the
-        // grid. The tensor maps describe exactly x and w (sizes checked
-        // above; TMA reads only inside them, zero-filling past the edges); the gather variant
-        // reads x only at in-bounds pixels and channels (zero-fill otherwise). The epilogue
-        // writes y (N·P·Q × K, checked) and reads bias (K, checked), or with split-K writes the
-        // workspace of splits × M × K floats allocated in `new`. The access orders the launch
-        // after earlier work on these buffers.
-        unsafe { launch(args, cfg) }?;
+        // The access orders the launches after earlier work on these buffers and notes them.
+        run(stream, &self.func, cfg, &mut args)?;
         if self.splits > 1 {
             let cfg = grid_stride_config(self.m * s.k, self.device.properties().sm_count);
-            let mut args = stream.raw.launch_builder(&self.reduce);
-            args.arg(&gp);
-            // SAFETY: the reduction reads the workspace the first kernel wrote on this stream
-            // and writes y (and reads bias) within the checked extents.
-            unsafe { launch(args, cfg) }?;
+            let mut reduce = SplitKReduce::new(args.params());
+            run(stream, &self.reduce, cfg, &mut reduce)?;
         }
         acc.finish()
     }

@@ -30,7 +30,7 @@ impl Layout {
     }
 
     /// (rows, cols) as stored of a `rows` × `cols` matrix in this layout.
-    fn stored(self, rows: usize, cols: usize) -> (usize, usize) {
+    pub(crate) fn stored(self, rows: usize, cols: usize) -> (usize, usize) {
         match self {
             Layout::RowMajor => (rows, cols),
             Layout::ColMajor => (cols, rows),
@@ -284,7 +284,7 @@ const MAX_OFFSET: usize = (i64::MAX / 2) as usize;
 /// repeated `batch` times `stride` apart, reaches: `(batch - 1)·stride + (rows - 1)·ld + cols`,
 /// or 0 when it is empty (a dimension or `batch` is 0). `name` is the operand (`A`, ...), and
 /// `ld` and `stride` name its fields in the error.
-fn extent(
+pub(crate) fn extent(
     name: &str,
     (rows, cols): (usize, usize),
     (ld_name, ld): (&str, usize),
@@ -294,18 +294,26 @@ fn extent(
     if rows == 0 || cols == 0 || batch == 0 {
         return Ok(0);
     }
-    let batches = size::mul(
-        &format!("{name}'s extent: (batch - 1) x {stride_name}"),
-        batch.saturating_sub(1),
-        stride,
-    )?;
-    let rows = size::mul(
-        &format!("{name}'s extent: (rows - 1) x {ld_name}"),
-        rows.saturating_sub(1),
-        ld,
-    )?;
-    let field = format!("{name}'s extent");
-    size::add(&field, size::add(&field, batches, rows)?, cols)
+    // Checked without formatting the names unless it fails: launches call this too.
+    let (b1, r1) = (batch.saturating_sub(1), rows.saturating_sub(1));
+    let batches = b1.checked_mul(stride).ok_or_else(|| {
+        size::invalid(
+            &format!("{name}'s extent: (batch - 1) x {stride_name}"),
+            format_args!("{b1} x {stride}"),
+        )
+    })?;
+    let rows_reach = r1.checked_mul(ld).ok_or_else(|| {
+        size::invalid(
+            &format!("{name}'s extent: (rows - 1) x {ld_name}"),
+            format_args!("{r1} x {ld}"),
+        )
+    })?;
+    let field = || format!("{name}'s extent");
+    let sum = batches
+        .checked_add(rows_reach)
+        .ok_or_else(|| size::invalid(&field(), format_args!("{batches} + {rows_reach}")))?;
+    sum.checked_add(cols)
+        .ok_or_else(|| size::invalid(&field(), format_args!("{sum} + {cols}")))
 }
 
 impl MatmulDesc {

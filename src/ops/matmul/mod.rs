@@ -41,11 +41,9 @@
 //! the workspace after every earlier one, on whatever stream.
 
 pub(crate) mod config;
-mod desc;
-pub(crate) mod params;
+pub(crate) mod desc;
 mod plan;
 mod run;
-pub(crate) mod tma;
 
 pub use config::{GemmPath, Tiling};
 pub use desc::{Activation, Layout, MatmulDesc};
@@ -181,7 +179,10 @@ struct Scratch {
 }
 
 /// The addresses of A and B, and their tensor maps.
-type TmaCache = ((u64, u64), (tma::TmaDesc, tma::TmaDesc));
+type TmaCache = (
+    (u64, u64),
+    (crate::launch::tma::TmaMap, crate::launch::tma::TmaMap),
+);
 
 /// Locks the scratch state. Nothing panics while it is held, so a poisoned lock still holds a
 /// whole state.

@@ -1,0 +1,350 @@
+//! The convolution kernels' parameters: the direct and implicit-GEMM kernels
+//! (kernels/conv/conv_direct.cu, conv_sm75.cu, conv_sm80.cu: `(GemmParams, ConvShape)` by value)
+//! and the Hopper kernel (kernels/conv/conv_sm90.cu: `(GemmParams, ConvParams, TmaDesc x,
+//! TmaDesc w)`), each checked against the operands it addresses.
+//!
+//! The contract (conv_shape.cuh, implicit_gemm.cuh, conv_sm90.cu): the implicit GEMM has M =
+//! N·P·Q output pixels, N = K output channels and K = R·S·C/groups. The kernels read x (NHWC,
+//! `n·h·w·c` elements, C as stored) only at taps inside the image, w only in its K rows of
+//! `ldb` elements (x and w through their tensor maps on Hopper), the bias (unless null) at
+//! `k' < K`; they write y (`M × K`, row-major) or, with `splits` > 1, the workspace of
+//! `splits·M·K` floats that the split-K reduction sums into y.
+
+use super::gemm::{GemmOperands, GemmParams, GemmRun, GemmShape};
+use super::tma::{TmaDesc, TmaMap};
+use super::{bad_config, param, KernelArgs};
+use crate::error::{Error, Result};
+use crate::memory::ensure_len;
+use crate::ops::matmul::desc::Layout;
+use crate::ops::Float;
+use crate::size;
+use cudarc::driver::LaunchConfig;
+use std::ffi::c_void;
+
+/// Mirrors `hk::ConvShape` (kernels/conv/conv_shape.cuh): sixteen `int`s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    pub n: i32,
+    pub h: i32,
+    pub w: i32,
+    /// Channels as stored (rounded up to 8 on the padded path).
+    pub c: i32,
+    pub k: i32,
+    pub r: i32,
+    pub s: i32,
+    pub p: i32,
+    pub q: i32,
+    pub stride_h: i32,
+    pub stride_w: i32,
+    pub pad_h: i32,
+    pub pad_w: i32,
+    pub dil_h: i32,
+    pub dil_w: i32,
+    pub groups: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<ConvShape>() == 64);
+
+/// Mirrors `hk::conv90::ConvParams` (kernels/conv/conv_sm90.cu): eighteen `int`s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ConvSm90Shape {
+    pub n: i32,
+    pub h: i32,
+    pub w: i32,
+    pub c: i32,
+    pub k: i32,
+    pub r: i32,
+    pub s: i32,
+    pub p: i32,
+    pub q: i32,
+    pub stride_h: i32,
+    pub stride_w: i32,
+    pub pad_h: i32,
+    pub pad_w: i32,
+    pub dil_h: i32,
+    pub dil_w: i32,
+    pub c_tiles: i32,
+    pub k_tiles: i32,
+    pub kt_per_split: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<ConvSm90Shape>() == 72);
+
+fn dim(v: i32) -> usize {
+    usize::try_from(v).unwrap_or(0)
+}
+
+/// Elements of the NHWC input and the KRSC filter of `(n, h, w, c)` and `(k, r, s, c)`.
+fn conv_extents(nhwc: [i32; 4], krs: [i32; 3], c: i32) -> Result<(usize, usize)> {
+    let x = size::product("convolution input elements", &nhwc.map(dim))?;
+    let [k, r, s] = krs.map(dim);
+    let w = size::product("convolution filter elements", &[k, r, s, dim(c)])?;
+    Ok((x, w))
+}
+
+/// The implicit GEMM's output side as [`GemmParams`] checks it: M × K outputs, row-major.
+fn gemm_shape(m: usize, k_out: usize, k_gemm: usize, (lda, ldb): (usize, usize)) -> GemmShape {
+    GemmShape {
+        m,
+        n: k_out,
+        k: k_gemm,
+        batch: 1,
+        a_layout: Layout::RowMajor,
+        b_layout: Layout::RowMajor,
+        lda,
+        ldb,
+        ldc: k_out,
+        ldd: k_out,
+        stride_a: 0,
+        stride_b: 0,
+        stride_c: 0,
+        stride_d: m.saturating_mul(k_out),
+        alpha: 1.0,
+        beta: 0.0,
+    }
+}
+
+/// `(GemmParams, ConvShape)` by value: the direct kernel (kernels/conv/conv_direct.cu, a
+/// grid-stride loop over M × K outputs) and the implicit-GEMM kernels (conv_sm75.cu,
+/// conv_sm80.cu: a block per `bm × bn` output tile and split-K slice, 16-byte copies of x (`vec`
+/// channels) and w).
+#[repr(C)]
+pub(crate) struct Conv<I, O> {
+    params: GemmParams<I, O>,
+    shape: ConvShape,
+    /// The implicit kernels' tiles × slices (none: the direct kernel, any 1-D grid).
+    tiles: Option<(u32, u32)>,
+}
+
+/// How a [`Conv`] runs: the implicit GEMM's tile (none: the direct kernel), `vec` where x is
+/// copied `vec` channels at a time (the gathered layouts), split-K slices and K per slice, the
+/// activation code, and the filter's row length `ldb`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvRun {
+    pub tile: Option<(usize, usize)>,
+    pub vec: Option<usize>,
+    pub splits: usize,
+    pub k_per_split: usize,
+    pub activation: i32,
+    pub ldb: usize,
+}
+
+impl<I: Float, O: Float> Conv<I, O> {
+    pub(crate) fn new(shape: ConvShape, ops: &GemmOperands<I, O>, run: &ConvRun) -> Result<Self> {
+        let (x_len, _) = conv_extents([shape.n, shape.h, shape.w, shape.c], [0, 0, 0], 0)?;
+        let w_len = size::mul("convolution filter elements", dim(shape.k), run.ldb)?;
+        ensure_len("x", x_len, ops.a.len())?;
+        ensure_len("w", w_len, ops.b.len())?;
+        let m = size::product(
+            "convolution output pixels",
+            &[shape.n, shape.p, shape.q].map(dim),
+        )?;
+        let groups = dim(shape.groups).max(1);
+        let k_gemm = size::product(
+            "convolution reduction",
+            &[shape.r, shape.s, shape.c].map(dim),
+        )? / groups;
+        let c_stored = dim(shape.c);
+        if let Some(vec) = run.vec {
+            // The implicit-GEMM kernels copy `vec` channels of x (2·vec bytes) and 16 bytes of
+            // w at once.
+            let x_align = 2 * vec as u64;
+            if ops.a.addr() % x_align != 0 || ops.b.addr() % 16 != 0 || c_stored % vec.max(1) != 0 {
+                return Err(Error::InvalidArgument {
+                    what: format!(
+                        "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte \
+                         aligned (slices starting at a multiple of {vec} and 8 elements)"
+                    ),
+                });
+            }
+        }
+        let gemm = gemm_shape(m, dim(shape.k), k_gemm, (c_stored, run.ldb));
+        let n = dim(shape.k);
+        let gemm_run = GemmRun {
+            splits: run.splits,
+            k_per_split: run.k_per_split,
+            activation: run.activation,
+            fast_granule: None,
+            // The implicit-GEMM epilogue stores eight channels at once where y's rows allow it.
+            want_vec8: n % 8 == 0,
+        };
+        let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
+        let tiles = match run.tile {
+            Some((bm, bn)) => {
+                let tiles = size::mul("conv tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
+                let fit = |v: usize| {
+                    u32::try_from(v).map_err(|_| Error::TooLarge {
+                        what: "convolution grid".into(),
+                        value: v,
+                        max: u32::MAX as usize,
+                    })
+                };
+                Some((fit(tiles)?, fit(run.splits.max(1))?))
+            }
+            None => None,
+        };
+        Ok(Conv {
+            params,
+            shape,
+            tiles,
+        })
+    }
+
+    /// Split-K slices (1: none).
+    pub(crate) fn splits(&self) -> i32 {
+        self.params.splits()
+    }
+
+    /// The parameters, for the split-K reduction after the kernel.
+    pub(crate) fn params(&self) -> GemmParams<I, O> {
+        self.params
+    }
+}
+
+// SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
+// `shape` mirror; `new` checked x against N·H·W·C, w against K rows of ldb, the implicit
+// kernels' alignment, and y, bias, workspace through `GemmParams::epilogue_side`;
+// `check_config` keeps the implicit kernels' grid within the tiles and slices and the direct
+// kernel's grid one-dimensional.
+unsafe impl<I: Float, O: Float> KernelArgs for Conv<I, O> {
+    type Params = [*mut c_void; 2];
+    fn params(&mut self) -> Self::Params {
+        [param(&mut self.params), param(&mut self.shape)]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        match self.tiles {
+            Some(max) => {
+                let g = config.grid_dim;
+                if g.0 <= max.0 && g.1 <= max.1 && g.2 == 1 {
+                    Ok(())
+                } else {
+                    Err(bad_config(
+                        "an implicit-GEMM convolution",
+                        &format!("at most {max:?} blocks"),
+                        config,
+                    ))
+                }
+            }
+            None => super::one_dim("the direct convolution", config),
+        }
+    }
+}
+
+/// `(GemmParams, ConvParams, TmaDesc x, TmaDesc w)` by value (kernels/conv/conv_sm90.cu):
+/// persistent blocks walk every output tile of M × K (grid x), split-K slice in grid y; x read
+/// through its im2col map or gathered at in-bounds pixels and channels, w through its map.
+#[repr(C)]
+pub(crate) struct ConvSm90<I, O> {
+    params: GemmParams<I, O>,
+    shape: ConvSm90Shape,
+    x_map: TmaDesc,
+    w_map: TmaDesc,
+}
+
+impl<I: Float, O: Float> ConvSm90<I, O> {
+    /// `k_per_split` in elements; `maps` the tensor maps of x (unused by the gather variants)
+    /// and w.
+    pub(crate) fn new(
+        shape: ConvSm90Shape,
+        ops: &GemmOperands<I, O>,
+        (splits, k_per_split, activation): (usize, usize, i32),
+        (x_map, w_map): (&TmaMap, &TmaMap),
+    ) -> Result<Self> {
+        let (x_len, w_len) = conv_extents(
+            [shape.n, shape.h, shape.w, shape.c],
+            [shape.k, shape.r, shape.s],
+            shape.c,
+        )?;
+        ensure_len("x", x_len, ops.a.len())?;
+        ensure_len("w", w_len, ops.b.len())?;
+        for (what, op) in [("x", &ops.a), ("w", &ops.b)] {
+            if op.addr() % 16 != 0 {
+                return Err(Error::InvalidArgument {
+                    what: format!(
+                        "conv2d_sm90 needs {what} 16-byte aligned, got {:#x}",
+                        op.addr()
+                    ),
+                });
+            }
+        }
+        x_map.check_within("x", &ops.a)?;
+        w_map.check_within("w", &ops.b)?;
+        let m = size::product(
+            "convolution output pixels",
+            &[shape.n, shape.p, shape.q].map(dim),
+        )?;
+        let k_gemm = size::product(
+            "convolution reduction",
+            &[shape.r, shape.s, shape.c].map(dim),
+        )?;
+        let gemm = GemmShape {
+            lda: 0,
+            ldb: 0,
+            stride_d: 0,
+            ..gemm_shape(m, dim(shape.k), k_gemm, (0, 0))
+        };
+        let run = GemmRun {
+            splits,
+            k_per_split,
+            activation,
+            fast_granule: None,
+            want_vec8: false,
+        };
+        Ok(ConvSm90 {
+            params: GemmParams::epilogue_side(ops, &gemm, &run)?,
+            shape,
+            x_map: x_map.desc(),
+            w_map: w_map.desc(),
+        })
+    }
+
+    /// The parameters, for the split-K reduction after the kernel.
+    pub(crate) fn params(&self) -> GemmParams<I, O> {
+        self.params
+    }
+}
+
+// SAFETY: the fields are the kernel's four parameters, passed as four pointers; `new` checked x
+// and w against the shape and their maps against them, y, bias and workspace through
+// `GemmParams::epilogue_side`; the blocks walk the tiles whatever grid x is, and grid y must not
+// exceed the split-K slices.
+unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
+    type Params = [*mut c_void; 4];
+    fn params(&mut self) -> Self::Params {
+        [
+            param(&mut self.params),
+            param(&mut self.shape),
+            param(&mut self.x_map),
+            param(&mut self.w_map),
+        ]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        let splits = u32::try_from(self.params.splits()).unwrap_or(0).max(1);
+        if config.grid_dim.1 <= splits && config.grid_dim.2 == 1 {
+            Ok(())
+        } else {
+            Err(bad_config(
+                "the Hopper convolution",
+                &format!("at most {splits} blocks along y"),
+                config,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_and_filter_extents() {
+        assert_eq!(
+            conv_extents([2, 5, 7, 8], [4, 3, 3], 8).unwrap(),
+            (2 * 5 * 7 * 8, 4 * 3 * 3 * 8)
+        );
+        assert_eq!(conv_extents([2, 5, -1, 8], [4, 3, 3], 8).unwrap().0, 0);
+        assert!(conv_extents([i32::MAX; 4], [1, 1, 1], 1).is_err());
+    }
+}

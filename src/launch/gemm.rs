@@ -1,0 +1,508 @@
+//! The GEMM kernels' parameter block (`hk::GemmParams`, kernels/gemm/gemm_params.cuh), checked
+//! against the operands it addresses, and the launch families that take it: the tile kernels
+//! (kernels/gemm/gemm_sm70.cu, gemm_sm75.cu, gemm_sm80.cu), the persistent Hopper kernel
+//! (gemm_sm90.cu, with two tensor maps) and the split-K reduction (`gemm_splitk_reduce`).
+//!
+//! The contract every GEMM kernel keeps (gemm_params.cuh), for `b < batch`, `r < m`, `c < n`:
+//! it reads A at `b·stride_a + ` the (r, κ) element for κ < k in A's layout with `lda`, B
+//! likewise with `ldb`, C (only when β ≠ 0) at `b·stride_c + r·ldc + c`, the bias (unless null)
+//! at `c`; writes D at `b·stride_d + r·ldd + c`, or, with `splits` > 1, the workspace at
+//! `((s·batch + b)·m + r)·n + c` for `s < splits`. Two-element accesses only where `pair_ok`,
+//! sixteen-byte ones only where `reserved` (both computed here from the addresses). The "fast"
+//! kernels (`*_aligned`) read A and B in whole 16-byte chunks up to the end of each row's last
+//! chunk.
+
+use super::tma::TmaMap;
+use super::{bad_config, param, KernelArgs};
+use crate::error::{Error, Result};
+use crate::memory::access::{DevPtr, Operand};
+use crate::memory::ensure_len;
+use crate::ops::matmul::desc::{extent, Layout};
+use crate::ops::{Dtype, Float};
+use crate::size;
+use cudarc::driver::LaunchConfig;
+use std::ffi::c_void;
+
+/// Mirrors `hk::GemmParams` (kernels/gemm/gemm_params.cuh) field for field: 8-byte fields
+/// first, then 4-byte ones (160 bytes, no padding difference).
+#[repr(C)]
+pub(crate) struct GemmParams<I, O> {
+    a: DevPtr<I>,
+    b: DevPtr<I>,
+    c: DevPtr<O>,
+    bias: DevPtr<O>,
+    d: DevPtr<O>,
+    workspace: DevPtr<f32>,
+    lda: i64,
+    ldb: i64,
+    ldc: i64,
+    ldd: i64,
+    stride_a: i64,
+    stride_b: i64,
+    stride_c: i64,
+    stride_d: i64,
+    m: i32,
+    n: i32,
+    k: i32,
+    batch: i32,
+    splits: i32,
+    k_per_split: i32,
+    activation: i32,
+    out_dtype: i32,
+    pair_ok: i32,
+    /// 1: rows of D, C and the bias allow 16-byte access at columns that are multiples of 8
+    /// (the persistent Hopper kernel's epilogue8; the conv kernels' eight-channel stores).
+    reserved: i32,
+    alpha: f32,
+    beta: f32,
+}
+
+const _: () = assert!(std::mem::size_of::<GemmParams<half::f16, f32>>() == 160);
+
+impl<I, O> Clone for GemmParams<I, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I, O> Copy for GemmParams<I, O> {}
+
+/// The kernels' `out_dtype` code of an output type (`hk::OutDtype` in gemm_params.cuh).
+pub(crate) const fn out_dtype(dtype: Dtype) -> i32 {
+    match dtype {
+        Dtype::F32 => 0,
+        Dtype::F16 => 1,
+        Dtype::Bf16 => 2,
+    }
+}
+
+/// The buffers of one GEMM launch as the kernels see them (A and B already swapped for a
+/// column-major D). `c` is the buffer C is read from when β ≠ 0 (C's own, or D for in place),
+/// else [`Operand::NONE`]; `bias` and `workspace` may be [`Operand::NONE`].
+pub(crate) struct GemmOperands<I, O> {
+    pub a: Operand<I>,
+    pub b: Operand<I>,
+    pub c: Operand<O>,
+    pub bias: Operand<O>,
+    pub d: Operand<O>,
+    pub workspace: Operand<f32>,
+}
+
+/// The product the kernels compute (C and D row-major): sizes, layouts of A and B, leading
+/// dimensions and batch strides in elements (of C: the ones of the buffer in `c`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GemmShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub a_layout: Layout,
+    pub b_layout: Layout,
+    pub lda: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub ldd: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+    pub stride_d: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// How one launch runs: split-K slices (0: the K = 0 epilogue, which reads no slice) and the
+/// K each covers, the activation code (`hk::Activation`), and for a fast (`*_aligned`) kernel
+/// the row granule its 16-byte chunks round A's and B's rows up to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GemmRun {
+    pub splits: usize,
+    pub k_per_split: usize,
+    pub activation: i32,
+    pub fast_granule: Option<usize>,
+    /// Whether the kernels may use 16-byte epilogue accesses where the addresses allow them
+    /// (false for kernels or callers that never want them).
+    pub want_vec8: bool,
+}
+
+/// Elements A and B reach for `shape`: `(extent_a, extent_b)`.
+fn ab_extents(s: &GemmShape) -> Result<(usize, usize)> {
+    let a = extent(
+        "A",
+        s.a_layout.stored(s.m, s.k),
+        ("lda", s.lda),
+        s.batch,
+        ("stride_a", s.stride_a),
+    )?;
+    let b = extent(
+        "B",
+        s.b_layout.stored(s.k, s.n),
+        ("ldb", s.ldb),
+        s.batch,
+        ("stride_b", s.stride_b),
+    )?;
+    Ok((a, b))
+}
+
+/// Whether a fast kernel with rows rounded to `granule` may read `a` and `b` (`a_len`, `b_len`
+/// elements at `a_addr`, `b_addr`): both 16-byte aligned, and each buffer reaching the end of
+/// its last row's last chunk. Tight buffers take the general kernels.
+pub(crate) fn fast_operands_fit(
+    s: &GemmShape,
+    granule: usize,
+    (a_addr, a_len): (u64, usize),
+    (b_addr, b_len): (u64, usize),
+) -> bool {
+    let Ok((extent_a, extent_b)) = ab_extents(s) else {
+        return false;
+    };
+    let tail = |cols: usize| {
+        cols.checked_next_multiple_of(granule.max(1))
+            .map_or(usize::MAX, |c| c.saturating_sub(cols))
+    };
+    let a_cols = s.a_layout.stored(s.m, s.k).1;
+    let b_cols = s.b_layout.stored(s.k, s.n).1;
+    a_addr % 16 == 0
+        && b_addr % 16 == 0
+        && a_len >= extent_a.saturating_add(tail(a_cols))
+        && b_len >= extent_b.saturating_add(tail(b_cols))
+}
+
+fn i32_of(what: &str, v: usize) -> Result<i32> {
+    super::args::int(what, v, i32::MAX as usize)
+}
+
+fn i64_of(what: &str, v: usize) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::TooLarge {
+        what: what.to_string(),
+        value: v,
+        max: i64::MAX as usize,
+    })
+}
+
+impl<I: Float, O: Float> GemmParams<I, O> {
+    /// The parameters of a matrix product, checked: A, B, C (when β ≠ 0) and D reach no further
+    /// than their buffers with these leading dimensions and strides, the bias holds N elements,
+    /// the workspace the split-K slices' `splits·batch·m·n` floats, and a fast kernel's chunks
+    /// stay inside A and B ([`fast_operands_fit`]).
+    pub(crate) fn matmul(ops: &GemmOperands<I, O>, s: &GemmShape, run: &GemmRun) -> Result<Self> {
+        let (extent_a, extent_b) = ab_extents(s)?;
+        ensure_len("A", extent_a, ops.a.len())?;
+        ensure_len("B", extent_b, ops.b.len())?;
+        if let Some(granule) = run.fast_granule {
+            let a = (ops.a.addr(), ops.a.len());
+            let b = (ops.b.addr(), ops.b.len());
+            if !fast_operands_fit(s, granule, a, b) {
+                return Err(Error::InvalidArgument {
+                    what: "the aligned GEMM kernel needs A and B 16-byte aligned and their \
+                           buffers reaching their rows' last 16-byte chunk"
+                        .into(),
+                });
+            }
+        }
+        Self::epilogue_side(ops, s, run)
+    }
+
+    /// The output side shared by every kernel taking the block: D, C when β ≠ 0, the bias and
+    /// the workspace checked, the vector flags computed from the addresses. A and B are set
+    /// unchecked: the caller has checked them against its kernel's contract.
+    pub(super) fn epilogue_side(
+        ops: &GemmOperands<I, O>,
+        s: &GemmShape,
+        run: &GemmRun,
+    ) -> Result<Self> {
+        let (m, n) = (s.m, s.n);
+        let extent_d = extent(
+            "D",
+            (m, n),
+            ("ldd", s.ldd),
+            s.batch,
+            ("stride_d", s.stride_d),
+        )?;
+        ensure_len("D", extent_d, ops.d.len())?;
+        let use_c = s.beta != 0.0;
+        if use_c {
+            let extent_c = extent(
+                "C",
+                (m, n),
+                ("ldc", s.ldc),
+                s.batch,
+                ("stride_c", s.stride_c),
+            )?;
+            ensure_len("C", extent_c, ops.c.len())?;
+        }
+        if !ops.bias.is_none() {
+            ensure_len("bias", n, ops.bias.len())?;
+        }
+        if run.splits > 1 {
+            let slices = size::product("split-K workspace", &[run.splits, s.batch, m, n])?;
+            ensure_len("split-K workspace", slices, ops.workspace.len())?;
+        }
+        let c = if use_c { ops.c.ptr() } else { DevPtr::NULL };
+        let osize = std::mem::size_of::<O>() as u64;
+        let batches = s.batch > 1;
+        let (c_addr, d_addr, bias_addr) = (c.addr(), ops.d.addr(), ops.bias.addr());
+        let pair = |ptr: u64, ld: usize, stride: usize| {
+            ptr % (2 * osize) == 0 && ld % 2 == 0 && (!batches || stride % 2 == 0)
+        };
+        let pair_ok = pair(d_addr, s.ldd, s.stride_d)
+            && (!use_c || pair(c_addr, s.ldc, s.stride_c))
+            && bias_addr % (2 * osize) == 0;
+        // Eight-element (16-byte) access to the rows of D, C and the bias at every column that
+        // is a multiple of 8.
+        let row16 = |ptr: u64, ld: usize, stride: usize| {
+            ptr % 16 == 0
+                && (ld as u64).wrapping_mul(osize) % 16 == 0
+                && (!batches || (stride as u64).wrapping_mul(osize) % 16 == 0)
+        };
+        let vec8_ok = run.want_vec8
+            && row16(d_addr, s.ldd, s.stride_d)
+            && (!use_c || row16(c_addr, s.ldc, s.stride_c))
+            && bias_addr % 16 == 0;
+        Ok(GemmParams {
+            a: ops.a.ptr(),
+            b: ops.b.ptr(),
+            c,
+            bias: ops.bias.ptr(),
+            d: ops.d.ptr(),
+            workspace: ops.workspace.ptr(),
+            lda: i64_of("lda", s.lda)?,
+            ldb: i64_of("ldb", s.ldb)?,
+            ldc: i64_of("ldc", s.ldc)?,
+            ldd: i64_of("ldd", s.ldd)?,
+            stride_a: i64_of("stride_a", s.stride_a)?,
+            stride_b: i64_of("stride_b", s.stride_b)?,
+            stride_c: i64_of("stride_c", s.stride_c)?,
+            stride_d: i64_of("stride_d", s.stride_d)?,
+            m: i32_of("M", m)?,
+            n: i32_of("N", n)?,
+            k: i32_of("K", s.k)?,
+            batch: i32_of("batch", s.batch)?,
+            splits: i32_of("split-K slices", run.splits)?,
+            k_per_split: i32_of("K per split", run.k_per_split)?,
+            activation: run.activation,
+            out_dtype: out_dtype(O::DTYPE),
+            pair_ok: i32::from(pair_ok),
+            reserved: i32::from(vec8_ok),
+            alpha: s.alpha,
+            beta: s.beta,
+        })
+    }
+
+    /// Split-K slices (1: none).
+    pub(crate) fn splits(&self) -> i32 {
+        self.splits
+    }
+
+    fn dims(&self) -> [usize; 4] {
+        [self.m, self.n, self.batch, self.splits].map(|v| usize::try_from(v).unwrap_or(0))
+    }
+}
+
+/// A tile kernel (kernels/gemm/gemm_sm70.cu, gemm_sm75.cu, gemm_sm80.cu; the implicit-GEMM
+/// convolutions reuse the grid): one block per `bm × bn` output tile (grid x, grouped order) and
+/// per batch × split-K slice (grid y); blocks past those would compute a batch index the
+/// parameters do not cover, so [`check_config`](KernelArgs::check_config) bounds the grid.
+#[repr(C)]
+pub(crate) struct GemmTiles<I, O> {
+    params: GemmParams<I, O>,
+    /// Tiles × (batch · splits): the most blocks along x and y.
+    grid: (u32, u32),
+}
+
+impl<I: Float, O: Float> GemmTiles<I, O> {
+    pub(crate) fn new(params: GemmParams<I, O>, (bm, bn): (usize, usize)) -> Result<Self> {
+        let [m, n, batch, splits] = params.dims();
+        let tiles = size::mul("GEMM tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
+        let slices = size::mul("GEMM batch x split-K slices", batch, splits.max(1))?;
+        let grid = |what: &str, v: usize| {
+            u32::try_from(v).map_err(|_| Error::TooLarge {
+                what: what.to_string(),
+                value: v,
+                max: u32::MAX as usize,
+            })
+        };
+        Ok(GemmTiles {
+            params,
+            grid: (grid("GEMM tiles", tiles)?, grid("GEMM slices", slices)?),
+        })
+    }
+
+    /// The grid covering every tile, batch and slice, with the kernel's block and shared memory.
+    pub(crate) fn config(&self, threads: u32, smem_bytes: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (self.grid.0, self.grid.1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: smem_bytes,
+        }
+    }
+}
+
+// SAFETY: the tile kernels take one `hk::GemmParams` by value, which `params` mirrors; its
+// constructor checked every buffer against the kernels' contract (module docs; the kernels
+// bound every access by M, N, K); `check_config` keeps the grid within the tiles and the
+// batch × split slices the parameters cover.
+unsafe impl<I: Float, O: Float> KernelArgs for GemmTiles<I, O> {
+    type Params = [*mut c_void; 1];
+    fn params(&mut self) -> Self::Params {
+        [param(&mut self.params)]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        let g = config.grid_dim;
+        if g.0 <= self.grid.0 && g.1 <= self.grid.1 && g.2 == 1 {
+            Ok(())
+        } else {
+            Err(bad_config(
+                "a GEMM tile kernel",
+                &format!("at most {:?} blocks", self.grid),
+                config,
+            ))
+        }
+    }
+}
+
+/// The split-K reduction `gemm_splitk_reduce_*` (gemm_params.cuh's `splitk_reduce`): a
+/// grid-stride loop (64-bit) over the batch × M × N outputs that sums the `splits` slices of
+/// the workspace and applies the epilogue (none with `splits` = 0: the K = 0 epilogue). Any
+/// one-dimensional grid.
+#[repr(C)]
+pub(crate) struct SplitKReduce<I, O> {
+    params: GemmParams<I, O>,
+}
+
+impl<I: Float, O: Float> SplitKReduce<I, O> {
+    pub(crate) fn new(params: GemmParams<I, O>) -> Self {
+        SplitKReduce { params }
+    }
+
+    /// Output elements: what the grid strides over.
+    pub(crate) fn outputs(&self) -> usize {
+        let [m, n, batch, _] = self.params.dims();
+        m.saturating_mul(n).saturating_mul(batch)
+    }
+}
+
+// SAFETY: the reduction takes one `hk::GemmParams` by value, which `params` mirrors, checked by
+// its constructor (workspace of splits·batch·m·n floats when splits > 1; D, C, bias); a
+// grid-stride loop over a one-dimensional grid.
+unsafe impl<I: Float, O: Float> KernelArgs for SplitKReduce<I, O> {
+    type Params = [*mut c_void; 1];
+    fn params(&mut self) -> Self::Params {
+        [param(&mut self.params)]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        super::one_dim("the split-K reduction", config)
+    }
+}
+
+/// The persistent Hopper GEMM (kernels/gemm/gemm_sm90.cu): `(GemmParams, TmaDesc a, TmaDesc b)`
+/// by value; blocks walk every tile × batch × slice whatever their number (grid x only). A and
+/// B are read only through the tensor maps (TMA clips at their edges), which must lie inside A's
+/// and B's buffers.
+#[repr(C)]
+pub(crate) struct GemmPersistent<I, O> {
+    params: GemmParams<I, O>,
+    a_map: super::tma::TmaDesc,
+    b_map: super::tma::TmaDesc,
+}
+
+impl<I: Float, O: Float> GemmPersistent<I, O> {
+    pub(crate) fn new(
+        params: GemmParams<I, O>,
+        (a, b): (&Operand<I>, &Operand<I>),
+        (a_map, b_map): (&TmaMap, &TmaMap),
+    ) -> Result<Self> {
+        a_map.check_within("A", a)?;
+        b_map.check_within("B", b)?;
+        Ok(GemmPersistent {
+            params,
+            a_map: a_map.desc(),
+            b_map: b_map.desc(),
+        })
+    }
+}
+
+// SAFETY: the fields are the kernel's three parameters (`hk::GemmParams`, two `CUtensorMap`s)
+// passed as three pointers; the parameter block was checked by its constructor and the maps
+// lie inside A and B (`TmaMap::check_within`); the blocks walk the tiles whatever the grid.
+unsafe impl<I: Float, O: Float> KernelArgs for GemmPersistent<I, O> {
+    type Params = [*mut c_void; 3];
+    fn params(&mut self) -> Self::Params {
+        [
+            param(&mut self.params),
+            param(&mut self.a_map),
+            param(&mut self.b_map),
+        ]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        let (g, b) = (config.grid_dim, config.block_dim);
+        if g.1 == 1 && g.2 == 1 && b.1 == 1 && b.2 == 1 {
+            Ok(())
+        } else {
+            Err(bad_config(
+                "the Hopper GEMM",
+                "a one-dimensional grid",
+                config,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(m: usize, n: usize, k: usize) -> GemmShape {
+        GemmShape {
+            m,
+            n,
+            k,
+            batch: 1,
+            a_layout: Layout::RowMajor,
+            b_layout: Layout::RowMajor,
+            lda: k,
+            ldb: n,
+            ldc: n,
+            ldd: n,
+            stride_a: m * k,
+            stride_b: k * n,
+            stride_c: m * n,
+            stride_d: m * n,
+            alpha: 1.0,
+            beta: 0.0,
+        }
+    }
+
+    #[test]
+    fn operand_extents() {
+        let s = shape(3, 5, 7);
+        assert_eq!(ab_extents(&s).unwrap(), (21, 35));
+        let s = GemmShape {
+            batch: 2,
+            lda: 9,
+            stride_a: 40,
+            a_layout: Layout::ColMajor,
+            ..s
+        };
+        // A column-major: 7 stored rows of 3, 9 apart, 2 batches 40 apart.
+        assert_eq!(ab_extents(&s).unwrap().0, 40 + 6 * 9 + 3);
+        let huge = GemmShape {
+            batch: 3,
+            stride_a: usize::MAX / 2,
+            ..s
+        };
+        assert!(matches!(
+            ab_extents(&huge),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn fast_kernels_need_the_last_chunk() {
+        // K = 5 rounds up to 8: A's buffer must hold 3 more elements than its extent.
+        let s = shape(2, 8, 5);
+        assert!(fast_operands_fit(&s, 8, (0, 13), (0, 40)));
+        assert!(!fast_operands_fit(&s, 8, (0, 12), (0, 40)));
+        assert!(!fast_operands_fit(&s, 8, (8, 13), (0, 40)));
+        assert!(fast_operands_fit(&s, 1, (0, 10), (0, 40)));
+    }
+}
