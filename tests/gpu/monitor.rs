@@ -85,7 +85,7 @@ fn value(scrape: &prometheus_parse::Scrape, metric: &str, index: &str) -> Option
     scrape
         .samples
         .iter()
-        .find(|s| s.metric == metric && s.labels.get("index") == Some(index))
+        .find(|s| s.metric == metric && s.labels.get("gpu") == Some(index))
         .and_then(|s| match s.value {
             prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
             _ => None,
@@ -99,7 +99,11 @@ fn fake_reading(index: usize) -> DeviceReading {
             index,
             uuid: uuid.clone(),
             name: "NVIDIA H100 80GB HBM3".into(),
+            pci_bus_id: format!("0000:{:02x}:00.0", 0x19 + index),
             model: "H100 SXM".into(),
+            instance_type: None,
+            hostname: "node-1".into(),
+            driver_version: "580.95.05".into(),
         },
         metrics: GpuMetrics {
             uuid,
@@ -120,6 +124,7 @@ fn fake_reading(index: usize) -> DeviceReading {
                 used_memory_bytes: Some(1 << 30),
             }],
         },
+        pool: None,
     }
 }
 
@@ -182,21 +187,26 @@ fn exporter_serves_a_fake_source() -> Result<(), Failed> {
     let info = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "hikube_gpu_info" && s.labels.get("index") == Some("1"))
+        .find(|s| s.metric == "hikube_gpu_info" && s.labels.get("gpu") == Some("1"))
         .ok_or("no info")?;
     ensure!(
-        info.labels.get("uuid") == Some("GPU-00000001-4c24-8d11-962e-8a996b823d68")
+        info.labels.get("UUID") == Some("GPU-00000001-4c24-8d11-962e-8a996b823d68")
             && info.labels.get("model") == Some("H100 SXM")
-            && info.labels.get("name") == Some("NVIDIA H100 80GB HBM3"),
+            && info.labels.get("modelName") == Some("NVIDIA H100 80GB HBM3"),
         "labels {:?}",
         info.labels
     );
-    // A second scrape reads the source again.
-    get(&url)?;
+    // Scrapes are answered from the last sample: they do not read the source (sampled every
+    // 2 s by default).
+    let before = scrapes.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        get(&url)?;
+    }
+    let after = scrapes.load(Ordering::SeqCst);
     ensure!(
-        scrapes.load(Ordering::SeqCst) == 2,
-        "{} collections",
-        scrapes.load(Ordering::SeqCst)
+        after <= before + 1,
+        "5 scrapes read the source {} times",
+        after - before
     );
     let base = url.trim_end_matches("/metrics");
     let (status, _, _) = get(&format!("{base}/nothing-here"))?;
@@ -252,13 +262,13 @@ fn exporter_serves_nvml_metrics(device: &Device) -> Result<(), Failed> {
         .samples
         .iter()
         .find(|s| {
-            s.metric == "hikube_gpu_memory_total_bytes" && s.labels.get("index") == Some(&index)
+            s.metric == "hikube_gpu_memory_total_bytes" && s.labels.get("gpu") == Some(&index)
         })
         .ok_or_else(|| format!("no memory total for GPU {index}:\n{body}"))?;
     ensure!(
-        sample.labels.get("uuid") == Some(&p.uuid),
-        "uuid label {:?}, device {}",
-        sample.labels.get("uuid"),
+        sample.labels.get("UUID") == Some(&p.uuid),
+        "UUID label {:?}, device {}",
+        sample.labels.get("UUID"),
         p.uuid
     );
     let direct = monitor.device_metrics(device).map_err(fail)?;

@@ -134,6 +134,16 @@ pub struct ExportArgs {
     /// Address to listen on (0.0.0.0 to serve other machines).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub bind: std::net::IpAddr,
+    /// Seconds between readings of the GPUs; scrapes are answered from the last one.
+    #[arg(long, default_value = "2", value_parser = positive_seconds, value_name = "SECONDS")]
+    pub sample_interval: Duration,
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_connections: u32,
+    /// Seconds a client has to send its request head (also how long an idle connection is
+    /// kept); the same bound on a response's write to a client that does not read.
+    #[arg(long, default_value = "10", value_parser = positive_seconds, value_name = "SECONDS")]
+    pub timeout: Duration,
 }
 
 fn positive_seconds(s: &str) -> Result<Duration, String> {
@@ -158,11 +168,18 @@ pub fn visible_devices() -> CliResult<usize> {
 }
 
 fn export(args: &ExportArgs) -> CliResult {
-    use hikube_gpu::monitor::exporter::{Exporter, NvmlSource};
+    use hikube_gpu::monitor::exporter::{Exporter, ExporterOptions, NvmlSource};
     visible_devices()?;
     let source = NvmlSource::new(hikube_gpu::Monitor::new()?)?;
     let gpus = source.devices().len();
-    let exporter = Exporter::start((args.bind, args.port), source)?;
+    let options = ExporterOptions {
+        sample_period: args.sample_interval,
+        max_connections: args.max_connections as usize,
+        header_timeout: args.timeout,
+        write_timeout: args.timeout,
+        ..ExporterOptions::default()
+    };
+    let exporter = Exporter::start_with((args.bind, args.port), source, options)?;
     println!(
         "hikube-gpu: serving the metrics of {gpus} GPU(s) at {} (Ctrl-C stops)",
         exporter.url()
@@ -302,6 +319,31 @@ mod tests {
             panic!("not export")
         };
         assert_eq!((x.port, x.bind.to_string()), (9100, "::1".to_string()));
+        assert_eq!(
+            (x.sample_interval, x.max_connections, x.timeout),
+            (Duration::from_secs(2), 4096, Duration::from_secs(10))
+        );
+        let Command::Export(x) = parse(&[
+            "export",
+            "--prometheus",
+            "--sample-interval",
+            "0.5",
+            "--max-connections",
+            "64",
+            "--timeout",
+            "3",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not export")
+        };
+        assert_eq!(
+            (x.sample_interval, x.max_connections, x.timeout),
+            (Duration::from_millis(500), 64, Duration::from_secs(3))
+        );
+        assert!(parse(&["export", "--prometheus", "--max-connections", "0"]).is_err());
+        assert!(parse(&["export", "--prometheus", "--timeout", "0"]).is_err());
         let e = parse(&["export", "--port", "9100"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         assert!(parse(&["export", "--prometheus", "--port", "70000"]).is_err());
