@@ -586,8 +586,16 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
             // No GPU or driver: every subcommand says so in one line and fails.
             for args in [
                 &["info"][..],
+                &["info", "--json"],
                 &["monitor", "--count", "1"],
                 &["bench", "--quick", "--out", "/nonexistent/never-written"],
+                &[
+                    "bench",
+                    "--quick",
+                    "--json",
+                    "--out",
+                    "/nonexistent/never-written",
+                ],
                 &["export", "--prometheus", "--port", "0"],
             ] {
                 let (ok, stdout, stderr) = run_cli(bin, args)?;
@@ -600,6 +608,18 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
                     !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
                     "{args:?} panicked: {stderr}"
                 );
+                if args == ["info", "--json"] {
+                    // Still one JSON object: no devices, and why.
+                    let v: serde_json::Value = serde_json::from_str(&stdout).map_err(fail)?;
+                    ensure!(
+                        v["schema"] == "hikube-gpu/info"
+                            && v["devices"].as_array().is_some_and(Vec::is_empty)
+                            && v["error"].as_str().is_some_and(|e| stderr.contains(e)),
+                        "info --json without a GPU: {stdout}"
+                    );
+                } else if args.contains(&"bench") {
+                    ensure!(stdout.is_empty(), "{args:?} printed {stdout}");
+                }
             }
             return Ok(());
         }
@@ -610,6 +630,17 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
     ensure!(
         stdout.contains(uuid) && stdout.contains(&*device.model().name),
         "info:\n{stdout}"
+    );
+    let (ok, stdout, stderr) = run_cli(bin, &["info", "--json"])?;
+    ensure!(ok, "info --json failed: {stderr}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).map_err(fail)?;
+    let listed = info["devices"].as_array().ok_or("no devices array")?;
+    ensure!(
+        info["error"].is_null()
+            && listed.len() == Device::count().map_err(fail)?
+            && listed.iter().any(|d| d["uuid"] == uuid.as_str()
+                && d["model"]["name"].as_str() == Some(&*device.model().name)),
+        "info --json:\n{stdout}"
     );
     let (ok, stdout, stderr) = run_cli(
         bin,
@@ -649,10 +680,15 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
             &index,
             "--out",
             &out_str,
+            "--json",
         ],
     )?;
     ensure!(ok, "bench failed:\n{stdout}\n{stderr}");
     let json = std::fs::read_to_string(out.join("report.json")).map_err(fail)?;
+    ensure!(
+        stdout == json,
+        "bench --json prints report.json on stdout, and only it:\n{stdout}"
+    );
     let report: serde_json::Value = serde_json::from_str(&json).map_err(fail)?;
     ensure!(
         report["schema"] == "hikube-gpu/bench-report" && report["version"] == 1,

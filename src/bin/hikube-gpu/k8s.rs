@@ -515,14 +515,12 @@ fn documents(header: &str, docs: &[String]) -> String {
     text
 }
 
-/// Writes the files into `dir`, their directories created if missing.
+/// Writes the files into `dir`, their directories created if missing, each atomically.
 pub fn write_files(dir: &Path, files: &[(String, String)]) -> CliResult {
     for (name, text) in files {
         let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::files::write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod bench;
 mod chart;
+mod files;
 mod info;
 mod k8s;
 mod report;
@@ -34,9 +35,11 @@ pub const DEFAULT_EXPORTER_PORT: u16 = 9477;
         NVML's readings by UUID. Needs the NVIDIA driver (R550 or newer); no CUDA toolkit.",
     after_help = "Examples:\n  \
         hikube-gpu info\n  \
+        hikube-gpu info --json | jq '.devices[].uuid'\n  \
         hikube-gpu monitor --interval 0.5            # a table, one row per GPU per reading\n  \
         hikube-gpu monitor --json --count 10 > log.jsonl\n  \
         hikube-gpu bench --out reports/h100          # report.md, report.json, chart.svg\n  \
+        hikube-gpu bench --quick --json > run.json   # the report's JSON on stdout too\n  \
         hikube-gpu export --prometheus --port 9477   # scrape http://127.0.0.1:9477/metrics\n  \
         hikube-gpu k8s --out deploy/k8s              # kustomize tree: kubectl apply -k …"
 )]
@@ -50,7 +53,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Every GPU: model, architecture, instance type, peak figures, driver, free/total memory.
-    Info,
+    Info(InfoArgs),
     /// Live metrics: utilization, memory, temperature, power, clocks and what limits them.
     Monitor(MonitorArgs),
     /// The built-in benchmarks (GEMM with cuBLAS beside it, copy bandwidth, launch latency),
@@ -64,6 +67,15 @@ pub enum Command {
     /// the namespace (Pod Security `restricted`), its GPU quota and network policies. Needs no
     /// GPU.
     K8s(k8s::K8sArgs),
+}
+
+/// Options of `info`.
+#[derive(Debug, Args, PartialEq)]
+pub struct InfoArgs {
+    /// One JSON object (schema `hikube-gpu/info`) on stdout. Without a GPU or driver it is
+    /// still printed, with no devices and the reason in `error`, and the exit status is 1.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `monitor`.
@@ -120,6 +132,10 @@ pub struct BenchArgs {
     /// Leave cuBLAS out even where it loads.
     #[arg(long)]
     pub no_cublas: bool,
+    /// Also print the report's JSON (as report.json) on stdout; the lines printed as the run
+    /// goes move to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `export`.
@@ -190,7 +206,7 @@ fn export(args: &ExportArgs) -> CliResult {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Info => info::run(),
+        Command::Info(args) => info::run(&args),
         Command::Monitor(args) => watch::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export(&args),
@@ -199,7 +215,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 /// One line, whatever the error's text holds.
-fn one_line(e: &dyn std::error::Error) -> String {
+pub fn one_line(e: &dyn std::error::Error) -> String {
     e.to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -275,7 +291,10 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!(b.out, PathBuf::from("hikube-gpu-report"));
-        assert_eq!((b.device, b.quick, b.no_cublas), (0, false, false));
+        assert_eq!(
+            (b.device, b.quick, b.no_cublas, b.json),
+            (0, false, false, false)
+        );
         assert!(b.only.is_empty());
         assert_eq!(b.seconds, Duration::from_secs(2));
         let Command::Bench(b) = parse(&[
@@ -289,6 +308,7 @@ mod tests {
             "1",
             "--seconds",
             "0.5",
+            "--json",
         ])
         .unwrap()
         .command
@@ -299,7 +319,21 @@ mod tests {
         assert_eq!(b.only, [Suite::Gemm, Suite::Launch]);
         assert_eq!((b.device, b.quick), (1, true));
         assert_eq!(b.seconds, Duration::from_millis(500));
+        assert!(b.json);
         assert!(parse(&["bench", "--only", "conv"]).is_err());
+    }
+
+    #[test]
+    fn info_options() {
+        let Command::Info(i) = parse(&["info"]).unwrap().command else {
+            panic!("not info")
+        };
+        assert!(!i.json);
+        let Command::Info(i) = parse(&["info", "--json"]).unwrap().command else {
+            panic!("not info")
+        };
+        assert!(i.json);
+        assert!(parse(&["info", "--yaml"]).is_err());
     }
 
     #[test]
