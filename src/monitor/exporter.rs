@@ -888,7 +888,14 @@ impl Exporter {
             options.sample_period,
             move |_| {
                 let started = Instant::now();
-                let collected = source.collect();
+                // A source that panics fails this sample, not the sampling.
+                let collected =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.collect()))
+                        .unwrap_or_else(|_| {
+                            Err(Error::InvalidArgument {
+                                what: "the metrics source panicked".into(),
+                            })
+                        });
                 stats.samples = stats.samples.saturating_add(1);
                 stats.duration = started.elapsed();
                 stats.timestamp = SystemTime::now()
@@ -1209,6 +1216,46 @@ mod tests {
         Exporter::start_with("127.0.0.1:0", empty, small)
             .unwrap()
             .stop();
+    }
+
+    #[test]
+    fn a_panicking_source_fails_its_samples_not_the_exporter() {
+        use std::io::{Read, Write};
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let source = move || {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("a bug in the source");
+            }
+            Ok(vec![reading(0)])
+        };
+        let options = ExporterOptions {
+            sample_period: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let exporter = Exporter::start_with("127.0.0.1:0", source, options).unwrap();
+        let get = || {
+            let mut s = std::net::TcpStream::connect(exporter.local_addr()).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+            answer
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = get();
+            if answer.starts_with("HTTP/1.1 200 ") {
+                assert!(
+                    answer.contains("hikube_gpu_exporter_sample_errors_total 1"),
+                    "{answer}"
+                );
+                break;
+            }
+            assert!(answer.contains("panicked"), "{answer}");
+            assert!(Instant::now() < until, "no sample after the panic");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        exporter.stop();
     }
 
     #[test]
