@@ -160,6 +160,87 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A background thread that calls a function now and every `period` after, on a fixed schedule
+/// (a late call does not shift the next; missed slots are skipped), until it is dropped or the
+/// function returns an error (given to `on_error`). Dropping it wakes the thread at once and
+/// waits for it. The engine of [`Sampler`] and of the exporter's background sampling.
+pub(crate) struct Periodic {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Periodic {
+    /// Starts the thread `name`; `tick` is given the time since `start`.
+    pub(crate) fn spawn(
+        name: &str,
+        start: Instant,
+        period: Duration,
+        mut tick: impl FnMut(Duration) -> Result<()> + Send + 'static,
+        on_error: impl FnOnce(Error) + Send + 'static,
+    ) -> Result<Periodic> {
+        if period.is_zero() {
+            return Err(Error::InvalidArgument {
+                what: "the sampling period must be longer than zero".into(),
+            });
+        }
+        if start.checked_add(period).is_none() {
+            return Err(Error::InvalidArgument {
+                what: format!("the sampling period = {period:?} overflows the clock"),
+            });
+        }
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let result = (|| -> Result<()> {
+                    let mut next = start;
+                    loop {
+                        tick(start.elapsed())?;
+                        let Some(due) = next.checked_add(period) else {
+                            // No later reading the clock can express: wait for the stop.
+                            let _ = stopped.recv();
+                            return Ok(());
+                        };
+                        // Fell behind (a slow reading): skip the missed slots.
+                        let now = Instant::now();
+                        next = due.max(now);
+                        match stopped.recv_timeout(next.saturating_duration_since(now)) {
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            // A stop message, or the owner is gone.
+                            _ => return Ok(()),
+                        }
+                    }
+                })();
+                if let Err(e) = result {
+                    on_error(e);
+                }
+            })
+            .map_err(|e| Error::InvalidArgument {
+                what: format!("could not start the {name} thread: {e}"),
+            })?;
+        Ok(Periodic {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub(crate) fn halt(&mut self) {
+        // Dropping the sender wakes the thread at once.
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            // The thread catches its errors; a panic in it (none is expected) has been printed.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
 /// Records a GPU's metrics every `period` on a background thread, from
 /// [`Monitor::sampler`](super::Monitor::sampler) until [`Sampler::stop`]. The first reading is
 /// taken at once; readings keep to a fixed schedule (a late one does not shift the next).
@@ -180,8 +261,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// ```
 pub struct Sampler {
     shared: Arc<Shared>,
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Periodic,
     start: Instant,
     period: Duration,
 }
@@ -202,55 +282,23 @@ impl Sampler {
         period: Duration,
         mut read: impl FnMut() -> Result<GpuMetrics> + Send + 'static,
     ) -> Result<Sampler> {
-        if period.is_zero() {
-            return Err(Error::InvalidArgument {
-                what: "the sampling period must be longer than zero".into(),
-            });
-        }
         let start = Instant::now();
-        if start.checked_add(period).is_none() {
-            return Err(Error::InvalidArgument {
-                what: format!("the sampling period = {period:?} overflows the clock"),
-            });
-        }
         let shared = Arc::new(Shared::default());
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("hikube-gpu-sampler".into())
-            .spawn(move || {
-                let result = (|| -> Result<()> {
-                    let mut next = start;
-                    loop {
-                        let at = start.elapsed();
-                        let metrics = read()?;
-                        lock(&thread_shared.samples).push(Sample { at, metrics });
-                        let Some(due) = next.checked_add(period) else {
-                            // No later reading the clock can express: wait for the stop.
-                            let _ = stopped.recv();
-                            return Ok(());
-                        };
-                        // Fell behind (a slow reading): skip the missed slots.
-                        let now = Instant::now();
-                        next = due.max(now);
-                        match stopped.recv_timeout(next.saturating_duration_since(now)) {
-                            Err(RecvTimeoutError::Timeout) => continue,
-                            // A stop message, or the sampler is gone.
-                            _ => return Ok(()),
-                        }
-                    }
-                })();
-                if let Err(e) = result {
-                    *lock(&thread_shared.error) = Some(e);
-                }
-            })
-            .map_err(|e| Error::InvalidArgument {
-                what: format!("could not start the sampler thread: {e}"),
-            })?;
+        let (samples, errors) = (shared.clone(), shared.clone());
+        let thread = Periodic::spawn(
+            "hikube-gpu-sampler",
+            start,
+            period,
+            move |at| {
+                let metrics = read()?;
+                lock(&samples.samples).push(Sample { at, metrics });
+                Ok(())
+            },
+            move |e| *lock(&errors.error) = Some(e),
+        )?;
         Ok(Sampler {
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            thread,
             start,
             period,
         })
@@ -274,20 +322,10 @@ impl Sampler {
         }
     }
 
-    fn halt(&mut self) {
-        // Dropping the sender wakes the thread at once.
-        self.stop.take();
-        if let Some(thread) = self.thread.take() {
-            // The thread catches its errors; a panic in it (none is expected) leaves the
-            // readings taken so far, which `stop` returns.
-            let _ = thread.join();
-        }
-    }
-
     /// Stops the thread, waits for it, and returns the readings; or the NVML error that
     /// stopped it early.
     pub fn stop(mut self) -> Result<Series> {
-        self.halt();
+        self.thread.halt();
         if let Some(e) = lock(&self.shared.error).take() {
             return Err(e);
         }
@@ -295,12 +333,6 @@ impl Sampler {
             period: self.period,
             samples: std::mem::take(&mut *lock(&self.shared.samples)),
         })
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.halt();
     }
 }
 

@@ -85,7 +85,7 @@ fn value(scrape: &prometheus_parse::Scrape, metric: &str, index: &str) -> Option
     scrape
         .samples
         .iter()
-        .find(|s| s.metric == metric && s.labels.get("index") == Some(index))
+        .find(|s| s.metric == metric && s.labels.get("gpu") == Some(index))
         .and_then(|s| match s.value {
             prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
             _ => None,
@@ -99,7 +99,11 @@ fn fake_reading(index: usize) -> DeviceReading {
             index,
             uuid: uuid.clone(),
             name: "NVIDIA H100 80GB HBM3".into(),
+            pci_bus_id: format!("0000:{:02x}:00.0", 0x19 + index),
             model: "H100 SXM".into(),
+            instance_type: None,
+            hostname: "node-1".into(),
+            driver_version: "580.95.05".into(),
         },
         metrics: GpuMetrics {
             uuid,
@@ -120,6 +124,7 @@ fn fake_reading(index: usize) -> DeviceReading {
                 used_memory_bytes: Some(1 << 30),
             }],
         },
+        pool: None,
     }
 }
 
@@ -182,21 +187,26 @@ fn exporter_serves_a_fake_source() -> Result<(), Failed> {
     let info = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "hikube_gpu_info" && s.labels.get("index") == Some("1"))
+        .find(|s| s.metric == "hikube_gpu_info" && s.labels.get("gpu") == Some("1"))
         .ok_or("no info")?;
     ensure!(
-        info.labels.get("uuid") == Some("GPU-00000001-4c24-8d11-962e-8a996b823d68")
+        info.labels.get("UUID") == Some("GPU-00000001-4c24-8d11-962e-8a996b823d68")
             && info.labels.get("model") == Some("H100 SXM")
-            && info.labels.get("name") == Some("NVIDIA H100 80GB HBM3"),
+            && info.labels.get("modelName") == Some("NVIDIA H100 80GB HBM3"),
         "labels {:?}",
         info.labels
     );
-    // A second scrape reads the source again.
-    get(&url)?;
+    // Scrapes are answered from the last sample: they do not read the source (sampled every
+    // 2 s by default).
+    let before = scrapes.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        get(&url)?;
+    }
+    let after = scrapes.load(Ordering::SeqCst);
     ensure!(
-        scrapes.load(Ordering::SeqCst) == 2,
-        "{} collections",
-        scrapes.load(Ordering::SeqCst)
+        after <= before + 1,
+        "5 scrapes read the source {} times",
+        after - before
     );
     let base = url.trim_end_matches("/metrics");
     let (status, _, _) = get(&format!("{base}/nothing-here"))?;
@@ -252,13 +262,13 @@ fn exporter_serves_nvml_metrics(device: &Device) -> Result<(), Failed> {
         .samples
         .iter()
         .find(|s| {
-            s.metric == "hikube_gpu_memory_total_bytes" && s.labels.get("index") == Some(&index)
+            s.metric == "hikube_gpu_memory_total_bytes" && s.labels.get("gpu") == Some(&index)
         })
         .ok_or_else(|| format!("no memory total for GPU {index}:\n{body}"))?;
     ensure!(
-        sample.labels.get("uuid") == Some(&p.uuid),
-        "uuid label {:?}, device {}",
-        sample.labels.get("uuid"),
+        sample.labels.get("UUID") == Some(&p.uuid),
+        "UUID label {:?}, device {}",
+        sample.labels.get("UUID"),
         p.uuid
     );
     let direct = monitor.device_metrics(device).map_err(fail)?;
@@ -576,8 +586,16 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
             // No GPU or driver: every subcommand says so in one line and fails.
             for args in [
                 &["info"][..],
+                &["info", "--json"],
                 &["monitor", "--count", "1"],
                 &["bench", "--quick", "--out", "/nonexistent/never-written"],
+                &[
+                    "bench",
+                    "--quick",
+                    "--json",
+                    "--out",
+                    "/nonexistent/never-written",
+                ],
                 &["export", "--prometheus", "--port", "0"],
             ] {
                 let (ok, stdout, stderr) = run_cli(bin, args)?;
@@ -590,6 +608,18 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
                     !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
                     "{args:?} panicked: {stderr}"
                 );
+                if args == ["info", "--json"] {
+                    // Still one JSON object: no devices, and why.
+                    let v: serde_json::Value = serde_json::from_str(&stdout).map_err(fail)?;
+                    ensure!(
+                        v["schema"] == "hikube-gpu/info"
+                            && v["devices"].as_array().is_some_and(Vec::is_empty)
+                            && v["error"].as_str().is_some_and(|e| stderr.contains(e)),
+                        "info --json without a GPU: {stdout}"
+                    );
+                } else if args.contains(&"bench") {
+                    ensure!(stdout.is_empty(), "{args:?} printed {stdout}");
+                }
             }
             return Ok(());
         }
@@ -600,6 +630,17 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
     ensure!(
         stdout.contains(uuid) && stdout.contains(&*device.model().name),
         "info:\n{stdout}"
+    );
+    let (ok, stdout, stderr) = run_cli(bin, &["info", "--json"])?;
+    ensure!(ok, "info --json failed: {stderr}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).map_err(fail)?;
+    let listed = info["devices"].as_array().ok_or("no devices array")?;
+    ensure!(
+        info["error"].is_null()
+            && listed.len() == Device::count().map_err(fail)?
+            && listed.iter().any(|d| d["uuid"] == uuid.as_str()
+                && d["model"]["name"].as_str() == Some(&*device.model().name)),
+        "info --json:\n{stdout}"
     );
     let (ok, stdout, stderr) = run_cli(
         bin,
@@ -639,10 +680,15 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
             &index,
             "--out",
             &out_str,
+            "--json",
         ],
     )?;
     ensure!(ok, "bench failed:\n{stdout}\n{stderr}");
     let json = std::fs::read_to_string(out.join("report.json")).map_err(fail)?;
+    ensure!(
+        stdout == json,
+        "bench --json prints report.json on stdout, and only it:\n{stdout}"
+    );
     let report: serde_json::Value = serde_json::from_str(&json).map_err(fail)?;
     ensure!(
         report["schema"] == "hikube-gpu/bench-report" && report["version"] == 1,

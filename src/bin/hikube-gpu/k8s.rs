@@ -21,9 +21,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction,
-    HTTPGetAction, Namespace, NodeAffinity, NodeSelector, NodeSelectorRequirement,
-    NodeSelectorTerm, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ExecAction, HTTPGetAction, Namespace, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceQuota, ResourceQuotaSpec, ResourceRequirements, SeccompProfile, SecurityContext,
     Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
@@ -515,14 +515,12 @@ fn documents(header: &str, docs: &[String]) -> String {
     text
 }
 
-/// Writes the files into `dir`, their directories created if missing.
+/// Writes the files into `dir`, their directories created if missing, each atomically.
 pub fn write_files(dir: &Path, files: &[(String, String)]) -> CliResult {
     for (name, text) in files {
         let path = dir.join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::files::write_atomic(&path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -854,8 +852,9 @@ fn scrape_annotations(settings: &Settings) -> BTreeMap<String, String> {
 
 /// `hikube-gpu export` on every node of the instance types. It requests no GPU (it would take
 /// one from the workloads); `NVIDIA_VISIBLE_DEVICES=all` asks the NVIDIA container runtime for
-/// every GPU of the node, to read them through NVML. Probes: liveness on `/` (the server
-/// answers), readiness on `/metrics` (NVML answers); the exporter has no `/healthz` yet.
+/// every GPU of the node, to read them through NVML. Probes: liveness on `/healthz` (the server
+/// answers), readiness on `/readyz` (a sample of the GPUs has succeeded). `NODE_NAME`, from the
+/// pod's node, becomes the series' `Hostname` label (as dcgm-exporter's).
 fn exporter_daemon_set(instances: &[Instance], settings: &Settings) -> DaemonSet {
     let labels = labels(None, "exporter");
     let port = IntOrString::String("metrics".into());
@@ -884,11 +883,24 @@ fn exporter_daemon_set(instances: &[Instance], settings: &Settings) -> DaemonSet
             .map(String::from)
             .to_vec(),
         ),
-        env: Some(vec![EnvVar {
-            name: "NVIDIA_VISIBLE_DEVICES".into(),
-            value: Some("all".into()),
-            ..Default::default()
-        }]),
+        env: Some(vec![
+            EnvVar {
+                name: "NVIDIA_VISIBLE_DEVICES".into(),
+                value: Some("all".into()),
+                ..Default::default()
+            },
+            EnvVar {
+                name: "NODE_NAME".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "spec.nodeName".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
             container_port: settings.exporter_port.into(),
@@ -906,8 +918,8 @@ fn exporter_daemon_set(instances: &[Instance], settings: &Settings) -> DaemonSet
             ])),
             ..Default::default()
         }),
-        liveness_probe: Some(http_probe("/", 30)),
-        readiness_probe: Some(http_probe("/metrics", 15)),
+        liveness_probe: Some(http_probe("/healthz", 30)),
+        readiness_probe: Some(http_probe("/readyz", 15)),
         ..Default::default()
     };
     let instance_types = instances.iter().map(|i| i.shape.name.into()).collect();

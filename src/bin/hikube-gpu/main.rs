@@ -5,6 +5,7 @@
 
 mod bench;
 mod chart;
+mod files;
 mod info;
 mod k8s;
 mod report;
@@ -34,9 +35,11 @@ pub const DEFAULT_EXPORTER_PORT: u16 = 9477;
         NVML's readings by UUID. Needs the NVIDIA driver (R550 or newer); no CUDA toolkit.",
     after_help = "Examples:\n  \
         hikube-gpu info\n  \
+        hikube-gpu info --json | jq '.devices[].uuid'\n  \
         hikube-gpu monitor --interval 0.5            # a table, one row per GPU per reading\n  \
         hikube-gpu monitor --json --count 10 > log.jsonl\n  \
         hikube-gpu bench --out reports/h100          # report.md, report.json, chart.svg\n  \
+        hikube-gpu bench --quick --json > run.json   # the report's JSON on stdout too\n  \
         hikube-gpu export --prometheus --port 9477   # scrape http://127.0.0.1:9477/metrics\n  \
         hikube-gpu k8s --out deploy/k8s              # kustomize tree: kubectl apply -k …"
 )]
@@ -50,7 +53,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Every GPU: model, architecture, instance type, peak figures, driver, free/total memory.
-    Info,
+    Info(InfoArgs),
     /// Live metrics: utilization, memory, temperature, power, clocks and what limits them.
     Monitor(MonitorArgs),
     /// The built-in benchmarks (GEMM with cuBLAS beside it, copy bandwidth, launch latency),
@@ -64,6 +67,15 @@ pub enum Command {
     /// the namespace (Pod Security `restricted`), its GPU quota and network policies. Needs no
     /// GPU.
     K8s(k8s::K8sArgs),
+}
+
+/// Options of `info`.
+#[derive(Debug, Args, PartialEq)]
+pub struct InfoArgs {
+    /// One JSON object (schema `hikube-gpu/info`) on stdout. Without a GPU or driver it is
+    /// still printed, with no devices and the reason in `error`, and the exit status is 1.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `monitor`.
@@ -120,6 +132,10 @@ pub struct BenchArgs {
     /// Leave cuBLAS out even where it loads.
     #[arg(long)]
     pub no_cublas: bool,
+    /// Also print the report's JSON (as report.json) on stdout; the lines printed as the run
+    /// goes move to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `export`.
@@ -134,6 +150,16 @@ pub struct ExportArgs {
     /// Address to listen on (0.0.0.0 to serve other machines).
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub bind: std::net::IpAddr,
+    /// Seconds between readings of the GPUs; scrapes are answered from the last one.
+    #[arg(long, default_value = "2", value_parser = positive_seconds, value_name = "SECONDS")]
+    pub sample_interval: Duration,
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    pub max_connections: u32,
+    /// Seconds a client has to send its request head (also how long an idle connection is
+    /// kept); the same bound on a response's write to a client that does not read.
+    #[arg(long, default_value = "10", value_parser = positive_seconds, value_name = "SECONDS")]
+    pub timeout: Duration,
 }
 
 fn positive_seconds(s: &str) -> Result<Duration, String> {
@@ -158,11 +184,18 @@ pub fn visible_devices() -> CliResult<usize> {
 }
 
 fn export(args: &ExportArgs) -> CliResult {
-    use hikube_gpu::monitor::exporter::{Exporter, NvmlSource};
+    use hikube_gpu::monitor::exporter::{Exporter, ExporterOptions, NvmlSource};
     visible_devices()?;
     let source = NvmlSource::new(hikube_gpu::Monitor::new()?)?;
     let gpus = source.devices().len();
-    let exporter = Exporter::start((args.bind, args.port), source)?;
+    let options = ExporterOptions {
+        sample_period: args.sample_interval,
+        max_connections: args.max_connections as usize,
+        header_timeout: args.timeout,
+        write_timeout: args.timeout,
+        ..ExporterOptions::default()
+    };
+    let exporter = Exporter::start_with((args.bind, args.port), source, options)?;
     println!(
         "hikube-gpu: serving the metrics of {gpus} GPU(s) at {} (Ctrl-C stops)",
         exporter.url()
@@ -173,7 +206,7 @@ fn export(args: &ExportArgs) -> CliResult {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Info => info::run(),
+        Command::Info(args) => info::run(&args),
         Command::Monitor(args) => watch::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export(&args),
@@ -182,7 +215,7 @@ fn run(cli: Cli) -> CliResult {
 }
 
 /// One line, whatever the error's text holds.
-fn one_line(e: &dyn std::error::Error) -> String {
+pub fn one_line(e: &dyn std::error::Error) -> String {
     e.to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -258,7 +291,10 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!(b.out, PathBuf::from("hikube-gpu-report"));
-        assert_eq!((b.device, b.quick, b.no_cublas), (0, false, false));
+        assert_eq!(
+            (b.device, b.quick, b.no_cublas, b.json),
+            (0, false, false, false)
+        );
         assert!(b.only.is_empty());
         assert_eq!(b.seconds, Duration::from_secs(2));
         let Command::Bench(b) = parse(&[
@@ -272,6 +308,7 @@ mod tests {
             "1",
             "--seconds",
             "0.5",
+            "--json",
         ])
         .unwrap()
         .command
@@ -282,7 +319,21 @@ mod tests {
         assert_eq!(b.only, [Suite::Gemm, Suite::Launch]);
         assert_eq!((b.device, b.quick), (1, true));
         assert_eq!(b.seconds, Duration::from_millis(500));
+        assert!(b.json);
         assert!(parse(&["bench", "--only", "conv"]).is_err());
+    }
+
+    #[test]
+    fn info_options() {
+        let Command::Info(i) = parse(&["info"]).unwrap().command else {
+            panic!("not info")
+        };
+        assert!(!i.json);
+        let Command::Info(i) = parse(&["info", "--json"]).unwrap().command else {
+            panic!("not info")
+        };
+        assert!(i.json);
+        assert!(parse(&["info", "--yaml"]).is_err());
     }
 
     #[test]
@@ -302,6 +353,31 @@ mod tests {
             panic!("not export")
         };
         assert_eq!((x.port, x.bind.to_string()), (9100, "::1".to_string()));
+        assert_eq!(
+            (x.sample_interval, x.max_connections, x.timeout),
+            (Duration::from_secs(2), 4096, Duration::from_secs(10))
+        );
+        let Command::Export(x) = parse(&[
+            "export",
+            "--prometheus",
+            "--sample-interval",
+            "0.5",
+            "--max-connections",
+            "64",
+            "--timeout",
+            "3",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not export")
+        };
+        assert_eq!(
+            (x.sample_interval, x.max_connections, x.timeout),
+            (Duration::from_millis(500), 64, Duration::from_secs(3))
+        );
+        assert!(parse(&["export", "--prometheus", "--max-connections", "0"]).is_err());
+        assert!(parse(&["export", "--prometheus", "--timeout", "0"]).is_err());
         let e = parse(&["export", "--port", "9100"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
         assert!(parse(&["export", "--prometheus", "--port", "70000"]).is_err());

@@ -113,6 +113,24 @@ pub struct ModelInfo {
     pub memory_bandwidth_gbs: f64,
 }
 
+impl From<&hikube_gpu::GpuModel> for ModelInfo {
+    fn from(model: &hikube_gpu::GpuModel) -> Self {
+        ModelInfo {
+            name: model.name.to_string(),
+            provenance: match model.provenance {
+                hikube_gpu::Provenance::Catalog => "catalog",
+                hikube_gpu::Provenance::Derived => "derived",
+            }
+            .into(),
+            instance_type: model.instance_type.map(String::from),
+            fp16_tflops: model.fp16_tflops,
+            bf16_tflops: model.bf16_tflops,
+            fp32_tflops: model.fp32_tflops,
+            memory_bandwidth_gbs: model.memory_bandwidth_gbs,
+        }
+    }
+}
+
 /// What a result measured, by kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -568,7 +586,7 @@ pub mod tests {
             ],
             skipped: vec![Skipped {
                 what: "conv2d".into(),
-                reason: "convolution has not landed in hikube-gpu yet".into(),
+                reason: "not in this command's suite".into(),
             }],
         }
     }
@@ -658,7 +676,7 @@ pub mod tests {
             "{md}"
         );
         assert!(
-            md.contains("## Not measured\n\n- conv2d: convolution has not landed"),
+            md.contains("## Not measured\n\n- conv2d: not in this command's suite"),
             "{md}"
         );
         assert!(md

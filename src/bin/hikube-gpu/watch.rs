@@ -139,6 +139,7 @@ mod tests {
                 uuid: "GPU-03da17df-4c24-8d11-962e-8a996b823d68".into(),
                 name: "NVIDIA H100 80GB HBM3".into(),
                 model: "H100 SXM".into(),
+                ..DeviceLabels::default()
             },
             metrics: GpuMetrics {
                 uuid: "GPU-03da17df-4c24-8d11-962e-8a996b823d68".into(),
@@ -159,6 +160,7 @@ mod tests {
                     used_memory_bytes: Some(1 << 30),
                 }],
             },
+            pool: None,
         }
     }
 

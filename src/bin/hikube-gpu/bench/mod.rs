@@ -1,9 +1,10 @@
 //! `hikube-gpu bench`: the built-in suite — GEMM (hikube-gpu and cuBLAS), copy bandwidth, launch
 //! latency — each result with the GPU's power, clock and temperature while it ran; then the
-//! report (`report.md`, `report.json`, `chart.svg`).
+//! report (`report.md`, `report.json`, `chart.svg`, each written atomically). With `--json`, the
+//! report's JSON also goes to stdout and the lines printed as the run goes to stderr.
 //!
-//! Convolution is not in the suite yet: its kernels have not landed in the crate. It is listed
-//! under "Not measured" until they do.
+//! Convolutions are measured by `cargo bench --bench conv` (the crate's kernels beside cuDNN),
+//! not by this command; the report says so under "Not measured".
 
 mod copy;
 mod gemm;
@@ -15,8 +16,7 @@ use crate::report::{
 };
 use crate::{chart, BenchArgs, CliResult, Suite};
 use hikube_gpu::{
-    driver_version, time_on_stream, Device, Error, MachineState, Monitor, Provenance, Result,
-    Stream,
+    driver_version, time_on_stream, Device, Error, MachineState, Monitor, Result, Stream,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::{Duration, SystemTime};
@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     pub monitor: Option<&'a Monitor>,
     pub seconds: Duration,
     pub quick: bool,
+    /// `--json`: the lines printed as the run goes go to stderr.
+    json: bool,
     progress: &'a ProgressBar,
     results: Vec<BenchResult>,
     skipped: Vec<Skipped>,
@@ -100,6 +102,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// Prints a line of the run above the progress bar: on stdout, or stderr with `--json`.
+    fn say(&self, line: &str) {
+        let json = self.json;
+        self.progress.suspend(|| {
+            if json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        });
+    }
+
     /// Says what runs now.
     pub fn running(&self, what: &str) {
         self.progress.set_message(what.to_string());
@@ -135,7 +149,7 @@ impl Ctx<'_> {
         }
         .derive_figures();
         let line = summary_line(&result);
-        self.progress.suspend(|| println!("{line}"));
+        self.say(&line);
         self.progress.inc(1);
         self.results.push(result);
     }
@@ -146,8 +160,7 @@ impl Ctx<'_> {
             return Err(e);
         }
         let reason = e.to_string();
-        self.progress
-            .suspend(|| println!("{what}: not measured: {reason}"));
+        self.say(&format!("{what}: not measured: {reason}"));
         self.progress.inc(results_lost);
         self.skipped.push(Skipped { what, reason });
         Ok(())
@@ -202,19 +215,7 @@ fn device_info(device: &Device, monitor: Option<&Monitor>) -> Result<DeviceInfo>
             Some(m) => m.pcie_link(&p.uuid)?,
             None => None,
         },
-        model: ModelInfo {
-            name: model.name.to_string(),
-            provenance: match model.provenance {
-                Provenance::Catalog => "catalog",
-                Provenance::Derived => "derived",
-            }
-            .into(),
-            instance_type: model.instance_type.map(String::from),
-            fp16_tflops: model.fp16_tflops,
-            bf16_tflops: model.bf16_tflops,
-            fp32_tflops: model.fp32_tflops,
-            memory_bandwidth_gbs: model.memory_bandwidth_gbs,
-        },
+        model: ModelInfo::from(model),
     })
 }
 
@@ -283,23 +284,34 @@ pub fn run(args: &BenchArgs) -> CliResult {
             Suite::Launch => 2,
         })
         .sum();
-    let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
-            .expect("a valid template"),
-    );
-    println!(
+    // On stderr, and only where it is a terminal (indicatif hides it elsewhere); it ticks on
+    // its own so that the elapsed time moves during a benchmark of several seconds.
+    let progress = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}, ~{eta} left] {msg}")
+    {
+        progress.set_style(style);
+    }
+    progress.enable_steady_tick(Duration::from_millis(250));
+    let start_line = format!(
         "{}: {} ({}), measuring {} s per benchmark",
         device_info.model.name,
         device_info.name,
         device_info.uuid,
         args.seconds.as_secs_f64()
     );
+    if args.json {
+        eprintln!("{start_line}");
+    } else {
+        println!("{start_line}");
+    }
     let mut ctx = Ctx {
         device: &device,
         stream: &stream,
         monitor: monitor.as_ref(),
         seconds: args.seconds,
         quick: args.quick,
+        json: args.json,
         progress: &progress,
         results: Vec::new(),
         skipped,
@@ -314,7 +326,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     progress.finish_and_clear();
     ctx.skipped.push(Skipped {
         what: "conv2d".into(),
-        reason: "convolution kernels have not landed in hikube-gpu yet".into(),
+        reason: CONV_NOT_HERE.into(),
     });
     let report = Report {
         schema: SCHEMA.into(),
@@ -326,26 +338,39 @@ pub fn run(args: &BenchArgs) -> CliResult {
         results: ctx.results,
         skipped: ctx.skipped,
     };
-    write(&report, &args.out)
+    write(&report, &args.out, args.json)
 }
 
-/// Writes `report.json`, `chart.svg` and `report.md` into `dir`.
-pub fn write(report: &Report, dir: &std::path::Path) -> CliResult {
+/// Why the report has no convolution.
+const CONV_NOT_HERE: &str =
+    "not in this command's suite: `cargo bench --bench conv` measures the convolutions, beside cuDNN";
+
+/// Writes `report.json`, `chart.svg` and `report.md` into `dir`, each atomically (whole or not
+/// at all). With `json`, prints the report's JSON on stdout and what was written on stderr.
+pub fn write(report: &Report, dir: &std::path::Path, json: bool) -> CliResult {
     let io = |what: &str, e: std::io::Error| format!("cannot write {what}: {e}");
     std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+    let report_json = report.to_json()? + "\n";
     let files = [
-        ("report.json", report.to_json()? + "\n"),
+        ("report.json", report_json.clone()),
         ("chart.svg", chart::svg(report)?),
         ("report.md", report.to_markdown(Some("chart.svg"))),
     ];
     for (name, text) in files {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| io(&path.display().to_string(), e))?;
+        crate::files::write_atomic(&path, text.as_bytes())
+            .map_err(|e| io(&path.display().to_string(), e))?;
     }
-    println!(
+    let wrote = format!(
         "wrote {0}/report.md, {0}/report.json, {0}/chart.svg",
         dir.display()
     );
+    if json {
+        eprintln!("{wrote}");
+        print!("{report_json}");
+    } else {
+        println!("{wrote}");
+    }
     Ok(())
 }
 
@@ -371,7 +396,7 @@ mod tests {
     #[test]
     fn writes_the_three_files() {
         let dir = std::env::temp_dir().join(format!("hikube-gpu-report-{}", std::process::id()));
-        write(&sample_report(), &dir).unwrap();
+        write(&sample_report(), &dir, false).unwrap();
         let json = std::fs::read_to_string(dir.join("report.json")).unwrap();
         assert_eq!(Report::from_json(&json).unwrap(), sample_report());
         let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
