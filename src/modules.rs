@@ -282,18 +282,10 @@ impl Device {
         Ok((module, info(ModuleImage::Ptx, cubin_refused, decompressing)))
     }
 
-    /// The kernel `function` of `module`, for the best target or the forced one.
-    pub(crate) fn function(
-        &self,
-        module: &'static str,
-        function: &str,
-        forced: Option<PtxArch>,
-    ) -> Result<CudaFunction> {
-        Ok(self.function_and_target(module, function, forced)?.0)
-    }
-
-    /// [`Device::function`] and the PTX target it was compiled for (what the kernel can rely
-    /// on, e.g. programmatic dependent launch only in `compute_90a` code).
+    /// The kernel `function` of `module`, for the best target or the forced one, and the PTX
+    /// target it was compiled for (what the kernel can rely on, e.g. programmatic dependent
+    /// launch only in `compute_90a` code). Only the launch layer looks kernels up, through
+    /// `KernelArgs::kernel`: a kernel's name is written once, beside its argument struct.
     pub(crate) fn function_and_target(
         &self,
         module: &'static str,
