@@ -122,6 +122,22 @@ fn ptx_text(src: &ModuleSource, arch: PtxArch) -> Result<String> {
     })
 }
 
+/// The kernels `module`'s PTX for `arch` defines (its `.entry` names); `None` when the build
+/// does not ship that PTX. For tests: the launch layer's symbols name kernels that exist.
+#[cfg(test)]
+pub(crate) fn entries(module: &str, arch: PtxArch) -> Option<std::collections::HashSet<String>> {
+    let src = find(module)?;
+    if !src.ptx.iter().any(|(a, _)| *a == arch) {
+        return None;
+    }
+    let ptx = ptx_text(src, arch).ok()?;
+    let names = ptx.lines().filter_map(|l| {
+        let rest = l.split(".entry ").nth(1)?;
+        Some(rest.split('(').next()?.trim().to_string())
+    });
+    Some(names.collect())
+}
+
 /// The `.version` directive of a PTX text, e.g. `8.4`.
 fn ptx_isa(ptx: &str) -> String {
     ptx.lines()

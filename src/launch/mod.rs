@@ -319,3 +319,154 @@ pub(crate) fn run_early<A: EarlyKernelArgs>(
     .result()
     .map_err(|e: DriverError| e.into())
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::args::*;
+    use super::conv::{Conv, ConvKernel, ImplicitPath};
+    use super::gemm::{
+        GemmPersistent, GemmTiles, PersistentKernel, Reduction, SplitKReduce, TileKernel,
+    };
+    use super::*;
+    use crate::modules;
+    use crate::ops::conv2d::ConvPath;
+    use crate::ops::matmul::{GemmPath, Layout};
+    use half::{bf16, f16};
+    use std::collections::{HashMap, HashSet};
+
+    /// The `.entry` names of each (module, target) this build ships, decompressed once.
+    #[derive(Default)]
+    pub(crate) struct Shipped(HashMap<(&'static str, PtxArch), Option<HashSet<String>>>);
+
+    impl Shipped {
+        /// Asserts that `variant`'s symbol is a kernel of every target it can be loaded from.
+        pub(crate) fn assert_defined<A: KernelArgs>(&mut self, variant: A::Variant) {
+            let symbol = A::symbol(&variant);
+            let targets = match symbol.target {
+                Some(t) => vec![t],
+                None => modules::targets(symbol.module),
+            };
+            assert!(!targets.is_empty() || !modules::left_out(symbol.module).is_empty());
+            for arch in targets {
+                let entries = self
+                    .0
+                    .entry((symbol.module, arch))
+                    .or_insert_with(|| modules::entries(symbol.module, arch));
+                // None: the target is left out of this build by its cargo feature.
+                if let Some(entries) = entries {
+                    assert!(
+                        entries.contains(&*symbol.name),
+                        "{} {arch}: no kernel {} ({variant:?})",
+                        symbol.module,
+                        symbol.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_simple_kernel_exists() {
+        fn typed<T: crate::ops::Float>(s: &mut Shipped) {
+            s.assert_defined::<Axpy<T>>(());
+            s.assert_defined::<GlobalAvgPool<T>>(());
+            s.assert_defined::<SoftmaxXent<T>>(());
+            s.assert_defined::<ReluBackward<T>>(());
+            s.assert_defined::<BiasGrad<T>>(());
+            s.assert_defined::<CastF32<T>>(());
+            s.assert_defined::<SgdStep<T>>(());
+            s.assert_defined::<Transpose<T>>(());
+        }
+        let mut s = Shipped::default();
+        typed::<f32>(&mut s);
+        typed::<f16>(&mut s);
+        typed::<bf16>(&mut s);
+        s.assert_defined::<NonfiniteCheck>(());
+        s.assert_defined::<LossScaleUpdate>(());
+        s.assert_defined::<PadPixels<f16>>(());
+        s.assert_defined::<PadRows<bf16>>(());
+    }
+
+    /// Every GEMM kernel a matmul plan can load: each path's tile configurations aligned, its
+    /// last one general (`plan::choose_general`), the Hopper path's persistent kernels, the
+    /// reductions; for f16, and bf16 where the path has it.
+    #[test]
+    fn every_gemm_kernel_exists() {
+        fn typed<I: crate::ops::Float>(s: &mut Shipped, path: GemmPath) {
+            let layouts = [Layout::RowMajor, Layout::ColMajor];
+            let configs = path.configs();
+            for a_layout in layouts {
+                for b_layout in layouts {
+                    for (i, c) in configs.iter().enumerate() {
+                        let tiling = c.tiling;
+                        if path == GemmPath::Sm90 {
+                            s.assert_defined::<GemmPersistent<I, f32>>(PersistentKernel {
+                                tiling,
+                                a_layout,
+                                b_layout,
+                            });
+                            continue;
+                        }
+                        let tile = TileKernel {
+                            path,
+                            tiling,
+                            a_layout,
+                            b_layout,
+                            aligned: true,
+                        };
+                        s.assert_defined::<GemmTiles<I, f32>>(tile);
+                        if i + 1 == configs.len() {
+                            let general = TileKernel {
+                                aligned: false,
+                                ..tile
+                            };
+                            s.assert_defined::<GemmTiles<I, f32>>(general);
+                        }
+                    }
+                }
+            }
+        }
+        let mut s = Shipped::default();
+        for path in [
+            GemmPath::Sm70,
+            GemmPath::Sm75,
+            GemmPath::Sm80,
+            GemmPath::Sm90,
+        ] {
+            typed::<f16>(&mut s, path);
+            if path.supports_bf16() {
+                typed::<bf16>(&mut s, path);
+            }
+            if path != GemmPath::Sm90 {
+                s.assert_defined::<SplitKReduce<f16, f32>>(Reduction::Gemm(path));
+            }
+        }
+        s.assert_defined::<SplitKReduce<f16, f16>>(Reduction::ConvSm90);
+    }
+
+    /// Every convolution kernel a `Conv2d` plan can load but the Hopper ones (whose variants
+    /// `ops::conv2d_sm90`'s tests walk).
+    #[test]
+    fn every_conv_kernel_exists() {
+        let mut s = Shipped::default();
+        s.assert_defined::<Conv<f16, f32>>(ConvKernel::Direct);
+        s.assert_defined::<Conv<bf16, bf16>>(ConvKernel::Direct);
+        for (conv, path, vec) in [
+            (ConvPath::Sm80, ImplicitPath::Sm80, 8),
+            (ConvPath::Sm80, ImplicitPath::Sm80, 4),
+            (ConvPath::Sm75, ImplicitPath::Sm75, 8),
+        ] {
+            for c in conv.configs_for(vec) {
+                let which = ConvKernel::Implicit {
+                    path,
+                    tiling: c.tiling,
+                    c4: vec == 4,
+                };
+                s.assert_defined::<Conv<f16, f32>>(which);
+                if conv.supports_bf16() {
+                    s.assert_defined::<Conv<bf16, f16>>(which);
+                }
+            }
+        }
+    }
+}

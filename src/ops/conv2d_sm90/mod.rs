@@ -542,6 +542,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_variant_is_a_kernel() {
+        let mut shipped = crate::launch::tests::Shipped::default();
+        for v in VARIANTS {
+            for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
+                let which = ConvSm90Kernel {
+                    block_n: v.block_n,
+                    stages: v.stages,
+                    two_cta: v.blocks_per_sm == 2,
+                    a_load,
+                };
+                shipped.assert_defined::<ConvSm90<half::f16, half::f16>>(which);
+                shipped.assert_defined::<ConvSm90<half::bf16, half::bf16>>(which);
+            }
+        }
+    }
+
+    #[test]
     fn output_size_follows_pytorch() {
         let s = Conv2dShape::new(2, 7, 9, 8, 4, 3, 3).pad(1, 1);
         assert_eq!(s.output_size(), Some((7, 9)));
