@@ -707,8 +707,9 @@ impl<T: Pod> Transpose<T> {
 }
 
 // SAFETY: the fields are transpose_b16/_b32's five parameters in order (`symbol` picks the
-// kernel whose word is T's size, 2 or 4 bytes, which `new` checks too); `new` checks both buffers hold batch·rows·cols
-// elements and the dimensions fit the kernel's ints; only `config`'s grid is accepted.
+// kernel whose word is T's size, 2 or 4 bytes, which `new` checks too); `new` checks both
+// buffers hold batch·rows·cols elements and the dimensions fit the kernel's ints; only
+// `config`'s grid is accepted.
 unsafe impl<T: Float> KernelArgs for Transpose<T> {
     type Params = [*mut c_void; 5];
     type Variant = ();

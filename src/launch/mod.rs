@@ -267,8 +267,8 @@ pub(crate) fn grid_stride_config(n: usize, sm_count: u32) -> LaunchConfig {
 }
 
 /// Launches `kernel` with programmatic dependent launch when it was loaded from `compute_90a`
-/// (the target the handle remembers): the GPU may start the kernel while the previous kernel on the
-/// stream still runs, which hides most of the launch latency of a chain of small kernels (and
+/// (the target the handle remembers): the GPU may start the kernel while the previous kernel on
+/// the stream still runs, which hides most of the launch latency of a chain of small kernels (and
 /// is kept when the launch is captured into a graph). Other targets, including older PTX forced
 /// onto a Hopper GPU (whose code has no `griddepcontrol.wait`), get an ordinary launch.
 pub(crate) fn run_early<A: EarlyKernelArgs>(
