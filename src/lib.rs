@@ -43,7 +43,7 @@
 //! | Capturing stops nothing else | thread-local capture mode; per-stream capture state, begun only after the stream's eager work in flight has been noted; another thread's work on the capturing stream and a stream joined into a capture are refused | `soundness::capture_stops_no_other_thread`, `soundness::joined_stream_refused_in_capture` |
 //! | Nothing a replay reads from the host can change or vanish | pinned copies and wide fills (host staging) are refused inside a capture | `soundness::wide_fill_refused_in_capture` |
 //! | One context per GPU | [`Device::open`] hands out the process's one context for the GPU, however it is named | `soundness::one_context_three_ways` |
-//! | No kernel touches memory outside its buffers | sizes, strides and offsets validated with checked arithmetic when a plan is made (`size`, the plans' `validate`), and again in the launch layer right before each launch: a kernel's parameters are a struct of `launch::args`/`gemm`/`conv` made only by a constructor that checks every operand's length (taken with its address through an `Access`) against the furthest element the kernel reaches with those scalars, and `run` refuses a grid the kernel does not bound; tensor maps must lie inside their operands; vectorised paths only where the extent covers the vector | `launch::*` unit tests, `tests/properties.rs`, the GPU kernel tests under `compute-sanitizer` |
+//! | No kernel touches memory outside its buffers | sizes, strides and offsets validated with checked arithmetic when a plan is made (`size`, the plans' `validate`), and again in the launch layer right before each launch: a kernel's parameters are a struct of `launch::args`/`gemm`/`conv` made only by a constructor that checks every operand's length (taken with its address through an `Access`) against the furthest element the kernel reaches with those scalars, and `run` refuses a grid the kernel does not bound and launches only a kernel of the struct's own family (a `Kernel<A>` handle, loaded by the launch layer from the family's symbol); tensor maps must lie inside their operands; vectorised paths only where the extent covers the vector | `launch::*` unit tests (among them: every symbol a plan can load is a kernel of its PTX), `tests/properties.rs`, the GPU kernel tests under `compute-sanitizer` |
 //! | cudarc cannot undo the above | the raw stream is behind the `unsafe` [`Stream::cuda_stream`]; no buffer exposes its cudarc allocation | `compile-fail/raw_stream_is_unsafe` |
 //!
 //! `unsafe` appears in the driver wrappers (`device`, `stream`, `graph`, `memory`), the launch
@@ -51,7 +51,10 @@
 //! `unsafe impl`s of its `KernelArgs` trait for the checked argument structs, and the TMA
 //! encoder's FFI) and the FFI of NCCL and cuBLAS/cuDNN, each with its `// SAFETY:` proof. The
 //! operations (`ops`) hold none: they take their operands through an `Access` and launch through
-//! safe functions of the launch layer.
+//! safe functions of the launch layer. Those functions take a `Kernel<A>` handle with the
+//! argument struct `A`, and a handle is made only by the launch layer from `A`'s own symbol for
+//! a typed variant, so the types forbid launching a kernel with another kernel's parameters,
+//! and the PTX target that decides an early (PDL) launch is the one the handle was loaded from.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 // No panic from a public function on any argument (issue 16): library code returns `Error`.

@@ -122,6 +122,22 @@ fn ptx_text(src: &ModuleSource, arch: PtxArch) -> Result<String> {
     })
 }
 
+/// The kernels `module`'s PTX for `arch` defines (its `.entry` names); `None` when the build
+/// does not ship that PTX. For tests: the launch layer's symbols name kernels that exist.
+#[cfg(test)]
+pub(crate) fn entries(module: &str, arch: PtxArch) -> Option<std::collections::HashSet<String>> {
+    let src = find(module)?;
+    if !src.ptx.iter().any(|(a, _)| *a == arch) {
+        return None;
+    }
+    let ptx = ptx_text(src, arch).ok()?;
+    let names = ptx.lines().filter_map(|l| {
+        let rest = l.split(".entry ").nth(1)?;
+        Some(rest.split('(').next()?.trim().to_string())
+    });
+    Some(names.collect())
+}
+
 /// The `.version` directive of a PTX text, e.g. `8.4`.
 fn ptx_isa(ptx: &str) -> String {
     ptx.lines()
@@ -282,18 +298,10 @@ impl Device {
         Ok((module, info(ModuleImage::Ptx, cubin_refused, decompressing)))
     }
 
-    /// The kernel `function` of `module`, for the best target or the forced one.
-    pub(crate) fn function(
-        &self,
-        module: &'static str,
-        function: &str,
-        forced: Option<PtxArch>,
-    ) -> Result<CudaFunction> {
-        Ok(self.function_and_target(module, function, forced)?.0)
-    }
-
-    /// [`Device::function`] and the PTX target it was compiled for (what the kernel can rely
-    /// on, e.g. programmatic dependent launch only in `compute_90a` code).
+    /// The kernel `function` of `module`, for the best target or the forced one, and the PTX
+    /// target it was compiled for (what the kernel can rely on, e.g. programmatic dependent
+    /// launch only in `compute_90a` code). Only the launch layer looks kernels up, through
+    /// `KernelArgs::kernel`: a kernel's name is written once, beside its argument struct.
     pub(crate) fn function_and_target(
         &self,
         module: &'static str,

@@ -9,11 +9,11 @@
 //! is [`Error::TooLarge`]; a configuration the kernel is not safe under is
 //! [`Error::InvalidArgument`].
 
-use super::{exactly, one_dim, param, EarlyKernelArgs, KernelArgs};
+use super::{exactly, one_dim, param, EarlyKernelArgs, KernelArgs, Symbol};
 use crate::error::{Error, Result};
 use crate::memory::access::{DevPtr, Operand};
 use crate::memory::ensure_len;
-use crate::ops::Float;
+use crate::ops::{Dtype, Float};
 use crate::size;
 use bytemuck::Pod;
 use cudarc::driver::LaunchConfig;
@@ -55,6 +55,17 @@ pub(crate) const MAX_ROW_DIM: usize = i32::MAX as usize - 64;
 /// How a refused configuration names the grid-stride kernels.
 const GRID_STRIDE: &str = "a grid-stride kernel";
 
+/// The modules of these kernels.
+const ELEMENTWISE: &str = "elementwise";
+const POOLING: &str = "pooling";
+const TRAIN: &str = "train";
+const CONV_LAYOUT: &str = "conv_layout";
+
+/// `<kernel>_<t>` in `module`: a kernel instantiated for `T`.
+fn typed<T: Float>(module: &'static str, kernel: &str) -> Symbol {
+    Symbol::any(module, format!("{kernel}_{}", T::SUFFIX))
+}
+
 // ---------------------------------------------------------------------------------------------
 // kernels/elementwise.cu
 
@@ -95,6 +106,18 @@ fn check_n2(
 // and y hold n elements; any one-dimensional grid is safe (`check_config`).
 unsafe impl<T: Float> KernelArgs for Axpy<T> {
     type Params = [*mut c_void; 4];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        // Static names: the launch path of the smallest kernels allocates nothing.
+        Symbol::any(
+            ELEMENTWISE,
+            match T::DTYPE {
+                Dtype::F32 => "axpy_f32",
+                Dtype::F16 => "axpy_f16",
+                Dtype::Bf16 => "axpy_bf16",
+            },
+        )
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.n),
@@ -157,6 +180,17 @@ impl<T: Float> GlobalAvgPool<T> {
 // const T*, T*); `new` checks x holds n·hw·c and y n·c elements; any one-dimensional grid.
 unsafe impl<T: Float> KernelArgs for GlobalAvgPool<T> {
     type Params = [*mut c_void; 5];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        Symbol::any(
+            POOLING,
+            match T::DTYPE {
+                Dtype::F32 => "global_avg_pool_nhwc_f32",
+                Dtype::F16 => "global_avg_pool_nhwc_f16",
+                Dtype::Bf16 => "global_avg_pool_nhwc_bf16",
+            },
+        )
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.n),
@@ -269,6 +303,10 @@ fn optional_state<T>(op: &Operand<T>) -> Option<usize> {
 // of `config` is accepted (whole warps, rows below i32::MAX).
 unsafe impl<G: Float> KernelArgs for SoftmaxXent<G> {
     type Params = [*mut c_void; 7];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        typed::<G>(TRAIN, "softmax_xent")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.rows),
@@ -309,6 +347,10 @@ impl<T: Float> ReluBackward<T> {
 // hold n elements; grid-stride over any one-dimensional grid.
 unsafe impl<T: Float> KernelArgs for ReluBackward<T> {
     type Params = [*mut c_void; 3];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        typed::<T>(TRAIN, "relu_backward")
+    }
     fn params(&mut self) -> Self::Params {
         [param(&mut self.n), param(&mut self.y), param(&mut self.dy)]
     }
@@ -363,6 +405,10 @@ impl<T: Float> BiasGrad<T> {
 // accepted (the 8 × 33 shared tile, int column indices).
 unsafe impl<T: Float> KernelArgs for BiasGrad<T> {
     type Params = [*mut c_void; 4];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        typed::<T>(TRAIN, "bias_grad")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.rows),
@@ -400,6 +446,10 @@ impl<T: Float> CastF32<T> {
 // n elements; grid-stride over any one-dimensional grid.
 unsafe impl<T: Float> KernelArgs for CastF32<T> {
     type Params = [*mut c_void; 3];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        typed::<T>(TRAIN, "cast_f32")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.n),
@@ -437,6 +487,10 @@ impl NonfiniteCheck {
 // n elements and state the four floats; grid-stride over any one-dimensional grid.
 unsafe impl KernelArgs for NonfiniteCheck {
     type Params = [*mut c_void; 3];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        Symbol::any(TRAIN, "nonfinite_check_f32")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.n),
@@ -471,6 +525,10 @@ impl LossScaleUpdate {
 // the four floats; one thread works whatever the grid.
 unsafe impl KernelArgs for LossScaleUpdate {
     type Params = [*mut c_void; 2];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        Symbol::any(TRAIN, "loss_scale_update")
+    }
     fn params(&mut self) -> Self::Params {
         [param(&mut self.state), param(&mut self.growth_interval)]
     }
@@ -546,6 +604,10 @@ impl<T: Float> SgdStep<T> {
 // one-dimensional grid.
 unsafe impl<T: Float> KernelArgs for SgdStep<T> {
     type Params = [*mut c_void; 9];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        typed::<T>(TRAIN, "sgd_step")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.n),
@@ -644,11 +706,23 @@ impl<T: Pod> Transpose<T> {
     }
 }
 
-// SAFETY: the fields are transpose_b16/_b32's five parameters in order (the word type is T's
-// size, 2 or 4 bytes, checked in `new`); `new` checks both buffers hold batch·rows·cols
-// elements and the dimensions fit the kernel's ints; only `config`'s grid is accepted.
-unsafe impl<T: Pod> KernelArgs for Transpose<T> {
+// SAFETY: the fields are transpose_b16/_b32's five parameters in order (`symbol` picks the
+// kernel whose word is T's size, 2 or 4 bytes, which `new` checks too); `new` checks both
+// buffers hold batch·rows·cols elements and the dimensions fit the kernel's ints; only
+// `config`'s grid is accepted.
+unsafe impl<T: Float> KernelArgs for Transpose<T> {
     type Params = [*mut c_void; 5];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        // The kernel moves words of T's size.
+        Symbol::any(
+            CONV_LAYOUT,
+            match T::DTYPE {
+                Dtype::F16 | Dtype::Bf16 => "transpose_b16",
+                Dtype::F32 => "transpose_b32",
+            },
+        )
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.src),
@@ -735,6 +809,10 @@ fn b16(word: usize) -> Result<()> {
 // keeps the grid-stride row counter (`int`) from overflowing.
 unsafe impl<T: Pod> KernelArgs for PadPixels<T> {
     type Params = [*mut c_void; 5];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        Symbol::any(CONV_LAYOUT, "pad_pixels_b16")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.src),
@@ -834,6 +912,10 @@ impl<T: Pod> PadRows<T> {
 // 64-bit indices hold) and cp ≥ 1; grid-stride in 64 bits over any one-dimensional grid.
 unsafe impl<T: Pod> KernelArgs for PadRows<T> {
     type Params = [*mut c_void; 7];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        Symbol::any(CONV_LAYOUT, "pad_rows_b16")
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.src),

@@ -12,14 +12,81 @@
 
 use super::gemm::{GemmOperands, GemmParams, GemmRun, GemmShape};
 use super::tma::{TmaDesc, TmaMap};
-use super::{bad_config, param, KernelArgs};
+use super::{bad_config, param, KernelArgs, Symbol};
+use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
 use crate::memory::ensure_len;
+use crate::ops::conv2d_sm90::ALoad;
+use crate::ops::matmul::config::Tiling;
 use crate::ops::matmul::desc::Layout;
 use crate::ops::Float;
 use crate::size;
 use cudarc::driver::LaunchConfig;
 use std::ffi::c_void;
+
+/// The module of the direct kernels, which ships every target.
+pub(crate) const DIRECT_MODULE: &str = "conv_direct";
+/// The module of the Hopper kernels.
+pub(crate) const SM90_MODULE: &str = "conv_sm90";
+/// The Hopper kernels' output pixels per block tile (rows of the implicit GEMM).
+pub(crate) const SM90_BM: usize = 128;
+/// The Hopper kernels' channels per k-tile.
+pub(crate) const SM90_BK: usize = 64;
+
+/// An implicit-GEMM convolution module: `conv_sm80` (f16, bf16; `_c4` kernels gathering four
+/// channels per copy) or `conv_sm75` (f16), each loaded from its own target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ImplicitPath {
+    Sm80,
+    Sm75,
+}
+
+impl ImplicitPath {
+    fn tag(self) -> &'static str {
+        match self {
+            ImplicitPath::Sm80 => "sm80",
+            ImplicitPath::Sm75 => "sm75",
+        }
+    }
+
+    fn module(self) -> &'static str {
+        match self {
+            ImplicitPath::Sm80 => "conv_sm80",
+            ImplicitPath::Sm75 => "conv_sm75",
+        }
+    }
+
+    fn arch(self) -> PtxArch {
+        match self {
+            ImplicitPath::Sm80 => PtxArch::Compute80,
+            ImplicitPath::Sm75 => PtxArch::Compute75,
+        }
+    }
+}
+
+/// Which [`Conv`] kernel: the direct `conv_direct_<input>` (from the target the caller picks),
+/// or the implicit GEMM `conv_<path>_<input>[_c4]_<tiling>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConvKernel {
+    Direct,
+    Implicit {
+        path: ImplicitPath,
+        tiling: Tiling,
+        /// The kernels that copy four channels of x at a time (else eight).
+        c4: bool,
+    },
+}
+
+/// Which [`ConvSm90`] kernel: `conv_sm90_<input>_128x<block_n>x64x<stages>_<a_load>[_2cta]`,
+/// loaded from `compute_90a`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvSm90Kernel {
+    pub block_n: usize,
+    pub stages: usize,
+    /// The variant run two blocks per SM.
+    pub two_cta: bool,
+    pub a_load: ALoad,
+}
 
 /// Mirrors `hk::ConvShape` (kernels/conv/conv_shape.cuh): sixteen `int`s.
 #[repr(C)]
@@ -210,6 +277,17 @@ impl<I: Float, O: Float> Conv<I, O> {
 // kernel's grid one-dimensional.
 unsafe impl<I: Float, O: Float> KernelArgs for Conv<I, O> {
     type Params = [*mut c_void; 2];
+    type Variant = ConvKernel;
+    fn symbol(k: &ConvKernel) -> Symbol {
+        match *k {
+            ConvKernel::Direct => Symbol::any(DIRECT_MODULE, format!("conv_direct_{}", I::SUFFIX)),
+            ConvKernel::Implicit { path, tiling, c4 } => {
+                let (tag, input, vec) = (path.tag(), I::SUFFIX, if c4 { "_c4" } else { "" });
+                let name = format!("conv_{tag}_{input}{vec}_{tiling}");
+                Symbol::at(path.module(), name, path.arch())
+            }
+        }
+    }
     fn params(&mut self) -> Self::Params {
         [param(&mut self.params), param(&mut self.shape)]
     }
@@ -312,6 +390,18 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
 // exceed the split-K slices.
 unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
     type Params = [*mut c_void; 4];
+    type Variant = ConvSm90Kernel;
+    fn symbol(k: &ConvSm90Kernel) -> Symbol {
+        let a_load = match k.a_load {
+            ALoad::Im2col => "im2col",
+            ALoad::Gather => "gather",
+            ALoad::Packed => "packed",
+        };
+        let ctas = if k.two_cta { "_2cta" } else { "" };
+        let (input, bn, stages) = (I::SUFFIX, k.block_n, k.stages);
+        let name = format!("conv_sm90_{input}_{SM90_BM}x{bn}x{SM90_BK}x{stages}_{a_load}{ctas}");
+        Symbol::at(SM90_MODULE, name, PtxArch::Compute90a)
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.params),
@@ -337,6 +427,49 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_names_follow_the_kernels() {
+        use half::{bf16, f16};
+        let direct = Conv::<bf16, f32>::symbol(&ConvKernel::Direct);
+        assert_eq!(
+            (direct.module, &*direct.name),
+            ("conv_direct", "conv_direct_bf16")
+        );
+        assert_eq!(direct.target, None);
+        let tiling = Tiling {
+            bm: 128,
+            bn: 64,
+            bk: 32,
+            stages: 4,
+        };
+        let c4 = ConvKernel::Implicit {
+            path: ImplicitPath::Sm80,
+            tiling,
+            c4: true,
+        };
+        let s = Conv::<f16, f16>::symbol(&c4);
+        assert_eq!(
+            (s.module, &*s.name),
+            ("conv_sm80", "conv_sm80_f16_c4_128x64x32x4")
+        );
+        let sm75 = ConvKernel::Implicit {
+            path: ImplicitPath::Sm75,
+            tiling,
+            c4: false,
+        };
+        let s = Conv::<f16, f32>::symbol(&sm75);
+        assert_eq!(s.name, "conv_sm75_f16_128x64x32x4");
+        assert_eq!(s.target, Some(PtxArch::Compute75));
+        let hopper = ConvSm90Kernel {
+            block_n: 64,
+            stages: 4,
+            two_cta: true,
+            a_load: ALoad::Packed,
+        };
+        let s = ConvSm90::<bf16, bf16>::symbol(&hopper);
+        assert_eq!(s.name, "conv_sm90_bf16_128x64x64x4_packed_2cta");
+    }
 
     #[test]
     fn input_and_filter_extents() {

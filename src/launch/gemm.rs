@@ -13,10 +13,12 @@
 //! chunk.
 
 use super::tma::TmaMap;
-use super::{bad_config, param, KernelArgs};
+use super::{bad_config, param, KernelArgs, Symbol};
+use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
 use crate::memory::access::{DevPtr, Operand};
 use crate::memory::ensure_len;
+use crate::ops::matmul::config::{GemmPath, Tiling};
 use crate::ops::matmul::desc::{extent, Layout};
 use crate::ops::{Dtype, Float};
 use crate::size;
@@ -298,6 +300,51 @@ impl<I: Float, O: Float> GemmParams<I, O> {
     }
 }
 
+/// The layouts part of a GEMM kernel's name: `ar`/`ac` for A, `br`/`bc` for B.
+fn layouts(a: Layout, b: Layout) -> &'static str {
+    match (a, b) {
+        (Layout::RowMajor, Layout::RowMajor) => "arbr",
+        (Layout::RowMajor, Layout::ColMajor) => "arbc",
+        (Layout::ColMajor, Layout::RowMajor) => "acbr",
+        (Layout::ColMajor, Layout::ColMajor) => "acbc",
+    }
+}
+
+/// Which tile kernel: `gemm_<path>_<input>_<tiling>_<layouts>_<aligned|general>` of the path's
+/// module, loaded from the path's target. `aligned`: the fast kernel, which reads A and B in
+/// whole 16-byte chunks ([`GemmParams::matmul`] with a `fast_granule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TileKernel {
+    pub path: GemmPath,
+    pub tiling: Tiling,
+    pub a_layout: Layout,
+    pub b_layout: Layout,
+    pub aligned: bool,
+}
+
+/// `gemm_<path>_<input>_<tiling>_<layouts>_<mode>`.
+fn gemm_name(path: GemmPath, input: Dtype, tiling: Tiling, ab: &str, mode: &str) -> String {
+    let (tag, input) = (path.tag(), input.suffix());
+    format!("gemm_{tag}_{input}_{tiling}_{ab}_{mode}")
+}
+
+/// Which persistent Hopper kernel: `gemm_sm90_<input>_<tiling>_<layouts>_persistent` of
+/// `gemm_sm90`, loaded from `compute_90a`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PersistentKernel {
+    pub tiling: Tiling,
+    pub a_layout: Layout,
+    pub b_layout: Layout,
+}
+
+/// Which split-K reduction: a GEMM path's `gemm_<path>_splitk_reduce` (also the K = 0
+/// epilogue), or the Hopper convolution's `conv_sm90_splitk_reduce`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reduction {
+    Gemm(GemmPath),
+    ConvSm90,
+}
+
 /// A tile kernel (kernels/gemm/gemm_sm70.cu, gemm_sm75.cu, gemm_sm80.cu; the implicit-GEMM
 /// convolutions reuse the grid): one block per `bm × bn` output tile (grid x, grouped order) and
 /// per batch × split-K slice (grid y); blocks past those would compute a batch index the
@@ -343,6 +390,13 @@ impl<I: Float, O: Float> GemmTiles<I, O> {
 // batch × split slices the parameters cover.
 unsafe impl<I: Float, O: Float> KernelArgs for GemmTiles<I, O> {
     type Params = [*mut c_void; 1];
+    type Variant = TileKernel;
+    fn symbol(k: &TileKernel) -> Symbol {
+        let mode = if k.aligned { "aligned" } else { "general" };
+        let ab = layouts(k.a_layout, k.b_layout);
+        let name = gemm_name(k.path, I::DTYPE, k.tiling, ab, mode);
+        Symbol::at(k.path.module(), name, k.path.arch())
+    }
     fn params(&mut self) -> Self::Params {
         [param(&mut self.params)]
     }
@@ -386,6 +440,21 @@ impl<I: Float, O: Float> SplitKReduce<I, O> {
 // grid-stride loop over a one-dimensional grid.
 unsafe impl<I: Float, O: Float> KernelArgs for SplitKReduce<I, O> {
     type Params = [*mut c_void; 1];
+    type Variant = Reduction;
+    fn symbol(r: &Reduction) -> Symbol {
+        match r {
+            Reduction::Gemm(path) => Symbol::at(
+                path.module(),
+                format!("gemm_{}_splitk_reduce", path.tag()),
+                path.arch(),
+            ),
+            Reduction::ConvSm90 => Symbol::at(
+                super::conv::SM90_MODULE,
+                "conv_sm90_splitk_reduce",
+                PtxArch::Compute90a,
+            ),
+        }
+    }
     fn params(&mut self) -> Self::Params {
         [param(&mut self.params)]
     }
@@ -426,6 +495,12 @@ impl<I: Float, O: Float> GemmPersistent<I, O> {
 // lie inside A and B (`TmaMap::check_within`); the blocks walk the tiles whatever the grid.
 unsafe impl<I: Float, O: Float> KernelArgs for GemmPersistent<I, O> {
     type Params = [*mut c_void; 3];
+    type Variant = PersistentKernel;
+    fn symbol(k: &PersistentKernel) -> Symbol {
+        let ab = layouts(k.a_layout, k.b_layout);
+        let name = gemm_name(GemmPath::Sm90, I::DTYPE, k.tiling, ab, "persistent");
+        Symbol::at(GemmPath::Sm90.module(), name, GemmPath::Sm90.arch())
+    }
     fn params(&mut self) -> Self::Params {
         [
             param(&mut self.params),
@@ -494,6 +569,46 @@ mod tests {
             ab_extents(&huge),
             Err(Error::InvalidArgument { .. })
         ));
+    }
+
+    #[test]
+    fn kernel_names_follow_the_kernels() {
+        let tiling = GemmPath::Sm80.configs()[4].tiling;
+        let tile = TileKernel {
+            path: GemmPath::Sm80,
+            tiling,
+            a_layout: Layout::RowMajor,
+            b_layout: Layout::ColMajor,
+            aligned: true,
+        };
+        let s = GemmTiles::<half::bf16, f32>::symbol(&tile);
+        assert_eq!(s.name, "gemm_sm80_bf16_128x128x32x4_arbc_aligned");
+        assert_eq!(
+            (s.module, s.target),
+            ("gemm_sm80", Some(PtxArch::Compute80))
+        );
+        let general = TileKernel {
+            path: GemmPath::Sm70,
+            aligned: false,
+            ..tile
+        };
+        let s = GemmTiles::<half::f16, f32>::symbol(&general);
+        assert!(s.name.starts_with("gemm_sm70_f16_") && s.name.ends_with("_arbc_general"));
+        let persistent = PersistentKernel {
+            tiling: GemmPath::Sm90.configs()[0].tiling,
+            a_layout: Layout::ColMajor,
+            b_layout: Layout::RowMajor,
+        };
+        let s = GemmPersistent::<half::f16, half::f16>::symbol(&persistent);
+        assert_eq!(s.name, "gemm_sm90_f16_128x256x64x4_acbr_persistent");
+        assert_eq!(s.target, Some(PtxArch::Compute90a));
+        let reduce = SplitKReduce::<half::f16, f32>::symbol(&Reduction::Gemm(GemmPath::Sm75));
+        assert_eq!(
+            (reduce.module, &*reduce.name),
+            ("gemm_sm75", "gemm_sm75_splitk_reduce")
+        );
+        let reduce = SplitKReduce::<half::f16, half::f16>::symbol(&Reduction::ConvSm90);
+        assert_eq!(reduce.name, "conv_sm90_splitk_reduce");
     }
 
     #[test]

@@ -2,13 +2,11 @@
 
 use crate::error::{Error, Result};
 use crate::launch::args::Axpy;
-use crate::launch::{grid_stride_config, run_early};
+use crate::launch::{grid_stride_config, run_early, KernelArgs};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
-use crate::ops::{Dtype, Float, KernelOptions};
+use crate::ops::{Float, KernelOptions};
 use crate::stream::Stream;
-
-const MODULE: &str = "elementwise";
 
 /// `y = alpha * x + y`, element by element, computed in f32, on `stream`.
 ///
@@ -55,18 +53,13 @@ pub fn axpy_with<T: Float>(
     if n == 0 {
         return Ok(());
     }
-    let name: &'static str = match T::DTYPE {
-        Dtype::F32 => "axpy_f32",
-        Dtype::F16 => "axpy_f16",
-        Dtype::Bf16 => "axpy_bf16",
-    };
-    let (func, target) = device.function_and_target(MODULE, name, options.arch)?;
+    let kernel = Axpy::<T>::kernel(device, (), options.arch)?;
     let config = grid_stride_config(n, device.properties().sm_count);
     // The access orders the launch after other streams' work on x and y, and notes it.
     let mut acc = Access::new(stream)?;
     let x = acc.read(&x)?;
     let y = acc.write(&mut y)?;
     let mut args = Axpy::new(n, alpha, x, y)?;
-    run_early(stream, &func, target, config, &mut args)?;
+    run_early(stream, &kernel, config, &mut args)?;
     acc.finish()
 }

@@ -2,13 +2,11 @@
 
 use crate::error::{Error, Result};
 use crate::launch::args::GlobalAvgPool;
-use crate::launch::{grid_stride_config, run_early};
+use crate::launch::{grid_stride_config, run_early, KernelArgs};
 use crate::memory::access::Access;
 use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut};
-use crate::ops::{Dtype, Float};
+use crate::ops::Float;
 use crate::stream::Stream;
-
-const MODULE: &str = "pooling";
 
 /// Global average pooling: `y[b][ch]` = the mean of `x[b][p][ch]` over the `hw` pixels of
 /// image `b`, for an NHWC input of `n` images, `hw` = H·W pixels and `c` channels (`x` holds
@@ -53,17 +51,12 @@ pub fn global_avg_pool<T: Float>(
     if output == 0 {
         return Ok(());
     }
-    let name: &'static str = match T::DTYPE {
-        Dtype::F32 => "global_avg_pool_nhwc_f32",
-        Dtype::F16 => "global_avg_pool_nhwc_f16",
-        Dtype::Bf16 => "global_avg_pool_nhwc_bf16",
-    };
-    let (func, target) = device.function_and_target(MODULE, name, None)?;
+    let kernel = GlobalAvgPool::<T>::kernel(device, (), None)?;
     let config = grid_stride_config(output, device.properties().sm_count);
     let mut acc = Access::new(stream)?;
     let x = acc.read(&x)?;
     let y = acc.write(&mut y)?;
     let mut args = GlobalAvgPool::new((n, hw, c), x, y)?;
-    run_early(stream, &func, target, config, &mut args)?;
+    run_early(stream, &kernel, config, &mut args)?;
     acc.finish()
 }

@@ -53,14 +53,12 @@ use crate::launch::args::{
     BiasGrad, CastF32, LossScaleUpdate, NonfiniteCheck, ReluBackward, SgdStep, SoftmaxXent,
     MAX_ROW_DIM as MAX_DIM,
 };
-use crate::launch::{grid_stride_config, run};
+use crate::launch::{grid_stride_config, run, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::LaunchConfig;
-
-const MODULE: &str = "train";
 
 fn same_len(expected: usize, actual: usize) -> Result<()> {
     if expected == actual {
@@ -143,7 +141,7 @@ pub fn softmax_cross_entropy<G: Float>(
     if let Some(s) = scaler {
         device.check_same(s.state.device())?;
     }
-    let func = device.function(MODULE, &format!("softmax_xent_{}", G::SUFFIX), None)?;
+    let kernel = SoftmaxXent::<G>::kernel(device, (), None)?;
     let mut acc = Access::new(stream)?;
     let state = scaler.map(|s| s.state.as_device_slice());
     let state = acc.read_or_null(state.as_ref())?;
@@ -152,7 +150,7 @@ pub fn softmax_cross_entropy<G: Float>(
     let grad = acc.write(&mut grad)?;
     let row_loss = acc.write(&mut row_loss)?;
     let mut args = SoftmaxXent::new(rows, classes, (logits, labels, state, grad, row_loss))?;
-    run(stream, &func, args.config(), &mut args)?;
+    run(stream, &kernel, args.config(), &mut args)?;
     acc.finish()
 }
 
@@ -173,13 +171,13 @@ pub fn relu_backward<T: Float>(
     if n == 0 {
         return Ok(());
     }
-    let func = device.function(MODULE, &format!("relu_backward_{}", T::SUFFIX), None)?;
+    let kernel = ReluBackward::<T>::kernel(device, (), None)?;
     let mut acc = Access::new(stream)?;
     let y = acc.read(&y)?;
     let dy = acc.write(&mut dy)?;
     let mut args = ReluBackward::new(n, y, dy)?;
     let config = grid_stride_config(n, device.properties().sm_count);
-    run(stream, &func, config, &mut args)?;
+    run(stream, &kernel, config, &mut args)?;
     acc.finish()
 }
 
@@ -197,12 +195,12 @@ pub fn bias_grad<T: Float>(
     device.check_same(db.device())?;
     let cols = db.len();
     let rows = rows_of("dy", dy.len(), cols)?;
-    let func = device.function(MODULE, &format!("bias_grad_{}", T::SUFFIX), None)?;
+    let kernel = BiasGrad::<T>::kernel(device, (), None)?;
     let mut acc = Access::new(stream)?;
     let dy = acc.read(&dy)?;
     let db = acc.write(&mut db)?;
     let mut args = BiasGrad::new(rows, cols, dy, db)?;
-    run(stream, &func, args.config(), &mut args)?;
+    run(stream, &kernel, args.config(), &mut args)?;
     acc.finish()
 }
 
@@ -222,13 +220,13 @@ pub fn cast_f32<T: Float>(
     if n == 0 {
         return Ok(());
     }
-    let func = device.function(MODULE, &format!("cast_f32_{}", T::SUFFIX), None)?;
+    let kernel = CastF32::<T>::kernel(device, (), None)?;
     let mut acc = Access::new(stream)?;
     let src = acc.read(&src)?;
     let dst = acc.write(&mut dst)?;
     let mut args = CastF32::new(n, src, dst)?;
     let config = grid_stride_config(n, device.properties().sm_count);
-    run(stream, &func, config, &mut args)?;
+    run(stream, &kernel, config, &mut args)?;
     acc.finish()
 }
 
@@ -313,14 +311,14 @@ impl LossScaler {
         if n == 0 {
             return Ok(());
         }
-        let func = device.function(MODULE, "nonfinite_check_f32", None)?;
+        let kernel = NonfiniteCheck::kernel(device, (), None)?;
         let mut state = self.state.as_slice_mut();
         let mut acc = Access::new(stream)?;
         let grad = acc.read(&grad)?;
         let state = acc.write(&mut state)?;
         let mut args = NonfiniteCheck::new(n, grad, state)?;
         let config = grid_stride_config(n, device.properties().sm_count);
-        run(stream, &func, config, &mut args)?;
+        run(stream, &kernel, config, &mut args)?;
         acc.finish()
     }
 
@@ -329,12 +327,12 @@ impl LossScaler {
     pub fn update(&mut self, stream: &Stream) -> Result<()> {
         let device = stream.device();
         device.check_same(self.state.device())?;
-        let func = device.function(MODULE, "loss_scale_update", None)?;
+        let kernel = LossScaleUpdate::kernel(device, (), None)?;
         let mut state = self.state.as_slice_mut();
         let mut acc = Access::new(stream)?;
         let state = acc.write(&mut state)?;
         let mut args = LossScaleUpdate::new(state, self.growth_interval)?;
-        run(stream, &func, LaunchConfig::for_num_elems(1), &mut args)?;
+        run(stream, &kernel, LaunchConfig::for_num_elems(1), &mut args)?;
         acc.finish()
     }
 
@@ -441,7 +439,7 @@ impl Sgd {
                 });
             }
         }
-        let func = device.function(MODULE, &format!("sgd_step_{}", T::SUFFIX), None)?;
+        let kernel = SgdStep::<T>::kernel(device, (), None)?;
         let state = scaler.state.as_device_slice();
         let mut acc = Access::new(stream)?;
         let w = acc.write(&mut w)?;
@@ -455,7 +453,7 @@ impl Sgd {
         let hyper = (self.lr, self.momentum, self.weight_decay);
         let mut args = SgdStep::new(n, hyper, (w, v, g, low_precision, state))?;
         let config = grid_stride_config(n, device.properties().sm_count);
-        run(stream, &func, config, &mut args)?;
+        run(stream, &kernel, config, &mut args)?;
         acc.finish()
     }
 }

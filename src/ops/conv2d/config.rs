@@ -1,6 +1,7 @@
 //! Convolution kernel paths, the implicit GEMM's tile configurations, and the choice of both.
 
 use crate::catalog::PtxArch;
+use crate::launch::conv::ImplicitPath;
 use crate::ops::matmul::config::{self as gemm_config, cfg, Choice, TileConfig};
 use crate::ops::matmul::GemmPath;
 
@@ -40,12 +41,11 @@ impl ConvPath {
         }
     }
 
-    /// The implicit-GEMM module, its kernel-name tag and the GEMM path whose split-K reduction
-    /// it borrows.
-    pub(crate) fn implicit(self) -> Option<(&'static str, &'static str, GemmPath)> {
+    /// The implicit-GEMM kernels' path and the GEMM path whose split-K reduction they borrow.
+    pub(crate) fn implicit(self) -> Option<(ImplicitPath, GemmPath)> {
         match self {
-            ConvPath::Sm80 => Some(("conv_sm80", "sm80", GemmPath::Sm80)),
-            ConvPath::Sm75 => Some(("conv_sm75", "sm75", GemmPath::Sm75)),
+            ConvPath::Sm80 => Some((ImplicitPath::Sm80, GemmPath::Sm80)),
+            ConvPath::Sm75 => Some((ImplicitPath::Sm75, GemmPath::Sm75)),
             ConvPath::Gemm(_) | ConvPath::Sm90 | ConvPath::Direct => None,
         }
     }

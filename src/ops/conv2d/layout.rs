@@ -4,13 +4,11 @@
 
 use crate::error::{Error, Result};
 use crate::launch::args::{PadPixels, PadRows, Transpose};
-use crate::launch::{grid_stride_config, run};
+use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
-use crate::ops::{Dtype, Float};
+use crate::ops::Float;
 use crate::stream::Stream;
-
-pub(crate) const MODULE: &str = "conv_layout";
 
 /// NCHW (`src`, N×C×H×W) to NHWC (`dst`, N×H×W×C).
 ///
@@ -117,16 +115,12 @@ fn transpose<T: Float>(
     }
     // The kernel's limits (batch and columns in `int`, rows within the grid) are checked by
     // `Transpose::new`.
-    let name = match T::DTYPE {
-        Dtype::F16 | Dtype::Bf16 => "transpose_b16",
-        Dtype::F32 => "transpose_b32",
-    };
-    let func = device.function(MODULE, name, None)?;
+    let kernel = Transpose::<T>::kernel(device, (), None)?;
     let mut acc = Access::new(stream)?;
     let src = acc.read(&src)?;
     let dst = acc.write(&mut dst)?;
     let mut args = Transpose::new((batch, rows, cols), src, dst)?;
-    run(stream, &func, args.config(), &mut args)?;
+    run(stream, &kernel, args.config(), &mut args)?;
     acc.finish()
 }
 
@@ -135,7 +129,7 @@ fn transpose<T: Float>(
 /// validation bounds rows × cp below 2³¹.
 pub(crate) fn pad_pixels<T: Float>(
     stream: &Stream,
-    func: &cudarc::driver::CudaFunction,
+    kernel: &Kernel<PadPixels<T>>,
     src: &DeviceSlice<'_, T>,
     dst: &mut DeviceSliceMut<'_, T>,
     (rows, c, cp): (usize, usize, usize),
@@ -145,7 +139,7 @@ pub(crate) fn pad_pixels<T: Float>(
     let dst = acc.write(dst)?;
     let mut args = PadPixels::new((rows, c, cp), src, dst)?;
     let cfg = grid_stride_config(rows, stream.device().properties().sm_count);
-    run(stream, func, cfg, &mut args)?;
+    run(stream, kernel, cfg, &mut args)?;
     acc.finish()
 }
 
@@ -154,7 +148,7 @@ pub(crate) fn pad_pixels<T: Float>(
 /// ld)). The padded path's input and filter.
 pub(crate) fn pad_rows<T: Float>(
     stream: &Stream,
-    func: &cudarc::driver::CudaFunction,
+    kernel: &Kernel<PadRows<T>>,
     src: &DeviceSlice<'_, T>,
     dst: &mut DeviceSliceMut<'_, T>,
     (rows, taps, c, cp, ld): (usize, usize, usize, usize, usize),
@@ -165,6 +159,6 @@ pub(crate) fn pad_rows<T: Float>(
     let mut args = PadRows::new((rows, taps, c, cp, ld), src, dst)?;
     let total = rows.saturating_mul(ld); // the kernel's elements: dst's checked extent
     let cfg = grid_stride_config(total, stream.device().properties().sm_count);
-    run(stream, func, cfg, &mut args)?;
+    run(stream, kernel, cfg, &mut args)?;
     acc.finish()
 }

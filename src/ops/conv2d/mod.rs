@@ -34,9 +34,10 @@ pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::conv::{Conv, ConvRun, ConvShape};
-use crate::launch::gemm::{GemmOperands, SplitKReduce};
-use crate::launch::{grid_stride_config, run};
+use crate::launch::args::{PadPixels, PadRows};
+use crate::launch::conv::{Conv, ConvKernel, ConvRun, ConvShape, DIRECT_MODULE};
+use crate::launch::gemm::{GemmOperands, Reduction, SplitKReduce};
+use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
@@ -46,10 +47,8 @@ use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tilin
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
-use cudarc::driver::{sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig};
+use cudarc::driver::LaunchConfig;
 use std::marker::PhantomData;
-
-const DIRECT_MODULE: &str = "conv_direct";
 
 /// How the implicit-GEMM kernels see the input and filter: channels per copy (8, or 4 for the
 /// `_c4` kernels), C as stored, the filter's row length, and the padded copies made before
@@ -59,9 +58,9 @@ struct Gather<I: Float> {
     c: usize,
     ldb: usize,
     /// The padded input and the kernel that writes it (pad_pixels_b16).
-    x: Option<(CudaFunction, DeviceBuffer<I>)>,
+    x: Option<(Kernel<PadPixels<I>>, DeviceBuffer<I>)>,
     /// The padded filter and the kernel that writes it (pad_rows_b16).
-    w: Option<(CudaFunction, DeviceBuffer<I>)>,
+    w: Option<(Kernel<PadRows<I>>, DeviceBuffer<I>)>,
 }
 
 impl<I: Float> Gather<I> {
@@ -78,23 +77,20 @@ impl<I: Float> Gather<I> {
         let pad_x = c != desc.c;
         let pad_w = c != desc.c || ldb != k_gemm;
         let device = stream.device();
-        let padded = |yes: bool, kernel: &str, len: usize| -> Result<_> {
-            Ok(if yes {
-                Some((
-                    device.function(layout::MODULE, kernel, None)?,
-                    DeviceBuffer::alloc(stream, len)?,
-                ))
-            } else {
-                None
-            })
+        let x = if pad_x {
+            let len = desc.n * desc.h * desc.w * c;
+            let kernel = PadPixels::<I>::kernel(device, (), None)?;
+            Some((kernel, DeviceBuffer::alloc(stream, len)?))
+        } else {
+            None
         };
-        Ok(Gather {
-            vec,
-            c,
-            ldb,
-            x: padded(pad_x, "pad_pixels_b16", desc.n * desc.h * desc.w * c)?,
-            w: padded(pad_w, "pad_rows_b16", desc.k * ldb)?,
-        })
+        let w = if pad_w {
+            let kernel = PadRows::<I>::kernel(device, (), None)?;
+            Some((kernel, DeviceBuffer::alloc(stream, desc.k * ldb)?))
+        } else {
+            None
+        };
+        Ok(Gather { vec, c, ldb, x, w })
     }
 
     fn padded(&self) -> bool {
@@ -102,10 +98,9 @@ impl<I: Float> Gather<I> {
     }
 
     fn bytes(&self) -> usize {
-        [&self.x, &self.w]
-            .iter()
-            .map(|p| p.as_ref().map_or(0, |(_, b)| b.num_bytes()))
-            .sum()
+        let x = self.x.as_ref().map_or(0, |(_, b)| b.num_bytes());
+        let w = self.w.as_ref().map_or(0, |(_, b)| b.num_bytes());
+        x + w
     }
 }
 
@@ -114,14 +109,14 @@ impl<I: Float> Gather<I> {
 enum Kernels<I: Float, O: Float> {
     Gemm(Box<Matmul<I, O>>),
     Implicit {
-        func: CudaFunction,
+        func: Kernel<Conv<I, O>>,
         choice: Choice,
-        reduce: CudaFunction,
+        reduce: Kernel<SplitKReduce<I, O>>,
         workspace: Option<DeviceBuffer<f32>>,
         gather: Gather<I>,
     },
     Direct {
-        func: CudaFunction,
+        func: Kernel<Conv<I, O>>,
     },
     Hopper(Box<Conv2dSm90<I>>),
 }
@@ -262,19 +257,14 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 Kernels::Hopper(Box::new(Conv2dSm90::new(stream, hopper_shape(&desc))?))
             }
             None => Kernels::Direct {
-                func: device.function(
-                    DIRECT_MODULE,
-                    &format!("conv_direct_{}", I::SUFFIX),
-                    Some(family),
-                )?,
+                func: Conv::<I, O>::kernel(&device, ConvKernel::Direct, Some(family))?,
             },
-            Some((module, tag, gemm)) => {
+            Some((implicit, gemm)) => {
                 let gather = Gather::new(stream, &desc, path)?;
                 // The reduction the kernels run: R·S·C with C as stored.
                 let k = desc.r * desc.s * gather.c;
                 let sms = device.properties().sm_count as usize;
                 let max_smem = device.properties().max_shared_memory_per_block as usize;
-                let arch = path.arch().unwrap_or(family);
                 let configs = path.configs_for(gather.vec);
                 let no_config = || Error::InvalidArgument {
                     what: format!("the {path:?} path has no tile configuration"),
@@ -311,9 +301,12 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                         }
                     },
                 };
-                let vec = if gather.vec == 4 { "_c4" } else { "" };
-                let name = format!("conv_{tag}_{}{vec}_{}", I::SUFFIX, choice.config.tiling);
-                let func = device.function(module, &name, Some(arch))?;
+                let variant = ConvKernel::Implicit {
+                    path: implicit,
+                    tiling: choice.config.tiling,
+                    c4: gather.vec == 4,
+                };
+                let func = Conv::<I, O>::kernel(&device, variant, None)?;
                 let smem = choice.config.smem_bytes as usize;
                 if smem > 48 * 1024 {
                     if smem > max_smem {
@@ -323,16 +316,9 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                             max: max_smem,
                         });
                     }
-                    func.set_attribute(
-                        Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        smem as i32,
-                    )?;
+                    func.set_max_dynamic_shared_memory(choice.config.smem_bytes)?;
                 }
-                let reduce = device.function(
-                    gemm.module(),
-                    &format!("gemm_{}_splitk_reduce", gemm.tag()),
-                    Some(arch),
-                )?;
+                let reduce = SplitKReduce::<I, O>::kernel(&device, Reduction::Gemm(gemm), None)?;
                 let tiles = m.div_ceil(choice.config.bm) * n.div_ceil(choice.config.bn);
                 if tiles > i32::MAX as usize || choice.splits > 65535 {
                     return Err(Error::TooLarge {
@@ -442,7 +428,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             }
             Kernels::Hopper(conv) => launch_hopper(stream, conv, &x, &w, bias, y, relu),
             Kernels::Direct { func } => {
-                let kernel = ConvKernel {
+                let kernel = ConvLaunch {
                     func,
                     choice: None,
                     reduce: None,
@@ -459,7 +445,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 gather,
             } => {
                 gather.pad(stream, desc, &x, &w)?;
-                let kernel = ConvKernel {
+                let kernel = ConvLaunch {
                     func,
                     choice: Some(*choice),
                     reduce: Some(reduce),
@@ -542,20 +528,20 @@ fn launch_hopper<I: Float, O: Float>(
 
 /// The direct kernel, or an implicit-GEMM kernel with its split-K reduction, workspace and
 /// padded copies, for one launch.
-struct ConvKernel<'k, I: Float> {
-    func: &'k CudaFunction,
+struct ConvLaunch<'k, I: Float, O: Float> {
+    func: &'k Kernel<Conv<I, O>>,
     /// The implicit GEMM's tiles (none: the direct kernel, a thread per output element).
     choice: Option<Choice>,
-    reduce: Option<&'k CudaFunction>,
+    reduce: Option<&'k Kernel<SplitKReduce<I, O>>>,
     workspace: Option<&'k mut DeviceBuffer<f32>>,
     gather: Option<&'k Gather<I>>,
 }
 
-impl<I: Float> ConvKernel<'_, I> {
+impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
     /// Takes the operands' addresses, checks their alignment, and queues the kernel (and the
     /// split-K reduction).
     #[allow(clippy::too_many_arguments)]
-    fn launch<O: Float>(
+    fn launch(
         self,
         stream: &Stream,
         desc: &Conv2dDesc,

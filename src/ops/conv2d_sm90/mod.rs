@@ -45,23 +45,20 @@ pub use shape::Conv2dShape;
 use crate::catalog::PtxArch;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::conv::{ConvSm90, ConvSm90Shape};
-use crate::launch::gemm::{GemmOperands, SplitKReduce};
+use crate::launch::conv::{
+    ConvSm90, ConvSm90Kernel, ConvSm90Shape, SM90_BK as BK, SM90_BM as BM, SM90_MODULE as MODULE,
+};
+use crate::launch::gemm::{GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
-use crate::launch::{grid_stride_config, run};
+use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::modules;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
-use cudarc::driver::{sys::CUfunction_attribute as Attr, CudaFunction, LaunchConfig};
+use cudarc::driver::LaunchConfig;
 use std::marker::PhantomData;
 
-const MODULE: &str = "conv_sm90";
-/// Output pixels per block tile (rows of the implicit GEMM).
-const BM: usize = 128;
-/// Channels per k-tile.
-const BK: usize = 64;
 /// Threads per block: a producer warpgroup and two consumer warpgroups.
 const THREADS: u32 = 384;
 
@@ -150,8 +147,8 @@ pub struct Conv2dSm90<T: Float> {
     splits: usize,
     grid_blocks: usize,
     a_load: ALoad,
-    func: CudaFunction,
-    reduce: CudaFunction,
+    func: Kernel<ConvSm90<T, T>>,
+    reduce: Kernel<SplitKReduce<T, T>>,
     workspace: Option<DeviceBuffer<f32>>,
     tma_cache: Option<((u64, u64), (TmaMap, TmaMap))>,
     _t: PhantomData<T>,
@@ -353,28 +350,15 @@ impl<T: Float> Conv2dSm90<T> {
                 max: max_smem as usize,
             });
         }
-        let name = format!(
-            "conv_sm90_{}_128x{block_n}x64x{}_{}{}",
-            T::SUFFIX,
-            variant.stages,
-            match a_load {
-                ALoad::Im2col => "im2col",
-                ALoad::Gather => "gather",
-                ALoad::Packed => "packed",
-            },
-            if variant.blocks_per_sm == 2 {
-                "_2cta"
-            } else {
-                ""
-            }
-        );
-        let func = device.function(MODULE, &name, Some(PtxArch::Compute90a))?;
-        func.set_attribute(
-            Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            smem as i32,
-        )?;
-        let reduce =
-            device.function(MODULE, "conv_sm90_splitk_reduce", Some(PtxArch::Compute90a))?;
+        let which = ConvSm90Kernel {
+            block_n,
+            stages: variant.stages,
+            two_cta: variant.blocks_per_sm == 2,
+            a_load,
+        };
+        let func = ConvSm90::<T, T>::kernel(&device, which, None)?;
+        func.set_max_dynamic_shared_memory(smem)?;
+        let reduce = SplitKReduce::<T, T>::kernel(&device, Reduction::ConvSm90, None)?;
         let workspace = if splits > 1 {
             let len = crate::size::product(
                 "conv2d_sm90 split-K workspace (slices x N·P·Q x K)",
@@ -556,6 +540,23 @@ impl<T: Float> Conv2dSm90<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variant_is_a_kernel() {
+        let mut shipped = crate::launch::tests::Shipped::default();
+        for v in VARIANTS {
+            for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
+                let which = ConvSm90Kernel {
+                    block_n: v.block_n,
+                    stages: v.stages,
+                    two_cta: v.blocks_per_sm == 2,
+                    a_load,
+                };
+                shipped.assert_defined::<ConvSm90<half::f16, half::f16>>(which);
+                shipped.assert_defined::<ConvSm90<half::bf16, half::bf16>>(which);
+            }
+        }
+    }
 
     #[test]
     fn output_size_follows_pytorch() {

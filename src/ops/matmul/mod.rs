@@ -162,7 +162,7 @@ pub struct Matmul<I: Float, O: Float> {
     strides: Strides,
     transposed: bool,
     device: Device,
-    kernels: Kernels,
+    kernels: Kernels<I, O>,
     scratch: Mutex<Scratch>,
     _t: PhantomData<(I, O)>,
 }
@@ -213,7 +213,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             strides
         };
         let device = stream.device().clone();
-        let kernels = Kernels::plan::<I>(&device, &view, &strides)?;
+        let kernels = Kernels::plan(&device, &view, &strides)?;
         let workspace = match kernels.workspace_len(&view)? {
             Some(len) => Some(DeviceBuffer::<f32>::alloc(stream, len)?),
             None => None,

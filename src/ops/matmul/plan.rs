@@ -7,10 +7,13 @@ use super::desc::{at_most, MatmulDesc, Strides};
 use crate::catalog::{ComputeCapability, PtxArch};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::launch::gemm::{
+    GemmPersistent, GemmTiles, PersistentKernel, Reduction, SplitKReduce, TileKernel,
+};
+use crate::launch::{Kernel as Loaded, KernelArgs};
 use crate::modules;
 use crate::ops::{Dtype, Float};
 use crate::size;
-use cudarc::driver::{sys::CUfunction_attribute as Attr, CudaFunction};
 
 /// What a launch of a [`Matmul`](super::Matmul) runs. [`Matmul::route`](super::Matmul::route)
 /// says it for operands whose buffers are aligned (see the module docs);
@@ -51,14 +54,15 @@ impl Route {
     }
 }
 
-/// One GEMM kernel of a plan, with the tile configuration and split-K factor it runs.
-pub(crate) struct Kernel {
+/// One GEMM kernel of a plan (`F`: its loaded handle), with the tile configuration and
+/// split-K factor it runs.
+pub(crate) struct Kernel<F> {
     pub path: GemmPath,
-    pub func: CudaFunction,
+    pub func: F,
     pub choice: Choice,
 }
 
-impl Kernel {
+impl<F> Kernel<F> {
     fn route(&self, fast: bool) -> Route {
         Route::Gemm {
             path: self.path,
@@ -70,35 +74,39 @@ impl Kernel {
 }
 
 /// The path's fast kernel.
-pub(crate) struct Fast {
-    pub kernel: Kernel,
-    /// Hopper path: the persistent blocks launched, which walk the work units (tensor maps for
-    /// A and B). `None` on the other paths (a block per tile and slice).
-    pub persistent: Option<usize>,
+pub(crate) enum Fast<I: Float, O: Float> {
+    /// A block per tile and slice (the `aligned` tile kernel).
+    Tiles(Loaded<GemmTiles<I, O>>),
+    /// Hopper path: the persistent kernel and the blocks launched, which walk the work units
+    /// (tensor maps for A and B).
+    Persistent {
+        func: Loaded<GemmPersistent<I, O>>,
+        blocks: usize,
+    },
 }
 
 /// The kernels of a plan with M, N, K and the batch count positive.
-pub(crate) struct Gemm {
+pub(crate) struct Gemm<I: Float, O: Float> {
     /// `None` when the description rules it out (leading dimensions or batch strides that are
     /// not multiples of 8): every launch runs the general kernel.
-    pub fast: Option<Fast>,
-    pub general: Kernel,
+    pub fast: Option<Kernel<Fast<I, O>>>,
+    pub general: Kernel<Loaded<GemmTiles<I, O>>>,
     /// The split-K reduction (of the general kernel's path).
-    pub reduce: CudaFunction,
+    pub reduce: Loaded<SplitKReduce<I, O>>,
 }
 
-impl Gemm {
+impl<I: Float, O: Float> Gemm<I, O> {
     /// The route of a launch that runs the fast kernel (`fast`) or the general one.
     pub(crate) fn route(&self, fast: bool) -> Route {
         match (&self.fast, fast) {
-            (Some(f), true) => f.kernel.route(true),
+            (Some(f), true) => f.route(true),
             (Some(_) | None, _) => self.general.route(false),
         }
     }
 }
 
 /// What a plan launches.
-pub(crate) enum Kernels {
+pub(crate) enum Kernels<I: Float, O: Float> {
     /// M, N or the batch count is 0; `path` is the one the device would run.
     Empty {
         path: GemmPath,
@@ -106,18 +114,14 @@ pub(crate) enum Kernels {
     /// K = 0: the split-K reduction of `path` with no slices.
     EpilogueOnly {
         path: GemmPath,
-        reduce: CudaFunction,
+        reduce: Loaded<SplitKReduce<I, O>>,
     },
-    Gemm(Box<Gemm>),
+    Gemm(Box<Gemm<I, O>>),
 }
 
-impl Kernels {
+impl<I: Float, O: Float> Kernels<I, O> {
     /// Plans `desc` (row-major C and D; `strides` its own) for input type `I` on `device`.
-    pub(crate) fn plan<I: Float>(
-        device: &Device,
-        desc: &MatmulDesc,
-        strides: &Strides,
-    ) -> Result<Kernels> {
+    pub(crate) fn plan(device: &Device, desc: &MatmulDesc, strides: &Strides) -> Result<Self> {
         let path = device_path::<I>(device, desc.options.arch)?;
         if desc.is_empty() {
             return Ok(Kernels::Empty { path });
@@ -129,7 +133,7 @@ impl Kernels {
                 reduce: load_reduce(device, path)?,
             });
         }
-        plan_gemm::<I>(device, desc, strides, path).map(|g| Kernels::Gemm(Box::new(g)))
+        plan_gemm(device, desc, strides, path).map(|g| Kernels::Gemm(Box::new(g)))
     }
 
     /// What a launch runs when the operands' buffers are aligned.
@@ -145,14 +149,17 @@ impl Kernels {
     pub(crate) fn path(&self) -> GemmPath {
         match self {
             Kernels::Empty { path } | Kernels::EpilogueOnly { path, .. } => *path,
-            Kernels::Gemm(g) => g.fast.as_ref().map_or(g.general.path, |f| f.kernel.path),
+            Kernels::Gemm(g) => g.fast.as_ref().map_or(g.general.path, |f| f.path),
         }
     }
 
     /// Hopper path: the persistent blocks of the fast kernel; 0 otherwise.
     pub(crate) fn grid_blocks(&self) -> usize {
         match self {
-            Kernels::Gemm(g) => g.fast.as_ref().and_then(|f| f.persistent).unwrap_or(0),
+            Kernels::Gemm(g) => match g.fast.as_ref().map(|f| &f.func) {
+                Some(Fast::Persistent { blocks, .. }) => *blocks,
+                Some(Fast::Tiles(_)) | None => 0,
+            },
             Kernels::Empty { .. } | Kernels::EpilogueOnly { .. } => 0,
         }
     }
@@ -163,7 +170,7 @@ impl Kernels {
         let Kernels::Gemm(g) = self else {
             return Ok(None);
         };
-        let fast = g.fast.as_ref().map_or(1, |f| f.kernel.choice.splits);
+        let fast = g.fast.as_ref().map_or(1, |f| f.choice.splits);
         let splits = fast.max(g.general.choice.splits);
         if splits <= 1 {
             return Ok(None);
@@ -228,12 +235,12 @@ fn newest_arch(cc: ComputeCapability) -> Result<PtxArch> {
 }
 
 /// The GEMM kernels of `desc` on the device's `path`.
-fn plan_gemm<I: Float>(
+fn plan_gemm<I: Float, O: Float>(
     device: &Device,
     desc: &MatmulDesc,
     strides: &Strides,
     path: GemmPath,
-) -> Result<Gemm> {
+) -> Result<Gemm<I, O>> {
     let sms = device.properties().sm_count as usize;
     let max_smem = device.properties().max_shared_memory_per_block as usize;
     let path = path_for_shape(path, desc, strides, sms)?;
@@ -244,18 +251,26 @@ fn plan_gemm<I: Float>(
         check_grid(desc, c)?;
     }
     let fast = if fast_layout(desc, strides) {
-        let persistent = persistent_blocks(path, desc, &choice, sms)?;
-        let func = load::<I>(device, path, &choice, desc, true)?;
-        Some(Fast {
-            kernel: Kernel { path, func, choice },
-            persistent,
-        })
+        let func = match persistent_blocks(path, desc, &choice, sms)? {
+            Some(blocks) => {
+                let which = PersistentKernel {
+                    tiling: choice.config.tiling,
+                    a_layout: desc.a_layout,
+                    b_layout: desc.b_layout,
+                };
+                let func = GemmPersistent::kernel(device, which, None)?;
+                allow_smem(device, &choice, &func)?;
+                Fast::Persistent { func, blocks }
+            }
+            None => Fast::Tiles(load_tiles(device, path, &choice, desc, true)?),
+        };
+        Some(Kernel { path, func, choice })
     } else {
         None
     };
     let general = Kernel {
         path: general_path,
-        func: load::<I>(device, general_path, &general_choice, desc, false)?,
+        func: load_tiles(device, general_path, &general_choice, desc, false)?,
         choice: general_choice,
     };
     Ok(Gemm {
@@ -414,85 +429,49 @@ fn persistent_blocks(
     Ok(Some(blocks.clamp(1, units.max(1))))
 }
 
-/// The kernel variant's name part: the Hopper path's fast kernel is persistent.
-fn mode(path: GemmPath, fast: bool) -> &'static str {
-    match (path, fast) {
-        (GemmPath::Sm90, true) => "persistent",
-        (GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm80, true) => "aligned",
-        (GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm80 | GemmPath::Sm90, false) => "general",
-    }
-}
-
-/// The kernel's name: `gemm_<path>_<input>_<tiling>_<layouts>_<mode>`.
-fn kernel_name(
-    path: GemmPath,
-    input: Dtype,
-    tiling: Tiling,
-    desc: &MatmulDesc,
-    fast: bool,
-) -> String {
-    let a = match desc.a_layout {
-        super::Layout::RowMajor => "ar",
-        super::Layout::ColMajor => "ac",
-    };
-    let b = match desc.b_layout {
-        super::Layout::RowMajor => "br",
-        super::Layout::ColMajor => "bc",
-    };
-    let (tag, input, mode) = (path.tag(), input.suffix(), mode(path, fast));
-    format!("gemm_{tag}_{input}_{tiling}_{a}{b}_{mode}")
-}
-
-/// Loads the fast (`fast`) or general kernel of `path` for `choice`, with the dynamic shared
-/// memory it needs.
-fn load<I: Float>(
+/// Loads the aligned (`fast`) or general tile kernel of `path` for `choice`, with the dynamic
+/// shared memory it needs.
+fn load_tiles<I: Float, O: Float>(
     device: &Device,
     path: GemmPath,
     choice: &Choice,
     desc: &MatmulDesc,
     fast: bool,
-) -> Result<CudaFunction> {
-    let name = kernel_name(path, I::DTYPE, choice.config.tiling, desc, fast);
-    let f = device.function(path.module(), &name, Some(path.arch()))?;
+) -> Result<Loaded<GemmTiles<I, O>>> {
+    let which = TileKernel {
+        path,
+        tiling: choice.config.tiling,
+        a_layout: desc.a_layout,
+        b_layout: desc.b_layout,
+        aligned: fast,
+    };
+    let func = GemmTiles::kernel(device, which, None)?;
+    allow_smem(device, choice, &func)?;
+    Ok(func)
+}
+
+/// Lets `func` take the dynamic shared memory `choice` needs, where it exceeds 48 KiB.
+fn allow_smem<A: KernelArgs>(device: &Device, choice: &Choice, func: &Loaded<A>) -> Result<()> {
     let smem = choice.config.smem_bytes;
     if smem > 48 * 1024 {
         let max_smem = device.properties().max_shared_memory_per_block as usize;
         at_most("shared memory per block", smem as usize, max_smem)?;
-        f.set_attribute(
-            Attr::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            smem as i32,
-        )?;
+        func.set_max_dynamic_shared_memory(smem)?;
     }
-    Ok(f)
+    Ok(())
 }
 
 /// The split-K reduction of `path` (also the K = 0 epilogue).
-fn load_reduce(device: &Device, path: GemmPath) -> Result<CudaFunction> {
-    let name = format!("gemm_{}_splitk_reduce", path.tag());
-    device.function(path.module(), &name, Some(path.arch()))
+fn load_reduce<I: Float, O: Float>(
+    device: &Device,
+    path: GemmPath,
+) -> Result<Loaded<SplitKReduce<I, O>>> {
+    SplitKReduce::kernel(device, Reduction::Gemm(path), None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::matmul::Layout;
-
-    #[test]
-    fn kernel_names_follow_the_kernels() {
-        let t = GemmPath::Sm80.configs()[4].tiling;
-        let desc = MatmulDesc::new(8, 8, 8).b_layout(Layout::ColMajor);
-        assert_eq!(
-            kernel_name(GemmPath::Sm80, Dtype::Bf16, t, &desc, true),
-            "gemm_sm80_bf16_128x128x32x4_arbc_aligned"
-        );
-        let t = GemmPath::Sm90.configs()[0].tiling;
-        let desc = MatmulDesc::new(8, 8, 8).a_layout(Layout::ColMajor);
-        assert_eq!(
-            kernel_name(GemmPath::Sm90, Dtype::F16, t, &desc, true),
-            "gemm_sm90_f16_128x256x64x4_acbr_persistent"
-        );
-        assert!(kernel_name(GemmPath::Sm70, Dtype::F16, t, &desc, false).ends_with("_general"));
-    }
 
     #[test]
     fn the_description_decides_the_fast_kernel() {

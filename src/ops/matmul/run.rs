@@ -2,8 +2,9 @@
 //! which orders the launch after their earlier uses), the choice of kernel, the parameters, and
 //! the launches.
 
+use super::config::Choice;
 use super::desc::Layout;
-use super::plan::{Gemm, Kernel, Kernels, Route};
+use super::plan::{Fast, Gemm, Kernels, Route};
 use super::{lock, Activation, Epilogue, GemmPath, Matmul, Scratch, TmaCache};
 use crate::error::{Error, Result};
 use crate::launch::gemm::{
@@ -11,12 +12,12 @@ use crate::launch::gemm::{
     SplitKReduce,
 };
 use crate::launch::tma::{self, TmaMap};
-use crate::launch::{grid_stride_config, run};
+use crate::launch::{grid_stride_config, run, Kernel};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
-use cudarc::driver::{CudaFunction, LaunchConfig};
+use cudarc::driver::LaunchConfig;
 
 /// The operands of one launch as the kernels see them: A and B swapped for a column-major D.
 struct Operands<'x, I: Float, O: Float> {
@@ -115,7 +116,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
     fn launch_epilogue(
         &self,
         stream: &Stream,
-        reduce: &CudaFunction,
+        reduce: &Kernel<SplitKReduce<I, O>>,
         ops: &Operands<'_, I, O>,
         d: &mut DeviceSliceMut<'_, O>,
         activation: Activation,
@@ -141,7 +142,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
     fn launch_gemm(
         &self,
         stream: &Stream,
-        g: &Gemm,
+        g: &Gemm<I, O>,
         scratch: &mut Scratch,
         ops: &Operands<'_, I, O>,
         d: &mut DeviceSliceMut<'_, O>,
@@ -156,26 +157,25 @@ impl<I: Float, O: Float> Matmul<I, O> {
             d: acc.write(d)?,
             workspace: acc.write_or_null(scratch.workspace.as_mut())?,
         };
-        let fast = g
-            .fast
-            .as_ref()
-            .filter(|f| self.buffers_aligned(f.kernel.path, &p));
-        let kernel: &Kernel = fast.map_or(&g.general, |f| &f.kernel);
+        let fast = g.fast.as_ref().filter(|f| self.buffers_aligned(f.path, &p));
+        let choice = fast.map_or(&g.general.choice, |f| &f.choice);
+        let fast_granule = fast.map(|f| f.path.row_granule());
         let params = self.params(
             &p,
             ops.c.is_some(),
-            Some((kernel, fast.is_some())),
+            Some((choice, fast_granule)),
             activation,
         )?;
-        match fast.and_then(|f| f.persistent) {
-            Some(blocks) => {
-                let maps = self.tma_maps(&mut scratch.tma_cache, &p, kernel)?;
+        match fast.map(|f| &f.func) {
+            Some(Fast::Persistent { func, blocks }) => {
+                let maps = self.tma_maps(&mut scratch.tma_cache, &p, choice)?;
                 let mut args = GemmPersistent::new(params, (&p.a, &p.b), (&maps.0, &maps.1))?;
-                self.queue_persistent(stream, kernel, &mut args, blocks)?;
+                self.queue_persistent(stream, func, choice, &mut args, *blocks)?;
             }
-            None => self.queue_tiles(stream, kernel, params)?,
+            Some(Fast::Tiles(func)) => self.queue_tiles(stream, func, choice, params)?,
+            None => self.queue_tiles(stream, &g.general.func, choice, params)?,
         }
-        if kernel.choice.splits > 1 {
+        if choice.splits > 1 {
             self.queue_reduce(stream, &g.reduce, params)?;
         }
         acc.finish()?;
@@ -222,23 +222,20 @@ impl<I: Float, O: Float> Matmul<I, O> {
         }
     }
 
-    /// The kernels' parameters for `kernel` (and whether it is the fast one), or, without one,
-    /// for the K = 0 epilogue (no slices, α not applied: `D = act(β·C + bias)`, as cuBLAS).
+    /// The kernels' parameters for a kernel running `choice` (and, for a fast kernel, the row
+    /// granule of its 16-byte chunks), or, without one, for the K = 0 epilogue (no slices, α
+    /// not applied: `D = act(β·C + bias)`, as cuBLAS).
     fn params(
         &self,
         p: &GemmOperands<I, O>,
         own_c: bool,
-        kernel: Option<(&Kernel, bool)>,
+        kernel: Option<(&Choice, Option<usize>)>,
         activation: Activation,
     ) -> Result<GemmParams<I, O>> {
         let mut shape = self.shape(own_c);
         let c = if own_c { p.c } else { p.d }; // β ≠ 0 without C: in place
         let (splits, k_per_split, fast_granule) = match kernel {
-            Some((kernel, fast)) => (
-                kernel.choice.splits,
-                kernel.choice.k_per_split,
-                fast.then(|| kernel.path.row_granule()),
-            ),
+            Some((choice, fast_granule)) => (choice.splits, choice.k_per_split, fast_granule),
             None => {
                 shape.k = 0;
                 shape.alpha = 0.0;
@@ -269,7 +266,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         &self,
         cache: &mut Option<TmaCache>,
         p: &GemmOperands<I, O>,
-        kernel: &Kernel,
+        choice: &Choice,
     ) -> Result<(TmaMap, TmaMap)> {
         let key = (p.a.addr(), p.b.addr());
         if let Some((k, maps)) = cache {
@@ -280,7 +277,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let (desc, s) = (&self.view, &self.strides);
         let (m, n, k, batch) = (desc.m, desc.n, desc.k, desc.batch);
         let dtype = I::DTYPE;
-        let bm = kernel.choice.config.bm as u32;
+        let bm = choice.config.bm as u32;
         let (a_ptr, b_ptr) = key;
         let a = match desc.a_layout {
             Layout::RowMajor => tma::tiled(a_ptr, dtype, k, m, batch, s.lda, s.stride_a, bm)?,
@@ -300,37 +297,39 @@ impl<I: Float, O: Float> Matmul<I, O> {
     fn queue_persistent(
         &self,
         stream: &Stream,
-        kernel: &Kernel,
+        kernel: &Kernel<GemmPersistent<I, O>>,
+        choice: &Choice,
         args: &mut GemmPersistent<I, O>,
         blocks: usize,
     ) -> Result<()> {
-        let config = &kernel.choice.config;
+        let config = &choice.config;
         let cfg = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
             block_dim: (config.threads, 1, 1),
             shared_mem_bytes: config.smem_bytes,
         };
-        run(stream, &kernel.func, cfg, args)
+        run(stream, kernel, cfg, args)
     }
 
     /// An mma.sync or WMMA kernel: a block per output tile, batch and split-K slice.
     fn queue_tiles(
         &self,
         stream: &Stream,
-        kernel: &Kernel,
+        kernel: &Kernel<GemmTiles<I, O>>,
+        choice: &Choice,
         params: GemmParams<I, O>,
     ) -> Result<()> {
-        let config = &kernel.choice.config;
+        let config = &choice.config;
         let mut args = GemmTiles::new(params, (config.bm, config.bn))?;
         let cfg = args.config(config.threads, config.smem_bytes);
-        run(stream, &kernel.func, cfg, &mut args)
+        run(stream, kernel, cfg, &mut args)
     }
 
     /// The split-K reduction: sums the slices in the workspace and applies the epilogue.
     fn queue_reduce(
         &self,
         stream: &Stream,
-        reduce: &CudaFunction,
+        reduce: &Kernel<SplitKReduce<I, O>>,
         params: GemmParams<I, O>,
     ) -> Result<()> {
         let mut args = SplitKReduce::new(params);
