@@ -313,6 +313,8 @@ pub(crate) struct Access<'s> {
     capture: bool,
     /// Counted among the stream's eager operations in flight (until dropped).
     counted: bool,
+    /// Record the marker right after the work (see [`exact`](Self::exact)).
+    exact: bool,
     touched: Touched,
     finished: bool,
 }
@@ -333,6 +335,7 @@ impl<'s> Access<'s> {
             stream,
             capture: false,
             counted: stream.state().enter(),
+            exact: false,
             touched: Vec::with_capacity(4),
             finished: false,
         };
@@ -378,6 +381,15 @@ impl<'s> Access<'s> {
         Ok(())
     }
 
+    /// Has the marker recorded right after the work instead of when something first waits for
+    /// it: for copies to and from the host, which the host or another stream waits for while
+    /// the stream runs ahead (a marker recorded later, at the stream's end, would make them wait
+    /// for the later work too: a readback behind the next kernels, a consumer behind the
+    /// producer's next batches). Costs one event record.
+    pub(crate) fn exact(&mut self) {
+        self.exact = true;
+    }
+
     /// A use for work the caller queued on the stream itself (an allocation), numbered now.
     pub(crate) fn note_queued(&self) -> Use {
         Use::new(self.stream.state().clone(), self.stream.state().note())
@@ -405,6 +417,11 @@ impl<'s> Access<'s> {
             return None;
         }
         let u = self.note_queued();
+        if self.exact {
+            if let Err(Error::Driver(e)) = u.marker() {
+                self.stream.device().record_err(e);
+            }
+        }
         for (t, write) in &touched {
             lock(t.log()).note(&u, *write);
         }

@@ -504,6 +504,7 @@ impl<T: Pod> DeviceSlice<'_, T> {
     pub fn copy_to_host(&self, stream: &Stream, dst: &mut [T]) -> Result<()> {
         check_len(dst.len(), self.len)?;
         let mut acc = Access::eager(stream, "copying to pageable host memory")?;
+        acc.exact();
         let src = acc.read(self)?.addr();
         let out = bytemuck::cast_slice_mut::<T, u8>(dst);
         if !out.is_empty() {
@@ -577,6 +578,7 @@ impl<T: Pod> DeviceSliceMut<'_, T> {
     pub fn copy_from_host(&mut self, stream: &Stream, data: &[T]) -> Result<()> {
         check_len(self.len, data.len())?;
         let mut acc = Access::eager(stream, "copying from pageable host memory")?;
+        acc.exact();
         let to = acc.write(self)?.addr();
         let bytes = bytemuck::cast_slice::<T, u8>(data);
         if !bytes.is_empty() {

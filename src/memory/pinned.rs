@@ -276,6 +276,7 @@ impl Access<'_> {
     /// may be reading or writing by then.
     pub(crate) fn read_pinned<T: Pod>(&mut self, p: &PinnedBuffer<T>) -> Result<*const u8> {
         self.refuse_capture("a copy from or to pinned host memory")?;
+        self.exact();
         self.touch(p.storage.clone(), false)?;
         Ok(p.storage.ptr.cast_const())
     }
@@ -283,6 +284,7 @@ impl Access<'_> {
     /// The host address of `p` for a copy that writes it.
     pub(crate) fn write_pinned<T: Pod>(&mut self, p: &mut PinnedBuffer<T>) -> Result<*mut u8> {
         self.refuse_capture("a copy from or to pinned host memory")?;
+        self.exact();
         self.touch(p.storage.clone(), true)?;
         Ok(p.storage.ptr)
     }

@@ -202,6 +202,7 @@ impl TransferPipeline {
         }
         let bytes: &[u8] = bytemuck::cast_slice(src);
         let mut acc = Access::eager(stream, "a pipelined upload")?;
+        acc.exact();
         let base = acc.write(&mut dst)?.addr();
         for (i, piece) in bytes.chunks(self.chunk).enumerate() {
             let b = i % RING;
@@ -245,6 +246,7 @@ impl TransferPipeline {
         let out: &mut [u8] = bytemuck::cast_slice_mut(dst);
         let total = out.len();
         let mut acc = Access::eager(stream, "a pipelined download")?;
+        acc.exact();
         let base = acc.read(&src)?.addr();
         let pieces = total.div_ceil(self.chunk);
         // Chunk i is copied into staging i % RING while chunk i - 1 is drained on the host.
@@ -379,6 +381,7 @@ impl<T: Pod + Send> Prefetcher<T> {
         let mut gpu = DeviceBuffer::<T>::alloc(&self.copy, batch.len())?;
         if !bytes.is_empty() {
             let mut acc = Access::eager(&self.copy, "a prefetch")?;
+            acc.exact();
             let dst = acc.write(&mut gpu.as_slice_mut())?.addr();
             // SAFETY: `dst` holds exactly `bytes.len()` bytes; the pinned staging block is kept
             // (in `ready`, then `retiring`) until the event recorded after this copy completes.
