@@ -28,7 +28,7 @@ fn run_copy(
 ) -> Result<()> {
     // Rotate between two device buffers so no copy finds its data in L2 from the one before.
     let (a, b) = dev.split_at_mut(1);
-    let (src, dst) = if i % 2 == 0 {
+    let (src, dst) = if i.is_multiple_of(2) {
         (&a[0], &mut b[0])
     } else {
         (&b[0], &mut a[0])

@@ -14,9 +14,9 @@
 //! the graph's input buffers before its replay.
 //!
 //! **Data.** The UCI optical-recognition handwritten digits (1797 images of 8×8 pixels, values
-//! 0-16, ten classes; the set scikit-learn ships as `load_digits`), as the `smartcore` crate
-//! embeds it in its source (a dev-dependency of this crate only): a real data set, small enough
-//! to ship inside a crate, so nothing is downloaded at build or run time, and hard enough that
+//! 0-16, ten classes; the set scikit-learn ships as `load_digits`), embedded from
+//! `examples/data/digits.bin` (its README says where it comes from): a real data set, small
+//! enough to ship inside a crate, so nothing is downloaded at build or run time, and hard enough that
 //! an MLP's accuracy (about 97 %) says whether the training works. 80 % of the images (seeded
 //! shuffle) train, 20 % test.
 //!
@@ -482,15 +482,27 @@ fn to_f16(v: &[f32]) -> Vec<f16> {
     v.iter().map(|&x| f16::from_f32(x)).collect()
 }
 
+/// `examples/data/digits.bin`: 65-byte records, 64 pixels (0-16) then the label. Returns the
+/// pixel count per image, the pixels scaled to 0-1, and the labels.
+fn load_digits() -> (usize, Vec<f32>, Vec<u32>) {
+    const PIXELS: usize = 64;
+    let records = include_bytes!("data/digits.bin").chunks_exact(PIXELS + 1);
+    let mut x = Vec::with_capacity(records.len() * PIXELS);
+    let mut y = Vec::with_capacity(records.len());
+    for r in records {
+        let (pixels, label) = r.split_at(PIXELS);
+        x.extend(pixels.iter().map(|&v| f32::from(v) / 16.0));
+        y.extend(label.iter().map(|&l| u32::from(l)));
+    }
+    (PIXELS, x, y)
+}
+
 fn digits(device: &Device) -> Result<bool> {
     const EPOCHS: usize = 40;
     const BATCH: usize = 128;
     const SEED: u64 = 2026;
-    let data = smartcore::dataset::digits::load_dataset();
-    let features = data.num_features;
-    let x: Vec<f32> = data.data.iter().map(|v| v / 16.0).collect();
-    let y: Vec<u32> = data.target.iter().map(|&t| t as u32).collect();
-    let n = data.num_samples;
+    let (features, x, y) = load_digits();
+    let n = y.len();
     let mut rng = Rng(SEED);
     let mut order: Vec<usize> = (0..n).collect();
     rng.shuffle(&mut order);
@@ -506,7 +518,7 @@ fn digits(device: &Device) -> Result<bool> {
     };
     let growth = 100;
     println!(
-        "digits (UCI, 8x8, from smartcore): {n} images, {} train / {} test; MLP {:?}, batch {BATCH}, \
+        "digits (UCI, 8x8, examples/data): {n} images, {} train / {} test; MLP {:?}, batch {BATCH}, \
          {EPOCHS} epochs, SGD lr {} momentum {} weight decay {}",
         train_idx.len(),
         test_idx.len(),

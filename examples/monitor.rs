@@ -1,6 +1,6 @@
 //! Watch the GPU's power, clocks and utilization while a workload runs.
 //!
-//!     cargo run --release --example monitor
+//!     cargo run --release --features nvml --example monitor
 //!
 //! A [`Sampler`](hikube_gpu::monitor::Sampler) reads NVML every 100 ms on a background thread:
 //! one second idle, then about four seconds of 8192³ f16 GEMMs, then half a second idle again.

@@ -79,6 +79,7 @@ mod graph;
 mod launch;
 mod memory;
 pub mod modules;
+#[cfg(feature = "nvml")]
 pub mod monitor;
 pub mod multi;
 pub mod ops;
@@ -101,6 +102,7 @@ pub use memory::{
 };
 pub use memory::{Cap, MemoryPool, PoolOptions, PoolStat, PoolStats, MEMORY_FRACTION_ENV};
 pub use modules::{LoadInfo, ModuleImage};
+#[cfg(feature = "nvml")]
 pub use monitor::{GpuMetrics, MachineState, Monitor};
 pub use ops::{Dtype, Float, KernelOptions};
 pub use stream::Stream;

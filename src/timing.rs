@@ -35,7 +35,7 @@ impl Timings {
         let mid = s.len() / 2;
         match (mid.checked_sub(1).and_then(|i| s.get(i)), s.get(mid)) {
             (_, None) => f64::NAN,
-            (Some(lo), Some(hi)) if s.len() % 2 == 0 => (lo + hi) / 2.0,
+            (Some(lo), Some(hi)) if s.len().is_multiple_of(2) => (lo + hi) / 2.0,
             (_, Some(m)) => *m,
         }
     }

@@ -222,7 +222,8 @@ fn transfers(device: &Device, stream: &Stream, rows: &mut Vec<String>) -> Result
                 size,
                 t.median_ms(),
             );
-            pageable = in_place.into_vec()?;
+            // Unpinned (and freed) here, inside the measured section's error handling.
+            in_place.into_vec()?;
         }
         let (a, b) = dev.split_at_mut(1);
         let t = time_on_stream(stream, 3, runs, |i| {

@@ -110,7 +110,14 @@ pub fn bench(c: &mut Criterion, device: &Device, summary: &mut Vec<String>) -> R
     let mut turn = 0usize;
     let us = per_pair_us(20_000, || {
         turn += 1;
-        pool_pair(if turn % 2 == 0 { &stream } else { &other }, MIB)
+        pool_pair(
+            if turn.is_multiple_of(2) {
+                &stream
+            } else {
+                &other
+            },
+            MIB,
+        )
     })?;
     row(
         "pool alloc+free 1 MiB, alternating 2 streams".into(),

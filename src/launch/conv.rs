@@ -218,7 +218,10 @@ impl<I: Float, O: Float> Conv<I, O> {
             // The implicit-GEMM kernels copy `vec` channels of x (2·vec bytes) and 16 bytes of
             // w at once.
             let x_align = 2 * vec as u64;
-            if ops.a.addr() % x_align != 0 || ops.b.addr() % 16 != 0 || c_stored % vec.max(1) != 0 {
+            if !ops.a.addr().is_multiple_of(x_align)
+                || !ops.b.addr().is_multiple_of(16)
+                || !c_stored.is_multiple_of(vec.max(1))
+            {
                 return Err(Error::InvalidArgument {
                     what: format!(
                         "the implicit-GEMM convolution needs x {x_align}-byte and w 16-byte \
@@ -235,7 +238,7 @@ impl<I: Float, O: Float> Conv<I, O> {
             activation: run.activation,
             fast_granule: None,
             // The implicit-GEMM epilogue stores eight channels at once where y's rows allow it.
-            want_vec8: n % 8 == 0,
+            want_vec8: n.is_multiple_of(8),
         };
         let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
         let tiles = match run.tile {

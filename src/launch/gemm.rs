@@ -244,7 +244,9 @@ impl<I: Float, O: Float> GemmParams<I, O> {
         let batches = s.batch > 1;
         let (c_addr, d_addr, bias_addr) = (c.addr(), ops.d.addr(), ops.bias.addr());
         let pair = |ptr: u64, ld: usize, stride: usize| {
-            ptr % (2 * osize) == 0 && ld % 2 == 0 && (!batches || stride % 2 == 0)
+            ptr.is_multiple_of(2 * osize)
+                && ld.is_multiple_of(2)
+                && (!batches || stride.is_multiple_of(2))
         };
         let pair_ok = pair(d_addr, s.ldd, s.stride_d)
             && (!use_c || pair(c_addr, s.ldc, s.stride_c))
@@ -252,9 +254,9 @@ impl<I: Float, O: Float> GemmParams<I, O> {
         // Eight-element (16-byte) access to the rows of D, C and the bias at every column that
         // is a multiple of 8.
         let row16 = |ptr: u64, ld: usize, stride: usize| {
-            ptr % 16 == 0
-                && (ld as u64).wrapping_mul(osize) % 16 == 0
-                && (!batches || (stride as u64).wrapping_mul(osize) % 16 == 0)
+            ptr.is_multiple_of(16)
+                && (ld as u64).wrapping_mul(osize).is_multiple_of(16)
+                && (!batches || (stride as u64).wrapping_mul(osize).is_multiple_of(16))
         };
         let vec8_ok = run.want_vec8
             && row16(d_addr, s.ldd, s.stride_d)

@@ -92,7 +92,7 @@ fn map_type(dtype: Dtype) -> Result<sys::CUtensorMapDataType> {
 /// The encoder's rules: a 16-byte-aligned base, strides (bytes) that are positive multiples of
 /// 16 below 2^40, and dimensions in 1..2^32. Checked here so that a failure is a typed error.
 fn check(ptr: u64, dims: &[u64], strides: &[u64]) -> Result<()> {
-    if ptr % 16 != 0 {
+    if !ptr.is_multiple_of(16) {
         return Err(tma_error(format!(
             "base address {ptr:#x} is not 16-byte aligned"
         )));

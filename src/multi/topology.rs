@@ -1,13 +1,9 @@
 //! [`Topology`]: how the GPUs of a [`DeviceSet`] reach each other — peer access from the
-//! driver, NVLink and the PCIe path from NVML (joined by UUID, as the monitor does).
+//! driver, NVLink and the PCIe path from NVML (with the `nvml` feature; joined by UUID, as the
+//! monitor does).
 
 use super::DeviceSet;
-use crate::monitor::Monitor;
-use nvml_wrapper::enum_wrappers::device::{P2pCapabilitiesIndex, P2pStatus, TopologyLevel};
 use std::fmt;
-
-/// NVLink links a GPU may have (NVML's `NVML_NVLINK_MAX_LINKS`).
-const MAX_NVLINKS: u32 = 18;
 
 /// The PCIe path between two GPUs, as `nvidia-smi topo -m` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,17 +23,6 @@ pub enum PciePath {
 }
 
 impl PciePath {
-    fn from_nvml(level: TopologyLevel) -> PciePath {
-        match level {
-            TopologyLevel::Internal => PciePath::Board,
-            TopologyLevel::Single => PciePath::SingleSwitch,
-            TopologyLevel::Multiple => PciePath::MultipleSwitches,
-            TopologyLevel::HostBridge => PciePath::HostBridge,
-            TopologyLevel::Node => PciePath::NumaNode,
-            TopologyLevel::System => PciePath::System,
-        }
-    }
-
     /// `nvidia-smi topo -m`'s abbreviation.
     pub fn abbreviation(self) -> &'static str {
         match self {
@@ -115,92 +100,167 @@ pub struct Topology {
 }
 
 impl Topology {
-    #[allow(clippy::indexing_slicing)] // reason: `i` and `j` range over 0..n, the length of `devices` and `handles`
+    #[allow(clippy::indexing_slicing)] // reason: `i` and `j` range over 0..n, the length of `devices` and of the facts' rows
     pub(crate) fn of(set: &DeviceSet) -> Topology {
-        let monitor = Monitor::new();
-        let mut note = monitor.as_ref().err().map(|e| e.to_string());
-        let n = set.len();
         let devices = set.devices();
-        let mut out = Topology {
+        let n = devices.len();
+        let facts = nvml_facts::of(devices);
+        let mut links = Vec::with_capacity(n);
+        for i in 0..n {
+            let row = (0..n)
+                .map(|j| Link {
+                    can_access_peer: set.can_access(i, j),
+                    peer_enabled: set.peer_access(i, j),
+                    kind: if devices[i] == devices[j] {
+                        LinkKind::SameDevice
+                    } else {
+                        facts.kinds[i][j]
+                    },
+                })
+                .collect();
+            links.push(row);
+        }
+        Topology {
             devices: devices
                 .iter()
-                .map(|d| TopologyDevice {
+                .zip(&facts.nvlinks)
+                .map(|(d, &nvlinks_active)| TopologyDevice {
                     ordinal: d.ordinal(),
                     uuid: d.properties().uuid.clone(),
                     pci_bus_id: d.properties().pci_bus_id.clone(),
-                    nvlinks_active: None,
+                    nvlinks_active,
                 })
                 .collect(),
-            links: Vec::with_capacity(n),
-            nvml_note: None,
-        };
-        let nvml = monitor.as_ref().ok().map(Monitor::nvml);
-        let handles: Vec<Option<nvml_wrapper::Device<'_>>> = devices
-            .iter()
-            .map(|d| {
-                let nvml = nvml?;
-                match nvml.device_by_uuid(d.properties().uuid.as_str()) {
-                    Ok(h) => Some(h),
-                    Err(e) => {
-                        note.get_or_insert(format!(
-                            "NVML does not see {}: {e}",
-                            d.properties().uuid
-                        ));
-                        None
-                    }
-                }
-            })
-            .collect();
-        for (dev, handle) in out.devices.iter_mut().zip(&handles) {
-            dev.nvlinks_active = handle.as_ref().map(|h| {
-                (0..MAX_NVLINKS)
-                    .filter(|&l| h.link_wrapper_for(l).is_active().unwrap_or(false))
-                    .count() as u32
-            });
+            links,
+            nvml_note: facts.note,
         }
-        for i in 0..n {
-            let row = (0..n)
-                .map(|j| {
-                    let kind = if devices[i] == devices[j] {
-                        LinkKind::SameDevice
-                    } else {
-                        match (&handles[i], &handles[j]) {
-                            (Some(a), Some(b)) => nvml_link(a, b),
-                            _ => LinkKind::Unknown,
-                        }
-                    };
-                    Link {
-                        can_access_peer: set.can_access(i, j),
-                        peer_enabled: set.peer_access(i, j),
-                        kind,
-                    }
-                })
-                .collect();
-            out.links.push(row);
-        }
-        out.nvml_note = note;
-        out
     }
 }
 
-/// NVLink if NVML's P2P NVLink status is OK, else the PCIe path; `Unknown` if NVML says neither.
-fn nvml_link(a: &nvml_wrapper::Device<'_>, b: &nvml_wrapper::Device<'_>) -> LinkKind {
-    if matches!(
-        a.p2p_status(b, P2pCapabilitiesIndex::NvLink),
-        Ok(P2pStatus::Ok)
-    ) {
-        return LinkKind::NvLink;
+/// What NVML says of a set's GPUs, one entry per rank.
+struct NvmlFacts {
+    /// Active NVLink links of each rank's GPU.
+    nvlinks: Vec<Option<u32>>,
+    /// `kinds[i][j]`: NVLink or the PCIe path from rank `i`'s GPU to rank `j`'s.
+    kinds: Vec<Vec<LinkKind>>,
+    /// Why facts are missing, when they are.
+    note: Option<String>,
+}
+
+impl NvmlFacts {
+    /// Nothing known, and why.
+    fn unknown(n: usize, note: String) -> NvmlFacts {
+        NvmlFacts {
+            nvlinks: vec![None; n],
+            kinds: vec![vec![LinkKind::Unknown; n]; n],
+            note: Some(note),
+        }
     }
-    // `topology_common_ancestor` takes the other handle by value (handles are not `Clone`), so
-    // it gets a fresh one.
-    match b
-        .uuid()
-        .ok()
-        .and_then(|u| a.nvml().device_by_uuid(u).ok())
-        .map(|b2| a.topology_common_ancestor(b2))
-    {
-        Some(Ok(level)) => LinkKind::Pcie(PciePath::from_nvml(level)),
-        _ => LinkKind::Unknown,
+}
+
+/// Without the `nvml` feature the crate links no NVML: only the driver's peer-access facts.
+#[cfg(not(feature = "nvml"))]
+mod nvml_facts {
+    use super::NvmlFacts;
+    use crate::Device;
+
+    pub(super) fn of(devices: &[Device]) -> NvmlFacts {
+        NvmlFacts::unknown(
+            devices.len(),
+            "built without the `nvml` feature".to_string(),
+        )
+    }
+}
+
+/// NVML's view: NVLink status and the PCIe common ancestor, joined to the ranks by UUID (as the
+/// monitor does).
+#[cfg(feature = "nvml")]
+mod nvml_facts {
+    use super::{LinkKind, NvmlFacts, PciePath};
+    use crate::monitor::Monitor;
+    use crate::Device;
+    use nvml_wrapper::enum_wrappers::device::{P2pCapabilitiesIndex, P2pStatus, TopologyLevel};
+
+    /// NVLink links a GPU may have (NVML's `NVML_NVLINK_MAX_LINKS`).
+    const MAX_NVLINKS: u32 = 18;
+
+    #[allow(clippy::indexing_slicing)] // reason: `i` and `j` range over 0..n, the length of `devices` and `handles`
+    pub(super) fn of(devices: &[Device]) -> NvmlFacts {
+        let n = devices.len();
+        let monitor = match Monitor::new() {
+            Ok(m) => m,
+            Err(e) => return NvmlFacts::unknown(n, e.to_string()),
+        };
+        let nvml = monitor.nvml();
+        let mut note = None;
+        let handles: Vec<Option<nvml_wrapper::Device<'_>>> = devices
+            .iter()
+            .map(|d| {
+                let uuid = d.properties().uuid.as_str();
+                nvml.device_by_uuid(uuid)
+                    .map_err(|e| note.get_or_insert(format!("NVML does not see {uuid}: {e}")))
+                    .ok()
+            })
+            .collect();
+        let nvlinks = handles
+            .iter()
+            .map(|h| {
+                h.as_ref().map(|h| {
+                    (0..MAX_NVLINKS)
+                        .filter(|&l| h.link_wrapper_for(l).is_active().unwrap_or(false))
+                        .count() as u32
+                })
+            })
+            .collect();
+        let kinds = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| match (&handles[i], &handles[j]) {
+                        _ if devices[i] == devices[j] => LinkKind::SameDevice,
+                        (Some(a), Some(b)) => link(a, b),
+                        _ => LinkKind::Unknown,
+                    })
+                    .collect()
+            })
+            .collect();
+        NvmlFacts {
+            nvlinks,
+            kinds,
+            note,
+        }
+    }
+
+    /// NVLink if NVML's P2P NVLink status is OK, else the PCIe path; `Unknown` if NVML says
+    /// neither.
+    fn link(a: &nvml_wrapper::Device<'_>, b: &nvml_wrapper::Device<'_>) -> LinkKind {
+        if matches!(
+            a.p2p_status(b, P2pCapabilitiesIndex::NvLink),
+            Ok(P2pStatus::Ok)
+        ) {
+            return LinkKind::NvLink;
+        }
+        // `topology_common_ancestor` takes the other handle by value (handles are not `Clone`),
+        // so it gets a fresh one.
+        match b
+            .uuid()
+            .ok()
+            .and_then(|u| a.nvml().device_by_uuid(u).ok())
+            .map(|b2| a.topology_common_ancestor(b2))
+        {
+            Some(Ok(level)) => LinkKind::Pcie(pcie_path(level)),
+            _ => LinkKind::Unknown,
+        }
+    }
+
+    fn pcie_path(level: TopologyLevel) -> PciePath {
+        match level {
+            TopologyLevel::Internal => PciePath::Board,
+            TopologyLevel::Single => PciePath::SingleSwitch,
+            TopologyLevel::Multiple => PciePath::MultipleSwitches,
+            TopologyLevel::HostBridge => PciePath::HostBridge,
+            TopologyLevel::Node => PciePath::NumaNode,
+            TopologyLevel::System => PciePath::System,
+        }
     }
 }
 

@@ -89,7 +89,7 @@ fn rows_of(what: &str, len: usize, cols: usize) -> Result<usize> {
             min: 1,
         });
     }
-    if len % cols != 0 {
+    if !len.is_multiple_of(cols) {
         return Err(Error::ShapeMismatch {
             shape: vec![len / cols, cols],
             expected: (len / cols) * cols,

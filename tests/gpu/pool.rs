@@ -1088,7 +1088,7 @@ impl Live {
     fn new(pool: &MemoryPool, s: &Stream, rng: &mut impl Rng) -> hikube_gpu::Result<Live> {
         let x: f64 = rng.random_range(0.0..(MAX_BYTES as f64).ln());
         let bytes = (x.exp() as usize).clamp(1, MAX_BYTES);
-        if bytes % 4 == 0 {
+        if bytes.is_multiple_of(4) {
             let mut b = pool.alloc::<u32>(s, bytes / 4)?;
             let p = rng.random();
             fill_ends(&mut b, s, p)?;

@@ -85,7 +85,7 @@ fn ld_of(kind: Ld, cols: usize) -> usize {
         Ld::Tight => cols,
         Ld::Odd => {
             let mut l = cols + 1;
-            while l % 8 == 0 {
+            while l.is_multiple_of(8) {
                 l += 1;
             }
             l

@@ -106,7 +106,7 @@ pub fn run(args: &MonitorArgs) -> CliResult {
             if args.json {
                 writeln!(stdout, "{}", json_line(&now, r)?)?;
             } else {
-                if rows % HEADER_EVERY == 0 {
+                if rows.is_multiple_of(HEADER_EVERY) {
                     writeln!(stdout, "{}", header())?;
                 }
                 writeln!(stdout, "{}", row(&now[11..19], r))?;

@@ -66,7 +66,7 @@ struct Gather<I: Float> {
 impl<I: Float> Gather<I> {
     /// The layout for `desc` on `path`; allocates the padded copies (on `stream`) if needed.
     fn new(stream: &Stream, desc: &Conv2dDesc, path: ConvPath) -> Result<Self> {
-        let vec = if path == ConvPath::Sm80 && desc.c % 8 != 0 {
+        let vec = if path == ConvPath::Sm80 && !desc.c.is_multiple_of(8) {
             4
         } else {
             8

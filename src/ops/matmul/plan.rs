@@ -315,9 +315,9 @@ fn path_for_shape(path: GemmPath, desc: &MatmulDesc, s: &Strides, sms: usize) ->
 /// batches, batch strides) of A and B that are multiples of 8 elements. The buffers' own
 /// alignment is checked at each launch.
 fn fast_layout(desc: &MatmulDesc, s: &Strides) -> bool {
-    s.lda % 8 == 0
-        && s.ldb % 8 == 0
-        && (desc.batch == 1 || (s.stride_a % 8 == 0 && s.stride_b % 8 == 0))
+    s.lda.is_multiple_of(8)
+        && s.ldb.is_multiple_of(8)
+        && (desc.batch == 1 || (s.stride_a.is_multiple_of(8) && s.stride_b.is_multiple_of(8)))
 }
 
 fn no_config(path: GemmPath) -> Error {

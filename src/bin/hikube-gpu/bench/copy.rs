@@ -47,7 +47,7 @@ impl Buffers {
     /// One copy; device buffers alternate so that no copy finds its data in L2.
     fn copy(&mut self, ctx: &Ctx<'_>, direction: &str, memory: &str, i: usize) -> Result<()> {
         let (a, b) = self.dev.split_at_mut(1);
-        let (src, dst) = if i % 2 == 0 {
+        let (src, dst) = if i.is_multiple_of(2) {
             (&a[0], &mut b[0])
         } else {
             (&b[0], &mut a[0])
