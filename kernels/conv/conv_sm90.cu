@@ -38,8 +38,7 @@
 // shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input type,
 // paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
 #include "gemm/gemm_params.cuh"
-#include "gemm/sm90_tma.cuh"
-#include "gemm/wgmma_ops.cuh"
+#include "gemm/sm90_skeleton.cuh"
 
 namespace hk {
 namespace conv90 {
@@ -56,7 +55,6 @@ struct ConvParams {
     int kt_per_split;  // k-tiles per split-K slice
 };
 
-constexpr int BM = 128, BK = 64, CONSUMERS = 256, THREADS = 128 + CONSUMERS;
 constexpr int A_BYTES = BM * BK * 2;
 
 enum Mode : int { MODE_IM2COL = 0, MODE_GATHER = 1, MODE_PACKED = 2 };
@@ -181,6 +179,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
     __shared__ __align__(8) unsigned long long full[STAGES];
     __shared__ __align__(8) unsigned long long empty[STAGES];
+    const StageRing<STAGES> ring{full, empty};
     unsigned char* smem = swizzle_smem(Cfg::SMEM_BYTES);
 
     // Persistent when gridDim.x < tiles: block b takes tiles b, b + gridDim.x, ...; the stage
@@ -190,23 +189,14 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     const int split = blockIdx.y;
     const int kt_begin = split * cp.kt_per_split;
     const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
-    const int wg = threadIdx.x / 128;
+    const int wg = warpgroup();
 
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            // GATHER, PACKED: the expect_tx arrival (B) and one cp.async arrival per producer
-            // thread.
-            mbar_init(&full[s], IM2COL ? 1 : 1 + 128);
-            mbar_init(&empty[s], CONSUMERS);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    }
-    __syncthreads();
+    // GATHER, PACKED: the expect_tx arrival (B) and one cp.async arrival per producer thread.
+    ring.init(IM2COL ? 1 : 1 + 128, CONSUMERS);
 
     if (wg == 0) {
         // One block per SM: the consumers take the producer's registers. Two: 80 each suffice.
-        if (CTAS == 1) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        producer_registers<CTAS>();
         if (IM2COL && threadIdx.x != 0) return;
         int g = 0;
         for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
@@ -219,8 +209,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                 const int h0 = oh * cp.stride_h - cp.pad_h, w0 = ow * cp.stride_w - cp.pad_w;
                 KStep ks(cp, kt_begin);
                 for (int kt = 0; kt < k_tiles; ++kt, ++g, ks.next(cp)) {
-                    const int st = g % STAGES;
-                    if (g >= STAGES) mbar_wait(&empty[st], ((g / STAGES) - 1) & 1);
+                    const int st = ring.acquire(g);
                     unsigned char* stage = smem + st * STAGE_BYTES;
                     mbar_expect_tx(&full[st], STAGE_BYTES);
                     tma_load_im2col(stage, &map_x, ks.c_tile * BK, w0, h0, img,
@@ -242,8 +231,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                 const int swz = row & 7;
                 KStep ks(cp, MODE == MODE_PACKED ? 0 : kt_begin);
                 for (int kt = 0; kt < k_tiles; ++kt, ++g, ks.next(cp)) {
-                    const int st = g % STAGES;
-                    if (g >= STAGES) mbar_wait(&empty[st], ((g / STAGES) - 1) & 1);
+                    const int st = ring.acquire(g);
                     unsigned char* stage = smem + st * STAGE_BYTES;
                     const unsigned dst = smem_u32(stage) + row * 128;
                     if (MODE == MODE_PACKED) {
@@ -290,35 +278,18 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
         return;
     }
 
-    if (CTAS == 1) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    consumer_registers<CTAS>();
     const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
     const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
     int g = 0;
     for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
         const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+        // GATHER, PACKED: cp.async wrote A through the generic proxy, which wgmma (async proxy)
+        // must see: the fence.
         float acc[BN / 2];
-#pragma unroll
-        for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-
-        for (int kt = 0; kt < k_tiles; ++kt, ++g) {
-            const int st = g % STAGES;
-            mbar_wait(&full[st], (g / STAGES) & 1);
-            // cp.async wrote A through the generic proxy; wgmma reads through the async proxy.
-            if (!IM2COL) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-            const unsigned char* a = smem + st * STAGE_BYTES + cw * 8192;
-            const unsigned char* b = smem + st * STAGE_BYTES + A_BYTES;
-            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; ++kk)
-                wgmma_m64k16<T, 0, 0, BN>(acc, desc_sw128<true>(a + kk * 32),
-                                  desc_sw128<true>(b + kk * 32));
-            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-            // Keep this step's group in flight; the previous step's is done: free its stage.
-            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-            if (kt > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
-        }
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        if (k_tiles > 0) mbar_arrive(&empty[(g - 1) % STAGES]);
+        consume_stages<T, true, true, BN, !IM2COL>(acc, ring, g, k_tiles, smem, STAGE_BYTES,
+                                                   cw * 8192, A_BYTES,
+                                                   [&](int s) { mbar_arrive(&empty[s]); });
 
         // Store straight from the accumulators (the stages hold the next tile's operands):
         // warp w of consumer cw has rows 16 w + lane / 4 (+ 8) of its 64, and register

@@ -36,14 +36,12 @@
 // partial sums in distributed shared memory (slower than split-K through the workspace), and an
 // epilogue applied in registers and packed to f16/bf16 before the shared buffer (no faster).
 #include "gemm/gemm_params.cuh"
-#include "gemm/sm90_tma.cuh"
-#include "gemm/wgmma_ops.cuh"
+#include "gemm/sm90_skeleton.cuh"
 
 namespace hk {
 namespace sm90 {
 
-constexpr int BM = 128, BK = 64;
-constexpr int CONSUMERS = 256, THREADS = 128 + CONSUMERS, CONSUMER_WARPS = CONSUMERS / 32;
+constexpr int CONSUMER_WARPS = CONSUMERS / 32;
 // A 16 x 32 float epilogue buffer per consumer warp (row stride 40: the float2 stores of a
 // half-warp hit 32 distinct banks), after the stages.
 constexpr int WROW = 40, WBUF = 16 * WROW;
@@ -74,26 +72,19 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     constexpr int BN = C::BN, STAGES = C::STAGES;
     __shared__ __align__(8) unsigned long long full[STAGES];
     __shared__ __align__(8) unsigned long long empty[STAGES];
+    const StageRing<STAGES> ring{full, empty};
     unsigned char* smem = swizzle_smem(C::SMEM_BYTES);
     // Work units: tiles x batches x slices; the host checks that their count fits an int.
     const int tiles = ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN);
     const int total = tiles * p.batch * p.splits;
-    const int wg = threadIdx.x / 128;
+    const int wg = warpgroup();
     auto coord = [&](int u) { return tile_coord_at<BM, BN>(p, u % tiles, u / tiles); };
 
-    if (threadIdx.x == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbar_init(&full[s], 1);
-            mbar_init(&empty[s], CONSUMER_WARPS);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    }
-    __syncthreads();
+    ring.init(1, CONSUMER_WARPS);
 
     if (wg == 0) {
         // Producer: a few registers suffice.
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+        producer_registers<1>();
         if (threadIdx.x != 0) return;
         int g = 0;
         for (int u = blockIdx.x; u < total; u += gridDim.x) {
@@ -102,8 +93,7 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
             const int k_tiles = k_tiles_of(p, tc.split, k_begin);
             for (int kt = 0; kt < k_tiles; ++kt, ++g) {
                 const int k0 = k_begin + kt * BK;
-                const int s = g % STAGES;
-                if (g >= STAGES) mbar_wait(&empty[s], ((g / STAGES) - 1) & 1);
+                const int s = ring.acquire(g);
                 unsigned char* stage = smem + s * C::STAGE_BYTES;
                 mbar_expect_tx(&full[s], C::STAGE_BYTES);
                 if (A_K) {
@@ -129,7 +119,7 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     }
 
     // Consumers: the accumulators need the registers.
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    consumer_registers<1>();
     const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
     const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
     float* wbuf = reinterpret_cast<float*>(smem + STAGES * C::STAGE_BYTES) + (cw * 4 + warp) * WBUF;
@@ -142,28 +132,10 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         const TileCoord tc = coord(u);
         int k_begin;
         const int k_tiles = k_tiles_of(p, tc.split, k_begin);
+        // Consumer cw's 64 rows of A: 64 rows of 128 B (K-major) or the cw-th 64-wide box.
         float acc[BN / 2];
-#pragma unroll
-        for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-        for (int kt = 0; kt < k_tiles; ++kt, ++g) {
-            const int s = g % STAGES;
-            mbar_wait(&full[s], (g / STAGES) & 1);
-            // Consumer cw's 64 rows of A: 64 rows of 128 B (K-major) or the cw-th 64-wide box.
-            const unsigned char* a = smem + s * C::STAGE_BYTES + cw * 8192;
-            const unsigned char* b = smem + s * C::STAGE_BYTES + C::A_BYTES;
-            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; ++kk)
-                wgmma_m64k16<T, A_K ? 0 : 1, B_K ? 0 : 1, BN>(
-                    acc, desc_sw128<A_K>(a + k_step_bytes<A_K>(kk)),
-                    desc_sw128<B_K>(b + k_step_bytes<B_K>(kk)));
-            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-            // Keep this step's group in flight; the previous step's is done, so its stage is free.
-            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-            if (kt > 0) release((g - 1) % STAGES);
-        }
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        if (k_tiles > 0) release((g - 1) % STAGES);
+        consume_stages<T, A_K, B_K, BN, false>(acc, ring, g, k_tiles, smem, C::STAGE_BYTES,
+                                               cw * 8192, C::A_BYTES, release);
 
         // Warp `warp` of consumer cw holds rows 16 warp + lane / 4 (+ 8) of the consumer's 64;
         // register 4 j + {0, 1} (+ {2, 3}: the row 8 below) columns 8 j + 2 (lane % 4) + {0, 1}.
