@@ -902,10 +902,7 @@ impl Exporter {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
                 let body = match collected {
-                    Ok(readings) => {
-                        sampled.store(true, Ordering::Release);
-                        Ok(Bytes::from(encode(&registry(&readings, Some(&stats)))))
-                    }
+                    Ok(readings) => Ok(Bytes::from(encode(&registry(&readings, Some(&stats))))),
                     Err(e) => {
                         stats.errors = stats.errors.saturating_add(1);
                         // One line, whatever the error's text holds.
@@ -917,8 +914,13 @@ impl Exporter {
                         Err(format!("hikube-gpu: {line}\n"))
                     }
                 };
+                let succeeded = body.is_ok();
                 // Nobody listens once the server has stopped; the sampler stops next.
                 let _ = publish.send(Some(Arc::new(body)));
+                // Ready only once /metrics serves the good sample (not the failure before it).
+                if succeeded {
+                    sampled.store(true, Ordering::Release);
+                }
                 Ok(())
             },
             |_| {},
