@@ -5,6 +5,7 @@
 //!     cargo bench --features cublas --bench gemm -- summary # only the summary table
 //!     cargo bench --features cublas --bench gemm -- tune   # every tile configuration on the large shapes
 //!     cargo bench --features cublas --bench gemm -- grids  # the Hopper path at 4096³ by blocks launched
+//!     cargo bench --features cublas --bench gemm -- acc16  # f16 against f32 accumulation, every path
 //!
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.
@@ -12,7 +13,9 @@
 use criterion::{Criterion, Throughput};
 use cudarc::cublas::CudaBlas;
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::matmul::{Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
+use hikube_gpu::ops::matmul::{
+    ComputeType, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Route, Tiling,
+};
 use hikube_gpu::reference;
 use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
@@ -267,6 +270,71 @@ fn grids<T: Float>(stream: &Stream) -> Result<()> {
     Ok(())
 }
 
+/// f16 inputs and output, NT: f32 against f16 accumulation on every path the device runs
+/// (forced), and cuBLAS with CUBLAS_COMPUTE_32F and _16F, TFLOP/s. The f16 accumulators double
+/// the tensor rate only on GeForce cards; on data-center GPUs both rates are the same.
+fn acc16(device: &Device, stream: &Stream, blas: &CudaBlas) -> Result<()> {
+    let cc = device.compute_capability();
+    println!(
+        "\n{}: f16 GEMM NT, TFLOP/s by accumulation (median of 15, 3 rotating input sets)",
+        device.model().name
+    );
+    println!(
+        "| path | M×N×K | f32 acc | f16 acc | f16/f32 | cuBLAS 32F | cuBLAS 16F | ours/cuBLAS (16F) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let paths = [
+        GemmPath::Sm90,
+        GemmPath::Sm80,
+        GemmPath::Sm75,
+        GemmPath::Sm70,
+    ];
+    for path in paths.into_iter().filter(|p| p.arch().runs_on(cc)) {
+        for (m, n, k) in [(1024, 1024, 1024), (4096, 4096, 4096), (8192, 8192, 8192)] {
+            let tflops = |ms: f64| 2.0 * (m * n * k) as f64 / (ms * 1e9);
+            let mut x = inputs::<f16>(stream, m, n, k)?;
+            let desc = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor).options(
+                hikube_gpu::KernelOptions {
+                    arch: Some(path.arch()),
+                },
+            );
+            let (t32, _) = time_desc(stream, &mut x, desc.clone())?;
+            let (t16, plan) = time_desc(stream, &mut x, desc.compute(ComputeType::F16))?;
+            let ran = match plan.last_route() {
+                Some(Route::Gemm { accumulation, .. }) => format!("{accumulation:?}"),
+                other => format!("{other:?}"),
+            };
+            let mut vendor = |compute| {
+                time_on_stream(stream, 3, 15, |i| {
+                    let set = i % SETS;
+                    reference::cublas_gemm_compute(
+                        blas,
+                        stream,
+                        &x.a[set],
+                        &x.b[set],
+                        &mut x.d,
+                        (m, n, k),
+                        Layout::ColMajor,
+                        compute,
+                    )
+                })
+                .map(|t| t.median_ms())
+            };
+            let (c32, c16) = (vendor(ComputeType::F32)?, vendor(ComputeType::F16)?);
+            println!(
+                "| {path:?} | {m}×{n}×{k} | {:.1} | {:.1} ({ran}) | {:.2} | {:.1} | {:.1} | {:.2} |",
+                tflops(t32),
+                tflops(t16),
+                t32 / t16,
+                tflops(c32),
+                tflops(c16),
+                c16 / t16
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let device = match Device::open(0) {
         Ok(d) => d,
@@ -278,6 +346,9 @@ fn main() -> Result<()> {
     };
     let stream = device.new_stream()?;
     let blas = reference::load_cublas(&stream).expect("cuBLAS could not be loaded");
+    if std::env::args().any(|a| a == "acc16") {
+        return acc16(&device, &stream, &blas);
+    }
     if std::env::args().any(|a| a == "grids") {
         return grids::<f16>(&stream);
     }

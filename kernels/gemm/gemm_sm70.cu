@@ -1,7 +1,8 @@
 // hikube-archs: compute_70
 //
 // GEMM for compute capability 7.0 (Tesla V100) through the WMMA API (HMMA.884 on Volta):
-// block tile 64x64x32, 4 warps of 32x32 (2x2 fragments of 16x16x16), f16 in, f32 accumulate.
+// block tile 64x64x32, 4 warps of 32x32 (2x2 fragments of 16x16x16), f16 in, f32 accumulators
+// (f16) or f16 ones (f16_acc16: ComputeType::F16).
 // Global -> shared through registers (16-byte vectors when ALIGNED, else element by element),
 // rows padded by 8 halves (WMMA loads need a plain leading dimension, so no XOR swizzle).
 // Epilogue: accumulators parked in shared memory, then the shared epilogue of gemm_params.cuh.
@@ -45,14 +46,18 @@ __device__ __forceinline__ void load(__half* s, const __half* g, long long ld, i
     }
 }
 
-template <bool A_KC, bool B_KC, bool ALIGNED>
+// AccT: the accumulator type, float or __half.
+template <bool A_KC, bool B_KC, bool ALIGNED, typename AccT>
 __device__ __forceinline__ void gemm(const GemmParams& p) {
+    // Rows of the parked accumulators: a multiple of 16 bytes (what store_matrix_sync needs)
+    // that is not a multiple of 128 (no bank conflicts between rows).
+    constexpr int OUT_LD = BN + 16 / static_cast<int>(sizeof(AccT));
     // A tile: [BM][BK] (K contiguous) or [BK][BM]; B tile: [BN][BK] or [BK][BN].
     constexpr int A_ELEMS = A_KC ? BM * (BK + PAD) : BK * (BM + PAD);
     constexpr int B_ELEMS = B_KC ? BN * (BK + PAD) : BK * (BN + PAD);
     __shared__ __align__(32) __half sa[A_ELEMS];
     __shared__ __align__(32) __half sb[B_ELEMS];
-    __shared__ __align__(32) float out[BM * (BN + 4)];
+    __shared__ __align__(32) AccT out[BM * OUT_LD];
 
     const int tiles_m = (p.m + BM - 1) / BM;
     const int m0 = (blockIdx.x % tiles_m) * BM, n0 = (blockIdx.x / tiles_m) * BN;
@@ -64,11 +69,11 @@ __device__ __forceinline__ void gemm(const GemmParams& p) {
 
     using LayoutA = typename Pick<A_KC, wmma::row_major, wmma::col_major>::type;
     using LayoutB = typename Pick<B_KC, wmma::col_major, wmma::row_major>::type;
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+    wmma::fragment<wmma::accumulator, 16, 16, 16, AccT> acc[2][2];
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+        for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], static_cast<AccT>(0.f));
 
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
         if (A_KC) load<BM, BK, ALIGNED>(sa, A, p.lda, m0, k0, p.m, k_end);
@@ -103,14 +108,14 @@ __device__ __forceinline__ void gemm(const GemmParams& p) {
     for (int i = 0; i < 2; ++i)
 #pragma unroll
         for (int j = 0; j < 2; ++j)
-            wmma::store_matrix_sync(out + (wm + i * 16) * (BN + 4) + wn + j * 16, acc[i][j],
-                                    BN + 4, wmma::mem_row_major);
+            wmma::store_matrix_sync(out + (wm + i * 16) * OUT_LD + wn + j * 16, acc[i][j],
+                                    OUT_LD, wmma::mem_row_major);
     __syncthreads();
     for (int idx = threadIdx.x; idx < BM * (BN / 2); idx += THREADS) {
         const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
         const int r = m0 + lr, c = n0 + col;
         if (r >= p.m || c >= p.n) continue;
-        const float x = out[lr * (BN + 4) + col], y = out[lr * (BN + 4) + col + 1];
+        const float x = to_f32(out[lr * OUT_LD + col]), y = to_f32(out[lr * OUT_LD + col + 1]);
         store_result(p, split, batch, r, c, x, y);
     }
 }
@@ -118,19 +123,21 @@ __device__ __forceinline__ void gemm(const GemmParams& p) {
 }  // namespace sm70
 }  // namespace hk
 
-#define HK_SM70(LAYOUT, AKC, BKC)                                                                 \
-    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32x1_##LAYOUT##_aligned(    \
-        hk::GemmParams p) {                                                                        \
-        hk::sm70::gemm<AKC, BKC, true>(p);                                                         \
-    }                                                                                              \
-    extern "C" __global__ void __launch_bounds__(128) gemm_sm70_f16_64x64x32x1_##LAYOUT##_general(    \
-        hk::GemmParams p) {                                                                        \
-        hk::sm70::gemm<AKC, BKC, false>(p);                                                        \
+#define HK_SM70_KERNEL(TNAME, ACCT, LAYOUT, AKC, BKC, ALNAME, AL)                                  \
+    extern "C" __global__ void __launch_bounds__(128)                                              \
+        gemm_sm70_##TNAME##_64x64x32x1_##LAYOUT##_##ALNAME(hk::GemmParams p) {                     \
+        hk::sm70::gemm<AKC, BKC, AL, ACCT>(p);                                                     \
     }
+#define HK_SM70(TNAME, ACCT, LAYOUT, AKC, BKC)                  \
+    HK_SM70_KERNEL(TNAME, ACCT, LAYOUT, AKC, BKC, aligned, true) \
+    HK_SM70_KERNEL(TNAME, ACCT, LAYOUT, AKC, BKC, general, false)
+#define HK_SM70_ACC(TNAME, ACCT)                 \
+    HK_SM70(TNAME, ACCT, arbr, true, false)      \
+    HK_SM70(TNAME, ACCT, arbc, true, true)       \
+    HK_SM70(TNAME, ACCT, acbr, false, false)     \
+    HK_SM70(TNAME, ACCT, acbc, false, true)
 
-HK_SM70(arbr, true, false)
-HK_SM70(arbc, true, true)
-HK_SM70(acbr, false, false)
-HK_SM70(acbc, false, true)
+HK_SM70_ACC(f16, float)
+HK_SM70_ACC(f16_acc16, __half)
 
 extern "C" __global__ void gemm_sm70_splitk_reduce(hk::GemmParams p) { hk::splitk_reduce(p); }

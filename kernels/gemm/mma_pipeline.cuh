@@ -10,7 +10,8 @@
 //   of bank conflicts.
 // - Shared -> registers: ldmatrix.x4 (.trans for operands stored M- or N-contiguous, which gives
 //   all four layout combinations from one main loop).
-// - Math: mma.sync m16n8k16 (Sm80; f16 or bf16) or two m16n8k8 (Sm75; f16), f32 accumulators.
+// - Math: mma.sync m16n8k16 (Sm80; f16 or bf16) or two m16n8k8 (Sm75; f16), f32 accumulators,
+//   or f16 ones for f16 inputs (ComputeType::F16).
 // - Epilogue straight from the accumulators (gemm_params.cuh), or f32 partials for split-K.
 #pragma once
 #include "gemm/gemm_params.cuh"
@@ -173,9 +174,37 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* 
                  : "r"(smem_u32(p)));
 }
 
-// acc += a * b for one m16n8k16 step (as two m16n8k8 on Sm75).
+// The accumulator fragment of one m16n8 tile: f32 (`float[4]`: rows g and g + 8, columns 2t and
+// 2t + 1 of the PTX fragment layout) or, for ComputeType::F16 (f16 inputs only), f16 (`unsigned[2]`,
+// each a packed half2 of the same two columns of rows g and g + 8).
+using AccF32 = float[4];
+using AccF16 = unsigned[2];
+template <bool ACC16>
+struct AccFrag {
+    using type = AccF32;
+};
+template <>
+struct AccFrag<true> {
+    using type = AccF16;
+};
+
+__device__ __forceinline__ void zero_acc(AccF32& acc) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[e] = 0.f;
+}
+__device__ __forceinline__ void zero_acc(AccF16& acc) { acc[0] = acc[1] = 0u; }
+
+// Columns 2t and 2t + 1 of row g (h = 0) or g + 8 (h = 1), in f32.
+__device__ __forceinline__ float2 acc_pair(const AccF32& acc, int h) {
+    return make_float2(acc[2 * h], acc[2 * h + 1]);
+}
+__device__ __forceinline__ float2 acc_pair(const AccF16& acc, int h) {
+    return __half22float2(*reinterpret_cast<const __half2*>(&acc[h]));
+}
+
+// acc += a * b for one m16n8k16 step (as two m16n8k8 on Sm75), f32 accumulators.
 template <typename T, typename Policy>
-__device__ __forceinline__ void mma16816(float (&acc)[4], const unsigned (&a)[4], unsigned b0,
+__device__ __forceinline__ void mma16816(AccF32& acc, const unsigned (&a)[4], unsigned b0,
                                          unsigned b1) {
     if constexpr (Policy::kMmaK16) {
         if constexpr (IsBf16<T>::value) {
@@ -205,6 +234,30 @@ __device__ __forceinline__ void mma16816(float (&acc)[4], const unsigned (&a)[4]
     }
 }
 
+// The same with f16 accumulators (f16 inputs only): twice the tensor rate of f32 accumulation
+// on GeForce cards, the same on the data-center ones.
+template <typename T, typename Policy>
+__device__ __forceinline__ void mma16816(AccF16& acc, const unsigned (&a)[4], unsigned b0,
+                                         unsigned b1) {
+    static_assert(!IsBf16<T>::value, "bf16 products accumulate in f32 only");
+    if constexpr (Policy::kMmaK16) {
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16 {%0,%1}, {%2,%3,%4,%5}, "
+            "{%6,%7}, {%0,%1};\n"
+            : "+r"(acc[0]), "+r"(acc[1])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    } else {
+        asm volatile(
+            "mma.sync.aligned.m16n8k8.row.col.f16.f16.f16.f16 {%0,%1}, {%2,%3}, {%4}, {%0,%1};\n"
+            : "+r"(acc[0]), "+r"(acc[1])
+            : "r"(a[0]), "r"(a[1]), "r"(b0));
+        asm volatile(
+            "mma.sync.aligned.m16n8k8.row.col.f16.f16.f16.f16 {%0,%1}, {%2,%3}, {%4}, {%0,%1};\n"
+            : "+r"(acc[0]), "+r"(acc[1])
+            : "r"(a[2]), "r"(a[3]), "r"(b1));
+    }
+}
+
 // Dynamic shared memory a kernel needs: the pipeline's stages, or the epilogue's staging,
 // whichever is larger. src/ops/matmul computes the same.
 template <int BM, int BN, int BK, int STAGES, typename T>
@@ -222,19 +275,18 @@ constexpr int gemm_smem_bytes() {
 // tile's k16 steps; before the last step of a tile the block waits for the next tile and
 // synchronizes, so that the next tile's first fragments load under the last mma. Returns with no
 // copy in flight. `load_stage(stage, k0, part = 0, parts = 1)` issues (part of) a stage's
-// copies; `load_fragments(sa, sb, kk, af, bf)` loads the fragments of k16 step kk.
+// copies; `load_fragments(sa, sb, kk, af, bf)` loads the fragments of k16 step kk. `Acc` is the
+// accumulator fragment, AccF32 or AccF16.
 template <typename T, typename Policy, int MT, int NT, int BK, int STAGES_USED, int A_ELEMS,
-          int STAGE, typename LoadStage, typename LoadFragments>
+          int STAGE, typename LoadStage, typename LoadFragments, typename Acc>
 __device__ __forceinline__ void mma_mainloop(const T* smem, int k_tiles, int k_begin,
                                              LoadStage& load_stage,
                                              LoadFragments& load_fragments,
-                                             float (&acc)[MT][NT][4]) {
+                                             Acc (&acc)[MT][NT]) {
 #pragma unroll
     for (int i = 0; i < MT; ++i)
 #pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+        for (int j = 0; j < NT; ++j) zero_acc(acc[i][j]);
 
 #pragma unroll
     for (int s = 0; s < STAGES_USED - 1; ++s) {
@@ -279,7 +331,7 @@ __device__ __forceinline__ void mma_mainloop(const T* smem, int k_tiles, int k_b
 }
 
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC, bool B_KC,
-          bool ALIGNED, typename Policy>
+          bool ALIGNED, typename Policy, bool ACC16>
 __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
     constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, THREADS = WARPS_M * WARPS_N * 32;
@@ -368,7 +420,7 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
         }
     };
 
-    float acc[MT][NT][4];
+    typename AccFrag<ACC16>::type acc[MT][NT];
     mma_mainloop<T, Policy, MT, NT, BK, STAGES_USED, A_ELEMS, STAGE>(smem, k_tiles, k_begin,
                                                                      load_stage, load_fragments,
                                                                      acc);
@@ -395,7 +447,7 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
                     const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
                     const int col = wn0 + nt * 8 + 2 * t;
                     *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
-                        make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+                        acc_pair(acc[mt][nt], h);
                 }
             }
         }
@@ -413,18 +465,19 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
 
 }  // namespace hk
 
-// One extern "C" kernel per (type, tile, layout, alignment). Names:
-//   gemm_<arch>_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>_<ar|ac><br|bc>_<aligned|general>
-// ar/ac: A row-/column-major; br/bc: B row-/column-major.
-#define HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, LAYOUT, AKC, BKC, \
-                       ALNAME, AL)                                                             \
+// One extern "C" kernel per (input and accumulation, tile, layout, alignment). Names:
+//   gemm_<arch>_<f16|f16_acc16|bf16>_<BM>x<BN>x<BK>x<STAGES>_<ar|ac><br|bc>_<aligned|general>
+// ar/ac: A row-/column-major; br/bc: B row-/column-major; f16_acc16: f16 accumulators
+// (ACC16), the others f32.
+#define HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, ACC16, BM, BN, BK, WM, WN, ST, MINB, LAYOUT, AKC,  \
+                       BKC, ALNAME, AL)                                                        \
     extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)              \
         gemm_##ARCH##_##TNAME##_##BM##x##BN##x##BK##x##ST##_##LAYOUT##_##ALNAME(hk::GemmParams p) { \
-        hk::gemm_mainloop<T, BM, BN, BK, WM, WN, ST, AKC, BKC, AL, hk::POLICY>(p);             \
+        hk::gemm_mainloop<T, BM, BN, BK, WM, WN, ST, AKC, BKC, AL, hk::POLICY, ACC16>(p);      \
     }
 
-#define HK_GEMM_LAYOUTS(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, ALNAME, AL)               \
-    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, arbr, true, false, ALNAME, AL)  \
-    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, arbc, true, true, ALNAME, AL)   \
-    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, acbr, false, false, ALNAME, AL) \
-    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB, acbc, false, true, ALNAME, AL)
+#define HK_GEMM_LAYOUTS(ARCH, POLICY, TNAME, T, ACC16, BM, BN, BK, WM, WN, ST, MINB, ALNAME, AL)        \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, ACC16, BM, BN, BK, WM, WN, ST, MINB, arbr, true, false, ALNAME, AL)  \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, ACC16, BM, BN, BK, WM, WN, ST, MINB, arbc, true, true, ALNAME, AL)   \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, ACC16, BM, BN, BK, WM, WN, ST, MINB, acbr, false, false, ALNAME, AL) \
+    HK_GEMM_KERNEL(ARCH, POLICY, TNAME, T, ACC16, BM, BN, BK, WM, WN, ST, MINB, acbc, false, true, ALNAME, AL)

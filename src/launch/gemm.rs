@@ -18,7 +18,7 @@ use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
 use crate::memory::access::{DevPtr, Operand};
 use crate::memory::ensure_len;
-use crate::ops::matmul::config::{GemmPath, Tiling};
+use crate::ops::matmul::config::{ComputeType, GemmPath, Tiling};
 use crate::ops::matmul::desc::{extent, Layout};
 use crate::ops::{Dtype, Float};
 use crate::size;
@@ -312,9 +312,10 @@ fn layouts(a: Layout, b: Layout) -> &'static str {
     }
 }
 
-/// Which tile kernel: `gemm_<path>_<input>_<tiling>_<layouts>_<aligned|general>` of the path's
-/// module, loaded from the path's target. `aligned`: the fast kernel, which reads A and B in
-/// whole 16-byte chunks ([`GemmParams::matmul`] with a `fast_granule`).
+/// Which tile kernel: `gemm_<path>_<input>[_acc16]_<tiling>_<layouts>_<aligned|general>` of the
+/// path's module, loaded from the path's target. `aligned`: the fast kernel, which reads A and B
+/// in whole 16-byte chunks ([`GemmParams::matmul`] with a `fast_granule`); `_acc16`: f16
+/// accumulators ([`ComputeType::F16`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TileKernel {
     pub path: GemmPath,
@@ -322,12 +323,23 @@ pub(crate) struct TileKernel {
     pub a_layout: Layout,
     pub b_layout: Layout,
     pub aligned: bool,
+    pub accumulation: ComputeType,
 }
 
-/// `gemm_<path>_<input>_<tiling>_<layouts>_<mode>`.
-fn gemm_name(path: GemmPath, input: Dtype, tiling: Tiling, ab: &str, mode: &str) -> String {
-    let (tag, input) = (path.tag(), input.suffix());
+/// `gemm_<path>_<input>_<tiling>_<layouts>_<mode>`; `input` carries `_acc16` for f16
+/// accumulators.
+fn gemm_name(path: GemmPath, input: &str, tiling: Tiling, ab: &str, mode: &str) -> String {
+    let tag = path.tag();
     format!("gemm_{tag}_{input}_{tiling}_{ab}_{mode}")
+}
+
+/// The input part of a tile kernel's name: the input type's suffix, and `_acc16` for f16
+/// accumulators (which exist for f16 inputs on the mma.sync paths; the plan asks for no other).
+fn tile_input(input: Dtype, accumulation: ComputeType) -> String {
+    match accumulation {
+        ComputeType::F32 => input.suffix().to_string(),
+        ComputeType::F16 => format!("{}_acc16", input.suffix()),
+    }
 }
 
 /// Which persistent Hopper kernel: `gemm_sm90_<input>_<tiling>_<layouts>_persistent` of
@@ -396,7 +408,8 @@ unsafe impl<I: Float, O: Float> KernelArgs for GemmTiles<I, O> {
     fn symbol(k: &TileKernel) -> Symbol {
         let mode = if k.aligned { "aligned" } else { "general" };
         let ab = layouts(k.a_layout, k.b_layout);
-        let name = gemm_name(k.path, I::DTYPE, k.tiling, ab, mode);
+        let input = tile_input(I::DTYPE, k.accumulation);
+        let name = gemm_name(k.path, &input, k.tiling, ab, mode);
         Symbol::at(k.path.module(), name, k.path.arch())
     }
     fn params(&mut self) -> Self::Params {
@@ -500,7 +513,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for GemmPersistent<I, O> {
     type Variant = PersistentKernel;
     fn symbol(k: &PersistentKernel) -> Symbol {
         let ab = layouts(k.a_layout, k.b_layout);
-        let name = gemm_name(GemmPath::Sm90, I::DTYPE, k.tiling, ab, "persistent");
+        let name = gemm_name(GemmPath::Sm90, I::SUFFIX, k.tiling, ab, "persistent");
         Symbol::at(GemmPath::Sm90.module(), name, GemmPath::Sm90.arch())
     }
     fn params(&mut self) -> Self::Params {
@@ -582,9 +595,16 @@ mod tests {
             a_layout: Layout::RowMajor,
             b_layout: Layout::ColMajor,
             aligned: true,
+            accumulation: ComputeType::F32,
         };
         let s = GemmTiles::<half::bf16, f32>::symbol(&tile);
         assert_eq!(s.name, "gemm_sm80_bf16_128x128x32x4_arbc_aligned");
+        let acc16 = TileKernel {
+            accumulation: ComputeType::F16,
+            ..tile
+        };
+        let s = GemmTiles::<half::f16, half::f16>::symbol(&acc16);
+        assert_eq!(s.name, "gemm_sm80_f16_acc16_128x128x32x4_arbc_aligned");
         assert_eq!(
             (s.module, s.target),
             ("gemm_sm80", Some(PtxArch::Compute80))

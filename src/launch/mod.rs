@@ -330,7 +330,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::modules;
     use crate::ops::conv2d::ConvPath;
-    use crate::ops::matmul::{GemmPath, Layout};
+    use crate::ops::matmul::{ComputeType, GemmPath, Layout};
     use half::{bf16, f16};
     use std::collections::{HashMap, HashSet};
 
@@ -389,10 +389,11 @@ pub(crate) mod tests {
 
     /// Every GEMM kernel a matmul plan can load: each path's tile configurations aligned, its
     /// last one general (`plan::choose_general`), the Hopper path's persistent kernels, the
-    /// reductions; for f16, and bf16 where the path has it.
+    /// reductions; for f16 (with f32 and, where the path has them, f16 accumulators), and bf16
+    /// where the path has it.
     #[test]
     fn every_gemm_kernel_exists() {
-        fn typed<I: crate::ops::Float>(s: &mut Shipped, path: GemmPath) {
+        fn typed<I: crate::ops::Float>(s: &mut Shipped, path: GemmPath, accumulation: ComputeType) {
             let layouts = [Layout::RowMajor, Layout::ColMajor];
             let configs = path.configs();
             for a_layout in layouts {
@@ -413,6 +414,7 @@ pub(crate) mod tests {
                             a_layout,
                             b_layout,
                             aligned: true,
+                            accumulation,
                         };
                         s.assert_defined::<GemmTiles<I, f32>>(tile);
                         if i + 1 == configs.len() {
@@ -433,9 +435,12 @@ pub(crate) mod tests {
             GemmPath::Sm80,
             GemmPath::Sm90,
         ] {
-            typed::<f16>(&mut s, path);
+            typed::<f16>(&mut s, path, ComputeType::F32);
+            if path.accumulation(ComputeType::F16) == ComputeType::F16 {
+                typed::<f16>(&mut s, path, ComputeType::F16);
+            }
             if path.supports_bf16() {
-                typed::<bf16>(&mut s, path);
+                typed::<bf16>(&mut s, path, ComputeType::F32);
             }
             if path != GemmPath::Sm90 {
                 s.assert_defined::<SplitKReduce<f16, f32>>(Reduction::Gemm(path));

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
-use crate::ops::matmul::Layout;
+use crate::ops::matmul::{ComputeType, Layout};
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
@@ -40,9 +40,34 @@ pub fn cublas_gemm<T: Float>(
     a: &impl AsDeviceSlice<T>,
     b: &impl AsDeviceSlice<T>,
     d: &mut impl AsDeviceSliceMut<T>,
-    (m, n, k): (usize, usize, usize),
+    shape: (usize, usize, usize),
     b_layout: Layout,
 ) -> Result<()> {
+    cublas_gemm_compute(blas, stream, a, b, d, shape, b_layout, ComputeType::F32)
+}
+
+/// [`cublas_gemm`] with the accumulation chosen: `ComputeType::F16` is `CUBLAS_COMPUTE_16F`
+/// (f16 inputs and output only; [`Error::InvalidArgument`] otherwise).
+#[allow(clippy::too_many_arguments)]
+pub fn cublas_gemm_compute<T: Float>(
+    blas: &CudaBlas,
+    stream: &Stream,
+    a: &impl AsDeviceSlice<T>,
+    b: &impl AsDeviceSlice<T>,
+    d: &mut impl AsDeviceSliceMut<T>,
+    (m, n, k): (usize, usize, usize),
+    b_layout: Layout,
+    compute: ComputeType,
+) -> Result<()> {
+    let f16_compute = match (compute, T::DTYPE) {
+        (ComputeType::F32, _) => false,
+        (ComputeType::F16, Dtype::F16) => true,
+        (ComputeType::F16, Dtype::Bf16 | Dtype::F32) => {
+            return Err(Error::InvalidArgument {
+                what: format!("CUBLAS_COMPUTE_16F needs f16 operands, not {}", T::SUFFIX),
+            })
+        }
+    };
     let (a, b, mut d) = (
         a.as_device_slice(),
         b.as_device_slice(),
@@ -73,10 +98,25 @@ pub fn cublas_gemm<T: Float>(
     let b = acc.read(&b)?.addr();
     let d = acc.write(&mut d)?.addr();
     let (alpha, beta) = (1.0f32, 0.0f32);
+    let (alpha16, beta16) = (half::f16::ONE, half::f16::ZERO);
+    let (alpha, beta, compute_type) = if f16_compute {
+        (
+            &alpha16 as *const half::f16 as *const _,
+            &beta16 as *const half::f16 as *const _,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_16F,
+        )
+    } else {
+        (
+            &alpha as *const f32 as *const _,
+            &beta as *const f32 as *const _,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+        )
+    };
     // SAFETY: a, b and d hold at least M×K, K×N and M×N elements of T (checked above), which
-    // the dimensions and leading dimensions given reach exactly; alpha and beta are f32, as
-    // CUBLAS_COMPUTE_32F reads them; the handle runs on `stream`, which the access orders after
-    // earlier work on the buffers (and notes the call when finished).
+    // the dimensions and leading dimensions given reach exactly; alpha and beta point at f32
+    // for CUBLAS_COMPUTE_32F and at f16 for CUBLAS_COMPUTE_16F (as each reads them), alive
+    // through the call; the handle runs on `stream`, which the access orders after earlier
+    // work on the buffers (and notes the call when finished).
     unsafe {
         blas::gemm_ex(
             *blas.handle(),
@@ -90,18 +130,18 @@ pub fn cublas_gemm<T: Float>(
             n as i32,
             m as i32,
             k as i32,
-            &alpha as *const f32 as *const _,
+            alpha,
             b as *const _,
             cuda_type::<T>(),
             if b_col_major { k as i32 } else { n as i32 },
             a as *const _,
             cuda_type::<T>(),
             k as i32,
-            &beta as *const f32 as *const _,
+            beta,
             d as *mut _,
             cuda_type::<T>(),
             n as i32,
-            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            compute_type,
             blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
         )
     }

@@ -8,6 +8,6 @@ mod cublas;
 mod cudnn;
 
 #[cfg(feature = "cublas")]
-pub use cublas::{cublas_gemm, load_cublas};
+pub use cublas::{cublas_gemm, cublas_gemm_compute, load_cublas};
 #[cfg(feature = "cudnn")]
 pub use cudnn::CudnnConv;

@@ -7,7 +7,9 @@
 use crate::{bound, ensure, fail, gelu, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ndarray::Array2;
-use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
+use hikube_gpu::ops::matmul::{
+    Activation, ComputeType, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Route, Tiling,
+};
 use hikube_gpu::{Device, DeviceBuffer, Error, Float, KernelOptions, PtxArch};
 use libtest_mimic::{Failed, Trial};
 
@@ -34,6 +36,12 @@ pub fn trials() -> Vec<Trial> {
         gpu_test("matmul::sm70_f16_f32_grid", |d| {
             grid::<f16, f32>(d, PtxArch::Compute70)
         }),
+        gpu_test("matmul::acc16_grid_every_mma_sync_path", acc16_grid),
+        gpu_test("matmul::acc16_error_grows_with_k", acc16_error_vs_k),
+        gpu_test(
+            "matmul::acc16_keeps_f32_on_hopper_and_refuses_bf16",
+            acc16_elsewhere,
+        ),
         gpu_test("matmul::sm90_f16_f32_grid", grid_sm90::<f16, f32>),
         gpu_test("matmul::sm90_f16_f16_grid", grid_sm90::<f16, f16>),
         gpu_test("matmul::sm90_bf16_bf16_grid", |d| {
@@ -89,6 +97,8 @@ struct Case {
     grid: Option<usize>,
     /// The plan's forced split-K factor (None: the heuristic's).
     split_k: Option<usize>,
+    /// The accumulation asked for.
+    compute: ComputeType,
 }
 
 const R: Layout = Layout::RowMajor;
@@ -112,6 +122,7 @@ fn case(m: usize, n: usize, k: usize) -> Case {
         broadcast_b: false,
         grid: None,
         split_k: None,
+        compute: ComputeType::F32,
     }
 }
 
@@ -265,6 +276,7 @@ fn run_tiled<I: Float, O: Float>(
         .alpha(c.alpha)
         .beta(c.beta)
         .activation(c.act)
+        .compute(c.compute)
         .options(KernelOptions { arch: Some(arch) });
     let desc = match tiling {
         Some(t) => desc.tiling(t),
@@ -294,6 +306,14 @@ fn run_tiled<I: Float, O: Float>(
     }
     plan.launch(&stream, &a, &b, &mut d, epi).map_err(fail)?;
     let out = d.to_vec(&stream).map_err(fail)?;
+    if let Some(Route::Gemm { accumulation, .. }) = plan.last_route() {
+        // The forced target's path decides: a Hopper plan accumulates in f32 in every kernel.
+        let want = GemmPath::for_arch(arch).accumulation(c.compute);
+        ensure!(
+            accumulation == want,
+            "{arch} {c:?}: accumulated in {accumulation:?}, want {want:?}"
+        );
+    }
 
     let f = |x: &I| f64::from(x.to_f32());
     let (mut num, mut den) = (0.0f64, 0.0f64);
@@ -386,6 +406,93 @@ fn grid<I: Float, O: Float>(device: &Device, arch: PtxArch) -> Result<(), Failed
         O::SUFFIX,
         cases().len()
     );
+    Ok(())
+}
+
+/// The relative-error bound of f16 accumulation over K products (BENCHMARKS.md, "f16
+/// accumulation"): the accumulator is rounded to f16 (unit roundoff 2^-11) after every tensor
+/// instruction, K/16 or more times, and these errors add up like a random walk over partial sums
+/// that grow as √K; 2^-11·√K is several times what was measured, plus the output's rounding.
+fn acc16_bound<O: Float>(k: usize) -> f64 {
+    (k as f64).sqrt() / 2048.0 + bound::<O>()
+}
+
+/// f16 accumulation on the three mma.sync paths, every case of the grid (odd shapes, layouts,
+/// epilogues, batches, general kernels, split-K), f16 and f32 outputs.
+fn acc16_grid(device: &Device) -> Result<(), Failed> {
+    for arch in [PtxArch::Compute80, PtxArch::Compute75, PtxArch::Compute70] {
+        let mut worst = 0.0f64;
+        for c in cases() {
+            let c = Case {
+                compute: ComputeType::F16,
+                ..c
+            };
+            let (e16, _) = run::<f16, f16>(device, arch, c)?;
+            let (e32, _) = run::<f16, f32>(device, arch, c)?;
+            ensure!(
+                e16 <= acc16_bound::<f16>(c.k) && e32 <= acc16_bound::<f32>(c.k),
+                "{arch} f16 accumulation {c:?}: relative error {e16:e} (f16 out), {e32:e} (f32 out)"
+            );
+            worst = worst.max(e16).max(e32);
+        }
+        eprintln!("{arch} f16 accumulation: worst relative error {worst:.2e}");
+    }
+    Ok(())
+}
+
+/// The accuracy cost of f16 accumulation against K (f32 output, so that only the accumulation
+/// rounds): within the bound, and well above f32 accumulation's from K = 1024 on, which shows
+/// the f16 accumulators really ran.
+fn acc16_error_vs_k(device: &Device) -> Result<(), Failed> {
+    for arch in [PtxArch::Compute80, PtxArch::Compute75, PtxArch::Compute70] {
+        let mut line = format!("{arch} relative error vs K (f16 acc / f32 acc):");
+        for k in [64, 256, 1024, 4096, 16384] {
+            let c = case(128, 128, k);
+            let (e32, _) = run::<f16, f32>(device, arch, c)?;
+            let c16 = Case {
+                compute: ComputeType::F16,
+                split_k: Some(1),
+                ..c
+            };
+            let (e16, _) = run::<f16, f32>(device, arch, c16)?;
+            line += &format!(" K={k}: {e16:.2e} / {e32:.2e};");
+            ensure!(
+                e16 <= acc16_bound::<f32>(k),
+                "{arch} K = {k}: f16 accumulation error {e16:e}"
+            );
+            ensure!(
+                k < 1024 || e16 > 10.0 * e32,
+                "{arch} K = {k}: f16 accumulation error {e16:e} is not above f32's {e32:e}: \
+                 did the f16 accumulators run?"
+            );
+        }
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// On the Hopper path f16 accumulation is a permission the plan does not use (wgmma runs f32
+/// accumulation at the same rate): the route says F32 and the result is f32-accurate. bf16
+/// inputs cannot ask for it.
+fn acc16_elsewhere(device: &Device) -> Result<(), Failed> {
+    let stream = device.default_stream();
+    if PtxArch::Compute90a.runs_on(device.compute_capability()) {
+        let c = Case {
+            compute: ComputeType::F16,
+            ..case(1024, 1024, 4096)
+        };
+        let (err, _) = run::<f16, f32>(device, PtxArch::Compute90a, c)?;
+        ensure!(err <= bound::<f32>(), "Hopper path asked for F16: {err:e}");
+    }
+    for arch in [None, Some(PtxArch::Compute80)] {
+        let desc = MatmulDesc::new(64, 64, 64)
+            .compute(ComputeType::F16)
+            .options(KernelOptions { arch });
+        match Matmul::<bf16, f32>::new(&stream, desc) {
+            Err(Error::InvalidArgument { .. }) => {}
+            other => return Err(format!("bf16 with F16 accumulation ({arch:?}): {other:?}").into()),
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,27 @@
 
 use crate::catalog::PtxArch;
 
+/// What the tensor cores accumulate the products in ([`MatmulDesc::compute`](super::MatmulDesc::compute)),
+/// as cuBLAS's compute type.
+///
+/// `F16` (f16 inputs only) lets the mma.sync paths (compute_70, compute_75, compute_80)
+/// accumulate in f16: twice the tensor rate of f32 accumulation on GeForce cards (RTX 20/30/40),
+/// the same rate on the data-center ones (V100, T4, A100, H100), at a cost in accuracy that grows
+/// with K (measured against the f64 reference in BENCHMARKS.md: choose it knowingly, for
+/// inference). Sums of more than 65504 overflow to infinity. The Hopper path's wgmma runs f16 and
+/// f32 accumulation at the same rate, so on it `F16` is a permission the plan does not use: the
+/// route says `F32` (like PyTorch's `allow_fp16_reduced_precision_reduction`). Split-K slices
+/// are summed in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ComputeType {
+    /// f32 accumulators (the default; what bf16 products always use).
+    #[default]
+    F32,
+    /// f16 accumulators where the path has them (f16 inputs only).
+    F16,
+}
+
 /// A kernel family: one per architecture family, each in its own PTX module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -67,6 +88,17 @@ impl GemmPath {
         match self {
             GemmPath::Sm80 => 8,
             GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm90 => 1,
+        }
+    }
+
+    /// What the path's kernels accumulate in when `F16` is asked for: f16 on the mma.sync
+    /// paths, f32 on the Hopper path (see [`ComputeType`]).
+    pub fn accumulation(self, asked: ComputeType) -> ComputeType {
+        match (self, asked) {
+            (GemmPath::Sm90, _) | (_, ComputeType::F32) => ComputeType::F32,
+            (GemmPath::Sm70 | GemmPath::Sm75 | GemmPath::Sm80, ComputeType::F16) => {
+                ComputeType::F16
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ops::KernelOptions;
 use crate::size;
 
-use super::config::Tiling;
+use super::config::{ComputeType, Tiling};
 
 /// Memory order of a matrix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -112,6 +112,9 @@ pub struct MatmulDesc {
     pub beta: f32,
     /// The activation after bias.
     pub activation: Activation,
+    /// What the products accumulate in: f32 (the default) or, for f16 inputs, f16 where the
+    /// path has it ([`ComputeType`]).
+    pub compute: ComputeType,
     /// Kernel options (a forced PTX target selects the kernel path).
     pub options: KernelOptions,
     /// Force a tile configuration of the path instead of the heuristic's choice (for tuning);
@@ -165,6 +168,7 @@ impl MatmulDesc {
             alpha: 1.0,
             beta: 0.0,
             activation: Activation::None,
+            compute: ComputeType::F32,
             options: KernelOptions::default(),
             tiling: None,
             split_k: None,
@@ -205,6 +209,8 @@ impl MatmulDesc {
         beta: f32 => beta;
         /// Sets the activation.
         activation: Activation => activation;
+        /// Sets the accumulation type.
+        compute: ComputeType => compute;
         /// Sets the kernel options.
         options: KernelOptions => options;
         /// Forces a tile configuration.

@@ -1,6 +1,7 @@
 //! Matrix multiplication on tensor cores: `D = act(α·op(A)·op(B) + β·C + bias)`.
 //!
-//! Inputs are `f16` or `bf16`; the output `f16`, `bf16` or `f32`; accumulation is always f32.
+//! Inputs are `f16` or `bf16`; the output `f16`, `bf16` or `f32`; accumulation is f32, or, for
+//! f16 inputs that ask for it ([`ComputeType::F16`]), f16 on the mma.sync paths.
 //! A is M×K and B is K×N, C and D M×N, each row- or column-major with its own leading
 //! dimension (C in D's layout when it is read). The bias has N elements, one per column of D,
 //! and D's element type. Batches are strided. A [`Matmul`] plan validates the shapes once,
@@ -45,7 +46,7 @@ pub(crate) mod desc;
 mod plan;
 mod run;
 
-pub use config::{GemmPath, Tiling};
+pub use config::{ComputeType, GemmPath, Tiling};
 pub use desc::{Activation, Layout, MatmulDesc};
 pub use plan::Route;
 

@@ -2,7 +2,7 @@
 //! the tile configurations, the kernels, and the workspace's size. What a launch then runs is a
 //! [`Route`].
 
-use super::config::{self, Choice, GemmPath, Tiling};
+use super::config::{self, Choice, ComputeType, GemmPath, Tiling};
 use super::desc::{at_most, MatmulDesc, Strides};
 use crate::catalog::{ComputeCapability, PtxArch};
 use crate::device::Device;
@@ -33,6 +33,8 @@ pub enum Route {
         splits: usize,
         /// The fast kernel (else the general one).
         fast: bool,
+        /// What the kernel accumulates in.
+        accumulation: ComputeType,
     },
     /// K = 0: one element-wise kernel of `path` (the split-K reduction, with no slices) writes
     /// `D = act(β·C + bias)`.
@@ -60,6 +62,7 @@ pub(crate) struct Kernel<F> {
     pub path: GemmPath,
     pub func: F,
     pub choice: Choice,
+    pub accumulation: ComputeType,
 }
 
 impl<F> Kernel<F> {
@@ -69,6 +72,7 @@ impl<F> Kernel<F> {
             tiling: self.choice.config.tiling,
             splits: self.choice.splits,
             fast,
+            accumulation: self.accumulation,
         }
     }
 }
@@ -243,6 +247,7 @@ fn plan_gemm<I: Float, O: Float>(
 ) -> Result<Gemm<I, O>> {
     let sms = device.properties().sm_count as usize;
     let max_smem = device.properties().max_shared_memory_per_block as usize;
+    let acc = accumulation::<I>(desc, path)?;
     let path = path_for_shape(path, desc, strides, sms)?;
     let general_path = path.fallback();
     let choice = choose_fast(path, desc, sms, max_smem)?;
@@ -262,22 +267,51 @@ fn plan_gemm<I: Float, O: Float>(
                 allow_smem(device, &choice, &func)?;
                 Fast::Persistent { func, blocks }
             }
-            None => Fast::Tiles(load_tiles(device, path, &choice, desc, true)?),
+            None => Fast::Tiles(load_tiles(device, path, &choice, desc, acc, true)?),
         };
-        Some(Kernel { path, func, choice })
+        let accumulation = match func {
+            Fast::Persistent { .. } => ComputeType::F32,
+            Fast::Tiles(_) => acc,
+        };
+        Some(Kernel {
+            path,
+            func,
+            choice,
+            accumulation,
+        })
     } else {
         None
     };
     let general = Kernel {
         path: general_path,
-        func: load_tiles(device, general_path, &general_choice, desc, false)?,
+        func: load_tiles(device, general_path, &general_choice, desc, acc, false)?,
         choice: general_choice,
+        accumulation: acc,
     };
     Ok(Gemm {
         fast,
         general,
         reduce: load_reduce(device, general_path)?,
     })
+}
+
+/// What the plan's tile kernels accumulate in: `desc.compute` where the device's path has it
+/// (f16 accumulation on the mma.sync paths, for f16 inputs only); f32 on a device whose path is
+/// the Hopper one, whichever kernel a shape then runs, so that one plan accumulates one way.
+fn accumulation<I: Float>(desc: &MatmulDesc, device_path: GemmPath) -> Result<ComputeType> {
+    let f16_inputs = match I::DTYPE {
+        Dtype::F16 => true,
+        Dtype::Bf16 | Dtype::F32 => false,
+    };
+    match desc.compute {
+        ComputeType::F16 if !f16_inputs => Err(Error::InvalidArgument {
+            what: format!(
+                "ComputeType::F16 (f16 accumulation) needs f16 inputs, not {}",
+                I::SUFFIX
+            ),
+        }),
+        asked => Ok(device_path.accumulation(asked)),
+    }
 }
 
 /// The device's path, or compute_80 where the Hopper path does not take the shape or is not
@@ -436,6 +470,7 @@ fn load_tiles<I: Float, O: Float>(
     path: GemmPath,
     choice: &Choice,
     desc: &MatmulDesc,
+    accumulation: ComputeType,
     fast: bool,
 ) -> Result<Loaded<GemmTiles<I, O>>> {
     let which = TileKernel {
@@ -444,6 +479,7 @@ fn load_tiles<I: Float, O: Float>(
         a_layout: desc.a_layout,
         b_layout: desc.b_layout,
         aligned: fast,
+        accumulation,
     };
     let func = GemmTiles::kernel(device, which, None)?;
     allow_smem(device, choice, &func)?;
@@ -538,6 +574,27 @@ mod tests {
     }
 
     #[test]
+    fn f16_accumulation_is_for_f16_inputs_on_the_mma_sync_paths() {
+        let asked = MatmulDesc::new(64, 64, 64).compute(ComputeType::F16);
+        for path in [GemmPath::Sm70, GemmPath::Sm75, GemmPath::Sm80] {
+            let acc = accumulation::<half::f16>(&asked, path).unwrap();
+            assert_eq!(acc, ComputeType::F16, "{path:?}");
+        }
+        // The Hopper path's wgmma runs f32 accumulation at the same rate: the plan keeps it.
+        let hopper = accumulation::<half::f16>(&asked, GemmPath::Sm90).unwrap();
+        assert_eq!(hopper, ComputeType::F32);
+        let default = MatmulDesc::new(64, 64, 64);
+        let acc = accumulation::<half::f16>(&default, GemmPath::Sm80).unwrap();
+        assert_eq!(acc, ComputeType::F32);
+        for path in [GemmPath::Sm80, GemmPath::Sm90] {
+            assert!(matches!(
+                accumulation::<half::bf16>(&asked, path),
+                Err(Error::InvalidArgument { .. })
+            ));
+        }
+    }
+
+    #[test]
     fn routes_report_their_tiling() {
         let tiling = GemmPath::Sm80.configs()[0].tiling;
         let gemm = Route::Gemm {
@@ -545,6 +602,7 @@ mod tests {
             tiling,
             splits: 2,
             fast: true,
+            accumulation: ComputeType::F16,
         };
         assert_eq!(gemm.tiling(), Some((tiling, 2)));
         assert_eq!(
