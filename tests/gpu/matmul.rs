@@ -409,10 +409,10 @@ fn grid<I: Float, O: Float>(device: &Device, arch: PtxArch) -> Result<(), Failed
     Ok(())
 }
 
-/// The relative-error bound of f16 accumulation over K products (BENCHMARKS.md, "f16
-/// accumulation"): the accumulator is rounded to f16 (unit roundoff 2^-11) after every tensor
-/// instruction, K/16 or more times, and these errors add up like a random walk over partial sums
-/// that grow as √K; 2^-11·√K is several times what was measured, plus the output's rounding.
+/// The relative-error bound of f16 accumulation over K products: the accumulator is rounded to
+/// f16 (unit roundoff 2^-11) after every tensor instruction, K/16 or more times, and these
+/// errors add up like a random walk over partial sums that grow as √K, about 2^-11·√(K/96) in
+/// all; 2^-11·√K leaves a factor of ten for that estimate, plus the output's rounding.
 fn acc16_bound<O: Float>(k: usize) -> f64 {
     (k as f64).sqrt() / 2048.0 + bound::<O>()
 }
