@@ -8,11 +8,12 @@ use crate::catalog::PtxArch;
 /// `F16` (f16 inputs only) lets the mma.sync paths (compute_70, compute_75, compute_80)
 /// accumulate in f16: twice the tensor rate of f32 accumulation on GeForce cards (RTX 20/30/40),
 /// the same rate on the data-center ones (V100, T4, A100, H100), at a cost in accuracy that grows
-/// with K (estimated at 2^-11·√(K/96) relative to the f64 result for random inputs, bounded in the GPU
-/// tests by 2^-11·√K; `matmul::acc16_error_grows_with_k` prints it against K: choose it
-/// knowingly, for inference). Sums of more than 65504 overflow to infinity. The Hopper path's wgmma runs f16 and
-/// f32 accumulation at the same rate, so on it `F16` is a permission the plan does not use: the
-/// route says `F32` (like PyTorch's `allow_fp16_reduced_precision_reduction`). Split-K slices
+/// with K (estimated at 2^-11·√(K/96) relative to the f64 result for random inputs, bounded in
+/// the GPU tests by 2^-11·√K; `matmul::acc16_error_grows_with_k` prints it against K: choose it
+/// knowingly, for inference). Sums of more than 65504 overflow to infinity. The Hopper path's
+/// wgmma runs f16 and f32 accumulation at the same rate, so on it `F16` is a permission the plan
+/// does not use (the accumulation is decided once from the device's path, so a Hopper plan's
+/// compute_80 fallback kernels accumulate in f32 too): the route says `F32` (like PyTorch's `allow_fp16_reduced_precision_reduction`). Split-K slices
 /// are summed in f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -269,15 +269,11 @@ fn plan_gemm<I: Float, O: Float>(
             }
             None => Fast::Tiles(load_tiles(device, path, &choice, desc, acc, true)?),
         };
-        let accumulation = match func {
-            Fast::Persistent { .. } => ComputeType::F32,
-            Fast::Tiles(_) => acc,
-        };
         Some(Kernel {
             path,
             func,
             choice,
-            accumulation,
+            accumulation: acc,
         })
     } else {
         None
