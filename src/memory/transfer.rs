@@ -74,6 +74,24 @@ impl PinnedPool {
         })
     }
 
+    /// Makes sure the cache holds at least `count` buffers of `bytes`' size class, page-locking
+    /// the missing ones now. Page-locking host memory waits for the device to go idle, so a
+    /// loop that takes blocks while kernels run should reserve them first (as
+    /// [`Prefetcher`] does at its first batch). Errors as [`take`](Self::take).
+    pub fn reserve(&self, bytes: usize, count: usize) -> Result<()> {
+        let class = crate::size::round_up("pinned block bytes", bytes.max(1), PINNED_CLASS)?;
+        let cached = |pool: &Self| {
+            let free = pool.free.lock().unwrap_or_else(|p| p.into_inner());
+            free.get(&class).map_or(0, Vec::len)
+        };
+        for _ in cached(self)..count {
+            let buf = PinnedBuffer::zeroed(&self.device, class)?;
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            free.entry(class).or_default().push(buf);
+        }
+        Ok(())
+    }
+
     /// Bytes held in the cache (not on loan).
     pub fn cached_bytes(&self) -> usize {
         let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,6 +321,11 @@ impl Drop for TransferPipeline {
 /// copied on a stream of their own, and [`next`](Self::next) hands out a batch that is already
 /// on the GPU (or on its way, ordered before the compute stream's next work).
 ///
+/// Page-locking host memory waits for the device to go idle, so the staging buffers are
+/// page-locked before any batch is copied: `depth + 2` of them at the first batch (the batches
+/// in flight, the one handed out and the one being staged), from a [`PinnedPool`] that
+/// [`with_pool`](Self::with_pool) lets a training loop keep from one epoch to the next.
+///
 /// ```no_run
 /// use hikube_gpu::{ops, Device, DeviceBuffer, Prefetcher};
 /// let device = Device::open(0)?;
@@ -326,12 +349,25 @@ pub struct Prefetcher<T: Pod + Send> {
     /// Staging blocks of batches handed out whose copies may still be reading them.
     retiring: VecDeque<(Event, PinnedBlock)>,
     depth: usize,
+    /// Whether the staging buffers were page-locked (at the first batch, whose size they take).
+    reserved: bool,
 }
 
 impl<T: Pod + Send> Prefetcher<T> {
     /// Starts producing `batches` on a host thread, keeping up to `depth` batches (at least 1)
     /// in flight to the GPU.
     pub fn new<I>(device: &Device, batches: I, depth: usize) -> Result<Self>
+    where
+        I: IntoIterator<Item = Vec<T>>,
+        I::IntoIter: Send + 'static,
+        T: 'static,
+    {
+        Self::with_pool(&PinnedPool::new(device), batches, depth)
+    }
+
+    /// As [`new`](Self::new), staging in `pool`'s buffers (on `pool`'s device): a pool kept
+    /// across epochs page-locks its staging buffers once.
+    pub fn with_pool<I>(pool: &PinnedPool, batches: I, depth: usize) -> Result<Self>
     where
         I: IntoIterator<Item = Vec<T>>,
         I::IntoIter: Send + 'static,
@@ -348,8 +384,9 @@ impl<T: Pod + Send> Prefetcher<T> {
             }
         });
         Ok(Prefetcher {
-            copy: device.new_stream()?,
-            pool: PinnedPool::new(device),
+            copy: pool.device.new_stream()?,
+            pool: pool.clone(),
+            reserved: false,
             rx: Some(rx),
             producer: Some(producer),
             ready: VecDeque::new(),
@@ -376,6 +413,11 @@ impl<T: Pod + Send> Prefetcher<T> {
             self.retiring.pop_front();
         }
         let bytes: &[u8] = bytemuck::cast_slice(&batch);
+        if !self.reserved {
+            self.pool
+                .reserve(bytes.len(), self.depth.saturating_add(2))?;
+            self.reserved = true;
+        }
         let mut staging = self.pool.take(bytes.len())?;
         parallel_copy(&mut staging.as_mut_slice()?[..bytes.len()], bytes);
         let mut gpu = DeviceBuffer::<T>::alloc(&self.copy, batch.len())?;

@@ -31,6 +31,10 @@ pub fn trials() -> Vec<Trial> {
             "transfer::prefetcher_delivers_every_batch",
             prefetcher_delivers_every_batch,
         ),
+        gpu_test(
+            "transfer::prefetcher_page_locks_once_per_pool",
+            prefetcher_page_locks_once_per_pool,
+        ),
     ]
 }
 
@@ -330,6 +334,34 @@ fn pinned_pool_reuses(device: &Device) -> Result<(), Failed> {
     drop(b);
     pool.trim();
     ensure!(pool.cached_bytes() == 0, "trim");
+    Ok(())
+}
+
+/// Two epochs through one `PinnedPool`: the first page-locks `depth + 2` staging buffers at its
+/// first batch, the second reuses them (the cache holds the same bytes after both), and every
+/// batch arrives intact.
+fn prefetcher_page_locks_once_per_pool(device: &Device) -> Result<(), Failed> {
+    let compute = device.new_stream().map_err(fail)?;
+    let pool = PinnedPool::new(device);
+    let batches: Vec<Vec<f32>> = (0..12).map(|i| random(300_000 + i)).collect();
+    let (depth, class) = (3, 2 << 20); // 1.2 MB batches: 2 MiB blocks
+    let mut cached = Vec::new();
+    for epoch in 0..2 {
+        let mut loader = Prefetcher::with_pool(&pool, batches.clone(), depth).map_err(fail)?;
+        let mut seen = 0;
+        while let Some(batch) = loader.next(&compute) {
+            let got = batch.map_err(fail)?.to_vec(&compute).map_err(fail)?;
+            ensure!(got == batches[seen], "epoch {epoch}, batch {seen}");
+            seen += 1;
+        }
+        ensure!(seen == batches.len(), "epoch {epoch}: {seen} batches");
+        drop(loader);
+        cached.push(pool.cached_bytes());
+    }
+    ensure!(
+        cached[0] >= (depth + 2) * class && cached[1] == cached[0],
+        "cached staging bytes after each epoch: {cached:?}"
+    );
     Ok(())
 }
 
