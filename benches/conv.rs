@@ -95,7 +95,7 @@ fn bench_type<T: Float>(
             let d = desc(layer, n);
             let flops = d.flops();
             let mut x = inputs::<T>(stream, &d)?;
-            let mut plan = Conv2d::<T, T>::new(stream, d.clone())?;
+            let mut plan = Conv2d::<T, T>::new(stream, d)?;
             let mut dnn = match CudnnConv::new::<T>(stream, &d) {
                 Ok(r) => r,
                 Err(e) => {
@@ -188,7 +188,7 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
             let mut cells = Vec::new();
             for &t in &tilings {
                 // Not every tile exists for every channel gather (the `_c4` kernels).
-                let Ok(mut plan) = Conv2d::<T, T>::new(stream, d.clone().tiling(t)) else {
+                let Ok(mut plan) = Conv2d::<T, T>::new(stream, d.tiling(t)) else {
                     cells.push("-".to_string());
                     continue;
                 };
@@ -206,7 +206,7 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
                 .median_ms();
                 cells.push(format!("{:.1}", d.flops() / (ms * 1e9)));
             }
-            let chosen = Conv2d::<T, T>::new(stream, d.clone())?
+            let chosen = Conv2d::<T, T>::new(stream, d)?
                 .tiling()
                 .map_or("-".into(), |(t, s)| format!("{t} ({s})"));
             println!("| {} | {n} | {} | {chosen} |", name, cells.join(" | "));

@@ -149,7 +149,7 @@ impl Net {
                     convs.push(Conv {
                         w_dev: DeviceBuffer::from_slice(stream, &wts)?,
                         b_dev: DeviceBuffer::from_slice(stream, &bias)?,
-                        plan: Conv2d::new(stream, desc.clone())?,
+                        plan: Conv2d::new(stream, desc)?,
                         desc,
                         w: wts,
                         b: bias,

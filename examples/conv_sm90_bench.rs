@@ -1,4 +1,4 @@
-//! Throughput of the Hopper convolution (`ops::conv2d_sm90`) on ResNet-50 layers, NHWC f16 with
+//! Throughput of `ops::conv2d`'s Hopper path (forced with `Conv2dDesc::hopper`) on ResNet-50 layers, NHWC f16 with
 //! bias and ReLU: the plan's own choice ("auto"; "auto_1tile" with one block per tile instead of
 //! persistent blocks), then every A-operand load and tile variant (without split-K). Timed with CUDA
 //! events (median of 30 runs after 5 warm-ups, rotating over three input sets so that no run
@@ -9,32 +9,32 @@
 //!     cargo run --release --example conv_sm90_bench -- quick   # only the plan's choice
 
 use hikube_gpu::half::f16;
-use hikube_gpu::ops::conv2d_sm90::{ALoad, Conv2dShape, Conv2dSm90, Conv2dSm90Options};
-use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
+use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, HopperOptions};
+use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
 
 const SETS: usize = 3;
 
 /// (name, shape): the batch-64 ResNet-50 3x3 layers, the 1x1 expansion, and small batches.
-fn layers() -> Vec<(String, Conv2dShape)> {
+fn layers() -> Vec<(String, Conv2dDesc)> {
     let mut v = Vec::new();
     for n in [64usize, 8, 1] {
         for (c, hw) in [(64usize, 56usize), (128, 28), (256, 14), (512, 7)] {
             v.push((
                 format!("3x3_c{c}_{hw}x{hw}_n{n}"),
-                Conv2dShape::new(n, hw, hw, c, c, 3, 3).pad(1, 1),
+                Conv2dDesc::new(n, hw, hw, c, c, 3, 3).padding(1, 1),
             ));
         }
         v.push((
             format!("1x1_c64k256_56x56_n{n}"),
-            Conv2dShape::new(n, 56, 56, 64, 256, 1, 1),
+            Conv2dDesc::new(n, 56, 56, 64, 256, 1, 1),
         ));
     }
     v.push((
         "7x7s2_c8k64_224x224_n64".into(),
-        Conv2dShape::new(64, 224, 224, 8, 64, 7, 7)
+        Conv2dDesc::new(64, 224, 224, 8, 64, 7, 7)
             .stride(2, 2)
-            .pad(3, 3),
+            .padding(3, 3),
     ));
     v
 }
@@ -54,18 +54,18 @@ fn main() -> Result<()> {
     println!("device: {}", device.properties().name);
     for (name, s) in layers() {
         let xs = (0..SETS)
-            .map(|_| random::<f16>(&stream, s.x_len()))
+            .map(|_| random::<f16>(&stream, s.input_len()))
             .collect::<Result<Vec<_>>>()?;
         let ws = (0..SETS)
-            .map(|_| random::<f16>(&stream, s.w_len()))
+            .map(|_| random::<f16>(&stream, s.filter_len()))
             .collect::<Result<Vec<_>>>()?;
         let bias = random::<f16>(&stream, s.k)?;
-        let mut y = DeviceBuffer::<f16>::alloc(&stream, s.y_len())?;
+        let mut y = DeviceBuffer::<f16>::alloc(&stream, s.output_len())?;
         let mut variants = vec![
-            ("auto".to_string(), Conv2dSm90Options::default()),
+            ("auto".to_string(), HopperOptions::default()),
             (
                 "auto_1tile".to_string(),
-                Conv2dSm90Options {
+                HopperOptions {
                     grid_blocks: Some(usize::MAX),
                     ..Default::default()
                 },
@@ -80,7 +80,7 @@ fn main() -> Result<()> {
                     }
                     variants.push((
                         format!("{a_name}_bn{bn}x{blocks}"),
-                        Conv2dSm90Options {
+                        HopperOptions {
                             a_load: Some(a),
                             block_n: Some(bn),
                             blocks_per_sm: Some(blocks),
@@ -92,7 +92,7 @@ fn main() -> Result<()> {
             }
         }
         for (label, options) in variants {
-            let mut plan = match Conv2dSm90::<f16>::with_options(&stream, s, options) {
+            let mut plan = match Conv2d::<f16, f16>::new(&stream, s.hopper(options)) {
                 Ok(p) => p,
                 Err(e) => {
                     println!("SKIP {name} {label}: {e}");
@@ -101,15 +101,14 @@ fn main() -> Result<()> {
             };
             let t = time_on_stream(&stream, 5, 30, |i| {
                 let set = i % SETS;
-                plan.launch(&stream, &xs[set], &ws[set], Some(&bias), &mut y, true)
+                let b = Some(bias.as_device_slice());
+                plan.launch(&stream, &xs[set], &ws[set], b, &mut y, true)
             })?;
             let tflops = s.flops() / (t.median_ms() * 1e-3) / 1e12;
             println!(
-                "RESULT {name} {label} {tflops:.1} TFLOP/s ({:.1} us; {:?}, tiling {:?}, {} blocks)",
+                "RESULT {name} {label} {tflops:.1} TFLOP/s ({:.1} us; {:?})",
                 t.median_ms() * 1e3,
-                plan.a_load(),
-                plan.tiling(),
-                plan.grid_blocks()
+                plan.hopper_choices()
             );
         }
     }

@@ -16,7 +16,7 @@ use super::{bad_config, param, KernelArgs, Symbol};
 use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
 use crate::memory::ensure_len;
-use crate::ops::conv2d_sm90::ALoad;
+use crate::ops::conv2d::ALoad;
 use crate::ops::matmul::config::Tiling;
 use crate::ops::matmul::desc::Layout;
 use crate::ops::Float;
@@ -344,7 +344,7 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
             if op.addr() % 16 != 0 {
                 return Err(Error::InvalidArgument {
                     what: format!(
-                        "conv2d_sm90 needs {what} 16-byte aligned, got {:#x}",
+                        "the compute_90a conv2d needs {what} 16-byte aligned, got {:#x}",
                         op.addr()
                     ),
                 });

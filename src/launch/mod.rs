@@ -450,7 +450,7 @@ pub(crate) mod tests {
     }
 
     /// Every convolution kernel a `Conv2d` plan can load but the Hopper ones (whose variants
-    /// `ops::conv2d_sm90`'s tests walk).
+    /// `ops::conv2d` (the Hopper path)'s tests walk).
     #[test]
     fn every_conv_kernel_exists() {
         let mut s = Shipped::default();

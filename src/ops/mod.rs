@@ -2,7 +2,6 @@
 
 pub mod conv2d;
 #[doc(hidden)]
-pub mod conv2d_sm90;
 mod elementwise;
 pub mod matmul;
 mod pooling;

@@ -107,7 +107,7 @@ impl CudnnConv {
             act: std::ptr::null_mut(),
             algo: dnn_sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
             workspace: None,
-            desc: desc.clone(),
+            desc: *desc,
             fused: false,
         };
         me.x = status("tensor descriptor", dnn::create_tensor_descriptor())?;

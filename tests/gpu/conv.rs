@@ -240,7 +240,7 @@ fn run<I: Float, O: Float>(
     let w = DeviceBuffer::from_slice(&stream, &w_h).map_err(fail)?;
     let bias = DeviceBuffer::from_slice(&stream, &bias_h).map_err(fail)?;
     let mut y = DeviceBuffer::from_slice(&stream, &y_init).map_err(fail)?;
-    let mut plan = Conv2d::<I, O>::new(&stream, desc.clone()).map_err(fail)?;
+    let mut plan = Conv2d::<I, O>::new(&stream, desc).map_err(fail)?;
     plan.launch(
         &stream,
         &x,
@@ -450,7 +450,7 @@ fn graph_capture(device: &Device) -> Result<(), Failed> {
         .map_err(fail)?;
     let bias = DeviceBuffer::from_slice(&stream, &random::<f16>(c.k, &mut rng)).map_err(fail)?;
     let mut want = DeviceBuffer::<f16>::zeroed(&stream, desc.output_len()).map_err(fail)?;
-    let mut plan = Conv2d::<f16, f16>::new(&stream, desc.clone()).map_err(fail)?;
+    let mut plan = Conv2d::<f16, f16>::new(&stream, desc).map_err(fail)?;
     plan.launch(
         &stream,
         &x,
@@ -549,7 +549,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
     let stream = device.default_stream();
     let new = |d: Conv2dDesc| Conv2d::<f16, f16>::new(&stream, d);
     let base = Conv2dDesc::new(2, 8, 8, 16, 32, 3, 3).padding(1, 1);
-    let r = new(base.clone().groups(4));
+    let r = new(base.groups(4));
     ensure!(
         matches!(r, Err(Error::InvalidArgument { .. })),
         "groups 4: {r:?}"
@@ -576,7 +576,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         matches!(r, Err(Error::InvalidDimension { min: 1, .. })),
         "N = 0: {r:?}"
     );
-    let r = new(base.clone().stride(0, 1));
+    let r = new(base.stride(0, 1));
     ensure!(
         matches!(r, Err(Error::InvalidDimension { .. })),
         "stride 0: {r:?}"
@@ -586,14 +586,14 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         matches!(r, Err(Error::TooLarge { .. })),
         "huge input: {r:?}"
     );
-    let r = Conv2d::<f32, f32>::new(&stream, base.clone());
+    let r = Conv2d::<f32, f32>::new(&stream, base);
     ensure!(
         matches!(r, Err(Error::UnsupportedDtype { dtype: "f32", .. })),
         "f32 input: {r:?}"
     );
     let r = Conv2d::<bf16, bf16>::new(
         &stream,
-        base.clone().options(KernelOptions {
+        base.options(KernelOptions {
             arch: Some(PtxArch::Compute75),
         }),
     );
@@ -602,7 +602,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         "bf16 on compute_75: {r:?}"
     );
 
-    let mut plan = new(base.clone()).map_err(fail)?;
+    let mut plan = new(base).map_err(fail)?;
     let x = DeviceBuffer::<f16>::zeroed(&stream, base.input_len() + 8).map_err(fail)?;
     let w = DeviceBuffer::<f16>::zeroed(&stream, base.filter_len()).map_err(fail)?;
     let bias = DeviceBuffer::<f16>::zeroed(&stream, base.k - 1).map_err(fail)?;
@@ -645,7 +645,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         .map_err(fail)?;
     // The 4-channel gather needs an 8-byte aligned input: 4 elements in is fine, 2 is not.
     let c4 = Conv2dDesc::new(1, 8, 9, 4, 8, 2, 2);
-    let mut plan = new(c4.clone()).map_err(fail)?;
+    let mut plan = new(c4).map_err(fail)?;
     if plan.path() == ConvPath::Sm80 {
         let x = DeviceBuffer::<f16>::zeroed(&stream, c4.input_len() + 4).map_err(fail)?;
         let w = DeviceBuffer::<f16>::zeroed(&stream, c4.filter_len()).map_err(fail)?;

@@ -1,4 +1,4 @@
-//! The Hopper implicit-GEMM convolution (`ops::conv2d_sm90`) against an f64 direct convolution
+//! The Hopper path of `ops::conv2d` (forced with `Conv2dDesc::hopper`) against an f64 direct convolution
 //! on the CPU, computed from the stored (rounded) inputs: ResNet-50's 3x3 layers at small batch,
 //! odd sizes, strides, paddings, dilation, 1x1 and 7x7 filters, K not a multiple of any tile,
 //! C = 8, bias and ReLU on and off, f16 and bf16, every A-operand load, every tile variant,
@@ -7,8 +7,8 @@
 
 use crate::{ensure, fail, gpu_test};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d_sm90::{ALoad, Conv2dShape, Conv2dSm90, Conv2dSm90Options};
-use hikube_gpu::{ComputeCapability, Device, DeviceBuffer, Error, Float};
+use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, ConvPath, HopperOptions};
+use hikube_gpu::{AsDeviceSlice, ComputeCapability, Device, DeviceBuffer, Error, Float, Stream};
 use libtest_mimic::{Failed, Trial};
 use rand::Rng;
 
@@ -25,33 +25,33 @@ fn hopper(device: &Device) -> bool {
     device.compute_capability() == ComputeCapability::new(9, 0)
 }
 
-fn cases() -> Vec<Conv2dShape> {
-    let c = Conv2dShape::new;
+fn cases() -> Vec<Conv2dDesc> {
+    let c = Conv2dDesc::new;
     vec![
         // ResNet-50's 3x3 layers, small batch (the last one goes through split-K).
-        c(1, 56, 56, 64, 64, 3, 3).pad(1, 1),
-        c(2, 28, 28, 128, 128, 3, 3).pad(1, 1),
-        c(1, 14, 14, 256, 256, 3, 3).pad(1, 1),
-        c(2, 7, 7, 512, 512, 3, 3).pad(1, 1),
+        c(1, 56, 56, 64, 64, 3, 3).padding(1, 1),
+        c(2, 28, 28, 128, 128, 3, 3).padding(1, 1),
+        c(1, 14, 14, 256, 256, 3, 3).padding(1, 1),
+        c(2, 7, 7, 512, 512, 3, 3).padding(1, 1),
         // Odd sizes, K not a multiple of the tile, C below one 64-channel slice.
-        c(3, 13, 17, 24, 40, 3, 3).pad(1, 1),
-        c(5, 9, 7, 16, 33, 3, 3).pad(1, 1),
-        c(1, 6, 6, 16, 1, 3, 3).pad(1, 1),
-        c(1, 5, 3, 8, 8, 3, 3).pad(1, 1),
+        c(3, 13, 17, 24, 40, 3, 3).padding(1, 1),
+        c(5, 9, 7, 16, 33, 3, 3).padding(1, 1),
+        c(1, 6, 6, 16, 1, 3, 3).padding(1, 1),
+        c(1, 5, 3, 8, 8, 3, 3).padding(1, 1),
         // Stride 2, padding 0 and 3, dilation 2, mixed per axis.
-        c(2, 15, 16, 32, 72, 3, 3).stride(2, 2).pad(1, 1),
+        c(2, 15, 16, 32, 72, 3, 3).stride(2, 2).padding(1, 1),
         c(1, 9, 11, 16, 16, 3, 3),
-        c(1, 12, 12, 64, 96, 3, 3).pad(2, 2).dilation(2, 2),
+        c(1, 12, 12, 64, 96, 3, 3).padding(2, 2).dilation(2, 2),
         c(2, 11, 13, 24, 20, 3, 5)
             .stride(1, 2)
-            .pad(0, 1)
+            .padding(0, 1)
             .dilation(2, 1),
         // 1x1 (and its stride-2 downsampling form), C = 72 (a partial second slice).
         c(2, 14, 14, 64, 256, 1, 1),
         c(1, 14, 14, 128, 136, 1, 1).stride(2, 2),
         c(3, 5, 7, 72, 24, 1, 1),
         // The ResNet stem with C padded from 3 to 8.
-        c(2, 32, 30, 8, 64, 7, 7).stride(2, 2).pad(3, 3),
+        c(2, 32, 30, 8, 64, 7, 7).stride(2, 2).padding(3, 3),
     ]
 }
 
@@ -64,27 +64,28 @@ fn random<T: Float>(len: usize) -> Vec<T> {
 
 /// y = act(conv(x, w) + bias) in f64, NHWC / KRSC.
 fn reference<T: Float>(
-    s: &Conv2dShape,
+    s: &Conv2dDesc,
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
     relu: bool,
 ) -> Vec<f64> {
-    let (p, q) = s.output_size().expect("valid shape");
+    let (p, q) = s.output_hw();
     let xf: Vec<f64> = x.iter().map(|v| f64::from(v.to_f32())).collect();
     let wf: Vec<f64> = w.iter().map(|v| f64::from(v.to_f32())).collect();
-    let mut y = vec![0f64; s.y_len()];
+    let mut y = vec![0f64; s.output_len()];
     for n in 0..s.n {
         for op in 0..p {
             for oq in 0..q {
                 let out = &mut y[((n * p + op) * q + oq) * s.k..][..s.k];
                 for r in 0..s.r {
-                    let ih = (op * s.stride.0 + r * s.dilation.0) as isize - s.pad.0 as isize;
+                    let ih = (op * s.stride.0 + r * s.dilation.0) as isize - s.padding.0 as isize;
                     if ih < 0 || ih >= s.h as isize {
                         continue;
                     }
                     for t in 0..s.s {
-                        let iw = (oq * s.stride.1 + t * s.dilation.1) as isize - s.pad.1 as isize;
+                        let iw =
+                            (oq * s.stride.1 + t * s.dilation.1) as isize - s.padding.1 as isize;
                         if iw < 0 || iw >= s.w as isize {
                             continue;
                         }
@@ -120,23 +121,28 @@ fn tolerance<T: Float>() -> f64 {
 /// Runs `plan` on fresh inputs and compares with the reference; returns the relative error.
 fn run_case<T: Float>(
     device: &Device,
-    s: Conv2dShape,
-    options: Conv2dSm90Options,
+    s: Conv2dDesc,
+    options: HopperOptions,
     bias_on: bool,
     relu: bool,
 ) -> Result<(), Failed> {
     let stream = device.default_stream();
-    let x = random::<T>(s.x_len());
-    let w = random::<T>(s.w_len());
+    let x = random::<T>(s.input_len());
+    let w = random::<T>(s.filter_len());
     let b = random::<T>(s.k);
     let want = reference(&s, &x, &w, bias_on.then_some(&b[..]), relu);
     let dx = DeviceBuffer::from_slice(&stream, &x).map_err(fail)?;
     let dw = DeviceBuffer::from_slice(&stream, &w).map_err(fail)?;
     let db = DeviceBuffer::from_slice(&stream, &b).map_err(fail)?;
-    let mut dy = DeviceBuffer::<T>::alloc(&stream, s.y_len()).map_err(fail)?;
+    let mut dy = DeviceBuffer::<T>::alloc(&stream, s.output_len()).map_err(fail)?;
     dy.fill(&stream, T::from_f32(f32::NAN)).map_err(fail)?;
-    let mut plan = Conv2dSm90::<T>::with_options(&stream, s, options).map_err(fail)?;
-    let bias = bias_on.then_some(&db as &dyn hikube_gpu::AsDeviceSlice<T>);
+    let mut plan = Conv2d::<T, T>::new(&stream, s.hopper(options)).map_err(fail)?;
+    ensure!(
+        plan.path() == ConvPath::Sm90,
+        "{s:?}: path {:?}",
+        plan.path()
+    );
+    let bias = bias_on.then(|| db.as_device_slice());
     plan.launch(&stream, &dx, &dw, bias, &mut dy, relu)
         .map_err(fail)?;
     let got = dy.to_vec(&stream).map_err(fail)?;
@@ -149,20 +155,24 @@ fn run_case<T: Float>(
     let err = (num / den.max(1e-30)).sqrt();
     ensure!(
         err < tolerance::<T>(),
-        "{} {s:?} {options:?} ({:?}, tiling {:?}) bias={bias_on} relu={relu}: relative error {err:e}",
+        "{} {s:?} {options:?} (chose {:?}) bias={bias_on} relu={relu}: relative error {err:e}",
         T::SUFFIX,
-        plan.a_load(),
-        plan.tiling()
+        plan.hopper_choices()
     );
     Ok(())
 }
 
+/// A plan forced onto the Hopper path with the plan's own choices.
+fn forced<I: Float, O: Float>(stream: &Stream, s: Conv2dDesc) -> hikube_gpu::Result<Conv2d<I, O>> {
+    Conv2d::<I, O>::new(stream, s.hopper(HopperOptions::default()))
+}
+
 fn shapes<T: Float>(device: &Device) -> Result<(), Failed> {
     if !hopper(device) {
-        let s = Conv2dShape::new(1, 8, 8, 8, 8, 3, 3);
+        let s = Conv2dDesc::new(1, 8, 8, 8, 8, 3, 3);
         ensure!(
             matches!(
-                Conv2dSm90::<T>::check(device, &s),
+                forced::<T, T>(&device.default_stream(), s),
                 Err(Error::UnsupportedArch { .. })
             ),
             "off Hopper the plan must refuse with UnsupportedArch"
@@ -177,7 +187,7 @@ fn shapes<T: Float>(device: &Device) -> Result<(), Failed> {
             Some(ALoad::Gather),
             Some(ALoad::Packed),
         ] {
-            let options = Conv2dSm90Options {
+            let options = HopperOptions {
                 a_load,
                 ..Default::default()
             };
@@ -191,11 +201,11 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
     if !hopper(device) {
         return Ok(());
     }
-    let s = Conv2dShape::new(3, 10, 9, 72, 300, 3, 3).pad(1, 1);
+    let s = Conv2dDesc::new(3, 10, 9, 72, 300, 3, 3).padding(1, 1);
     for (block_n, blocks) in [(64, 1), (64, 2), (128, 1), (256, 1)] {
         for (splits, grid_blocks) in [(1, None), (3, None), (1, Some(2)), (2, Some(3))] {
             for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
-                let options = Conv2dSm90Options {
+                let options = HopperOptions {
                     a_load: Some(a_load),
                     block_n: Some(block_n),
                     blocks_per_sm: Some(blocks),
@@ -207,10 +217,10 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
         }
     }
     // Persistent blocks over a larger grid of tiles, both types, every load.
-    let s = Conv2dShape::new(4, 23, 19, 64, 72, 3, 3).pad(1, 1);
+    let s = Conv2dDesc::new(4, 23, 19, 64, 72, 3, 3).padding(1, 1);
     for grid_blocks in [Some(1), Some(5), Some(usize::MAX)] {
         for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
-            let options = Conv2dSm90Options {
+            let options = HopperOptions {
                 a_load: Some(a_load),
                 grid_blocks,
                 ..Default::default()
@@ -223,10 +233,11 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
 }
 
 fn bad_inputs(device: &Device) -> Result<(), Failed> {
-    let ok = Conv2dShape::new(1, 8, 8, 16, 16, 3, 3).pad(1, 1);
+    let stream = device.default_stream();
+    let ok = Conv2dDesc::new(1, 8, 8, 16, 16, 3, 3).padding(1, 1);
     ensure!(
         matches!(
-            Conv2dSm90::<f32>::check(device, &ok),
+            forced::<f32, f32>(&stream, ok),
             Err(Error::UnsupportedDtype { .. } | Error::UnsupportedArch { .. })
         ),
         "f32 is refused"
@@ -234,53 +245,68 @@ fn bad_inputs(device: &Device) -> Result<(), Failed> {
     if !hopper(device) {
         return Ok(());
     }
+    let kind = |r: &hikube_gpu::Result<Conv2d<f16, f16>>| match r {
+        Err(Error::InvalidArgument { .. }) => "InvalidArgument",
+        Err(Error::InvalidDimension { .. }) => "InvalidDimension",
+        Err(_) => "another error",
+        Ok(_) => "Ok",
+    };
     let bad = [
-        Conv2dShape::new(1, 8, 8, 3, 16, 3, 3),
-        Conv2dShape::new(1, 8, 8, 12, 16, 3, 3),
-        Conv2dShape::new(1, 2, 2, 16, 16, 3, 3),
-    ];
-    for s in bad {
-        ensure!(
-            matches!(
-                Conv2dSm90::<f16>::check(device, &s),
-                Err(Error::InvalidArgument { .. })
-            ),
-            "{s:?} must be refused with InvalidArgument"
-        );
-        ensure!(
-            !Conv2dSm90::<f16>::supports(device, &s),
-            "{s:?} is not supported"
-        );
-    }
-    let zero = Conv2dShape::new(1, 8, 8, 16, 0, 3, 3);
-    ensure!(
-        matches!(
-            Conv2dSm90::<f16>::check(device, &zero),
-            Err(Error::InvalidDimension { .. })
+        (
+            Conv2dDesc::new(1, 8, 8, 3, 16, 3, 3),
+            "InvalidArgument",
+            "C = 3",
         ),
-        "K = 0 is an InvalidDimension"
-    );
+        (
+            Conv2dDesc::new(1, 8, 8, 12, 16, 3, 3),
+            "InvalidArgument",
+            "C = 12",
+        ),
+        (
+            Conv2dDesc::new(1, 8, 8, 16, 16, 3, 3).groups(16),
+            "InvalidArgument",
+            "depthwise",
+        ),
+        (
+            Conv2dDesc::new(1, 2, 2, 16, 16, 3, 3),
+            "InvalidDimension",
+            "filter past the input",
+        ),
+        (
+            Conv2dDesc::new(1, 8, 8, 16, 0, 3, 3),
+            "InvalidDimension",
+            "K = 0",
+        ),
+    ];
+    for (s, expected, what) in bad {
+        let got = kind(&forced::<f16, f16>(&stream, s));
+        ensure!(got == expected, "{what}: {got}, expected {expected}");
+    }
+    let f32_out = forced::<f16, f32>(&stream, ok);
     ensure!(
-        Conv2dSm90::<f16>::supports(device, &ok),
-        "{ok:?} is supported"
+        matches!(f32_out, Err(Error::InvalidArgument { .. })),
+        "the Hopper path writes its input type: {:?}",
+        f32_out.map(|p| p.path())
     );
-    let stream = device.default_stream();
-    let forced = Conv2dSm90Options {
+    let im2col = HopperOptions {
         a_load: Some(ALoad::Im2col),
         ..Default::default()
     };
+    let stride9 = Conv2d::<f16, f16>::new(&stream, ok.stride(9, 9).hopper(im2col));
     ensure!(
-        matches!(
-            Conv2dSm90::<f16>::with_options(&stream, ok.stride(9, 9), forced),
-            Err(Error::InvalidArgument { .. })
-        ),
+        kind(&stride9) == "InvalidArgument",
         "im2col cannot take stride 9"
     );
-    let mut plan = Conv2dSm90::<f16>::new(&stream, ok).map_err(fail)?;
-    let x = DeviceBuffer::<f16>::zeroed(&stream, ok.x_len() + 8).map_err(fail)?;
-    let w = DeviceBuffer::<f16>::zeroed(&stream, ok.w_len()).map_err(fail)?;
-    let short = DeviceBuffer::<f16>::zeroed(&stream, ok.w_len() - 1).map_err(fail)?;
-    let mut y = DeviceBuffer::<f16>::zeroed(&stream, ok.y_len()).map_err(fail)?;
+    let mut plan = forced::<f16, f16>(&stream, ok).map_err(fail)?;
+    ensure!(
+        plan.path() == ConvPath::Sm90,
+        "forced path {:?}",
+        plan.path()
+    );
+    let x = DeviceBuffer::<f16>::zeroed(&stream, ok.input_len() + 8).map_err(fail)?;
+    let w = DeviceBuffer::<f16>::zeroed(&stream, ok.filter_len()).map_err(fail)?;
+    let short = DeviceBuffer::<f16>::zeroed(&stream, ok.filter_len() - 1).map_err(fail)?;
+    let mut y = DeviceBuffer::<f16>::zeroed(&stream, ok.output_len()).map_err(fail)?;
     let r = plan.launch(&stream, &x, &short, None, &mut y, false);
     ensure!(
         matches!(r, Err(Error::BufferTooSmall { .. })),

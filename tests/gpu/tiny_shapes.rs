@@ -13,8 +13,7 @@
 use crate::conv::{case, reference, Case};
 use crate::{bound, ensure, fail, gelu, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d::{Conv2d, ConvPath};
-use hikube_gpu::ops::conv2d_sm90::{ALoad, Conv2dShape, Conv2dSm90, Conv2dSm90Options};
+use hikube_gpu::ops::conv2d::{ALoad, Conv2d, ConvPath, HopperOptions};
 use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::ops::train::{self, LossScaler, Sgd};
 use hikube_gpu::{
@@ -503,14 +502,6 @@ fn matmul_every_tiling(device: &Device) -> Result<(), Failed> {
 /// The convolution cases are the conv tests' own (`crate::conv::Case`).
 type Cv = Case;
 
-/// The Hopper convolution's shape for `c`.
-fn sm90_shape(c: &Cv) -> Conv2dShape {
-    Conv2dShape::new(c.n, c.h, c.w, c.c, c.k, c.r, c.s)
-        .stride(c.stride.0, c.stride.1)
-        .pad(c.pad.0, c.pad.1)
-        .dilation(c.dil.0, c.dil.1)
-}
-
 /// The f64 reference, NHWC in a `Vec`.
 fn conv_ref(c: &Cv, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
     reference(c, x, w, bias).iter().copied().collect()
@@ -588,28 +579,33 @@ fn cv_check<I: Float, O: Float>(device: &Device, c: Cv, plan: Plan) -> Result<St
     Ok(path)
 }
 
-/// Runs one convolution through `Conv2dSm90` with `a_load` forced, in exact buffers.
+/// Runs one convolution on the Hopper path with `a_load` forced, in exact buffers.
 fn cv_sm90_check<T: Float>(device: &Device, c: Cv, a_load: ALoad) -> Result<(), Failed> {
     let stream = device.default_stream();
-    let options = Conv2dSm90Options {
+    let options = HopperOptions {
         a_load: Some(a_load),
         ..Default::default()
     };
-    let mut conv = match Conv2dSm90::<T>::with_options(&stream, sm90_shape(&c), options) {
+    let mut conv = match Conv2d::<T, T>::new(&stream, c.desc(None).hopper(options)) {
         Ok(conv) => conv,
         // TMA im2col cannot describe every shape.
         Err(Error::InvalidArgument { .. }) if a_load == ALoad::Im2col => return Ok(()),
         Err(e) => return Err(fail(e)),
     };
+    ensure!(
+        conv.path() == ConvPath::Sm90,
+        "forced path {:?}",
+        conv.path()
+    );
     let data = cv_data::<T, T>(&c);
     let x = exact(&stream, &data.x)?;
     let w = exact(&stream, &data.w)?;
     let bias = exact(&stream, &data.bias)?;
     let mut y = exact(&stream, &vec![T::from_f32(f32::NAN); data.want.len()])?;
-    let b = c.bias.then_some(&bias as &dyn AsDeviceSlice<T>);
+    let b = c.bias.then(|| bias.as_device_slice());
     conv.launch(&stream, &x, &w, b, &mut y, c.relu)
         .map_err(fail)?;
-    let what = format!("{} Conv2dSm90 {a_load:?}", T::SUFFIX);
+    let what = format!("{} conv2d Sm90 {a_load:?}", T::SUFFIX);
     cv_err(&c, &what, &y.to_vec(&stream).map_err(fail)?, &data.want)?;
     Ok(())
 }

@@ -14,7 +14,7 @@ pub enum ConvPath {
     /// [`Matmul`](crate::ops::matmul::Matmul) on its own path (compute 7.x, or when asked).
     Gemm(GemmPath),
     /// `compute_90a` (H100, H200): implicit GEMM with TMA im2col (or gathered loads) + wgmma,
-    /// warp-specialized and persistent (`ops::conv2d_sm90`), for filters larger than 1×1 with
+    /// warp-specialized and persistent (`ops::conv2d`'s `sm90.rs`), for filters larger than 1×1 with
     /// C a multiple of 8 and the output in the input type; other Hopper convolutions run
     /// [`ConvPath::Sm80`].
     Sm90,

@@ -4,6 +4,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
+use crate::ops::conv2d::HopperOptions;
 use crate::ops::matmul::Tiling;
 use crate::ops::KernelOptions;
 use crate::size;
@@ -19,7 +20,7 @@ use crate::size;
 /// assert_eq!(desc.output_hw(), (112, 112));
 /// assert_eq!(desc.gemm_mnk(), (8 * 112 * 112, 64, 7 * 7 * 3));
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Conv2dDesc {
     /// Batch.
     pub n: usize,
@@ -54,6 +55,9 @@ pub struct Conv2dDesc {
     /// and newer (twice the GEMM's speed on ResNet-50's 1×1 layers on the H100, whose
     /// reduction, C = 64, is too short for the GEMM's large tiles), the GEMM on 7.x.
     pub gemm_for_1x1: Option<bool>,
+    /// Force the Hopper path (`compute_90a`, C a multiple of 8, output in the input type) with
+    /// these of its choices forced; `None` lets the plan choose the path.
+    pub hopper: Option<HopperOptions>,
 }
 
 impl Conv2dDesc {
@@ -75,6 +79,7 @@ impl Conv2dDesc {
             options: KernelOptions::default(),
             tiling: None,
             gemm_for_1x1: None,
+            hopper: None,
         }
     }
 
@@ -111,6 +116,13 @@ impl Conv2dDesc {
     /// Forces a tile configuration of the implicit-GEMM path.
     pub fn tiling(mut self, tiling: Tiling) -> Self {
         self.tiling = Some(tiling);
+        self
+    }
+
+    /// Forces the Hopper path, with the choices `options` set (`HopperOptions::default()`:
+    /// the path alone). [`Conv2d::new`](super::Conv2d::new) says why where it cannot run.
+    pub fn hopper(mut self, options: HopperOptions) -> Self {
+        self.hopper = Some(options);
         self
     }
 

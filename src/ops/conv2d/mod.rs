@@ -27,10 +27,13 @@
 mod config;
 mod desc;
 mod layout;
+mod sm90;
 
 pub use config::ConvPath;
 pub use desc::Conv2dDesc;
 pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
+use sm90::Sm90Plan;
+pub use sm90::{ALoad, HopperOptions};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -41,7 +44,6 @@ use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
-use crate::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
 use crate::ops::matmul::config::Choice;
 use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tiling};
 use crate::ops::{Dtype, Float};
@@ -118,7 +120,7 @@ enum Kernels<I: Float, O: Float> {
     Direct {
         func: Kernel<Conv<I, O>>,
     },
-    Hopper(Box<Conv2dSm90<I>>),
+    Hopper(Box<Sm90Plan<I>>),
 }
 
 /// A validated convolution, ready to launch many times.
@@ -158,30 +160,48 @@ impl<I: Float, O: Float> std::fmt::Debug for Conv2d<I, O> {
     }
 }
 
-/// The Hopper implicit GEMM's view of `desc` (groups = 1).
-fn hopper_shape(desc: &Conv2dDesc) -> Conv2dShape {
-    Conv2dShape::new(desc.n, desc.h, desc.w, desc.c, desc.k, desc.r, desc.s)
-        .stride(desc.stride.0, desc.stride.1)
-        .pad(desc.padding.0, desc.padding.1)
-        .dilation(desc.dilation.0, desc.dilation.1)
-}
-
 /// The path of a dense convolution on a `compute_90a` device: the Hopper kernel (TMA im2col or
-/// gathered loads + wgmma, `ops::conv2d_sm90`) where it takes the shape — C a multiple of 8,
-/// output in the input type, no tiling of the compute_80 kernels forced — and where it measured
-/// faster: every filter larger than 1×1. 1×1 filters stay on the compute_80 implicit GEMM
-/// (62 against 42 TFLOP/s on ResNet-50's 1×1 C64→256 layer at batch 64, whose epilogue
-/// dominates), as does C = 3 (the padded path), and f32 output.
+/// gathered loads + wgmma, `sm90.rs`) where it takes the shape — C a multiple of 8, output in
+/// the input type, no tiling of the compute_80 kernels forced — and where it measured faster:
+/// every filter larger than 1×1. 1×1 filters stay on the compute_80 implicit GEMM (62 against
+/// 42 TFLOP/s on ResNet-50's 1×1 C64→256 layer at batch 64, whose epilogue dominates), as does
+/// C = 3 (the padded path), and f32 output.
 fn hopper_path<I: Float, O: Float>(device: &Device, desc: &Conv2dDesc) -> ConvPath {
     let same_out = I::DTYPE == O::DTYPE;
     if same_out
         && desc.tiling.is_none()
         && desc.r * desc.s > 1
-        && Conv2dSm90::<I>::supports(device, &hopper_shape(desc))
+        && Sm90Plan::<I>::check(device, desc).is_ok()
     {
         ConvPath::Sm90
     } else {
         ConvPath::Sm80
+    }
+}
+
+/// The Hopper path where [`Conv2dDesc::hopper`] forces it, or the typed reason it cannot run:
+/// the device, element type and shape ([`Sm90Plan::check`]), an output type other than the
+/// input's, or another forced target or tiling.
+fn forced_hopper<I: Float, O: Float>(
+    device: &Device,
+    desc: &Conv2dDesc,
+    family: PtxArch,
+) -> Result<ConvPath> {
+    Sm90Plan::<I>::check(device, desc)?;
+    let conflict = if I::DTYPE != O::DTYPE {
+        Some(format!("writes its input type, not {}", O::SUFFIX))
+    } else if family != PtxArch::Compute90a {
+        Some(format!("cannot run with the {family} target forced"))
+    } else if desc.tiling.is_some() {
+        Some("has no compute_80 tilings (one was forced)".to_string())
+    } else {
+        None
+    };
+    match conflict {
+        Some(why) => Err(Error::InvalidArgument {
+            what: format!("the compute_90a conv2d path (HopperOptions) {why}"),
+        }),
+        None => Ok(ConvPath::Sm90),
     }
 }
 
@@ -215,7 +235,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             PtxArch::Compute80 | PtxArch::Compute90a => true,
             PtxArch::Compute70 | PtxArch::Compute75 => false,
         };
-        if desc.is_pointwise() && desc.gemm_for_1x1.unwrap_or(!implicit_1x1) {
+        let gemm_1x1 = desc.gemm_for_1x1.unwrap_or(!implicit_1x1) && desc.hopper.is_none();
+        if desc.is_pointwise() && gemm_1x1 {
             let mm = MatmulDesc::new(m, n, k)
                 .b_layout(Layout::ColMajor)
                 .options(desc.options);
@@ -234,7 +255,9 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                 Err(e) => return Err(e),
             }
         }
-        let path = if desc.groups > 1 {
+        let path = if desc.hopper.is_some() {
+            forced_hopper::<I, O>(&device, &desc, family)?
+        } else if desc.groups > 1 {
             ConvPath::Direct
         } else {
             match family {
@@ -254,7 +277,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         }
         let kernels = match path.implicit() {
             None if path == ConvPath::Sm90 => {
-                Kernels::Hopper(Box::new(Conv2dSm90::new(stream, hopper_shape(&desc))?))
+                let options = desc.hopper.unwrap_or_default();
+                Kernels::Hopper(Box::new(Sm90Plan::new(stream, &desc, options)?))
             }
             None => Kernels::Direct {
                 func: Conv::<I, O>::kernel(&device, ConvKernel::Direct, Some(family))?,
@@ -361,6 +385,16 @@ impl<I: Float, O: Float> Conv2d<I, O> {
             Kernels::Gemm(mm) => mm.tiling(),
             Kernels::Implicit { choice, .. } => Some((choice.config.tiling, choice.splits)),
             Kernels::Direct { .. } | Kernels::Hopper(_) => None,
+        }
+    }
+
+    /// The Hopper path's choices (`None` on the other paths): the A-operand load, output
+    /// channels per block tile, blocks per SM, split-K slices and blocks launched — what
+    /// [`HopperOptions`] can force.
+    pub fn hopper_choices(&self) -> Option<HopperOptions> {
+        match &self.kernels {
+            Kernels::Hopper(conv) => Some(conv.choices()),
+            Kernels::Gemm(_) | Kernels::Implicit { .. } | Kernels::Direct { .. } => None,
         }
     }
 
@@ -507,7 +541,7 @@ impl<I: Float> Gather<I> {
 /// The Hopper path (chosen only when the output type is the input type).
 fn launch_hopper<I: Float, O: Float>(
     stream: &Stream,
-    conv: &mut Conv2dSm90<I>,
+    conv: &mut Sm90Plan<I>,
     x: &DeviceSlice<'_, I>,
     w: &DeviceSlice<'_, I>,
     bias: Option<DeviceSlice<'_, O>>,
@@ -522,8 +556,7 @@ fn launch_hopper<I: Float, O: Float>(
         Some(b) => Some(b.same_type::<I>().ok_or_else(retyped)?),
         None => None,
     };
-    let bias = bias.as_ref().map(|b| b as &dyn AsDeviceSlice<I>);
-    conv.launch(stream, x, w, bias, &mut y, relu)
+    conv.launch(stream, x, w, bias.as_ref(), &mut y, relu)
 }
 
 /// The direct kernel, or an implicit-GEMM kernel with its split-K reduction, workspace and

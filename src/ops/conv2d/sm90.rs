@@ -1,46 +1,14 @@
-//! 2-D convolution (forward, NHWC) on Hopper tensor cores: an implicit GEMM with TMA loads and
-//! wgmma (`kernels/conv/conv_sm90.cu`), for the H100 and H200 only.
+//! The Hopper path of [`Conv2d`](super::Conv2d): an implicit GEMM with TMA loads and wgmma
+//! (`kernels/conv/conv_sm90.cu`), for the H100 and H200.
 //!
-//! `y = act(conv(x, w) + bias)` with `x` NHWC (`n × h × w × c`), `w` KRSC (`k × r × s × c`), `y`
-//! NHWC (`n × p × q × k`) in the input type (`f16` or `bf16`), f32 accumulation; `bias` has `k`
-//! elements and `act` is ReLU or nothing. Stride, padding and dilation per axis.
-//!
-//! This is the fast path a convolution dispatcher tries first: [`Conv2dSm90::supports`] says
-//! whether it takes a shape on a device (and [`Conv2dSm90::check`] why not), so the caller can
-//! fall back to a portable kernel. It needs compute capability 9.0 and `c % 8 == 0`
-//! (16-byte pixel rows, what TMA and the 16-byte copies need); any other size works, partial
-//! tiles are clipped. A plan picks the output-channel tile (64, 128 or 256; 64-wide tiles run two
-//! blocks per SM), split-K for layers with few output tiles and long reductions, and how the A
-//! operand is loaded ([`ALoad`]: TMA im2col by default, gathered by the producer threads where
-//! im2col cannot describe the shape, or gathered with filter taps packed when `c < 64`), from a
-//! cost model fitted to H100 measurements; blocks are persistent (at most one wave of them, each
-//! walking several output tiles and loading the next while it stores the last). Launching a plan
-//! allocates nothing and never synchronizes. Measurements: reports/h100/conv_sm90.md.
-//!
-//! ```no_run
-//! use hikube_gpu::half::f16;
-//! use hikube_gpu::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
-//! use hikube_gpu::{Device, DeviceBuffer};
-//!
-//! let device = Device::open(0)?;
-//! let stream = device.default_stream();
-//! // ResNet-50's 3x3 layer at 28x28: 128 -> 128 channels, stride 1, padding 1.
-//! let shape = Conv2dShape::new(8, 28, 28, 128, 128, 3, 3).pad(1, 1);
-//! if Conv2dSm90::<f16>::supports(&device, &shape) {
-//!     let mut conv = Conv2dSm90::<f16>::new(&stream, shape)?;
-//!     let x = DeviceBuffer::<f16>::zeroed(&stream, shape.x_len())?;
-//!     let w = DeviceBuffer::<f16>::zeroed(&stream, shape.w_len())?;
-//!     let bias = DeviceBuffer::<f16>::zeroed(&stream, shape.k)?;
-//!     let mut y = DeviceBuffer::<f16>::alloc(&stream, shape.y_len())?;
-//!     conv.launch(&stream, &x, &w, Some(&bias), &mut y, true)?;
-//!     stream.synchronize()?;
-//! }
-//! # Ok::<(), hikube_gpu::Error>(())
-//! ```
-
-mod shape;
-
-pub use shape::Conv2dShape;
+//! `y = act(conv(x, w) + bias)` with `y` and `bias` in the input type (`f16` or `bf16`), f32
+//! accumulation. It needs `c % 8 == 0` (16-byte pixel rows, what TMA and the 16-byte copies
+//! need); any other size works, partial tiles are clipped. A plan picks the output-channel tile
+//! (64, 128 or 256; 64-wide tiles run two blocks per SM), split-K for layers with few output
+//! tiles and long reductions, and how the A operand is loaded ([`ALoad`]), from a cost model
+//! fitted to H100 measurements; blocks are persistent (at most one wave of them, each walking
+//! several output tiles and loading the next while it stores the last). [`HopperOptions`]
+//! force any of these choices. Measurements: reports/h100/conv_sm90.md.
 
 use crate::catalog::PtxArch;
 use crate::device::Device;
@@ -52,8 +20,9 @@ use crate::launch::gemm::{GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
+use crate::memory::{DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
+use crate::ops::conv2d::Conv2dDesc;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use cudarc::driver::LaunchConfig;
@@ -116,9 +85,10 @@ pub enum ALoad {
     Packed,
 }
 
-/// Choices a plan makes by itself; set them to force one (for tuning and tests).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Conv2dSm90Options {
+/// The Hopper path's choices, made by the plan unless forced here (for tuning and tests):
+/// [`Conv2dDesc::hopper`] forces the path and these choices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HopperOptions {
     /// The A-operand load (default: im2col where the shape allows it).
     pub a_load: Option<ALoad>,
     /// Output channels per block tile: 64, 128 or 256.
@@ -138,8 +108,8 @@ pub struct Conv2dSm90Options {
 type ConvParams = ConvSm90Shape;
 
 /// A convolution plan for one shape and element type on a Hopper GPU.
-pub struct Conv2dSm90<T: Float> {
-    shape: Conv2dShape,
+pub(crate) struct Sm90Plan<T: Float> {
+    shape: Conv2dDesc,
     device: Device,
     params: ConvParams,
     m: usize,
@@ -156,18 +126,64 @@ pub struct Conv2dSm90<T: Float> {
 
 fn unsupported(what: String) -> Error {
     Error::InvalidArgument {
-        what: format!("conv2d_sm90 does not take this shape: {what}"),
+        what: format!("the compute_90a conv2d path does not take this shape: {what}"),
     }
+}
+
+/// What the Hopper kernel needs of a validated description beyond the other paths: one group,
+/// C a multiple of 8, and sizes within its 32-bit indexing ([`Error::TooLarge`] past it).
+fn limits(s: &Conv2dDesc) -> Result<()> {
+    if s.groups != 1 {
+        return Err(unsupported(format!("groups = {} (dense only)", s.groups)));
+    }
+    if s.c.checked_rem(8) != Some(0) {
+        return Err(unsupported(format!(
+            "C = {} is not a multiple of 8 (pixel rows must be 16-byte multiples)",
+            s.c
+        )));
+    }
+    let (p, q) = s.output_hw();
+    let max = i32::MAX as usize;
+    let too_large = |what: &str, value: usize| -> Result<()> {
+        if value <= max {
+            return Ok(());
+        }
+        Err(Error::TooLarge {
+            what: format!("conv2d (compute_90a path) {what}"),
+            value,
+            max,
+        })
+    };
+    for (what, factors) in [
+        ("output elements N·P·Q·K", &[s.n, p, q, s.k][..]),
+        ("input pixels per image H·W", &[s.h, s.w]),
+        ("filter row R·S·C", &[s.r, s.s, s.c]),
+    ] {
+        too_large(what, crate::size::product(what, factors)?)?;
+    }
+    for (what, v) in [
+        ("K", s.k),
+        ("padding", s.padding.0.max(s.padding.1)),
+        (
+            "dilated filter",
+            (s.r.max(s.s)).saturating_mul(s.dilation.0.max(s.dilation.1)),
+        ),
+        ("stride", s.stride.0.max(s.stride.1)),
+    ] {
+        too_large(what, v.saturating_mul(4))?;
+    }
+    Ok(())
 }
 
 /// Whether TMA im2col can describe the shape: rank-4 im2col corners and offsets lie in
 /// [-128, 127], traversal strides are at most 8.
-fn im2col_fits(s: &Conv2dShape) -> bool {
+fn im2col_fits(s: &Conv2dDesc) -> bool {
     let fits = |pad: usize, taps: usize, dil: usize, stride: usize| {
         let reach = (taps - 1) * dil;
         pad <= 127 && reach <= 127 && (pad as i64 - reach as i64) >= -128 && stride <= 8
     };
-    fits(s.pad.0, s.r, s.dilation.0, s.stride.0) && fits(s.pad.1, s.s, s.dilation.1, s.stride.1)
+    fits(s.padding.0, s.r, s.dilation.0, s.stride.0)
+        && fits(s.padding.1, s.s, s.dilation.1, s.stride.1)
 }
 
 /// The kernel variant and split-K factor for M output pixels, K output channels and `k_tiles`
@@ -212,79 +228,56 @@ fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Variant, usize) {
     (best.1, best.2)
 }
 
-impl<T: Float> Conv2dSm90<T> {
-    /// Whether this path runs `shape` with element type `T` on `device`.
-    ///
-    /// ```no_run
-    /// use hikube_gpu::half::f16;
-    /// use hikube_gpu::ops::conv2d_sm90::{Conv2dShape, Conv2dSm90};
-    /// let device = hikube_gpu::Device::open(0)?;
-    /// let rgb = Conv2dShape::new(1, 224, 224, 3, 64, 7, 7).stride(2, 2).pad(3, 3);
-    /// assert!(!Conv2dSm90::<f16>::supports(&device, &rgb)); // C = 3: pad it to 8
-    /// # Ok::<(), hikube_gpu::Error>(())
-    /// ```
-    pub fn supports(device: &Device, shape: &Conv2dShape) -> bool {
-        Self::check(device, shape).is_ok()
-    }
-
-    /// `Ok` when this path runs `shape` with element type `T` on `device`; otherwise the typed
-    /// reason: [`Error::UnsupportedArch`] off Hopper, [`Error::UnsupportedDtype`] for `f32`,
-    /// [`Error::InvalidDimension`] for a zero size, [`Error::TooLarge`] past the kernel's 32-bit
-    /// indexing, [`Error::InvalidArgument`] for `c % 8 != 0` or a filter larger than the
-    /// padded input.
-    pub fn check(device: &Device, shape: &Conv2dShape) -> Result<()> {
+impl<T: Float> Sm90Plan<T> {
+    /// `Ok` when this path runs `desc` (validated) with element type `T` on `device`;
+    /// otherwise the typed reason: [`Error::UnsupportedArch`] off Hopper,
+    /// [`Error::UnsupportedDtype`] for `f32`, [`Error::InvalidArgument`] for `c % 8 != 0` or
+    /// groups, [`Error::TooLarge`] past the kernel's 32-bit indexing.
+    pub(crate) fn check(device: &Device, desc: &Conv2dDesc) -> Result<()> {
         let cc = device.compute_capability();
         modules::select(MODULE, cc, Some(PtxArch::Compute90a))?;
         match T::DTYPE {
             Dtype::F16 | Dtype::Bf16 => {}
             Dtype::F32 => {
                 return Err(Error::UnsupportedDtype {
-                    op: "conv2d_sm90",
+                    op: "conv2d (compute_90a path)",
                     dtype: T::SUFFIX,
                     major: 9,
                     minor: 0,
                 })
             }
         }
-        shape.validate()?;
-        Ok(())
+        limits(desc)
     }
 
-    /// A plan for `shape` on `stream`'s device with the heuristic's choices.
-    pub fn new(stream: &Stream, shape: Conv2dShape) -> Result<Self> {
-        Self::with_options(stream, shape, Conv2dSm90Options::default())
-    }
-
-    /// A plan with some choices forced. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot
-    /// describe is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
-    pub fn with_options(
-        stream: &Stream,
-        shape: Conv2dShape,
-        options: Conv2dSm90Options,
-    ) -> Result<Self> {
+    /// A plan for `desc` (validated by [`Conv2dDesc::validate`]) on `stream`'s device, with the
+    /// choices `options` force. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot describe
+    /// is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
+    pub(crate) fn new(stream: &Stream, desc: &Conv2dDesc, options: HopperOptions) -> Result<Self> {
+        let shape = *desc;
         let device = stream.device().clone();
         Self::check(&device, &shape)?;
-        let s = shape;
+        let s = &shape;
         // Validated: the output exists, and N·P·Q, R·S·C and K fit in an i32.
-        let (p, q) = s.checked_output_size()?;
+        let (p, q) = s.output_hw();
         let m = s.n * p * q;
         let c_tiles = s.c.div_ceil(BK);
         let tap_k_tiles = s.r * s.s * c_tiles;
         let packed_k_tiles = (s.r * s.s * s.c).div_ceil(BK);
         let a_load = match options.a_load {
-            Some(ALoad::Im2col) if !im2col_fits(&s) => {
+            Some(ALoad::Im2col) if !im2col_fits(s) => {
                 return Err(Error::InvalidArgument {
                     what: format!(
                         "TMA im2col cannot describe padding {:?}, dilation {:?}, stride {:?} \
                          with a {}x{} filter",
-                        s.pad, s.dilation, s.stride, s.r, s.s
+                        s.padding, s.dilation, s.stride, s.r, s.s
                     ),
                 })
             }
             Some(a) => a,
             // Packing taps pays when it saves a third of the k-steps (C = 8: seven eighths).
             None if 3 * packed_k_tiles < 2 * tap_k_tiles => ALoad::Packed,
-            None if im2col_fits(&s) => ALoad::Im2col,
+            None if im2col_fits(s) => ALoad::Im2col,
             None => ALoad::Gather,
         };
         let k_tiles = if a_load == ALoad::Packed {
@@ -297,7 +290,7 @@ impl<T: Float> Conv2dSm90<T> {
         let block_n = options.block_n.unwrap_or(auto.block_n);
         if ![64, 128, 256].contains(&block_n) {
             return Err(Error::InvalidArgument {
-                what: format!("conv2d_sm90 block_n {block_n} is not 64, 128 or 256"),
+                what: format!("conv2d (compute_90a path) block_n {block_n} is not 64, 128 or 256"),
             });
         }
         let splits = options
@@ -315,7 +308,7 @@ impl<T: Float> Conv2dSm90<T> {
         let tiles = m.div_ceil(BM) * s.k.div_ceil(block_n);
         if tiles > i32::MAX as usize || splits > 65535 {
             return Err(Error::TooLarge {
-                what: "conv2d_sm90 grid".into(),
+                what: "conv2d (compute_90a path) grid".into(),
                 value: tiles.max(splits),
                 max: i32::MAX as usize,
             });
@@ -331,7 +324,7 @@ impl<T: Float> Conv2dSm90<T> {
         let Some(variant) = variant else {
             return Err(Error::InvalidArgument {
                 what: format!(
-                    "conv2d_sm90 has no {block_n}-wide tile with {:?} blocks per SM",
+                    "conv2d (compute_90a path) has no {block_n}-wide tile with {:?} blocks per SM",
                     options.blocks_per_sm
                 ),
             });
@@ -345,7 +338,7 @@ impl<T: Float> Conv2dSm90<T> {
         let max_smem = device.properties().max_shared_memory_per_block;
         if max_smem < smem {
             return Err(Error::TooLarge {
-                what: "conv2d_sm90 shared memory per block".into(),
+                what: "conv2d (compute_90a path) shared memory per block".into(),
                 value: smem as usize,
                 max: max_smem as usize,
             });
@@ -361,7 +354,7 @@ impl<T: Float> Conv2dSm90<T> {
         let reduce = SplitKReduce::<T, T>::kernel(&device, Reduction::ConvSm90, None)?;
         let workspace = if splits > 1 {
             let len = crate::size::product(
-                "conv2d_sm90 split-K workspace (slices x N·P·Q x K)",
+                "conv2d (compute_90a path) split-K workspace (slices x N·P·Q x K)",
                 &[splits, m, s.k],
             )?;
             Some(DeviceBuffer::<f32>::alloc(stream, len)?)
@@ -380,15 +373,15 @@ impl<T: Float> Conv2dSm90<T> {
             q: q as i32,
             stride_h: s.stride.0 as i32,
             stride_w: s.stride.1 as i32,
-            pad_h: s.pad.0 as i32,
-            pad_w: s.pad.1 as i32,
+            pad_h: s.padding.0 as i32,
+            pad_w: s.padding.1 as i32,
             dil_h: s.dilation.0 as i32,
             dil_w: s.dilation.1 as i32,
             c_tiles: c_tiles as i32,
             k_tiles: k_tiles as i32,
             kt_per_split: kt_per_split as i32,
         };
-        Ok(Conv2dSm90 {
+        Ok(Sm90Plan {
             shape,
             device,
             params,
@@ -405,80 +398,52 @@ impl<T: Float> Conv2dSm90<T> {
         })
     }
 
-    /// The shape the plan was made for.
-    pub fn shape(&self) -> &Conv2dShape {
-        &self.shape
-    }
-
-    /// The A-operand load in use.
-    pub fn a_load(&self) -> ALoad {
-        self.a_load
-    }
-
-    /// Blocks launched along the output tiles (fewer than the tiles: persistent blocks).
-    pub fn grid_blocks(&self) -> usize {
-        self.grid_blocks
-    }
-
-    /// Output channels per block tile, blocks per SM and split-K slices.
-    pub fn tiling(&self) -> (usize, usize, usize) {
-        (
-            self.variant.block_n,
-            self.variant.blocks_per_sm,
-            self.splits,
-        )
+    /// The choices the plan made (or was given).
+    pub(crate) fn choices(&self) -> HopperOptions {
+        HopperOptions {
+            a_load: Some(self.a_load),
+            block_n: Some(self.variant.block_n),
+            blocks_per_sm: Some(self.variant.blocks_per_sm),
+            splits: Some(self.splits),
+            grid_blocks: Some(self.grid_blocks),
+        }
     }
 
     /// Bytes of device memory the plan holds: the split-K partial sums, if any.
-    pub fn workspace_bytes(&self) -> usize {
+    pub(crate) fn workspace_bytes(&self) -> usize {
         self.workspace.as_ref().map_or(0, |w| w.num_bytes())
     }
 
-    /// Queues `y = act(conv(x, w) + bias)` on `stream` (ReLU when `relu`). Checks devices, buffer
-    /// sizes ([`Error::BufferTooSmall`]) and 16-byte alignment of `x` and `w`
-    /// ([`Error::InvalidArgument`]); allocates nothing and does not synchronize.
-    pub fn launch(
+    /// Queues `y = act(conv(x, w) + bias)` on `stream` (ReLU when `relu`), the operands
+    /// checked by [`Conv2d::launch`](super::Conv2d::launch) (devices, lengths). Checks the
+    /// 16-byte alignment of `x` and `w` ([`Error::InvalidArgument`]); allocates nothing and
+    /// does not synchronize.
+    pub(crate) fn launch(
         &mut self,
         stream: &Stream,
-        x: &impl AsDeviceSlice<T>,
-        w: &impl AsDeviceSlice<T>,
-        bias: Option<&dyn AsDeviceSlice<T>>,
-        y: &mut impl AsDeviceSliceMut<T>,
+        x: &DeviceSlice<'_, T>,
+        w: &DeviceSlice<'_, T>,
+        bias: Option<&DeviceSlice<'_, T>>,
+        y: &mut DeviceSliceMut<'_, T>,
         relu: bool,
     ) -> Result<()> {
         let s = self.shape;
-        let (x, w, mut y) = (
-            x.as_device_slice(),
-            w.as_device_slice(),
-            y.as_device_slice_mut(),
-        );
-        let bias = bias.map(|b| b.as_device_slice());
-        self.device.check_same(stream.device())?;
-        for dev in [x.device(), w.device(), y.device()] {
-            self.device.check_same(dev)?;
-        }
-        let need = crate::memory::ensure_len;
-        need("x", s.x_len(), x.len())?;
-        need("w", s.w_len(), w.len())?;
-        need("y", s.y_len(), y.len())?;
-        if let Some(b) = &bias {
-            self.device.check_same(b.device())?;
-            need("bias", s.k, b.len())?;
-        }
         let mut acc = Access::new(stream)?;
         let ops = GemmOperands {
-            a: acc.read(&x)?,
-            b: acc.read(&w)?,
+            a: acc.read(x)?,
+            b: acc.read(w)?,
             c: Operand::NONE,
-            bias: acc.read_or_null(bias.as_ref())?,
-            d: acc.write(&mut y)?,
+            bias: acc.read_or_null(bias)?,
+            d: acc.write(y)?,
             workspace: acc.write_or_null(self.workspace.as_mut())?,
         };
         let (x_ptr, w_ptr) = (ops.a.addr(), ops.b.addr());
         for (what, ptr) in [("x", x_ptr), ("w", w_ptr)] {
             if ptr % 16 != 0 {
                 return Err(Error::InvalidArgument {
-                    what: format!("conv2d_sm90 needs {what} 16-byte aligned, got {ptr:#x}"),
+                    what: format!(
+                        "the compute_90a conv2d needs {what} 16-byte aligned, got {ptr:#x}"
+                    ),
                 });
             }
         }
@@ -488,10 +453,10 @@ impl<T: Float> Conv2dSm90<T> {
             _ => {
                 let dx = match self.a_load {
                     ALoad::Im2col => {
-                        let lower = [-(s.pad.1 as i32), -(s.pad.0 as i32)];
+                        let lower = [-(s.padding.1 as i32), -(s.padding.0 as i32)];
                         let upper = [
-                            s.pad.1 as i32 - ((s.s - 1) * s.dilation.1) as i32,
-                            s.pad.0 as i32 - ((s.r - 1) * s.dilation.0) as i32,
+                            s.padding.1 as i32 - ((s.s - 1) * s.dilation.1) as i32,
+                            s.padding.0 as i32 - ((s.r - 1) * s.dilation.0) as i32,
                         ];
                         let stride = [s.stride.1 as u32, s.stride.0 as u32];
                         tma::im2col(
@@ -559,18 +524,18 @@ mod tests {
     }
 
     #[test]
-    fn output_size_follows_pytorch() {
-        let s = Conv2dShape::new(2, 7, 9, 8, 4, 3, 3).pad(1, 1);
-        assert_eq!(s.output_size(), Some((7, 9)));
-        let s = Conv2dShape::new(1, 224, 224, 8, 64, 7, 7)
-            .stride(2, 2)
-            .pad(3, 3);
-        assert_eq!(s.output_size(), Some((112, 112)));
-        let s = Conv2dShape::new(1, 10, 10, 8, 4, 3, 3).dilation(2, 2);
-        assert_eq!(s.output_size(), Some((6, 6)));
-        let s = Conv2dShape::new(1, 2, 2, 8, 4, 3, 3);
-        assert_eq!(s.output_size(), None);
-        assert_eq!(s.y_len(), 0);
+    fn hopper_limits() {
+        let ok = Conv2dDesc::new(8, 28, 28, 128, 128, 3, 3).padding(1, 1);
+        assert!(limits(&ok).is_ok());
+        let c12 = Conv2dDesc::new(8, 28, 28, 12, 128, 3, 3);
+        assert!(matches!(limits(&c12), Err(Error::InvalidArgument { .. })));
+        let depthwise = Conv2dDesc::new(8, 28, 28, 64, 64, 3, 3).groups(64);
+        assert!(matches!(
+            limits(&depthwise),
+            Err(Error::InvalidArgument { .. })
+        ));
+        let wide = Conv2dDesc::new(1, 8, 8, 8, i32::MAX as usize, 1, 1);
+        assert!(matches!(limits(&wide), Err(Error::TooLarge { .. })));
     }
 
     #[test]
@@ -591,7 +556,7 @@ mod tests {
 
     #[test]
     fn im2col_limits() {
-        let s = Conv2dShape::new(1, 8, 8, 8, 8, 3, 3).pad(1, 1);
+        let s = Conv2dDesc::new(1, 8, 8, 8, 8, 3, 3).padding(1, 1);
         assert!(im2col_fits(&s));
         assert!(!im2col_fits(&s.stride(9, 1)));
         assert!(!im2col_fits(&s.dilation(100, 1)));
