@@ -37,7 +37,8 @@ const BATCHES: [usize; 3] = [64, 8, 1];
 
 fn desc(layer: usize, n: usize) -> Conv2dDesc {
     let (_, c, hw, k, rs, stride, pad) = LAYERS[layer];
-    Conv2dDesc::new(n, hw, hw, c, k, rs, rs)
+    Conv2dDesc::input(n, hw, hw, c)
+        .filters(k, rs, rs)
         .stride(stride, stride)
         .padding(pad, pad)
 }

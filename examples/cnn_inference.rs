@@ -138,7 +138,8 @@ impl Net {
             match step {
                 Step::Conv(i) => {
                     let (r, stride, pad, c, k) = specs[*i];
-                    let desc = Conv2dDesc::new(n, h, w, c, k, r, r)
+                    let desc = Conv2dDesc::input(n, h, w, c)
+                        .filters(k, r, r)
                         .stride(stride, stride)
                         .padding(pad, pad);
                     let wts = he(&mut rng, desc.filter_len(), r * r * c);

@@ -22,17 +22,20 @@ fn layers() -> Vec<(String, Conv2dDesc)> {
         for (c, hw) in [(64usize, 56usize), (128, 28), (256, 14), (512, 7)] {
             v.push((
                 format!("3x3_c{c}_{hw}x{hw}_n{n}"),
-                Conv2dDesc::new(n, hw, hw, c, c, 3, 3).padding(1, 1),
+                Conv2dDesc::input(n, hw, hw, c)
+                    .filters(c, 3, 3)
+                    .padding(1, 1),
             ));
         }
         v.push((
             format!("1x1_c64k256_56x56_n{n}"),
-            Conv2dDesc::new(n, 56, 56, 64, 256, 1, 1),
+            Conv2dDesc::input(n, 56, 56, 64).filters(256, 1, 1),
         ));
     }
     v.push((
         "7x7s2_c8k64_224x224_n64".into(),
-        Conv2dDesc::new(64, 224, 224, 8, 64, 7, 7)
+        Conv2dDesc::input(64, 224, 224, 8)
+            .filters(64, 7, 7)
             .stride(2, 2)
             .padding(3, 3),
     ));

@@ -100,7 +100,7 @@ proptest! {
         (sh, sw, ph, pw) in (extreme(), extreme(), extreme(), extreme()),
         (dh, dw) in (extreme(), extreme()),
     ) {
-        let d = Conv2dDesc::new(n, h, w, c, k, r, s)
+        let d = Conv2dDesc::input(n, h, w, c).filters(k, r, s)
             .stride(sh, sw)
             .padding(ph, pw)
             .dilation(dh, dw)
@@ -188,11 +188,13 @@ fn a_stride_past_the_kernels_offsets_is_too_large() {
 
 #[test]
 fn conv_lengths_that_overflow_are_errors() {
-    let d = Conv2dDesc::new(usize::MAX / 2, 3, 3, 8, 8, 1, 1);
+    let d = Conv2dDesc::input(usize::MAX / 2, 3, 3, 8).filters(8, 1, 1);
     assert!(d.validate().is_err());
     assert_eq!(d.input_len(), usize::MAX, "saturates instead of wrapping");
     // (taps - 1)·dilation + 1 overflows exactly: usize::MAX = 3 · (usize::MAX / 3).
-    let tall = Conv2dDesc::new(1, 8, 8, 8, 8, usize::MAX / 3 + 1, 1).dilation(3, 1);
+    let tall = Conv2dDesc::input(1, 8, 8, 8)
+        .filters(8, usize::MAX / 3 + 1, 1)
+        .dilation(3, 1);
     assert_eq!(tall.output_hw().0, 0);
     assert!(tall.validate().is_err());
 }
@@ -206,11 +208,13 @@ fn valid_descriptions_stay_valid() {
         .stride_a(64)
         .validate()
         .is_ok());
-    let stem = Conv2dDesc::new(8, 224, 224, 3, 64, 7, 7)
+    let stem = Conv2dDesc::input(8, 224, 224, 3)
+        .filters(64, 7, 7)
         .stride(2, 2)
         .padding(3, 3);
     assert!(stem.validate().is_ok());
-    assert!(Conv2dDesc::new(8, 28, 28, 128, 128, 3, 3)
+    assert!(Conv2dDesc::input(8, 28, 28, 128)
+        .filters(128, 3, 3)
         .padding(1, 1)
         .validate()
         .is_ok());

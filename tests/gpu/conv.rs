@@ -91,7 +91,8 @@ pub(crate) fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s
 
 impl Case {
     pub(crate) fn desc(&self, arch: Option<PtxArch>) -> Conv2dDesc {
-        let d = Conv2dDesc::new(self.n, self.h, self.w, self.c, self.k, self.r, self.s)
+        let d = Conv2dDesc::input(self.n, self.h, self.w, self.c)
+            .filters(self.k, self.r, self.s)
             .stride(self.stride.0, self.stride.1)
             .padding(self.pad.0, self.pad.1)
             .dilation(self.dil.0, self.dil.1)
@@ -548,18 +549,20 @@ fn layout<T: Float + PartialEq + std::fmt::Debug>(device: &Device) -> Result<(),
 fn bad_input(device: &Device) -> Result<(), Failed> {
     let stream = device.default_stream();
     let new = |d: Conv2dDesc| Conv2d::<f16, f16>::new(&stream, d);
-    let base = Conv2dDesc::new(2, 8, 8, 16, 32, 3, 3).padding(1, 1);
+    let base = Conv2dDesc::input(2, 8, 8, 16)
+        .filters(32, 3, 3)
+        .padding(1, 1);
     let r = new(base.groups(4));
     ensure!(
         matches!(r, Err(Error::InvalidArgument { .. })),
         "groups 4: {r:?}"
     );
-    let r = new(Conv2dDesc::new(1, 8, 8, 16, 24, 3, 3).groups(16));
+    let r = new(Conv2dDesc::input(1, 8, 8, 16).filters(24, 3, 3).groups(16));
     ensure!(
         matches!(r, Err(Error::InvalidArgument { .. })),
         "depthwise K not a multiple of C: {r:?}"
     );
-    let r = new(Conv2dDesc::new(1, 4, 4, 8, 8, 7, 7));
+    let r = new(Conv2dDesc::input(1, 4, 4, 8).filters(8, 7, 7));
     ensure!(
         matches!(
             r,
@@ -571,7 +574,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         ),
         "filter larger than the input: {r:?}"
     );
-    let r = new(Conv2dDesc::new(0, 4, 4, 8, 8, 3, 3));
+    let r = new(Conv2dDesc::input(0, 4, 4, 8).filters(8, 3, 3));
     ensure!(
         matches!(r, Err(Error::InvalidDimension { min: 1, .. })),
         "N = 0: {r:?}"
@@ -581,7 +584,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         matches!(r, Err(Error::InvalidDimension { .. })),
         "stride 0: {r:?}"
     );
-    let r = new(Conv2dDesc::new(1 << 16, 256, 256, 64, 8, 3, 3));
+    let r = new(Conv2dDesc::input(1 << 16, 256, 256, 64).filters(8, 3, 3));
     ensure!(
         matches!(r, Err(Error::TooLarge { .. })),
         "huge input: {r:?}"
@@ -644,7 +647,7 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
     plan.launch(&stream, &x, &w, None, &mut y, true)
         .map_err(fail)?;
     // The 4-channel gather needs an 8-byte aligned input: 4 elements in is fine, 2 is not.
-    let c4 = Conv2dDesc::new(1, 8, 9, 4, 8, 2, 2);
+    let c4 = Conv2dDesc::input(1, 8, 9, 4).filters(8, 2, 2);
     let mut plan = new(c4).map_err(fail)?;
     if plan.path() == ConvPath::Sm80 {
         let x = DeviceBuffer::<f16>::zeroed(&stream, c4.input_len() + 4).map_err(fail)?;

@@ -26,7 +26,7 @@ fn hopper(device: &Device) -> bool {
 }
 
 fn cases() -> Vec<Conv2dDesc> {
-    let c = Conv2dDesc::new;
+    let c = |n, h, w, ch, k, r, s| Conv2dDesc::input(n, h, w, ch).filters(k, r, s);
     vec![
         // ResNet-50's 3x3 layers, small batch (the last one goes through split-K).
         c(1, 56, 56, 64, 64, 3, 3).padding(1, 1),
@@ -169,7 +169,7 @@ fn forced<I: Float, O: Float>(stream: &Stream, s: Conv2dDesc) -> hikube_gpu::Res
 
 fn shapes<T: Float>(device: &Device) -> Result<(), Failed> {
     if !hopper(device) {
-        let s = Conv2dDesc::new(1, 8, 8, 8, 8, 3, 3);
+        let s = Conv2dDesc::input(1, 8, 8, 8).filters(8, 3, 3);
         ensure!(
             matches!(
                 forced::<T, T>(&device.default_stream(), s),
@@ -201,7 +201,9 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
     if !hopper(device) {
         return Ok(());
     }
-    let s = Conv2dDesc::new(3, 10, 9, 72, 300, 3, 3).padding(1, 1);
+    let s = Conv2dDesc::input(3, 10, 9, 72)
+        .filters(300, 3, 3)
+        .padding(1, 1);
     for (block_n, blocks) in [(64, 1), (64, 2), (128, 1), (256, 1)] {
         for (splits, grid_blocks) in [(1, None), (3, None), (1, Some(2)), (2, Some(3))] {
             for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
@@ -217,7 +219,9 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
         }
     }
     // Persistent blocks over a larger grid of tiles, both types, every load.
-    let s = Conv2dDesc::new(4, 23, 19, 64, 72, 3, 3).padding(1, 1);
+    let s = Conv2dDesc::input(4, 23, 19, 64)
+        .filters(72, 3, 3)
+        .padding(1, 1);
     for grid_blocks in [Some(1), Some(5), Some(usize::MAX)] {
         for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
             let options = HopperOptions {
@@ -234,7 +238,9 @@ fn every_tile_and_split(device: &Device) -> Result<(), Failed> {
 
 fn bad_inputs(device: &Device) -> Result<(), Failed> {
     let stream = device.default_stream();
-    let ok = Conv2dDesc::new(1, 8, 8, 16, 16, 3, 3).padding(1, 1);
+    let ok = Conv2dDesc::input(1, 8, 8, 16)
+        .filters(16, 3, 3)
+        .padding(1, 1);
     ensure!(
         matches!(
             forced::<f32, f32>(&stream, ok),
@@ -253,27 +259,27 @@ fn bad_inputs(device: &Device) -> Result<(), Failed> {
     };
     let bad = [
         (
-            Conv2dDesc::new(1, 8, 8, 3, 16, 3, 3),
+            Conv2dDesc::input(1, 8, 8, 3).filters(16, 3, 3),
             "InvalidArgument",
             "C = 3",
         ),
         (
-            Conv2dDesc::new(1, 8, 8, 12, 16, 3, 3),
+            Conv2dDesc::input(1, 8, 8, 12).filters(16, 3, 3),
             "InvalidArgument",
             "C = 12",
         ),
         (
-            Conv2dDesc::new(1, 8, 8, 16, 16, 3, 3).groups(16),
+            Conv2dDesc::input(1, 8, 8, 16).filters(16, 3, 3).groups(16),
             "InvalidArgument",
             "depthwise",
         ),
         (
-            Conv2dDesc::new(1, 2, 2, 16, 16, 3, 3),
+            Conv2dDesc::input(1, 2, 2, 16).filters(16, 3, 3),
             "InvalidDimension",
             "filter past the input",
         ),
         (
-            Conv2dDesc::new(1, 8, 8, 16, 0, 3, 3),
+            Conv2dDesc::input(1, 8, 8, 16).filters(0, 3, 3),
             "InvalidDimension",
             "K = 0",
         ),

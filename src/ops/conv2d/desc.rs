@@ -16,7 +16,7 @@ use crate::size;
 /// ```
 /// use hikube_gpu::ops::conv2d::Conv2dDesc;
 /// // ResNet-50's first layer: 3 -> 64 channels, 7x7, stride 2, padding 3.
-/// let desc = Conv2dDesc::new(8, 224, 224, 3, 64, 7, 7).stride(2, 2).padding(3, 3);
+/// let desc = Conv2dDesc::input(8, 224, 224, 3).filters(64, 7, 7).stride(2, 2).padding(3, 3);
 /// assert_eq!(desc.output_hw(), (112, 112));
 /// assert_eq!(desc.gemm_mnk(), (8 * 112 * 112, 64, 7 * 7 * 3));
 /// ```
@@ -61,17 +61,18 @@ pub struct Conv2dDesc {
 }
 
 impl Conv2dDesc {
-    /// A dense convolution of an N×H×W×C input by K filters of R×S, stride 1, no padding,
-    /// dilation 1.
-    pub fn new(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s: usize) -> Self {
+    /// A convolution of an NHWC input of `n` images of `h × w` pixels and `c` channels, stride
+    /// 1, no padding, dilation 1, dense; [`filters`](Self::filters) sets the filters (until
+    /// then K = 0, which [`validate`](Self::validate) refuses).
+    pub fn input(n: usize, h: usize, w: usize, c: usize) -> Self {
         Conv2dDesc {
             n,
             h,
             w,
             c,
-            k,
-            r,
-            s,
+            k: 0,
+            r: 1,
+            s: 1,
             stride: (1, 1),
             padding: (0, 0),
             dilation: (1, 1),
@@ -81,6 +82,12 @@ impl Conv2dDesc {
             gemm_for_1x1: None,
             hopper: None,
         }
+    }
+
+    /// Sets the filters: `k` output channels, each `r × s` (height × width), KRSC.
+    pub fn filters(mut self, k: usize, r: usize, s: usize) -> Self {
+        (self.k, self.r, self.s) = (k, r, s);
+        self
     }
 
     /// Sets the stride.
@@ -224,8 +231,8 @@ impl Conv2dDesc {
     ///
     /// ```
     /// use hikube_gpu::ops::conv2d::Conv2dDesc;
-    /// assert!(Conv2dDesc::new(8, 56, 56, 64, 64, 3, 3).padding(1, 1).validate().is_ok());
-    /// assert!(Conv2dDesc::new(usize::MAX, 56, 56, 64, 64, 3, 3).validate().is_err());
+    /// assert!(Conv2dDesc::input(8, 56, 56, 64).filters(64, 3, 3).padding(1, 1).validate().is_ok());
+    /// assert!(Conv2dDesc::input(usize::MAX, 56, 56, 64).filters(64, 3, 3).validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
         let dims = [
@@ -346,4 +353,23 @@ impl Conv2dDesc {
 /// The product of `factors`, or `usize::MAX` when it overflows.
 fn saturating_product(factors: &[usize]) -> usize {
     factors.iter().fold(1usize, |acc, &f| acc.saturating_mul(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_parts() {
+        let d = Conv2dDesc::input(8, 56, 48, 64).filters(128, 3, 5);
+        assert_eq!((d.n, d.h, d.w, d.c), (8, 56, 48, 64));
+        assert_eq!((d.k, d.r, d.s), (128, 3, 5));
+        assert!(d.padding(1, 2).validate().is_ok());
+        // Without filters, K = 0: a typed error naming K.
+        let no_filters = Conv2dDesc::input(8, 56, 56, 64).validate();
+        assert!(
+            matches!(&no_filters, Err(Error::InvalidDimension { what, .. }) if what == "K"),
+            "{no_filters:?}"
+        );
+    }
 }

@@ -131,7 +131,7 @@ enum Kernels<I: Float, O: Float> {
 /// use hikube_gpu::{AsDeviceSlice, Device, DeviceBuffer};
 /// let device = Device::open(0)?;
 /// let stream = device.default_stream();
-/// let desc = Conv2dDesc::new(8, 56, 56, 64, 64, 3, 3).padding(1, 1);
+/// let desc = Conv2dDesc::input(8, 56, 56, 64).filters(64, 3, 3).padding(1, 1);
 /// let x = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.1); desc.input_len()])?;
 /// let w = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.01); desc.filter_len()])?;
 /// let bias = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.5); desc.k])?;

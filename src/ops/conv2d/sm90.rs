@@ -525,16 +525,20 @@ mod tests {
 
     #[test]
     fn hopper_limits() {
-        let ok = Conv2dDesc::new(8, 28, 28, 128, 128, 3, 3).padding(1, 1);
+        let ok = Conv2dDesc::input(8, 28, 28, 128)
+            .filters(128, 3, 3)
+            .padding(1, 1);
         assert!(limits(&ok).is_ok());
-        let c12 = Conv2dDesc::new(8, 28, 28, 12, 128, 3, 3);
+        let c12 = Conv2dDesc::input(8, 28, 28, 12).filters(128, 3, 3);
         assert!(matches!(limits(&c12), Err(Error::InvalidArgument { .. })));
-        let depthwise = Conv2dDesc::new(8, 28, 28, 64, 64, 3, 3).groups(64);
+        let depthwise = Conv2dDesc::input(8, 28, 28, 64)
+            .filters(64, 3, 3)
+            .groups(64);
         assert!(matches!(
             limits(&depthwise),
             Err(Error::InvalidArgument { .. })
         ));
-        let wide = Conv2dDesc::new(1, 8, 8, 8, i32::MAX as usize, 1, 1);
+        let wide = Conv2dDesc::input(1, 8, 8, 8).filters(i32::MAX as usize, 1, 1);
         assert!(matches!(limits(&wide), Err(Error::TooLarge { .. })));
     }
 
@@ -556,7 +560,7 @@ mod tests {
 
     #[test]
     fn im2col_limits() {
-        let s = Conv2dDesc::new(1, 8, 8, 8, 8, 3, 3).padding(1, 1);
+        let s = Conv2dDesc::input(1, 8, 8, 8).filters(8, 3, 3).padding(1, 1);
         assert!(im2col_fits(&s));
         assert!(!im2col_fits(&s.stride(9, 1)));
         assert!(!im2col_fits(&s.dilation(100, 1)));
