@@ -20,6 +20,11 @@ use std::thread::JoinHandle;
 /// Pinned allocations are cached in classes of this granularity.
 const PINNED_CLASS: usize = 1 << 20;
 
+/// The class a request of `bytes` is cached in: rounded up to [`PINNED_CLASS`] (at least one).
+fn size_class(bytes: usize) -> Result<usize> {
+    crate::size::round_up("pinned block bytes", bytes.max(1), PINNED_CLASS)
+}
+
 /// A cache of page-locked host buffers: page-locking is slow (milliseconds per call), so
 /// buffers taken from the pool go back to it when dropped and are handed out again.
 ///
@@ -57,7 +62,7 @@ impl PinnedPool {
     /// A buffer of at least `bytes` bytes: from the cache when one of its size class is there.
     /// A size whose class (rounded up to 1 MiB) overflows is [`Error::InvalidArgument`].
     pub fn take(&self, bytes: usize) -> Result<PinnedBlock> {
-        let class = crate::size::round_up("pinned block bytes", bytes.max(1), PINNED_CLASS)?;
+        let class = size_class(bytes)?;
         let cached = self
             .free
             .lock()
@@ -79,12 +84,11 @@ impl PinnedPool {
     /// loop that takes blocks while kernels run should reserve them first (as
     /// [`Prefetcher`] does at its first batch). Errors as [`take`](Self::take).
     pub fn reserve(&self, bytes: usize, count: usize) -> Result<()> {
-        let class = crate::size::round_up("pinned block bytes", bytes.max(1), PINNED_CLASS)?;
-        let cached = |pool: &Self| {
-            let free = pool.free.lock().unwrap_or_else(|p| p.into_inner());
-            free.get(&class).map_or(0, Vec::len)
-        };
-        for _ in cached(self)..count {
+        let class = size_class(bytes)?;
+        let cached = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let have = cached.get(&class).map_or(0, Vec::len);
+        drop(cached);
+        for _ in have..count {
             let buf = PinnedBuffer::zeroed(&self.device, class)?;
             let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
             free.entry(class).or_default().push(buf);

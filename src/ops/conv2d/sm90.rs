@@ -130,8 +130,11 @@ fn unsupported(what: String) -> Error {
     }
 }
 
-/// What the Hopper kernel needs of a validated description beyond the other paths: one group,
-/// C a multiple of 8, and sizes within its 32-bit indexing ([`Error::TooLarge`] past it).
+/// What the Hopper kernel needs of a description beyond what [`Conv2dDesc::validate`] (run
+/// first) checks: one group, C a multiple of 8, and the sizes its 32-bit indexing reaches that
+/// validation leaves to the paths ([`Error::TooLarge`] past them). Validation already keeps
+/// every dimension, padding and stride within `i32::MAX / 4`, and N·H·W·C and K·R·S·C within
+/// `i32::MAX`.
 fn limits(s: &Conv2dDesc) -> Result<()> {
     if s.groups != 1 {
         return Err(unsupported(format!("groups = {} (dense only)", s.groups)));
@@ -154,25 +157,11 @@ fn limits(s: &Conv2dDesc) -> Result<()> {
             max,
         })
     };
-    for (what, factors) in [
-        ("output elements N·P·Q·K", &[s.n, p, q, s.k][..]),
-        ("input pixels per image H·W", &[s.h, s.w]),
-        ("filter row R·S·C", &[s.r, s.s, s.c]),
-    ] {
-        too_large(what, crate::size::product(what, factors)?)?;
-    }
-    for (what, v) in [
-        ("K", s.k),
-        ("padding", s.padding.0.max(s.padding.1)),
-        (
-            "dilated filter",
-            (s.r.max(s.s)).saturating_mul(s.dilation.0.max(s.dilation.1)),
-        ),
-        ("stride", s.stride.0.max(s.stride.1)),
-    ] {
-        too_large(what, v.saturating_mul(4))?;
-    }
-    Ok(())
+    let what = "output elements N·P·Q·K";
+    too_large(what, crate::size::product(what, &[s.n, p, q, s.k])?)?;
+    // A filter tap's offset, across the axes (a tall filter with a wide dilation).
+    let reach = (s.r.max(s.s)).saturating_mul(s.dilation.0.max(s.dilation.1));
+    too_large("dilated filter", reach.saturating_mul(4))
 }
 
 /// Whether TMA im2col can describe the shape: rank-4 im2col corners and offsets lie in
@@ -254,11 +243,11 @@ impl<T: Float> Sm90Plan<T> {
     /// choices `options` force. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot describe
     /// is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
     pub(crate) fn new(stream: &Stream, desc: &Conv2dDesc, options: HopperOptions) -> Result<Self> {
-        let shape = *desc;
         let device = stream.device().clone();
-        Self::check(&device, &shape)?;
-        let s = &shape;
-        // Validated: the output exists, and N·P·Q, R·S·C and K fit in an i32.
+        Self::check(&device, desc)?;
+        let s = desc;
+        // Validated (`Conv2dDesc::validate`, then `limits`): the output exists, and N·P·Q,
+        // N·P·Q·K, R·S·C and K fit in an i32.
         let (p, q) = s.output_hw();
         let m = s.n * p * q;
         let c_tiles = s.c.div_ceil(BK);
@@ -382,7 +371,7 @@ impl<T: Float> Sm90Plan<T> {
             kt_per_split: kt_per_split as i32,
         };
         Ok(Sm90Plan {
-            shape,
+            shape: *desc,
             device,
             params,
             m,
