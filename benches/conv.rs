@@ -17,6 +17,7 @@
 use criterion::{Criterion, Throughput};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, ConvPath};
+use hikube_gpu::ops::{Activation, Epilogue};
 use hikube_gpu::reference::CudnnConv;
 use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
@@ -41,6 +42,7 @@ fn desc(layer: usize, n: usize) -> Conv2dDesc {
         .filters(k, rs, rs)
         .stride(stride, stride)
         .padding(pad, pad)
+        .activation(Activation::Relu)
 }
 
 struct Inputs<T: Float> {
@@ -108,8 +110,8 @@ fn bench_type<T: Float>(
             stream.synchronize()?;
             let mut ours = |x: &mut Inputs<T>, i: usize| {
                 let set = i % SETS;
-                let bias = x.bias.as_device_slice();
-                plan.launch(stream, &x.x[set], &x.w[set], Some(bias), &mut x.y, true)
+                let epilogue = Epilogue::new().bias(&x.bias);
+                plan.launch(stream, &x.x[set], &x.w[set], &mut x.y, epilogue)
             };
             let mut theirs = |x: &mut Inputs<T>, i: usize| {
                 let set = i % SETS;
@@ -194,15 +196,8 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
                     continue;
                 };
                 let ms = time_on_stream(stream, 3, 15, |i| {
-                    let bias = x.bias.as_device_slice();
-                    plan.launch(
-                        stream,
-                        &x.x[i % SETS],
-                        &x.w[i % SETS],
-                        Some(bias),
-                        &mut x.y,
-                        true,
-                    )
+                    let epilogue = Epilogue::new().bias(&x.bias);
+                    plan.launch(stream, &x.x[i % SETS], &x.w[i % SETS], &mut x.y, epilogue)
                 })?
                 .median_ms();
                 cells.push(format!("{:.1}", d.flops() / (ms * 1e9)));

@@ -37,13 +37,76 @@ pub struct CubinFile {
     pub capability: (u32, u32),
 }
 
+/// One tile configuration of `kernels/tiles.toml`, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tile {
+    /// The module whose kernels have this tile, e.g. `gemm_sm80`.
+    pub module: String,
+    /// BM, BN, BK and stages.
+    pub tile: [u32; 4],
+    /// The warp tile (WM, WN) of an mma.sync kernel; `None` for the wgmma kernels.
+    pub warp: Option<[u32; 2]>,
+    /// The blocks per SM the kernel is compiled for.
+    pub min_blocks: u32,
+    /// The blocks that fit on one SM.
+    pub fits: u32,
+    /// The relative throughput the GEMM time model weighs.
+    pub efficiency: f64,
+    /// Also the general (unaligned) kernel.
+    pub general: bool,
+    /// Also a 4-channel gather kernel.
+    pub c4: bool,
+}
+
 /// What the manifest lists, verified against the files on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// The PTX files, in the manifest's order.
     pub ptx: Vec<PtxFile>,
     /// The cubins, in the manifest's order.
     pub cubins: Vec<CubinFile>,
+    /// The tile configurations, in the table's order.
+    pub tiles: Vec<Tile>,
+}
+
+/// `128x256x64x3` as numbers.
+fn dims<const N: usize>(text: &str) -> Option<[u32; N]> {
+    let parts: Vec<u32> = text
+        .split('x')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    parts.try_into().ok()
+}
+
+/// A manifest `tile` line's fields after `tile`: module, tile, then `key=value` in a set order.
+fn tile(fields: &[&str]) -> Option<Tile> {
+    let [module, tile, rest @ ..] = fields else {
+        return None;
+    };
+    let keys = ["warp", "min_blocks", "fits", "efficiency", "general", "c4"];
+    let mut values = [""; 6];
+    if rest.len() != keys.len() {
+        return None;
+    }
+    for ((field, key), value) in rest.iter().zip(keys).zip(&mut values) {
+        *value = field.strip_prefix(key)?.strip_prefix('=')?;
+    }
+    let [warp, min_blocks, fits, efficiency, general, c4] = values;
+    Some(Tile {
+        module: (*module).to_string(),
+        tile: dims(tile)?,
+        warp: if warp == "none" {
+            None
+        } else {
+            Some(dims(warp)?)
+        },
+        min_blocks: min_blocks.parse().ok()?,
+        fits: fits.parse().ok()?,
+        efficiency: efficiency.parse().ok()?,
+        general: general.parse().ok()?,
+        c4: c4.parse().ok()?,
+    })
 }
 
 /// The compute capability an SM name stands for: `sm_86` is 8.6, `sm_90a` is 9.0, `sm_120` 12.0.
@@ -73,7 +136,7 @@ fn sha256_hex(path: &Path) -> Result<String, String> {
         .collect())
 }
 
-/// Every `.cu` and `.cuh` file under `kernels/` (outside `kernels/ptx/`), relative, with `/`.
+/// Every `.cu`, `.cuh` and `.toml` file under `kernels/` (outside `kernels/ptx/`), relative, with `/`.
 fn kernel_sources(kernels: &Path) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut stack = vec![kernels.to_path_buf()];
@@ -88,7 +151,7 @@ fn kernel_sources(kernels: &Path) -> Result<Vec<String>, String> {
                 }
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
-                Some("cu" | "cuh")
+                Some("cu" | "cuh" | "toml")
             ) {
                 let rel = path.strip_prefix(kernels).map_err(|e| e.to_string())?;
                 out.push(rel.to_string_lossy().replace('\\', "/"));
@@ -115,6 +178,7 @@ pub fn verify(kernels: &Path) -> Result<Verified, String> {
     let mut recorded: BTreeMap<String, String> = BTreeMap::new();
     let mut ptx = Vec::new();
     let mut cubins = Vec::new();
+    let mut tiles = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let unreadable = || {
             format!(
@@ -128,7 +192,7 @@ pub fn verify(kernels: &Path) -> Result<Verified, String> {
             [] => {}
             [first, ..] if first.starts_with('#') => {}
             ["compiler" | "assembler" | "options" | "compression", ..] => {}
-            ["header" | "source", path, hash] => {
+            ["header" | "source" | "table", path, hash] => {
                 recorded.insert((*path).to_string(), (*hash).to_string());
             }
             ["ptx", file, hash, module, arch] => {
@@ -160,6 +224,7 @@ pub fn verify(kernels: &Path) -> Result<Verified, String> {
                     capability,
                 });
             }
+            ["tile", rest @ ..] => tiles.push(tile(rest).ok_or_else(unreadable)?),
             _ => return Err(unreadable()),
         }
     }
@@ -212,5 +277,5 @@ pub fn verify(kernels: &Path) -> Result<Verified, String> {
             ));
         }
     }
-    Ok(Verified { ptx, cubins })
+    Ok(Verified { ptx, cubins, tiles })
 }

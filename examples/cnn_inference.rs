@@ -33,7 +33,8 @@
 
 use hikube_gpu::half::f16;
 use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc};
-use hikube_gpu::ops::matmul::{Epilogue, Layout, Matmul, MatmulDesc};
+use hikube_gpu::ops::matmul::{Layout, Matmul, MatmulDesc};
+use hikube_gpu::ops::{Activation, Epilogue};
 use hikube_gpu::{ops, time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Graph, Result, Stream};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -141,7 +142,8 @@ impl Net {
                     let desc = Conv2dDesc::input(n, h, w, c)
                         .filters(k, r, r)
                         .stride(stride, stride)
-                        .padding(pad, pad);
+                        .padding(pad, pad)
+                        .activation(Activation::Relu);
                     let wts = he(&mut rng, desc.filter_len(), r * r * c);
                     let bias: Vec<f16> = (0..k)
                         .map(|_| f16::from_f32(rng.random_range(-0.1f32..0.1)))
@@ -206,9 +208,9 @@ impl Net {
                 Step::Conv(_) => {
                     let conv = &mut self.convs[conv_index];
                     conv_index += 1;
-                    let bias = conv.b_dev.as_device_slice();
+                    let epilogue = Epilogue::new().bias(&conv.b_dev);
                     conv.plan
-                        .launch(stream, input, &conv.w_dev, Some(bias), output, conv.relu)?;
+                        .launch(stream, input, &conv.w_dev, output, epilogue)?;
                 }
                 Step::AddResidual { from } => {
                     output.copy_from(stream, input)?;

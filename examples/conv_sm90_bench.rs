@@ -10,7 +10,8 @@
 
 use hikube_gpu::half::f16;
 use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, HopperOptions};
-use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
+use hikube_gpu::ops::{Activation, Epilogue};
+use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
 use rand::Rng;
 
 const SETS: usize = 3;
@@ -95,7 +96,8 @@ fn main() -> Result<()> {
             }
         }
         for (label, options) in variants {
-            let mut plan = match Conv2d::<f16, f16>::new(&stream, s.hopper(options)) {
+            let desc = s.hopper(options).activation(Activation::Relu);
+            let mut plan = match Conv2d::<f16, f16>::new(&stream, desc) {
                 Ok(p) => p,
                 Err(e) => {
                     println!("SKIP {name} {label}: {e}");
@@ -104,8 +106,8 @@ fn main() -> Result<()> {
             };
             let t = time_on_stream(&stream, 5, 30, |i| {
                 let set = i % SETS;
-                let b = Some(bias.as_device_slice());
-                plan.launch(&stream, &xs[set], &ws[set], b, &mut y, true)
+                let epilogue = Epilogue::new().bias(&bias);
+                plan.launch(&stream, &xs[set], &ws[set], &mut y, epilogue)
             })?;
             let tflops = s.flops() / (t.median_ms() * 1e-3) / 1e12;
             println!(

@@ -88,6 +88,7 @@ pub mod reference;
 mod registry;
 mod size;
 mod stream;
+mod tiles;
 mod timing;
 
 pub use catalog::{Architecture, ComputeCapability, PtxArch};

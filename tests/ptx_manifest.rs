@@ -91,6 +91,34 @@ fn an_edited_header_is_refused() {
 }
 
 #[test]
+fn an_edited_tile_table_is_refused() {
+    let k = kernels_copy("tiles");
+    append(&k.join("tiles.toml"), "\n# an edit\n");
+    let err = ptx_manifest::verify(&k).unwrap_err();
+    assert!(err.contains("kernels/tiles.toml changed"), "{err}");
+    fs::remove_dir_all(k).unwrap();
+}
+
+/// The manifest lists every tile of the table, in its order, with the module's flags: what
+/// `crate::tiles` is generated from.
+#[test]
+fn the_manifest_lists_the_tile_table() {
+    let tiles = ptx_manifest::verify(&root().join("kernels")).unwrap().tiles;
+    let sm80: Vec<_> = tiles.iter().filter(|t| t.module == "gemm_sm80").collect();
+    assert!(sm80.len() > 1, "{tiles:?}");
+    // Only a GEMM module's last tile is also its general kernel.
+    assert!(sm80.last().unwrap().general);
+    assert!(sm80.iter().rev().skip(1).all(|t| !t.general));
+    assert!(tiles.iter().any(|t| t.module == "conv_sm80" && !t.c4));
+    assert!(tiles
+        .iter()
+        .all(|t| (t.warp.is_none()) == t.module.ends_with("sm90")));
+    assert!(tiles
+        .iter()
+        .all(|t| t.efficiency > 0.0 && t.efficiency <= 1.0));
+}
+
+#[test]
 fn new_and_removed_sources_are_refused() {
     let k = kernels_copy("new");
     fs::write(k.join("new_kernel.cu"), "// hikube-archs: compute_80\n").unwrap();

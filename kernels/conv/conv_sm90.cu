@@ -1,7 +1,8 @@
 // hikube-archs: compute_90a
 //
 // 2-D convolution (fprop, NHWC) for Hopper (H100, H200) as an implicit GEMM on wgmma:
-//   y[m, k] = act(sum_{r,s,c} x[n, p*sh - ph + r*dh, q*sw - pw + s*dw, c] * w[k, r, s, c] + bias[k])
+//   y[m, k] = act(alpha * sum_{r,s,c} x[n, p*sh - ph + r*dh, q*sw - pw + s*dw, c] * w[k, r, s, c]
+//                 + beta * C[m, k] + bias[k])
 // with M = N*P*Q output pixels (rows, NPQ order = y's NHWC rows), N_gemm = K output channels,
 // K_gemm = R*S*C walked as (r, s, 64-channel slice). The filter, KRSC, is the GEMM's K-major B.
 //
@@ -35,8 +36,8 @@
 // apart and its stage ring runs on across them, so the producer fills the pipeline for the next
 // tile while the consumers store this one.
 // Epilogue: straight from the accumulators (the stages are busy with the next tile) through the
-// shared one of gemm_params.cuh (bias per output channel, ReLU, output in the input type,
-// paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
+// shared one of gemm_params.cuh (alpha, beta * C, bias per output channel, ReLU or GELU, output
+// in the input type, paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
 #include "gemm/gemm_params.cuh"
 #include "gemm/sm90_skeleton.cuh"
 
@@ -114,9 +115,10 @@ struct KStep {
     }
 };
 
-// Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or
-// bias + ReLU and the output type T (the epilogue of gemm_params.cuh with its types fixed, so
-// that the fully unrolled register epilogue stays small).
+// Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or the
+// epilogue: bias + ReLU in the output type T (gemm_params.cuh's with its types fixed, so that the
+// fully unrolled register epilogue stays small), or, with alpha != 1, beta != 0 or GELU,
+// gemm_params.cuh's own (C in y's type and layout).
 template <typename T>
 __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r, int c, float x0,
                                            float y0, float x1, float y1) {
@@ -131,6 +133,11 @@ __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r
             ws[static_cast<long long>(r + 8) * p.n] = x1;
             if (two) ws[static_cast<long long>(r + 8) * p.n + 1] = y1;
         }
+        return;
+    }
+    if (p.alpha != 1.f || p.beta != 0.f || p.activation == ACT_GELU) {
+        if (r < p.m) epilogue2(p, 0, r, c, x0, y0);
+        if (r + 8 < p.m) epilogue2(p, 0, r + 8, c, x1, y1);
         return;
     }
     if (p.bias) {
@@ -308,8 +315,9 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 }  // namespace conv90
 }  // namespace hk
 
-// conv_sm90_<t>_128x<BN>x64x<STAGES>_<im2col|gather|packed>, and _2cta for the variants that fit
-// two blocks per SM (96 KiB of stages, 80 registers a thread, no setmaxnreg).
+// Per tile of kernels/tiles.toml's [conv_sm90] and type:
+// conv_sm90_<t>_128x<BN>x64x<STAGES>_<im2col|gather|packed>, with the suffix _2cta for the
+// variant compiled for two blocks per SM (96 KiB of stages, 80 registers a thread, no setmaxnreg).
 #define HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, MODE_NAME, MODE)                                \
     extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, CTAS)                      \
         conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX(                            \
@@ -322,14 +330,18 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)     \
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)     \
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, packed, MODE_PACKED)
-#define HK_CONV90_TILES(TNAME, T)              \
-    HK_CONV90_MODES(TNAME, T, 256, 4, 1, )     \
-    HK_CONV90_MODES(TNAME, T, 128, 6, 1, )     \
-    HK_CONV90_MODES(TNAME, T, 64, 8, 1, )      \
-    HK_CONV90_MODES(TNAME, T, 64, 4, 2, _2cta)
-
-HK_CONV90_TILES(f16, __half)
-HK_CONV90_TILES(bf16, __nv_bfloat16)
+#define HK_CONV90_TYPES(BN, ST, CTAS, SUFFIX)                   \
+    HK_CONV90_MODES(f16, __half, BN, ST, CTAS, SUFFIX)          \
+    HK_CONV90_MODES(bf16, __nv_bfloat16, BN, ST, CTAS, SUFFIX)
+// One block per SM names no suffix; two name _2cta.
+#define HK_CTAS_SUFFIX_1
+#define HK_CTAS_SUFFIX_2 _2cta
+#define HK_CONV90_TILE(BN, ST, CTAS, SUFFIX) HK_CONV90_TYPES(BN, ST, CTAS, SUFFIX)
+#define HK_TILE(BM_, BN, BK_, ST, CTAS)                                                        \
+    static_assert(BM_ == hk::sm90::BM && BK_ == hk::sm90::BK && (CTAS == 1 || CTAS == 2),       \
+                  "the kernel's block tile is 128 x BN x 64, at one or two blocks per SM");    \
+    HK_CONV90_TILE(BN, ST, CTAS, HK_CTAS_SUFFIX_##CTAS)
+#include "hikube_tiles.inc"
 
 // Sums the split-K partials and applies the epilogue.
 extern "C" __global__ void conv_sm90_splitk_reduce(hk::GemmParams p) { hk::splitk_reduce(p); }

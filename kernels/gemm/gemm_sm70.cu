@@ -123,21 +123,29 @@ __device__ __forceinline__ void gemm(const GemmParams& p) {
 }  // namespace sm70
 }  // namespace hk
 
-#define HK_SM70_KERNEL(TNAME, ACCT, LAYOUT, AKC, BKC, ALNAME, AL)                                  \
-    extern "C" __global__ void __launch_bounds__(128)                                              \
-        gemm_sm70_##TNAME##_64x64x32x1_##LAYOUT##_##ALNAME(hk::GemmParams p) {                     \
+// The kernel's tile is fixed (BM, BN, BK and THREADS above); kernels/tiles.toml's [gemm_sm70]
+// names it, and the assertion keeps the two in step.
+#define HK_SM70_KERNEL(TNAME, ACCT, TILE, MINB, LAYOUT, AKC, BKC, ALNAME, AL)                      \
+    extern "C" __global__ void __launch_bounds__(hk::sm70::THREADS, MINB)                         \
+        gemm_sm70_##TNAME##_##TILE##_##LAYOUT##_##ALNAME(hk::GemmParams p) {                       \
         hk::sm70::gemm<AKC, BKC, AL, ACCT>(p);                                                     \
     }
-#define HK_SM70(TNAME, ACCT, LAYOUT, AKC, BKC)                  \
-    HK_SM70_KERNEL(TNAME, ACCT, LAYOUT, AKC, BKC, aligned, true) \
-    HK_SM70_KERNEL(TNAME, ACCT, LAYOUT, AKC, BKC, general, false)
-#define HK_SM70_ACC(TNAME, ACCT)                 \
-    HK_SM70(TNAME, ACCT, arbr, true, false)      \
-    HK_SM70(TNAME, ACCT, arbc, true, true)       \
-    HK_SM70(TNAME, ACCT, acbr, false, false)     \
-    HK_SM70(TNAME, ACCT, acbc, false, true)
-
-HK_SM70_ACC(f16, float)
-HK_SM70_ACC(f16_acc16, __half)
+#define HK_SM70(TNAME, ACCT, TILE, MINB, LAYOUT, AKC, BKC)                  \
+    HK_SM70_KERNEL(TNAME, ACCT, TILE, MINB, LAYOUT, AKC, BKC, aligned, true) \
+    HK_SM70_KERNEL(TNAME, ACCT, TILE, MINB, LAYOUT, AKC, BKC, general, false)
+#define HK_SM70_ACC(TNAME, ACCT, TILE, MINB)                 \
+    HK_SM70(TNAME, ACCT, TILE, MINB, arbr, true, false)      \
+    HK_SM70(TNAME, ACCT, TILE, MINB, arbc, true, true)       \
+    HK_SM70(TNAME, ACCT, TILE, MINB, acbr, false, false)     \
+    HK_SM70(TNAME, ACCT, TILE, MINB, acbc, false, true)
+#define HK_TILE(BM_, BN_, BK_, ST, WM, WN, MINB_)                                                 \
+    static_assert(BM_ == hk::sm70::BM && BN_ == hk::sm70::BN && BK_ == hk::sm70::BK && ST == 1 && \
+                      (BM_ / WM) * (BN_ / WN) * 32 == hk::sm70::THREADS,                          \
+                  "kernels/tiles.toml's [gemm_sm70] is the kernel's fixed tile");
+// Its aligned and general kernels are the same tile.
+#define HK_TILE_GENERAL(BM_, BN_, BK_, ST, WM, WN, MINB_) \
+    HK_SM70_ACC(f16, float, BM_##x##BN_##x##BK_##x##ST, MINB_)  \
+    HK_SM70_ACC(f16_acc16, __half, BM_##x##BN_##x##BK_##x##ST, MINB_)
+#include "hikube_tiles.inc"
 
 extern "C" __global__ void gemm_sm70_splitk_reduce(hk::GemmParams p) { hk::splitk_reduce(p); }

@@ -3,10 +3,9 @@
 // GEMM for Hopper (H100, H200): TMA loads into 128-byte-swizzled shared memory, completed on
 // mbarriers, and wgmma.mma_async m64nBNk16 from shared memory with f32 accumulators.
 //
-// One kernel body, two tile configurations (Config below):
-// - Wide: 128x256x64 tiles, 4 stages of 48 KiB.
-// - Narrow: 128x128x64 tiles, 6 stages of 32 KiB: for shapes with few output tiles and a long K
-//   (M of one tile), which it cuts into more tiles.
+// One kernel body, a Config per tile of kernels/tiles.toml's [gemm_sm90]: wide tiles, and narrow
+// ones with more stages for shapes with few output tiles and a long K (M of one tile), which
+// they cut into more tiles.
 //
 // Warp-specialized and persistent. Warpgroup 0 is the producer (one thread issues the TMA loads;
 // setmaxnreg gives its registers away); warpgroups 1 and 2 consume 64 x BN each. "full" barriers
@@ -57,8 +56,6 @@ struct Config {
     static_assert(BN % 128 == 0, "B is loaded in boxes of 128 rows (K-major) or 64 (MN-major)");
     static_assert(SMEM_BYTES <= 227 * 1024, "fits the shared memory of an SM");
 };
-using Wide = Config<256, 4>;
-using Narrow = Config<128, 6>;
 
 // The K range [k_begin, k_end) of split-K slice `split`, in BK steps.
 __device__ __forceinline__ int k_tiles_of(const GemmParams& p, int split, int& k_begin) {
@@ -192,23 +189,23 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
 }  // namespace sm90
 }  // namespace hk
 
-// Per (type, layout): gemm_sm90_<t>_128x256x64x4_<ar|ac><br|bc>_persistent and
-// gemm_sm90_<t>_128x128x64x6_<ar|ac><br|bc>_persistent.
-#define HK_SM90_KERNEL(TNAME, T, LAYOUT, AK, BK_, TILE, CONFIG)                                  \
+// Per tile of kernels/tiles.toml's [gemm_sm90], type and layout:
+// gemm_sm90_<t>_128x<BN>x64x<STAGES>_<ar|ac><br|bc>_persistent.
+#define HK_SM90_KERNEL(TNAME, T, LAYOUT, AK, BK_, BN, ST)                                        \
     extern "C" __global__ void __launch_bounds__(hk::sm90::THREADS, 1)                           \
-        gemm_sm90_##TNAME##_##TILE##_##LAYOUT##_persistent(                                      \
+        gemm_sm90_##TNAME##_128x##BN##x64x##ST##_##LAYOUT##_persistent(                          \
             hk::GemmParams p, const __grid_constant__ hk::sm90::TmaDesc a,                       \
             const __grid_constant__ hk::sm90::TmaDesc b) {                                       \
-        hk::sm90::gemm<T, AK, BK_, hk::sm90::CONFIG>(p, a, b);                                   \
+        hk::sm90::gemm<T, AK, BK_, hk::sm90::Config<BN, ST>>(p, a, b);                           \
     }
-#define HK_SM90(TNAME, T, LAYOUT, AK, BK_)                               \
-    HK_SM90_KERNEL(TNAME, T, LAYOUT, AK, BK_, 128x256x64x4, Wide)       \
-    HK_SM90_KERNEL(TNAME, T, LAYOUT, AK, BK_, 128x128x64x6, Narrow)
-#define HK_SM90_LAYOUTS(TNAME, T)        \
-    HK_SM90(TNAME, T, arbc, true, true)  \
-    HK_SM90(TNAME, T, arbr, true, false) \
-    HK_SM90(TNAME, T, acbc, false, true) \
-    HK_SM90(TNAME, T, acbr, false, false)
-
-HK_SM90_LAYOUTS(f16, __half)
-HK_SM90_LAYOUTS(bf16, __nv_bfloat16)
+#define HK_SM90_LAYOUTS(TNAME, T, BN, ST)              \
+    HK_SM90_KERNEL(TNAME, T, arbc, true, true, BN, ST)  \
+    HK_SM90_KERNEL(TNAME, T, arbr, true, false, BN, ST) \
+    HK_SM90_KERNEL(TNAME, T, acbc, false, true, BN, ST) \
+    HK_SM90_KERNEL(TNAME, T, acbr, false, false, BN, ST)
+#define HK_TILE(BM_, BN, BK_, ST, MINB)                                                    \
+    static_assert(BM_ == hk::sm90::BM && BK_ == hk::sm90::BK && MINB == 1,                 \
+                  "the kernel's block tile is 128 x BN x 64, one block per SM");           \
+    HK_SM90_LAYOUTS(f16, __half, BN, ST)                                                   \
+    HK_SM90_LAYOUTS(bf16, __nv_bfloat16, BN, ST)
+#include "hikube_tiles.inc"

@@ -28,10 +28,6 @@ use std::ffi::c_void;
 pub(crate) const DIRECT_MODULE: &str = "conv_direct";
 /// The module of the Hopper kernels.
 pub(crate) const SM90_MODULE: &str = "conv_sm90";
-/// The Hopper kernels' output pixels per block tile (rows of the implicit GEMM).
-pub(crate) const SM90_BM: usize = 128;
-/// The Hopper kernels' channels per k-tile.
-pub(crate) const SM90_BK: usize = 64;
 
 /// An implicit-GEMM convolution module: `conv_sm80` (f16, bf16; `_c4` kernels gathering four
 /// channels per copy) or `conv_sm75` (f16), each loaded from its own target.
@@ -77,12 +73,11 @@ pub(crate) enum ConvKernel {
     },
 }
 
-/// Which [`ConvSm90`] kernel: `conv_sm90_<input>_128x<block_n>x64x<stages>_<a_load>[_2cta]`,
-/// loaded from `compute_90a`.
+/// Which [`ConvSm90`] kernel: `conv_sm90_<input>_<tiling>_<a_load>[_2cta]`, loaded from
+/// `compute_90a`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConvSm90Kernel {
-    pub block_n: usize,
-    pub stages: usize,
+    pub tiling: Tiling,
     /// The variant run two blocks per SM.
     pub two_cta: bool,
     pub a_load: ALoad,
@@ -151,8 +146,15 @@ fn conv_extents(nhwc: [i32; 4], krs: [i32; 3], c: i32) -> Result<(usize, usize)>
     Ok((x, w))
 }
 
-/// The implicit GEMM's output side as [`GemmParams`] checks it: M × K outputs, row-major.
-fn gemm_shape(m: usize, k_out: usize, k_gemm: usize, (lda, ldb): (usize, usize)) -> GemmShape {
+/// The implicit GEMM's output side as [`GemmParams`] checks it: M × K outputs, row-major (and
+/// C, read when β ≠ 0, the same).
+fn gemm_shape(
+    m: usize,
+    k_out: usize,
+    k_gemm: usize,
+    (lda, ldb): (usize, usize),
+    (alpha, beta): (f32, f32),
+) -> GemmShape {
     GemmShape {
         m,
         n: k_out,
@@ -168,8 +170,8 @@ fn gemm_shape(m: usize, k_out: usize, k_gemm: usize, (lda, ldb): (usize, usize))
         stride_b: 0,
         stride_c: 0,
         stride_d: m.saturating_mul(k_out),
-        alpha: 1.0,
-        beta: 0.0,
+        alpha,
+        beta,
     }
 }
 
@@ -185,9 +187,10 @@ pub(crate) struct Conv<I, O> {
     tiles: Option<(u32, u32)>,
 }
 
-/// How a [`Conv`] runs: the implicit GEMM's tile (none: the direct kernel), `vec` where x is
-/// copied `vec` channels at a time (the gathered layouts), split-K slices and K per slice, the
-/// activation code, and the filter's row length `ldb`.
+/// How a [`Conv`] (or [`ConvSm90`]) runs: the implicit GEMM's tile (none: the direct kernel;
+/// ignored by the Hopper kernels), `vec` where x is copied `vec` channels at a time (the
+/// gathered layouts), split-K slices and K per slice, the activation code, (α, β), and the
+/// filter's row length `ldb` (the Hopper kernels' is R·S·C).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvRun {
     pub tile: Option<(usize, usize)>,
@@ -195,6 +198,7 @@ pub(crate) struct ConvRun {
     pub splits: usize,
     pub k_per_split: usize,
     pub activation: i32,
+    pub scale: (f32, f32),
     pub ldb: usize,
 }
 
@@ -230,7 +234,7 @@ impl<I: Float, O: Float> Conv<I, O> {
                 });
             }
         }
-        let gemm = gemm_shape(m, dim(shape.k), k_gemm, (c_stored, run.ldb));
+        let gemm = gemm_shape(m, dim(shape.k), k_gemm, (c_stored, run.ldb), run.scale);
         let n = dim(shape.k);
         let gemm_run = GemmRun {
             splits: run.splits,
@@ -330,7 +334,7 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
     pub(crate) fn new(
         shape: ConvSm90Shape,
         ops: &GemmOperands<I, O>,
-        (splits, k_per_split, activation): (usize, usize, i32),
+        run: &ConvRun,
         (x_map, w_map): (&TmaMap, &TmaMap),
     ) -> Result<Self> {
         let (x_len, w_len) = conv_extents(
@@ -364,12 +368,12 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
             lda: 0,
             ldb: 0,
             stride_d: 0,
-            ..gemm_shape(m, dim(shape.k), k_gemm, (0, 0))
+            ..gemm_shape(m, dim(shape.k), k_gemm, (0, 0), run.scale)
         };
         let run = GemmRun {
-            splits,
-            k_per_split,
-            activation,
+            splits: run.splits,
+            k_per_split: run.k_per_split,
+            activation: run.activation,
             fast_granule: None,
             want_vec8: false,
         };
@@ -401,8 +405,8 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
             ALoad::Packed => "packed",
         };
         let ctas = if k.two_cta { "_2cta" } else { "" };
-        let (input, bn, stages) = (I::SUFFIX, k.block_n, k.stages);
-        let name = format!("conv_sm90_{input}_{SM90_BM}x{bn}x{SM90_BK}x{stages}_{a_load}{ctas}");
+        let (input, tiling) = (I::SUFFIX, k.tiling);
+        let name = format!("conv_sm90_{input}_{tiling}_{a_load}{ctas}");
         Symbol::at(SM90_MODULE, name, PtxArch::Compute90a)
     }
     fn params(&mut self) -> Self::Params {
@@ -465,8 +469,12 @@ mod tests {
         assert_eq!(s.name, "conv_sm75_f16_128x64x32x4");
         assert_eq!(s.target, Some(PtxArch::Compute75));
         let hopper = ConvSm90Kernel {
-            block_n: 64,
-            stages: 4,
+            tiling: Tiling {
+                bm: 128,
+                bn: 64,
+                bk: 64,
+                stages: 4,
+            },
             two_cta: true,
             a_load: ALoad::Packed,
         };

@@ -3,11 +3,13 @@
 pub mod conv2d;
 #[doc(hidden)]
 mod elementwise;
+mod epilogue;
 pub mod matmul;
 mod pooling;
 pub mod train;
 
 pub use elementwise::{axpy, axpy_with};
+pub use epilogue::{Activation, Epilogue};
 pub use pooling::global_avg_pool;
 
 use crate::catalog::PtxArch;

@@ -12,9 +12,8 @@ use hikube_gpu::ops::conv2d::{
     kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw, Conv2d, Conv2dDesc, ConvPath,
 };
 use hikube_gpu::ops::matmul::{GemmPath, Tiling};
-use hikube_gpu::{
-    AsDeviceSlice, Device, DeviceBuffer, Error, Float, Graph, KernelOptions, PtxArch,
-};
+use hikube_gpu::ops::{Activation, Epilogue};
+use hikube_gpu::{Device, DeviceBuffer, Error, Float, Graph, KernelOptions, PtxArch};
 use libtest_mimic::{Failed, Trial};
 
 pub fn trials() -> Vec<Trial> {
@@ -64,7 +63,11 @@ pub(crate) struct Case {
     pub(crate) dil: (usize, usize),
     pub(crate) groups: usize,
     pub(crate) bias: bool,
-    pub(crate) relu: bool,
+    pub(crate) act: Activation,
+    pub(crate) alpha: f32,
+    /// β ≠ 0 reads C: its own buffer when `c_in`, else y itself (filled with C first).
+    pub(crate) beta: f32,
+    pub(crate) c_in: bool,
     /// 1x1 through the GEMM (`Some(true)`), the implicit GEMM (`Some(false)`), or the plan's
     /// choice.
     pub(crate) gemm: Option<bool>,
@@ -84,7 +87,10 @@ pub(crate) fn case(n: usize, h: usize, w: usize, c: usize, k: usize, r: usize, s
         dil: (1, 1),
         groups: 1,
         bias: false,
-        relu: false,
+        act: Activation::None,
+        alpha: 1.0,
+        beta: 0.0,
+        c_in: false,
         gemm: None,
     }
 }
@@ -97,6 +103,9 @@ impl Case {
             .padding(self.pad.0, self.pad.1)
             .dilation(self.dil.0, self.dil.1)
             .groups(self.groups)
+            .alpha(self.alpha)
+            .beta(self.beta)
+            .activation(self.act)
             .options(KernelOptions { arch });
         match self.gemm {
             Some(g) => d.gemm_for_1x1(g),
@@ -131,10 +140,45 @@ impl Case {
         self.groups = g;
         self
     }
-    /// Epilogue number `i`: none, bias, ReLU, bias + ReLU.
+    /// The launch's epilogue operands: the bias and C where the case has them.
+    pub(crate) fn epilogue<'a, O: Float>(
+        &self,
+        bias: &'a DeviceBuffer<O>,
+        c: &'a DeviceBuffer<O>,
+    ) -> Epilogue<'a, O> {
+        let e = Epilogue::new();
+        let e = if self.bias { e.bias(bias) } else { e };
+        if self.c_in {
+            e.c(c)
+        } else {
+            e
+        }
+    }
+
+    /// y before the launch: `poison`, or C where the epilogue reads it in place (β ≠ 0 without
+    /// C), then `tail` more poison.
+    pub(crate) fn y_init<O: Float>(&self, c: &[O], poison: O, tail: usize) -> Vec<O> {
+        let mut y = vec![poison; c.len() + tail];
+        if self.beta != 0.0 && !self.c_in {
+            y[..c.len()].copy_from_slice(c);
+        }
+        y
+    }
+
+    /// Epilogue number `i` (mod 8): none, bias, ReLU, bias + ReLU; α, β·C (own buffer), bias
+    /// and GELU; α and β·C in place with ReLU; GELU; bias and a negative β·C.
     pub(crate) fn epi(mut self, i: usize) -> Self {
-        self.bias = i & 1 == 1;
-        self.relu = i & 2 == 2;
+        let (bias, act, alpha, beta, c_in) = match i % 8 {
+            0 => (false, Activation::None, 1.0, 0.0, false),
+            1 => (true, Activation::None, 1.0, 0.0, false),
+            2 => (false, Activation::Relu, 1.0, 0.0, false),
+            3 => (true, Activation::Relu, 1.0, 0.0, false),
+            4 => (true, Activation::Gelu, 0.5, 0.75, true),
+            5 => (false, Activation::Relu, -1.25, 1.0, false),
+            6 => (false, Activation::Gelu, 1.0, 0.0, false),
+            _ => (true, Activation::None, 1.0, -0.5, true),
+        };
+        (self.bias, self.act, self.alpha, self.beta, self.c_in) = (bias, act, alpha, beta, c_in);
         self
     }
 }
@@ -177,11 +221,22 @@ fn cases() -> Vec<Case> {
         },
         case(1, 5, 5, 8, 8, 3, 3).s2(), // P = Q = 2
     ];
-    v.into_iter().enumerate().map(|(i, c)| c.epi(i)).collect()
+    let mut v: Vec<Case> = v.into_iter().enumerate().map(|(i, c)| c.epi(i)).collect();
+    // Split-K (whose reduction kernel applies the epilogue) with C, α and GELU, and in place.
+    v.push(case(1, 7, 7, 512, 96, 3, 3).p(1).epi(4));
+    v.push(case(1, 7, 7, 512, 96, 3, 3).p(1).epi(5));
+    v
 }
 
-/// The f64 direct convolution of NHWC `x` by KRSC `w` (+ bias, ReLU), NHWC out.
-pub(crate) fn reference(c: &Case, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Array4<f64> {
+/// The f64 direct convolution of NHWC `x` by KRSC `w`, then the epilogue: `act(α·conv + β·C +
+/// bias)` (C, NHWC like the output, read when β ≠ 0), NHWC out.
+pub(crate) fn reference(
+    c: &Case,
+    x: &[f64],
+    w: &[f64],
+    bias: Option<&[f64]>,
+    c_in: &[f64],
+) -> Array4<f64> {
     let desc = c.desc(None);
     let (p, q) = desc.output_hw();
     let (cpg, kpg) = (c.c / c.groups, c.k / c.groups);
@@ -205,15 +260,24 @@ pub(crate) fn reference(c: &Case, x: &[f64], w: &[f64], bias: Option<&[f64]>) ->
                 }
             }
         }
+        acc *= f64::from(c.alpha);
+        if c.beta != 0.0 {
+            acc += f64::from(c.beta) * c_in[((n * p + op) * q + oq) * c.k + k];
+        }
         if let Some(b) = bias {
             acc += b[k];
         }
-        if c.relu {
-            acc.max(0.0)
-        } else {
-            acc
-        }
+        activate(c.act, acc)
     })
+}
+
+/// The activation in f64 (GELU with the exact erf, as the kernels).
+pub(crate) fn activate(act: Activation, v: f64) -> f64 {
+    match act {
+        Activation::None => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+    }
 }
 
 /// Runs one case on `arch` (the device's default when `None`), optionally with a forced tile;
@@ -233,29 +297,31 @@ fn run<I: Float, O: Float>(
     let x_h: Vec<I> = random(desc.input_len(), &mut rng);
     let w_h: Vec<I> = random(desc.filter_len(), &mut rng);
     let bias_h: Vec<O> = random(c.k, &mut rng);
+    let c_h: Vec<O> = random(desc.output_len(), &mut rng);
     const TAIL: usize = 7;
     let poison = O::from_f32(f32::NAN);
-    let y_init = vec![poison; desc.output_len() + TAIL];
+    let y_init = c.y_init(&c_h, poison, TAIL);
 
     let x = DeviceBuffer::from_slice(&stream, &x_h).map_err(fail)?;
     let w = DeviceBuffer::from_slice(&stream, &w_h).map_err(fail)?;
     let bias = DeviceBuffer::from_slice(&stream, &bias_h).map_err(fail)?;
+    let c_buf = DeviceBuffer::from_slice(&stream, &c_h).map_err(fail)?;
     let mut y = DeviceBuffer::from_slice(&stream, &y_init).map_err(fail)?;
     let mut plan = Conv2d::<I, O>::new(&stream, desc).map_err(fail)?;
-    plan.launch(
-        &stream,
-        &x,
-        &w,
-        c.bias.then(|| bias.as_device_slice()),
-        &mut y,
-        c.relu,
-    )
-    .map_err(fail)?;
+    plan.launch(&stream, &x, &w, &mut y, c.epilogue(&bias, &c_buf))
+        .map_err(fail)?;
     let out = y.to_vec(&stream).map_err(fail)?;
 
     let f = |v: &[I]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
-    let bias_f: Vec<f64> = bias_h.iter().map(|e| f64::from(e.to_f32())).collect();
-    let want = reference(&c, &f(&x_h), &f(&w_h), c.bias.then_some(&bias_f[..]));
+    let g = |v: &[O]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
+    let bias_f = g(&bias_h);
+    let want = reference(
+        &c,
+        &f(&x_h),
+        &f(&w_h),
+        c.bias.then_some(&bias_f[..]),
+        &g(&c_h),
+    );
     let (mut num, mut den) = (0.0f64, 0.0f64);
     for (i, (got, v)) in out.iter().zip(want.iter()).enumerate() {
         let g = f64::from(got.to_f32());
@@ -443,7 +509,7 @@ fn paths_and_split_k(device: &Device) -> Result<(), Failed> {
 fn graph_capture(device: &Device) -> Result<(), Failed> {
     let stream = device.new_stream().map_err(fail)?;
     let mut rng = rand::rng();
-    let c = case(1, 9, 9, 5, 96, 3, 3).p(1);
+    let c = case(1, 9, 9, 5, 96, 3, 3).p(1).epi(3);
     let desc = c.desc(None);
     let x = DeviceBuffer::from_slice(&stream, &random::<f16>(desc.input_len(), &mut rng))
         .map_err(fail)?;
@@ -452,22 +518,15 @@ fn graph_capture(device: &Device) -> Result<(), Failed> {
     let bias = DeviceBuffer::from_slice(&stream, &random::<f16>(c.k, &mut rng)).map_err(fail)?;
     let mut want = DeviceBuffer::<f16>::zeroed(&stream, desc.output_len()).map_err(fail)?;
     let mut plan = Conv2d::<f16, f16>::new(&stream, desc).map_err(fail)?;
-    plan.launch(
-        &stream,
-        &x,
-        &w,
-        Some(bias.as_device_slice()),
-        &mut want,
-        true,
-    )
-    .map_err(fail)?;
+    plan.launch(&stream, &x, &w, &mut want, Epilogue::new().bias(&bias))
+        .map_err(fail)?;
     let y =
         DeviceBuffer::<f16>::from_slice(&stream, &vec![f16::from_f32(f32::NAN); desc.output_len()])
             .map_err(fail)?;
     let mut g = Graph::capture(
         &stream,
         (plan, x, w, bias, y),
-        |s, (plan, x, w, bias, y)| plan.launch(s, x, w, Some(bias.as_device_slice()), y, true),
+        |s, (plan, x, w, bias, y)| plan.launch(s, x, w, y, Epilogue::new().bias(bias)),
     )
     .map_err(fail)?;
     g.launch(&stream).map_err(fail)?;
@@ -611,12 +670,12 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
     let bias = DeviceBuffer::<f16>::zeroed(&stream, base.k - 1).map_err(fail)?;
     let mut y = DeviceBuffer::<f16>::zeroed(&stream, base.output_len()).map_err(fail)?;
     let short = x.slice(..base.input_len() - 1).map_err(fail)?;
-    let r = plan.launch(&stream, &short, &w, None, &mut y, false);
+    let r = plan.launch(&stream, &short, &w, &mut y, Epilogue::new());
     ensure!(
         matches!(r, Err(Error::BufferTooSmall { operand: "x", .. })),
         "short x: {r:?}"
     );
-    let r = plan.launch(&stream, &x, &w, Some(bias.as_device_slice()), &mut y, false);
+    let r = plan.launch(&stream, &x, &w, &mut y, Epilogue::new().bias(&bias));
     ensure!(
         matches!(
             r,
@@ -627,8 +686,19 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         ),
         "short bias: {r:?}"
     );
+    // β ≠ 0 reads C, which must cover y; β = 0 never reads it.
+    let short_c = y.slice(1..).map_err(fail)?;
+    let mut with_c = new(base.beta(1.0)).map_err(fail)?;
+    let mut y2 = DeviceBuffer::<f16>::zeroed(&stream, base.output_len()).map_err(fail)?;
+    let r = with_c.launch(&stream, &x, &w, &mut y2, Epilogue::new().c(&short_c));
+    ensure!(
+        matches!(r, Err(Error::BufferTooSmall { operand: "C", .. })),
+        "short C: {r:?}"
+    );
+    plan.launch(&stream, &x, &w, &mut y2, Epilogue::new().c(&short_c))
+        .map_err(fail)?;
     let mut short_y = y.slice_mut(1..).map_err(fail)?;
-    let r = plan.launch(&stream, &x, &w, None, &mut short_y, false);
+    let r = plan.launch(&stream, &x, &w, &mut short_y, Epilogue::new());
     ensure!(
         matches!(r, Err(Error::BufferTooSmall { operand: "y", .. })),
         "short y: {r:?}"
@@ -638,13 +708,13 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         ConvPath::Sm90 | ConvPath::Sm80 | ConvPath::Sm75
     ) {
         let odd = x.slice(1..).map_err(fail)?;
-        let r = plan.launch(&stream, &odd, &w, None, &mut y, false);
+        let r = plan.launch(&stream, &odd, &w, &mut y, Epilogue::new());
         ensure!(
             matches!(r, Err(Error::InvalidArgument { .. })),
             "misaligned x: {r:?}"
         );
     }
-    plan.launch(&stream, &x, &w, None, &mut y, true)
+    plan.launch(&stream, &x, &w, &mut y, Epilogue::new())
         .map_err(fail)?;
     // The 4-channel gather needs an 8-byte aligned input: 4 elements in is fine, 2 is not.
     let c4 = Conv2dDesc::input(1, 8, 9, 4).filters(8, 2, 2);
@@ -657,9 +727,8 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
             &stream,
             &x.slice(2..).map_err(fail)?,
             &w,
-            None,
             &mut y,
-            false,
+            Epilogue::new(),
         );
         ensure!(
             matches!(r, Err(Error::InvalidArgument { .. })),
@@ -669,9 +738,8 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
             &stream,
             &x.slice(4..).map_err(fail)?,
             &w,
-            None,
             &mut y,
-            false,
+            Epilogue::new(),
         )
         .map_err(fail)?;
     }

@@ -8,7 +8,8 @@
 use crate::{ensure, fail, gpu_test};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, ConvPath, HopperOptions};
-use hikube_gpu::{AsDeviceSlice, ComputeCapability, Device, DeviceBuffer, Error, Float, Stream};
+use hikube_gpu::ops::{Activation, Epilogue};
+use hikube_gpu::{ComputeCapability, Device, DeviceBuffer, Error, Float, Stream};
 use libtest_mimic::{Failed, Trial};
 use rand::Rng;
 
@@ -136,14 +137,23 @@ fn run_case<T: Float>(
     let db = DeviceBuffer::from_slice(&stream, &b).map_err(fail)?;
     let mut dy = DeviceBuffer::<T>::alloc(&stream, s.output_len()).map_err(fail)?;
     dy.fill(&stream, T::from_f32(f32::NAN)).map_err(fail)?;
-    let mut plan = Conv2d::<T, T>::new(&stream, s.hopper(options)).map_err(fail)?;
+    let act = if relu {
+        Activation::Relu
+    } else {
+        Activation::None
+    };
+    let mut plan = Conv2d::<T, T>::new(&stream, s.hopper(options).activation(act)).map_err(fail)?;
     ensure!(
         plan.path() == ConvPath::Sm90,
         "{s:?}: path {:?}",
         plan.path()
     );
-    let bias = bias_on.then(|| db.as_device_slice());
-    plan.launch(&stream, &dx, &dw, bias, &mut dy, relu)
+    let epilogue = if bias_on {
+        Epilogue::new().bias(&db)
+    } else {
+        Epilogue::new()
+    };
+    plan.launch(&stream, &dx, &dw, &mut dy, epilogue)
         .map_err(fail)?;
     let got = dy.to_vec(&stream).map_err(fail)?;
     let (mut num, mut den) = (0f64, 0f64);
@@ -313,18 +323,18 @@ fn bad_inputs(device: &Device) -> Result<(), Failed> {
     let w = DeviceBuffer::<f16>::zeroed(&stream, ok.filter_len()).map_err(fail)?;
     let short = DeviceBuffer::<f16>::zeroed(&stream, ok.filter_len() - 1).map_err(fail)?;
     let mut y = DeviceBuffer::<f16>::zeroed(&stream, ok.output_len()).map_err(fail)?;
-    let r = plan.launch(&stream, &x, &short, None, &mut y, false);
+    let r = plan.launch(&stream, &x, &short, &mut y, Epilogue::new());
     ensure!(
         matches!(r, Err(Error::BufferTooSmall { .. })),
         "short w: {r:?}"
     );
     let shifted = x.slice(1..).map_err(fail)?;
-    let r = plan.launch(&stream, &shifted, &w, None, &mut y, false);
+    let r = plan.launch(&stream, &shifted, &w, &mut y, Epilogue::new());
     ensure!(
         matches!(r, Err(Error::InvalidArgument { .. })),
         "misaligned x: {r:?}"
     );
-    plan.launch(&stream, &x, &w, None, &mut y, false)
+    plan.launch(&stream, &x, &w, &mut y, Epilogue::new())
         .map_err(fail)?;
     stream.synchronize().map_err(fail)?;
     Ok(())

@@ -17,8 +17,7 @@ use hikube_gpu::ops::conv2d::{ALoad, Conv2d, ConvPath, HopperOptions};
 use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
 use hikube_gpu::ops::train::{self, LossScaler, Sgd};
 use hikube_gpu::{
-    ops, AsDeviceSlice, ComputeCapability, Device, DeviceBuffer, Error, Float, KernelOptions,
-    PtxArch, Stream,
+    ops, ComputeCapability, Device, DeviceBuffer, Error, Float, KernelOptions, PtxArch, Stream,
 };
 use libtest_mimic::{Failed, Trial};
 use rand::Rng;
@@ -503,8 +502,8 @@ fn matmul_every_tiling(device: &Device) -> Result<(), Failed> {
 type Cv = Case;
 
 /// The f64 reference, NHWC in a `Vec`.
-fn conv_ref(c: &Cv, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
-    reference(c, x, w, bias).iter().copied().collect()
+fn conv_ref(c: &Cv, x: &[f64], w: &[f64], bias: Option<&[f64]>, c_in: &[f64]) -> Vec<f64> {
+    reference(c, x, w, bias, c_in).iter().copied().collect()
 }
 
 /// How a convolution case is planned: `Conv2d` on a forced target (`None`: the device's
@@ -517,6 +516,8 @@ struct CvData<I: Float, O: Float> {
     x: Vec<I>,
     w: Vec<I>,
     bias: Vec<O>,
+    /// The epilogue's C (y's shape).
+    c: Vec<O>,
     want: Vec<f64>,
 }
 
@@ -526,9 +527,18 @@ fn cv_data<I: Float, O: Float>(c: &Cv) -> CvData<I, O> {
     let w: Vec<I> = random(c.k * c.r * c.s * (c.c / c.groups), &mut rng);
     let bias: Vec<O> = random(c.k, &mut rng);
     let f = |v: &[I]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
-    let bias_f: Vec<f64> = bias.iter().map(|e| f64::from(e.to_f32())).collect();
-    let want = conv_ref(c, &f(&x), &f(&w), c.bias.then_some(&bias_f[..]));
-    CvData { x, w, bias, want }
+    let g = |v: &[O]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
+    let (p, q) = c.desc(None).output_hw();
+    let c_in: Vec<O> = random(c.n * p * q * c.k, &mut rng);
+    let bias_f = g(&bias);
+    let want = conv_ref(c, &f(&x), &f(&w), c.bias.then_some(&bias_f[..]), &g(&c_in));
+    CvData {
+        x,
+        w,
+        bias,
+        c: c_in,
+        want,
+    }
 }
 
 /// The relative error of `out` against the reference (every element must be written).
@@ -562,17 +572,11 @@ fn cv_check<I: Float, O: Float>(device: &Device, c: Cv, plan: Plan) -> Result<St
     let x = exact(&stream, &data.x)?;
     let w = exact(&stream, &data.w)?;
     let bias = exact(&stream, &data.bias)?;
-    let mut y = exact(&stream, &vec![O::from_f32(f32::NAN); data.want.len()])?;
+    let c_buf = exact(&stream, &data.c)?;
+    let mut y = exact(&stream, &c.y_init(&data.c, O::from_f32(f32::NAN), 0))?;
     let mut conv = Conv2d::<I, O>::new(&stream, desc).map_err(fail)?;
-    conv.launch(
-        &stream,
-        &x,
-        &w,
-        c.bias.then(|| bias.as_device_slice()),
-        &mut y,
-        c.relu,
-    )
-    .map_err(fail)?;
+    conv.launch(&stream, &x, &w, &mut y, c.epilogue(&bias, &c_buf))
+        .map_err(fail)?;
     let path = format!("{:?}", conv.path());
     let what = format!("{}->{} {plan:?} on {path}", I::SUFFIX, O::SUFFIX);
     cv_err(&c, &what, &y.to_vec(&stream).map_err(fail)?, &data.want)?;
@@ -601,9 +605,9 @@ fn cv_sm90_check<T: Float>(device: &Device, c: Cv, a_load: ALoad) -> Result<(), 
     let x = exact(&stream, &data.x)?;
     let w = exact(&stream, &data.w)?;
     let bias = exact(&stream, &data.bias)?;
-    let mut y = exact(&stream, &vec![T::from_f32(f32::NAN); data.want.len()])?;
-    let b = c.bias.then(|| bias.as_device_slice());
-    conv.launch(&stream, &x, &w, b, &mut y, c.relu)
+    let c_buf = exact(&stream, &data.c)?;
+    let mut y = exact(&stream, &c.y_init(&data.c, T::from_f32(f32::NAN), 0))?;
+    conv.launch(&stream, &x, &w, &mut y, c.epilogue(&bias, &c_buf))
         .map_err(fail)?;
     let what = format!("{} conv2d Sm90 {a_load:?}", T::SUFFIX);
     cv_err(&c, &what, &y.to_vec(&stream).map_err(fail)?, &data.want)?;

@@ -2,8 +2,9 @@
 
 use crate::catalog::PtxArch;
 use crate::launch::conv::ImplicitPath;
-use crate::ops::matmul::config::{self as gemm_config, cfg, Choice, TileConfig};
+use crate::ops::matmul::config::{self as gemm_config, configs, Choice, TileConfig};
 use crate::ops::matmul::GemmPath;
+use crate::tiles;
 
 /// The kernel family a [`Conv2d`](super::Conv2d) plan runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,29 +76,13 @@ impl ConvPath {
     }
 }
 
-// Tiles (BM, BN, BK, stages as in the kernel's name), warps, dynamic shared memory (the GEMM's
-// formula: the implicit GEMM shares its pipeline and epilogue), the blocks that fit on an SM
-// (registers from `ptxas` for sm_90, and shared memory) and the relative efficiency.
-//
-// kernels/conv/conv_sm80.cu. Efficiencies from `cargo bench --bench conv -- tune` on the H100
-// (BENCHMARKS.md): 128x64 with three blocks per SM leads on the K = 64 and K = 256 layers, the
-// 128-wide tiles on K = 128 and 512; 256x64 (one block per SM) trails them all.
-static SM80: [TileConfig; 7] = [
-    cfg((128, 256, 32, 3), 8, true, 1, 0.95),
-    cfg((128, 128, 32, 4), 4, true, 2, 1.0),
-    cfg((128, 128, 64, 3), 4, true, 2, 1.0),
-    cfg((256, 64, 32, 4), 8, true, 1, 0.75),
-    cfg((128, 64, 32, 4), 4, true, 3, 0.95),
-    cfg((128, 64, 64, 3), 4, true, 2, 0.95),
-    cfg((64, 64, 32, 4), 4, true, 4, 0.65),
-];
-// The 4-channel gather kernels (`_c4`): no BK = 64 tiles (a second tap state per chunk spills).
-static SM80_C4: [TileConfig; 5] = [SM80[0], SM80[1], SM80[3], SM80[4], SM80[6]];
-// kernels/conv/conv_sm75.cu: two stages of synchronous loads.
-static SM75: [TileConfig; 2] = [
-    cfg((128, 128, 32, 2), 4, true, 2, 1.0),
-    cfg((64, 64, 32, 2), 4, true, 2, 0.7),
-];
+// kernels/tiles.toml's [conv_sm80] and [conv_sm75]; their shared memory is the GEMM's formula
+// (the implicit GEMM shares its pipeline and epilogue).
+static SM80: [TileConfig; tiles::CONV_SM80.len()] = configs(tiles::CONV_SM80, GemmPath::Sm80);
+// The 4-channel gather kernels (`_c4`).
+static SM80_C4: [TileConfig; tiles::CONV_SM80_C4.len()] =
+    configs(tiles::CONV_SM80_C4, GemmPath::Sm80);
+static SM75: [TileConfig; tiles::CONV_SM75.len()] = configs(tiles::CONV_SM75, GemmPath::Sm75);
 
 /// Picks the tile (and split-K factor) for the implicit GEMM M×N×K: the GEMM's time model.
 pub(crate) fn choose(

@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::ops::conv2d::HopperOptions;
 use crate::ops::matmul::Tiling;
-use crate::ops::KernelOptions;
+use crate::ops::{Activation, KernelOptions};
 use crate::size;
 
 /// The shape and options of a 2-D convolution: input NHWC (N×H×W×C), filter KRSC
@@ -44,6 +44,13 @@ pub struct Conv2dDesc {
     pub dilation: (usize, usize),
     /// 1 (dense) or C (depthwise; K a multiple of C).
     pub groups: usize,
+    /// α: the convolution's scale.
+    pub alpha: f32,
+    /// β (0: C is not read): `y = act(α·conv(x, w) + β·C + bias)`, C given at launch in y's
+    /// shape and type (or y itself).
+    pub beta: f32,
+    /// The activation after the bias.
+    pub activation: Activation,
     /// Kernel options (a forced PTX target selects the kernel path).
     pub options: KernelOptions,
     /// Force a tile configuration of the implicit-GEMM path instead of the heuristic's choice
@@ -77,6 +84,9 @@ impl Conv2dDesc {
             padding: (0, 0),
             dilation: (1, 1),
             groups: 1,
+            alpha: 1.0,
+            beta: 0.0,
+            activation: Activation::None,
             options: KernelOptions::default(),
             tiling: None,
             gemm_for_1x1: None,
@@ -111,6 +121,24 @@ impl Conv2dDesc {
     /// Sets the number of groups: 1, or C for a depthwise convolution.
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
+        self
+    }
+
+    /// Sets α.
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets β: C (given at launch, or y itself) is added, scaled by β.
+    pub fn beta(mut self, beta: f32) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// Sets the activation after the bias.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
         self
     }
 

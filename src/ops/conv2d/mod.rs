@@ -1,5 +1,9 @@
-//! 2-D convolution forward on tensor cores: `y = act(conv(x, w) + bias)`, NHWC activations and
-//! KRSC filters, `f16` or `bf16` in, `f16`, `bf16` or `f32` out, f32 accumulation.
+//! 2-D convolution forward on tensor cores: `y = act(α·conv(x, w) + β·C + bias)`, NHWC
+//! activations and KRSC filters, `f16` or `bf16` in, `f16`, `bf16` or `f32` out, f32
+//! accumulation. The epilogue is the matmul's ([`Epilogue`](crate::ops::Epilogue)): α, β and
+//! the activation (none, ReLU, GELU) in the [`Conv2dDesc`], C (y's shape and type; y itself
+//! when β ≠ 0 and none is given) and the bias (K elements of y's type) at launch; `β = 0`
+//! never reads C.
 //!
 //! A [`Conv2d`] plan validates the [`Conv2dDesc`] once, picks the kernel path and tile
 //! configuration, loads its kernels and allocates its workspace (split-K partial sums, and the
@@ -45,7 +49,8 @@ use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::matmul::config::Choice;
-use crate::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc, Tiling};
+use crate::ops::matmul::{Layout, Matmul, MatmulDesc, Tiling};
+use crate::ops::Epilogue;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
@@ -128,16 +133,20 @@ enum Kernels<I: Float, O: Float> {
 /// ```no_run
 /// use hikube_gpu::half::f16;
 /// use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc};
-/// use hikube_gpu::{AsDeviceSlice, Device, DeviceBuffer};
+/// use hikube_gpu::ops::{Activation, Epilogue};
+/// use hikube_gpu::{Device, DeviceBuffer};
 /// let device = Device::open(0)?;
 /// let stream = device.default_stream();
-/// let desc = Conv2dDesc::input(8, 56, 56, 64).filters(64, 3, 3).padding(1, 1);
+/// let desc = Conv2dDesc::input(8, 56, 56, 64)
+///     .filters(64, 3, 3)
+///     .padding(1, 1)
+///     .activation(Activation::Relu);
 /// let x = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.1); desc.input_len()])?;
 /// let w = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.01); desc.filter_len()])?;
 /// let bias = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.5); desc.k])?;
 /// let mut y = DeviceBuffer::<f16>::alloc(&stream, desc.output_len())?;
 /// let mut conv = Conv2d::<f16, f16>::new(&stream, desc)?;
-/// conv.launch(&stream, &x, &w, Some(bias.as_device_slice()), &mut y, true)?; // bias + ReLU
+/// conv.launch(&stream, &x, &w, &mut y, Epilogue::new().bias(&bias))?; // relu(conv + bias)
 /// println!("{:?}, workspace {} bytes", conv.path(), conv.workspace_bytes());
 /// # Ok::<(), hikube_gpu::Error>(())
 /// ```
@@ -239,6 +248,9 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         if desc.is_pointwise() && gemm_1x1 {
             let mm = MatmulDesc::new(m, n, k)
                 .b_layout(Layout::ColMajor)
+                .alpha(desc.alpha)
+                .beta(desc.beta)
+                .activation(desc.activation)
                 .options(desc.options);
             match Matmul::<I, O>::new(stream, mm) {
                 Ok(mm) => {
@@ -427,40 +439,30 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         &self.desc
     }
 
-    /// Queues `y = conv(x, w) (+ bias per output channel) (then ReLU)` on `stream`: `x` is the
-    /// NHWC input, `w` the KRSC filter, `bias` K elements, `y` the NHWC output. Checks buffer
-    /// sizes, alignment and devices; allocates nothing and does not synchronize.
+    /// Queues `y = act(α·conv(x, w) + β·C + bias)` on `stream`: `x` is the NHWC input, `w` the
+    /// KRSC filter, `y` the NHWC output; the epilogue's C (read when β ≠ 0; y itself when not
+    /// given) has y's shape, the bias K elements; α, β and the activation are the
+    /// description's. Checks buffer sizes, alignment and devices; allocates nothing and does not
+    /// synchronize.
     pub fn launch(
         &mut self,
         stream: &Stream,
         x: &impl AsDeviceSlice<I>,
         w: &impl AsDeviceSlice<I>,
-        bias: Option<DeviceSlice<'_, O>>,
         y: &mut impl AsDeviceSliceMut<O>,
-        relu: bool,
+        epilogue: Epilogue<'_, O>,
     ) -> Result<()> {
         let (x, w, mut y) = (
             x.as_device_slice(),
             w.as_device_slice(),
             y.as_device_slice_mut(),
         );
-        self.check(stream, &x, &w, bias.as_ref(), &y)?;
-        let activation = if relu {
-            Activation::Relu
-        } else {
-            Activation::None
-        };
+        self.check(stream, &x, &w, &epilogue, &y)?;
         let desc = &self.desc;
         let sms = self.device.properties().sm_count;
         match &mut self.kernels {
-            Kernels::Gemm(mm) => {
-                let epilogue = match &bias {
-                    Some(b) => Epilogue::new().bias(b),
-                    None => Epilogue::new(),
-                };
-                mm.launch_with(stream, &x, &w, &mut y, epilogue, activation)
-            }
-            Kernels::Hopper(conv) => launch_hopper(stream, conv, &x, &w, bias, y, relu),
+            Kernels::Gemm(mm) => mm.launch(stream, &x, &w, &mut y, epilogue),
+            Kernels::Hopper(conv) => launch_hopper(stream, conv, &x, &w, y, &epilogue),
             Kernels::Direct { func } => {
                 let kernel = ConvLaunch {
                     func,
@@ -469,7 +471,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                     workspace: None,
                     gather: None,
                 };
-                kernel.launch(stream, desc, sms, &x, &w, bias.as_ref(), &mut y, activation)
+                kernel.launch(stream, desc, sms, (&x, &w), &mut y, &epilogue)
             }
             Kernels::Implicit {
                 func,
@@ -486,7 +488,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                     workspace: workspace.as_mut(),
                     gather: Some(gather),
                 };
-                kernel.launch(stream, desc, sms, &x, &w, bias.as_ref(), &mut y, activation)
+                kernel.launch(stream, desc, sms, (&x, &w), &mut y, &epilogue)
             }
         }
     }
@@ -497,7 +499,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         stream: &Stream,
         x: &DeviceSlice<'_, I>,
         w: &DeviceSlice<'_, I>,
-        bias: Option<&DeviceSlice<'_, O>>,
+        epilogue: &Epilogue<'_, O>,
         y: &DeviceSliceMut<'_, O>,
     ) -> Result<()> {
         let desc = &self.desc;
@@ -509,9 +511,13 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         need("x", desc.input_len(), x.len())?;
         need("w", desc.filter_len(), w.len())?;
         need("y", desc.output_len(), y.len())?;
-        if let Some(b) = bias {
+        if let Some(b) = epilogue.bias_slice() {
             self.device.check_same(b.device())?;
             need("bias", desc.k, b.len())?;
+        }
+        if let Some(c) = epilogue.c_slice().filter(|_| desc.beta != 0.0) {
+            self.device.check_same(c.device())?;
+            need("C", desc.output_len(), c.len())?;
         }
         Ok(())
     }
@@ -544,19 +550,44 @@ fn launch_hopper<I: Float, O: Float>(
     conv: &mut Sm90Plan<I>,
     x: &DeviceSlice<'_, I>,
     w: &DeviceSlice<'_, I>,
-    bias: Option<DeviceSlice<'_, O>>,
     y: DeviceSliceMut<'_, O>,
-    relu: bool,
+    epilogue: &Epilogue<'_, O>,
 ) -> Result<()> {
-    let retyped = || Error::InvalidArgument {
-        what: "the compute_90a convolution writes its input type".into(),
-    };
     let mut y = y.same_type::<I>().ok_or_else(retyped)?;
-    let bias = match bias {
-        Some(b) => Some(b.same_type::<I>().ok_or_else(retyped)?),
-        None => None,
-    };
-    conv.launch(stream, x, w, bias.as_ref(), &mut y, relu)
+    let (c, bias) = (
+        same_type::<I, O>(epilogue.c_slice())?,
+        same_type::<I, O>(epilogue.bias_slice())?,
+    );
+    conv.launch(stream, (x, w), &mut y, (c.as_ref(), bias.as_ref()))
+}
+
+fn retyped() -> Error {
+    Error::InvalidArgument {
+        what: "the compute_90a convolution writes its input type".into(),
+    }
+}
+
+/// An epilogue operand as the input type (the Hopper path's output type is its input type).
+fn same_type<'a, I: Float, O: Float>(
+    s: Option<&'a DeviceSlice<'_, O>>,
+) -> Result<Option<DeviceSlice<'a, I>>> {
+    s.map(|s| s.as_device_slice().same_type::<I>().ok_or_else(retyped))
+        .transpose()
+}
+
+/// The epilogue's C as an operand: none when β = 0 (never read), y itself (`d`) when β ≠ 0
+/// and no C is given.
+fn epilogue_c<O: Float>(
+    acc: &mut Access<'_>,
+    beta: f32,
+    epilogue: &Epilogue<'_, O>,
+    d: Operand<O>,
+) -> Result<Operand<O>> {
+    Ok(match epilogue.c_slice() {
+        _ if beta == 0.0 => Operand::NONE,
+        Some(c) => acc.read(c)?,
+        None => d,
+    })
 }
 
 /// The direct kernel, or an implicit-GEMM kernel with its split-K reduction, workspace and
@@ -573,17 +604,14 @@ struct ConvLaunch<'k, I: Float, O: Float> {
 impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
     /// Takes the operands' addresses, checks their alignment, and queues the kernel (and the
     /// split-K reduction).
-    #[allow(clippy::too_many_arguments)]
     fn launch(
         self,
         stream: &Stream,
         desc: &Conv2dDesc,
         sms: u32,
-        x: &DeviceSlice<'_, I>,
-        w: &DeviceSlice<'_, I>,
-        bias: Option<&DeviceSlice<'_, O>>,
+        (x, w): (&DeviceSlice<'_, I>, &DeviceSlice<'_, I>),
         y: &mut DeviceSliceMut<'_, O>,
-        activation: Activation,
+        epilogue: &Epilogue<'_, O>,
     ) -> Result<()> {
         let mut acc = Access::new(stream)?;
         // The padded copies replace the input and filter where the plan has them.
@@ -595,12 +623,13 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
             Some((_, pw)) => acc.read(&pw.as_device_slice())?,
             None => acc.read(w)?,
         };
+        let d = acc.write(y)?;
         let ops = GemmOperands {
             a: x,
             b: w,
-            c: Operand::NONE,
-            bias: acc.read_or_null(bias)?,
-            d: acc.write(y)?,
+            c: epilogue_c(&mut acc, desc.beta, epilogue, d)?,
+            bias: acc.read_or_null(epilogue.bias_slice())?,
+            d,
             workspace: acc.write_or_null(self.workspace)?,
         };
         // C as the kernels see it, and the filter's row length.
@@ -616,11 +645,8 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
             vec: self.gather.map(|g| g.vec),
             splits,
             k_per_split,
-            activation: match activation {
-                Activation::None => 0,
-                Activation::Relu => 1,
-                Activation::Gelu => 2,
-            },
+            activation: desc.activation.code(),
+            scale: (desc.alpha, desc.beta),
             ldb,
         };
         let mut args = Conv::new(conv_shape(desc, c_stored), &ops, &run_info)?;

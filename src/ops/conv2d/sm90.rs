@@ -14,7 +14,7 @@ use crate::catalog::PtxArch;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::conv::{
-    ConvSm90, ConvSm90Kernel, ConvSm90Shape, SM90_BK as BK, SM90_BM as BM, SM90_MODULE as MODULE,
+    ConvRun, ConvSm90, ConvSm90Kernel, ConvSm90Shape, SM90_MODULE as MODULE,
 };
 use crate::launch::gemm::{GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
@@ -23,8 +23,10 @@ use crate::memory::access::{Access, Operand};
 use crate::memory::{DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::conv2d::Conv2dDesc;
+use crate::ops::matmul::Tiling;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
+use crate::tiles::{self, Tile};
 use cudarc::driver::LaunchConfig;
 use std::marker::PhantomData;
 
@@ -39,34 +41,51 @@ struct Variant {
     blocks_per_sm: usize,
 }
 
-/// The variants the module ships (kernels/conv/conv_sm90.cu's `HK_CONV90_TILES`).
-const VARIANTS: [Variant; 4] = [
-    Variant {
-        block_n: 256,
-        stages: 4,
-        blocks_per_sm: 1,
-    },
-    Variant {
-        block_n: 128,
-        stages: 6,
-        blocks_per_sm: 1,
-    },
-    Variant {
-        block_n: 64,
-        stages: 8,
-        blocks_per_sm: 1,
-    },
-    Variant {
-        block_n: 64,
-        stages: 4,
-        blocks_per_sm: 2,
-    },
-];
+/// The variants the module ships: kernels/tiles.toml's [conv_sm90].
+const VARIANTS: [Variant; tiles::CONV_SM90.len()] = variants(tiles::CONV_SM90);
+
+/// Every variant's output pixels per block tile and channels per k-tile: the kernel's fixed
+/// 128 and 64 (it asserts that every tile of the table has them).
+const BM: usize = tiles::CONV_SM90[0].bm;
+const BK: usize = tiles::CONV_SM90[0].bk;
+
+#[allow(clippy::indexing_slicing)] // evaluated while compiling: i < N
+const fn variants<const N: usize>(tiles: [Tile; N]) -> [Variant; N] {
+    let mut out = [Variant {
+        block_n: 0,
+        stages: 0,
+        blocks_per_sm: 0,
+    }; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = Variant {
+            block_n: tiles[i].bn,
+            stages: tiles[i].stages,
+            blocks_per_sm: tiles[i].min_blocks,
+        };
+        i += 1;
+    }
+    out
+}
 
 impl Variant {
     /// Dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
     fn smem_bytes(self) -> u32 {
         (self.stages * (BM * BK * 2 + self.block_n * BK * 2) + 1024) as u32
+    }
+
+    /// The kernel of this variant.
+    fn kernel(self, a_load: ALoad) -> ConvSm90Kernel {
+        ConvSm90Kernel {
+            tiling: Tiling {
+                bm: BM,
+                bn: self.block_n,
+                bk: BK,
+                stages: self.stages,
+            },
+            two_cta: self.blocks_per_sm == 2,
+            a_load,
+        }
     }
 }
 
@@ -332,12 +351,7 @@ impl<T: Float> Sm90Plan<T> {
                 max: max_smem as usize,
             });
         }
-        let which = ConvSm90Kernel {
-            block_n,
-            stages: variant.stages,
-            two_cta: variant.blocks_per_sm == 2,
-            a_load,
-        };
+        let which = variant.kernel(a_load);
         let func = ConvSm90::<T, T>::kernel(&device, which, None)?;
         func.set_max_dynamic_shared_memory(smem)?;
         let reduce = SplitKReduce::<T, T>::kernel(&device, Reduction::ConvSm90, None)?;
@@ -403,27 +417,32 @@ impl<T: Float> Sm90Plan<T> {
         self.workspace.as_ref().map_or(0, |w| w.num_bytes())
     }
 
-    /// Queues `y = act(conv(x, w) + bias)` on `stream` (ReLU when `relu`), the operands
-    /// checked by [`Conv2d::launch`](super::Conv2d::launch) (devices, lengths). Checks the
-    /// 16-byte alignment of `x` and `w` ([`Error::InvalidArgument`]); allocates nothing and
-    /// does not synchronize.
+    /// Queues `y = act(α·conv(x, w) + β·C + bias)` on `stream` (α, β, the activation: the
+    /// description's; C: `y` itself when β ≠ 0 and none is given), the operands checked by
+    /// [`Conv2d::launch`](super::Conv2d::launch) (devices, lengths). Checks the 16-byte
+    /// alignment of `x` and `w` ([`Error::InvalidArgument`]); allocates nothing and does not
+    /// synchronize.
     pub(crate) fn launch(
         &mut self,
         stream: &Stream,
-        x: &DeviceSlice<'_, T>,
-        w: &DeviceSlice<'_, T>,
-        bias: Option<&DeviceSlice<'_, T>>,
+        (x, w): (&DeviceSlice<'_, T>, &DeviceSlice<'_, T>),
         y: &mut DeviceSliceMut<'_, T>,
-        relu: bool,
+        (c, bias): (Option<&DeviceSlice<'_, T>>, Option<&DeviceSlice<'_, T>>),
     ) -> Result<()> {
         let s = self.shape;
         let mut acc = Access::new(stream)?;
+        let d = acc.write(y)?;
+        let c = match c {
+            _ if s.beta == 0.0 => Operand::NONE,
+            Some(c) => acc.read(c)?,
+            None => d,
+        };
         let ops = GemmOperands {
             a: acc.read(x)?,
             b: acc.read(w)?,
-            c: Operand::NONE,
+            c,
             bias: acc.read_or_null(bias)?,
-            d: acc.write(y)?,
+            d,
             workspace: acc.write_or_null(self.workspace.as_mut())?,
         };
         let (x_ptr, w_ptr) = (ops.a.addr(), ops.b.addr());
@@ -473,8 +492,16 @@ impl<T: Float> Sm90Plan<T> {
             }
         };
         let k_per_split = self.params.kt_per_split as usize * BK;
-        let run_info = (self.splits, k_per_split, i32::from(relu));
-        let mut args = ConvSm90::new(self.params, &ops, run_info, (&maps.0, &maps.1))?;
+        let run_info = ConvRun {
+            tile: None,
+            vec: None,
+            splits: self.splits,
+            k_per_split,
+            activation: s.activation.code(),
+            scale: (s.alpha, s.beta),
+            ldb: s.r * s.s * s.c,
+        };
+        let mut args = ConvSm90::new(self.params, &ops, &run_info, (&maps.0, &maps.1))?;
         let cfg = LaunchConfig {
             grid_dim: (self.grid_blocks as u32, self.splits as u32, 1),
             block_dim: (THREADS, 1, 1),
@@ -500,12 +527,7 @@ mod tests {
         let mut shipped = crate::launch::tests::Shipped::default();
         for v in VARIANTS {
             for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
-                let which = ConvSm90Kernel {
-                    block_n: v.block_n,
-                    stages: v.stages,
-                    two_cta: v.blocks_per_sm == 2,
-                    a_load,
-                };
+                let which = v.kernel(a_load);
                 shipped.assert_defined::<ConvSm90<half::f16, half::f16>>(which);
                 shipped.assert_defined::<ConvSm90<half::bf16, half::bf16>>(which);
             }

@@ -1,6 +1,7 @@
 //! GEMM kernel paths, tile configurations, and the heuristic that picks one per shape.
 
 use crate::catalog::PtxArch;
+use crate::tiles::{self, Tile};
 
 /// What the tensor cores accumulate the products in ([`MatmulDesc::compute`](super::MatmulDesc::compute)),
 /// as cuBLAS's compute type.
@@ -194,67 +195,73 @@ const fn smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
     }) as u32
 }
 
-/// A configuration: tile (BM, BN, BK, stages as in the kernel's name), warps, whether its
-/// shared memory is dynamic, blocks per SM and the relative efficiency the heuristic assumes.
-pub(crate) const fn cfg(
-    (bm, bn, bk, stages): (usize, usize, usize, usize),
-    warps: u32,
-    dynamic: bool,
-    blocks: usize,
-    eff: f64,
-) -> TileConfig {
-    TileConfig {
-        tiling: Tiling { bm, bn, bk, stages },
-        bm,
-        bn,
-        threads: warps * 32,
-        smem_bytes: if dynamic { smem(bm, bn, bk, stages) } else { 0 },
-        blocks_per_sm: blocks,
-        efficiency: eff,
+/// The configurations of a kernel module's tiles (`crate::tiles`) on `path`: threads from the
+/// warp tile (a producer and two consumer warpgroups on the wgmma path), shared memory as the
+/// path's kernels size it.
+#[allow(clippy::indexing_slicing)] // evaluated while compiling: i < N
+pub(crate) const fn configs<const N: usize>(tiles: [Tile; N], path: GemmPath) -> [TileConfig; N] {
+    let mut out = [EMPTY; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = config(tiles[i], path);
+        i += 1;
     }
+    out
 }
 
-// Efficiencies from `cargo bench --bench gemm -- tune` on the H100 (BENCHMARKS.md): the two
-// 128x128 tiles, two blocks per SM, lead the 128x256 ones by 4-6 %.
-static SM80: [TileConfig; 6] = [
-    cfg((128, 256, 64, 3), 8, true, 1, 0.95),
-    cfg((128, 256, 32, 4), 8, true, 1, 0.89),
-    cfg((128, 256, 32, 3), 8, true, 1, 0.9),
-    cfg((128, 128, 64, 3), 4, true, 2, 0.99),
-    cfg((128, 128, 32, 4), 4, true, 2, 1.0),
-    cfg((64, 64, 32, 4), 4, true, 2, 0.65),
-];
-static SM75: [TileConfig; 2] = [
-    cfg((128, 128, 32, 2), 4, true, 2, 1.0),
-    cfg((64, 64, 32, 2), 4, true, 2, 0.7),
-];
-/// Dynamic shared memory of both Hopper configurations (`Config::SMEM_BYTES` in
-/// kernels/gemm/gemm_sm90.cu): 192 KiB of stages, 1 KiB to align the swizzle atoms, and a
-/// 16 × 40-float epilogue buffer per consumer warp.
-pub(crate) const SM90_SMEM: u32 = 192 * 1024 + 1024 + 8 * 16 * 40 * 4;
+const EMPTY: TileConfig = config(
+    Tile {
+        bm: 0,
+        bn: 0,
+        bk: 0,
+        stages: 0,
+        warp: None,
+        min_blocks: 0,
+        fits: 0,
+        efficiency: 0.0,
+        general: false,
+    },
+    GemmPath::Sm90,
+);
 
-/// A Hopper configuration: a producer warpgroup and two consumer warpgroups.
-const fn sm90(bn: usize, stages: usize, eff: f64) -> TileConfig {
+const fn config(t: Tile, path: GemmPath) -> TileConfig {
+    let threads = match t.warp {
+        Some((wm, wn)) if wm > 0 && wn > 0 => (t.bm / wm) * (t.bn / wn) * 32,
+        Some(_) | None => 384,
+    };
+    let smem_bytes = match path {
+        // The WMMA kernel's shared memory is static.
+        GemmPath::Sm70 => 0,
+        GemmPath::Sm75 | GemmPath::Sm80 => smem(t.bm, t.bn, t.bk, t.stages),
+        GemmPath::Sm90 => sm90_smem(t.bm, t.bn, t.bk, t.stages),
+    };
     TileConfig {
         tiling: Tiling {
-            bm: 128,
-            bn,
-            bk: 64,
-            stages,
+            bm: t.bm,
+            bn: t.bn,
+            bk: t.bk,
+            stages: t.stages,
         },
-        bm: 128,
-        bn,
-        threads: 384,
-        smem_bytes: SM90_SMEM,
-        blocks_per_sm: 1,
-        efficiency: eff,
+        bm: t.bm,
+        bn: t.bn,
+        threads: threads as u32,
+        smem_bytes,
+        blocks_per_sm: t.fits,
+        efficiency: t.efficiency,
     }
 }
 
-/// The Hopper kernels: 128×256 tiles, and 128×128 tiles with six stages for shapes with few
-/// tiles.
-static SM90: [TileConfig; 2] = [sm90(256, 4, 1.0), sm90(128, 6, 0.8)];
-static SM70: [TileConfig; 1] = [cfg((64, 64, 32, 1), 4, false, 4, 1.0)];
+static SM70: [TileConfig; tiles::GEMM_SM70.len()] = configs(tiles::GEMM_SM70, GemmPath::Sm70);
+static SM75: [TileConfig; tiles::GEMM_SM75.len()] = configs(tiles::GEMM_SM75, GemmPath::Sm75);
+static SM80: [TileConfig; tiles::GEMM_SM80.len()] = configs(tiles::GEMM_SM80, GemmPath::Sm80);
+static SM90: [TileConfig; tiles::GEMM_SM90.len()] = configs(tiles::GEMM_SM90, GemmPath::Sm90);
+
+/// Dynamic shared memory of a Hopper configuration (`Config::SMEM_BYTES` in
+/// kernels/gemm/gemm_sm90.cu): the stages, 1 KiB to align the swizzle atoms, and a 16 × 40-float
+/// epilogue buffer per consumer warp.
+const fn sm90_smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
+    (stages * (bm + bn) * bk * 2 + 1024 + 8 * 16 * 40 * 4) as u32
+}
 
 /// What the heuristic decided for one shape.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -389,7 +396,11 @@ mod tests {
         let c = choose(sm90, 128, 4096, 4096, 1, 132, 227 << 10, max).unwrap();
         assert_eq!(c.config.bn, 128, "{c:?}");
         assert_eq!((c.splits, c.k_per_split), (1, 4096), "{c:?}");
-        assert!(sm90.iter().all(|c| c.smem_bytes == SM90_SMEM));
+        // 192 KiB of stages each.
+        assert!(
+            sm90.iter().all(|c| c.smem_bytes == 197_632 + 20_480),
+            "{sm90:?}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
-use crate::ops::KernelOptions;
+use crate::ops::{Activation, KernelOptions};
 use crate::size;
 
 use super::config::{ComputeType, Tiling};
@@ -36,18 +36,6 @@ impl Layout {
             Layout::ColMajor => (cols, rows),
         }
     }
-}
-
-/// The activation applied after bias.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Activation {
-    /// None.
-    #[default]
-    None,
-    /// max(x, 0).
-    Relu,
-    /// x·Φ(x) with the exact (erf) Φ, as PyTorch's `nn.GELU()`.
-    Gelu,
 }
 
 /// The shape and options of a matrix multiplication. Leading dimensions and batch strides left

@@ -46,72 +46,20 @@ pub(crate) mod desc;
 mod plan;
 mod run;
 
+pub use crate::ops::epilogue::{Activation, Epilogue};
 pub use config::{ComputeType, GemmPath, Tiling};
-pub use desc::{Activation, Layout, MatmulDesc};
+pub use desc::{Layout, MatmulDesc};
 pub use plan::Route;
 
 use crate::device::Device;
 use crate::error::Result;
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::ops::Float;
 use crate::stream::Stream;
 use desc::Strides;
 use plan::Kernels;
 use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-
-/// The optional epilogue operands of a launch: C (read when β ≠ 0) and a bias per output
-/// column (of D's element type).
-///
-/// ```no_run
-/// use hikube_gpu::ops::matmul::{Activation, Epilogue, Matmul, MatmulDesc};
-/// use hikube_gpu::{half::f16, Device, DeviceBuffer};
-/// let device = Device::open(0)?;
-/// let stream = device.new_stream()?;
-/// let (m, n, k) = (256, 512, 1024);
-/// let a = DeviceBuffer::<f16>::zeroed(&stream, m * k)?;
-/// let b = DeviceBuffer::<f16>::zeroed(&stream, k * n)?;
-/// let c = DeviceBuffer::<f32>::zeroed(&stream, m * n)?;
-/// let bias = DeviceBuffer::<f32>::zeroed(&stream, n)?;
-/// let mut d = DeviceBuffer::<f32>::alloc(&stream, m * n)?;
-/// // D = relu(A·B + 0.5·C + bias)
-/// let desc = MatmulDesc::new(m, n, k).beta(0.5).activation(Activation::Relu);
-/// let mm = Matmul::<f16, f32>::new(&stream, desc)?;
-/// mm.launch(&stream, &a, &b, &mut d, Epilogue::new().c(&c).bias(&bias))?;
-/// # Ok::<(), hikube_gpu::Error>(())
-/// ```
-pub struct Epilogue<'a, O: Float> {
-    c: Option<DeviceSlice<'a, O>>,
-    bias: Option<DeviceSlice<'a, O>>,
-}
-
-impl<O: Float> Default for Epilogue<'_, O> {
-    fn default() -> Self {
-        Epilogue {
-            c: None,
-            bias: None,
-        }
-    }
-}
-
-impl<'a, O: Float> Epilogue<'a, O> {
-    /// No C (β ≠ 0 then accumulates into D) and no bias.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// C, read when β ≠ 0.
-    pub fn c(mut self, c: &'a impl AsDeviceSlice<O>) -> Self {
-        self.c = Some(c.as_device_slice());
-        self
-    }
-
-    /// A bias of N elements, added to every row before the activation.
-    pub fn bias(mut self, bias: &'a impl AsDeviceSlice<O>) -> Self {
-        self.bias = Some(bias.as_device_slice());
-        self
-    }
-}
 
 /// A validated matrix multiplication, ready to launch many times, from any thread.
 ///

@@ -51,8 +51,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let ops = Operands {
             a,
             b,
-            c: epilogue.c.as_ref().filter(|_| use_c),
-            bias: epilogue.bias.as_ref(),
+            c: epilogue.c_slice().filter(|_| use_c),
+            bias: epilogue.bias_slice(),
         };
         self.check(stream, &ops, &d)?;
         // Held until the launch is queued and noted: the workspace and the tensor-map cache
@@ -245,11 +245,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
         let run = GemmRun {
             splits,
             k_per_split,
-            activation: match activation {
-                Activation::None => 0,
-                Activation::Relu => 1,
-                Activation::Gelu => 2,
-            },
+            activation: activation.code(),
             fast_granule,
             // The Hopper kernels read it as the 16-byte epilogue flag (gemm_params.cuh's
             // epilogue8); the others ignore it.
