@@ -2,7 +2,7 @@
 //! `kernels/tiles.toml` (through the manifest `scripts/ptx.py gen` writes): the same table the
 //! kernels are instantiated from, so a tile is written once. One array per kernel module
 //! (`GEMM_SM80`, …, largest tile first), and `CONV_SM80_C4` for the 4-channel gather kernels.
-//! The plans' heuristics read them through `ops::matmul::config` and `ops::conv2d`.
+//! The plans' heuristics read them through `ops::gemm` (the GEMM pieces matmul and conv2d share).
 
 /// One tile configuration of a kernel module.
 #[derive(Clone, Copy, Debug, PartialEq)]

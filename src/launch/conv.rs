@@ -17,7 +17,7 @@ use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
 use crate::memory::ensure_len;
 use crate::ops::conv2d::ALoad;
-use crate::ops::matmul::config::Tiling;
+use crate::ops::gemm::Tiling;
 use crate::ops::matmul::desc::Layout;
 use crate::ops::Float;
 use crate::size;

@@ -18,7 +18,7 @@ use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
 use crate::memory::access::{DevPtr, Operand};
 use crate::memory::ensure_len;
-use crate::ops::matmul::config::{ComputeType, GemmPath, Tiling};
+use crate::ops::gemm::{ComputeType, GemmPath, Tiling};
 use crate::ops::matmul::desc::{extent, Layout};
 use crate::ops::{Dtype, Float};
 use crate::size;

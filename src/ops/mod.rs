@@ -4,6 +4,7 @@ pub mod conv2d;
 #[doc(hidden)]
 mod elementwise;
 mod epilogue;
+pub(crate) mod gemm;
 pub mod matmul;
 mod pooling;
 pub mod train;

@@ -2,7 +2,7 @@
 
 use crate::catalog::PtxArch;
 use crate::launch::conv::ImplicitPath;
-use crate::ops::matmul::config::{self as gemm_config, configs, Choice, TileConfig};
+use crate::ops::gemm::{self as gemm_config, configs, Choice, TileConfig};
 use crate::ops::matmul::GemmPath;
 use crate::tiles;
 

@@ -1,6 +1,6 @@
 //! 2-D convolution forward on tensor cores: `y = act(α·conv(x, w) + β·C + bias)`, NHWC
 //! activations and KRSC filters, `f16` or `bf16` in, `f16`, `bf16` or `f32` out, f32
-//! accumulation. The epilogue is the matmul's ([`Epilogue`](crate::ops::Epilogue)): α, β and
+//! accumulation. The epilogue is the matmul's (`ops::`[`Epilogue`]): α, β and
 //! the activation (none, ReLU, GELU) in the [`Conv2dDesc`], C (y's shape and type; y itself
 //! when β ≠ 0 and none is given) and the bias (K elements of y's type) at launch; `β = 0`
 //! never reads C.
@@ -48,7 +48,7 @@ use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
-use crate::ops::matmul::config::Choice;
+use crate::ops::gemm::Choice;
 use crate::ops::matmul::{Layout, Matmul, MatmulDesc, Tiling};
 use crate::ops::Epilogue;
 use crate::ops::{Dtype, Float};
@@ -310,7 +310,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
                         config::choose(configs, (m, n, k), sms, max_smem).ok_or_else(no_config)?
                     }
                     Some(t) => match configs.iter().find(|c| c.tiling == t) {
-                        Some(c) => crate::ops::matmul::config::choose(
+                        Some(c) => crate::ops::gemm::choose(
                             std::slice::from_ref(c),
                             m,
                             n,

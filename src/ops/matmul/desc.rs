@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ops::{Activation, KernelOptions};
 use crate::size;
 
-use super::config::{ComputeType, Tiling};
+use crate::ops::gemm::{ComputeType, Tiling};
 
 /// Memory order of a matrix.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

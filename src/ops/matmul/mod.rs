@@ -41,13 +41,12 @@
 //! while a launch is queued, and the stream ordering of the memory orders each launch's use of
 //! the workspace after every earlier one, on whatever stream.
 
-pub(crate) mod config;
 pub(crate) mod desc;
 mod plan;
 mod run;
 
 pub use crate::ops::epilogue::{Activation, Epilogue};
-pub use config::{ComputeType, GemmPath, Tiling};
+pub use crate::ops::gemm::{ComputeType, GemmPath, Tiling};
 pub use desc::{Layout, MatmulDesc};
 pub use plan::Route;
 

@@ -2,7 +2,6 @@
 //! the tile configurations, the kernels, and the workspace's size. What a launch then runs is a
 //! [`Route`].
 
-use super::config::{self, Choice, ComputeType, GemmPath, Tiling};
 use super::desc::{at_most, MatmulDesc, Strides};
 use crate::catalog::{ComputeCapability, PtxArch};
 use crate::device::Device;
@@ -12,6 +11,7 @@ use crate::launch::gemm::{
 };
 use crate::launch::{Kernel as Loaded, KernelArgs};
 use crate::modules;
+use crate::ops::gemm::{self as config, Choice, ComputeType, GemmPath, Tiling};
 use crate::ops::{Dtype, Float};
 use crate::size;
 

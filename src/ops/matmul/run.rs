@@ -2,7 +2,6 @@
 //! which orders the launch after their earlier uses), the choice of kernel, the parameters, and
 //! the launches.
 
-use super::config::Choice;
 use super::desc::Layout;
 use super::plan::{Fast, Gemm, Kernels, Route};
 use super::{lock, Activation, Epilogue, GemmPath, Matmul, Scratch, TmaCache};
@@ -15,6 +14,7 @@ use crate::launch::tma::{self, TmaMap};
 use crate::launch::{grid_stride_config, run, Kernel};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
+use crate::ops::gemm::Choice;
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::LaunchConfig;

@@ -1,9 +1,11 @@
-//! GEMM kernel paths, tile configurations, and the heuristic that picks one per shape.
+//! The GEMM pieces the matmul and the convolution share: the kernel paths, the tile
+//! configurations (from `crate::tiles`) with their threads and shared memory, and the time
+//! model that picks a tile and a split-K factor per shape.
 
 use crate::catalog::PtxArch;
 use crate::tiles::{self, Tile};
 
-/// What the tensor cores accumulate the products in ([`MatmulDesc::compute`](super::MatmulDesc::compute)),
+/// What the tensor cores accumulate the products in ([`MatmulDesc::compute`](crate::ops::matmul::MatmulDesc::compute)),
 /// as cuBLAS's compute type.
 ///
 /// `F16` (f16 inputs only) lets the mma.sync paths (compute_70, compute_75, compute_80)
@@ -146,7 +148,7 @@ impl GemmPath {
     }
 }
 
-/// A tile configuration, to force one (for tuning) with [`MatmulDesc::tiling`](super::MatmulDesc::tiling).
+/// A tile configuration, to force one (for tuning) with [`MatmulDesc::tiling`](crate::ops::matmul::MatmulDesc::tiling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tiling {
     /// Rows of D per block.
