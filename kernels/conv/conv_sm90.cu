@@ -117,8 +117,8 @@ struct KStep {
 
 // Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or the
 // epilogue: bias + ReLU in the output type T (gemm_params.cuh's with its types fixed, so that the
-// fully unrolled register epilogue stays small), or, with alpha != 1, beta != 0 or GELU,
-// gemm_params.cuh's own (C in y's type and layout).
+// fully unrolled register epilogue stays small), or, with alpha != 1, beta != 0, GELU or a bias
+// of another type, gemm_params.cuh's own (C in y's type and layout).
 template <typename T>
 __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r, int c, float x0,
                                            float y0, float x1, float y1) {
@@ -135,7 +135,8 @@ __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r
         }
         return;
     }
-    if (p.alpha != 1.f || p.beta != 0.f || p.activation == ACT_GELU) {
+    if (p.alpha != 1.f || p.beta != 0.f || p.activation == ACT_GELU ||
+        (p.bias && p.bias_dtype != p.out_dtype)) {
         if (r < p.m) epilogue2(p, 0, r, c, x0, y0);
         if (r + 8 < p.m) epilogue2(p, 0, r + 8, c, x1, y1);
         return;

@@ -3,12 +3,12 @@
 // D[b] = act(alpha * op(A[b]) * op(B[b]) + beta * C[b] + bias)  for b in 0..batch
 //   A: M x K, row-major (K contiguous, lda >= K) or column-major (M contiguous, lda >= M)
 //   B: K x N, row-major (N contiguous, ldb >= N) or column-major (K contiguous, ldb >= K)
-//   C, D: M x N row-major (ldc, ldd >= N), stored as out_dtype; bias: N elements of out_dtype
+//   C, D: M x N row-major (ldc, ldd >= N), stored as out_dtype; bias: N elements of bias_dtype
 //   act: none, ReLU, or GELU (erf form, as PyTorch's nn.GELU()).
 // beta == 0 never reads C. With split-K, each split writes its f32 partial sums to the workspace
 // and gemm_splitk_reduce applies the epilogue.
 //
-// The layout of this struct is mirrored by `GemmParams` in src/ops/matmul/params.rs.
+// The layout of this struct is mirrored by `GemmParams` in src/launch/gemm.rs.
 #pragma once
 #include "common/convert.cuh"
 
@@ -42,8 +42,9 @@ struct GemmParams {
     int k_per_split;    // a multiple of the kernel's BK
     int activation;
     int out_dtype;
-    int pair_ok;        // 1: D and C rows allow two-element vector access at even columns
-    int reserved;
+    int pair_ok;        // 1: D, C and the bias allow two-element vector access at even columns
+    int reserved;       // 1: they allow 16-byte access at columns that are multiples of 8
+    int bias_dtype;     // an OutDtype: the bias may have another type than D
     float alpha, beta;
 };
 
@@ -100,7 +101,7 @@ __device__ __forceinline__ float activate(int act, float v) {
 __device__ __forceinline__ void epilogue1(const GemmParams& p, int b, int r, int c, float acc) {
     float v = p.alpha * acc;
     if (p.beta != 0.f) v += p.beta * load_out(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c);
-    if (p.bias) v += load_out(p.bias, p.out_dtype, c);
+    if (p.bias) v += load_out(p.bias, p.bias_dtype, c);
     store_out(p.d, p.out_dtype, b * p.stride_d + r * p.ldd + c, activate(p.activation, v));
 }
 
@@ -120,7 +121,7 @@ __device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int
         y += p.beta * cv.y;
     }
     if (p.bias) {
-        float2 bv = load_out2(p.bias, p.out_dtype, c);
+        float2 bv = load_out2(p.bias, p.bias_dtype, c);
         x += bv.x;
         y += bv.y;
     }
@@ -165,7 +166,7 @@ __device__ __forceinline__ void epilogue8(const GemmParams& p, int b, int r, int
     }
     if (p.bias) {
         float bv[8];
-        load_out8(p.bias, p.out_dtype, c, bv);
+        load_out8(p.bias, p.bias_dtype, c, bv);
 #pragma unroll
         for (int e = 0; e < 8; ++e) v[e] += bv[e];
     }

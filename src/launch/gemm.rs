@@ -26,13 +26,13 @@ use cudarc::driver::LaunchConfig;
 use std::ffi::c_void;
 
 /// Mirrors `hk::GemmParams` (kernels/gemm/gemm_params.cuh) field for field: 8-byte fields
-/// first, then 4-byte ones (160 bytes, no padding difference).
+/// first, then 4-byte ones (164 bytes, padded to 168 on both sides).
 #[repr(C)]
 pub(crate) struct GemmParams<I, O> {
     a: DevPtr<I>,
     b: DevPtr<I>,
     c: DevPtr<O>,
-    bias: DevPtr<O>,
+    bias: DevPtr<()>,
     d: DevPtr<O>,
     workspace: DevPtr<f32>,
     lda: i64,
@@ -55,11 +55,13 @@ pub(crate) struct GemmParams<I, O> {
     /// 1: rows of D, C and the bias allow 16-byte access at columns that are multiples of 8
     /// (the persistent Hopper kernel's epilogue8; the conv kernels' eight-channel stores).
     reserved: i32,
+    /// The bias's element type (`out_dtype`'s codes).
+    bias_dtype: i32,
     alpha: f32,
     beta: f32,
 }
 
-const _: () = assert!(std::mem::size_of::<GemmParams<half::f16, f32>>() == 160);
+const _: () = assert!(std::mem::size_of::<GemmParams<half::f16, f32>>() == 168);
 
 impl<I, O> Clone for GemmParams<I, O> {
     fn clone(&self) -> Self {
@@ -80,14 +82,36 @@ pub(crate) const fn out_dtype(dtype: Dtype) -> i32 {
 
 /// The buffers of one GEMM launch as the kernels see them (A and B already swapped for a
 /// column-major D). `c` is the buffer C is read from when β ≠ 0 (C's own, or D for in place),
-/// else [`Operand::NONE`]; `bias` and `workspace` may be [`Operand::NONE`].
+/// else [`Operand::NONE`]; `bias` (made of one) and `workspace` may be [`Operand::NONE`].
 pub(crate) struct GemmOperands<I, O> {
     pub a: Operand<I>,
     pub b: Operand<I>,
     pub c: Operand<O>,
-    pub bias: Operand<O>,
+    pub bias: Bias,
     pub d: Operand<O>,
     pub workspace: Operand<f32>,
+}
+
+/// The epilogue's bias, of any element type: the buffer and the type the kernels read it as
+/// (`GemmParams::bias_dtype`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bias {
+    op: Operand<()>,
+    dtype: Dtype,
+}
+
+impl Bias {
+    /// `op`'s elements, read as `B`.
+    pub(crate) fn of<B: Float>(op: Operand<B>) -> Bias {
+        Bias {
+            op: op.erased(),
+            dtype: B::DTYPE,
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.op.is_none()
+    }
 }
 
 /// The product the kernels compute (C and D row-major): sizes, layouts of A and B, leading
@@ -233,7 +257,7 @@ impl<I: Float, O: Float> GemmParams<I, O> {
             ensure_len("C", extent_c, ops.c.len())?;
         }
         if !ops.bias.is_none() {
-            ensure_len("bias", n, ops.bias.len())?;
+            ensure_len("bias", n, ops.bias.op.len())?;
         }
         if run.splits > 1 {
             let slices = size::product("split-K workspace", &[run.splits, s.batch, m, n])?;
@@ -242,7 +266,8 @@ impl<I: Float, O: Float> GemmParams<I, O> {
         let c = if use_c { ops.c.ptr() } else { DevPtr::NULL };
         let osize = std::mem::size_of::<O>() as u64;
         let batches = s.batch > 1;
-        let (c_addr, d_addr, bias_addr) = (c.addr(), ops.d.addr(), ops.bias.addr());
+        let (c_addr, d_addr, bias_addr) = (c.addr(), ops.d.addr(), ops.bias.op.addr());
+        let bias_size = ops.bias.dtype.size() as u64;
         let pair = |ptr: u64, ld: usize, stride: usize| {
             ptr.is_multiple_of(2 * osize)
                 && ld.is_multiple_of(2)
@@ -250,7 +275,7 @@ impl<I: Float, O: Float> GemmParams<I, O> {
         };
         let pair_ok = pair(d_addr, s.ldd, s.stride_d)
             && (!use_c || pair(c_addr, s.ldc, s.stride_c))
-            && bias_addr % (2 * osize) == 0;
+            && bias_addr % (2 * bias_size) == 0;
         // Eight-element (16-byte) access to the rows of D, C and the bias at every column that
         // is a multiple of 8.
         let row16 = |ptr: u64, ld: usize, stride: usize| {
@@ -266,7 +291,7 @@ impl<I: Float, O: Float> GemmParams<I, O> {
             a: ops.a.ptr(),
             b: ops.b.ptr(),
             c,
-            bias: ops.bias.ptr(),
+            bias: ops.bias.op.ptr(),
             d: ops.d.ptr(),
             workspace: ops.workspace.ptr(),
             lda: i64_of("lda", s.lda)?,
@@ -287,6 +312,7 @@ impl<I: Float, O: Float> GemmParams<I, O> {
             out_dtype: out_dtype(O::DTYPE),
             pair_ok: i32::from(pair_ok),
             reserved: i32::from(vec8_ok),
+            bias_dtype: out_dtype(ops.bias.dtype),
             alpha: s.alpha,
             beta: s.beta,
         })

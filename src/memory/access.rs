@@ -134,6 +134,16 @@ impl<T> Operand<T> {
     pub(crate) fn is_none(&self) -> bool {
         self.ptr.is_null()
     }
+
+    /// The same buffer with its element type left to a separate code (the epilogue's bias,
+    /// whose kernels read it as the type `bias_dtype` names); the length stays in elements of
+    /// `T`.
+    pub(crate) fn erased(self) -> Operand<()> {
+        Operand {
+            ptr: DevPtr::at(self.addr()),
+            len: self.len,
+        }
+    }
 }
 
 /// One use of an allocation: the stream it was queued on, and its number among the operations

@@ -30,8 +30,10 @@ impl Activation {
 
 /// The optional epilogue operands of a [`Matmul`](crate::ops::matmul::Matmul) or
 /// [`Conv2d`](crate::ops::conv2d::Conv2d) launch: C (read when β ≠ 0; D's shape, layout and
-/// element type) and a bias per output column (a matmul's N, a convolution's K channels; of
-/// D's element type). α, β and the activation are the plan's (its description's).
+/// element type) and a bias per output column (a matmul's N, a convolution's K channels) of
+/// any element type `B` (f32, f16 or bf16, as cuBLASLt's bias pointer; D's type unless
+/// [`bias`](Self::bias) is given another). α, β and the activation are the plan's (its
+/// description's).
 ///
 /// ```no_run
 /// use hikube_gpu::ops::matmul::{Activation, Epilogue, Matmul, MatmulDesc};
@@ -41,21 +43,22 @@ impl Activation {
 /// let (m, n, k) = (256, 512, 1024);
 /// let a = DeviceBuffer::<f16>::zeroed(&stream, m * k)?;
 /// let b = DeviceBuffer::<f16>::zeroed(&stream, k * n)?;
-/// let c = DeviceBuffer::<f32>::zeroed(&stream, m * n)?;
-/// let bias = DeviceBuffer::<f32>::zeroed(&stream, n)?;
-/// let mut d = DeviceBuffer::<f32>::alloc(&stream, m * n)?;
+/// let c = DeviceBuffer::<f16>::zeroed(&stream, m * n)?;
+/// let bias = DeviceBuffer::<f32>::zeroed(&stream, n)?; // an f32 bias for an f16 output
+/// let mut d = DeviceBuffer::<f16>::alloc(&stream, m * n)?;
 /// // D = relu(A·B + 0.5·C + bias)
 /// let desc = MatmulDesc::new(m, n, k).beta(0.5).activation(Activation::Relu);
-/// let mm = Matmul::<f16, f32>::new(&stream, desc)?;
+/// let mm = Matmul::<f16, f16>::new(&stream, desc)?;
 /// mm.launch(&stream, &a, &b, &mut d, Epilogue::new().c(&c).bias(&bias))?;
 /// # Ok::<(), hikube_gpu::Error>(())
 /// ```
-pub struct Epilogue<'a, O: Float> {
+pub struct Epilogue<'a, O: Float, B: Float = O> {
     c: Option<DeviceSlice<'a, O>>,
-    bias: Option<DeviceSlice<'a, O>>,
+    bias: Option<DeviceSlice<'a, B>>,
 }
 
-impl<O: Float> Default for Epilogue<'_, O> {
+/// No C and no bias (a bias of type `B` may be added later).
+impl<O: Float, B: Float> Default for Epilogue<'_, O, B> {
     fn default() -> Self {
         Epilogue {
             c: None,
@@ -64,20 +67,22 @@ impl<O: Float> Default for Epilogue<'_, O> {
     }
 }
 
-impl<'a, O: Float> Epilogue<'a, O> {
+impl<O: Float> Epilogue<'_, O> {
+    /// No C (β ≠ 0 then accumulates into D) and no bias.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<'a, O: Float, B: Float> Epilogue<'a, O, B> {
     /// C, if given.
     pub(crate) fn c_slice(&self) -> Option<&DeviceSlice<'a, O>> {
         self.c.as_ref()
     }
 
     /// The bias, if given.
-    pub(crate) fn bias_slice(&self) -> Option<&DeviceSlice<'a, O>> {
+    pub(crate) fn bias_slice(&self) -> Option<&DeviceSlice<'a, B>> {
         self.bias.as_ref()
-    }
-
-    /// No C (β ≠ 0 then accumulates into D) and no bias.
-    pub fn new() -> Self {
-        Self::default()
     }
 
     /// C, read when β ≠ 0.
@@ -86,9 +91,12 @@ impl<'a, O: Float> Epilogue<'a, O> {
         self
     }
 
-    /// A bias of N elements, added to every row before the activation.
-    pub fn bias(mut self, bias: &'a impl AsDeviceSlice<O>) -> Self {
-        self.bias = Some(bias.as_device_slice());
-        self
+    /// A bias of N elements of any element type, added to every row before the activation
+    /// (in f32, like the accumulators).
+    pub fn bias<T: Float>(self, bias: &'a impl AsDeviceSlice<T>) -> Epilogue<'a, O, T> {
+        Epilogue {
+            c: self.c,
+            bias: Some(bias.as_device_slice()),
+        }
     }
 }

@@ -46,6 +46,7 @@ pub fn trials() -> Vec<Trial> {
         gpu_test("conv::graph_capture", graph_capture),
         gpu_test("conv::layout_round_trips", layout_round_trips),
         gpu_test("conv::bad_input_is_a_typed_error", bad_input),
+        gpu_test("conv::f32_bias_on_every_path", f32_bias),
     ]
 }
 
@@ -141,12 +142,12 @@ impl Case {
         self
     }
     /// The launch's epilogue operands: the bias and C where the case has them.
-    pub(crate) fn epilogue<'a, O: Float>(
+    pub(crate) fn epilogue<'a, O: Float, B: Float>(
         &self,
-        bias: &'a DeviceBuffer<O>,
+        bias: &'a DeviceBuffer<B>,
         c: &'a DeviceBuffer<O>,
-    ) -> Epilogue<'a, O> {
-        let e = Epilogue::new();
+    ) -> Epilogue<'a, O, B> {
+        let e = Epilogue::default();
         let e = if self.bias { e.bias(bias) } else { e };
         if self.c_in {
             e.c(c)
@@ -288,6 +289,16 @@ fn run<I: Float, O: Float>(
     c: Case,
     tiling: Option<Tiling>,
 ) -> Result<(f64, ConvPath), Failed> {
+    run_with::<I, O, O>(device, arch, c, tiling)
+}
+
+/// [`run`] with a bias of type `B`.
+fn run_with<I: Float, O: Float, B: Float>(
+    device: &Device,
+    arch: Option<PtxArch>,
+    c: Case,
+    tiling: Option<Tiling>,
+) -> Result<(f64, ConvPath), Failed> {
     let stream = device.default_stream();
     let mut rng = rand::rng();
     let mut desc = c.desc(arch);
@@ -296,7 +307,7 @@ fn run<I: Float, O: Float>(
     }
     let x_h: Vec<I> = random(desc.input_len(), &mut rng);
     let w_h: Vec<I> = random(desc.filter_len(), &mut rng);
-    let bias_h: Vec<O> = random(c.k, &mut rng);
+    let bias_h: Vec<B> = random(c.k, &mut rng);
     let c_h: Vec<O> = random(desc.output_len(), &mut rng);
     const TAIL: usize = 7;
     let poison = O::from_f32(f32::NAN);
@@ -314,7 +325,7 @@ fn run<I: Float, O: Float>(
 
     let f = |v: &[I]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
     let g = |v: &[O]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
-    let bias_f = g(&bias_h);
+    let bias_f: Vec<f64> = bias_h.iter().map(|e| f64::from(e.to_f32())).collect();
     let want = reference(
         &c,
         &f(&x_h),
@@ -744,5 +755,45 @@ fn bad_input(device: &Device) -> Result<(), Failed> {
         .map_err(fail)?;
     }
     stream.synchronize().map_err(fail)?;
+    Ok(())
+}
+
+/// An f32 bias beside f16 and bf16 outputs on every path the device runs: the implicit GEMM
+/// (and Hopper's kernel, whose own epilogue then gives way to the shared one), split-K, the
+/// 1×1 GEMM, and the direct (depthwise) kernel.
+fn f32_bias(device: &Device) -> Result<(), Failed> {
+    let cases = [
+        case(2, 9, 11, 16, 24, 3, 3).p(1).epi(1),
+        case(2, 13, 11, 32, 72, 3, 3).p(1).epi(3),
+        case(1, 7, 7, 512, 96, 3, 3).p(1).epi(4),
+        Case {
+            gemm: Some(true),
+            ..case(2, 7, 9, 24, 40, 1, 1)
+        }
+        .epi(3),
+        case(2, 10, 12, 32, 32, 3, 3).p(1).g(32).epi(7),
+    ];
+    let archs = [
+        None,
+        Some(PtxArch::Compute80),
+        Some(PtxArch::Compute75),
+        Some(PtxArch::Compute70),
+    ];
+    for arch in archs {
+        if arch.is_some_and(|a| !a.runs_on(device.compute_capability())) {
+            continue;
+        }
+        for c in cases {
+            let (err, path) = run_with::<f16, f16, f32>(device, arch, c, None)?;
+            ensure!(err <= bound::<f16>(), "{arch:?} {c:?} on {path:?}: {err:e}");
+            if arch != Some(PtxArch::Compute75) {
+                let (err, path) = run_with::<bf16, bf16, f32>(device, arch, c, None)?;
+                ensure!(
+                    err <= bound::<bf16>(),
+                    "{arch:?} bf16 {c:?} on {path:?}: {err:e}"
+                );
+            }
+        }
+    }
     Ok(())
 }

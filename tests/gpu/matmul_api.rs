@@ -21,6 +21,10 @@ pub fn trials() -> Vec<Trial> {
             "matmul_api::column_major_refusals_are_typed",
             column_major_refusals,
         ),
+        gpu_test(
+            "matmul_api::f32_bias_beside_f16_and_bf16",
+            bias_f32_every_path,
+        ),
     ]
 }
 
@@ -40,6 +44,8 @@ struct Api {
     alpha: f32,
     beta: f32,
     bias: bool,
+    /// The bias in f32 (else in D's type).
+    bias_f32: bool,
     act: Activation,
     /// C given as its own buffer (else, with β ≠ 0, accumulate into D).
     own_c: bool,
@@ -63,6 +69,7 @@ fn api(m: usize, n: usize, k: usize) -> Api {
         alpha: 1.0,
         beta: 0.0,
         bias: false,
+        bias_f32: false,
         act: Activation::None,
         own_c: true,
         pad_ab: 0,
@@ -94,6 +101,7 @@ struct Host<I: Float, O: Float> {
     /// C's values (also D's initial contents when accumulating in place).
     c: Vec<O>,
     bias: Vec<O>,
+    bias32: Vec<f32>,
     d: Vec<O>,
     lda: usize,
     ldb: usize,
@@ -127,6 +135,7 @@ fn host<I: Float, O: Float>(c: &Api) -> Host<I, O> {
         },
         c: cv,
         bias: random(c.n, &mut rng),
+        bias32: random(c.n, &mut rng),
         lda,
         ldb,
         ldcd,
@@ -166,6 +175,7 @@ struct Dev<I: Float, O: Float> {
     b: DeviceBuffer<I>,
     c: DeviceBuffer<O>,
     bias: DeviceBuffer<O>,
+    bias32: DeviceBuffer<f32>,
     d: DeviceBuffer<O>,
 }
 
@@ -175,6 +185,7 @@ fn upload<I: Float, O: Float>(stream: &Stream, h: &Host<I, O>) -> Result<Dev<I, 
         b: DeviceBuffer::from_slice(stream, &h.b).map_err(fail)?,
         c: DeviceBuffer::from_slice(stream, &h.c).map_err(fail)?,
         bias: DeviceBuffer::from_slice(stream, &h.bias).map_err(fail)?,
+        bias32: DeviceBuffer::from_slice(stream, &h.bias32).map_err(fail)?,
         d: DeviceBuffer::from_slice(stream, &h.d).map_err(fail)?,
     })
 }
@@ -192,11 +203,12 @@ fn launch_times<I: Float, O: Float>(
         if c.own_c {
             epi = epi.c(&dev.c);
         }
-        if c.bias {
-            epi = epi.bias(&dev.bias);
-        }
-        plan.launch(stream, &dev.a, &dev.b, &mut dev.d, epi)
-            .map_err(fail)?;
+        let r = match (c.bias, c.bias_f32) {
+            (true, true) => plan.launch(stream, &dev.a, &dev.b, &mut dev.d, epi.bias(&dev.bias32)),
+            (true, false) => plan.launch(stream, &dev.a, &dev.b, &mut dev.d, epi.bias(&dev.bias)),
+            (false, _) => plan.launch(stream, &dev.a, &dev.b, &mut dev.d, epi),
+        };
+        r.map_err(fail)?;
     }
     dev.d.to_vec(stream).map_err(fail)
 }
@@ -228,7 +240,11 @@ fn compare<I: Float, O: Float>(c: &Api, h: &Host<I, O>, out: &[O]) -> Result<f64
                     v += f(c.beta) * f(h.c[idx].to_f32());
                 }
                 if c.bias {
-                    v += f(h.bias[j].to_f32());
+                    v += f(if c.bias_f32 {
+                        h.bias32[j]
+                    } else {
+                        h.bias[j].to_f32()
+                    });
                 }
                 v = match c.act {
                     Activation::None => v,
@@ -583,4 +599,42 @@ fn column_major_refusals(device: &Device) -> Result<(), Failed> {
         Err(Error::InvalidArgument { .. }) => Ok(()),
         other => Err(format!("row-major C, column-major D, beta = 1: {other:?}").into()),
     }
+}
+
+/// A bias in f32 beside f16 and bf16 inputs and outputs (cuBLASLt's bias pointer may differ
+/// from D's type) on every path: the general kernels (odd N), the fast ones (aligned shapes, the
+/// Hopper kernel's 16-byte epilogue where the shape fills the GPU), split-K (whose reduction
+/// adds it), and K = 0 (the epilogue alone), with β·C and GELU around it.
+fn bias_f32_every_path(device: &Device) -> Result<(), Failed> {
+    let with = |c: Api| Api {
+        bias: true,
+        bias_f32: true,
+        ..c
+    };
+    let cases = [
+        with(api(37, 51, 64)),
+        with(Api {
+            beta: 0.5,
+            act: Activation::Gelu,
+            ..api(256, 256, 128)
+        }),
+        with(api(2048, 2048, 256)),
+        with(Api {
+            split_k: Some(4),
+            ..api(64, 96, 1024)
+        }),
+        with(Api {
+            beta: 1.0,
+            ..api(33, 40, 0)
+        }),
+    ];
+    for arch in archs(device) {
+        for c in cases {
+            run::<f16, f16>(device, Some(arch), c)?;
+            if GemmPath::for_arch(arch).supports_bf16() {
+                run::<bf16, bf16>(device, Some(arch), c)?;
+            }
+        }
+    }
+    Ok(())
 }

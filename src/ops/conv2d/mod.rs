@@ -2,8 +2,8 @@
 //! activations and KRSC filters, `f16` or `bf16` in, `f16`, `bf16` or `f32` out, f32
 //! accumulation. The epilogue is the matmul's (`ops::`[`Epilogue`]): α, β and
 //! the activation (none, ReLU, GELU) in the [`Conv2dDesc`], C (y's shape and type; y itself
-//! when β ≠ 0 and none is given) and the bias (K elements of y's type) at launch; `β = 0`
-//! never reads C.
+//! when β ≠ 0 and none is given) and the bias (K elements, of any element type) at launch;
+//! `β = 0` never reads C.
 //!
 //! A [`Conv2d`] plan validates the [`Conv2dDesc`] once, picks the kernel path and tile
 //! configuration, loads its kernels and allocates its workspace (split-K partial sums, and the
@@ -43,7 +43,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::{PadPixels, PadRows};
 use crate::launch::conv::{Conv, ConvKernel, ConvRun, ConvShape, DIRECT_MODULE};
-use crate::launch::gemm::{GemmOperands, Reduction, SplitKReduce};
+use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
@@ -444,13 +444,13 @@ impl<I: Float, O: Float> Conv2d<I, O> {
     /// given) has y's shape, the bias K elements; α, β and the activation are the
     /// description's. Checks buffer sizes, alignment and devices; allocates nothing and does not
     /// synchronize.
-    pub fn launch(
+    pub fn launch<B: Float>(
         &mut self,
         stream: &Stream,
         x: &impl AsDeviceSlice<I>,
         w: &impl AsDeviceSlice<I>,
         y: &mut impl AsDeviceSliceMut<O>,
-        epilogue: Epilogue<'_, O>,
+        epilogue: Epilogue<'_, O, B>,
     ) -> Result<()> {
         let (x, w, mut y) = (
             x.as_device_slice(),
@@ -494,12 +494,12 @@ impl<I: Float, O: Float> Conv2d<I, O> {
     }
 
     /// Checks the devices of the stream and the operands, and the buffers' lengths.
-    fn check(
+    fn check<B: Float>(
         &self,
         stream: &Stream,
         x: &DeviceSlice<'_, I>,
         w: &DeviceSlice<'_, I>,
-        epilogue: &Epilogue<'_, O>,
+        epilogue: &Epilogue<'_, O, B>,
         y: &DeviceSliceMut<'_, O>,
     ) -> Result<()> {
         let desc = &self.desc;
@@ -545,20 +545,17 @@ impl<I: Float> Gather<I> {
 }
 
 /// The Hopper path (chosen only when the output type is the input type).
-fn launch_hopper<I: Float, O: Float>(
+fn launch_hopper<I: Float, O: Float, B: Float>(
     stream: &Stream,
     conv: &mut Sm90Plan<I>,
     x: &DeviceSlice<'_, I>,
     w: &DeviceSlice<'_, I>,
     y: DeviceSliceMut<'_, O>,
-    epilogue: &Epilogue<'_, O>,
+    epilogue: &Epilogue<'_, O, B>,
 ) -> Result<()> {
     let mut y = y.same_type::<I>().ok_or_else(retyped)?;
-    let (c, bias) = (
-        same_type::<I, O>(epilogue.c_slice())?,
-        same_type::<I, O>(epilogue.bias_slice())?,
-    );
-    conv.launch(stream, (x, w), &mut y, (c.as_ref(), bias.as_ref()))
+    let c = same_type::<I, O>(epilogue.c_slice())?;
+    conv.launch(stream, (x, w), &mut y, (c.as_ref(), epilogue.bias_slice()))
 }
 
 fn retyped() -> Error {
@@ -567,7 +564,7 @@ fn retyped() -> Error {
     }
 }
 
-/// An epilogue operand as the input type (the Hopper path's output type is its input type).
+/// C as the input type (the Hopper path's output type is its input type).
 fn same_type<'a, I: Float, O: Float>(
     s: Option<&'a DeviceSlice<'_, O>>,
 ) -> Result<Option<DeviceSlice<'a, I>>> {
@@ -577,10 +574,10 @@ fn same_type<'a, I: Float, O: Float>(
 
 /// The epilogue's C as an operand: none when β = 0 (never read), y itself (`d`) when β ≠ 0
 /// and no C is given.
-fn epilogue_c<O: Float>(
+fn epilogue_c<O: Float, B: Float>(
     acc: &mut Access<'_>,
     beta: f32,
-    epilogue: &Epilogue<'_, O>,
+    epilogue: &Epilogue<'_, O, B>,
     d: Operand<O>,
 ) -> Result<Operand<O>> {
     Ok(match epilogue.c_slice() {
@@ -604,14 +601,14 @@ struct ConvLaunch<'k, I: Float, O: Float> {
 impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
     /// Takes the operands' addresses, checks their alignment, and queues the kernel (and the
     /// split-K reduction).
-    fn launch(
+    fn launch<B: Float>(
         self,
         stream: &Stream,
         desc: &Conv2dDesc,
         sms: u32,
         (x, w): (&DeviceSlice<'_, I>, &DeviceSlice<'_, I>),
         y: &mut DeviceSliceMut<'_, O>,
-        epilogue: &Epilogue<'_, O>,
+        epilogue: &Epilogue<'_, O, B>,
     ) -> Result<()> {
         let mut acc = Access::new(stream)?;
         // The padded copies replace the input and filter where the plan has them.
@@ -628,7 +625,7 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
             a: x,
             b: w,
             c: epilogue_c(&mut acc, desc.beta, epilogue, d)?,
-            bias: acc.read_or_null(epilogue.bias_slice())?,
+            bias: Bias::of(acc.read_or_null(epilogue.bias_slice())?),
             d,
             workspace: acc.write_or_null(self.workspace)?,
         };

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::launch::conv::{
     ConvRun, ConvSm90, ConvSm90Kernel, ConvSm90Shape, SM90_MODULE as MODULE,
 };
-use crate::launch::gemm::{GemmOperands, Reduction, SplitKReduce};
+use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
@@ -422,12 +422,12 @@ impl<T: Float> Sm90Plan<T> {
     /// [`Conv2d::launch`](super::Conv2d::launch) (devices, lengths). Checks the 16-byte
     /// alignment of `x` and `w` ([`Error::InvalidArgument`]); allocates nothing and does not
     /// synchronize.
-    pub(crate) fn launch(
+    pub(crate) fn launch<B: Float>(
         &mut self,
         stream: &Stream,
         (x, w): (&DeviceSlice<'_, T>, &DeviceSlice<'_, T>),
         y: &mut DeviceSliceMut<'_, T>,
-        (c, bias): (Option<&DeviceSlice<'_, T>>, Option<&DeviceSlice<'_, T>>),
+        (c, bias): (Option<&DeviceSlice<'_, T>>, Option<&DeviceSlice<'_, B>>),
     ) -> Result<()> {
         let s = self.shape;
         let mut acc = Access::new(stream)?;
@@ -441,7 +441,7 @@ impl<T: Float> Sm90Plan<T> {
             a: acc.read(x)?,
             b: acc.read(w)?,
             c,
-            bias: acc.read_or_null(bias)?,
+            bias: Bias::of(acc.read_or_null(bias)?),
             d,
             workspace: acc.write_or_null(self.workspace.as_mut())?,
         };

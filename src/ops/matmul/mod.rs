@@ -4,7 +4,7 @@
 //! f16 inputs that ask for it ([`ComputeType::F16`]), f16 on the mma.sync paths.
 //! A is M×K and B is K×N, C and D M×N, each row- or column-major with its own leading
 //! dimension (C in D's layout when it is read). The bias has N elements, one per column of D,
-//! and D's element type. Batches are strided. A [`Matmul`] plan validates the shapes once,
+//! of any element type (D's, or e.g. f32 beside an f16 D, as cuBLASLt allows). Batches are strided. A [`Matmul`] plan validates the shapes once,
 //! picks the kernel path (by compute capability, or forced) and the tile configuration (by a
 //! heuristic on the shape and the SM count, with split-K for small M·N and long K), loads its
 //! kernels and allocates its split-K workspace; launching it then allocates nothing and never
@@ -234,15 +234,15 @@ impl<I: Float, O: Float> Matmul<I, O> {
     /// Queues `D = act(α·op(A)·op(B) + β·C + bias)` on `stream`. Checks buffer sizes and
     /// devices; allocates nothing and does not synchronize. Several threads may launch one plan
     /// at once (see the module docs).
-    pub fn launch(
+    pub fn launch<B: Float>(
         &self,
         stream: &Stream,
         a: &impl AsDeviceSlice<I>,
         b: &impl AsDeviceSlice<I>,
         d: &mut impl AsDeviceSliceMut<O>,
-        epilogue: Epilogue<'_, O>,
+        epilogue: Epilogue<'_, O, B>,
     ) -> Result<()> {
-        self.launch_with(stream, a, b, d, epilogue, self.desc.activation)
+        self.launch_impl(stream, a, b, d, epilogue)
     }
 }
 

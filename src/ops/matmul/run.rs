@@ -7,8 +7,8 @@ use super::plan::{Fast, Gemm, Kernels, Route};
 use super::{lock, Activation, Epilogue, GemmPath, Matmul, Scratch, TmaCache};
 use crate::error::{Error, Result};
 use crate::launch::gemm::{
-    fast_operands_fit, GemmOperands, GemmParams, GemmPersistent, GemmRun, GemmShape, GemmTiles,
-    SplitKReduce,
+    fast_operands_fit, Bias, GemmOperands, GemmParams, GemmPersistent, GemmRun, GemmShape,
+    GemmTiles, SplitKReduce,
 };
 use crate::launch::tma::{self, TmaMap};
 use crate::launch::{grid_stride_config, run, Kernel};
@@ -20,26 +20,25 @@ use crate::stream::Stream;
 use cudarc::driver::LaunchConfig;
 
 /// The operands of one launch as the kernels see them: A and B swapped for a column-major D.
-struct Operands<'x, I: Float, O: Float> {
+struct Operands<'x, I: Float, O: Float, B: Float> {
     a: DeviceSlice<'x, I>,
     b: DeviceSlice<'x, I>,
     /// C, when it is read (β ≠ 0) and given.
     c: Option<&'x DeviceSlice<'x, O>>,
-    bias: Option<&'x DeviceSlice<'x, O>>,
+    bias: Option<&'x DeviceSlice<'x, B>>,
 }
 
 impl<I: Float, O: Float> Matmul<I, O> {
-    /// [`launch`](Self::launch) with the activation given (the convolution's GEMM path sets its
-    /// own per launch).
-    pub(crate) fn launch_with(
+    /// [`launch`](Self::launch)'s body.
+    pub(super) fn launch_impl<B: Float>(
         &self,
         stream: &Stream,
         a: &impl AsDeviceSlice<I>,
         b: &impl AsDeviceSlice<I>,
         d: &mut impl AsDeviceSliceMut<O>,
-        epilogue: Epilogue<'_, O>,
-        activation: Activation,
+        epilogue: Epilogue<'_, O, B>,
     ) -> Result<()> {
+        let activation = self.desc.activation;
         let (a, b, mut d) = (
             a.as_device_slice(),
             b.as_device_slice(),
@@ -74,10 +73,10 @@ impl<I: Float, O: Float> Matmul<I, O> {
 
     /// Checks the devices of the stream and the operands, and the buffers' lengths against the
     /// extents the shape reaches (named as the caller names them, before any swap).
-    fn check(
+    fn check<B: Float>(
         &self,
         stream: &Stream,
-        ops: &Operands<'_, I, O>,
+        ops: &Operands<'_, I, O, B>,
         d: &DeviceSliceMut<'_, O>,
     ) -> Result<()> {
         let s = &self.strides;
@@ -113,11 +112,11 @@ impl<I: Float, O: Float> Matmul<I, O> {
     }
 
     /// K = 0: the split-K reduction with no slices writes `D = act(β·C + bias)`.
-    fn launch_epilogue(
+    fn launch_epilogue<B: Float>(
         &self,
         stream: &Stream,
         reduce: &Kernel<SplitKReduce<I, O>>,
-        ops: &Operands<'_, I, O>,
+        ops: &Operands<'_, I, O, B>,
         d: &mut DeviceSliceMut<'_, O>,
         activation: Activation,
     ) -> Result<()> {
@@ -126,7 +125,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             a: Operand::NONE,
             b: Operand::NONE,
             c: acc.read_or_null(ops.c)?,
-            bias: acc.read_or_null(ops.bias)?,
+            bias: Bias::of(acc.read_or_null(ops.bias)?),
             d: acc.write(d)?,
             workspace: Operand::NONE,
         };
@@ -139,12 +138,12 @@ impl<I: Float, O: Float> Matmul<I, O> {
 
     /// A GEMM kernel (the fast one where the operands allow it), then the split-K reduction if
     /// the kernel splits K. Returns what ran.
-    fn launch_gemm(
+    fn launch_gemm<B: Float>(
         &self,
         stream: &Stream,
         g: &Gemm<I, O>,
         scratch: &mut Scratch,
-        ops: &Operands<'_, I, O>,
+        ops: &Operands<'_, I, O, B>,
         d: &mut DeviceSliceMut<'_, O>,
         activation: Activation,
     ) -> Result<Route> {
@@ -153,7 +152,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
             a: acc.read(&ops.a)?,
             b: acc.read(&ops.b)?,
             c: acc.read_or_null(ops.c)?,
-            bias: acc.read_or_null(ops.bias)?,
+            bias: Bias::of(acc.read_or_null(ops.bias)?),
             d: acc.write(d)?,
             workspace: acc.write_or_null(scratch.workspace.as_mut())?,
         };
