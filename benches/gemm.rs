@@ -280,9 +280,11 @@ fn acc16(device: &Device, stream: &Stream, blas: &CudaBlas) -> Result<()> {
         device.model().name
     );
     println!(
-        "| path | M×N×K | f32 acc | f16 acc | f16/f32 | cuBLAS 32F | cuBLAS 16F | ours/cuBLAS (16F) |"
+        "| path | M×N×K | f32 acc | f16 acc | f16/f32 | cuBLAS 32F | cuBLAS 16F | ours/cuBLAS (16F) \
+         | f16 acc, % of its peak |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let peak16 = device.model().fp16_acc16_tflops;
     let paths = [
         GemmPath::Sm90,
         GemmPath::Sm80,
@@ -322,13 +324,15 @@ fn acc16(device: &Device, stream: &Stream, blas: &CudaBlas) -> Result<()> {
             };
             let (c32, c16) = (vendor(ComputeType::F32)?, vendor(ComputeType::F16)?);
             println!(
-                "| {path:?} | {m}×{n}×{k} | {:.1} | {:.1} ({ran}) | {:.2} | {:.1} | {:.1} | {:.2} |",
+                "| {path:?} | {m}×{n}×{k} | {:.1} | {:.1} ({ran}) | {:.2} | {:.1} | {:.1} | {:.2} \
+                 | {:.1} % |",
                 tflops(t32),
                 tflops(t16),
                 t32 / t16,
                 tflops(c32),
                 tflops(c16),
-                c16 / t16
+                c16 / t16,
+                100.0 * tflops(t16) / peak16
             );
         }
     }

@@ -93,6 +93,36 @@ fn geforce_fp32_accumulate_is_half_rate_and_bf16_needs_ampere() {
     }
 }
 
+/// The precision peaks (issue 19): FP16 accumulation twice the FP32-accumulate rate on the
+/// GeForce cards and the same on the data-center ones; FP8 (FP32 accumulate) from compute
+/// capability 8.9 on, at twice the FP16 rate; and a derived model agrees with the catalog.
+#[test]
+fn fp16_accumulate_and_fp8_peaks() {
+    for spec in CATALOG {
+        let geforce = spec.name.starts_with("RTX");
+        let ratio = spec.fp16_acc16_tflops / spec.fp16_tflops;
+        let want = if geforce { 2.0 } else { 1.0 };
+        assert!((ratio - want).abs() < 0.01, "{}: {ratio}", spec.name);
+        let fp8 = spec.compute_capability >= ComputeCapability::new(8, 9);
+        assert_eq!(spec.fp8_tflops.is_some(), fp8, "{}", spec.name);
+        if let Some(t) = spec.fp8_tflops {
+            // Within the datasheets' rounding (L40S: 733 against 2 × 362.05).
+            assert!(
+                (t / spec.fp16_tflops - 2.0).abs() < 0.03,
+                "{}: {t}",
+                spec.name
+            );
+        }
+    }
+    let h100 = catalog::lookup("NVIDIA H100 80GB HBM3").unwrap();
+    assert_eq!(h100.fp8_tflops, Some(1978.9));
+    let rtx3090 = catalog::lookup("NVIDIA GeForce RTX 3090").unwrap();
+    assert_eq!(
+        (rtx3090.fp16_acc16_tflops, rtx3090.fp8_tflops),
+        (142.0, None)
+    );
+}
+
 #[test]
 fn variants_not_in_the_catalog_are_not_mistaken() {
     for name in [
@@ -143,6 +173,8 @@ fn derived_figures_are_close_to_published_ones() {
     assert_eq!(d.architecture, Architecture::Hopper);
     for (got, want) in [
         (d.fp16_tflops, spec.fp16_tflops),
+        (d.fp16_acc16_tflops, spec.fp16_acc16_tflops),
+        (d.fp8_tflops.unwrap_or(0.0), spec.fp8_tflops.unwrap_or(1.0)),
         (d.fp32_tflops, spec.fp32_tflops),
         (d.memory_bandwidth_gbs, spec.memory_bandwidth_gbs),
         (f64::from(d.cuda_cores), f64::from(spec.cuda_cores)),

@@ -36,6 +36,12 @@ pub struct GpuSpec {
     pub bf16_tflops: Option<f64>,
     /// FP32 (non-tensor) TFLOP/s.
     pub fp32_tflops: f64,
+    /// Dense FP16 tensor-core TFLOP/s with FP16 accumulation (`ComputeType::F16`): twice
+    /// `fp16_tflops` on GeForce cards, the same on the data-center ones.
+    pub fp16_acc16_tflops: f64,
+    /// Dense FP8 (E4M3, E5M2) tensor-core TFLOP/s with FP32 accumulation; `None` where the
+    /// tensor cores have no FP8 (before compute capability 8.9).
+    pub fp8_tflops: Option<f64>,
     /// The Hikube instance type that offers this GPU.
     pub instance_type: Option<&'static str>,
 }
@@ -79,6 +85,10 @@ pub struct GpuModel {
     pub bf16_tflops: Option<f64>,
     /// FP32 (non-tensor) TFLOP/s.
     pub fp32_tflops: f64,
+    /// Dense FP16 tensor-core TFLOP/s with FP16 accumulation.
+    pub fp16_acc16_tflops: f64,
+    /// Dense FP8 tensor-core TFLOP/s with FP32 accumulation, if supported.
+    pub fp8_tflops: Option<f64>,
     /// The Hikube instance type, if one offers this GPU.
     pub instance_type: Option<&'static str>,
     /// Published or derived.
@@ -97,6 +107,8 @@ impl From<&GpuSpec> for GpuModel {
             fp16_tflops: s.fp16_tflops,
             bf16_tflops: s.bf16_tflops,
             fp32_tflops: s.fp32_tflops,
+            fp16_acc16_tflops: s.fp16_acc16_tflops,
+            fp8_tflops: s.fp8_tflops,
             instance_type: s.instance_type,
             provenance: Provenance::Catalog,
         }
@@ -108,6 +120,12 @@ const fn cc(major: u32, minor: u32) -> ComputeCapability {
 }
 
 /// Every GPU the catalog knows, most specific name patterns first.
+///
+/// The FP16-accumulate and FP8 figures come from the same documents as each entry's others: the
+/// GeForce cards' "FP16 Tensor TFLOPS with FP16 Accumulate" and "FP8 Tensor TFLOPS with FP32
+/// Accumulate" rows (Ada whitepaper appendix tables 1 and 2; GA102 whitepaper table 9), the
+/// datasheets' FP8 Tensor Core rows halved for dense (H100, H200, L40S, L4); the data-center
+/// tensor cores (Volta to Hopper) accumulate in FP16 at their FP32-accumulate rate.
 pub static CATALOG: &[GpuSpec] = &[
     // NVIDIA H100 Tensor Core GPU datasheet (2023), SXM column: FP16/BF16 Tensor Core
     // 1,979 TFLOPS with sparsity (989.4 dense), FP32 67, 80 GB HBM3 at 3.35 TB/s.
@@ -125,6 +143,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 989.4,
         bf16_tflops: Some(989.4),
         fp32_tflops: 67.0,
+        fp16_acc16_tflops: 989.4,
+        fp8_tflops: Some(1978.9),
         instance_type: None,
     },
     // H100 datasheet, PCIe column: FP16/BF16 1,513 TFLOPS with sparsity (756.5 dense), FP32 51,
@@ -142,6 +162,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 756.5,
         bf16_tflops: Some(756.5),
         fp32_tflops: 51.0,
+        fp16_acc16_tflops: 756.5,
+        fp8_tflops: Some(1513.0),
         instance_type: None,
     },
     // NVIDIA H200 Tensor Core GPU datasheet (2024), SXM column: FP16/BF16 1,979 TFLOPS with
@@ -160,6 +182,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 989.4,
         bf16_tflops: Some(989.4),
         fp32_tflops: 67.0,
+        fp16_acc16_tflops: 989.4,
+        fp8_tflops: Some(1978.9),
         instance_type: None,
     },
     // NVIDIA A100 Tensor Core GPU datasheet (2021), 80GB SXM column: FP16/BF16 Tensor Core 312
@@ -178,6 +202,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 312.0,
         bf16_tflops: Some(312.0),
         fp32_tflops: 19.5,
+        fp16_acc16_tflops: 312.0,
+        fp8_tflops: None,
         instance_type: None,
     },
     // A100 datasheet, 40GB columns: same compute figures, 1,555 GB/s.
@@ -194,6 +220,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 312.0,
         bf16_tflops: Some(312.0),
         fp32_tflops: 19.5,
+        fp16_acc16_tflops: 312.0,
+        fp8_tflops: None,
         instance_type: None,
     },
     // NVIDIA Tesla V100 datasheet (2020), SXM2 column: Tensor Performance 125 TFLOPS (FP16 inputs,
@@ -212,6 +240,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 125.0,
         bf16_tflops: None,
         fp32_tflops: 15.7,
+        fp16_acc16_tflops: 125.0,
+        fp8_tflops: None,
         instance_type: Some("gpu.tesla-v100"),
     },
     // V100 datasheet, PCIe column: Tensor 112 TFLOPS, FP32 14, 900 GB/s.
@@ -228,6 +258,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 112.0,
         bf16_tflops: None,
         fp32_tflops: 14.0,
+        fp16_acc16_tflops: 112.0,
+        fp8_tflops: None,
         instance_type: Some("gpu.tesla-v100"),
     },
     // NVIDIA T4 datasheet (2019): Mixed Precision (FP16/FP32) 65 TFLOPS, FP32 8.1, 16 GB GDDR6
@@ -245,6 +277,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 65.0,
         bf16_tflops: None,
         fp32_tflops: 8.1,
+        fp16_acc16_tflops: 65.0,
+        fp8_tflops: None,
         instance_type: Some("gpu.tesla-t4"),
     },
     // NVIDIA Ada GPU Architecture whitepaper (v2.1), appendix table 1 (RTX 4090): Peak FP16
@@ -263,6 +297,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 165.2,
         bf16_tflops: Some(165.2),
         fp32_tflops: 82.6,
+        fp16_acc16_tflops: 330.3,
+        fp8_tflops: Some(330.3),
         instance_type: Some("gpu.rtx4090"),
     },
     // Ada whitepaper, appendix table 2 (RTX 4080): FP16 with FP32 Accumulate 97.5 dense, FP32
@@ -280,6 +316,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 97.5,
         bf16_tflops: Some(97.5),
         fp32_tflops: 48.7,
+        fp16_acc16_tflops: 194.9,
+        fp8_tflops: Some(194.9),
         instance_type: None,
     },
     // NVIDIA Ampere GA102 GPU Architecture whitepaper (v2.0), table 9 (RTX 3090): Peak FP16
@@ -298,6 +336,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 71.0,
         bf16_tflops: Some(71.0),
         fp32_tflops: 35.6,
+        fp16_acc16_tflops: 142.0,
+        fp8_tflops: None,
         instance_type: Some("gpu.rtx3090"),
     },
     // GA102 whitepaper, table 9 (RTX 3080): FP16 with FP32 Accumulate 59.5 (119 sparse), FP32
@@ -315,6 +355,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 59.5,
         bf16_tflops: Some(59.5),
         fp32_tflops: 29.8,
+        fp16_acc16_tflops: 119.0,
+        fp8_tflops: None,
         instance_type: Some("gpu.rtx3080"),
     },
     // NVIDIA L40S datasheet (2023): FP16/BF16 Tensor Core 362.05 TFLOPS dense (733 sparse), FP32
@@ -332,6 +374,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 362.05,
         bf16_tflops: Some(362.05),
         fp32_tflops: 91.6,
+        fp16_acc16_tflops: 362.05,
+        fp8_tflops: Some(733.0),
         instance_type: None,
     },
     // NVIDIA L4 datasheet (2023): FP16/BF16 Tensor Core 242 TFLOPS with sparsity (121 dense),
@@ -349,6 +393,8 @@ pub static CATALOG: &[GpuSpec] = &[
         fp16_tflops: 121.0,
         bf16_tflops: Some(121.0),
         fp32_tflops: 30.3,
+        fp16_acc16_tflops: 121.0,
+        fp8_tflops: Some(242.5),
         instance_type: None,
     },
 ];
@@ -437,6 +483,10 @@ pub fn derive(facts: &DeviceFacts<'_>) -> GpuModel {
     let sms = f64::from(facts.sms);
     let geforce = facts.name.to_lowercase().contains("geforce");
     let fp16 = sms * tensor_flops_per_sm_clock(cc, geforce) * clock_ghz / 1e3;
+    // FP16 accumulation runs at the full rate everywhere; FP8 (8.9 and newer) at twice the FP16
+    // rate with FP32 accumulation (halved on GeForce cards like FP16's).
+    let fp16_acc16 = sms * tensor_flops_per_sm_clock(cc, false) * clock_ghz / 1e3;
+    let fp8 = (cc >= ComputeCapability::new(8, 9)).then_some(2.0 * fp16);
     let cores = facts.sms * fp32_cores_per_sm(cc);
     GpuModel {
         name: Cow::Owned(facts.name.to_string()),
@@ -453,6 +503,8 @@ pub fn derive(facts: &DeviceFacts<'_>) -> GpuModel {
         fp16_tflops: fp16,
         bf16_tflops: (cc.major >= 8).then_some(fp16),
         fp32_tflops: f64::from(cores) * 2.0 * clock_ghz / 1e3,
+        fp16_acc16_tflops: fp16_acc16,
+        fp8_tflops: fp8,
         instance_type: None,
         provenance: Provenance::Derived,
     }

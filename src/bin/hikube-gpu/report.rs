@@ -13,7 +13,7 @@
 //! | `tool_version` | string | the `hikube-gpu` crate version |
 //! | `command` | string | the command line |
 //! | `device` | object | [`DeviceInfo`]: index, name, uuid, pci_bus_id, compute_capability, architecture, sms, memory_bytes, cuda_driver, driver_version?, power_limit_w?, pcie?, model |
-//! | `device.model` | object | [`ModelInfo`]: name, provenance (`catalog`/`derived`), instance_type?, fp16_tflops, bf16_tflops?, fp32_tflops, memory_bandwidth_gbs |
+//! | `device.model` | object | [`ModelInfo`]: name, provenance (`catalog`/`derived`), instance_type?, fp16_tflops, bf16_tflops?, fp32_tflops, fp16_acc16_tflops?, fp8_tflops?, memory_bandwidth_gbs |
 //! | `results[]` | array | [`BenchResult`], in the order run |
 //! | `results[].suite` | string | `gemm`, `copy` or `launch` |
 //! | `results[].name` | string | what was measured, e.g. `f16 4096×4096×4096` (unique with `implementation`) |
@@ -109,6 +109,12 @@ pub struct ModelInfo {
     pub bf16_tflops: Option<f64>,
     /// FP32 TFLOP/s.
     pub fp32_tflops: f64,
+    /// Dense FP16 tensor TFLOP/s, FP16 accumulate (absent in reports written before it).
+    #[serde(default)]
+    pub fp16_acc16_tflops: Option<f64>,
+    /// Dense FP8 tensor TFLOP/s, FP32 accumulate, if the GPU has FP8.
+    #[serde(default)]
+    pub fp8_tflops: Option<f64>,
     /// Memory bandwidth, GB/s.
     pub memory_bandwidth_gbs: f64,
 }
@@ -126,6 +132,8 @@ impl From<&hikube_gpu::GpuModel> for ModelInfo {
             fp16_tflops: model.fp16_tflops,
             bf16_tflops: model.bf16_tflops,
             fp32_tflops: model.fp32_tflops,
+            fp16_acc16_tflops: Some(model.fp16_acc16_tflops),
+            fp8_tflops: model.fp8_tflops,
             memory_bandwidth_gbs: model.memory_bandwidth_gbs,
         }
     }
@@ -283,13 +291,17 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "- Model: {} ({}), instance type {}; peaks FP16 {:.1} / BF16 {} TFLOP/s dense tensor \
-             (FP32 accumulate), FP32 {:.1} TFLOP/s, {:.0} GB/s",
+            "- Model: {} ({}), instance type {}; peaks FP16 {:.1} / BF16 {} / FP8 {} TFLOP/s dense \
+             tensor (FP32 accumulate), FP16 {} TFLOP/s with FP16 accumulate, FP32 {:.1} TFLOP/s, \
+             {:.0} GB/s",
             m.name,
             m.provenance,
             m.instance_type.as_deref().unwrap_or("none"),
             m.fp16_tflops,
             m.bf16_tflops.map_or("-".into(), |t| format!("{t:.1}")),
+            m.fp8_tflops.map_or("-".into(), |t| format!("{t:.1}")),
+            m.fp16_acc16_tflops
+                .map_or("-".into(), |t| format!("{t:.1}")),
             m.fp32_tflops,
             m.memory_bandwidth_gbs
         );
@@ -532,6 +544,8 @@ pub mod tests {
                     fp16_tflops: 989.4,
                     bf16_tflops: Some(989.4),
                     fp32_tflops: 67.0,
+                    fp16_acc16_tflops: Some(989.4),
+                    fp8_tflops: Some(1978.9),
                     memory_bandwidth_gbs: 3350.0,
                 },
             },
