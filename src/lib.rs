@@ -75,6 +75,7 @@ mod context;
 mod device;
 mod error;
 mod event;
+pub mod fp8;
 mod graph;
 mod launch;
 mod memory;
@@ -115,6 +116,7 @@ pub use timing::{time_on_stream, Timings};
 pub struct ReadmeDoctests;
 
 /// Re-exported so users name the same `f16`/`bf16` types the crate uses.
+pub use float8;
 pub use half;
 /// Re-exported for array interop.
 pub use ndarray;
