@@ -340,48 +340,23 @@ pub(crate) fn choose(
 mod tests {
     use super::*;
 
+    /// The compute_80 choice for M×N×K on `sms` SMs with `smem` bytes per block.
+    fn sm80((m, n, k): (usize, usize, usize), sms: usize, smem: usize) -> Choice {
+        choose(GemmPath::Sm80.configs(), m, n, k, 1, sms, smem, 16).unwrap()
+    }
+
     #[test]
     fn large_square_problems_take_a_large_tile() {
-        let c = choose(
-            GemmPath::Sm80.configs(),
-            4096,
-            4096,
-            4096,
-            1,
-            132,
-            227 << 10,
-            16,
-        )
-        .unwrap();
+        let c = sm80((4096, 4096, 4096), 132, 227 << 10);
         assert_eq!((c.config.bm, c.config.bn, c.splits), (128, 128, 1));
         // A GPU with 99 KiB of shared memory per block cannot take the 144 KiB configuration.
-        let c = choose(
-            GemmPath::Sm80.configs(),
-            4096,
-            4096,
-            4096,
-            1,
-            82,
-            99 << 10,
-            16,
-        )
-        .unwrap();
+        let c = sm80((4096, 4096, 4096), 82, 99 << 10);
         assert!(c.config.smem_bytes <= 99 << 10, "{c:?}");
     }
 
     #[test]
     fn skinny_problems_split_k() {
-        let c = choose(
-            GemmPath::Sm80.configs(),
-            128,
-            4096,
-            4096,
-            1,
-            132,
-            227 << 10,
-            16,
-        )
-        .unwrap();
+        let c = sm80((128, 4096, 4096), 132, 227 << 10);
         assert!(c.splits > 1, "{c:?}");
         assert_eq!(c.k_per_split % K_ALIGN, 0);
         assert!(c.splits * c.k_per_split >= 4096);
