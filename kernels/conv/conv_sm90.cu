@@ -115,6 +115,16 @@ struct KStep {
     }
 };
 
+// gemm_params.cuh's epilogue for columns c, c + 1 of rows r and r + 8 (where inside M), out of
+// line so that the unrolled register epilogue below holds one call per column pair instead of
+// BN / 4 inlined copies of it (six times the module's size). The kernels take `p` as a
+// __grid_constant__, so the reference reads the parameters in place (no stack copy).
+__device__ __noinline__ void store_pair_general(const GemmParams& p, int r, int c, float x0,
+                                                float y0, float x1, float y1) {
+    if (r < p.m) epilogue2(p, 0, r, c, x0, y0);
+    if (r + 8 < p.m) epilogue2(p, 0, r + 8, c, x1, y1);
+}
+
 // Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or the
 // epilogue: bias + ReLU in the output type T (gemm_params.cuh's with its types fixed, so that the
 // fully unrolled register epilogue stays small), or, with alpha != 1, beta != 0, GELU or a bias
@@ -137,8 +147,7 @@ __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r
     }
     if (p.alpha != 1.f || p.beta != 0.f || p.activation == ACT_GELU ||
         (p.bias && p.bias_dtype != p.out_dtype)) {
-        if (r < p.m) epilogue2(p, 0, r, c, x0, y0);
-        if (r + 8 < p.m) epilogue2(p, 0, r + 8, c, x1, y1);
+        store_pair_general(p, r, c, x0, y0, x1, y1);
         return;
     }
     if (p.bias) {
@@ -322,7 +331,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 #define HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, MODE_NAME, MODE)                                \
     extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, CTAS)                      \
         conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX(                            \
-            hk::GemmParams p, hk::conv90::ConvParams cp,                                         \
+            const __grid_constant__ hk::GemmParams p, hk::conv90::ConvParams cp,                 \
             const __grid_constant__ hk::sm90::TmaDesc x,                                         \
             const __grid_constant__ hk::sm90::TmaDesc w) {                                       \
         hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, cp, x, w);                        \
