@@ -99,12 +99,18 @@ proptest! {
         (k, r, s, groups) in (extreme(), extreme(), extreme(), extreme()),
         (sh, sw, ph, pw) in (extreme(), extreme(), extreme(), extreme()),
         (dh, dw) in (extreme(), extreme()),
+        (alpha, beta) in (
+            prop::sample::select(vec![1.0f32, 0.0, -0.5, f32::NAN, f32::INFINITY, f32::MAX]),
+            prop::sample::select(vec![0.0f32, 1.0, f32::NAN, -f32::INFINITY]),
+        ),
     ) {
         let d = Conv2dDesc::input(n, h, w, c).filters(k, r, s)
             .stride(sh, sw)
             .padding(ph, pw)
             .dilation(dh, dw)
-            .groups(groups);
+            .groups(groups)
+            .alpha(alpha)
+            .beta(beta);
         no_panic("Conv2dDesc sizes", || {
             (
                 d.output_hw(),
