@@ -25,6 +25,13 @@ use ndarray::{Array, ArrayView, Dimension};
 pub use float8::{F8E4M3, F8E5M2};
 
 /// An FP8 encoding.
+///
+/// ```
+/// use hikube_gpu::fp8::{Fp8, Fp8Format, F8E4M3, F8E5M2};
+/// assert_eq!(F8E4M3::FORMAT, Fp8Format::E4M3);
+/// assert_eq!(Fp8Format::E4M3.max(), 448.0);
+/// assert_eq!(F8E5M2::FORMAT.max(), 57344.0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Fp8Format {
@@ -61,6 +68,13 @@ mod sealed {
 }
 
 /// An FP8 storage type: [`F8E4M3`] or [`F8E5M2`].
+///
+/// ```
+/// use hikube_gpu::fp8::{Fp8, F8E4M3};
+/// assert_eq!(F8E4M3::saturating_from_f32(1.0625).to_f32(), 1.0); // a tie: to even
+/// assert_eq!(F8E4M3::saturating_from_f32(1e6).to_f32(), 448.0); // saturated
+/// assert_eq!(F8E4M3::from_bits(0x38).to_f32(), 1.0);
+/// ```
 pub trait Fp8: Pod + sealed::Sealed {
     /// Its encoding.
     const FORMAT: Fp8Format;

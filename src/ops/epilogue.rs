@@ -6,6 +6,15 @@ use crate::memory::{AsDeviceSlice, DeviceSlice};
 use crate::ops::Float;
 
 /// The activation applied after the bias, by every op with an epilogue.
+///
+/// ```
+/// use hikube_gpu::ops::conv2d::Conv2dDesc;
+/// use hikube_gpu::ops::matmul::MatmulDesc;
+/// use hikube_gpu::ops::Activation;
+/// let linear = MatmulDesc::new(64, 256, 128).activation(Activation::Gelu);
+/// let conv = Conv2dDesc::input(1, 8, 8, 16).filters(32, 3, 3).activation(Activation::Relu);
+/// assert_eq!((linear.activation, conv.activation), (Activation::Gelu, Activation::Relu));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
     /// None.
