@@ -574,13 +574,13 @@ fn same_type<'a, I: Float, O: Float>(
 
 /// The epilogue's C as an operand: none when β = 0 (never read), y itself (`d`) when β ≠ 0
 /// and no C is given.
-fn epilogue_c<O: Float, B: Float>(
+fn epilogue_c<O: Float>(
     acc: &mut Access<'_>,
     beta: f32,
-    epilogue: &Epilogue<'_, O, B>,
+    c: Option<&DeviceSlice<'_, O>>,
     d: Operand<O>,
 ) -> Result<Operand<O>> {
-    Ok(match epilogue.c_slice() {
+    Ok(match c {
         _ if beta == 0.0 => Operand::NONE,
         Some(c) => acc.read(c)?,
         None => d,
@@ -624,7 +624,7 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
         let ops = GemmOperands {
             a: x,
             b: w,
-            c: epilogue_c(&mut acc, desc.beta, epilogue, d)?,
+            c: epilogue_c(&mut acc, desc.beta, epilogue.c_slice(), d)?,
             bias: Bias::of(acc.read_or_null(epilogue.bias_slice())?),
             d,
             workspace: acc.write_or_null(self.workspace)?,

@@ -19,7 +19,7 @@ use crate::launch::conv::{
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
-use crate::memory::access::{Access, Operand};
+use crate::memory::access::Access;
 use crate::memory::{DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::conv2d::Conv2dDesc;
@@ -33,59 +33,31 @@ use std::marker::PhantomData;
 /// Threads per block: a producer warpgroup and two consumer warpgroups.
 const THREADS: u32 = 384;
 
-/// A kernel variant: output channels per block tile, pipeline stages, blocks per SM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Variant {
-    block_n: usize,
-    stages: usize,
-    blocks_per_sm: usize,
-}
-
-/// The variants the module ships: kernels/tiles.toml's [conv_sm90].
-const VARIANTS: [Variant; tiles::CONV_SM90.len()] = variants(tiles::CONV_SM90);
+/// The variants the module ships, kernels/tiles.toml's [conv_sm90]: output channels per block
+/// tile (`bn`), pipeline stages, and blocks per SM (`min_blocks`).
+const VARIANTS: [Tile; tiles::CONV_SM90.len()] = tiles::CONV_SM90;
 
 /// Every variant's output pixels per block tile and channels per k-tile: the kernel's fixed
 /// 128 and 64 (it asserts that every tile of the table has them).
 const BM: usize = tiles::CONV_SM90[0].bm;
 const BK: usize = tiles::CONV_SM90[0].bk;
 
-#[allow(clippy::indexing_slicing)] // evaluated while compiling: i < N
-const fn variants<const N: usize>(tiles: [Tile; N]) -> [Variant; N] {
-    let mut out = [Variant {
-        block_n: 0,
-        stages: 0,
-        blocks_per_sm: 0,
-    }; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = Variant {
-            block_n: tiles[i].bn,
-            stages: tiles[i].stages,
-            blocks_per_sm: tiles[i].min_blocks,
-        };
-        i += 1;
-    }
-    out
+/// A variant's dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
+fn smem_bytes(v: &Tile) -> u32 {
+    (v.stages * (v.bm + v.bn) * v.bk * 2 + 1024) as u32
 }
 
-impl Variant {
-    /// Dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
-    fn smem_bytes(self) -> u32 {
-        (self.stages * (BM * BK * 2 + self.block_n * BK * 2) + 1024) as u32
-    }
-
-    /// The kernel of this variant.
-    fn kernel(self, a_load: ALoad) -> ConvSm90Kernel {
-        ConvSm90Kernel {
-            tiling: Tiling {
-                bm: BM,
-                bn: self.block_n,
-                bk: BK,
-                stages: self.stages,
-            },
-            two_cta: self.blocks_per_sm == 2,
-            a_load,
-        }
+/// A variant's kernel.
+fn kernel(v: &Tile, a_load: ALoad) -> ConvSm90Kernel {
+    ConvSm90Kernel {
+        tiling: Tiling {
+            bm: v.bm,
+            bn: v.bn,
+            bk: v.bk,
+            stages: v.stages,
+        },
+        two_cta: v.min_blocks == 2,
+        a_load,
     }
 }
 
@@ -132,7 +104,7 @@ pub(crate) struct Sm90Plan<T: Float> {
     device: Device,
     params: ConvParams,
     m: usize,
-    variant: Variant,
+    variant: Tile,
     splits: usize,
     grid_blocks: usize,
     a_load: ALoad,
@@ -204,10 +176,10 @@ fn im2col_fits(s: &Conv2dDesc) -> bool {
 /// - two blocks per SM (BN = 64): the pair's steps cost 1.5 times as much, and one fixed cost
 ///   is hidden behind the other block;
 /// - split-K adds its f32 partial traffic (~3 TB/s) and a second launch.
-fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Variant, usize) {
+fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Tile, usize) {
     let mut best = (f64::INFINITY, VARIANTS[0], 1);
     for v in VARIANTS {
-        let bn = v.block_n;
+        let bn = v.bn;
         if bn > k.next_multiple_of(64).max(64) {
             continue;
         }
@@ -220,7 +192,7 @@ fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Variant, usize) {
             let steps = k_tiles.div_ceil(splits) as f64;
             let step = (bn + 64) as f64;
             let blocks = tiles * splits;
-            let mut cost = if v.blocks_per_sm == 1 || blocks <= sms {
+            let mut cost = if v.min_blocks == 1 || blocks <= sms {
                 blocks.div_ceil(sms) as f64 * (steps * step + fixed)
             } else {
                 blocks.div_ceil(2 * sms) as f64 * (2.0 * 1.5 * steps * step + fixed)
@@ -295,7 +267,7 @@ impl<T: Float> Sm90Plan<T> {
         };
         let sms = device.properties().sm_count as usize;
         let (auto, auto_splits) = choose(m, s.k, k_tiles, sms);
-        let block_n = options.block_n.unwrap_or(auto.block_n);
+        let block_n = options.block_n.unwrap_or(auto.bn);
         if ![64, 128, 256].contains(&block_n) {
             return Err(Error::InvalidArgument {
                 what: format!("conv2d (compute_90a path) block_n {block_n} is not 64, 128 or 256"),
@@ -323,12 +295,12 @@ impl<T: Float> Sm90Plan<T> {
         }
         let blocks_per_sm = match (options.block_n, options.blocks_per_sm) {
             (_, Some(b)) => b,
-            (None, None) => auto.blocks_per_sm,
+            (None, None) => auto.min_blocks,
             (Some(_), None) => 1,
         };
         let variant = VARIANTS
             .into_iter()
-            .find(|v| v.block_n == block_n && v.blocks_per_sm == blocks_per_sm);
+            .find(|v| v.bn == block_n && v.min_blocks == blocks_per_sm);
         let Some(variant) = variant else {
             return Err(Error::InvalidArgument {
                 what: format!(
@@ -337,12 +309,12 @@ impl<T: Float> Sm90Plan<T> {
                 ),
             });
         };
-        let resident = sms * variant.blocks_per_sm;
+        let resident = sms * variant.min_blocks;
         let grid_blocks = options
             .grid_blocks
             .unwrap_or(resident)
             .clamp(1, tiles.max(1));
-        let smem = variant.smem_bytes();
+        let smem = smem_bytes(&variant);
         let max_smem = device.properties().max_shared_memory_per_block;
         if max_smem < smem {
             return Err(Error::TooLarge {
@@ -351,7 +323,7 @@ impl<T: Float> Sm90Plan<T> {
                 max: max_smem as usize,
             });
         }
-        let which = variant.kernel(a_load);
+        let which = kernel(&variant, a_load);
         let func = ConvSm90::<T, T>::kernel(&device, which, None)?;
         func.set_max_dynamic_shared_memory(smem)?;
         let reduce = SplitKReduce::<T, T>::kernel(&device, Reduction::ConvSm90, None)?;
@@ -405,8 +377,8 @@ impl<T: Float> Sm90Plan<T> {
     pub(crate) fn choices(&self) -> HopperOptions {
         HopperOptions {
             a_load: Some(self.a_load),
-            block_n: Some(self.variant.block_n),
-            blocks_per_sm: Some(self.variant.blocks_per_sm),
+            block_n: Some(self.variant.bn),
+            blocks_per_sm: Some(self.variant.min_blocks),
             splits: Some(self.splits),
             grid_blocks: Some(self.grid_blocks),
         }
@@ -432,15 +404,10 @@ impl<T: Float> Sm90Plan<T> {
         let s = self.shape;
         let mut acc = Access::new(stream)?;
         let d = acc.write(y)?;
-        let c = match c {
-            _ if s.beta == 0.0 => Operand::NONE,
-            Some(c) => acc.read(c)?,
-            None => d,
-        };
         let ops = GemmOperands {
             a: acc.read(x)?,
             b: acc.read(w)?,
-            c,
+            c: super::epilogue_c(&mut acc, s.beta, c, d)?,
             bias: Bias::of(acc.read_or_null(bias)?),
             d,
             workspace: acc.write_or_null(self.workspace.as_mut())?,
@@ -479,7 +446,7 @@ impl<T: Float> Sm90Plan<T> {
                     }
                     ALoad::Gather | ALoad::Packed => TmaMap::unused(),
                 };
-                let bn = self.variant.block_n as u32;
+                let bn = self.variant.bn as u32;
                 let dw = match self.a_load {
                     // K_gemm walked linearly: the filter as K rows of R·S·C.
                     ALoad::Packed => tma::filter(w_ptr, dtype, s.k, 1, s.r * s.s * s.c, bn)?,
@@ -505,7 +472,7 @@ impl<T: Float> Sm90Plan<T> {
         let cfg = LaunchConfig {
             grid_dim: (self.grid_blocks as u32, self.splits as u32, 1),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: self.variant.smem_bytes(),
+            shared_mem_bytes: smem_bytes(&self.variant),
         };
         // The access orders the launches after earlier work on these buffers and notes them.
         run(stream, &self.func, cfg, &mut args)?;
@@ -527,7 +494,7 @@ mod tests {
         let mut shipped = crate::launch::tests::Shipped::default();
         for v in VARIANTS {
             for a_load in [ALoad::Im2col, ALoad::Gather, ALoad::Packed] {
-                let which = v.kernel(a_load);
+                let which = kernel(&v, a_load);
                 shipped.assert_defined::<ConvSm90<half::f16, half::f16>>(which);
                 shipped.assert_defined::<ConvSm90<half::bf16, half::bf16>>(which);
             }
@@ -558,7 +525,7 @@ mod tests {
         // What measured fastest on the H100 (132 SMs) for ResNet-50's layers at batch 64.
         let pick = |m, k, kt| {
             let (v, splits) = choose(m, k, kt, 132);
-            (v.block_n, v.blocks_per_sm, splits)
+            (v.bn, v.min_blocks, splits)
         };
         assert_eq!(pick(64 * 56 * 56, 64, 9), (64, 2, 1));
         assert_eq!(pick(64 * 28 * 28, 128, 18), (128, 1, 1));
