@@ -230,7 +230,7 @@ def tile_table(modules) -> dict:
                     and isinstance(e["c4"], bool)):
                 raise SystemExit(f"{where} tile {i}: want tile = [BM, BN, BK, stages], optional "
                                  "warp = [WM, WN], min_blocks and fits > 0, 0 < efficiency <= 1")
-            if (e["warp"] is None) != (entries[0]["warp"] is None if entries else e["warp"] is None):
+            if entries and (e["warp"] is None) != (entries[0]["warp"] is None):
                 raise SystemExit(f"{where}: every tile has a warp tile, or none does")
             entries.append(e)
         out[module] = entries

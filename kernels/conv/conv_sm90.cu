@@ -346,11 +346,10 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 // One block per SM names no suffix; two name _2cta.
 #define HK_CTAS_SUFFIX_1
 #define HK_CTAS_SUFFIX_2 _2cta
-#define HK_CONV90_TILE(BN, ST, CTAS, SUFFIX) HK_CONV90_TYPES(BN, ST, CTAS, SUFFIX)
 #define HK_TILE(BM_, BN, BK_, ST, CTAS)                                                        \
     static_assert(BM_ == hk::sm90::BM && BK_ == hk::sm90::BK && (CTAS == 1 || CTAS == 2),       \
                   "the kernel's block tile is 128 x BN x 64, at one or two blocks per SM");    \
-    HK_CONV90_TILE(BN, ST, CTAS, HK_CTAS_SUFFIX_##CTAS)
+    HK_CONV90_TYPES(BN, ST, CTAS, HK_CTAS_SUFFIX_##CTAS)
 #include "hikube_tiles.inc"
 
 // Sums the split-K partials and applies the epilogue.

@@ -298,10 +298,9 @@ impl Report {
             m.provenance,
             m.instance_type.as_deref().unwrap_or("none"),
             m.fp16_tflops,
-            m.bf16_tflops.map_or("-".into(), |t| format!("{t:.1}")),
-            m.fp8_tflops.map_or("-".into(), |t| format!("{t:.1}")),
-            m.fp16_acc16_tflops
-                .map_or("-".into(), |t| format!("{t:.1}")),
+            one_decimal_or_dash(m.bf16_tflops),
+            one_decimal_or_dash(m.fp8_tflops),
+            one_decimal_or_dash(m.fp16_acc16_tflops),
             m.fp32_tflops,
             m.memory_bandwidth_gbs
         );
@@ -321,7 +320,7 @@ impl Report {
                 link.max_width,
                 link.generation,
                 link.width,
-                link.peak_gbs().map_or("-".into(), |g| format!("{g:.1}"))
+                one_decimal_or_dash(link.peak_gbs())
             );
         }
         let _ = writeln!(md, "{driver}");
@@ -423,6 +422,11 @@ impl Report {
         }
         md
     }
+}
+
+/// `v` with one decimal, or `-` for none.
+fn one_decimal_or_dash(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
 /// Three significant figures or one decimal, whichever is longer: `989.4`, `52.1`, `4.35`,
