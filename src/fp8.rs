@@ -1,5 +1,5 @@
 //! FP8 storage: the two encodings of the FP8 tensor cores (Ada and Hopper), as the `float8`
-//! crate's [`F8E4M3`] and [`F8E5M2`] (one byte, [`Pod`](bytemuck::Pod), so they live in
+//! crate's [`F8E4M3`] and [`F8E5M2`] (one byte, [`Pod`], so they live in
 //! [`DeviceBuffer`](crate::DeviceBuffer)s like any element), and the host conversions FP8
 //! recipes use with a per-tensor scale, as `torch._scaled_mm` and cuBLASLt do: a tensor `x` is
 //! stored as `q = x / scale` rounded to the nearest FP8 value (ties to even) and saturated to

@@ -1,5 +1,21 @@
 //! GPU operations: shape checks, kernel choice and launch.
 
+/// Builder setters of the descriptions: `name: Type => field;` (or `=> field = Some;` for an
+/// optional field), each with its doc comment.
+macro_rules! setter {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident $(= $wrap:ident)?;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.$field = setter!(@wrap value $($wrap)?);
+                self
+            }
+        )*
+    };
+    (@wrap $v:ident Some) => { Some($v) };
+    (@wrap $v:ident) => { $v };
+}
+
 pub mod conv2d;
 #[doc(hidden)]
 mod elementwise;

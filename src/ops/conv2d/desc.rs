@@ -118,53 +118,24 @@ impl Conv2dDesc {
         self
     }
 
-    /// Sets the number of groups: 1, or C for a depthwise convolution.
-    pub fn groups(mut self, groups: usize) -> Self {
-        self.groups = groups;
-        self
-    }
-
-    /// Sets α.
-    pub fn alpha(mut self, alpha: f32) -> Self {
-        self.alpha = alpha;
-        self
-    }
-
-    /// Sets β: C (given at launch, or y itself) is added, scaled by β.
-    pub fn beta(mut self, beta: f32) -> Self {
-        self.beta = beta;
-        self
-    }
-
-    /// Sets the activation after the bias.
-    pub fn activation(mut self, activation: Activation) -> Self {
-        self.activation = activation;
-        self
-    }
-
-    /// Sets the kernel options.
-    pub fn options(mut self, options: KernelOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Forces a tile configuration of the implicit-GEMM path.
-    pub fn tiling(mut self, tiling: Tiling) -> Self {
-        self.tiling = Some(tiling);
-        self
-    }
-
-    /// Forces the Hopper path, with the choices `options` set (`HopperOptions::default()`:
-    /// the path alone). [`Conv2d::new`](super::Conv2d::new) says why where it cannot run.
-    pub fn hopper(mut self, options: HopperOptions) -> Self {
-        self.hopper = Some(options);
-        self
-    }
-
-    /// Forces 1×1 convolutions through the GEMM (`true`) or the implicit-GEMM kernels.
-    pub fn gemm_for_1x1(mut self, yes: bool) -> Self {
-        self.gemm_for_1x1 = Some(yes);
-        self
+    setter! {
+        /// Sets the number of groups: 1, or C for a depthwise convolution.
+        groups: usize => groups;
+        /// Sets α.
+        alpha: f32 => alpha;
+        /// Sets β: C (given at launch, or y itself) is added, scaled by β.
+        beta: f32 => beta;
+        /// Sets the activation after the bias.
+        activation: Activation => activation;
+        /// Sets the kernel options.
+        options: KernelOptions => options;
+        /// Forces a tile configuration of the implicit-GEMM path.
+        tiling: Tiling => tiling = Some;
+        /// Forces the Hopper path, with the choices given set (`HopperOptions::default()`:
+        /// the path alone). [`Conv2d::new`](super::Conv2d::new) says why where it cannot run.
+        hopper: HopperOptions => hopper = Some;
+        /// Forces 1×1 convolutions through the GEMM (`true`) or the implicit-GEMM kernels.
+        gemm_for_1x1: bool => gemm_for_1x1 = Some;
     }
 
     /// The output height and width (P, Q); 0 where the filter does not fit the padded input

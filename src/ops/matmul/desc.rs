@@ -119,20 +119,6 @@ pub struct MatmulDesc {
     pub grid_blocks: Option<usize>,
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta] $name:ident: $ty:ty => $field:ident $(= $wrap:ident)?;)*) => {
-        $(
-            #[$doc]
-            pub fn $name(mut self, value: $ty) -> Self {
-                self.$field = setter!(@wrap value $($wrap)?);
-                self
-            }
-        )*
-    };
-    (@wrap $v:ident Some) => { Some($v) };
-    (@wrap $v:ident) => { $v };
-}
-
 impl MatmulDesc {
     /// D (M×N) = A (M×K) · B (K×N), row-major, packed, α = 1, β = 0, one batch.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
