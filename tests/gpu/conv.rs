@@ -5,7 +5,7 @@
 //! multiple of the tile, depthwise, 1×1 through the GEMM, split-K, each epilogue. Outputs are
 //! poisoned (NaN) before each launch, and the elements past the output must keep their poison.
 
-use crate::{bound, ensure, fail, gpu_test, random};
+use crate::{activate, bound, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ndarray::{Array4, ArrayView4};
 use hikube_gpu::ops::conv2d::{
@@ -270,15 +270,6 @@ pub(crate) fn reference(
         }
         activate(c.act, acc)
     })
-}
-
-/// The activation in f64 (GELU with the exact erf, as the kernels).
-pub(crate) fn activate(act: Activation, v: f64) -> f64 {
-    match act {
-        Activation::None => v,
-        Activation::Relu => v.max(0.0),
-        Activation::Gelu => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
-    }
 }
 
 /// Runs one case on `arch` (the device's default when `None`), optionally with a forced tile;

@@ -80,6 +80,16 @@ pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
 }
 
+/// The epilogue's activation in f64, as the kernels apply it (every op's tests compare with it).
+pub fn activate(act: hikube_gpu::ops::Activation, v: f64) -> f64 {
+    use hikube_gpu::ops::Activation;
+    match act {
+        Activation::None => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Gelu => gelu(v),
+    }
+}
+
 /// Turns any error into a test failure that shows it.
 pub fn fail<E: std::fmt::Debug>(e: E) -> Failed {
     Failed::from(format!("{e:?}"))

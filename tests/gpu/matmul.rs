@@ -4,7 +4,7 @@
 //! leading dimensions. Outputs are poisoned before each launch, and the padding between rows of
 //! D must keep its poison.
 
-use crate::{bound, ensure, fail, gelu, gpu_test, random};
+use crate::{activate, bound, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ndarray::Array2;
 use hikube_gpu::ops::matmul::{
@@ -343,11 +343,7 @@ fn run_tiled<I: Float, O: Float>(
                 if c.bias {
                     v += f64::from(bias_h[j].to_f32());
                 }
-                v = match c.act {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    _ => gelu(v),
-                };
+                v = activate(c.act, v);
                 let g = f64::from(got.to_f32());
                 ensure!(
                     g.is_finite(),

@@ -4,7 +4,7 @@
 //! reference computed from the stored (rounded) inputs by ‖out − ref‖ / ‖ref‖, with D poisoned
 //! (NaN) before the launch; elements of D's buffer outside the matrix must keep their poison.
 
-use crate::{bound, ensure, fail, gelu, gpu_test, random};
+use crate::{activate, bound, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Route};
 use hikube_gpu::{Device, DeviceBuffer, Error, Float, KernelOptions, PtxArch, Stream};
@@ -246,11 +246,7 @@ fn compare<I: Float, O: Float>(c: &Api, h: &Host<I, O>, out: &[O]) -> Result<f64
                         h.bias[j].to_f32()
                     });
                 }
-                v = match c.act {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    Activation::Gelu => gelu(v),
-                };
+                v = activate(c.act, v);
                 inside[idx] = true;
                 let g = f(out[idx].to_f32());
                 ensure!(g.is_finite(), "{c:?}: D[{bi}][{i}][{j}] = {g}");

@@ -11,7 +11,7 @@
 //! f64 reference by relative norm error.
 
 use crate::conv::{case, reference, Case};
-use crate::{bound, ensure, fail, gelu, gpu_test, random};
+use crate::{activate, bound, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::conv2d::{ALoad, Conv2d, ConvPath, HopperOptions};
 use hikube_gpu::ops::matmul::{Activation, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Tiling};
@@ -385,11 +385,7 @@ fn mm_run<I: Float, O: Float>(device: &Device, arch: PtxArch, c: Mm) -> Result<f
                 if c.bias {
                     v += f64::from(bias_h[j].to_f32());
                 }
-                v = match c.act {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    _ => gelu(v),
-                };
+                v = activate(c.act, v);
                 let idx = d_at(bi, i, j);
                 written[idx] = true;
                 let g = f64::from(out[idx].to_f32());
