@@ -5,9 +5,8 @@
 //! multiple of the tile, depthwise, 1×1 through the GEMM, split-K, each epilogue. Outputs are
 //! poisoned (NaN) before each launch, and the elements past the output must keep their poison.
 
-use crate::{activate, bound, ensure, fail, gpu_test, random};
+use crate::{activate, bound, conv_ref, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ndarray::{Array4, ArrayView4};
 use hikube_gpu::ops::conv2d::{
     kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw, Conv2d, Conv2dDesc, ConvPath,
 };
@@ -229,47 +228,29 @@ fn cases() -> Vec<Case> {
     v
 }
 
-/// The f64 direct convolution of NHWC `x` by KRSC `w`, then the epilogue: `act(α·conv + β·C +
-/// bias)` (C, NHWC like the output, read when β ≠ 0), NHWC out.
+/// The f64 direct convolution of NHWC `x` by KRSC `w` (`tests/support/conv_ref.rs`), then the
+/// epilogue: `act(α·conv + β·C + bias)` (C, NHWC like the output, read when β ≠ 0), NHWC out.
 pub(crate) fn reference(
     c: &Case,
     x: &[f64],
     w: &[f64],
     bias: Option<&[f64]>,
     c_in: &[f64],
-) -> Array4<f64> {
-    let desc = c.desc(None);
-    let (p, q) = desc.output_hw();
-    let (cpg, kpg) = (c.c / c.groups, c.k / c.groups);
-    let x = ArrayView4::from_shape((c.n, c.h, c.w, c.c), x).expect("x shape");
-    let w = ArrayView4::from_shape((c.k, c.r, c.s, cpg), w).expect("w shape");
-    Array4::from_shape_fn((c.n, p, q, c.k), |(n, op, oq, k)| {
-        let c0 = (k / kpg) * cpg;
-        let mut acc = 0.0;
-        for r in 0..c.r {
-            let ih = (op * c.stride.0 + r * c.dil.0) as isize - c.pad.0 as isize;
-            if ih < 0 || ih >= c.h as isize {
-                continue;
+) -> Vec<f64> {
+    let conv = conv_ref::forward(&c.desc(None), x, w);
+    conv.iter()
+        .enumerate()
+        .map(|(i, acc)| {
+            let mut v = f64::from(c.alpha) * acc;
+            if c.beta != 0.0 {
+                v += f64::from(c.beta) * c_in[i];
             }
-            for s in 0..c.s {
-                let iw = (oq * c.stride.1 + s * c.dil.1) as isize - c.pad.1 as isize;
-                if iw < 0 || iw >= c.w as isize {
-                    continue;
-                }
-                for ci in 0..cpg {
-                    acc += x[[n, ih as usize, iw as usize, c0 + ci]] * w[[k, r, s, ci]];
-                }
+            if let Some(b) = bias {
+                v += b[i % c.k];
             }
-        }
-        acc *= f64::from(c.alpha);
-        if c.beta != 0.0 {
-            acc += f64::from(c.beta) * c_in[((n * p + op) * q + oq) * c.k + k];
-        }
-        if let Some(b) = bias {
-            acc += b[k];
-        }
-        activate(c.act, acc)
-    })
+            activate(c.act, v)
+        })
+        .collect()
 }
 
 /// Runs one case on `arch` (the device's default when `None`), optionally with a forced tile;

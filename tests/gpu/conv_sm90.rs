@@ -5,7 +5,7 @@
 //! split-K, and persistent blocks walking several tiles. Outputs are poisoned (NaN) before each launch. Off Hopper the plan must refuse with
 //! `UnsupportedArch`.
 
-use crate::{ensure, fail, gpu_test};
+use crate::{conv_ref, ensure, fail, gpu_test};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, ConvPath, HopperOptions};
 use hikube_gpu::ops::{Activation, Epilogue};
@@ -63,7 +63,7 @@ fn random<T: Float>(len: usize) -> Vec<T> {
         .collect()
 }
 
-/// y = act(conv(x, w) + bias) in f64, NHWC / KRSC.
+/// y = act(conv(x, w) + bias) in f64, NHWC / KRSC (`tests/support/conv_ref.rs`).
 fn reference<T: Float>(
     s: &Conv2dDesc,
     x: &[T],
@@ -71,41 +71,14 @@ fn reference<T: Float>(
     bias: Option<&[T]>,
     relu: bool,
 ) -> Vec<f64> {
-    let (p, q) = s.output_hw();
-    let xf: Vec<f64> = x.iter().map(|v| f64::from(v.to_f32())).collect();
-    let wf: Vec<f64> = w.iter().map(|v| f64::from(v.to_f32())).collect();
-    let mut y = vec![0f64; s.output_len()];
-    for n in 0..s.n {
-        for op in 0..p {
-            for oq in 0..q {
-                let out = &mut y[((n * p + op) * q + oq) * s.k..][..s.k];
-                for r in 0..s.r {
-                    let ih = (op * s.stride.0 + r * s.dilation.0) as isize - s.padding.0 as isize;
-                    if ih < 0 || ih >= s.h as isize {
-                        continue;
-                    }
-                    for t in 0..s.s {
-                        let iw =
-                            (oq * s.stride.1 + t * s.dilation.1) as isize - s.padding.1 as isize;
-                        if iw < 0 || iw >= s.w as isize {
-                            continue;
-                        }
-                        let xp = &xf[((n * s.h + ih as usize) * s.w + iw as usize) * s.c..][..s.c];
-                        for (k, o) in out.iter_mut().enumerate() {
-                            let wk = &wf[((k * s.r + r) * s.s + t) * s.c..][..s.c];
-                            *o += xp.iter().zip(wk).map(|(a, b)| a * b).sum::<f64>();
-                        }
-                    }
-                }
-                for (k, o) in out.iter_mut().enumerate() {
-                    if let Some(b) = bias {
-                        *o += f64::from(b[k].to_f32());
-                    }
-                    if relu {
-                        *o = o.max(0.0);
-                    }
-                }
-            }
+    let f = |v: &[T]| v.iter().map(|e| f64::from(e.to_f32())).collect::<Vec<_>>();
+    let mut y = conv_ref::forward(s, &f(x), &f(w));
+    for (i, o) in y.iter_mut().enumerate() {
+        if let Some(b) = bias {
+            *o += f64::from(b[i % s.k].to_f32());
+        }
+        if relu {
+            *o = o.max(0.0);
         }
     }
     y

@@ -3,6 +3,11 @@
 //! GPU tests run one at a time (they allocate most of the device's memory in places).
 
 mod conv;
+// The f64 convolution reference; its gradients serve tests/conv_reference.rs (and the conv
+// backward tests to come), not yet this harness.
+#[allow(dead_code)]
+#[path = "../support/conv_ref.rs"]
+mod conv_ref;
 mod conv_sm90;
 mod device;
 mod kernels;

@@ -497,11 +497,6 @@ fn matmul_every_tiling(device: &Device) -> Result<(), Failed> {
 /// The convolution cases are the conv tests' own (`crate::conv::Case`).
 type Cv = Case;
 
-/// The f64 reference, NHWC in a `Vec`.
-fn conv_ref(c: &Cv, x: &[f64], w: &[f64], bias: Option<&[f64]>, c_in: &[f64]) -> Vec<f64> {
-    reference(c, x, w, bias, c_in).iter().copied().collect()
-}
-
 /// How a convolution case is planned: `Conv2d` on a forced target (`None`: the device's
 /// default), 1×1 through the GEMM or not (`None`: the plan's choice).
 #[derive(Clone, Copy, Debug)]
@@ -527,7 +522,7 @@ fn cv_data<I: Float, O: Float>(c: &Cv) -> CvData<I, O> {
     let (p, q) = c.desc(None).output_hw();
     let c_in: Vec<O> = random(c.n * p * q * c.k, &mut rng);
     let bias_f = g(&bias);
-    let want = conv_ref(c, &f(&x), &f(&w), c.bias.then_some(&bias_f[..]), &g(&c_in));
+    let want = reference(c, &f(&x), &f(&w), c.bias.then_some(&bias_f[..]), &g(&c_in));
     CvData {
         x,
         w,
