@@ -5,6 +5,7 @@
 //!     cargo bench --features cudnn --bench conv            # criterion groups, then the summary table
 //!     cargo bench --features cudnn --bench conv -- summary # only the summary table
 //!     cargo bench --features cudnn --bench conv -- tune    # every compute_80 tile on the batch-64 layers
+//!     cargo bench --features cudnn --bench conv -- grad    # the backward pass (dgrad, wgrad)
 //!     (add `f16` to skip bf16)
 //!
 //! cuDNN runs the algorithm its own search (`cudnnFindConvolutionForwardAlgorithm`) measured
@@ -12,11 +13,13 @@
 //! like ours) where it takes the shape, else `cudnnConvolutionForward` alone (marked "conv
 //! only": cuDNN then does less work than we do). Each timing is the median of CUDA-event-timed
 //! runs rotating over three input sets (so no run finds its inputs in L2 from the one before),
-//! after warm-up.
+//! after warm-up. The backward table puts `Conv2dGrad`'s data and filter gradients (dw in the
+//! input type, as cuDNN's) beside cuDNN's `cudnnConvolutionBackward{Data,Filter}` with the
+//! algorithms its searches measured fastest.
 
 use criterion::{Criterion, Throughput};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, ConvPath};
+use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, Conv2dGrad, ConvPath};
 use hikube_gpu::ops::{Activation, Epilogue};
 use hikube_gpu::reference::CudnnConv;
 use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
@@ -211,6 +214,67 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
     Ok(())
 }
 
+/// The backward pass on the batch-64 layers whose channels the tensor-core kernels take (C and
+/// K multiples of 8): dgrad and wgrad TFLOP/s (each 2·N·P·Q·K·R·S·C per pass), ours and cuDNN's.
+fn grad<T: Float>(device: &Device, stream: &Stream, peak: f64) -> Result<()> {
+    println!(
+        "\n{} {}: convolution backward at batch 64, TFLOP/s, median of 30 (CUDA events), 3 \
+         rotating input sets; cuDNN's algorithms from its Find searches",
+        device.model().name,
+        T::SUFFIX
+    );
+    println!("| layer | path, tiles dgrad / wgrad (split-K) | dgrad ours | cuDNN (algo) | ratio | wgrad ours | cuDNN (algo) | ratio | % of peak (dgrad, wgrad) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (layer, &(name, c, ..)) in LAYERS.iter().enumerate() {
+        if c % 8 != 0 {
+            continue;
+        }
+        let d = desc(layer, 64).activation(Activation::None);
+        let x = inputs::<T>(stream, &d)?;
+        let dy: Vec<DeviceBuffer<T>> = (0..SETS)
+            .map(|_| inputs::<T>(stream, &d).map(|i| i.y))
+            .collect::<Result<_>>()?;
+        let mut dx = DeviceBuffer::<T>::alloc(stream, d.input_len())?;
+        let mut dw = DeviceBuffer::<T>::alloc(stream, d.filter_len())?;
+        let mut plan = Conv2dGrad::<T, T>::new(stream, d)?;
+        let mut dnn = match CudnnConv::new::<T>(stream, &d) {
+            Ok(mut r) => match r.find_backward(stream) {
+                Ok(()) => r,
+                Err(e) => {
+                    eprintln!("{name} {}: cuDNN backward: {e}", T::SUFFIX);
+                    continue;
+                }
+            },
+            Err(e) => {
+                eprintln!("{name} {}: cuDNN: {e}", T::SUFFIX);
+                continue;
+            }
+        };
+        let time = |f: &mut dyn FnMut(usize) -> Result<()>| -> Result<f64> {
+            Ok(d.flops() / (time_on_stream(stream, 5, 30, f)?.median_ms() * 1e9))
+        };
+        let ours_d = time(&mut |i| plan.data(stream, &dy[i % SETS], &x.w[i % SETS], &mut dx))?;
+        let dnn_d = time(&mut |i| dnn.launch_data(stream, &dy[i % SETS], &x.w[i % SETS], &mut dx))?;
+        let ours_w = time(&mut |i| plan.filter(stream, &x.x[i % SETS], &dy[i % SETS], &mut dw))?;
+        let dnn_w =
+            time(&mut |i| dnn.launch_filter(stream, &x.x[i % SETS], &dy[i % SETS], &mut dw))?;
+        let (algo_d, algo_w) = dnn.backward_algorithms().unwrap_or_default();
+        let tiles = match plan.tilings() {
+            Some([(td, sd), (tw, sw)]) => format!("{td} ({sd}) / {tw} ({sw})"),
+            None => "-".into(),
+        };
+        println!(
+            "| {name} | {:?} {tiles} | {ours_d:.1} | {dnn_d:.1} ({algo_d}) | {:.2} | {ours_w:.1} | {dnn_w:.1} ({algo_w}) | {:.2} | {:.0} %, {:.0} % |",
+            plan.path(),
+            ours_d / dnn_d,
+            ours_w / dnn_w,
+            100.0 * ours_d / peak,
+            100.0 * ours_w / peak
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let device = match Device::open(0) {
         Ok(d) => d,
@@ -222,6 +286,14 @@ fn main() -> Result<()> {
     };
     let stream = device.new_stream()?;
     let f16_only = std::env::args().any(|a| a == "f16");
+    let model = device.model().clone();
+    if std::env::args().any(|a| a == "grad") {
+        grad::<f16>(&device, &stream, model.fp16_tflops)?;
+        if !f16_only {
+            grad::<bf16>(&device, &stream, model.bf16_tflops.unwrap_or(f64::NAN))?;
+        }
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "tune") {
         tune::<f16>(&device, &stream)?;
         if !f16_only {
@@ -237,7 +309,6 @@ fn main() -> Result<()> {
             .warm_up_time(Duration::from_millis(300))
             .measurement_time(Duration::from_secs(1))
     });
-    let model = device.model().clone();
     let mut rows = Vec::new();
     bench_type::<f16>(&mut c, &device, &stream, model.fp16_tflops, &mut rows)?;
     if !f16_only {

@@ -177,24 +177,7 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
     // Both operands are K-contiguous: plain ldmatrix for A and B.
     auto load_fragments = [&](const T* sa, const T* sb, int kk, unsigned (&af)[MT][4],
                               unsigned (&bf)[NT][2]) {
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-            const int row = wm0 + mt * 16 + (lane & 15);
-            const int col = kk * 16 + (lane >> 4) * 8;
-            ldmatrix_x4(af[mt], sa + swizzle<BK / 8>(row, col >> 3));
-        }
-#pragma unroll
-        for (int np = 0; np < NT / 2; ++np) {
-            unsigned r[4];
-            const int j = lane >> 3, rr = lane & 7;
-            const int n = wn0 + np * 16 + (j >> 1) * 8 + rr;
-            const int k = kk * 16 + (j & 1) * 8;
-            ldmatrix_x4(r, sb + swizzle<BK / 8>(n, k >> 3));
-            bf[2 * np][0] = r[0];
-            bf[2 * np][1] = r[1];
-            bf[2 * np + 1][0] = r[2];
-            bf[2 * np + 1][1] = r[3];
-        }
+        mma_fragments<BM, BN, BK, true, true>(sa, sb, kk, wm0, wn0, af, bf);
     };
 
     float acc[MT][NT][4];

@@ -4,8 +4,10 @@
 //   A: M x K, row-major (K contiguous, lda >= K) or column-major (M contiguous, lda >= M)
 //   B: K x N, row-major (N contiguous, ldb >= N) or column-major (K contiguous, ldb >= K)
 //   C, D: M x N row-major (ldc, ldd >= N), stored as out_dtype; bias: N elements of bias_dtype
-//   act: none, ReLU, or GELU (erf form, as PyTorch's nn.GELU()).
-// beta == 0 never reads C. With split-K, each split writes its f32 partial sums to the workspace
+//   act: none, ReLU, or GELU (erf form, as PyTorch's nn.GELU()); or ACT_RELU_MASK, the ReLU's
+//   backward: the value where C (the ReLU's forward output, read whatever beta, which is then 0)
+//   is positive, else 0.
+// beta == 0 never reads C but as the mask. With split-K, each split writes its f32 partial sums to the workspace
 // and gemm_splitk_reduce applies the epilogue.
 //
 // The layout of this struct is mirrored by `GemmParams` in src/launch/gemm.rs.
@@ -25,7 +27,7 @@ struct IsBf16<__nv_bfloat16> {
 };
 
 enum OutDtype : int { OUT_F32 = 0, OUT_F16 = 1, OUT_BF16 = 2 };
-enum Activation : int { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2 };
+enum Activation : int { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_RELU_MASK = 3 };
 
 struct GemmParams {
     const void* a;
@@ -102,13 +104,19 @@ __device__ __forceinline__ void epilogue1(const GemmParams& p, int b, int r, int
     float v = p.alpha * acc;
     if (p.beta != 0.f) v += p.beta * load_out(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c);
     if (p.bias) v += load_out(p.bias, p.bias_dtype, c);
-    store_out(p.d, p.out_dtype, b * p.stride_d + r * p.ldd + c, activate(p.activation, v));
+    const long long i = b * p.stride_d + r * p.ldd + c;
+    if (p.activation == ACT_RELU_MASK) {
+        const bool on = load_out(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c) > 0.f;
+        store_out(p.d, p.out_dtype, i, on ? v : 0.f);
+        return;
+    }
+    store_out(p.d, p.out_dtype, i, activate(p.activation, v));
 }
 
 // The same for columns c and c + 1 (c even); falls back to single elements at the edge or when
 // the rows do not allow paired access.
 __device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int c, float x, float y) {
-    if (!p.pair_ok || c + 1 >= p.n) {
+    if (!p.pair_ok || c + 1 >= p.n || p.activation == ACT_RELU_MASK) {
         epilogue1(p, b, r, c, x);
         if (c + 1 < p.n) epilogue1(p, b, r, c + 1, y);
         return;
@@ -155,6 +163,7 @@ __device__ __forceinline__ void load_out8(const void* p, int dtype, long long i,
 // The epilogue for columns c .. c + 7 of row r of batch b, in 16-byte loads and stores: the host
 // sets p.reserved when the rows of D (and C, and the bias) allow it (16-byte aligned at every
 // column that is a multiple of 8), and the caller checks c + 8 <= n.
+// Not for ACT_RELU_MASK (the host never sets p.reserved with it).
 __device__ __forceinline__ void epilogue8(const GemmParams& p, int b, int r, int c, float (&v)[8]) {
 #pragma unroll
     for (int e = 0; e < 8; ++e) v[e] *= p.alpha;

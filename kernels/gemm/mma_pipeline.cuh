@@ -258,6 +258,92 @@ __device__ __forceinline__ void mma16816(AccF16& acc, const unsigned (&a)[4], un
     }
 }
 
+// The A and B fragments of k16 step kk of the stage at (sa, sb) for the warp whose tile starts at
+// (wm0, wn0): ldmatrix.x4 for K-contiguous operand tiles (A_KC, B_KC), .trans for M- or
+// N-contiguous ones (tile rows along K).
+template <int BM, int BN, int BK, bool A_KC, bool B_KC, typename T, int MT, int NT>
+__device__ __forceinline__ void mma_fragments(const T* sa, const T* sb, int kk, int wm0, int wn0,
+                                              unsigned (&af)[MT][4], unsigned (&bf)[NT][2]) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (A_KC) {
+            const int row = wm0 + mt * 16 + (lane & 15);
+            const int col = kk * 16 + (lane >> 4) * 8;
+            ldmatrix_x4(af[mt], sa + swizzle<BK / 8>(row, col >> 3));
+        } else {
+            const int j = lane >> 3, rr = lane & 7;
+            const int k = kk * 16 + (j >> 1) * 8 + rr;
+            const int m = wm0 + mt * 16 + (j & 1) * 8;
+            ldmatrix_x4_trans(af[mt], sa + swizzle<BM / 8>(k, m >> 3));
+        }
+    }
+#pragma unroll
+    for (int np = 0; np < NT / 2; ++np) {
+        unsigned r[4];
+        const int j = lane >> 3, rr = lane & 7;
+        if constexpr (B_KC) {
+            const int n = wn0 + np * 16 + (j >> 1) * 8 + rr;
+            const int k = kk * 16 + (j & 1) * 8;
+            ldmatrix_x4(r, sb + swizzle<BK / 8>(n, k >> 3));
+        } else {
+            const int k = kk * 16 + (j & 1) * 8 + rr;
+            const int n = wn0 + np * 16 + (j >> 1) * 8;
+            ldmatrix_x4_trans(r, sb + swizzle<BN / 8>(k, n >> 3));
+        }
+        bf[2 * np][0] = r[0];
+        bf[2 * np][1] = r[1];
+        bf[2 * np + 1][0] = r[2];
+        bf[2 * np + 1][1] = r[3];
+    }
+}
+
+// Stores the block tile at tc from the warps' accumulators through shared memory (the pipeline's,
+// free once the main loop returns), in two passes of half of each warp's rows: the warps park
+// their accumulators (rows padded by 8 floats: no bank conflicts), then all threads walk the
+// block's rows two columns at a time (store_result: the epilogue, or split-K partials), so
+// global stores are coalesced and the epilogue code exists once.
+template <int BM, int BN, int WM, int WN, int MT, int NT, typename Acc>
+__device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord& tc,
+                                           const Acc (&acc)[MT][NT]) {
+    constexpr int WARPS_M = BM / WM, THREADS = WARPS_M * (BN / WN) * 32;
+    constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
+    static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    float* stage_out = reinterpret_cast<float*>(smem_raw);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wn0 = (warp / WARPS_M) * WN;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int pass = 0; pass < 2; ++pass) {
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < HALF_MT; ++i) {
+            const int mt = pass * HALF_MT + i;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    // Local row: warp_m's block of WM / 2 rows, then the row inside it.
+                    const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
+                    const int col = wn0 + nt * 8 + 2 * t;
+                    *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
+                        acc_pair(acc[mt][nt], h);
+                }
+            }
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
+            const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+            const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
+            const int c = tc.n0 + col;
+            if (r >= p.m || c >= p.n) continue;
+            const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
+            store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
+        }
+    }
+}
+
 // Dynamic shared memory a kernel needs: the pipeline's stages, or the epilogue's staging,
 // whichever is larger. src/ops/matmul computes the same.
 template <int BM, int BN, int BK, int STAGES, typename T>
@@ -355,7 +441,7 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     const int k_end = min(p.k, k_begin + p.k_per_split);
     const int k_tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int warp = threadIdx.x >> 5;
     const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
 
     // Aligned kernels use the precomputed loaders; general ones check every element.
@@ -387,37 +473,7 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
     // The A and B fragments of k16 step kk of the stage at (sa, sb).
     auto load_fragments = [&](const T* sa, const T* sb, int kk, unsigned (&af)[MT][4],
                               unsigned (&bf)[NT][2]) {
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-            if constexpr (A_KC) {
-                const int row = wm0 + mt * 16 + (lane & 15);
-                const int col = kk * 16 + (lane >> 4) * 8;
-                ldmatrix_x4(af[mt], sa + swizzle<BK / 8>(row, col >> 3));
-            } else {
-                const int j = lane >> 3, rr = lane & 7;
-                const int k = kk * 16 + (j >> 1) * 8 + rr;
-                const int m = wm0 + mt * 16 + (j & 1) * 8;
-                ldmatrix_x4_trans(af[mt], sa + swizzle<BM / 8>(k, m >> 3));
-            }
-        }
-#pragma unroll
-        for (int np = 0; np < NT / 2; ++np) {
-            unsigned r[4];
-            const int j = lane >> 3, rr = lane & 7;
-            if constexpr (B_KC) {
-                const int n = wn0 + np * 16 + (j >> 1) * 8 + rr;
-                const int k = kk * 16 + (j & 1) * 8;
-                ldmatrix_x4(r, sb + swizzle<BK / 8>(n, k >> 3));
-            } else {
-                const int k = kk * 16 + (j & 1) * 8 + rr;
-                const int n = wn0 + np * 16 + (j >> 1) * 8;
-                ldmatrix_x4_trans(r, sb + swizzle<BN / 8>(k, n >> 3));
-            }
-            bf[2 * np][0] = r[0];
-            bf[2 * np][1] = r[1];
-            bf[2 * np + 1][0] = r[2];
-            bf[2 * np + 1][1] = r[3];
-        }
+        mma_fragments<BM, BN, BK, A_KC, B_KC>(sa, sb, kk, wm0, wn0, af, bf);
     };
 
     typename AccFrag<ACC16>::type acc[MT][NT];
@@ -425,42 +481,7 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
                                                                      load_stage, load_fragments,
                                                                      acc);
 
-    // Epilogue through shared memory, in two passes of half of each warp's rows: the warps
-    // park their accumulators (rows padded by 8 floats: no bank conflicts), then all threads
-    // walk the block's rows two columns at a time, so global stores are coalesced and the
-    // epilogue code exists once.
-    constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
-    static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
-    float* stage_out = reinterpret_cast<float*>(smem_raw);
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int pass = 0; pass < 2; ++pass) {
-        __syncthreads();
-#pragma unroll
-        for (int i = 0; i < HALF_MT; ++i) {
-            const int mt = pass * HALF_MT + i;
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    // Local row: warp_m's block of WM / 2 rows, then the row inside it.
-                    const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
-                    const int col = wn0 + nt * 8 + 2 * t;
-                    *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
-                        acc_pair(acc[mt][nt], h);
-                }
-            }
-        }
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
-            const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
-            const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
-            const int c = tc.n0 + col;
-            if (r >= p.m || c >= p.n) continue;
-            const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-            store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
-        }
-    }
+    store_tile<BM, BN, WM, WN>(p, tc, acc);
 }
 
 }  // namespace hk

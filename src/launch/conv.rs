@@ -9,6 +9,13 @@
 //! `ldb` elements (x and w through their tensor maps on Hopper), the bias (unless null) at
 //! `k' < K`; they write y (`M × K`, row-major) or, with `splits` > 1, the workspace of
 //! `splits·M·K` floats that the split-K reduction sums into y.
+//!
+//! The backward kernels ([`ConvGrad`]: conv_direct.cu's `conv_<dgrad|wgrad>_direct_*`,
+//! conv_grad_sm80.cu) take the same `(GemmParams, ConvShape)`. dgrad: M = N·H·W, N = C, K =
+//! R·S·K; reads dy (`n·p·q·k`) and w (`k·r·s·c/groups`), writes dx (`M × C`). wgrad: M = K, N =
+//! R·S·C/groups, K = N·P·Q; reads dy and x, writes dw (`K × N`) or the split-K workspace. The
+//! tensor-core ones read 16-byte chunks of eight channels: groups = 1, C and K multiples of 8,
+//! dy, w and x 16-byte aligned. Every tensor's elements are addressed with 32-bit offsets.
 
 use super::gemm::{GemmOperands, GemmParams, GemmRun, GemmShape};
 use super::tma::{TmaDesc, TmaMap};
@@ -28,6 +35,8 @@ use std::ffi::c_void;
 pub(crate) const DIRECT_MODULE: &str = "conv_direct";
 /// The module of the Hopper kernels.
 pub(crate) const SM90_MODULE: &str = "conv_sm90";
+/// The module of the tensor-core backward kernels.
+pub(crate) const GRAD_MODULE: &str = "conv_grad_sm80";
 
 /// An implicit-GEMM convolution module: `conv_sm80` (f16, bf16; `_c4` kernels gathering four
 /// channels per copy) or `conv_sm75` (f16), each loaded from its own target.
@@ -431,6 +440,187 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
     }
 }
 
+/// Which gradient a [`ConvGrad`] kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grad {
+    /// dx from dy and w.
+    Data,
+    /// dw from x and dy.
+    Filter,
+}
+
+impl Grad {
+    fn tag(self) -> &'static str {
+        match self {
+            Grad::Data => "dgrad",
+            Grad::Filter => "wgrad",
+        }
+    }
+}
+
+/// Which [`ConvGrad`] kernel: the direct `conv_<grad>_direct_<input>` (from the target the
+/// caller picks), or the tensor-core `conv_<grad>_sm80_<input>_<tiling>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGradKernel {
+    pub grad: Grad,
+    /// The tensor-core kernel's tile; `None`: the direct kernel.
+    pub tiling: Option<Tiling>,
+}
+
+/// `(GemmParams, ConvShape)` by value for a backward kernel (module docs): a = dy, b = w (data
+/// gradient) or x (filter gradient), d = dx or dw.
+#[repr(C)]
+pub(crate) struct ConvGrad<I, O> {
+    params: GemmParams<I, O>,
+    shape: ConvShape,
+    /// The tensor-core kernels' tiles × slices (none: the direct kernel, any 1-D grid).
+    tiles: Option<(u32, u32)>,
+}
+
+/// Elements of a tensor the kernels address with 32-bit offsets.
+fn int_extent(what: &str, dims: &[i32]) -> Result<usize> {
+    let len = size::product(what, &dims.iter().map(|&d| dim(d)).collect::<Vec<_>>())?;
+    if len > i32::MAX as usize {
+        return Err(Error::TooLarge {
+            what: what.into(),
+            value: len,
+            max: i32::MAX as usize,
+        });
+    }
+    Ok(len)
+}
+
+impl<I: Float, O: Float> ConvGrad<I, O> {
+    /// Checks the operands against `grad`'s contract (module docs); `run.tile` is the
+    /// tensor-core kernel's (none: the direct kernel's grid-stride loop), `run.vec` unused.
+    pub(crate) fn new(
+        grad: Grad,
+        shape: ConvShape,
+        ops: &GemmOperands<I, O>,
+        run: &ConvRun,
+    ) -> Result<Self> {
+        let groups = shape.groups.max(1);
+        let x_len = int_extent(
+            "convolution input elements",
+            &[shape.n, shape.h, shape.w, shape.c],
+        )?;
+        let dy_len = int_extent(
+            "convolution output elements",
+            &[shape.n, shape.p, shape.q, shape.k],
+        )?;
+        let w_len = int_extent(
+            "convolution filter elements",
+            &[shape.k, shape.r, shape.s, shape.c / groups],
+        )?;
+        let taps = dim(shape.r) * dim(shape.s);
+        let (m, n, k_gemm, b_len) = match grad {
+            Grad::Data => (
+                x_len / dim(shape.c).max(1),
+                dim(shape.c),
+                taps * dim(shape.k),
+                w_len,
+            ),
+            Grad::Filter => (
+                dim(shape.k),
+                w_len / dim(shape.k).max(1),
+                dy_len / dim(shape.k).max(1),
+                x_len,
+            ),
+        };
+        ensure_len("dy", dy_len, ops.a.len())?;
+        ensure_len(
+            if grad == Grad::Data { "w" } else { "x" },
+            b_len,
+            ops.b.len(),
+        )?;
+        if run.tile.is_some() {
+            let aligned = ops.a.addr().is_multiple_of(16) && ops.b.addr().is_multiple_of(16);
+            let chunks = groups == 1 && shape.c % 8 == 0 && shape.k % 8 == 0;
+            if !aligned || !chunks {
+                return Err(Error::InvalidArgument {
+                    what: "the tensor-core convolution gradients need groups = 1, C and K \
+                           multiples of 8 and 16-byte aligned operands"
+                        .into(),
+                });
+            }
+        }
+        let gemm = gemm_shape(m, n, k_gemm, (dim(shape.k), dim(shape.c)), run.scale);
+        let gemm_run = GemmRun {
+            splits: run.splits,
+            k_per_split: run.k_per_split,
+            activation: run.activation,
+            fast_granule: None,
+            want_vec8: false,
+        };
+        let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
+        let tiles = match run.tile {
+            Some((bm, bn)) => {
+                let tiles = size::mul("conv tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
+                let fit = |v: usize| {
+                    u32::try_from(v).map_err(|_| Error::TooLarge {
+                        what: "convolution gradient grid".into(),
+                        value: v,
+                        max: u32::MAX as usize,
+                    })
+                };
+                Some((fit(tiles)?, fit(run.splits.max(1))?))
+            }
+            None => None,
+        };
+        Ok(ConvGrad {
+            params,
+            shape,
+            tiles,
+        })
+    }
+
+    /// The parameters, for the split-K reduction after the kernel.
+    pub(crate) fn params(&self) -> GemmParams<I, O> {
+        self.params
+    }
+}
+
+// SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
+// `shape` mirror; `new` checked dy, and w or x, against the shape (every extent within 32-bit
+// offsets), the tensor-core kernels' alignment and channel multiples, and dx or dw, the
+// workspace through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
+// grid within the tiles and slices and the direct kernels' one-dimensional.
+unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
+    type Params = [*mut c_void; 2];
+    type Variant = ConvGradKernel;
+    fn symbol(k: &ConvGradKernel) -> Symbol {
+        let (grad, input) = (k.grad.tag(), I::SUFFIX);
+        match k.tiling {
+            None => Symbol::any(DIRECT_MODULE, format!("conv_{grad}_direct_{input}")),
+            Some(tiling) => Symbol::at(
+                GRAD_MODULE,
+                format!("conv_{grad}_sm80_{input}_{tiling}"),
+                PtxArch::Compute80,
+            ),
+        }
+    }
+    fn params(&mut self) -> Self::Params {
+        [param(&mut self.params), param(&mut self.shape)]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        match self.tiles {
+            Some(max) => {
+                let g = config.grid_dim;
+                if g.0 <= max.0 && g.1 <= max.1 && g.2 == 1 {
+                    Ok(())
+                } else {
+                    Err(bad_config(
+                        "a convolution gradient kernel",
+                        &format!("at most {max:?} blocks"),
+                        config,
+                    ))
+                }
+            }
+            None => super::one_dim("the direct convolution gradient", config),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +670,28 @@ mod tests {
         };
         let s = ConvSm90::<bf16, bf16>::symbol(&hopper);
         assert_eq!(s.name, "conv_sm90_bf16_128x64x64x4_packed_2cta");
+        let wgrad = ConvGradKernel {
+            grad: Grad::Filter,
+            tiling: Some(tiling),
+        };
+        let s = ConvGrad::<bf16, f32>::symbol(&wgrad);
+        assert_eq!(
+            (s.module, &*s.name, s.target),
+            (
+                "conv_grad_sm80",
+                "conv_wgrad_sm80_bf16_128x64x32x4",
+                Some(PtxArch::Compute80)
+            )
+        );
+        let dgrad = ConvGradKernel {
+            grad: Grad::Data,
+            tiling: None,
+        };
+        let s = ConvGrad::<f16, f16>::symbol(&dgrad);
+        assert_eq!(
+            (s.module, &*s.name),
+            ("conv_direct", "conv_dgrad_direct_f16")
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ use crate::size;
 use cudarc::driver::LaunchConfig;
 use std::ffi::c_void;
 
+/// The activation code (`hk::ACT_RELU_MASK`) of the ReLU's backward: D where C (the ReLU's
+/// forward output) is positive, else 0; C is then read whatever β.
+pub(crate) const RELU_MASK: i32 = 3;
+
 /// Mirrors `hk::GemmParams` (kernels/gemm/gemm_params.cuh) field for field: 8-byte fields
 /// first, then 4-byte ones (164 bytes, padded to 168 on both sides).
 #[repr(C)]
@@ -245,7 +249,8 @@ impl<I: Float, O: Float> GemmParams<I, O> {
             ("stride_d", s.stride_d),
         )?;
         ensure_len("D", extent_d, ops.d.len())?;
-        let use_c = s.beta != 0.0;
+        // C is read where β ≠ 0, and as the ReLU-backward mask.
+        let use_c = s.beta != 0.0 || run.activation == RELU_MASK;
         if use_c {
             let extent_c = extent(
                 "C",
@@ -284,6 +289,7 @@ impl<I: Float, O: Float> GemmParams<I, O> {
                 && (!batches || (stride as u64).wrapping_mul(osize).is_multiple_of(16))
         };
         let vec8_ok = run.want_vec8
+            && run.activation != RELU_MASK
             && row16(d_addr, s.ldd, s.stride_d)
             && (!use_c || row16(c_addr, s.ldc, s.stride_c))
             && bias_addr % 16 == 0;

@@ -323,7 +323,7 @@ pub(crate) fn run_early<A: EarlyKernelArgs>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::args::*;
-    use super::conv::{Conv, ConvKernel, ImplicitPath};
+    use super::conv::{Conv, ConvGrad, ConvGradKernel, ConvKernel, Grad, ImplicitPath};
     use super::gemm::{
         GemmPersistent, GemmTiles, PersistentKernel, Reduction, SplitKReduce, TileKernel,
     };
@@ -471,6 +471,22 @@ pub(crate) mod tests {
                 if conv.supports_bf16() {
                     s.assert_defined::<Conv<bf16, f16>>(which);
                 }
+            }
+        }
+        // The backward kernels: direct, and every tile of the tensor-core ones.
+        let tilings = crate::tiles::CONV_GRAD_SM80.iter().map(|t| {
+            Some(crate::ops::gemm::Tiling {
+                bm: t.bm,
+                bn: t.bn,
+                bk: t.bk,
+                stages: t.stages,
+            })
+        });
+        for tiling in tilings.chain([None]) {
+            for grad in [Grad::Data, Grad::Filter] {
+                let which = ConvGradKernel { grad, tiling };
+                s.assert_defined::<ConvGrad<f16, f32>>(which);
+                s.assert_defined::<ConvGrad<bf16, bf16>>(which);
             }
         }
     }

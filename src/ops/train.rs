@@ -55,7 +55,7 @@ use crate::launch::args::{
 };
 use crate::launch::{grid_stride_config, run, KernelArgs};
 use crate::memory::access::{Access, Operand};
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSliceMut};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
 use cudarc::driver::LaunchConfig;
@@ -190,15 +190,25 @@ pub fn bias_grad<T: Float>(
 ) -> Result<()> {
     let dy = dy.as_device_slice();
     let mut db = db.as_device_slice_mut();
+    let rows = rows_of("dy", dy.len(), db.len())?;
+    bias_grad_rows(stream, &dy, rows, &mut db)
+}
+
+/// [`bias_grad`] over the first `rows` rows of `dy` (which may be longer).
+pub(crate) fn bias_grad_rows<T: Float>(
+    stream: &Stream,
+    dy: &DeviceSlice<'_, T>,
+    rows: usize,
+    db: &mut DeviceSliceMut<'_, f32>,
+) -> Result<()> {
     let device = stream.device();
     device.check_same(dy.device())?;
     device.check_same(db.device())?;
     let cols = db.len();
-    let rows = rows_of("dy", dy.len(), cols)?;
     let kernel = BiasGrad::<T>::kernel(device, (), None)?;
     let mut acc = Access::new(stream)?;
-    let dy = acc.read(&dy)?;
-    let db = acc.write(&mut db)?;
+    let dy = acc.read(dy)?;
+    let db = acc.write(db)?;
     let mut args = BiasGrad::new(rows, cols, dy, db)?;
     run(stream, &kernel, args.config(), &mut args)?;
     acc.finish()

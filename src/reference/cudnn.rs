@@ -1,5 +1,6 @@
-//! cuDNN (feature `cudnn`): the convolution forward the conv benchmark puts beside
-//! [`Conv2d`](crate::ops::conv2d::Conv2d), on the same NHWC / KRSC buffers.
+//! cuDNN (feature `cudnn`): the convolution forward and backward the conv benchmark puts beside
+//! [`Conv2d`](crate::ops::conv2d::Conv2d) and [`Conv2dGrad`](crate::ops::conv2d::Conv2dGrad),
+//! on the same NHWC / KRSC buffers.
 
 use crate::error::{Error, Result};
 use crate::memory::access::Access;
@@ -33,6 +34,16 @@ pub struct CudnnConv {
     workspace: Option<DeviceBuffer<u8>>,
     desc: Conv2dDesc,
     fused: bool,
+    /// The backward algorithms ([`CudnnConv::find_backward`]) and their workspace.
+    backward: Option<Backward>,
+}
+
+/// The algorithms `cudnnFindConvolutionBackward{Data,Filter}Algorithm` measured fastest, and a
+/// workspace for either.
+struct Backward {
+    data: dnn_sys::cudnnConvolutionBwdDataAlgo_t,
+    filter: dnn_sys::cudnnConvolutionBwdFilterAlgo_t,
+    workspace: Option<DeviceBuffer<u8>>,
 }
 
 impl Drop for CudnnConv {
@@ -109,6 +120,7 @@ impl CudnnConv {
             workspace: None,
             desc: *desc,
             fused: false,
+            backward: None,
         };
         me.x = status("tensor descriptor", dnn::create_tensor_descriptor())?;
         me.y = status("tensor descriptor", dnn::create_tensor_descriptor())?;
@@ -352,5 +364,203 @@ impl CudnnConv {
             what: format!("cuDNN convolution forward returned {e:?}"),
         })?;
         acc.finish()
+    }
+
+    /// Runs cuDNN's searches for the backward data and filter algorithms (each candidate
+    /// measured) and allocates the larger workspace; then [`launch_data`](Self::launch_data)
+    /// and [`launch_filter`](Self::launch_filter) use them. `Err` says why cuDNN refused.
+    pub fn find_backward(&mut self, stream: &Stream) -> Status<()> {
+        const MAX: usize = 8;
+        let mut count = 0i32;
+        // SAFETY: the descriptors were set in `new` and describe this convolution; the perf
+        // arrays hold MAX entries, of which cuDNN fills `count`; the handle is on `stream`.
+        let (data, filter, bytes) = unsafe {
+            let mut perf: [dnn_sys::cudnnConvolutionBwdDataAlgoPerf_t; MAX] = std::mem::zeroed();
+            status(
+                "cudnnFindConvolutionBackwardDataAlgorithm",
+                dnn_sys::cudnnFindConvolutionBackwardDataAlgorithm(
+                    self.handle,
+                    self.w,
+                    self.y,
+                    self.conv,
+                    self.x,
+                    MAX as i32,
+                    &mut count,
+                    perf.as_mut_ptr(),
+                )
+                .result(),
+            )?;
+            let ok = dnn_sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+            let data = perf
+                .iter()
+                .take(count.max(0) as usize)
+                .find(|r| r.status == ok);
+            let data = data.ok_or("cuDNN found no backward data algorithm")?.algo;
+            let mut perf: [dnn_sys::cudnnConvolutionBwdFilterAlgoPerf_t; MAX] = std::mem::zeroed();
+            status(
+                "cudnnFindConvolutionBackwardFilterAlgorithm",
+                dnn_sys::cudnnFindConvolutionBackwardFilterAlgorithm(
+                    self.handle,
+                    self.x,
+                    self.y,
+                    self.conv,
+                    self.w,
+                    MAX as i32,
+                    &mut count,
+                    perf.as_mut_ptr(),
+                )
+                .result(),
+            )?;
+            let filter = perf
+                .iter()
+                .take(count.max(0) as usize)
+                .find(|r| r.status == ok);
+            let filter = filter
+                .ok_or("cuDNN found no backward filter algorithm")?
+                .algo;
+            let (h, x, y, w, c) = (self.handle, self.x, self.y, self.w, self.conv);
+            let data_bytes = dnn::get_convolution_backward_data_workspace_size(h, w, y, c, x, data);
+            let filter_bytes =
+                dnn::get_convolution_backward_filter_workspace_size(h, x, y, c, w, filter);
+            let bytes =
+                status("workspace size", data_bytes)?.max(status("workspace size", filter_bytes)?);
+            (data, filter, bytes)
+        };
+        let workspace = match bytes {
+            0 => None,
+            b => Some(DeviceBuffer::alloc(stream, b).map_err(|e| format!("workspace: {e}"))?),
+        };
+        self.backward = Some(Backward {
+            data,
+            filter,
+            workspace,
+        });
+        Ok(())
+    }
+
+    /// The backward algorithms the search picked (data, filter), once it ran.
+    pub fn backward_algorithms(&self) -> Option<(String, String)> {
+        let b = self.backward.as_ref()?;
+        let name = |s: String, prefix: &str| s.trim_start_matches(prefix).to_string();
+        Some((
+            name(format!("{:?}", b.data), "CUDNN_CONVOLUTION_BWD_DATA_ALGO_"),
+            name(
+                format!("{:?}", b.filter),
+                "CUDNN_CONVOLUTION_BWD_FILTER_ALGO_",
+            ),
+        ))
+    }
+
+    /// Queues dx = conv_backward_data(dy, w) with the searched algorithm.
+    pub fn launch_data<T: Float>(
+        &mut self,
+        stream: &Stream,
+        dy: &impl AsDeviceSlice<T>,
+        w: &impl AsDeviceSlice<T>,
+        dx: &mut impl AsDeviceSliceMut<T>,
+    ) -> Result<()> {
+        let d = self.desc;
+        let (dy, w, mut dx) = (
+            dy.as_device_slice(),
+            w.as_device_slice(),
+            dx.as_device_slice_mut(),
+        );
+        let need = crate::memory::ensure_len;
+        need("dy", d.output_len(), dy.len())?;
+        need("w", d.filter_len(), w.len())?;
+        need("dx", d.input_len(), dx.len())?;
+        let b = self.backward.as_mut().ok_or_else(no_backward)?;
+        let mut acc = Access::eager(stream, "a cuDNN call")?;
+        let (dyp, wp, dxp) = (
+            acc.read(&dy)?.addr(),
+            acc.read(&w)?.addr(),
+            acc.write(&mut dx)?.addr(),
+        );
+        let ws_size = b.workspace.as_ref().map_or(0, |w| w.num_bytes());
+        let ws = acc.write_or_null(b.workspace.as_mut())?.addr() as *mut c_void;
+        let (alpha, zero) = (1.0f32, 0.0f32);
+        // SAFETY: the descriptors describe exactly dy, w and dx (sizes checked above); the
+        // workspace is at least what cuDNN asked for the algorithm; alpha and beta are f32 (the
+        // f32 compute type), beta = 0 never reads dx; the handle runs on `stream`, which the
+        // access orders.
+        let r = unsafe {
+            dnn::convolution_backward_data(
+                self.handle,
+                &alpha as *const f32 as *const c_void,
+                self.w,
+                wp as *const c_void,
+                self.y,
+                dyp as *const c_void,
+                self.conv,
+                b.data,
+                ws,
+                ws_size,
+                &zero as *const f32 as *const c_void,
+                self.x,
+                dxp as *mut c_void,
+            )
+        };
+        r.map_err(|e| Error::InvalidArgument {
+            what: format!("cuDNN convolution backward data returned {e:?}"),
+        })?;
+        acc.finish()
+    }
+
+    /// Queues dw = conv_backward_filter(x, dy) with the searched algorithm (dw in `T`).
+    pub fn launch_filter<T: Float>(
+        &mut self,
+        stream: &Stream,
+        x: &impl AsDeviceSlice<T>,
+        dy: &impl AsDeviceSlice<T>,
+        dw: &mut impl AsDeviceSliceMut<T>,
+    ) -> Result<()> {
+        let d = self.desc;
+        let (x, dy, mut dw) = (
+            x.as_device_slice(),
+            dy.as_device_slice(),
+            dw.as_device_slice_mut(),
+        );
+        let need = crate::memory::ensure_len;
+        need("x", d.input_len(), x.len())?;
+        need("dy", d.output_len(), dy.len())?;
+        need("dw", d.filter_len(), dw.len())?;
+        let b = self.backward.as_mut().ok_or_else(no_backward)?;
+        let mut acc = Access::eager(stream, "a cuDNN call")?;
+        let (xp, dyp, dwp) = (
+            acc.read(&x)?.addr(),
+            acc.read(&dy)?.addr(),
+            acc.write(&mut dw)?.addr(),
+        );
+        let ws_size = b.workspace.as_ref().map_or(0, |w| w.num_bytes());
+        let ws = acc.write_or_null(b.workspace.as_mut())?.addr() as *mut c_void;
+        let (alpha, zero) = (1.0f32, 0.0f32);
+        // SAFETY: as in `launch_data`, for x, dy and dw.
+        let r = unsafe {
+            dnn::convolution_backward_filter(
+                self.handle,
+                &alpha as *const f32 as *const c_void,
+                self.x,
+                xp as *const c_void,
+                self.y,
+                dyp as *const c_void,
+                self.conv,
+                b.filter,
+                ws,
+                ws_size,
+                &zero as *const f32 as *const c_void,
+                self.w,
+                dwp as *mut c_void,
+            )
+        };
+        r.map_err(|e| Error::InvalidArgument {
+            what: format!("cuDNN convolution backward filter returned {e:?}"),
+        })?;
+        acc.finish()
+    }
+}
+
+fn no_backward() -> Error {
+    Error::InvalidArgument {
+        what: "CudnnConv::find_backward has not run (or failed)".into(),
     }
 }

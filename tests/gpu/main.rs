@@ -3,9 +3,8 @@
 //! GPU tests run one at a time (they allocate most of the device's memory in places).
 
 mod conv;
-// The f64 convolution reference; its gradients serve tests/conv_reference.rs (and the conv
-// backward tests to come), not yet this harness.
-#[allow(dead_code)]
+mod conv_grad;
+// The f64 convolution reference (forward and gradients), shared with tests/conv_reference.rs.
 #[path = "../support/conv_ref.rs"]
 mod conv_ref;
 mod conv_sm90;
@@ -112,6 +111,7 @@ fn main() {
     trials.extend(matmul::trials());
     trials.extend(matmul_api::trials());
     trials.extend(conv::trials());
+    trials.extend(conv_grad::trials());
     trials.extend(conv_sm90::trials());
     trials.extend(runtime::trials());
     trials.extend(pool::trials());

@@ -30,11 +30,13 @@
 
 mod config;
 mod desc;
+mod grad;
 mod layout;
 mod sm90;
 
 pub use config::ConvPath;
 pub use desc::Conv2dDesc;
+pub use grad::Conv2dGrad;
 pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
 use sm90::Sm90Plan;
 pub use sm90::{ALoad, HopperOptions};

@@ -1,0 +1,283 @@
+// Implicit-GEMM convolution backward on tensor cores: the gradients of y = conv(x, w) with
+// respect to the input (dgrad) and the filter (wgrad), each a GEMM whose operands are gathered
+// on the fly, on mma_pipeline.cuh's main loop (cp.async, ldmatrix, mma.sync) and epilogue.
+//
+// dgrad: dx = dy · wᵀ.  M = N·H·W input pixels, N_gemm = C channels, K_gemm = R·S·K.
+//   A (M × K_gemm, K-contiguous): row m = pixel (n, h, w) of dx; column (r, s, k) = channel k of
+//     the output pixel to which filter tap (r, s) carries x[n, h, w]:
+//     dy[n, (h + pad_h − r·dil_h) / stride_h, (w + pad_w − s·dil_w) / stride_w, k] where both
+//     divisions are exact and land inside P × Q, zero otherwise.
+//   B (K_gemm × C, rows along K_gemm): row (r, s, k) = tap (r, s) of filter k, C channels.
+//   D: dx, (N·H·W) × C row-major (NHWC).
+// wgrad: dw = dyᵀ · im2col(x).  M = K, N_gemm = R·S·C, K_gemm = N·P·Q output pixels.
+//   A (K × K_gemm, M-contiguous): dy as stored, (N·P·Q) × K row-major.
+//   B (K_gemm × N_gemm, rows along K_gemm): row (n, p, q), column (r, s, c) = the input element
+//     x[n, p·stride_h − pad_h + r·dil_h, q·stride_w − pad_w + s·dil_w, c] (zero in the padding).
+//   D: dw, K × (R·S·C) row-major (KRSC); long reductions split K into f32 partials.
+//
+// Assumes groups == 1, C % 8 == 0, K % 8 == 0 and 16-byte aligned x, w and dy: every 16-byte
+// chunk is eight channels of one pixel and tap. Strided dgrad reads the taps that fall between
+// output pixels as zeros (a stride-2 layer does four times the products it needs).
+#pragma once
+#include "conv/conv_shape.cuh"
+#include "gemm/mma_pipeline.cuh"
+
+namespace hk {
+
+// The dgrad A-tile loader (as TileLoader: each thread copies chunk column c of rows r0, r0 +
+// RSTEP, ...): each row's pixel decoded once per block, the chunk's (r, s, k) advanced from one
+// K tile to the next.
+template <typename T, int ROWS, int THREADS, int BK>
+struct DgradLoader {
+    static constexpr int CHUNKS = BK / 8;
+    static constexpr int RSTEP = THREADS / CHUNKS;
+    static constexpr int ITERS = ROWS * CHUNKS / THREADS;
+    static_assert(THREADS % CHUNKS == 0 && (ROWS * CHUNKS) % THREADS == 0, "uneven tile split");
+    static_assert(RSTEP % 8 == 0, "the swizzle must repeat every RSTEP rows");
+
+    const T* dy;
+    int img[ITERS];  // n·P·Q·K: the row's image in dy
+    int hp[ITERS];   // h + pad_h; far negative for rows past M
+    int wp[ITERS];   // w + pad_w
+    int smem0;
+    int kpos, fk, fs, fr;  // the chunk's K_gemm index, its channel k and filter tap (r, s)
+
+    __device__ __forceinline__ DgradLoader(const T* dy_, const ConvShape& cs, int m0, int m_lim,
+                                           int k_begin) {
+        dy = dy_;
+        const int c = threadIdx.x % CHUNKS, r0 = threadIdx.x / CHUNKS;
+        smem0 = swizzle<CHUNKS>(r0, c);
+        const int hw = cs.h * cs.w;
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it) {
+            const int m = m0 + r0 + it * RSTEP;
+            if (m < m_lim) {
+                const int n = m / hw;
+                const int rem = m - n * hw;
+                const int h = rem / cs.w;
+                img[it] = n * cs.p * cs.q * cs.k;
+                hp[it] = h + cs.pad_h;
+                wp[it] = rem - h * cs.w + cs.pad_w;
+            } else {
+                img[it] = 0;
+                hp[it] = -(1 << 30);
+                wp[it] = 0;
+            }
+        }
+        kpos = k_begin + c * 8;
+        fk = kpos % cs.k;
+        const int tap = kpos / cs.k;
+        fs = tap % cs.s;
+        fr = tap / cs.s;
+    }
+
+    // The output row (or column) that a tap displaced by `d` (r·dil) takes the input row at `hp`
+    // (h + pad) to, or −1 where none does.
+    static __device__ __forceinline__ int source(int hp, int d, int stride, int lim) {
+        const int t = hp - d;
+        if (t < 0) return -1;
+        const int o = stride == 1 ? t : t / stride;
+        return o * stride == t && o < lim ? o : -1;
+    }
+
+    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, int k_end, int part,
+                                         int parts) {
+        const int dh = fr * cs.dil_h, dw = fs * cs.dil_w;
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it) {
+            if (it % parts != part) continue;
+            const int op = source(hp[it], dh, cs.stride_h, cs.p);
+            const int oq = source(wp[it], dw, cs.stride_w, cs.q);
+            const bool in = kpos < k_end && op >= 0 && oq >= 0;
+            const T* src = in ? dy + img[it] + (op * cs.q + oq) * cs.k + fk : dy;
+            cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
+        }
+        if (part == parts - 1) {
+            kpos += BK;
+            fk += BK;
+            while (fk >= cs.k) {
+                fk -= cs.k;
+                if (++fs == cs.s) {
+                    fs = 0;
+                    ++fr;
+                }
+            }
+        }
+    }
+};
+
+// The dgrad B-tile loader (tile rows along K_gemm = (r, s, k), columns along C): row (r, s, k)
+// is tap (r, s) of filter k, whose C channels are contiguous.
+template <typename T, int COLS, int THREADS, int BK>
+struct FilterTapLoader {
+    static constexpr int CHUNKS = COLS / 8;
+    static constexpr int RSTEP = THREADS / CHUNKS;
+    static constexpr int ITERS = BK * CHUNKS / THREADS;
+    static_assert(THREADS % CHUNKS == 0 && (BK * CHUNKS) % THREADS == 0, "uneven tile split");
+    static_assert(RSTEP % 8 == 0, "the swizzle must repeat every RSTEP rows");
+
+    const T* w;
+    int smem0, ch, kpos;
+    bool col_in;
+
+    __device__ __forceinline__ FilterTapLoader(const T* w_, const ConvShape& cs, int n0,
+                                               int k_begin) {
+        w = w_;
+        const int c = threadIdx.x % CHUNKS, r0 = threadIdx.x / CHUNKS;
+        smem0 = swizzle<CHUNKS>(r0, c);
+        ch = n0 + c * 8;
+        col_in = ch < cs.c;
+        kpos = k_begin + r0;
+    }
+
+    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, int k_end, int part,
+                                         int parts) {
+        const int rs = cs.r * cs.s;
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it) {
+            if (it % parts != part) continue;
+            const int kg = kpos + it * RSTEP;
+            const bool in = col_in && kg < k_end;
+            const int k = kg % cs.k, tap = kg / cs.k;
+            const T* src = in ? w + (k * rs + tap) * cs.c + ch : w;
+            cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
+        }
+        if (part == parts - 1) kpos += BK;
+    }
+};
+
+// The wgrad B-tile loader (tile rows along K_gemm = output pixels (n, p, q), columns along
+// (r, s, c)): each thread's chunk column is one tap and eight channels for the whole block;
+// each row's pixel is decoded per K tile.
+template <typename T, int COLS, int THREADS, int BK>
+struct PatchLoader {
+    static constexpr int CHUNKS = COLS / 8;
+    static constexpr int RSTEP = THREADS / CHUNKS;
+    static constexpr int ITERS = BK * CHUNKS / THREADS;
+    static_assert(THREADS % CHUNKS == 0 && (BK * CHUNKS) % THREADS == 0, "uneven tile split");
+    static_assert(RSTEP % 8 == 0, "the swizzle must repeat every RSTEP rows");
+
+    const T* x;
+    int smem0, c0, dh, dw, kpos;
+    bool col_in;
+
+    __device__ __forceinline__ PatchLoader(const T* x_, const ConvShape& cs, int n0, int k_begin) {
+        x = x_;
+        const int c = threadIdx.x % CHUNKS, r0 = threadIdx.x / CHUNKS;
+        smem0 = swizzle<CHUNKS>(r0, c);
+        const int col = n0 + c * 8;
+        col_in = col < cs.r * cs.s * cs.c;
+        c0 = col % cs.c;
+        const int tap = col / cs.c;
+        dh = (tap / cs.s) * cs.dil_h - cs.pad_h;
+        dw = (tap % cs.s) * cs.dil_w - cs.pad_w;
+        kpos = k_begin + r0;
+    }
+
+    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, int k_end, int part,
+                                         int parts) {
+        const int pq = cs.p * cs.q;
+#pragma unroll
+        for (int it = 0; it < ITERS; ++it) {
+            if (it % parts != part) continue;
+            const int npq = kpos + it * RSTEP;
+            const int n = npq / pq, rem = npq - n * pq;
+            const int op = rem / cs.q, oq = rem - op * cs.q;
+            const int ih = op * cs.stride_h + dh, iw = oq * cs.stride_w + dw;
+            const bool in = col_in && npq < k_end &&
+                            static_cast<unsigned>(ih) < static_cast<unsigned>(cs.h) &&
+                            static_cast<unsigned>(iw) < static_cast<unsigned>(cs.w);
+            const T* src = in ? x + ((n * cs.h + ih) * cs.w + iw) * cs.c + c0 : x;
+            cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
+        }
+        if (part == parts - 1) kpos += BK;
+    }
+};
+
+// The K range of this block's split-K slice.
+struct KSlice {
+    int begin, end, tiles;
+};
+template <int BK>
+__device__ __forceinline__ KSlice k_slice(const GemmParams& p, const TileCoord& tc) {
+    const int begin = tc.split * p.k_per_split;
+    const int end = min(p.k, begin + p.k_per_split);
+    return {begin, end, end > begin ? (end - begin + BK - 1) / BK : 0};
+}
+
+// One block tile of a gathered GEMM: checks the dynamic shared memory, runs the main loop with
+// `load_stage` (A's tile rows along M if A_KC, else along K; B's along K), stores the tile.
+template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC,
+          typename LoadStage>
+__device__ __forceinline__ void grad_tile(const GemmParams& p, const TileCoord& tc,
+                                          const KSlice& ks, LoadStage& load_stage) {
+    static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
+    constexpr int WARPS_M = BM / WM, MT = WM / 16, NT = WN / 8;
+    constexpr int A_ELEMS = BM * BK, STAGE = A_ELEMS + BN * BK;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    const T* smem = reinterpret_cast<const T*>(smem_raw);
+    {
+        unsigned dynamic_smem;
+        asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamic_smem));
+        if (dynamic_smem < static_cast<unsigned>(gemm_smem_bytes<BM, BN, BK, STAGES, T>())) __trap();
+    }
+    const int warp = threadIdx.x >> 5;
+    const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
+    auto load_fragments = [&](const T* sa, const T* sb, int kk, unsigned (&af)[MT][4],
+                              unsigned (&bf)[NT][2]) {
+        mma_fragments<BM, BN, BK, A_KC, false>(sa, sb, kk, wm0, wn0, af, bf);
+    };
+    float acc[MT][NT][4];
+    mma_mainloop<T, Sm80, MT, NT, BK, STAGES, A_ELEMS, STAGE>(smem, ks.tiles, ks.begin, load_stage,
+                                                              load_fragments, acc);
+    store_tile<BM, BN, WM, WN>(p, tc, acc);
+}
+
+// dgrad: p.a = dy, p.b = w, p.d = dx (M = N·H·W, N = C, K = R·S·K).
+template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
+__device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs) {
+    constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
+    const TileCoord tc = tile_coord<BM, BN>(p);
+    const KSlice ks = k_slice<BK>(p, tc);
+    DgradLoader<T, BM, THREADS, BK> la(static_cast<const T*>(p.a), cs, tc.m0, p.m, ks.begin);
+    FilterTapLoader<T, BN, THREADS, BK> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* smem = reinterpret_cast<T*>(smem_raw);
+    auto load_stage = [&](int stage, int, int part = 0, int parts = 1) {
+        T* sa = smem + stage * (BM + BN) * BK;
+        la.load(sa, cs, ks.end, part, parts);
+        lb.load(sa + BM * BK, cs, ks.end, part, parts);
+    };
+    grad_tile<T, BM, BN, BK, WM, WN, STAGES, true>(p, tc, ks, load_stage);
+}
+
+// wgrad: p.a = dy (lda = K), p.b = x, p.d = dw or the split-K workspace (M = K, N = R·S·C,
+// K = N·P·Q).
+template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
+__device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs) {
+    constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
+    const TileCoord tc = tile_coord<BM, BN>(p);
+    const KSlice ks = k_slice<BK>(p, tc);
+    TileLoader<T, BK, BM / 8, THREADS, BK, true, true> la(static_cast<const T*>(p.a), p.lda, tc.m0,
+                                                         ks.begin, p.m);
+    PatchLoader<T, BN, THREADS, BK> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* smem = reinterpret_cast<T*>(smem_raw);
+    auto load_stage = [&](int stage, int k0, int part = 0, int parts = 1) {
+        T* sa = smem + stage * (BM + BN) * BK;
+        la.load(sa, k0, ks.end, part, parts);
+        lb.load(sa + BM * BK, cs, ks.end, part, parts);
+    };
+    grad_tile<T, BM, BN, BK, WM, WN, STAGES, false>(p, tc, ks, load_stage);
+}
+
+}  // namespace hk
+
+// One extern "C" kernel per (gradient, type, tile):
+//   conv_<dgrad|wgrad>_sm80_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape)
+#define HK_CONV_GRAD_KERNEL(GRAD, TNAME, T, BM, BN, BK, WM, WN, ST, MINB)                      \
+    extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)               \
+        conv_##GRAD##_sm80_##TNAME##_##BM##x##BN##x##BK##x##ST(hk::GemmParams p,                \
+                                                               hk::ConvShape cs) {              \
+        hk::GRAD<T, BM, BN, BK, WM, WN, ST>(p, cs);                                             \
+    }

@@ -1,0 +1,443 @@
+//! The convolution's backward pass: the data gradient (dgrad, dx from dy and w), the filter
+//! gradient (wgrad, dw from x and dy) and the bias gradient, for the forward a [`Conv2dDesc`]
+//! describes.
+
+use super::config::{self, ConvPath};
+use super::{conv_shape, Conv2dDesc};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, Grad, DIRECT_MODULE};
+use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
+use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
+use crate::memory::access::{Access, Operand};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
+use crate::modules;
+use crate::ops::gemm::{self, Choice, GemmPath};
+use crate::ops::{Activation, Dtype, Float};
+use crate::stream::Stream;
+use crate::PtxArch;
+use cudarc::driver::LaunchConfig;
+
+/// One gradient's kernel: a tensor-core kernel with its tile, split-K reduction and workspace,
+/// or the direct kernel (`choice` none).
+struct GradKernel<I: Float, O: Float> {
+    grad: Grad,
+    /// The GEMM's M, N and K.
+    mnk: (usize, usize, usize),
+    func: Kernel<ConvGrad<I, O>>,
+    choice: Option<Choice>,
+    reduce: Option<Kernel<SplitKReduce<I, O>>>,
+    workspace: Option<DeviceBuffer<f32>>,
+}
+
+/// The backward pass of a convolution, validated once and launched many times: the gradients of
+/// `y = α·conv(x, w) + β·C + bias` with respect to x, w and the bias, NHWC f16/bf16 activations
+/// and KRSC filters (the forward's layouts), f32 accumulation; dw in `W`, f32 (the default: the
+/// master weights' type) or the input type.
+///
+/// Paths ([`Conv2dGrad::path`]): on compute 8.0 and newer, dense convolutions with C and K
+/// multiples of 8 run implicit GEMMs on the tensor cores (`ConvPath::Sm80`, cp.async + ldmatrix +
+/// mma.sync; dgrad M = N·H·W, N = C, K = R·S·K; wgrad M = K, N = R·S·C, K = N·P·Q, split into
+/// slices where the output has few tiles). Everything else runs direct kernels on CUDA cores
+/// (`ConvPath::Direct`: grouped convolutions, other channel counts, compute 7.x). A forced
+/// target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's forced
+/// tiling and Hopper options do not apply.
+///
+/// The description's activation must be none: the gradient of a fused activation is the
+/// caller's step before this one ([`relu_backward`](crate::ops::train::relu_backward)). α scales
+/// dx and dw (β·C and the bias do not depend on x or w). Launches allocate nothing and never
+/// synchronize, so a training step can be captured in a CUDA graph.
+///
+/// ```no_run
+/// use hikube_gpu::half::f16;
+/// use hikube_gpu::ops::conv2d::{Conv2dDesc, Conv2dGrad};
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let desc = Conv2dDesc::input(8, 56, 56, 64).filters(64, 3, 3).padding(1, 1);
+/// let x = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.1); desc.input_len()])?;
+/// let w = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(0.01); desc.filter_len()])?;
+/// let dy = DeviceBuffer::from_slice(&stream, &vec![f16::from_f32(1.0); desc.output_len()])?;
+/// let mut dx = DeviceBuffer::<f16>::alloc(&stream, desc.input_len())?;
+/// let mut dw = DeviceBuffer::<f32>::alloc(&stream, desc.filter_len())?;
+/// let mut db = DeviceBuffer::<f32>::alloc(&stream, desc.k)?;
+/// let mut grad = Conv2dGrad::<f16>::new(&stream, desc)?;
+/// grad.data(&stream, &dy, &w, &mut dx)?; // or data_through_relu(…, &x, …): dx where x > 0
+/// grad.filter(&stream, &x, &dy, &mut dw)?;
+/// grad.bias(&stream, &dy, &mut db)?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+pub struct Conv2dGrad<I: Float, W: Float = f32> {
+    desc: Conv2dDesc,
+    device: Device,
+    path: ConvPath,
+    data: GradKernel<I, I>,
+    filter: GradKernel<I, W>,
+}
+
+impl<I: Float, W: Float> std::fmt::Debug for Conv2dGrad<I, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conv2dGrad")
+            .field("desc", &self.desc)
+            .field("path", &self.path)
+            .field(
+                "data",
+                &self.data.choice.map(|c| (c.config.tiling, c.splits)),
+            )
+            .field(
+                "filter",
+                &self.filter.choice.map(|c| (c.config.tiling, c.splits)),
+            )
+            .finish()
+    }
+}
+
+impl<I: Float, W: Float> Conv2dGrad<I, W> {
+    /// Validates `desc` (the forward's) for `stream`'s device, picks the path and tiles, loads
+    /// the kernels and allocates the split-K workspaces (on `stream`).
+    pub fn new(stream: &Stream, desc: Conv2dDesc) -> Result<Self> {
+        desc.validate()?;
+        check_types::<I, W>(&desc)?;
+        let device = stream.device().clone();
+        let family = modules::select(
+            DIRECT_MODULE,
+            device.compute_capability(),
+            desc.options.arch,
+        )?;
+        let tensor_cores = matches!(family, PtxArch::Compute80 | PtxArch::Compute90a)
+            && desc.groups == 1
+            && desc.c.is_multiple_of(8)
+            && desc.k.is_multiple_of(8);
+        let path = if tensor_cores {
+            ConvPath::Sm80
+        } else {
+            ConvPath::Direct
+        };
+        let (p, q) = desc.output_hw();
+        let taps = desc.r * desc.s;
+        let data_mnk = (desc.n * desc.h * desc.w, desc.c, taps * desc.k);
+        let filter_mnk = (desc.k, taps * desc.c / desc.groups, desc.n * p * q);
+        Ok(Conv2dGrad {
+            data: GradKernel::new(stream, Grad::Data, path, data_mnk, family)?,
+            filter: GradKernel::new(stream, Grad::Filter, path, filter_mnk, family)?,
+            desc,
+            device,
+            path,
+        })
+    }
+
+    /// The kernel path: [`ConvPath::Sm80`] (tensor cores) or [`ConvPath::Direct`].
+    pub fn path(&self) -> ConvPath {
+        self.path
+    }
+
+    /// The tile and split-K slices of the data and the filter gradient (`None` on the direct
+    /// path).
+    pub fn tilings(&self) -> Option<[(gemm::Tiling, usize); 2]> {
+        let t = |c: Choice| (c.config.tiling, c.splits);
+        Some([t(self.data.choice?), t(self.filter.choice?)])
+    }
+
+    /// Bytes of device memory the plan holds besides its kernels (split-K partial sums).
+    pub fn workspace_bytes(&self) -> usize {
+        let bytes = |w: &Option<DeviceBuffer<f32>>| w.as_ref().map_or(0, |b| b.num_bytes());
+        bytes(&self.data.workspace) + bytes(&self.filter.workspace)
+    }
+
+    /// The description the plan was made from.
+    pub fn desc(&self) -> &Conv2dDesc {
+        &self.desc
+    }
+
+    /// Queues `dx = α·∂(Σ dy·conv(x, w))/∂x` on `stream`: `dy` the NHWC output gradient (N·P·Q·K),
+    /// `w` the KRSC filter, `dx` the NHWC input gradient (N·H·W·C; overwritten).
+    pub fn data(
+        &mut self,
+        stream: &Stream,
+        dy: &impl AsDeviceSlice<I>,
+        w: &impl AsDeviceSlice<I>,
+        dx: &mut impl AsDeviceSliceMut<I>,
+    ) -> Result<()> {
+        self.data_with(stream, dy, w, None, dx)
+    }
+
+    /// [`data`](Self::data) through the ReLU that produced the convolution's input `x`, fused
+    /// into the kernel's epilogue (cuDNN's fused backward graphs do the same): `dx` is the
+    /// gradient with respect to the ReLU's input, the data gradient where `x > 0`, else 0.
+    pub fn data_through_relu(
+        &mut self,
+        stream: &Stream,
+        dy: &impl AsDeviceSlice<I>,
+        w: &impl AsDeviceSlice<I>,
+        x: &impl AsDeviceSlice<I>,
+        dx: &mut impl AsDeviceSliceMut<I>,
+    ) -> Result<()> {
+        self.data_with(stream, dy, w, Some(&x.as_device_slice()), dx)
+    }
+
+    fn data_with(
+        &mut self,
+        stream: &Stream,
+        dy: &impl AsDeviceSlice<I>,
+        w: &impl AsDeviceSlice<I>,
+        mask: Option<&DeviceSlice<'_, I>>,
+        dx: &mut impl AsDeviceSliceMut<I>,
+    ) -> Result<()> {
+        let (dy, w, mut dx) = (
+            dy.as_device_slice(),
+            w.as_device_slice(),
+            dx.as_device_slice_mut(),
+        );
+        let d = &self.desc;
+        self.check(
+            stream,
+            [("dy", &dy, d.output_len()), ("w", &w, d.filter_len())],
+        )?;
+        if let Some(x) = mask {
+            self.check(stream, [("x", x, d.input_len())])?;
+        }
+        self.device.check_same(dx.device())?;
+        crate::memory::ensure_len("dx", d.input_len(), dx.len())?;
+        self.data
+            .launch(stream, &self.desc, (&dy, &w), mask, &mut dx)
+    }
+
+    /// Queues `dw = α·∂(Σ dy·conv(x, w))/∂w` on `stream`: `x` the NHWC input, `dy` the NHWC
+    /// output gradient, `dw` the KRSC filter gradient (overwritten).
+    pub fn filter(
+        &mut self,
+        stream: &Stream,
+        x: &impl AsDeviceSlice<I>,
+        dy: &impl AsDeviceSlice<I>,
+        dw: &mut impl AsDeviceSliceMut<W>,
+    ) -> Result<()> {
+        let (x, dy, mut dw) = (
+            x.as_device_slice(),
+            dy.as_device_slice(),
+            dw.as_device_slice_mut(),
+        );
+        let d = &self.desc;
+        self.check(
+            stream,
+            [("x", &x, d.input_len()), ("dy", &dy, d.output_len())],
+        )?;
+        self.device.check_same(dw.device())?;
+        crate::memory::ensure_len("dw", self.desc.filter_len(), dw.len())?;
+        self.filter
+            .launch(stream, &self.desc, (&dy, &x), None, &mut dw)
+    }
+
+    /// Queues `db[k] = Σ dy[…, k]` (the bias gradient, f32) on `stream`: `dy` the NHWC output
+    /// gradient, `db` K elements.
+    pub fn bias(
+        &self,
+        stream: &Stream,
+        dy: &impl AsDeviceSlice<I>,
+        db: &mut impl AsDeviceSliceMut<f32>,
+    ) -> Result<()> {
+        let (dy, mut db) = (dy.as_device_slice(), db.as_device_slice_mut());
+        self.check(stream, [("dy", &dy, self.desc.output_len())])?;
+        if db.len() != self.desc.k {
+            return Err(Error::ShapeMismatch {
+                shape: vec![self.desc.k],
+                expected: self.desc.k,
+                actual: db.len(),
+            });
+        }
+        let (p, q) = self.desc.output_hw();
+        crate::ops::train::bias_grad_rows(stream, &dy, self.desc.n * p * q, &mut db)
+    }
+
+    /// Checks the stream's and the inputs' devices and the inputs' lengths.
+    fn check<const N: usize>(
+        &self,
+        stream: &Stream,
+        inputs: [(&'static str, &DeviceSlice<'_, I>, usize); N],
+    ) -> Result<()> {
+        self.device.check_same(stream.device())?;
+        for (what, s, len) in inputs {
+            self.device.check_same(s.device())?;
+            crate::memory::ensure_len(what, len, s.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// The input type must be f16 or bf16, dw's f32 or the input type, the activation none.
+fn check_types<I: Float, W: Float>(desc: &Conv2dDesc) -> Result<()> {
+    if !matches!(I::DTYPE, Dtype::F16 | Dtype::Bf16) {
+        return Err(Error::UnsupportedDtype {
+            op: "conv2d backward",
+            dtype: I::SUFFIX,
+            major: 0,
+            minor: 0,
+        });
+    }
+    if W::DTYPE != Dtype::F32 && W::DTYPE != I::DTYPE {
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "the filter gradient is f32 or the input type ({}), not {}",
+                I::SUFFIX,
+                W::SUFFIX
+            ),
+        });
+    }
+    if desc.activation != Activation::None {
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "Conv2dGrad differentiates the convolution alone: apply the {:?} backward to dy \
+                 first (ops::train::relu_backward) and pass a description without an activation",
+                desc.activation
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The tile and split-K slices of a tensor-core gradient kernel for its GEMM `(m, n, k)`: the
+/// GEMM time model, with wgrad, whose reduction (N·P·Q) is long and output (K × R·S·C) small,
+/// split further than the forward.
+fn choose(grad: Grad, (m, n, k): (usize, usize, usize), sms: usize, smem: usize) -> Option<Choice> {
+    let max_splits = match grad {
+        Grad::Data => 16,
+        Grad::Filter => 64,
+    };
+    let configs = config::GRAD_SM80.as_slice();
+    gemm::choose(configs, m, n, k, 1, sms, smem, max_splits)
+}
+
+impl<I: Float, O: Float> GradKernel<I, O> {
+    /// The kernel of `grad` on `path` for its GEMM `(m, n, k)`: the time model's tile and
+    /// split-K slices on the tensor cores (and their workspace), else the direct kernel.
+    fn new(
+        stream: &Stream,
+        grad: Grad,
+        path: ConvPath,
+        (m, n, k): (usize, usize, usize),
+        family: PtxArch,
+    ) -> Result<Self> {
+        let device = stream.device();
+        let props = device.properties();
+        let choice = match path {
+            ConvPath::Sm80 => Some(
+                choose(
+                    grad,
+                    (m, n, k),
+                    props.sm_count as usize,
+                    props.max_shared_memory_per_block as usize,
+                )
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: "no convolution gradient tile fits this device".into(),
+                })?,
+            ),
+            _ => None,
+        };
+        let variant = ConvGradKernel {
+            grad,
+            tiling: choice.map(|c| c.config.tiling),
+        };
+        let func =
+            ConvGrad::<I, O>::kernel(device, variant, Some(family).filter(|_| choice.is_none()))?;
+        let (mut reduce, mut workspace) = (None, None);
+        if let Some(c) = choice {
+            if c.config.smem_bytes > 48 * 1024 {
+                func.set_max_dynamic_shared_memory(c.config.smem_bytes)?;
+            }
+            if c.splits > 1 {
+                let r = Reduction::Gemm(GemmPath::Sm80);
+                reduce = Some(SplitKReduce::<I, O>::kernel(device, r, None)?);
+                let len = crate::size::product("split-K workspace", &[c.splits, m, n])?;
+                workspace = Some(DeviceBuffer::<f32>::alloc(stream, len)?);
+            }
+        }
+        Ok(GradKernel {
+            grad,
+            mnk: (m, n, k),
+            func,
+            choice,
+            reduce,
+            workspace,
+        })
+    }
+
+    /// Queues the kernel (and the split-K reduction) for dy and `b` (w or x) into `d`, through
+    /// the ReLU-backward `mask` (d's shape) where given.
+    fn launch(
+        &mut self,
+        stream: &Stream,
+        desc: &Conv2dDesc,
+        (dy, b): (&DeviceSlice<'_, I>, &DeviceSlice<'_, I>),
+        mask: Option<&DeviceSlice<'_, O>>,
+        d: &mut DeviceSliceMut<'_, O>,
+    ) -> Result<()> {
+        let mut acc = Access::new(stream)?;
+        let ops = GemmOperands {
+            a: acc.read(dy)?,
+            b: acc.read(b)?,
+            c: acc.read_or_null(mask)?,
+            bias: Bias::of(Operand::<O>::NONE),
+            d: acc.write(d)?,
+            workspace: acc.write_or_null(self.workspace.as_mut())?,
+        };
+        let c = self.choice;
+        let run_info = ConvRun {
+            tile: c.map(|c| (c.config.bm, c.config.bn)),
+            vec: None,
+            splits: c.map_or(1, |c| c.splits),
+            k_per_split: c.map_or(self.mnk.2, |c| c.k_per_split),
+            activation: match mask {
+                Some(_) => RELU_MASK,
+                None => Activation::None.code(),
+            },
+            scale: (desc.alpha, 0.0),
+            ldb: 0,
+        };
+        let mut args = ConvGrad::new(self.grad, conv_shape(desc, desc.c), &ops, &run_info)?;
+        let (m, n, _) = self.mnk;
+        let sms = stream.device().properties().sm_count;
+        let cfg = match c {
+            Some(c) => LaunchConfig {
+                grid_dim: (
+                    (m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn)) as u32,
+                    c.splits as u32,
+                    1,
+                ),
+                block_dim: (c.config.threads, 1, 1),
+                shared_mem_bytes: c.config.smem_bytes,
+            },
+            None => grid_stride_config(m * n, sms),
+        };
+        run(stream, &self.func, cfg, &mut args)?;
+        if let Some(reduce) = &self.reduce {
+            let mut reduce_args = SplitKReduce::new(args.params());
+            run(
+                stream,
+                reduce,
+                grid_stride_config(m * n, sms),
+                &mut reduce_args,
+            )?;
+        }
+        acc.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wgrad_fills_the_gpu_by_splitting_its_long_reduction() {
+        // ResNet-50's C64 3x3 layer at batch 64 on 132 SMs: a 64 x 576 output, K = 200704.
+        let c = choose(Grad::Filter, (64, 576, 64 * 56 * 56), 132, 227 << 10).unwrap();
+        let tiles = 64usize.div_ceil(c.config.bm) * 576usize.div_ceil(c.config.bn);
+        assert!(tiles * c.splits >= 132, "{c:?}");
+        assert!(c.splits > 16 && c.k_per_split.is_multiple_of(64), "{c:?}");
+    }
+
+    #[test]
+    fn dgrad_of_a_large_layer_does_not_split() {
+        // The same layer's dgrad: 200704 x 64 output, K = 576.
+        let c = choose(Grad::Data, (64 * 56 * 56, 64, 576), 132, 227 << 10).unwrap();
+        assert_eq!(c.splits, 1, "{c:?}");
+    }
+}
