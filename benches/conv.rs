@@ -260,9 +260,12 @@ fn grad<T: Float>(device: &Device, stream: &Stream, peak: f64) -> Result<()> {
             time(&mut |i| dnn.launch_filter(stream, &x.x[i % SETS], &dy[i % SETS], &mut dw))?;
         let (algo_d, algo_w) = dnn.backward_algorithms().unwrap_or_default();
         let tiles = match plan.tilings() {
-            Some([(td, sd), (tw, sw)]) => format!("{td} ({sd}) / {tw} ({sw})"),
-            None => "-".into(),
-        };
+            Some(_) if plan.data_on_hopper() => "Hopper forward / ".to_string(),
+            Some([(td, sd), _]) => format!("{td} ({sd}) / "),
+            None => "- / ".into(),
+        } + &plan
+            .tilings()
+            .map_or("-".into(), |[_, (tw, sw)]| format!("{tw} ({sw})"));
         println!(
             "| {name} | {:?} {tiles} | {ours_d:.1} | {dnn_d:.1} ({algo_d}) | {:.2} | {ours_w:.1} | {dnn_w:.1} ({algo_w}) | {:.2} | {:.0} %, {:.0} % |",
             plan.path(),

@@ -40,30 +40,9 @@ use hikube_gpu::{Device, DeviceBuffer, Event, Graph, Result, Stream};
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// Deterministic random numbers (SplitMix64), the same on both sides.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
+#[path = "shared/digits.rs"]
+mod digits;
+use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, Rng};
 
 /// Initial parameters (He-uniform weights, zero biases), as host arrays shared by both sides.
 struct Init {
@@ -338,24 +317,6 @@ fn predict(stream: &Stream, step: &Step, dims: &[usize], x: &[f16]) -> Result<Ve
     Ok(argmax_rows(&logits.to_vec(stream)?, dims[nl]))
 }
 
-fn argmax_rows(logits: &[f32], cols: usize) -> Vec<usize> {
-    logits
-        .chunks(cols)
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (j, &v)| {
-                    if v > best.1 {
-                        (j, v)
-                    } else {
-                        best
-                    }
-                })
-                .0
-        })
-        .collect()
-}
-
 /// The same MLP on the CPU, f32, `ndarray`.
 struct CpuMlp {
     w: Vec<Array2<f32>>,
@@ -460,44 +421,7 @@ impl CpuMlp {
     }
 }
 
-fn accuracy(pred: &[usize], labels: &[u32]) -> f64 {
-    let right = pred
-        .iter()
-        .zip(labels)
-        .filter(|(p, &l)| **p == l as usize)
-        .count();
-    100.0 * right as f64 / labels.len() as f64
-}
-
-/// Rows `idx` of `x` (cols wide) and their labels.
-fn gather(x: &[f32], y: &[u32], cols: usize, idx: &[usize]) -> (Vec<f32>, Vec<u32>) {
-    let mut xs = Vec::with_capacity(idx.len() * cols);
-    for &i in idx {
-        xs.extend_from_slice(&x[i * cols..(i + 1) * cols]);
-    }
-    (xs, idx.iter().map(|&i| y[i]).collect())
-}
-
-fn to_f16(v: &[f32]) -> Vec<f16> {
-    v.iter().map(|&x| f16::from_f32(x)).collect()
-}
-
-/// `examples/data/digits.bin`: 65-byte records, 64 pixels (0-16) then the label. Returns the
-/// pixel count per image, the pixels scaled to 0-1, and the labels.
-fn load_digits() -> (usize, Vec<f32>, Vec<u32>) {
-    const PIXELS: usize = 64;
-    let records = include_bytes!("data/digits.bin").chunks_exact(PIXELS + 1);
-    let mut x = Vec::with_capacity(records.len() * PIXELS);
-    let mut y = Vec::with_capacity(records.len());
-    for r in records {
-        let (pixels, label) = r.split_at(PIXELS);
-        x.extend(pixels.iter().map(|&v| f32::from(v) / 16.0));
-        y.extend(label.iter().map(|&l| u32::from(l)));
-    }
-    (PIXELS, x, y)
-}
-
-fn digits(device: &Device) -> Result<bool> {
+fn train_digits(device: &Device) -> Result<bool> {
     const EPOCHS: usize = 40;
     const BATCH: usize = 128;
     const SEED: u64 = 2026;
@@ -729,7 +653,7 @@ fn main() -> ExitCode {
         let device = Device::open(0)?;
         println!("{} ({})", device.model().name, device.properties().name);
         match &args {
-            None => digits(&device),
+            None => train_digits(&device),
             Some(a) => synthetic(&device, a),
         }
     };

@@ -7,6 +7,9 @@
 //   Grid: x over cols / 32, y over rows / 32, z strides over the batch. Block 32 x 8.
 // - pad_pixels_b16 (input) and pad_rows_b16 (filter: rows of taps x c -> rows of ld = taps x cp,
 //   then zeros): the padded path of the implicit-GEMM convolution, zeros in the new channels.
+// - flip_filter_b16: a KRSC filter turned into the CRSK filter of its transposed convolution,
+//   taps reversed (the data gradient of a stride-1 convolution is the forward convolution of dy
+//   by it).
 #include <cuda_fp16.h>
 
 namespace hk {
@@ -66,5 +69,19 @@ extern "C" __global__ void pad_rows_b16(const unsigned short* src, unsigned shor
         const int j = static_cast<int>(i - row * ld);
         const int t = j / cp, ci = j - t * cp;
         dst[i] = t < taps && ci < c ? src[(row * taps + t) * c + ci] : static_cast<unsigned short>(0);
+    }
+}
+
+// dst[c][t'][k] = src[k][taps - 1 - t'][c] for k < K, t' < taps, c < C: one thread per element of
+// dst (grid-stride, 64-bit indices).
+extern "C" __global__ void flip_filter_b16(const unsigned short* src, unsigned short* dst, int k,
+                                           int taps, int c) {
+    const long long total = static_cast<long long>(k) * taps * c;
+    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+         i += static_cast<long long>(gridDim.x) * blockDim.x) {
+        const int kk = static_cast<int>(i % k);
+        const long long rest = i / k;
+        const int t = static_cast<int>(rest % taps), cc = static_cast<int>(rest / taps);
+        dst[i] = src[(static_cast<long long>(kk) * taps + (taps - 1 - t)) * c + cc];
     }
 }

@@ -160,7 +160,7 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
     const int k_end = min(p.k, k_begin + p.k_per_split);
     const int k_tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int warp = threadIdx.x >> 5;
     const int wm0 = (warp % WARPS_M) * WM, wn0 = (warp / WARPS_M) * WN;
 
     Im2colLoader<T, BM, THREADS, BK, VEC, ASYNC> loader_a(static_cast<const T*>(p.a), cs, tc.m0, p.m,
@@ -185,62 +185,8 @@ __device__ __forceinline__ void conv_mainloop(const GemmParams& p, const ConvSha
                                                                      load_stage, load_fragments,
                                                                      acc);
 
-    // The epilogue of gemm_mainloop (through shared memory in two passes), but with eight
-    // output channels per thread: one 16-byte store (f16/bf16 out) and one bias load per eight
-    // outputs where p.reserved says y and bias allow it (vec8_ok on the host), column pairs
-    // through store_result otherwise (and for split-K partials).
-    constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
-    static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
-    float* stage_out = reinterpret_cast<float*>(smem_raw);
-    const int g = lane >> 2, t = lane & 3;
-    const bool vec8 = p.splits == 1 && p.reserved != 0;
-#pragma unroll
-    for (int pass = 0; pass < 2; ++pass) {
-        __syncthreads();
-#pragma unroll
-        for (int i = 0; i < HALF_MT; ++i) {
-            const int mt = pass * HALF_MT + i;
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
-                    const int col = wn0 + nt * 8 + 2 * t;
-                    *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
-                        make_float2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-                }
-            }
-        }
-        __syncthreads();
-        if (vec8) {
-            for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 8); idx += THREADS) {
-                const int lr = idx / (BN / 8), col = (idx % (BN / 8)) * 8;
-                const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
-                const int c = tc.n0 + col;
-                if (r >= p.m || c >= p.n) continue;
-                const float4 lo = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col);
-                const float4 hi = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col + 4);
-                float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-                if (c + 8 <= p.n) {
-                    epilogue8(p, tc.batch, r, c, v);  // alpha = 1, beta = 0 here
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; e += 2)
-                        if (c + e < p.n) store_result(p, tc.split, tc.batch, r, c + e, v[e], v[e + 1]);
-                }
-            }
-        } else {
-            // Column pairs, consecutive threads on consecutive pairs (coalesced split-K partials).
-            for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
-                const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
-                const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
-                const int c = tc.n0 + col;
-                if (r >= p.m || c >= p.n) continue;
-                const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-                store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
-            }
-        }
-    }
+    // The GEMM's epilogue with eight output channels per thread where y and the bias allow it.
+    store_tile<BM, BN, WM, WN, true>(p, tc, acc);
 }
 
 }  // namespace hk

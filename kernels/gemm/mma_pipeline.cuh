@@ -301,9 +301,11 @@ __device__ __forceinline__ void mma_fragments(const T* sa, const T* sb, int kk, 
 // Stores the block tile at tc from the warps' accumulators through shared memory (the pipeline's,
 // free once the main loop returns), in two passes of half of each warp's rows: the warps park
 // their accumulators (rows padded by 8 floats: no bank conflicts), then all threads walk the
-// block's rows two columns at a time (store_result: the epilogue, or split-K partials), so
-// global stores are coalesced and the epilogue code exists once.
-template <int BM, int BN, int WM, int WN, int MT, int NT, typename Acc>
+// block's rows, so global stores are coalesced and the epilogue code exists once. Two columns
+// at a time (store_result: the epilogue, or split-K partials), or, with VEC8 where p.reserved
+// says D, C and the bias allow it (the host's vec8_ok; no split-K), eight: one 16-byte store
+// (f16/bf16 out) and one bias load per eight outputs (the implicit-GEMM convolution's).
+template <int BM, int BN, int WM, int WN, bool VEC8 = false, int MT, int NT, typename Acc>
 __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord& tc,
                                            const Acc (&acc)[MT][NT]) {
     constexpr int WARPS_M = BM / WM, THREADS = WARPS_M * (BN / WN) * 32;
@@ -314,6 +316,12 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wn0 = (warp / WARPS_M) * WN;
     const int g = lane >> 2, t = lane & 3;
+    const bool vec8 = VEC8 && p.splits == 1 && p.reserved != 0;
+    // The output row of local row lr in pass `pass`: warp_m's block of WM / 2 rows, then the
+    // row inside it.
+    auto row = [&](int lr, int pass) {
+        return tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
+    };
 #pragma unroll
     for (int pass = 0; pass < 2; ++pass) {
         __syncthreads();
@@ -324,7 +332,6 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
             for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    // Local row: warp_m's block of WM / 2 rows, then the row inside it.
                     const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
                     const int col = wn0 + nt * 8 + 2 * t;
                     *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
@@ -333,13 +340,31 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
             }
         }
         __syncthreads();
-        for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
-            const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
-            const int r = tc.m0 + (lr / (WM / 2)) * WM + pass * (WM / 2) + lr % (WM / 2);
-            const int c = tc.n0 + col;
-            if (r >= p.m || c >= p.n) continue;
-            const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-            store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
+        if (vec8) {
+            for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 8); idx += THREADS) {
+                const int lr = idx / (BN / 8), col = (idx % (BN / 8)) * 8;
+                const int r = row(lr, pass), c = tc.n0 + col;
+                if (r >= p.m || c >= p.n) continue;
+                const float4 lo = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col);
+                const float4 hi = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col + 4);
+                float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                if (c + 8 <= p.n) {
+                    epilogue8(p, tc.batch, r, c, v);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; e += 2)
+                        if (c + e < p.n) epilogue2(p, tc.batch, r, c + e, v[e], v[e + 1]);
+                }
+            }
+        } else {
+            // Column pairs, consecutive threads on consecutive pairs (coalesced split-K partials).
+            for (int idx = threadIdx.x; idx < PASS_ROWS * (BN / 2); idx += THREADS) {
+                const int lr = idx / (BN / 2), col = (idx % (BN / 2)) * 2;
+                const int r = row(lr, pass), c = tc.n0 + col;
+                if (r >= p.m || c >= p.n) continue;
+                const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
+                store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
+            }
         }
     }
 }

@@ -932,6 +932,63 @@ unsafe impl<T: Pod> KernelArgs for PadRows<T> {
     }
 }
 
+/// `flip_filter_b16(const T* src, T* dst, int k, int taps, int c)` (kernels/conv/conv_layout.cu):
+/// for `i < k·taps·c` (grid-stride, 64-bit), `dst[(ci·taps + t)·k + ki] = src[(ki·taps + taps −
+/// 1 − t)·c + ci]`: reads `src[0..k·taps·c)`, writes `dst` as much.
+#[repr(C)]
+pub(crate) struct FlipFilter<T> {
+    src: DevPtr<T>,
+    dst: DevPtr<T>,
+    k: i32,
+    taps: i32,
+    c: i32,
+}
+
+impl<T: Pod> FlipFilter<T> {
+    /// `(k, taps, c)`: the filters, taps per filter (R·S) and channels.
+    pub(crate) fn new(
+        (k, taps, c): (usize, usize, usize),
+        src: Operand<T>,
+        dst: Operand<T>,
+    ) -> Result<Self> {
+        b16(std::mem::size_of::<T>())?;
+        let len = size::product("filter elements", &[k, taps, c])?;
+        ensure_len("filter", len, src.len())?;
+        ensure_len("flipped filter", len, dst.len())?;
+        let i32max = i32::MAX as usize;
+        Ok(FlipFilter {
+            src: src.ptr(),
+            dst: dst.ptr(),
+            k: int("filters", k, i32max)?,
+            taps: int("filter taps", taps, i32max)?,
+            c: int("filter channels", c, i32max)?,
+        })
+    }
+}
+
+// SAFETY: the fields are flip_filter_b16's five parameters in order (T is 2 bytes, checked);
+// `new` checks src and dst hold k·taps·c elements (a product that fits usize; the kernel indexes
+// in 64 bits); grid-stride over any one-dimensional grid.
+unsafe impl<T: Pod> KernelArgs for FlipFilter<T> {
+    type Params = [*mut c_void; 5];
+    type Variant = ();
+    fn symbol((): &()) -> Symbol {
+        Symbol::any(CONV_LAYOUT, "flip_filter_b16")
+    }
+    fn params(&mut self) -> Self::Params {
+        [
+            param(&mut self.src),
+            param(&mut self.dst),
+            param(&mut self.k),
+            param(&mut self.taps),
+            param(&mut self.c),
+        ]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        one_dim("flip_filter", config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,6 +211,25 @@ pub(crate) struct ConvRun {
     pub ldb: usize,
 }
 
+impl ConvRun {
+    /// The most blocks a tile kernel's grid may have over an M × N output: (tiles, split-K
+    /// slices); `None` for the direct kernels (no tile).
+    fn tile_grid(&self, m: usize, n: usize) -> Result<Option<(u32, u32)>> {
+        let Some((bm, bn)) = self.tile else {
+            return Ok(None);
+        };
+        let tiles = size::mul("conv tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
+        let fit = |v: usize| {
+            u32::try_from(v).map_err(|_| Error::TooLarge {
+                what: "convolution grid".into(),
+                value: v,
+                max: u32::MAX as usize,
+            })
+        };
+        Ok(Some((fit(tiles)?, fit(self.splits.max(1))?)))
+    }
+}
+
 impl<I: Float, O: Float> Conv<I, O> {
     pub(crate) fn new(shape: ConvShape, ops: &GemmOperands<I, O>, run: &ConvRun) -> Result<Self> {
         let (x_len, _) = conv_extents([shape.n, shape.h, shape.w, shape.c], [0, 0, 0], 0)?;
@@ -254,20 +273,7 @@ impl<I: Float, O: Float> Conv<I, O> {
             want_vec8: n.is_multiple_of(8),
         };
         let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
-        let tiles = match run.tile {
-            Some((bm, bn)) => {
-                let tiles = size::mul("conv tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
-                let fit = |v: usize| {
-                    u32::try_from(v).map_err(|_| Error::TooLarge {
-                        what: "convolution grid".into(),
-                        value: v,
-                        max: u32::MAX as usize,
-                    })
-                };
-                Some((fit(tiles)?, fit(run.splits.max(1))?))
-            }
-            None => None,
-        };
+        let tiles = run.tile_grid(m, n)?;
         Ok(Conv {
             params,
             shape,
@@ -553,20 +559,7 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
             want_vec8: false,
         };
         let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
-        let tiles = match run.tile {
-            Some((bm, bn)) => {
-                let tiles = size::mul("conv tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
-                let fit = |v: usize| {
-                    u32::try_from(v).map_err(|_| Error::TooLarge {
-                        what: "convolution gradient grid".into(),
-                        value: v,
-                        max: u32::MAX as usize,
-                    })
-                };
-                Some((fit(tiles)?, fit(run.splits.max(1))?))
-            }
-            None => None,
-        };
+        let tiles = run.tile_grid(m, n)?;
         Ok(ConvGrad {
             params,
             shape,

@@ -385,6 +385,7 @@ pub(crate) mod tests {
         s.assert_defined::<LossScaleUpdate>(());
         s.assert_defined::<PadPixels<f16>>(());
         s.assert_defined::<PadRows<bf16>>(());
+        s.assert_defined::<FlipFilter<f16>>(());
     }
 
     /// Every GEMM kernel a matmul plan can load: each path's tile configurations aligned, its

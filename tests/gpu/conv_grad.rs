@@ -61,7 +61,7 @@ fn run<I: Float, W: Float>(
     device: &Device,
     arch: Option<PtxArch>,
     c: Case,
-) -> Result<([f64; 3], ConvPath), Failed> {
+) -> Result<([f64; 3], ConvPath, bool), Failed> {
     let stream = device.default_stream();
     let mut rng = rand::rng();
     let desc = c.desc(arch);
@@ -126,7 +126,7 @@ fn run<I: Float, W: Float>(
         rel_err(&c, "dw", &dw_out, &want_dw)?,
         rel_err(&c, "db", &db_out, &want_db)?,
     ];
-    Ok((errors, plan.path()))
+    Ok((errors, plan.path(), plan.data_on_hopper()))
 }
 
 /// A buffer's contents as f64.
@@ -152,8 +152,9 @@ fn rel_err(c: &Case, what: &str, got: &[f64], want: &[f64]) -> Result<f64, Faile
 
 fn grid<I: Float, W: Float>(device: &Device, arch: Option<PtxArch>) -> Result<(), Failed> {
     let tensor_cores = arch.is_none() && device.compute_capability().major >= 8;
+    let mut hopper_cases = 0;
     for c in cases() {
-        let ([dx, dw, db], path) = run::<I, W>(device, arch, c)?;
+        let ([dx, dw, db], path, on_hopper) = run::<I, W>(device, arch, c)?;
         let dense8 = c.groups == 1 && c.c % 8 == 0 && c.k % 8 == 0;
         let want = if tensor_cores && dense8 {
             ConvPath::Sm80
@@ -161,6 +162,10 @@ fn grid<I: Float, W: Float>(device: &Device, arch: Option<PtxArch>) -> Result<()
             ConvPath::Direct
         };
         ensure!(path == want, "{c:?}: path {path:?}, expected {want:?}");
+        // Stride-1 dgrad may run as the Hopper forward convolution of dy by the flipped filter.
+        let may = tensor_cores && dense8 && c.stride == (1, 1) && c.pad.0 <= c.dil.0 * (c.r - 1);
+        ensure!(!on_hopper || may, "{c:?}: dgrad on the Hopper forward");
+        hopper_cases += usize::from(on_hopper);
         let (bx, bw) = (bound::<I>(), bound::<W>());
         ensure!(dx < bx, "{c:?} on {path:?}: dx error {dx:.2e} >= {bx:.0e}");
         ensure!(
@@ -169,6 +174,11 @@ fn grid<I: Float, W: Float>(device: &Device, arch: Option<PtxArch>) -> Result<()
         );
         ensure!(db < 1e-5, "{c:?}: db error {db:.2e}");
     }
+    let hopper = tensor_cores && device.compute_capability().major == 9;
+    ensure!(
+        !hopper || hopper_cases > 0,
+        "no stride-1 dgrad ran on the Hopper forward path"
+    );
     Ok(())
 }
 
@@ -183,7 +193,7 @@ fn resnet_layers(device: &Device) -> Result<(), Failed> {
         case(2, 7, 7, 512, 512, 3, 3).pad(1, 1),
     ];
     for c in layers {
-        let ([dx, dw, db], path) = run::<f16, f32>(device, None, c)?;
+        let ([dx, dw, db], path, _) = run::<f16, f32>(device, None, c)?;
         ensure!(
             dx < bound::<f16>() && dw < 1e-4 && db < 1e-5,
             "{c:?} on {path:?}: errors dx {dx:.2e}, dw {dw:.2e}, db {db:.2e}"

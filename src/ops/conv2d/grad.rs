@@ -3,9 +3,10 @@
 //! describes.
 
 use super::config::{self, ConvPath};
-use super::{conv_shape, Conv2dDesc};
+use super::{conv_shape, launch_config, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::launch::args::FlipFilter;
 use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, Grad, DIRECT_MODULE};
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
@@ -13,10 +14,9 @@ use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::gemm::{self, Choice, GemmPath};
-use crate::ops::{Activation, Dtype, Float};
+use crate::ops::{Activation, Dtype, Epilogue, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
-use cudarc::driver::LaunchConfig;
 
 /// One gradient's kernel: a tensor-core kernel with its tile, split-K reduction and workspace,
 /// or the direct kernel (`choice` none).
@@ -38,7 +38,10 @@ struct GradKernel<I: Float, O: Float> {
 /// Paths ([`Conv2dGrad::path`]): on compute 8.0 and newer, dense convolutions with C and K
 /// multiples of 8 run implicit GEMMs on the tensor cores (`ConvPath::Sm80`, cp.async + ldmatrix +
 /// mma.sync; dgrad M = N·H·W, N = C, K = R·S·K; wgrad M = K, N = R·S·C, K = N·P·Q, split into
-/// slices where the output has few tiles). Everything else runs direct kernels on CUDA cores
+/// slices where the output has few tiles). On `compute_90a`, the data gradient of a stride-1
+/// convolution is the forward convolution of dy by the flipped, transposed filter, and runs on
+/// the Hopper forward path ([`Conv2dGrad::data_on_hopper`]; the filter is flipped into the
+/// plan's workspace at each launch). Everything else runs direct kernels on CUDA cores
 /// (`ConvPath::Direct`: grouped convolutions, other channel counts, compute 7.x). A forced
 /// target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's forced
 /// tiling and Hopper options do not apply.
@@ -72,7 +75,78 @@ pub struct Conv2dGrad<I: Float, W: Float = f32> {
     device: Device,
     path: ConvPath,
     data: GradKernel<I, I>,
+    /// Where the data gradient runs as a Hopper forward convolution (stride 1).
+    data_forward: Option<ForwardData<I>>,
     filter: GradKernel<I, W>,
+}
+
+/// The data gradient of a stride-1 convolution as the forward convolution of dy (N·P·Q·K) by
+/// the flipped, transposed filter (C·R·S·K, taps reversed) with padding dil·(R − 1) − pad: the
+/// Hopper path's kernels, where they take that convolution.
+struct ForwardData<I: Float> {
+    conv: Box<Conv2d<I, I>>,
+    flip: Kernel<FlipFilter<I>>,
+    flipped: DeviceBuffer<I>,
+}
+
+impl<I: Float> ForwardData<I> {
+    /// The forward plan for `desc`'s data gradient, where it is a stride-1 convolution whose
+    /// transposed form the Hopper path takes; `None` otherwise.
+    fn new(stream: &Stream, desc: &Conv2dDesc) -> Result<Option<Self>> {
+        let (dil, (r, s)) = (desc.dilation, (desc.r, desc.s));
+        let pad = (dil.0 * (r - 1)).checked_sub(desc.padding.0);
+        let pad = pad.zip((dil.1 * (s - 1)).checked_sub(desc.padding.1));
+        let Some((pad_h, pad_w)) = pad.filter(|_| desc.stride == (1, 1) && desc.groups == 1) else {
+            return Ok(None);
+        };
+        let (p, q) = desc.output_hw();
+        let transposed = Conv2dDesc::input(desc.n, p, q, desc.k)
+            .filters(desc.c, r, s)
+            .padding(pad_h, pad_w)
+            .dilation(dil.0, dil.1)
+            .alpha(desc.alpha)
+            .options(desc.options);
+        // The implicit-GEMM kernel serves whatever the Hopper path does not take.
+        let conv = match Conv2d::<I, I>::new(stream, transposed) {
+            Ok(conv) if conv.path() == ConvPath::Sm90 => conv,
+            Ok(_) | Err(_) => return Ok(None),
+        };
+        Ok(Some(ForwardData {
+            conv: Box::new(conv),
+            flip: FlipFilter::<I>::kernel(stream.device(), (), None)?,
+            flipped: DeviceBuffer::alloc(stream, desc.filter_len())?,
+        }))
+    }
+
+    fn bytes(&self) -> usize {
+        self.flipped.num_bytes() + self.conv.workspace_bytes()
+    }
+
+    /// Flips w into the plan's buffer, then runs the forward convolution of dy into dx.
+    fn launch(
+        &mut self,
+        stream: &Stream,
+        desc: &Conv2dDesc,
+        (dy, w): (&DeviceSlice<'_, I>, &DeviceSlice<'_, I>),
+        dx: &mut DeviceSliceMut<'_, I>,
+    ) -> Result<()> {
+        let shape = (desc.k, desc.r * desc.s, desc.c);
+        {
+            let mut acc = Access::new(stream)?;
+            let (src, dst) = (acc.read(w)?, acc.write(&mut self.flipped.as_slice_mut())?);
+            let mut args = FlipFilter::new(shape, src, dst)?;
+            let sms = stream.device().properties().sm_count;
+            run(
+                stream,
+                &self.flip,
+                grid_stride_config(desc.filter_len(), sms),
+                &mut args,
+            )?;
+            acc.finish()?;
+        }
+        self.conv
+            .launch(stream, dy, &self.flipped, dx, Epilogue::new())
+    }
 }
 
 impl<I: Float, W: Float> std::fmt::Debug for Conv2dGrad<I, W> {
@@ -117,7 +191,12 @@ impl<I: Float, W: Float> Conv2dGrad<I, W> {
         let taps = desc.r * desc.s;
         let data_mnk = (desc.n * desc.h * desc.w, desc.c, taps * desc.k);
         let filter_mnk = (desc.k, taps * desc.c / desc.groups, desc.n * p * q);
+        let data_forward = match path {
+            ConvPath::Sm80 if family == PtxArch::Compute90a => ForwardData::new(stream, &desc)?,
+            _ => None,
+        };
         Ok(Conv2dGrad {
+            data_forward,
             data: GradKernel::new(stream, Grad::Data, path, data_mnk, family)?,
             filter: GradKernel::new(stream, Grad::Filter, path, filter_mnk, family)?,
             desc,
@@ -131,17 +210,26 @@ impl<I: Float, W: Float> Conv2dGrad<I, W> {
         self.path
     }
 
-    /// The tile and split-K slices of the data and the filter gradient (`None` on the direct
-    /// path).
+    /// Whether [`data`](Self::data) runs as the Hopper forward convolution of dy by the
+    /// flipped filter (stride-1 convolutions on `compute_90a`) rather than the implicit-GEMM
+    /// data-gradient kernel ([`tilings`](Self::tilings)' first entry).
+    pub fn data_on_hopper(&self) -> bool {
+        self.data_forward.is_some()
+    }
+
+    /// The tile and split-K slices of the data and the filter gradient's tensor-core kernels
+    /// (`None` on the direct path).
     pub fn tilings(&self) -> Option<[(gemm::Tiling, usize); 2]> {
         let t = |c: Choice| (c.config.tiling, c.splits);
         Some([t(self.data.choice?), t(self.filter.choice?)])
     }
 
-    /// Bytes of device memory the plan holds besides its kernels (split-K partial sums).
+    /// Bytes of device memory the plan holds besides its kernels (split-K partial sums, the
+    /// flipped filter and the Hopper forward plan's workspace).
     pub fn workspace_bytes(&self) -> usize {
         let bytes = |w: &Option<DeviceBuffer<f32>>| w.as_ref().map_or(0, |b| b.num_bytes());
-        bytes(&self.data.workspace) + bytes(&self.filter.workspace)
+        let forward = self.data_forward.as_ref().map_or(0, ForwardData::bytes);
+        bytes(&self.data.workspace) + bytes(&self.filter.workspace) + forward
     }
 
     /// The description the plan was made from.
@@ -198,8 +286,12 @@ impl<I: Float, W: Float> Conv2dGrad<I, W> {
         }
         self.device.check_same(dx.device())?;
         crate::memory::ensure_len("dx", d.input_len(), dx.len())?;
-        self.data
-            .launch(stream, &self.desc, (&dy, &w), mask, &mut dx)
+        match (&mut self.data_forward, mask) {
+            (Some(forward), None) => forward.launch(stream, &self.desc, (&dy, &w), &mut dx),
+            _ => self
+                .data
+                .launch(stream, &self.desc, (&dy, &w), mask, &mut dx),
+        }
     }
 
     /// Queues `dw = α·∂(Σ dy·conv(x, w))/∂w` on `stream`: `x` the NHWC input, `dy` the NHWC
@@ -395,18 +487,7 @@ impl<I: Float, O: Float> GradKernel<I, O> {
         let mut args = ConvGrad::new(self.grad, conv_shape(desc, desc.c), &ops, &run_info)?;
         let (m, n, _) = self.mnk;
         let sms = stream.device().properties().sm_count;
-        let cfg = match c {
-            Some(c) => LaunchConfig {
-                grid_dim: (
-                    (m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn)) as u32,
-                    c.splits as u32,
-                    1,
-                ),
-                block_dim: (c.config.threads, 1, 1),
-                shared_mem_bytes: c.config.smem_bytes,
-            },
-            None => grid_stride_config(m * n, sms),
-        };
+        let cfg = launch_config(c, (m, n), sms);
         run(stream, &self.func, cfg, &mut args)?;
         if let Some(reduce) = &self.reduce {
             let mut reduce_args = SplitKReduce::new(args.params());

@@ -650,18 +650,7 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
         };
         let mut args = Conv::new(conv_shape(desc, c_stored), &ops, &run_info)?;
         let (m, n, _) = desc.gemm_mnk();
-        let cfg = match self.choice {
-            Some(c) => LaunchConfig {
-                grid_dim: (
-                    (m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn)) as u32,
-                    c.splits as u32,
-                    1,
-                ),
-                block_dim: (c.config.threads, 1, 1),
-                shared_mem_bytes: c.config.smem_bytes,
-            },
-            None => grid_stride_config(m * n, sms),
-        };
+        let cfg = launch_config(self.choice, (m, n), sms);
         // The access orders the launches after earlier uses of every buffer and notes them.
         run(stream, self.func, cfg, &mut args)?;
         if args.splits() > 1 {
@@ -676,6 +665,23 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
             }
         }
         acc.finish()
+    }
+}
+
+/// The grid of an M × N output: a block per tile and split-K slice of `choice` (the arguments
+/// checked that the tile count fits), else the direct kernels' grid-stride loop.
+fn launch_config(choice: Option<Choice>, (m, n): (usize, usize), sms: u32) -> LaunchConfig {
+    match choice {
+        Some(c) => LaunchConfig {
+            grid_dim: (
+                (m.div_ceil(c.config.bm) * n.div_ceil(c.config.bn)) as u32,
+                c.splits as u32,
+                1,
+            ),
+            block_dim: (c.config.threads, 1, 1),
+            shared_mem_bytes: c.config.smem_bytes,
+        },
+        None => grid_stride_config(m * n, sms),
     }
 }
 

@@ -1,0 +1,86 @@
+//! What the training examples share: a seeded random generator both sides of a check use, the
+//! UCI digits embedded from `examples/data/digits.bin`, batches, and accuracy.
+
+use hikube_gpu::half::f16;
+
+/// Deterministic random numbers (SplitMix64), the same on both sides.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// The index of each row's largest value.
+pub fn argmax_rows(logits: &[f32], cols: usize) -> Vec<usize> {
+    logits
+        .chunks(cols)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (j, &v)| {
+                    if v > best.1 {
+                        (j, v)
+                    } else {
+                        best
+                    }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// Percent of `pred` equal to `labels`.
+pub fn accuracy(pred: &[usize], labels: &[u32]) -> f64 {
+    let right = pred
+        .iter()
+        .zip(labels)
+        .filter(|(p, &l)| **p == l as usize)
+        .count();
+    100.0 * right as f64 / labels.len() as f64
+}
+
+/// Rows `idx` of `x` (cols wide) and their labels.
+pub fn gather(x: &[f32], y: &[u32], cols: usize, idx: &[usize]) -> (Vec<f32>, Vec<u32>) {
+    let mut xs = Vec::with_capacity(idx.len() * cols);
+    for &i in idx {
+        xs.extend_from_slice(&x[i * cols..(i + 1) * cols]);
+    }
+    (xs, idx.iter().map(|&i| y[i]).collect())
+}
+
+pub fn to_f16(v: &[f32]) -> Vec<f16> {
+    v.iter().map(|&x| f16::from_f32(x)).collect()
+}
+
+/// `examples/data/digits.bin`: 65-byte records, 64 pixels (0-16) then the label. Returns the
+/// pixel count per image, the pixels scaled to 0-1, and the labels.
+pub fn load_digits() -> (usize, Vec<f32>, Vec<u32>) {
+    const PIXELS: usize = 64;
+    let records = include_bytes!("../data/digits.bin").chunks_exact(PIXELS + 1);
+    let mut x = Vec::with_capacity(records.len() * PIXELS);
+    let mut y = Vec::with_capacity(records.len());
+    for r in records {
+        let (pixels, label) = r.split_at(PIXELS);
+        x.extend(pixels.iter().map(|&v| f32::from(v) / 16.0));
+        y.extend(label.iter().map(|&l| u32::from(l)));
+    }
+    (PIXELS, x, y)
+}
