@@ -82,36 +82,48 @@ __device__ __forceinline__ void conv_dgrad_direct(const GemmParams& p, const Con
     }
 }
 
-// The filter gradient, dw = dyᵀ · im2col(x): one thread per filter element (k, r, s, c'),
-// summing over every output pixel. p.m = K, p.n = R·S·C/groups, p.a = dy, p.b = x.
+// The filter gradient, dw = dyᵀ · im2col(x): a block per filter element (k, r, s, c') (grid-
+// stride), its threads striding over the N·P·Q output pixels, their sums added through warp
+// shuffles and shared memory (blocks of a multiple of 32 threads, at most 1024: the host checks).
+// p.m = K, p.n = R·S·C/groups, p.a = dy, p.b = x.
 template <typename T>
 __device__ __forceinline__ void conv_wgrad_direct(const GemmParams& p, const ConvShape& cs) {
+    __shared__ float warp_sums[32];
     const T* dy = static_cast<const T*>(p.a);
     const T* x = static_cast<const T*>(p.b);
     const int cpg = cs.c / cs.groups, kpg = cs.k / cs.groups;
+    const int pq = cs.p * cs.q;
+    const long long pixels = static_cast<long long>(cs.n) * pq;
     const long long total = static_cast<long long>(p.m) * p.n;
-    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-         i += static_cast<long long>(gridDim.x) * blockDim.x) {
-        const int col = static_cast<int>(i % p.n);
-        const int k = static_cast<int>(i / p.n);
+    for (long long o = blockIdx.x; o < total; o += gridDim.x) {
+        const int col = static_cast<int>(o % p.n);
+        const int k = static_cast<int>(o / p.n);
         const int ci = col % cpg, tap = col / cpg;
         const int s = tap % cs.s, r = tap / cs.s;
         const int c = (k / kpg) * cpg + ci;
         float acc = 0.f;
-        for (int n = 0; n < cs.n; ++n) {
-            for (int op = 0; op < cs.p; ++op) {
-                const int ih = op * cs.stride_h - cs.pad_h + r * cs.dil_h;
-                if (static_cast<unsigned>(ih) >= static_cast<unsigned>(cs.h)) continue;
-                for (int oq = 0; oq < cs.q; ++oq) {
-                    const int iw = oq * cs.stride_w - cs.pad_w + s * cs.dil_w;
-                    if (static_cast<unsigned>(iw) >= static_cast<unsigned>(cs.w)) continue;
-                    const long long out = (static_cast<long long>(n) * cs.p + op) * cs.q + oq;
-                    const long long in = (static_cast<long long>(n) * cs.h + ih) * cs.w + iw;
-                    acc += to_f32(dy[out * cs.k + k]) * to_f32(x[in * cs.c + c]);
-                }
-            }
+        for (long long i = threadIdx.x; i < pixels; i += blockDim.x) {
+            const int n = static_cast<int>(i / pq), rem = static_cast<int>(i % pq);
+            const int op = rem / cs.q, oq = rem % cs.q;
+            const int ih = op * cs.stride_h - cs.pad_h + r * cs.dil_h;
+            const int iw = oq * cs.stride_w - cs.pad_w + s * cs.dil_w;
+            if (static_cast<unsigned>(ih) >= static_cast<unsigned>(cs.h) ||
+                static_cast<unsigned>(iw) >= static_cast<unsigned>(cs.w))
+                continue;
+            const long long in = (static_cast<long long>(n) * cs.h + ih) * cs.w + iw;
+            acc += to_f32(dy[i * cs.k + k]) * to_f32(x[in * cs.c + c]);
         }
-        epilogue1(p, 0, k, col, acc);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+        if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            float v = threadIdx.x < (blockDim.x >> 5) ? warp_sums[threadIdx.x] : 0.f;
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+            if (threadIdx.x == 0) epilogue1(p, 0, k, col, v);
+        }
+        __syncthreads();
     }
 }
 

@@ -72,16 +72,25 @@ extern "C" __global__ void pad_rows_b16(const unsigned short* src, unsigned shor
     }
 }
 
-// dst[c][t'][k] = src[k][taps - 1 - t'][c] for k < K, t' < taps, c < C: one thread per element of
-// dst (grid-stride, 64-bit indices).
+// dst[c][t'][k] = src[k][taps - 1 - t'][c] for k < K, t' < taps, c < C: for each tap, a K x C ->
+// C x K transpose through a 32x33 shared tile (coalesced reads along c, writes along k). Grid: x
+// over C / 32, y over K / 32, z strides over the taps. Block 32 x 8.
 extern "C" __global__ void flip_filter_b16(const unsigned short* src, unsigned short* dst, int k,
                                            int taps, int c) {
-    const long long total = static_cast<long long>(k) * taps * c;
-    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-         i += static_cast<long long>(gridDim.x) * blockDim.x) {
-        const int kk = static_cast<int>(i % k);
-        const long long rest = i / k;
-        const int t = static_cast<int>(rest % taps), cc = static_cast<int>(rest / taps);
-        dst[i] = src[(static_cast<long long>(kk) * taps + (taps - 1 - t)) * c + cc];
+    __shared__ unsigned short tile[32][33];
+    const int c0 = blockIdx.x * 32, k0 = blockIdx.y * 32;
+    for (int t = blockIdx.z; t < taps; t += gridDim.z) {
+        for (int j = threadIdx.y; j < 32; j += 8) {
+            const int kk = k0 + j, cc = c0 + threadIdx.x;
+            if (kk < k && cc < c)
+                tile[j][threadIdx.x] = src[(static_cast<long long>(kk) * taps + t) * c + cc];
+        }
+        __syncthreads();
+        for (int j = threadIdx.y; j < 32; j += 8) {
+            const int cc = c0 + j, kk = k0 + threadIdx.x;
+            if (kk < k && cc < c)
+                dst[(static_cast<long long>(cc) * taps + (taps - 1 - t)) * k + kk] = tile[threadIdx.x][j];
+        }
+        __syncthreads();
     }
 }

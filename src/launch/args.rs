@@ -933,8 +933,10 @@ unsafe impl<T: Pod> KernelArgs for PadRows<T> {
 }
 
 /// `flip_filter_b16(const T* src, T* dst, int k, int taps, int c)` (kernels/conv/conv_layout.cu):
-/// for `i < k·taps·c` (grid-stride, 64-bit), `dst[(ci·taps + t)·k + ki] = src[(ki·taps + taps −
-/// 1 − t)·c + ci]`: reads `src[0..k·taps·c)`, writes `dst` as much.
+/// `dst[(ci·taps + t)·k + ki] = src[(ki·taps + taps − 1 − t)·c + ci]` for `ki < k`, `t < taps`,
+/// `ci < c` (every access guarded, 64-bit indices). Reads `src[0..k·taps·c)`, writes `dst` as
+/// much. Takes only [`config`](Self::config)'s grid: 32 × 8 blocks (its 32 × 33 shared tile)
+/// over 32 × 32 tiles of C × K, z striding over the taps.
 #[repr(C)]
 pub(crate) struct FlipFilter<T> {
     src: DevPtr<T>,
@@ -951,24 +953,55 @@ impl<T: Pod> FlipFilter<T> {
         src: Operand<T>,
         dst: Operand<T>,
     ) -> Result<Self> {
-        b16(std::mem::size_of::<T>())?;
-        let len = size::product("filter elements", &[k, taps, c])?;
-        ensure_len("filter", len, src.len())?;
-        ensure_len("flipped filter", len, dst.len())?;
-        let i32max = i32::MAX as usize;
+        let [k, taps, c] =
+            Self::check(std::mem::size_of::<T>(), (k, taps, c), src.len(), dst.len())?;
         Ok(FlipFilter {
             src: src.ptr(),
             dst: dst.ptr(),
-            k: int("filters", k, i32max)?,
-            taps: int("filter taps", taps, i32max)?,
-            c: int("filter channels", c, i32max)?,
+            k,
+            taps,
+            c,
         })
+    }
+
+    fn check(
+        word: usize,
+        (k, taps, c): (usize, usize, usize),
+        src: usize,
+        dst: usize,
+    ) -> Result<[i32; 3]> {
+        b16(word)?;
+        let len = size::product("filter elements", &[k, taps, c])?;
+        ensure_len("filter", len, src)?;
+        ensure_len("flipped filter", len, dst)?;
+        let i32max = i32::MAX as usize;
+        Ok([
+            int("filters", k, TRANSPOSE_MAX_ROWS)?,
+            int("filter taps", taps, i32max)?,
+            int("filter channels", c, i32max)?,
+        ])
+    }
+
+    /// The kernel's grid: x over 32-channel tiles, y over 32-filter tiles, z striding over the
+    /// taps (at most 65535 blocks).
+    pub(crate) fn config(&self) -> LaunchConfig {
+        let dim = |v: i32| usize::try_from(v).unwrap_or(0);
+        LaunchConfig {
+            grid_dim: (
+                dim(self.c).div_ceil(32) as u32,
+                dim(self.k).div_ceil(32) as u32,
+                dim(self.taps).clamp(1, 65535) as u32,
+            ),
+            block_dim: (32, 8, 1),
+            shared_mem_bytes: 0,
+        }
     }
 }
 
 // SAFETY: the fields are flip_filter_b16's five parameters in order (T is 2 bytes, checked);
-// `new` checks src and dst hold k·taps·c elements (a product that fits usize; the kernel indexes
-// in 64 bits); grid-stride over any one-dimensional grid.
+// `new` checks src and dst hold k·taps·c elements (the kernel guards each index and computes
+// it in 64 bits) and k within the grid's y; only `config`'s grid is accepted (the 32 × 8 block
+// its shared tile assumes).
 unsafe impl<T: Pod> KernelArgs for FlipFilter<T> {
     type Params = [*mut c_void; 5];
     type Variant = ();
@@ -985,7 +1018,7 @@ unsafe impl<T: Pod> KernelArgs for FlipFilter<T> {
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
-        one_dim("flip_filter", config)
+        exactly("flip_filter", config, &self.config())
     }
 }
 
@@ -1086,6 +1119,22 @@ mod tests {
             usize::MAX,
         ));
         assert!(check(8, (1, 1, 1), 1, 1).is_err());
+    }
+
+    #[test]
+    fn flip_filter_reach() {
+        let check = FlipFilter::<u16>::check;
+        assert_eq!(check(2, (4, 9, 3), 108, 108).unwrap(), [4, 9, 3]);
+        too_small(check(2, (4, 9, 3), 107, 108), "filter");
+        too_small(check(2, (4, 9, 3), 108, 107), "flipped filter");
+        overflows(check(2, (usize::MAX, 2, 1), usize::MAX, usize::MAX));
+        overflows(check(
+            2,
+            (TRANSPOSE_MAX_ROWS + 1, 1, 1),
+            usize::MAX,
+            usize::MAX,
+        ));
+        assert!(check(4, (1, 1, 1), 1, 1).is_err());
     }
 
     #[test]

@@ -481,6 +481,7 @@ pub(crate) struct ConvGrad<I, O> {
     shape: ConvShape,
     /// The tensor-core kernels' tiles × slices (none: the direct kernel, any 1-D grid).
     tiles: Option<(u32, u32)>,
+    grad: Grad,
 }
 
 /// Elements of a tensor the kernels address with 32-bit offsets.
@@ -564,6 +565,7 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
             params,
             shape,
             tiles,
+            grad,
         })
     }
 
@@ -577,7 +579,8 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
 // `shape` mirror; `new` checked dy, and w or x, against the shape (every extent within 32-bit
 // offsets), the tensor-core kernels' alignment and channel multiples, and dx or dw, the
 // workspace through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
-// grid within the tiles and slices and the direct kernels' one-dimensional.
+// grid within the tiles and slices, the direct kernels' one-dimensional, and the direct filter
+// gradient's blocks whole warps of at most 1024 threads (its 32 warp sums).
 unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
     type Params = [*mut c_void; 2];
     type Variant = ConvGradKernel;
@@ -608,6 +611,20 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
                         config,
                     ))
                 }
+            }
+            // The direct wgrad kernel sums its block's threads through 32 warp sums and full-warp
+            // shuffles: whole warps, at most 1024 threads.
+            None if self.grad == Grad::Filter => {
+                let b = config.block_dim;
+                let whole_warps = b.0.is_multiple_of(32) && b.0 <= 1024 && b.1 == 1 && b.2 == 1;
+                if !whole_warps {
+                    return Err(bad_config(
+                        "the direct filter gradient",
+                        "blocks of whole warps, at most 1024 threads",
+                        config,
+                    ));
+                }
+                super::one_dim("the direct filter gradient", config)
             }
             None => super::one_dim("the direct convolution gradient", config),
         }

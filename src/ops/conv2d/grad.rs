@@ -17,6 +17,7 @@ use crate::ops::gemm::{self, Choice, GemmPath};
 use crate::ops::{Activation, Dtype, Epilogue, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
+use cudarc::driver::LaunchConfig;
 
 /// One gradient's kernel: a tensor-core kernel with its tile, split-K reduction and workspace,
 /// or the direct kernel (`choice` none).
@@ -135,13 +136,7 @@ impl<I: Float> ForwardData<I> {
             let mut acc = Access::new(stream)?;
             let (src, dst) = (acc.read(w)?, acc.write(&mut self.flipped.as_slice_mut())?);
             let mut args = FlipFilter::new(shape, src, dst)?;
-            let sms = stream.device().properties().sm_count;
-            run(
-                stream,
-                &self.flip,
-                grid_stride_config(desc.filter_len(), sms),
-                &mut args,
-            )?;
+            run(stream, &self.flip, args.config(), &mut args)?;
             acc.finish()?;
         }
         self.conv
@@ -487,7 +482,15 @@ impl<I: Float, O: Float> GradKernel<I, O> {
         let mut args = ConvGrad::new(self.grad, conv_shape(desc, desc.c), &ops, &run_info)?;
         let (m, n, _) = self.mnk;
         let sms = stream.device().properties().sm_count;
-        let cfg = launch_config(c, (m, n), sms);
+        let cfg = match (c, self.grad) {
+            // The direct filter gradient: a block of 256 threads per filter element.
+            (None, Grad::Filter) => LaunchConfig {
+                grid_dim: ((m * n).clamp(1, sms as usize * 32) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            _ => launch_config(c, (m, n), sms),
+        };
         run(stream, &self.func, cfg, &mut args)?;
         if let Some(reduce) = &self.reduce {
             let mut reduce_args = SplitKReduce::new(args.params());
