@@ -6,6 +6,7 @@
 //!     cargo bench --features cudnn --bench conv -- summary # only the summary table
 //!     cargo bench --features cudnn --bench conv -- tune    # every compute_80 tile on the batch-64 layers
 //!     cargo bench --features cudnn --bench conv -- grad    # the backward pass (dgrad, wgrad)
+//!     cargo bench --features cudnn --bench conv -- grad ours  # ours alone (to run under ncu)
 //!     (add `f16` to skip bf16)
 //!
 //! cuDNN runs the algorithm its own search (`cudnnFindConvolutionForwardAlgorithm`) measured
@@ -215,8 +216,9 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
 }
 
 /// The backward pass on the batch-64 layers whose channels the tensor-core kernels take (C and
-/// K multiples of 8): dgrad and wgrad TFLOP/s (each 2·N·P·Q·K·R·S·C per pass), ours and cuDNN's.
-fn grad<T: Float>(device: &Device, stream: &Stream, peak: f64) -> Result<()> {
+/// K multiples of 8): dgrad and wgrad TFLOP/s (each 2·N·P·Q·K·R·S·C per pass), ours and, unless
+/// `ours_only` (for a profiler, which cuDNN's searches would slow to a crawl), cuDNN's.
+fn grad<T: Float>(device: &Device, stream: &Stream, peak: f64, ours_only: bool) -> Result<()> {
     println!(
         "\n{} {}: convolution backward at batch 64, TFLOP/s, median of 30 (CUDA events), 3 \
          rotating input sets; cuDNN's algorithms from its Find searches",
@@ -237,45 +239,68 @@ fn grad<T: Float>(device: &Device, stream: &Stream, peak: f64) -> Result<()> {
         let mut dx = DeviceBuffer::<T>::alloc(stream, d.input_len())?;
         let mut dw = DeviceBuffer::<T>::alloc(stream, d.filter_len())?;
         let mut plan = Conv2dGrad::<T, T>::new(stream, d)?;
-        let mut dnn = match CudnnConv::new::<T>(stream, &d) {
-            Ok(mut r) => match r.find_backward(stream) {
-                Ok(()) => r,
-                Err(e) => {
-                    eprintln!("{name} {}: cuDNN backward: {e}", T::SUFFIX);
-                    continue;
-                }
-            },
-            Err(e) => {
-                eprintln!("{name} {}: cuDNN: {e}", T::SUFFIX);
-                continue;
-            }
-        };
         let time = |f: &mut dyn FnMut(usize) -> Result<()>| -> Result<f64> {
             Ok(d.flops() / (time_on_stream(stream, 5, 30, f)?.median_ms() * 1e9))
         };
-        let ours_d = time(&mut |i| plan.data(stream, &dy[i % SETS], &x.w[i % SETS], &mut dx))?;
-        let dnn_d = time(&mut |i| dnn.launch_data(stream, &dy[i % SETS], &x.w[i % SETS], &mut dx))?;
-        let ours_w = time(&mut |i| plan.filter(stream, &x.x[i % SETS], &dy[i % SETS], &mut dw))?;
-        let dnn_w =
-            time(&mut |i| dnn.launch_filter(stream, &x.x[i % SETS], &dy[i % SETS], &mut dw))?;
-        let (algo_d, algo_w) = dnn.backward_algorithms().unwrap_or_default();
-        let tiles = match plan.tilings() {
-            Some(_) if plan.data_on_hopper() => "Hopper forward / ".to_string(),
-            Some([(td, sd), _]) => format!("{td} ({sd}) / "),
-            None => "- / ".into(),
-        } + &plan
-            .tilings()
-            .map_or("-".into(), |[_, (tw, sw)]| format!("{tw} ({sw})"));
-        println!(
-            "| {name} | {:?} {tiles} | {ours_d:.1} | {dnn_d:.1} ({algo_d}) | {:.2} | {ours_w:.1} | {dnn_w:.1} ({algo_w}) | {:.2} | {:.0} %, {:.0} % |",
-            plan.path(),
-            ours_d / dnn_d,
-            ours_w / dnn_w,
-            100.0 * ours_d / peak,
-            100.0 * ours_w / peak
-        );
+        let (w, xs) = (&x.w, &x.x);
+        let ours = [
+            time(&mut |i| plan.data(stream, &dy[i % SETS], &w[i % SETS], &mut dx))?,
+            time(&mut |i| plan.filter(stream, &xs[i % SETS], &dy[i % SETS], &mut dw))?,
+        ];
+        let mut dnn = if ours_only {
+            None
+        } else {
+            cudnn_backward::<T>(stream, &d)
+        };
+        let theirs = match dnn.as_mut() {
+            Some(dnn) => [
+                time(&mut |i| dnn.launch_data(stream, &dy[i % SETS], &w[i % SETS], &mut dx))?,
+                time(&mut |i| dnn.launch_filter(stream, &xs[i % SETS], &dy[i % SETS], &mut dw))?,
+            ],
+            None => [f64::NAN; 2],
+        };
+        let algos = dnn
+            .and_then(|d| d.backward_algorithms())
+            .unwrap_or_default();
+        grad_row(name, &plan, ours, theirs, algos, peak);
     }
     Ok(())
+}
+
+/// cuDNN's backward for `d` with the algorithms its searches picked; `None` (said why) where
+/// cuDNN is missing or refuses the shape.
+fn cudnn_backward<T: Float>(stream: &Stream, d: &Conv2dDesc) -> Option<CudnnConv> {
+    let dnn = CudnnConv::new::<T>(stream, d).and_then(|mut r| r.find_backward(stream).map(|()| r));
+    dnn.map_err(|e| eprintln!("{}: cuDNN backward: {e}", T::SUFFIX))
+        .ok()
+}
+
+/// One row of the backward table: the plan's path and tiles, ours and cuDNN's TFLOP/s (data,
+/// filter), cuDNN's algorithms.
+fn grad_row<T: Float>(
+    name: &str,
+    plan: &Conv2dGrad<T, T>,
+    ours: [f64; 2],
+    theirs: [f64; 2],
+    (algo_d, algo_w): (String, String),
+    peak: f64,
+) {
+    let tiles = match plan.tilings() {
+        Some(_) if plan.data_on_hopper() => "Hopper forward / ".to_string(),
+        Some([(td, sd), _]) => format!("{td} ({sd}) / "),
+        None => "- / ".into(),
+    } + &plan
+        .tilings()
+        .map_or("-".into(), |[_, (tw, sw)]| format!("{tw} ({sw})"));
+    let ([od, ow], [td, tw]) = (ours, theirs);
+    println!(
+        "| {name} | {:?} {tiles} | {od:.1} | {td:.1} ({algo_d}) | {:.2} | {ow:.1} | {tw:.1} ({algo_w}) | {:.2} | {:.0} %, {:.0} % |",
+        plan.path(),
+        od / td,
+        ow / tw,
+        100.0 * od / peak,
+        100.0 * ow / peak
+    );
 }
 
 fn main() -> Result<()> {
@@ -291,9 +316,11 @@ fn main() -> Result<()> {
     let f16_only = std::env::args().any(|a| a == "f16");
     let model = device.model().clone();
     if std::env::args().any(|a| a == "grad") {
-        grad::<f16>(&device, &stream, model.fp16_tflops)?;
+        let ours_only = std::env::args().any(|a| a == "ours");
+        grad::<f16>(&device, &stream, model.fp16_tflops, ours_only)?;
         if !f16_only {
-            grad::<bf16>(&device, &stream, model.bf16_tflops.unwrap_or(f64::NAN))?;
+            let peak = model.bf16_tflops.unwrap_or(f64::NAN);
+            grad::<bf16>(&device, &stream, peak, ours_only)?;
         }
         return Ok(());
     }
