@@ -30,11 +30,10 @@ use hikube_gpu::ops::train::{self, LossScaler, Sgd};
 use hikube_gpu::ops::Activation;
 use hikube_gpu::{Device, DeviceBuffer, Event, Graph, Result, Stream};
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[path = "shared/digits.rs"]
 mod digits;
-use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, Rng};
+use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, train_epochs, Rng, Training};
 
 const BATCH: usize = 64;
 const CLASSES: usize = 10;
@@ -447,41 +446,26 @@ fn train(device: &Device) -> Result<bool> {
     );
     let mut cpu = Cpu::new(&init, sgd);
 
-    let mut train_order = train_idx.to_vec();
-    let steps_per_epoch = train_order.len() / BATCH;
-    let (mut gpu_secs, mut cpu_secs) = (0.0f64, 0.0f64);
-    println!("epoch   GPU loss   CPU loss");
-    for epoch in 1..=EPOCHS {
-        rng.shuffle(&mut train_order);
-        let (mut gpu_loss, mut cpu_loss) = (0.0f64, 0.0f64);
-        for b in 0..steps_per_epoch {
-            let (xb, yb) = gather(&x, &y, features, &train_order[b * BATCH..(b + 1) * BATCH]);
-            let t = Instant::now();
-            inputs.x.copy_from_host(&stream, &to_f16(&xb))?;
-            inputs.labels.copy_from_host(&stream, &yb)?;
-            graph.launch(&stream)?;
-            let losses = graph.resources().row_loss.to_vec(&stream)?;
-            gpu_loss += losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64;
-            gpu_secs += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            cpu_loss += f64::from(cpu.step(&xb, &yb));
-            cpu_secs += t.elapsed().as_secs_f64();
-        }
-        if epoch == 1 || epoch % 5 == 0 {
-            let per = steps_per_epoch as f64;
-            println!(
-                "{epoch:>5}   {:>8.4}   {:>8.4}",
-                gpu_loss / per,
-                cpu_loss / per
-            );
-        }
-    }
-    let steps = EPOCHS * steps_per_epoch;
+    let mut data = Training {
+        features,
+        x: &x,
+        y: &y,
+        order: train_idx.to_vec(),
+    };
+    let gpu_step = |xb: &[f32], yb: &[u32]| -> Result<f64> {
+        inputs.x.copy_from_host(&stream, &to_f16(xb))?;
+        inputs.labels.copy_from_host(&stream, yb)?;
+        graph.launch(&stream)?;
+        let losses = graph.resources().row_loss.to_vec(&stream)?;
+        Ok(losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64)
+    };
+    let cpu_step = |xb: &[f32], yb: &[u32]| f64::from(cpu.step(xb, yb));
+    let (steps, gpu_secs, cpu_secs) =
+        train_epochs(&mut data, &mut rng, (EPOCHS, BATCH), gpu_step, cpu_step)?;
     println!(
         "{steps} steps: GPU {gpu_secs:.2} s (each: batch copy, graph replay, loss read back), CPU \
          {cpu_secs:.2} s"
     );
-
     let step = graph.into_resources()?;
     let state = step.scaler.state(&stream)?;
     println!(

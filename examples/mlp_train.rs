@@ -38,11 +38,10 @@ use hikube_gpu::ops::matmul::{Activation, Epilogue, Layout, Matmul, MatmulDesc};
 use hikube_gpu::ops::train::{self, LossScaler, Sgd};
 use hikube_gpu::{Device, DeviceBuffer, Event, Graph, Result, Stream};
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[path = "shared/digits.rs"]
 mod digits;
-use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, Rng};
+use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, train_epochs, Rng, Training};
 
 /// Initial parameters (He-uniform weights, zero biases), as host arrays shared by both sides.
 struct Init {
@@ -466,39 +465,28 @@ fn train_digits(device: &Device) -> Result<bool> {
     );
     let mut cpu = CpuMlp::new(&init, sgd);
 
-    let mut train_order = train_idx.to_vec();
-    let steps_per_epoch = train_order.len() / BATCH;
-    let (mut gpu_secs, mut cpu_secs) = (0.0f64, 0.0f64);
-    println!("epoch   GPU loss   CPU loss");
-    for epoch in 1..=EPOCHS {
-        rng.shuffle(&mut train_order);
-        let (mut gpu_loss, mut cpu_loss) = (0.0f64, 0.0f64);
-        for b in 0..steps_per_epoch {
-            let (xb, yb) = gather(&x, &y, features, &train_order[b * BATCH..(b + 1) * BATCH]);
-            let t = Instant::now();
-            // Ordered after the previous replay, which read the inputs.
-            inputs.x.copy_from_host(&stream, &to_f16(&xb))?;
-            inputs.labels.copy_from_host(&stream, &yb)?;
-            graph.launch(&stream)?;
-            let losses = graph.resources().row_loss.to_vec(&stream)?;
-            gpu_loss += losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64;
-            gpu_secs += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let xb = Array2::from_shape_vec((BATCH, features), xb).expect("BATCH rows");
-            cpu_loss += f64::from(cpu.step(xb, &yb));
-            cpu_secs += t.elapsed().as_secs_f64();
-        }
-        let gpu_mean = gpu_loss / steps_per_epoch as f64;
-        if epoch == 1 || epoch % 5 == 0 {
-            println!(
-                "{epoch:>5}   {gpu_mean:>8.4}   {:>8.4}",
-                cpu_loss / steps_per_epoch as f64
-            );
-        }
-    }
+    let mut data = Training {
+        features,
+        x: &x,
+        y: &y,
+        order: train_idx.to_vec(),
+    };
+    let gpu_step = |xb: &[f32], yb: &[u32]| -> Result<f64> {
+        // Ordered after the previous replay, which read the inputs.
+        inputs.x.copy_from_host(&stream, &to_f16(xb))?;
+        inputs.labels.copy_from_host(&stream, yb)?;
+        graph.launch(&stream)?;
+        let losses = graph.resources().row_loss.to_vec(&stream)?;
+        Ok(losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64)
+    };
+    let cpu_step = |xb: &[f32], yb: &[u32]| {
+        let xb = Array2::from_shape_vec((BATCH, features), xb.to_vec()).expect("BATCH rows");
+        f64::from(cpu.step(xb, yb))
+    };
+    let (steps, gpu_secs, cpu_secs) =
+        train_epochs(&mut data, &mut rng, (EPOCHS, BATCH), gpu_step, cpu_step)?;
     let step = graph.into_resources()?;
     let state = step.scaler.state(&stream)?;
-    let steps = EPOCHS * steps_per_epoch;
     let gpu_acc = accuracy(&predict(&stream, &step, &dims, &to_f16(&x_test))?, &y_test);
     let x_test = Array2::from_shape_vec((test_idx.len(), features), x_test).expect("test rows");
     let cpu_acc = accuracy(&cpu.predict(x_test), &y_test);

@@ -84,3 +84,51 @@ pub fn load_digits() -> (usize, Vec<f32>, Vec<u32>) {
     }
     (PIXELS, x, y)
 }
+
+/// The training data both sides of a check see: the pixel count per image, the images and
+/// labels, and the indices of the training images (the rest are the test set).
+pub struct Training<'a> {
+    pub features: usize,
+    pub x: &'a [f32],
+    pub y: &'a [u32],
+    pub order: Vec<usize>,
+}
+
+/// Trains `epochs` epochs of `batch`-image batches (the order reshuffled by `rng` each epoch):
+/// `gpu(images, labels)` and `cpu(images, labels)` each take one step and return its mean
+/// loss; prints both sides' mean losses at epoch 1 and every fifth. Returns the steps taken and
+/// the seconds each side spent.
+pub fn train_epochs<E>(
+    data: &mut Training<'_>,
+    rng: &mut Rng,
+    (epochs, batch): (usize, usize),
+    mut gpu: impl FnMut(&[f32], &[u32]) -> Result<f64, E>,
+    mut cpu: impl FnMut(&[f32], &[u32]) -> f64,
+) -> Result<(usize, f64, f64), E> {
+    let steps_per_epoch = data.order.len() / batch;
+    let (mut gpu_secs, mut cpu_secs) = (0.0f64, 0.0f64);
+    println!("epoch   GPU loss   CPU loss");
+    for epoch in 1..=epochs {
+        rng.shuffle(&mut data.order);
+        let (mut gpu_loss, mut cpu_loss) = (0.0f64, 0.0f64);
+        for b in 0..steps_per_epoch {
+            let rows = &data.order[b * batch..(b + 1) * batch];
+            let (xb, yb) = gather(data.x, data.y, data.features, rows);
+            let t = std::time::Instant::now();
+            gpu_loss += gpu(&xb, &yb)?;
+            gpu_secs += t.elapsed().as_secs_f64();
+            let t = std::time::Instant::now();
+            cpu_loss += cpu(&xb, &yb);
+            cpu_secs += t.elapsed().as_secs_f64();
+        }
+        if epoch == 1 || epoch % 5 == 0 {
+            let per = steps_per_epoch as f64;
+            println!(
+                "{epoch:>5}   {:>8.4}   {:>8.4}",
+                gpu_loss / per,
+                cpu_loss / per
+            );
+        }
+    }
+    Ok((epochs * steps_per_epoch, gpu_secs, cpu_secs))
+}

@@ -3,13 +3,13 @@
 //! describes.
 
 use super::config::{self, ConvPath};
-use super::{conv_shape, launch_config, Conv2d, Conv2dDesc};
+use super::{conv_shape, launch_config, reduce_splits, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::FlipFilter;
 use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, Grad, DIRECT_MODULE};
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
-use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
+use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
@@ -493,13 +493,7 @@ impl<I: Float, O: Float> GradKernel<I, O> {
         };
         run(stream, &self.func, cfg, &mut args)?;
         if let Some(reduce) = &self.reduce {
-            let mut reduce_args = SplitKReduce::new(args.params());
-            run(
-                stream,
-                reduce,
-                grid_stride_config(m * n, sms),
-                &mut reduce_args,
-            )?;
+            reduce_splits(stream, reduce, args.params(), m * n)?;
         }
         acc.finish()
     }

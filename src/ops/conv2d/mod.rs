@@ -45,7 +45,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::{PadPixels, PadRows};
 use crate::launch::conv::{Conv, ConvKernel, ConvRun, ConvShape, DIRECT_MODULE};
-use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce};
+use crate::launch::gemm::{Bias, GemmOperands, GemmParams, Reduction, SplitKReduce};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
@@ -653,19 +653,24 @@ impl<I: Float, O: Float> ConvLaunch<'_, I, O> {
         let cfg = launch_config(self.choice, (m, n), sms);
         // The access orders the launches after earlier uses of every buffer and notes them.
         run(stream, self.func, cfg, &mut args)?;
-        if args.splits() > 1 {
-            if let Some(reduce) = self.reduce {
-                let mut reduce_args = SplitKReduce::new(args.params());
-                run(
-                    stream,
-                    reduce,
-                    grid_stride_config(m * n, sms),
-                    &mut reduce_args,
-                )?;
-            }
+        if let Some(reduce) = self.reduce.filter(|_| args.splits() > 1) {
+            reduce_splits(stream, reduce, args.params(), m * n)?;
         }
         acc.finish()
     }
+}
+
+/// Queues the split-K reduction that sums `params`' slices into its `mn` outputs and applies the
+/// epilogue, after the kernel that wrote them.
+fn reduce_splits<I: Float, O: Float>(
+    stream: &Stream,
+    reduce: &Kernel<SplitKReduce<I, O>>,
+    params: GemmParams<I, O>,
+    mn: usize,
+) -> Result<()> {
+    let mut args = SplitKReduce::new(params);
+    let sms = stream.device().properties().sm_count;
+    run(stream, reduce, grid_stride_config(mn, sms), &mut args)
 }
 
 /// The grid of an M × N output: a block per tile and split-K slice of `choice` (the arguments
