@@ -20,7 +20,7 @@
 
 use criterion::{Criterion, Throughput};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, Conv2dGrad, ConvPath};
+use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, Conv2dGrad, ConvPath, FilterGrad};
 use hikube_gpu::ops::{Activation, Epilogue};
 use hikube_gpu::reference::CudnnConv;
 use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
@@ -218,7 +218,12 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
 /// The backward pass on the batch-64 layers whose channels the tensor-core kernels take (C and
 /// K multiples of 8): dgrad and wgrad TFLOP/s (each 2·N·P·Q·K·R·S·C per pass), ours and, unless
 /// `ours_only` (for a profiler, which cuDNN's searches would slow to a crawl), cuDNN's.
-fn grad<T: Float>(device: &Device, stream: &Stream, peak: f64, ours_only: bool) -> Result<()> {
+fn grad<T: FilterGrad<T>>(
+    device: &Device,
+    stream: &Stream,
+    peak: f64,
+    ours_only: bool,
+) -> Result<()> {
     println!(
         "\n{} {}: convolution backward at batch 64, TFLOP/s, median of 30 (CUDA events), 3 \
          rotating input sets; cuDNN's algorithms from its Find searches",
@@ -277,7 +282,7 @@ fn cudnn_backward<T: Float>(stream: &Stream, d: &Conv2dDesc) -> Option<CudnnConv
 
 /// One row of the backward table: the plan's path and tiles, ours and cuDNN's TFLOP/s (data,
 /// filter), cuDNN's algorithms.
-fn grad_row<T: Float>(
+fn grad_row<T: FilterGrad<T>>(
     name: &str,
     plan: &Conv2dGrad<T, T>,
     ours: [f64; 2],

@@ -14,10 +14,20 @@ use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::gemm::{self, Choice, GemmPath};
-use crate::ops::{Activation, Dtype, Epilogue, Float};
+use crate::ops::{Activation, Epilogue, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
 use cudarc::driver::LaunchConfig;
+use half::{bf16, f16};
+
+/// The element types of a filter gradient for inputs of type `I`: f32 (the master weights'
+/// type, the default) or `I` itself, as the kernels' epilogues write them. Any other pair,
+/// and an f32 input, does not compile.
+pub trait FilterGrad<I: Float>: Float {}
+impl FilterGrad<f16> for f32 {}
+impl FilterGrad<bf16> for f32 {}
+impl FilterGrad<f16> for f16 {}
+impl FilterGrad<bf16> for bf16 {}
 
 /// One gradient's kernel: a tensor-core kernel with its tile, split-K reduction and workspace,
 /// or the direct kernel (`choice` none).
@@ -33,7 +43,7 @@ struct GradKernel<I: Float, O: Float> {
 
 /// The backward pass of a convolution, validated once and launched many times: the gradients of
 /// `y = α·conv(x, w) + β·C + bias` with respect to x, w and the bias, NHWC f16/bf16 activations
-/// and KRSC filters (the forward's layouts), f32 accumulation; dw in `W`, f32 (the default: the
+/// and KRSC filters (the forward's layouts), f32 accumulation; dw in `W` ([`FilterGrad`]), f32 (the default: the
 /// master weights' type) or the input type.
 ///
 /// Paths ([`Conv2dGrad::path`]): on compute 8.0 and newer, dense convolutions with C and K
@@ -71,7 +81,7 @@ struct GradKernel<I: Float, O: Float> {
 /// grad.bias(&stream, &dy, &mut db)?;
 /// # Ok::<(), hikube_gpu::Error>(())
 /// ```
-pub struct Conv2dGrad<I: Float, W: Float = f32> {
+pub struct Conv2dGrad<I: Float, W: FilterGrad<I> = f32> {
     desc: Conv2dDesc,
     device: Device,
     path: ConvPath,
@@ -144,7 +154,7 @@ impl<I: Float> ForwardData<I> {
     }
 }
 
-impl<I: Float, W: Float> std::fmt::Debug for Conv2dGrad<I, W> {
+impl<I: Float, W: FilterGrad<I>> std::fmt::Debug for Conv2dGrad<I, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conv2dGrad")
             .field("desc", &self.desc)
@@ -161,12 +171,12 @@ impl<I: Float, W: Float> std::fmt::Debug for Conv2dGrad<I, W> {
     }
 }
 
-impl<I: Float, W: Float> Conv2dGrad<I, W> {
+impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
     /// Validates `desc` (the forward's) for `stream`'s device, picks the path and tiles, loads
     /// the kernels and allocates the split-K workspaces (on `stream`).
     pub fn new(stream: &Stream, desc: Conv2dDesc) -> Result<Self> {
         desc.validate()?;
-        check_types::<I, W>(&desc)?;
+        check_activation(&desc)?;
         let device = stream.device().clone();
         let family = modules::select(
             DIRECT_MODULE,
@@ -350,25 +360,8 @@ impl<I: Float, W: Float> Conv2dGrad<I, W> {
     }
 }
 
-/// The input type must be f16 or bf16, dw's f32 or the input type, the activation none.
-fn check_types<I: Float, W: Float>(desc: &Conv2dDesc) -> Result<()> {
-    if !matches!(I::DTYPE, Dtype::F16 | Dtype::Bf16) {
-        return Err(Error::UnsupportedDtype {
-            op: "conv2d backward",
-            dtype: I::SUFFIX,
-            major: 0,
-            minor: 0,
-        });
-    }
-    if W::DTYPE != Dtype::F32 && W::DTYPE != I::DTYPE {
-        return Err(Error::InvalidArgument {
-            what: format!(
-                "the filter gradient is f32 or the input type ({}), not {}",
-                I::SUFFIX,
-                W::SUFFIX
-            ),
-        });
-    }
+/// The description's activation must be none (the types are [`FilterGrad`]'s).
+fn check_activation(desc: &Conv2dDesc) -> Result<()> {
     if desc.activation != Activation::None {
         return Err(Error::InvalidArgument {
             what: format!(

@@ -36,7 +36,7 @@ mod sm90;
 
 pub use config::ConvPath;
 pub use desc::Conv2dDesc;
-pub use grad::Conv2dGrad;
+pub use grad::{Conv2dGrad, FilterGrad};
 pub use layout::{kcrs_to_krsc, krsc_to_kcrs, nchw_to_nhwc, nhwc_to_nchw};
 use sm90::Sm90Plan;
 pub use sm90::{ALoad, HopperOptions};
