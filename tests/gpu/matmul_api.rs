@@ -25,7 +25,59 @@ pub fn trials() -> Vec<Trial> {
             "matmul_api::f32_bias_beside_f16_and_bf16",
             bias_f32_every_path,
         ),
+        gpu_test("matmul_api::tuned_plans_are_cached", tuned_plans),
     ]
+}
+
+/// `Matmul::tuned` measures a shape once, stores the winner, and a second tuned plan of the
+/// shape takes it from the cache without measuring; both compute what the heuristic's plan
+/// computes (within f16 rounding of differently split sums).
+fn tuned_plans(device: &Device) -> Result<(), Failed> {
+    use hikube_gpu::ops::matmul::TuneCache;
+    let stream = device.new_stream().map_err(fail)?;
+    let dir = std::env::temp_dir().join(format!("hikube-tuned-{}", std::process::id()));
+    let cache = TuneCache::at(dir.join("tune.txt"));
+    let desc = MatmulDesc::new(384, 640, 1536).b_layout(C);
+    let first = Matmul::<f16, f16>::tuned(&stream, desc.clone(), Some(&cache)).map_err(fail)?;
+    let stored = std::fs::read_to_string(cache.path()).map_err(fail)?;
+    ensure!(stored.lines().count() == 1, "one line stored: {stored}");
+    let t = std::time::Instant::now();
+    let second = Matmul::<f16, f16>::tuned(&stream, desc.clone(), Some(&cache)).map_err(fail)?;
+    let from_cache = t.elapsed();
+    ensure!(
+        first.tiling() == second.tiling(),
+        "cache gave {:?}, measured {:?}",
+        second.tiling(),
+        first.tiling()
+    );
+    let heuristic = Matmul::<f16, f16>::new(&stream, desc.clone()).map_err(fail)?;
+    let mut rng = rand::rng();
+    let a =
+        DeviceBuffer::from_slice(&stream, &random::<f16>(384 * 1536, &mut rng)).map_err(fail)?;
+    let b =
+        DeviceBuffer::from_slice(&stream, &random::<f16>(640 * 1536, &mut rng)).map_err(fail)?;
+    let mut outs = Vec::new();
+    for plan in [&second, &heuristic] {
+        let mut d = DeviceBuffer::<f16>::zeroed(&stream, 384 * 640).map_err(fail)?;
+        plan.launch(&stream, &a, &b, &mut d, Epilogue::new())
+            .map_err(fail)?;
+        outs.push(d.to_vec(&stream).map_err(fail)?);
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in outs[0].iter().zip(&outs[1]) {
+        let (x, y) = (f64::from(x.to_f32()), f64::from(y.to_f32()));
+        num += (x - y) * (x - y);
+        den += y * y;
+    }
+    let rel = (num / den).sqrt();
+    ensure!(rel < bound::<f16>(), "tuned vs heuristic: {rel:.2e}");
+    println!(
+        "tuned {:?} (heuristic {:?}); a plan from the cache in {from_cache:?}",
+        first.tiling(),
+        heuristic.tiling()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 const R: Layout = Layout::RowMajor;

@@ -44,11 +44,13 @@
 pub(crate) mod desc;
 mod plan;
 mod run;
+mod tune;
 
 pub use crate::ops::epilogue::{Activation, Epilogue};
 pub use crate::ops::gemm::{ComputeType, GemmPath, Tiling};
 pub use desc::{Layout, MatmulDesc};
 pub use plan::Route;
+pub use tune::{TuneCache, TUNE_CACHE_ENV};
 
 use crate::device::Device;
 use crate::error::Result;
