@@ -37,8 +37,9 @@ struct DgradLoader {
 
     const T* dy;
     int img[ITERS];  // n·P·Q·K: the row's image in dy
-    int hp[ITERS];   // h + pad_h; far negative for rows past M
+    int hp[ITERS];   // h + pad_h (0 for rows past M)
     int wp[ITERS];   // w + pad_w
+    unsigned rows_in;  // which of the ITERS rows lie inside M
     int smem0;
     int kpos, fk, fs, fr;  // the chunk's K_gemm index, its channel k and filter tap (r, s)
 
@@ -48,9 +49,11 @@ struct DgradLoader {
         const int c = threadIdx.x % CHUNKS, r0 = threadIdx.x / CHUNKS;
         smem0 = swizzle<CHUNKS>(r0, c);
         const int hw = cs.h * cs.w;
+        rows_in = 0;
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             const int m = m0 + r0 + it * RSTEP;
+            img[it] = hp[it] = wp[it] = 0;
             if (m < m_lim) {
                 const int n = m / hw;
                 const int rem = m - n * hw;
@@ -58,10 +61,7 @@ struct DgradLoader {
                 img[it] = n * cs.p * cs.q * cs.k;
                 hp[it] = h + cs.pad_h;
                 wp[it] = rem - h * cs.w + cs.pad_w;
-            } else {
-                img[it] = 0;
-                hp[it] = -(1 << 30);
-                wp[it] = 0;
+                rows_in |= 1u << it;
             }
         }
         kpos = k_begin + c * 8;
@@ -88,7 +88,7 @@ struct DgradLoader {
             if (it % parts != part) continue;
             const int op = source(hp[it], dh, cs.stride_h, cs.p);
             const int oq = source(wp[it], dw, cs.stride_w, cs.q);
-            const bool in = kpos < k_end && op >= 0 && oq >= 0;
+            const bool in = kpos < k_end && ((rows_in >> it) & 1u) && op >= 0 && oq >= 0;
             const T* src = in ? dy + img[it] + (op * cs.q + oq) * cs.k + fk : dy;
             cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
         }

@@ -117,6 +117,39 @@ pub(crate) struct ConvShape {
 
 const _: () = assert!(std::mem::size_of::<ConvShape>() == 64);
 
+impl ConvShape {
+    /// What every convolution kernel's index arithmetic assumes of the shape beyond its
+    /// extents: groups ≥ 1 dividing C and K, strides and dilations ≥ 1, padding ≥ 0, and the
+    /// output size the input, filter, stride, padding and dilation give.
+    fn check_geometry(&self) -> Result<()> {
+        let s = self;
+        let out = |len: i32, pad: i32, taps: i32, dil: i32, stride: i32| {
+            let reach = i64::from(dil) * i64::from(taps - 1) + 1;
+            (i64::from(len) + 2 * i64::from(pad) - reach) / i64::from(stride) + 1
+        };
+        let ok = s.groups >= 1
+            && s.c % s.groups == 0
+            && s.k % s.groups == 0
+            && s.stride_h >= 1
+            && s.stride_w >= 1
+            && s.dil_h >= 1
+            && s.dil_w >= 1
+            && s.pad_h >= 0
+            && s.pad_w >= 0
+            && s.r >= 1
+            && s.s >= 1
+            && i64::from(s.p) == out(s.h, s.pad_h, s.r, s.dil_h, s.stride_h)
+            && i64::from(s.q) == out(s.w, s.pad_w, s.s, s.dil_w, s.stride_w);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: format!("inconsistent convolution shape {s:?}"),
+            })
+        }
+    }
+}
+
 /// Mirrors `hk::conv90::ConvParams` (kernels/conv/conv_sm90.cu): eighteen `int`s.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -232,6 +265,7 @@ impl ConvRun {
 
 impl<I: Float, O: Float> Conv<I, O> {
     pub(crate) fn new(shape: ConvShape, ops: &GemmOperands<I, O>, run: &ConvRun) -> Result<Self> {
+        shape.check_geometry()?;
         let (x_len, _) = conv_extents([shape.n, shape.h, shape.w, shape.c], [0, 0, 0], 0)?;
         let w_len = size::mul("convolution filter elements", dim(shape.k), run.ldb)?;
         ensure_len("x", x_len, ops.a.len())?;
@@ -293,7 +327,8 @@ impl<I: Float, O: Float> Conv<I, O> {
 }
 
 // SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
-// `shape` mirror; `new` checked x against N·H·W·C, w against K rows of ldb, the implicit
+// `shape` mirror; `new` checked the shape's geometry (`ConvShape::check_geometry`), x against
+// N·H·W·C, w against K rows of ldb, the implicit
 // kernels' alignment, and y, bias, workspace through `GemmParams::epilogue_side`;
 // `check_config` keeps the implicit kernels' grid within the tiles and slices and the direct
 // kernel's grid one-dimensional.
@@ -506,7 +541,8 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
         ops: &GemmOperands<I, O>,
         run: &ConvRun,
     ) -> Result<Self> {
-        let groups = shape.groups.max(1);
+        shape.check_geometry()?;
+        let groups = shape.groups;
         let x_len = int_extent(
             "convolution input elements",
             &[shape.n, shape.h, shape.w, shape.c],
@@ -576,8 +612,9 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
 }
 
 // SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
-// `shape` mirror; `new` checked dy, and w or x, against the shape (every extent within 32-bit
-// offsets), the tensor-core kernels' alignment and channel multiples, and dx or dw, the
+// `shape` mirror; `new` checked the shape's geometry (groups dividing C and K, strides and
+// dilations ≥ 1, padding ≥ 0, P and Q the ones they give), dy, and w or x, against it (every
+// extent within 32-bit offsets), the tensor-core kernels' alignment and channel multiples, and dx or dw, the
 // workspace through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
 // grid within the tiles and slices, the direct kernels' one-dimensional, and the direct filter
 // gradient's blocks whole warps of at most 1024 threads (its 32 warp sums).
@@ -702,6 +739,47 @@ mod tests {
             (s.module, &*s.name),
             ("conv_direct", "conv_dgrad_direct_f16")
         );
+    }
+
+    #[test]
+    fn inconsistent_shapes_are_refused() {
+        let good = ConvShape {
+            n: 2,
+            h: 9,
+            w: 7,
+            c: 8,
+            k: 16,
+            r: 3,
+            s: 3,
+            p: 5,
+            q: 4,
+            stride_h: 2,
+            stride_w: 2,
+            pad_h: 1,
+            pad_w: 1,
+            dil_h: 1,
+            dil_w: 1,
+            groups: 1,
+        };
+        assert!(good.check_geometry().is_ok());
+        let bad = [
+            ConvShape { groups: 3, ..good },
+            ConvShape { groups: 0, ..good },
+            ConvShape {
+                stride_h: 0,
+                ..good
+            },
+            ConvShape { dil_w: 0, ..good },
+            ConvShape { pad_h: -1, ..good },
+            ConvShape { p: 6, ..good },
+            ConvShape {
+                q: i32::MAX,
+                ..good
+            },
+        ];
+        for s in bad {
+            assert!(s.check_geometry().is_err(), "{s:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::config::{self, ConvPath};
 use super::{conv_shape, launch_config, reduce_splits, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::args::FlipFilter;
+use crate::launch::args::{FlipFilter, TRANSPOSE_MAX_ROWS};
 use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, Grad, DIRECT_MODULE};
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
 use crate::launch::{run, Kernel, KernelArgs};
@@ -56,6 +56,10 @@ struct GradKernel<I: Float, O: Float> {
 /// (`ConvPath::Direct`: grouped convolutions, other channel counts, compute 7.x). A forced
 /// target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's forced
 /// tiling and Hopper options do not apply.
+///
+/// The tensor-core kernels read dy, w and x in 16-byte chunks: slices that do not start at a
+/// multiple of 8 elements give [`Error::InvalidArgument`] there (every buffer the crate
+/// allocates, used whole, is aligned).
 ///
 /// The description's activation must be none: the gradient of a fused activation is the
 /// caller's step before this one ([`relu_backward`](crate::ops::train::relu_backward)). α scales
@@ -107,7 +111,10 @@ impl<I: Float> ForwardData<I> {
         let (dil, (r, s)) = (desc.dilation, (desc.r, desc.s));
         let pad = (dil.0 * (r - 1)).checked_sub(desc.padding.0);
         let pad = pad.zip((dil.1 * (s - 1)).checked_sub(desc.padding.1));
-        let Some((pad_h, pad_w)) = pad.filter(|_| desc.stride == (1, 1) && desc.groups == 1) else {
+        // The flip's grid spans K in 32-row tiles (FlipFilter's limit).
+        let flips = desc.k <= TRANSPOSE_MAX_ROWS;
+        let transposable = desc.stride == (1, 1) && desc.groups == 1 && flips;
+        let Some((pad_h, pad_w)) = pad.filter(|_| transposable) else {
             return Ok(None);
         };
         let (p, q) = desc.output_hw();
