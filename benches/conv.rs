@@ -29,8 +29,11 @@ use std::time::Duration;
 
 const SETS: usize = 3;
 
-/// ResNet-50's distinct layer shapes: (name, C, H=W, K, R=S, stride, padding).
-const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 6] = [
+/// A layer: (name, C, H=W, K, R=S, stride, padding).
+type Layer = (&'static str, usize, usize, usize, usize, usize, usize);
+
+/// ResNet-50's distinct layer shapes.
+const LAYERS: [Layer; 6] = [
     ("conv2 3x3 C64", 64, 56, 64, 3, 1, 1),
     ("conv2 1x1 C64->256", 64, 56, 256, 1, 1, 0),
     ("conv3 3x3 C128", 128, 28, 128, 3, 1, 1),
@@ -39,9 +42,20 @@ const LAYERS: [(&str, usize, usize, usize, usize, usize, usize); 6] = [
     ("conv1 7x7/2 C3->64", 3, 224, 64, 7, 2, 3),
 ];
 const BATCHES: [usize; 3] = [64, 8, 1];
+/// ResNet-50's strided layers (the first block of conv3 to conv5: the 3×3 stride-2 convolution
+/// and the 1×1 stride-2 downsample), which only the backward table runs.
+const STRIDED: [Layer; 4] = [
+    ("conv3_1 3x3/2 C128", 128, 56, 128, 3, 2, 1),
+    ("conv4_1 3x3/2 C256", 256, 28, 256, 3, 2, 1),
+    ("conv5_1 3x3/2 C512", 512, 14, 512, 3, 2, 1),
+    ("conv3 down 1x1/2 C256->512", 256, 56, 512, 1, 2, 0),
+];
 
 fn desc(layer: usize, n: usize) -> Conv2dDesc {
-    let (_, c, hw, k, rs, stride, pad) = LAYERS[layer];
+    layer_desc(LAYERS[layer], n)
+}
+
+fn layer_desc((_, c, hw, k, rs, stride, pad): Layer, n: usize) -> Conv2dDesc {
     Conv2dDesc::input(n, hw, hw, c)
         .filters(k, rs, rs)
         .stride(stride, stride)
@@ -215,8 +229,8 @@ fn tune<T: Float>(device: &Device, stream: &Stream) -> Result<()> {
     Ok(())
 }
 
-/// The backward pass on the batch-64 layers whose channels the tensor-core kernels take (C and
-/// K multiples of 8): dgrad and wgrad TFLOP/s (each 2·N·P·Q·K·R·S·C per pass), ours and, unless
+/// The backward pass on the batch-64 layers (LAYERS, then STRIDED) whose channels the
+/// tensor-core kernels take (C and K multiples of 8): dgrad and wgrad TFLOP/s (each 2·N·P·Q·K·R·S·C per pass), ours and, unless
 /// `ours_only` (for a profiler, which cuDNN's searches would slow to a crawl), cuDNN's.
 fn grad<T: FilterGrad<T>>(
     device: &Device,
@@ -232,11 +246,9 @@ fn grad<T: FilterGrad<T>>(
     );
     println!("| layer | path, tiles dgrad / wgrad (split-K) | dgrad ours | cuDNN (algo) | ratio | wgrad ours | cuDNN (algo) | ratio | % of peak (dgrad, wgrad) |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (layer, &(name, c, ..)) in LAYERS.iter().enumerate() {
-        if c % 8 != 0 {
-            continue;
-        }
-        let d = desc(layer, 64).activation(Activation::None);
+    for layer in LAYERS.iter().chain(&STRIDED).filter(|l| l.1 % 8 == 0) {
+        let name = layer.0;
+        let d = layer_desc(*layer, 64).activation(Activation::None);
         let x = inputs::<T>(stream, &d)?;
         let dy: Vec<DeviceBuffer<T>> = (0..SETS)
             .map(|_| inputs::<T>(stream, &d).map(|i| i.y))
