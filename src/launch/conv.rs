@@ -328,10 +328,9 @@ impl<I: Float, O: Float> Conv<I, O> {
 
 // SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
 // `shape` mirror; `new` checked the shape's geometry (`ConvShape::check_geometry`), x against
-// N·H·W·C, w against K rows of ldb, the implicit
-// kernels' alignment, and y, bias, workspace through `GemmParams::epilogue_side`;
-// `check_config` keeps the implicit kernels' grid within the tiles and slices and the direct
-// kernel's grid one-dimensional.
+// N·H·W·C, w against K rows of ldb, the implicit kernels' alignment, and y, bias, workspace
+// through `GemmParams::epilogue_side`; `check_config` keeps the implicit kernels' grid within the
+// tiles and slices and the direct kernel's grid one-dimensional.
 unsafe impl<I: Float, O: Float> KernelArgs for Conv<I, O> {
     type Params = [*mut c_void; 2];
     type Variant = ConvKernel;
@@ -614,10 +613,11 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
 // SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
 // `shape` mirror; `new` checked the shape's geometry (groups dividing C and K, strides and
 // dilations ≥ 1, padding ≥ 0, P and Q the ones they give), dy, and w or x, against it (every
-// extent within 32-bit offsets), the tensor-core kernels' alignment and channel multiples, and dx or dw, the
-// workspace through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
-// grid within the tiles and slices, the direct kernels' one-dimensional, and the direct filter
-// gradient's blocks whole warps of at most 1024 threads (its 32 warp sums).
+// extent within 32-bit offsets), the tensor-core kernels' alignment and channel multiples, and
+// dx or dw, the workspace through `GemmParams::epilogue_side`; `check_config` keeps the
+// tensor-core kernels' grid within the tiles and slices, the direct kernels' one-dimensional,
+// and the direct filter gradient's blocks whole warps of at most 1024 threads (its 32 warp
+// sums).
 unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
     type Params = [*mut c_void; 2];
     type Variant = ConvGradKernel;
