@@ -145,6 +145,19 @@ impl<I: Float, O: Float> Matmul<I, O> {
     /// `stream` (CUDA events, median of 10 after 2 warm-up launches, on scratch buffers), the
     /// fastest stored in `cache`. A description that forces its tiling or split-K factor is
     /// planned as it is. The measuring synchronizes `stream`; a plan from the cache does not.
+    ///
+    /// ```no_run
+    /// use hikube_gpu::half::f16;
+    /// use hikube_gpu::ops::matmul::{Layout, Matmul, MatmulDesc, TuneCache};
+    /// use hikube_gpu::Device;
+    /// let device = Device::open(0)?;
+    /// let stream = device.default_stream();
+    /// let cache = TuneCache::default_location(); // HIKUBE_GPU_TUNE_CACHE, or ~/.cache/hikube-gpu
+    /// let desc = MatmulDesc::new(128, 4096, 4096).b_layout(Layout::ColMajor);
+    /// let mm = Matmul::<f16, f16>::tuned(&stream, desc, cache.as_ref())?; // measures once
+    /// println!("{:?}", mm.tiling()); // later processes read it from the cache
+    /// # Ok::<(), hikube_gpu::Error>(())
+    /// ```
     pub fn tuned(stream: &Stream, desc: MatmulDesc, cache: Option<&TuneCache>) -> Result<Self> {
         if desc.tiling.is_some() || desc.split_k.is_some() || desc.is_empty() || desc.k == 0 {
             return Matmul::new(stream, desc);
