@@ -33,7 +33,9 @@ use std::process::ExitCode;
 
 #[path = "shared/digits.rs"]
 mod digits;
-use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, train_epochs, Rng, Training};
+use digits::{
+    accuracy, argmax_rows, gather, load_digits, replay_batch, to_f16, train_epochs, Rng, Training,
+};
 
 const BATCH: usize = 64;
 const CLASSES: usize = 10;
@@ -452,12 +454,11 @@ fn train(device: &Device) -> Result<bool> {
         y: &y,
         order: train_idx.to_vec(),
     };
-    let gpu_step = |xb: &[f32], yb: &[u32]| -> Result<f64> {
-        inputs.x.copy_from_host(&stream, &to_f16(xb))?;
-        inputs.labels.copy_from_host(&stream, yb)?;
-        graph.launch(&stream)?;
-        let losses = graph.resources().row_loss.to_vec(&stream)?;
-        Ok(losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64)
+    let gpu_step = |xb: &[f32], yb: &[u32]| {
+        let buffers = (&mut inputs.x, &mut inputs.labels);
+        replay_batch(&stream, &mut graph, buffers, (xb, yb), |step| {
+            &step.row_loss
+        })
     };
     let cpu_step = |xb: &[f32], yb: &[u32]| f64::from(cpu.step(xb, yb));
     let (steps, gpu_secs, cpu_secs) =

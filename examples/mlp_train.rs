@@ -41,7 +41,9 @@ use std::process::ExitCode;
 
 #[path = "shared/digits.rs"]
 mod digits;
-use digits::{accuracy, argmax_rows, gather, load_digits, to_f16, train_epochs, Rng, Training};
+use digits::{
+    accuracy, argmax_rows, gather, load_digits, replay_batch, to_f16, train_epochs, Rng, Training,
+};
 
 /// Initial parameters (He-uniform weights, zero biases), as host arrays shared by both sides.
 struct Init {
@@ -471,13 +473,11 @@ fn train_digits(device: &Device) -> Result<bool> {
         y: &y,
         order: train_idx.to_vec(),
     };
-    let gpu_step = |xb: &[f32], yb: &[u32]| -> Result<f64> {
-        // Ordered after the previous replay, which read the inputs.
-        inputs.x.copy_from_host(&stream, &to_f16(xb))?;
-        inputs.labels.copy_from_host(&stream, yb)?;
-        graph.launch(&stream)?;
-        let losses = graph.resources().row_loss.to_vec(&stream)?;
-        Ok(losses.iter().map(|&v| f64::from(v)).sum::<f64>() / BATCH as f64)
+    let gpu_step = |xb: &[f32], yb: &[u32]| {
+        let buffers = (&mut inputs.x, &mut inputs.labels);
+        replay_batch(&stream, &mut graph, buffers, (xb, yb), |step| {
+            &step.row_loss
+        })
     };
     let cpu_step = |xb: &[f32], yb: &[u32]| {
         let xb = Array2::from_shape_vec((BATCH, features), xb.to_vec()).expect("BATCH rows");

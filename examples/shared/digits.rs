@@ -2,6 +2,7 @@
 //! UCI digits embedded from `examples/data/digits.bin`, batches, and accuracy.
 
 use hikube_gpu::half::f16;
+use hikube_gpu::{DeviceBuffer, Graph, Result, Stream};
 
 /// Deterministic random numbers (SplitMix64), the same on both sides.
 pub struct Rng(pub u64);
@@ -131,4 +132,21 @@ pub fn train_epochs<E>(
         }
     }
     Ok((epochs * steps_per_epoch, gpu_secs, cpu_secs))
+}
+
+/// One training step on the GPU: copies a batch into the graph's input buffers (ordered after
+/// the previous replay, which read them), replays the captured step, and returns the batch's
+/// mean loss (`row_loss` of the step's resources, one per image).
+pub fn replay_batch<R>(
+    stream: &Stream,
+    graph: &mut Graph<R>,
+    (x, labels): (&mut DeviceBuffer<f16>, &mut DeviceBuffer<u32>),
+    (xb, yb): (&[f32], &[u32]),
+    row_loss: impl Fn(&R) -> &DeviceBuffer<f32>,
+) -> Result<f64> {
+    x.copy_from_host(stream, &to_f16(xb))?;
+    labels.copy_from_host(stream, yb)?;
+    graph.launch(stream)?;
+    let losses = row_loss(graph.resources()).to_vec(stream)?;
+    Ok(losses.iter().map(|&v| f64::from(v)).sum::<f64>() / yb.len() as f64)
 }
