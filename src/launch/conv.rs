@@ -217,6 +217,16 @@ fn gemm_shape(
     }
 }
 
+/// A tile kernel's grid: at most `max` = (tiles, split-K slices) blocks along x and y, one deep.
+fn within_tiles(what: &str, max: (u32, u32), config: &LaunchConfig) -> Result<()> {
+    let g = config.grid_dim;
+    if g.0 <= max.0 && g.1 <= max.1 && g.2 == 1 {
+        Ok(())
+    } else {
+        Err(bad_config(what, &format!("at most {max:?} blocks"), config))
+    }
+}
+
 /// `(GemmParams, ConvShape)` by value: the direct kernel (kernels/conv/conv_direct.cu, a
 /// grid-stride loop over M × K outputs) and the implicit-GEMM kernels (conv_sm75.cu,
 /// conv_sm80.cu: a block per `bm × bn` output tile and split-K slice, 16-byte copies of x (`vec`
@@ -349,18 +359,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for Conv<I, O> {
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
         match self.tiles {
-            Some(max) => {
-                let g = config.grid_dim;
-                if g.0 <= max.0 && g.1 <= max.1 && g.2 == 1 {
-                    Ok(())
-                } else {
-                    Err(bad_config(
-                        "an implicit-GEMM convolution",
-                        &format!("at most {max:?} blocks"),
-                        config,
-                    ))
-                }
-            }
+            Some(max) => within_tiles("an implicit-GEMM convolution", max, config),
             None => super::one_dim("the direct convolution", config),
         }
     }
@@ -608,6 +607,16 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
     pub(crate) fn params(&self) -> GemmParams<I, O> {
         self.params
     }
+
+    /// The direct filter gradient's grid for `outputs` filter elements: a block of 256 threads
+    /// (whole warps, as `check_config` asks) per element, grid-stride beyond 32 blocks per SM.
+    pub(crate) fn direct_filter_config(outputs: usize, sms: u32) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (outputs.clamp(1, sms as usize * 32) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
 }
 
 // SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
@@ -637,18 +646,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
         match self.tiles {
-            Some(max) => {
-                let g = config.grid_dim;
-                if g.0 <= max.0 && g.1 <= max.1 && g.2 == 1 {
-                    Ok(())
-                } else {
-                    Err(bad_config(
-                        "a convolution gradient kernel",
-                        &format!("at most {max:?} blocks"),
-                        config,
-                    ))
-                }
-            }
+            Some(max) => within_tiles("a convolution gradient kernel", max, config),
             // The direct wgrad kernel sums its block's threads through 32 warp sums and full-warp
             // shuffles: whole warps, at most 1024 threads.
             None if self.grad == Grad::Filter => {

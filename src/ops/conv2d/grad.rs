@@ -17,7 +17,6 @@ use crate::ops::gemm::{self, Choice, GemmPath};
 use crate::ops::{Activation, Epilogue, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
-use cudarc::driver::LaunchConfig;
 use half::{bf16, f16};
 
 /// The element types of a filter gradient for inputs of type `I`: f32 (the master weights'
@@ -483,12 +482,7 @@ impl<I: Float, O: Float> GradKernel<I, O> {
         let (m, n, _) = self.mnk;
         let sms = stream.device().properties().sm_count;
         let cfg = match (c, self.grad) {
-            // The direct filter gradient: a block of 256 threads per filter element.
-            (None, Grad::Filter) => LaunchConfig {
-                grid_dim: ((m * n).clamp(1, sms as usize * 32) as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            },
+            (None, Grad::Filter) => ConvGrad::<I, O>::direct_filter_config(m * n, sms),
             _ => launch_config(c, (m, n), sms),
         };
         run(stream, &self.func, cfg, &mut args)?;
