@@ -148,13 +148,8 @@ impl<I: Float> ForwardData<I> {
         dx: &mut DeviceSliceMut<'_, I>,
     ) -> Result<()> {
         let shape = (desc.k, desc.r * desc.s, desc.c);
-        {
-            let mut acc = Access::new(stream)?;
-            let (src, dst) = (acc.read(w)?, acc.write(&mut self.flipped.as_slice_mut())?);
-            let mut args = FlipFilter::new(shape, src, dst)?;
-            run(stream, &self.flip, args.config(), &mut args)?;
-            acc.finish()?;
-        }
+        let flipped = &mut self.flipped.as_slice_mut();
+        super::layout::flip_filter(stream, &self.flip, w, flipped, shape)?;
         self.conv
             .launch(stream, dy, &self.flipped, dx, Epilogue::new())
     }
@@ -165,14 +160,8 @@ impl<I: Float, W: FilterGrad<I>> std::fmt::Debug for Conv2dGrad<I, W> {
         f.debug_struct("Conv2dGrad")
             .field("desc", &self.desc)
             .field("path", &self.path)
-            .field(
-                "data",
-                &self.data.choice.map(|c| (c.config.tiling, c.splits)),
-            )
-            .field(
-                "filter",
-                &self.filter.choice.map(|c| (c.config.tiling, c.splits)),
-            )
+            .field("data", &self.data.tiling())
+            .field("filter", &self.filter.tiling())
             .finish()
     }
 }
@@ -231,8 +220,7 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
     /// The tile and split-K slices of the data and the filter gradient's tensor-core kernels
     /// (`None` on the direct path).
     pub fn tilings(&self) -> Option<[(gemm::Tiling, usize); 2]> {
-        let t = |c: Choice| (c.config.tiling, c.splits);
-        Some([t(self.data.choice?), t(self.filter.choice?)])
+        Some([self.data.tiling()?, self.filter.tiling()?])
     }
 
     /// Bytes of device memory the plan holds besides its kernels (split-K partial sums, the
@@ -393,6 +381,11 @@ fn choose(grad: Grad, (m, n, k): (usize, usize, usize), sms: usize, smem: usize)
 }
 
 impl<I: Float, O: Float> GradKernel<I, O> {
+    /// The tensor-core kernel's tile and split-K slices (`None`: the direct kernel).
+    fn tiling(&self) -> Option<(gemm::Tiling, usize)> {
+        self.choice.map(|c| (c.config.tiling, c.splits))
+    }
+
     /// The kernel of `grad` on `path` for its GEMM `(m, n, k)`: the time model's tile and
     /// split-K slices on the tensor cores (and their workspace), else the direct kernel.
     fn new(

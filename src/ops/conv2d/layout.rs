@@ -3,7 +3,7 @@
 //! transpose of the two inner dimension groups.
 
 use crate::error::{Error, Result};
-use crate::launch::args::{PadPixels, PadRows, Transpose};
+use crate::launch::args::{FlipFilter, PadPixels, PadRows, Transpose};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
@@ -160,5 +160,22 @@ pub(crate) fn pad_rows<T: Float>(
     let total = rows.saturating_mul(ld); // the kernel's elements: dst's checked extent
     let cfg = grid_stride_config(total, stream.device().properties().sm_count);
     run(stream, kernel, cfg, &mut args)?;
+    acc.finish()
+}
+
+/// Writes the `(k, taps, c)` KRSC filter `src` into `dst` as the CRSK filter of its transposed
+/// convolution, taps reversed: the stride-1 data gradient's filter on the Hopper path.
+pub(crate) fn flip_filter<T: Float>(
+    stream: &Stream,
+    kernel: &Kernel<FlipFilter<T>>,
+    src: &DeviceSlice<'_, T>,
+    dst: &mut DeviceSliceMut<'_, T>,
+    (k, taps, c): (usize, usize, usize),
+) -> Result<()> {
+    let mut acc = Access::new(stream)?;
+    let src = acc.read(src)?;
+    let dst = acc.write(dst)?;
+    let mut args = FlipFilter::new((k, taps, c), src, dst)?;
+    run(stream, kernel, args.config(), &mut args)?;
     acc.finish()
 }
