@@ -7,10 +7,10 @@ per layer: TFLOP/s of each pass (2·N·P·Q·K·R·S·C per pass).
 
     python3 scripts/reference/torch_conv_backward.py [f16]
 """
-import statistics
 import sys
 
 import torch
+from timing import median_ms
 
 torch.backends.cudnn.benchmark = True
 
@@ -23,20 +23,6 @@ LAYERS = [
     ("conv5 3x3 C512", 512, 7, 512, 3, 1, 1),
 ]
 SETS = 3
-
-
-def median_ms(fn):
-    for i in range(5):
-        fn(i)
-    times = []
-    for i in range(30):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn(i)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def layer(dtype, name, c, hw, k, rs, stride, pad, n=64):
@@ -54,8 +40,8 @@ def layer(dtype, name, c, hw, k, rs, stride, pad, n=64):
                 False, [0, 0], 1, mask)
         return run
 
-    dgrad = flops / (median_ms(backward([True, False, False])) * 1e9)
-    wgrad = flops / (median_ms(backward([False, True, False])) * 1e9)
+    dgrad = flops / (median_ms(backward([True, False, False]), runs=30, warmup=5) * 1e9)
+    wgrad = flops / (median_ms(backward([False, True, False]), runs=30, warmup=5) * 1e9)
     return dgrad, wgrad
 
 

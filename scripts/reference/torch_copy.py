@@ -6,28 +6,15 @@ Median of 20 timed copies with CUDA events, GB/s = 1e9 bytes/s; device copy coun
 plus bytes written.
 """
 import sys
+
 import torch
+from timing import median_ms
 
 mib = int(sys.argv[1]) if len(sys.argv) > 1 else 256
 n = mib << 20
 dev = [torch.empty(n, dtype=torch.uint8, device="cuda").random_() for _ in range(2)]
 pinned = torch.empty(n, dtype=torch.uint8).pin_memory().random_()
 pageable = torch.empty(n, dtype=torch.uint8).random_()
-
-
-def median_ms(fn, runs=20, warmup=3):
-    for i in range(warmup):
-        fn(i)
-    times = []
-    for i in range(runs):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn(i)
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e))
-    times.sort()
-    return (times[runs // 2 - 1] + times[runs // 2]) / 2
 
 
 cases = {
@@ -40,4 +27,4 @@ cases = {
 print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}: {mib} MiB")
 print("| copy | size | GB/s |\n|---|---|---|")
 for name, (fn, nbytes) in cases.items():
-    print(f"| {name} | {mib}MiB | {nbytes / (median_ms(fn) * 1e6):.1f} |")
+    print(f"| {name} | {mib}MiB | {nbytes / (median_ms(fn, runs=20, warmup=3) * 1e6):.1f} |")
