@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::memory::access::Access;
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::ops::conv2d::Conv2dDesc;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
@@ -460,50 +460,37 @@ impl CudnnConv {
         dx: &mut impl AsDeviceSliceMut<T>,
     ) -> Result<()> {
         let d = self.desc;
-        let (dy, w, mut dx) = (
-            dy.as_device_slice(),
-            w.as_device_slice(),
-            dx.as_device_slice_mut(),
-        );
-        let need = crate::memory::ensure_len;
-        need("dy", d.output_len(), dy.len())?;
-        need("w", d.filter_len(), w.len())?;
-        need("dx", d.input_len(), dx.len())?;
-        let b = self.backward.as_mut().ok_or_else(no_backward)?;
-        let mut acc = Access::eager(stream, "a cuDNN call")?;
-        let (dyp, wp, dxp) = (
-            acc.read(&dy)?.addr(),
-            acc.read(&w)?.addr(),
-            acc.write(&mut dx)?.addr(),
-        );
-        let ws_size = b.workspace.as_ref().map_or(0, |w| w.num_bytes());
-        let ws = acc.write_or_null(b.workspace.as_mut())?.addr() as *mut c_void;
-        let (alpha, zero) = (1.0f32, 0.0f32);
-        // SAFETY: the descriptors describe exactly dy, w and dx (sizes checked above); the
-        // workspace is at least what cuDNN asked for the algorithm; alpha and beta are f32 (the
-        // f32 compute type), beta = 0 never reads dx; the handle runs on `stream`, which the
-        // access orders.
-        let r = unsafe {
-            dnn::convolution_backward_data(
-                self.handle,
-                &alpha as *const f32 as *const c_void,
-                self.w,
-                wp as *const c_void,
-                self.y,
-                dyp as *const c_void,
-                self.conv,
-                b.data,
-                ws,
-                ws_size,
-                &zero as *const f32 as *const c_void,
-                self.x,
-                dxp as *mut c_void,
-            )
-        };
-        r.map_err(|e| Error::InvalidArgument {
-            what: format!("cuDNN convolution backward data returned {e:?}"),
-        })?;
-        acc.finish()
+        let algo = self.backward.as_ref().ok_or_else(no_backward)?.data;
+        let (handle, wd, yd, conv, xd) = (self.handle, self.w, self.y, self.conv, self.x);
+        let ins = [
+            ("dy", dy.as_device_slice(), d.output_len()),
+            ("w", w.as_device_slice(), d.filter_len()),
+        ];
+        let out = ("dx", dx.as_device_slice_mut(), d.input_len());
+        self.backward_call(stream, ins, out, |[dyp, wp], dxp, (ws, ws_size)| {
+            let (alpha, zero) = (1.0f32, 0.0f32);
+            // SAFETY: the descriptors describe exactly dy, w and dx (`backward_call` checked
+            // their sizes); the workspace is at least what cuDNN asked for the algorithm; alpha
+            // and beta are f32 (the f32 compute type), beta = 0 never reads dx; the handle runs
+            // on `stream`, which the access orders.
+            unsafe {
+                dnn::convolution_backward_data(
+                    handle,
+                    &alpha as *const f32 as *const c_void,
+                    wd,
+                    wp,
+                    yd,
+                    dyp,
+                    conv,
+                    algo,
+                    ws,
+                    ws_size,
+                    &zero as *const f32 as *const c_void,
+                    xd,
+                    dxp,
+                )
+            }
+        })
     }
 
     /// Queues dw = conv_backward_filter(x, dy) with the searched algorithm (dw in `T`).
@@ -515,45 +502,63 @@ impl CudnnConv {
         dw: &mut impl AsDeviceSliceMut<T>,
     ) -> Result<()> {
         let d = self.desc;
-        let (x, dy, mut dw) = (
-            x.as_device_slice(),
-            dy.as_device_slice(),
-            dw.as_device_slice_mut(),
-        );
-        let need = crate::memory::ensure_len;
-        need("x", d.input_len(), x.len())?;
-        need("dy", d.output_len(), dy.len())?;
-        need("dw", d.filter_len(), dw.len())?;
+        let algo = self.backward.as_ref().ok_or_else(no_backward)?.filter;
+        let (handle, wd, yd, conv, xd) = (self.handle, self.w, self.y, self.conv, self.x);
+        let ins = [
+            ("x", x.as_device_slice(), d.input_len()),
+            ("dy", dy.as_device_slice(), d.output_len()),
+        ];
+        let out = ("dw", dw.as_device_slice_mut(), d.filter_len());
+        self.backward_call(stream, ins, out, |[xp, dyp], dwp, (ws, ws_size)| {
+            let (alpha, zero) = (1.0f32, 0.0f32);
+            // SAFETY: as in `launch_data`, for x, dy and dw.
+            unsafe {
+                dnn::convolution_backward_filter(
+                    handle,
+                    &alpha as *const f32 as *const c_void,
+                    xd,
+                    xp,
+                    yd,
+                    dyp,
+                    conv,
+                    algo,
+                    ws,
+                    ws_size,
+                    &zero as *const f32 as *const c_void,
+                    wd,
+                    dwp,
+                )
+            }
+        })
+    }
+
+    /// Checks the two inputs and the output against the lengths given, orders them and the
+    /// backward workspace on `stream`, and makes the cuDNN `call` with their addresses and the
+    /// workspace (address, bytes).
+    fn backward_call<T: Float>(
+        &mut self,
+        stream: &Stream,
+        ins: [(&'static str, DeviceSlice<'_, T>, usize); 2],
+        (name, mut out, out_len): (&'static str, DeviceSliceMut<'_, T>, usize),
+        call: impl FnOnce(
+            [*const c_void; 2],
+            *mut c_void,
+            (*mut c_void, usize),
+        ) -> std::result::Result<(), dnn::CudnnError>,
+    ) -> Result<()> {
+        for (what, s, len) in &ins {
+            crate::memory::ensure_len(what, *len, s.len())?;
+        }
+        crate::memory::ensure_len(name, out_len, out.len())?;
         let b = self.backward.as_mut().ok_or_else(no_backward)?;
         let mut acc = Access::eager(stream, "a cuDNN call")?;
-        let (xp, dyp, dwp) = (
-            acc.read(&x)?.addr(),
-            acc.read(&dy)?.addr(),
-            acc.write(&mut dw)?.addr(),
-        );
+        let [a, c] = [&ins[0].1, &ins[1].1];
+        let ptrs = [acc.read(a)?.addr(), acc.read(c)?.addr()].map(|p| p as *const c_void);
+        let outp = acc.write(&mut out)?.addr() as *mut c_void;
         let ws_size = b.workspace.as_ref().map_or(0, |w| w.num_bytes());
         let ws = acc.write_or_null(b.workspace.as_mut())?.addr() as *mut c_void;
-        let (alpha, zero) = (1.0f32, 0.0f32);
-        // SAFETY: as in `launch_data`, for x, dy and dw.
-        let r = unsafe {
-            dnn::convolution_backward_filter(
-                self.handle,
-                &alpha as *const f32 as *const c_void,
-                self.x,
-                xp as *const c_void,
-                self.y,
-                dyp as *const c_void,
-                self.conv,
-                b.filter,
-                ws,
-                ws_size,
-                &zero as *const f32 as *const c_void,
-                self.w,
-                dwp as *mut c_void,
-            )
-        };
-        r.map_err(|e| Error::InvalidArgument {
-            what: format!("cuDNN convolution backward filter returned {e:?}"),
+        call(ptrs, outp, (ws, ws_size)).map_err(|e| Error::InvalidArgument {
+            what: format!("cuDNN convolution backward ({name}) returned {e:?}"),
         })?;
         acc.finish()
     }
