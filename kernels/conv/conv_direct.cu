@@ -8,7 +8,8 @@
 // The epilogue (bias, ReLU, output type) is the GEMM's (gemm_params.cuh).
 // The backward kernels (conv_dgrad_direct_*, conv_wgrad_direct_*) are the simple, correct path
 // of the gradients where the tensor-core ones (conv_grad_sm80.cu) do not run: compute_70 and
-// compute_75, grouped convolutions, channel counts that are not multiples of 8.
+// compute_75, grouped convolutions, channel counts that are not multiples of 8. They take the
+// tensor-core kernels' parameters (the data gradient's phase unused: one launch covers dx).
 #include "conv/conv_shape.cuh"
 #include "gemm/gemm_params.cuh"
 
@@ -135,15 +136,15 @@ extern "C" __global__ void conv_direct_f16(hk::GemmParams p, hk::ConvShape cs) {
 extern "C" __global__ void conv_direct_bf16(hk::GemmParams p, hk::ConvShape cs) {
     hk::conv_direct<__nv_bfloat16>(p, cs);
 }
-extern "C" __global__ void conv_dgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs) {
+extern "C" __global__ void conv_dgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
     hk::conv_dgrad_direct<__half>(p, cs);
 }
-extern "C" __global__ void conv_dgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs) {
+extern "C" __global__ void conv_dgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
     hk::conv_dgrad_direct<__nv_bfloat16>(p, cs);
 }
-extern "C" __global__ void conv_wgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs) {
+extern "C" __global__ void conv_wgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
     hk::conv_wgrad_direct<__half>(p, cs);
 }
-extern "C" __global__ void conv_wgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs) {
+extern "C" __global__ void conv_wgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
     hk::conv_wgrad_direct<__nv_bfloat16>(p, cs);
 }

@@ -20,4 +20,16 @@ struct ConvShape {
     int groups;
 };
 
+// One phase of the data gradient (kernels/conv/implicit_grad.cuh): the input pixels
+// (h0 + i·stride_h, w0 + j·stride_w), i < rows, j < cols, whose (h + pad_h) and (w + pad_w) leave
+// the same remainders by the strides, and the filter taps (r0 + t·tr, s0 + u·ts), t < taps_h,
+// u < taps_w, that carry them to output pixels: tap (t, u) carries pixel (i, j) to
+// (pbase + i − t·dp, qbase + j − u·dq) (exact, no division). The whole input and filter are one
+// phase for stride 1. Mirrored by `DgradPhase` in src/launch/conv.rs.
+struct DgradPhase {
+    int h0, w0, rows, cols;
+    int r0, s0, tr, ts, taps_h, taps_w;
+    int pbase, qbase, dp, dq;
+};
+
 }  // namespace hk

@@ -16,8 +16,10 @@
 //   D: dw, K × (R·S·C) row-major (KRSC); long reductions split K into f32 partials.
 //
 // Assumes groups == 1, C % 8 == 0, K % 8 == 0 and 16-byte aligned x, w and dy: every 16-byte
-// chunk is eight channels of one pixel and tap. Strided dgrad reads the taps that fall between
-// output pixels as zeros (a stride-2 layer does four times the products it needs).
+// chunk is eight channels of one pixel and tap. A strided dgrad runs one GEMM per phase
+// (conv_shape.cuh's DgradPhase: the input pixels whose rows and columns leave the same remainders
+// by the strides, and the taps that reach an output pixel from them), so no tap is read as a
+// zero between output pixels; stride 1 is one phase.
 #pragma once
 #include "conv/conv_shape.cuh"
 #include "gemm/mma_pipeline.cuh"
@@ -25,8 +27,9 @@
 namespace hk {
 
 // The dgrad A-tile loader (as TileLoader: each thread copies chunk column c of rows r0, r0 +
-// RSTEP, ...): each row's pixel decoded once per block, the chunk's (r, s, k) advanced from one
-// K tile to the next.
+// RSTEP, ...) for one phase (conv_shape.cuh's DgradPhase): each row's pixel decoded once per
+// block, the chunk's (tap, k) advanced from one K tile to the next; the output pixel a tap
+// reaches is the phase's arithmetic, without division.
 template <typename T, int ROWS, int THREADS, int BK>
 struct DgradLoader {
     static constexpr int CHUNKS = BK / 8;
@@ -37,58 +40,50 @@ struct DgradLoader {
 
     const T* dy;
     int img[ITERS];  // n·P·Q·K: the row's image in dy
-    int hp[ITERS];   // h + pad_h (0 for rows past M)
-    int wp[ITERS];   // w + pad_w
+    int pb[ITERS];   // pbase + i: the output row of tap t = 0
+    int qb[ITERS];   // qbase + j
     unsigned rows_in;  // which of the ITERS rows lie inside M
     int smem0;
-    int kpos, fk, fs, fr;  // the chunk's K_gemm index, its channel k and filter tap (r, s)
+    int kpos, fk, fu, ft;  // the chunk's K_gemm index, its channel k and phase tap (t, u)
 
-    __device__ __forceinline__ DgradLoader(const T* dy_, const ConvShape& cs, int m0, int m_lim,
-                                           int k_begin) {
+    __device__ __forceinline__ DgradLoader(const T* dy_, const ConvShape& cs, const DgradPhase& ph,
+                                           int m0, int m_lim, int k_begin) {
         dy = dy_;
         const int c = threadIdx.x % CHUNKS, r0 = threadIdx.x / CHUNKS;
         smem0 = swizzle<CHUNKS>(r0, c);
-        const int hw = cs.h * cs.w;
+        const int plane = ph.rows * ph.cols;
         rows_in = 0;
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             const int m = m0 + r0 + it * RSTEP;
-            img[it] = hp[it] = wp[it] = 0;
+            img[it] = pb[it] = qb[it] = 0;
             if (m < m_lim) {
-                const int n = m / hw;
-                const int rem = m - n * hw;
-                const int h = rem / cs.w;
+                const int n = m / plane;
+                const int rem = m - n * plane;
+                const int i = rem / ph.cols;
                 img[it] = n * cs.p * cs.q * cs.k;
-                hp[it] = h + cs.pad_h;
-                wp[it] = rem - h * cs.w + cs.pad_w;
+                pb[it] = ph.pbase + i;
+                qb[it] = ph.qbase + rem - i * ph.cols;
                 rows_in |= 1u << it;
             }
         }
         kpos = k_begin + c * 8;
         fk = kpos % cs.k;
         const int tap = kpos / cs.k;
-        fs = tap % cs.s;
-        fr = tap / cs.s;
+        fu = tap % ph.taps_w;
+        ft = tap / ph.taps_w;
     }
 
-    // The output row (or column) that a tap displaced by `d` (r·dil) takes the input row at `hp`
-    // (h + pad) to, or −1 where none does.
-    static __device__ __forceinline__ int source(int hp, int d, int stride, int lim) {
-        const int t = hp - d;
-        if (t < 0) return -1;
-        const int o = stride == 1 ? t : t / stride;
-        return o * stride == t && o < lim ? o : -1;
-    }
-
-    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, int k_end, int part,
-                                         int parts) {
-        const int dh = fr * cs.dil_h, dw = fs * cs.dil_w;
+    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, const DgradPhase& ph,
+                                         int k_end, int part, int parts) {
+        const int dp = ft * ph.dp, dq = fu * ph.dq;
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             if (it % parts != part) continue;
-            const int op = source(hp[it], dh, cs.stride_h, cs.p);
-            const int oq = source(wp[it], dw, cs.stride_w, cs.q);
-            const bool in = kpos < k_end && ((rows_in >> it) & 1u) && op >= 0 && oq >= 0;
+            const int op = pb[it] - dp, oq = qb[it] - dq;
+            const bool in = kpos < k_end && ((rows_in >> it) & 1u) &&
+                            static_cast<unsigned>(op) < static_cast<unsigned>(cs.p) &&
+                            static_cast<unsigned>(oq) < static_cast<unsigned>(cs.q);
             const T* src = in ? dy + img[it] + (op * cs.q + oq) * cs.k + fk : dy;
             cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
         }
@@ -97,17 +92,17 @@ struct DgradLoader {
             fk += BK;
             while (fk >= cs.k) {
                 fk -= cs.k;
-                if (++fs == cs.s) {
-                    fs = 0;
-                    ++fr;
+                if (++fu == ph.taps_w) {
+                    fu = 0;
+                    ++ft;
                 }
             }
         }
     }
 };
 
-// The dgrad B-tile loader (tile rows along K_gemm = (r, s, k), columns along C): row (r, s, k)
-// is tap (r, s) of filter k, whose C channels are contiguous.
+// The dgrad B-tile loader (tile rows along K_gemm = (t, u, k), columns along C): row (t, u, k)
+// is the phase's tap (r0 + t·tr, s0 + u·ts) of filter k, whose C channels are contiguous.
 template <typename T, int COLS, int THREADS, int BK>
 struct FilterTapLoader {
     static constexpr int CHUNKS = COLS / 8;
@@ -130,16 +125,17 @@ struct FilterTapLoader {
         kpos = k_begin + r0;
     }
 
-    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, int k_end, int part,
-                                         int parts) {
-        const int rs = cs.r * cs.s;
+    __device__ __forceinline__ void load(T* tile, const ConvShape& cs, const DgradPhase& ph,
+                                         int k_end, int part, int parts) {
 #pragma unroll
         for (int it = 0; it < ITERS; ++it) {
             if (it % parts != part) continue;
             const int kg = kpos + it * RSTEP;
             const bool in = col_in && kg < k_end;
             const int k = kg % cs.k, tap = kg / cs.k;
-            const T* src = in ? w + (k * rs + tap) * cs.c + ch : w;
+            const int t = tap / ph.taps_w, u = tap - t * ph.taps_w;
+            const int r = ph.r0 + t * ph.tr, s = ph.s0 + u * ph.ts;
+            const T* src = in ? w + ((k * cs.r + r) * cs.s + s) * cs.c + ch : w;
             cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
         }
         if (part == parts - 1) kpos += BK;
@@ -206,11 +202,13 @@ __device__ __forceinline__ KSlice k_slice(const GemmParams& p, const TileCoord& 
 }
 
 // One block tile of a gathered GEMM: checks the dynamic shared memory, runs the main loop with
-// `load_stage` (A's tile rows along M if A_KC, else along K; B's along K), stores the tile.
+// `load_stage` (A's tile rows along M if A_KC, else along K; B's along K), stores the tile
+// (row m of the GEMM at D's row `row_map(m)`).
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC,
-          typename LoadStage>
+          typename LoadStage, typename RowMap = SameRow>
 __device__ __forceinline__ void grad_tile(const GemmParams& p, const TileCoord& tc,
-                                          const KSlice& ks, LoadStage& load_stage) {
+                                          const KSlice& ks, LoadStage& load_stage,
+                                          RowMap row_map = {}) {
     static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
     constexpr int WARPS_M = BM / WM, MT = WM / 16, NT = WN / 8;
     constexpr int A_ELEMS = BM * BK, STAGE = A_ELEMS + BN * BK;
@@ -233,28 +231,43 @@ __device__ __forceinline__ void grad_tile(const GemmParams& p, const TileCoord& 
     store_tile<BM, BN, WM, WN>(p, tc, acc);
 }
 
-// dgrad: p.a = dy, p.b = w, p.d = dx (M = N·H·W, N = C, K = R·S·K).
+// The dx row (N·H·W numbering) of a phase's GEMM row m: pixel (n, h0 + i·stride_h, w0 + j·stride_w).
+struct PhaseRows {
+    const ConvShape& cs;
+    const DgradPhase& ph;
+    __device__ __forceinline__ int operator()(int m) const {
+        const int plane = ph.rows * ph.cols;
+        const int n = m / plane, rem = m - n * plane;
+        const int i = rem / ph.cols, j = rem - i * ph.cols;
+        return (n * cs.h + ph.h0 + i * cs.stride_h) * cs.w + ph.w0 + j * cs.stride_w;
+    }
+};
+
+// dgrad of one phase: p.a = dy, p.b = w, p.d = dx (M = N·rows·cols pixels of the phase, N = C,
+// K = taps_h·taps_w·K; rows stored at their place in dx's N·H·W).
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
-__device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs) {
+__device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs,
+                                      const DgradPhase& ph) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
     const TileCoord tc = tile_coord<BM, BN>(p);
     const KSlice ks = k_slice<BK>(p, tc);
-    DgradLoader<T, BM, THREADS, BK> la(static_cast<const T*>(p.a), cs, tc.m0, p.m, ks.begin);
+    DgradLoader<T, BM, THREADS, BK> la(static_cast<const T*>(p.a), cs, ph, tc.m0, p.m, ks.begin);
     FilterTapLoader<T, BN, THREADS, BK> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
     auto load_stage = [&](int stage, int, int part = 0, int parts = 1) {
         T* sa = smem + stage * (BM + BN) * BK;
-        la.load(sa, cs, ks.end, part, parts);
-        lb.load(sa + BM * BK, cs, ks.end, part, parts);
+        la.load(sa, cs, ph, ks.end, part, parts);
+        lb.load(sa + BM * BK, cs, ph, ks.end, part, parts);
     };
-    grad_tile<T, BM, BN, BK, WM, WN, STAGES, true>(p, tc, ks, load_stage);
+    grad_tile<T, BM, BN, BK, WM, WN, STAGES, true>(p, tc, ks, load_stage, PhaseRows{cs, ph});
 }
 
 // wgrad: p.a = dy (lda = K), p.b = x, p.d = dw or the split-K workspace (M = K, N = R·S·C,
 // K = N·P·Q).
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
-__device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs) {
+__device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs,
+                                      const DgradPhase&) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
     const TileCoord tc = tile_coord<BM, BN>(p);
     const KSlice ks = k_slice<BK>(p, tc);
@@ -274,10 +287,11 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs) 
 }  // namespace hk
 
 // One extern "C" kernel per (gradient, type, tile):
-//   conv_<dgrad|wgrad>_sm80_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape)
+//   conv_<dgrad|wgrad>_sm80_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape,
+//   DgradPhase) (wgrad ignores the phase)
 #define HK_CONV_GRAD_KERNEL(GRAD, TNAME, T, BM, BN, BK, WM, WN, ST, MINB)                      \
     extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)               \
-        conv_##GRAD##_sm80_##TNAME##_##BM##x##BN##x##BK##x##ST(hk::GemmParams p,                \
-                                                               hk::ConvShape cs) {              \
-        hk::GRAD<T, BM, BN, BK, WM, WN, ST>(p, cs);                                             \
+        conv_##GRAD##_sm80_##TNAME##_##BM##x##BN##x##BK##x##ST(                                 \
+            hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase ph) {                            \
+        hk::GRAD<T, BM, BN, BK, WM, WN, ST>(p, cs, ph);                                         \
     }

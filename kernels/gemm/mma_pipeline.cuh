@@ -304,10 +304,17 @@ __device__ __forceinline__ void mma_fragments(const T* sa, const T* sb, int kk, 
 // block's rows, so global stores are coalesced and the epilogue code exists once. Two columns
 // at a time (store_result: the epilogue, or split-K partials), or, with VEC8 where p.reserved
 // says D, C and the bias allow it (the host's vec8_ok; no split-K), eight: one 16-byte store
-// (f16/bf16 out) and one bias load per eight outputs (the implicit-GEMM convolution's).
-template <int BM, int BN, int WM, int WN, bool VEC8 = false, int MT, int NT, typename Acc>
+// (f16/bf16 out) and one bias load per eight outputs (the implicit-GEMM convolution's). GEMM row r
+// is stored at D's row `row_map(r)` (the pairs path; split-K partials need the identity).
+// The identity row map of store_tile.
+struct SameRow {
+    __device__ __forceinline__ int operator()(int r) const { return r; }
+};
+
+template <int BM, int BN, int WM, int WN, bool VEC8 = false, int MT, int NT, typename Acc,
+          typename RowMap = SameRow>
 __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord& tc,
-                                           const Acc (&acc)[MT][NT]) {
+                                           const Acc (&acc)[MT][NT], RowMap row_map = {}) {
     constexpr int WARPS_M = BM / WM, THREADS = WARPS_M * (BN / WN) * 32;
     constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
     static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
@@ -363,7 +370,7 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
                 const int r = row(lr, pass), c = tc.n0 + col;
                 if (r >= p.m || c >= p.n) continue;
                 const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-                store_result(p, tc.split, tc.batch, r, c, v.x, v.y);
+                store_result(p, tc.split, tc.batch, row_map(r), c, v.x, v.y);
             }
         }
     }

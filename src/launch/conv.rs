@@ -147,6 +147,66 @@ impl ConvShape {
                 what: format!("inconsistent convolution shape {s:?}"),
             })
         }
+
+/// Mirrors `hk::DgradPhase` (kernels/conv/conv_shape.cuh): fourteen `int`s. One phase of the data
+/// gradient: the input pixels `(h0 + i·stride_h, w0 + j·stride_w)`, `i < rows`, `j < cols`,
+/// and the filter taps `(r0 + t·tr, s0 + u·ts)`, `t < taps_h`, `u < taps_w`, that carry them to
+/// output pixels `(pbase + i − t·dp, qbase + j − u·dq)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DgradPhase {
+    pub h0: i32,
+    pub w0: i32,
+    pub rows: i32,
+    pub cols: i32,
+    pub r0: i32,
+    pub s0: i32,
+    pub tr: i32,
+    pub ts: i32,
+    pub taps_h: i32,
+    pub taps_w: i32,
+    pub pbase: i32,
+    pub qbase: i32,
+    pub dp: i32,
+    pub dq: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<DgradPhase>() == 56);
+
+impl DgradPhase {
+    /// The phase's GEMM rows (N·rows·cols) and reduction (taps_h·taps_w·K) for `shape`, after
+    /// checking that every pixel it names lies in the input and every tap in the filter, and
+    /// that the kernel's output-pixel arithmetic stays within 32 bits. `identity`: whether its
+    /// rows are dx's own (the one phase of a stride-1 convolution), which split-K needs.
+    fn check(&self, shape: &ConvShape) -> Result<(usize, usize, bool)> {
+        let bad = |what: &str| Error::InvalidArgument {
+            what: format!("data-gradient phase {self:?}: {what}"),
+        };
+        let axis = |first: i32, count: i32, step: i32, lim: i32| {
+            first >= 0
+                && count >= 0
+                && step >= 1
+                && (count == 0 || i64::from(first) + i64::from(count - 1) * i64::from(step) < i64::from(lim))
+        };
+        let ph = self;
+        if !axis(ph.h0, ph.rows, shape.stride_h, shape.h) || !axis(ph.w0, ph.cols, shape.stride_w, shape.w) {
+            return Err(bad("pixels outside the input"));
+        }
+        if !axis(ph.r0, ph.taps_h, ph.tr, shape.r) || !axis(ph.s0, ph.taps_w, ph.ts, shape.s) {
+            return Err(bad("taps outside the filter"));
+        }
+        let reach = |base: i32, count: i32, taps: i32, d: i32| {
+            let hi = i64::from(base) + i64::from(count);
+            let lo = i64::from(base) - i64::from(taps) * i64::from(d);
+            d >= 0 && hi < i64::from(i32::MAX) && lo > -(1i64 << 29)
+        };
+        if !reach(ph.pbase, ph.rows, ph.taps_h, ph.dp) || !reach(ph.qbase, ph.cols, ph.taps_w, ph.dq) {
+            return Err(bad("output pixels beyond 32-bit arithmetic"));
+        }
+        let rows = size::product("phase pixels", &[shape.n, ph.rows, ph.cols].map(dim))?;
+        let k_gemm = size::product("phase reduction", &[ph.taps_h, ph.taps_w, shape.k].map(dim))?;
+        let identity = ph.h0 == 0 && ph.w0 == 0 && ph.rows == shape.h && ph.cols == shape.w;
+        Ok((rows, k_gemm, identity))
     }
 }
 
@@ -512,6 +572,7 @@ pub(crate) struct ConvGradKernel {
 pub(crate) struct ConvGrad<I, O> {
     params: GemmParams<I, O>,
     shape: ConvShape,
+    phase: DgradPhase,
     /// The tensor-core kernels' tiles × slices (none: the direct kernel, any 1-D grid).
     tiles: Option<(u32, u32)>,
     grad: Grad,
@@ -535,7 +596,7 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
     /// tensor-core kernel's (none: the direct kernel's grid-stride loop), `run.vec` unused.
     pub(crate) fn new(
         grad: Grad,
-        shape: ConvShape,
+        (shape, phase): (ConvShape, DgradPhase),
         ops: &GemmOperands<I, O>,
         run: &ConvRun,
     ) -> Result<Self> {
@@ -553,14 +614,21 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
             "convolution filter elements",
             &[shape.k, shape.r, shape.s, shape.c / groups],
         )?;
-        let taps = dim(shape.r) * dim(shape.s);
         let (m, n, k_gemm, b_len) = match grad {
-            Grad::Data => (
-                x_len / dim(shape.c).max(1),
-                dim(shape.c),
-                taps * dim(shape.k),
-                w_len,
-            ),
+            Grad::Data => {
+                // The phase's rows land anywhere in dx (and the ReLU mask): both whole.
+                let (rows, k_gemm, identity) = phase.check(&shape)?;
+                ensure_len("dx", x_len, ops.d.len())?;
+                if run.activation == super::gemm::RELU_MASK {
+                    ensure_len("x (the ReLU mask)", x_len, ops.c.len())?;
+                }
+                if run.splits > 1 && !identity {
+                    return Err(Error::InvalidArgument {
+                        what: "a strided data gradient's phases cannot split K".into(),
+                    });
+                }
+                (rows, dim(shape.c), k_gemm, w_len)
+            }
             Grad::Filter => (
                 dim(shape.k),
                 w_len / dim(shape.k).max(1),
@@ -598,6 +666,7 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
         Ok(ConvGrad {
             params,
             shape,
+            phase,
             tiles,
             grad,
         })
@@ -619,16 +688,18 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
     }
 }
 
-// SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape)` by value, which `params` and
-// `shape` mirror; `new` checked the shape's geometry (groups dividing C and K, strides and
-// dilations ≥ 1, padding ≥ 0, P and Q the ones they give), dy, and w or x, against it (every
-// extent within 32-bit offsets), the tensor-core kernels' alignment and channel multiples, and
-// dx or dw, the workspace through `GemmParams::epilogue_side`; `check_config` keeps the
-// tensor-core kernels' grid within the tiles and slices, the direct kernels' one-dimensional,
-// and the direct filter gradient's blocks whole warps of at most 1024 threads (its 32 warp
-// sums).
+// SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape, hk::DgradPhase)` by value, which
+// `params`, `shape` and `phase` mirror; `new` checked the shape's geometry (groups dividing C
+// and K, strides and dilations ≥ 1, padding ≥ 0, P and Q the ones they give), dy, and w or x,
+// against it (every extent within 32-bit offsets), the tensor-core kernels' alignment and
+// channel multiples, the data gradient's phase (its pixels inside the input, its taps inside the
+// filter, its output pixels within 32-bit arithmetic — the kernels bound them by P and Q — dx
+// and the mask whole, no split-K unless its rows are dx's own), and dx or dw, the workspace
+// through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
+// grid within the tiles and slices, the direct kernels' one-dimensional, and the direct filter
+// gradient's blocks whole warps of at most 1024 threads (its 32 warp sums).
 unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
-    type Params = [*mut c_void; 2];
+    type Params = [*mut c_void; 3];
     type Variant = ConvGradKernel;
     fn symbol(k: &ConvGradKernel) -> Symbol {
         let (grad, input) = (k.grad.tag(), I::SUFFIX);
@@ -642,7 +713,11 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
         }
     }
     fn params(&mut self) -> Self::Params {
-        [param(&mut self.params), param(&mut self.shape)]
+        [
+            param(&mut self.params),
+            param(&mut self.shape),
+            param(&mut self.phase),
+        ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
         match self.tiles {
