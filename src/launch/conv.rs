@@ -147,6 +147,8 @@ impl ConvShape {
                 what: format!("inconsistent convolution shape {s:?}"),
             })
         }
+    }
+}
 
 /// Mirrors `hk::DgradPhase` (kernels/conv/conv_shape.cuh): fourteen `int`s. One phase of the data
 /// gradient: the input pixels `(h0 + i·stride_h, w0 + j·stride_w)`, `i < rows`, `j < cols`,
@@ -186,10 +188,13 @@ impl DgradPhase {
             first >= 0
                 && count >= 0
                 && step >= 1
-                && (count == 0 || i64::from(first) + i64::from(count - 1) * i64::from(step) < i64::from(lim))
+                && (count == 0
+                    || i64::from(first) + i64::from(count - 1) * i64::from(step) < i64::from(lim))
         };
         let ph = self;
-        if !axis(ph.h0, ph.rows, shape.stride_h, shape.h) || !axis(ph.w0, ph.cols, shape.stride_w, shape.w) {
+        if !axis(ph.h0, ph.rows, shape.stride_h, shape.h)
+            || !axis(ph.w0, ph.cols, shape.stride_w, shape.w)
+        {
             return Err(bad("pixels outside the input"));
         }
         if !axis(ph.r0, ph.taps_h, ph.tr, shape.r) || !axis(ph.s0, ph.taps_w, ph.ts, shape.s) {
@@ -200,7 +205,9 @@ impl DgradPhase {
             let lo = i64::from(base) - i64::from(taps) * i64::from(d);
             d >= 0 && hi < i64::from(i32::MAX) && lo > -(1i64 << 29)
         };
-        if !reach(ph.pbase, ph.rows, ph.taps_h, ph.dp) || !reach(ph.qbase, ph.cols, ph.taps_w, ph.dq) {
+        if !reach(ph.pbase, ph.rows, ph.taps_h, ph.dp)
+            || !reach(ph.qbase, ph.cols, ph.taps_w, ph.dq)
+        {
             return Err(bad("output pixels beyond 32-bit arithmetic"));
         }
         let rows = size::product("phase pixels", &[shape.n, ph.rows, ph.cols].map(dim))?;

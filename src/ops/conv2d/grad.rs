@@ -7,7 +7,7 @@ use super::{conv_shape, launch_config, reduce_splits, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::{FlipFilter, TRANSPOSE_MAX_ROWS};
-use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, Grad, DIRECT_MODULE};
+use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, DgradPhase, Grad, DIRECT_MODULE};
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
 use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
@@ -34,6 +34,8 @@ struct GradKernel<I: Float, O: Float> {
     grad: Grad,
     /// The GEMM's M, N and K.
     mnk: (usize, usize, usize),
+    /// The tensor-core data gradient's phases (one for stride 1; none for the other kernels).
+    phases: Vec<DgradPhase>,
     func: Kernel<ConvGrad<I, O>>,
     choice: Option<Choice>,
     reduce: Option<Kernel<SplitKReduce<I, O>>>,
@@ -197,8 +199,8 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         };
         Ok(Conv2dGrad {
             data_forward,
-            data: GradKernel::new(stream, Grad::Data, path, data_mnk, family)?,
-            filter: GradKernel::new(stream, Grad::Filter, path, filter_mnk, family)?,
+            data: GradKernel::new(stream, (Grad::Data, &desc), path, data_mnk, family)?,
+            filter: GradKernel::new(stream, (Grad::Filter, &desc), path, filter_mnk, family)?,
             desc,
             device,
             path,
@@ -390,7 +392,7 @@ impl<I: Float, O: Float> GradKernel<I, O> {
     /// split-K slices on the tensor cores (and their workspace), else the direct kernel.
     fn new(
         stream: &Stream,
-        grad: Grad,
+        (grad, desc): (Grad, &Conv2dDesc),
         path: ConvPath,
         (m, n, k): (usize, usize, usize),
         family: PtxArch,
@@ -429,9 +431,14 @@ impl<I: Float, O: Float> GradKernel<I, O> {
                 workspace = Some(DeviceBuffer::<f32>::alloc(stream, len)?);
             }
         }
+        let phases = match (grad, choice) {
+            (Grad::Data, Some(_)) => phases(desc)?,
+            _ => Vec::new(),
+        };
         Ok(GradKernel {
             grad,
             mnk: (m, n, k),
+            phases,
             func,
             choice,
             reduce,
@@ -458,37 +465,258 @@ impl<I: Float, O: Float> GradKernel<I, O> {
             d: acc.write(d)?,
             workspace: acc.write_or_null(self.workspace.as_mut())?,
         };
-        let c = self.choice;
-        let run_info = ConvRun {
-            tile: c.map(|c| (c.config.bm, c.config.bn)),
-            vec: None,
-            splits: c.map_or(1, |c| c.splits),
-            k_per_split: c.map_or(self.mnk.2, |c| c.k_per_split),
-            activation: match mask {
-                Some(_) => RELU_MASK,
-                None => Activation::None.code(),
-            },
-            scale: (desc.alpha, 0.0),
-            ldb: 0,
+        let activation = match mask {
+            Some(_) => RELU_MASK,
+            None => Activation::None.code(),
         };
-        let mut args = ConvGrad::new(self.grad, conv_shape(desc, desc.c), &ops, &run_info)?;
-        let (m, n, _) = self.mnk;
         let sms = stream.device().properties().sm_count;
-        let cfg = match (c, self.grad) {
-            (None, Grad::Filter) => ConvGrad::<I, O>::direct_filter_config(m * n, sms),
-            _ => launch_config(c, (m, n), sms),
+        let shape = conv_shape(desc, desc.c);
+        let Some(choice) = self.choice else {
+            // The direct kernels: one launch covers the output.
+            let (m, n, k) = self.mnk;
+            let run_info = grad_run(None, (1, k), activation, desc.alpha);
+            let mut args =
+                ConvGrad::new(self.grad, (shape, DgradPhase::default()), &ops, &run_info)?;
+            let cfg = match self.grad {
+                Grad::Filter => ConvGrad::<I, O>::direct_filter_config(m * n, sms),
+                Grad::Data => launch_config(None, (m, n), sms),
+            };
+            run(stream, &self.func, cfg, &mut args)?;
+            return acc.finish();
         };
-        run(stream, &self.func, cfg, &mut args)?;
-        if let Some(reduce) = &self.reduce {
-            reduce_splits(stream, reduce, args.params(), m * n)?;
+        let whole = [DgradPhase::default()];
+        let phases: &[DgradPhase] = match self.grad {
+            Grad::Data => &self.phases,
+            Grad::Filter => &whole,
+        };
+        for phase in phases {
+            // A strided data gradient's phases each run whole (no split-K).
+            let (m, n, k) = match self.grad {
+                Grad::Data => phase_mnk(desc, phase),
+                Grad::Filter => self.mnk,
+            };
+            let (splits, k_per_split) = if phases.len() == 1 {
+                (choice.splits, choice.k_per_split)
+            } else {
+                (1, k.div_ceil(gemm::K_ALIGN).max(1) * gemm::K_ALIGN)
+            };
+            let run_info = grad_run(Some(choice), (splits, k_per_split), activation, desc.alpha);
+            let mut args = ConvGrad::new(self.grad, (shape, *phase), &ops, &run_info)?;
+            let one = Choice {
+                splits,
+                k_per_split,
+                ..choice
+            };
+            run(
+                stream,
+                &self.func,
+                launch_config(Some(one), (m, n), sms),
+                &mut args,
+            )?;
+            if let Some(reduce) = self.reduce.as_ref().filter(|_| splits > 1) {
+                reduce_splits(stream, reduce, args.params(), m * n)?;
+            }
         }
         acc.finish()
     }
 }
 
+/// A gradient kernel's run: the tile of `choice` (none: a direct kernel), split-K slices and K
+/// per slice, the activation code, α.
+fn grad_run(
+    choice: Option<Choice>,
+    (splits, k_per_split): (usize, usize),
+    activation: i32,
+    alpha: f32,
+) -> ConvRun {
+    ConvRun {
+        tile: choice.map(|c| (c.config.bm, c.config.bn)),
+        vec: None,
+        splits,
+        k_per_split,
+        activation,
+        scale: (alpha, 0.0),
+        ldb: 0,
+    }
+}
+
+/// One axis of the data gradient's phases: the input rows `first + i·stride`, `i < count`,
+/// whose `(row + pad) mod stride` is one remainder, and the taps `tap0 + t·tap_step`, `t <
+/// taps`, that carry them to output rows `base + i − t·out_step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AxisPhase {
+    first: usize,
+    count: usize,
+    tap0: usize,
+    tap_step: usize,
+    taps: usize,
+    base: i64,
+    out_step: usize,
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The phases of an axis of `len` input rows, padding `pad`, `filter` taps of dilation `dil`,
+/// stride `stride` (one per remainder of (row + pad) by the stride; those with no row left out).
+fn axis_phases(len: usize, pad: usize, filter: usize, dil: usize, stride: usize) -> Vec<AxisPhase> {
+    let g = gcd(dil, stride);
+    (0..stride)
+        .filter_map(|a| {
+            let first = (a + stride - pad % stride) % stride;
+            let count = len.saturating_sub(first).div_ceil(stride);
+            if count == 0 {
+                return None;
+            }
+            // r·dil ≡ a (mod stride) has solutions only when gcd(dil, stride) divides a.
+            let tap0 = (0..stride / g)
+                .find(|r| (r * dil) % stride == a)
+                .filter(|_| a % g == 0);
+            let phase = match tap0.filter(|&r| r < filter) {
+                Some(tap0) => AxisPhase {
+                    first,
+                    count,
+                    tap0,
+                    tap_step: stride / g,
+                    taps: (filter - tap0).div_ceil(stride / g),
+                    base: (first as i64 + pad as i64 - (tap0 * dil) as i64) / stride as i64,
+                    out_step: dil / g,
+                },
+                None => AxisPhase {
+                    first,
+                    count,
+                    tap0: 0,
+                    tap_step: 1,
+                    taps: 0,
+                    base: 0,
+                    out_step: 0,
+                },
+            };
+            Some(phase)
+        })
+        .collect()
+}
+
+/// The data gradient's phases for `desc`: every pair of a row phase and a column phase.
+fn phases(desc: &Conv2dDesc) -> Result<Vec<DgradPhase>> {
+    let rows = axis_phases(
+        desc.h,
+        desc.padding.0,
+        desc.r,
+        desc.dilation.0,
+        desc.stride.0,
+    );
+    let cols = axis_phases(
+        desc.w,
+        desc.padding.1,
+        desc.s,
+        desc.dilation.1,
+        desc.stride.1,
+    );
+    let int = |v: i64| {
+        i32::try_from(v).map_err(|_| Error::TooLarge {
+            what: "a data-gradient phase's index".into(),
+            value: usize::try_from(v).unwrap_or(usize::MAX),
+            max: i32::MAX as usize,
+        })
+    };
+    let u = |v: usize| int(v as i64);
+    let mut out = Vec::with_capacity(rows.len() * cols.len());
+    for h in &rows {
+        for w in &cols {
+            out.push(DgradPhase {
+                h0: u(h.first)?,
+                w0: u(w.first)?,
+                rows: u(h.count)?,
+                cols: u(w.count)?,
+                r0: u(h.tap0)?,
+                s0: u(w.tap0)?,
+                tr: u(h.tap_step)?,
+                ts: u(w.tap_step)?,
+                taps_h: u(h.taps)?,
+                taps_w: u(w.taps)?,
+                pbase: int(h.base)?,
+                qbase: int(w.base)?,
+                dp: u(h.out_step)?,
+                dq: u(w.out_step)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A data-gradient phase's GEMM: N·rows·cols pixels, C channels, taps·K.
+fn phase_mnk(desc: &Conv2dDesc, ph: &DgradPhase) -> (usize, usize, usize) {
+    let d = |v: i32| usize::try_from(v).unwrap_or(0);
+    let m = desc.n * d(ph.rows) * d(ph.cols);
+    (m, desc.c, d(ph.taps_h) * d(ph.taps_w) * desc.k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every (input row, tap) pair that reaches an output row is in exactly one phase, at the
+    /// output row the phase's arithmetic gives; no other pair is.
+    #[test]
+    fn phases_cover_every_contribution_once() {
+        for stride in 1..=4 {
+            for dil in 1..=3 {
+                for (len, filter, pad) in [(9, 3, 1), (8, 5, 2), (7, 1, 0), (12, 4, 3), (5, 3, 4)] {
+                    let out_len = (len + 2 * pad - dil * (filter - 1) - 1) / stride + 1;
+                    let mut seen = std::collections::HashSet::new();
+                    for ph in axis_phases(len, pad, filter, dil, stride) {
+                        for i in 0..ph.count {
+                            for t in 0..ph.taps {
+                                let (h, r) = (ph.first + i * stride, ph.tap0 + t * ph.tap_step);
+                                let o = ph.base + i as i64 - (t * ph.out_step) as i64;
+                                let num = h as i64 + pad as i64 - (r * dil) as i64;
+                                assert_eq!(
+                                    num,
+                                    o * stride as i64,
+                                    "{stride} {dil} {len} {filter} {pad}"
+                                );
+                                if (0..out_len as i64).contains(&o) {
+                                    assert!(seen.insert((h, r)), "({h}, {r}) twice");
+                                }
+                            }
+                        }
+                    }
+                    for h in 0..len {
+                        for r in 0..filter {
+                            let num = h as i64 + pad as i64 - (r * dil) as i64;
+                            let reaches = num >= 0
+                                && num % stride as i64 == 0
+                                && num / (stride as i64) < out_len as i64;
+                            assert_eq!(
+                                seen.contains(&(h, r)),
+                                reaches,
+                                "({h}, {r}) s{stride} d{dil}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stride_one_is_one_phase() {
+        let d = Conv2dDesc::input(2, 9, 7, 8)
+            .filters(16, 3, 3)
+            .padding(1, 1);
+        let p = phases(&d).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].rows, p[0].cols, p[0].taps_h, p[0].pbase, p[0].dp),
+            (9, 7, 3, 1, 1)
+        );
+    }
 
     #[test]
     fn wgrad_fills_the_gpu_by_splitting_its_long_reduction() {
