@@ -7,9 +7,9 @@
 // 16-byte aligned x, w and dy (src/ops/conv2d/grad.rs takes the direct kernels otherwise).
 #include "conv/implicit_grad.cuh"
 
-#define HK_TILE(BM, BN, BK, ST, WM, WN, MINB)                                       \
-    HK_CONV_GRAD_KERNEL(dgrad, f16, __half, BM, BN, BK, WM, WN, ST, MINB)            \
-    HK_CONV_GRAD_KERNEL(dgrad, bf16, __nv_bfloat16, BM, BN, BK, WM, WN, ST, MINB)    \
-    HK_CONV_GRAD_KERNEL(wgrad, f16, __half, BM, BN, BK, WM, WN, ST, MINB)            \
-    HK_CONV_GRAD_KERNEL(wgrad, bf16, __nv_bfloat16, BM, BN, BK, WM, WN, ST, MINB)
+#define HK_TILE(BM, BN, BK, ST, WM, WN, MINB)                                             \
+    HK_CONV_GRAD_KERNEL(dgrad, sm80, Sm80, f16, __half, BM, BN, BK, WM, WN, ST, MINB)         \
+    HK_CONV_GRAD_KERNEL(dgrad, sm80, Sm80, bf16, __nv_bfloat16, BM, BN, BK, WM, WN, ST, MINB) \
+    HK_CONV_GRAD_KERNEL(wgrad, sm80, Sm80, f16, __half, BM, BN, BK, WM, WN, ST, MINB)         \
+    HK_CONV_GRAD_KERNEL(wgrad, sm80, Sm80, bf16, __nv_bfloat16, BM, BN, BK, WM, WN, ST, MINB)
 #include "hikube_tiles.inc"

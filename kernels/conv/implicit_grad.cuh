@@ -26,11 +26,23 @@
 
 namespace hk {
 
+// One 16-byte chunk of a gathered operand into shared memory: cp.async (zero-filled where `in`
+// is false) on compute_80, a plain load and store on compute_75.
+template <bool ASYNC, typename T>
+__device__ __forceinline__ void copy_chunk(T* dst, const T* src, bool in) {
+    if constexpr (ASYNC) {
+        cp_async16(dst, src, in ? 16 : 0);
+    } else {
+        *reinterpret_cast<uint4*>(dst) =
+            in ? __ldg(reinterpret_cast<const uint4*>(src)) : make_uint4(0, 0, 0, 0);
+    }
+}
+
 // The dgrad A-tile loader (as TileLoader: each thread copies chunk column c of rows r0, r0 +
 // RSTEP, ...) for one phase (conv_shape.cuh's DgradPhase): each row's pixel decoded once per
 // block, the chunk's (tap, k) advanced from one K tile to the next; the output pixel a tap
 // reaches is the phase's arithmetic, without division.
-template <typename T, int ROWS, int THREADS, int BK>
+template <typename T, int ROWS, int THREADS, int BK, bool ASYNC>
 struct DgradLoader {
     static constexpr int CHUNKS = BK / 8;
     static constexpr int RSTEP = THREADS / CHUNKS;
@@ -85,7 +97,7 @@ struct DgradLoader {
                             static_cast<unsigned>(op) < static_cast<unsigned>(cs.p) &&
                             static_cast<unsigned>(oq) < static_cast<unsigned>(cs.q);
             const T* src = in ? dy + img[it] + (op * cs.q + oq) * cs.k + fk : dy;
-            cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
+            copy_chunk<ASYNC>(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in);
         }
         if (part == parts - 1) {
             kpos += BK;
@@ -103,7 +115,7 @@ struct DgradLoader {
 
 // The dgrad B-tile loader (tile rows along K_gemm = (t, u, k), columns along C): row (t, u, k)
 // is the phase's tap (r0 + t·tr, s0 + u·ts) of filter k, whose C channels are contiguous.
-template <typename T, int COLS, int THREADS, int BK>
+template <typename T, int COLS, int THREADS, int BK, bool ASYNC>
 struct FilterTapLoader {
     static constexpr int CHUNKS = COLS / 8;
     static constexpr int RSTEP = THREADS / CHUNKS;
@@ -136,7 +148,7 @@ struct FilterTapLoader {
             const int t = tap / ph.taps_w, u = tap - t * ph.taps_w;
             const int r = ph.r0 + t * ph.tr, s = ph.s0 + u * ph.ts;
             const T* src = in ? w + ((k * cs.r + r) * cs.s + s) * cs.c + ch : w;
-            cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
+            copy_chunk<ASYNC>(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in);
         }
         if (part == parts - 1) kpos += BK;
     }
@@ -145,7 +157,7 @@ struct FilterTapLoader {
 // The wgrad B-tile loader (tile rows along K_gemm = output pixels (n, p, q), columns along
 // (r, s, c)): each thread's chunk column is one tap and eight channels for the whole block;
 // each row's pixel is decoded per K tile.
-template <typename T, int COLS, int THREADS, int BK>
+template <typename T, int COLS, int THREADS, int BK, bool ASYNC>
 struct PatchLoader {
     static constexpr int CHUNKS = COLS / 8;
     static constexpr int RSTEP = THREADS / CHUNKS;
@@ -184,7 +196,7 @@ struct PatchLoader {
                             static_cast<unsigned>(ih) < static_cast<unsigned>(cs.h) &&
                             static_cast<unsigned>(iw) < static_cast<unsigned>(cs.w);
             const T* src = in ? x + ((n * cs.h + ih) * cs.w + iw) * cs.c + c0 : x;
-            cp_async16(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in ? 16 : 0);
+            copy_chunk<ASYNC>(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in);
         }
         if (part == parts - 1) kpos += BK;
     }
@@ -204,12 +216,13 @@ __device__ __forceinline__ KSlice k_slice(const GemmParams& p, const TileCoord& 
 // One block tile of a gathered GEMM: checks the dynamic shared memory, runs the main loop with
 // `load_stage` (A's tile rows along M if A_KC, else along K; B's along K), stores the tile
 // (row m of the GEMM at D's row `row_map(m)`).
-template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC,
-          typename LoadStage, typename RowMap = SameRow>
+template <typename T, typename Policy, int BM, int BN, int BK, int WM, int WN, int STAGES,
+          bool A_KC, typename LoadStage, typename RowMap = SameRow>
 __device__ __forceinline__ void grad_tile(const GemmParams& p, const TileCoord& tc,
                                           const KSlice& ks, LoadStage& load_stage,
                                           RowMap row_map = {}) {
     static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
+    static_assert(Policy::kAsyncCopy || STAGES == 2, "synchronous loads double-buffer");
     constexpr int WARPS_M = BM / WM, MT = WM / 16, NT = WN / 8;
     constexpr int A_ELEMS = BM * BK, STAGE = A_ELEMS + BN * BK;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -226,7 +239,7 @@ __device__ __forceinline__ void grad_tile(const GemmParams& p, const TileCoord& 
         mma_fragments<BM, BN, BK, A_KC, false>(sa, sb, kk, wm0, wn0, af, bf);
     };
     float acc[MT][NT][4];
-    mma_mainloop<T, Sm80, MT, NT, BK, STAGES, A_ELEMS, STAGE>(smem, ks.tiles, ks.begin, load_stage,
+    mma_mainloop<T, Policy, MT, NT, BK, STAGES, A_ELEMS, STAGE>(smem, ks.tiles, ks.begin, load_stage,
                                                               load_fragments, acc);
     store_tile<BM, BN, WM, WN>(p, tc, acc);
 }
@@ -245,14 +258,14 @@ struct PhaseRows {
 
 // dgrad of one phase: p.a = dy, p.b = w, p.d = dx (M = N·rows·cols pixels of the phase, N = C,
 // K = taps_h·taps_w·K; rows stored at their place in dx's N·H·W).
-template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
+template <typename T, typename Policy, int BM, int BN, int BK, int WM, int WN, int STAGES>
 __device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs,
                                       const DgradPhase& ph) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
     const TileCoord tc = tile_coord<BM, BN>(p);
     const KSlice ks = k_slice<BK>(p, tc);
-    DgradLoader<T, BM, THREADS, BK> la(static_cast<const T*>(p.a), cs, ph, tc.m0, p.m, ks.begin);
-    FilterTapLoader<T, BN, THREADS, BK> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
+    DgradLoader<T, BM, THREADS, BK, Policy::kAsyncCopy> la(static_cast<const T*>(p.a), cs, ph, tc.m0, p.m, ks.begin);
+    FilterTapLoader<T, BN, THREADS, BK, Policy::kAsyncCopy> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
     auto load_stage = [&](int stage, int, int part = 0, int parts = 1) {
@@ -260,20 +273,20 @@ __device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs,
         la.load(sa, cs, ph, ks.end, part, parts);
         lb.load(sa + BM * BK, cs, ph, ks.end, part, parts);
     };
-    grad_tile<T, BM, BN, BK, WM, WN, STAGES, true>(p, tc, ks, load_stage, PhaseRows{cs, ph});
+    grad_tile<T, Policy, BM, BN, BK, WM, WN, STAGES, true>(p, tc, ks, load_stage, PhaseRows{cs, ph});
 }
 
 // wgrad: p.a = dy (lda = K), p.b = x, p.d = dw or the split-K workspace (M = K, N = R·S·C,
 // K = N·P·Q).
-template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES>
+template <typename T, typename Policy, int BM, int BN, int BK, int WM, int WN, int STAGES>
 __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs,
                                       const DgradPhase&) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
     const TileCoord tc = tile_coord<BM, BN>(p);
     const KSlice ks = k_slice<BK>(p, tc);
-    TileLoader<T, BK, BM / 8, THREADS, BK, true, true> la(static_cast<const T*>(p.a), p.lda, tc.m0,
+    TileLoader<T, BK, BM / 8, THREADS, BK, true, Policy::kAsyncCopy> la(static_cast<const T*>(p.a), p.lda, tc.m0,
                                                          ks.begin, p.m);
-    PatchLoader<T, BN, THREADS, BK> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
+    PatchLoader<T, BN, THREADS, BK, Policy::kAsyncCopy> lb(static_cast<const T*>(p.b), cs, tc.n0, ks.begin);
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
     auto load_stage = [&](int stage, int k0, int part = 0, int parts = 1) {
@@ -281,17 +294,17 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs,
         la.load(sa, k0, ks.end, part, parts);
         lb.load(sa + BM * BK, cs, ks.end, part, parts);
     };
-    grad_tile<T, BM, BN, BK, WM, WN, STAGES, false>(p, tc, ks, load_stage);
+    grad_tile<T, Policy, BM, BN, BK, WM, WN, STAGES, false>(p, tc, ks, load_stage);
 }
 
 }  // namespace hk
 
-// One extern "C" kernel per (gradient, type, tile):
-//   conv_<dgrad|wgrad>_sm80_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape,
+// One extern "C" kernel per (gradient, arch, type, tile):
+//   conv_<dgrad|wgrad>_<sm80|sm75>_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape,
 //   DgradPhase) (wgrad ignores the phase)
-#define HK_CONV_GRAD_KERNEL(GRAD, TNAME, T, BM, BN, BK, WM, WN, ST, MINB)                      \
+#define HK_CONV_GRAD_KERNEL(GRAD, ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB)         \
     extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)               \
-        conv_##GRAD##_sm80_##TNAME##_##BM##x##BN##x##BK##x##ST(                                 \
+        conv_##GRAD##_##ARCH##_##TNAME##_##BM##x##BN##x##BK##x##ST(                             \
             hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase ph) {                            \
-        hk::GRAD<T, BM, BN, BK, WM, WN, ST>(p, cs, ph);                                         \
+        hk::GRAD<T, hk::POLICY, BM, BN, BK, WM, WN, ST>(p, cs, ph);                             \
     }

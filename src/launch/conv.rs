@@ -35,8 +35,6 @@ use std::ffi::c_void;
 pub(crate) const DIRECT_MODULE: &str = "conv_direct";
 /// The module of the Hopper kernels.
 pub(crate) const SM90_MODULE: &str = "conv_sm90";
-/// The module of the tensor-core backward kernels.
-pub(crate) const GRAD_MODULE: &str = "conv_grad_sm80";
 
 /// An implicit-GEMM convolution module: `conv_sm80` (f16, bf16; `_c4` kernels gathering four
 /// channels per copy) or `conv_sm75` (f16), each loaded from its own target.
@@ -65,6 +63,14 @@ impl ImplicitPath {
         match self {
             ImplicitPath::Sm80 => PtxArch::Compute80,
             ImplicitPath::Sm75 => PtxArch::Compute75,
+        }
+    }
+
+    /// The module of the path's backward kernels.
+    fn grad_module(self) -> &'static str {
+        match self {
+            ImplicitPath::Sm80 => "conv_grad_sm80",
+            ImplicitPath::Sm75 => "conv_grad_sm75",
         }
     }
 }
@@ -565,12 +571,13 @@ impl Grad {
 }
 
 /// Which [`ConvGrad`] kernel: the direct `conv_<grad>_direct_<input>` (from the target the
-/// caller picks), or the tensor-core `conv_<grad>_sm80_<input>_<tiling>`.
+/// caller picks), or the tensor-core `conv_<grad>_<path>_<input>_<tiling>` of the path's
+/// `conv_grad_<path>` module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConvGradKernel {
     pub grad: Grad,
-    /// The tensor-core kernel's tile; `None`: the direct kernel.
-    pub tiling: Option<Tiling>,
+    /// The tensor-core kernel's path and tile; `None`: the direct kernel.
+    pub tiling: Option<(ImplicitPath, Tiling)>,
 }
 
 /// `(GemmParams, ConvShape)` by value for a backward kernel (module docs): a = dy, b = w (data
@@ -712,10 +719,10 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
         let (grad, input) = (k.grad.tag(), I::SUFFIX);
         match k.tiling {
             None => Symbol::any(DIRECT_MODULE, format!("conv_{grad}_direct_{input}")),
-            Some(tiling) => Symbol::at(
-                GRAD_MODULE,
-                format!("conv_{grad}_sm80_{input}_{tiling}"),
-                PtxArch::Compute80,
+            Some((path, tiling)) => Symbol::at(
+                path.grad_module(),
+                format!("conv_{grad}_{}_{input}_{tiling}", path.tag()),
+                path.arch(),
             ),
         }
     }
@@ -799,7 +806,7 @@ mod tests {
         assert_eq!(s.name, "conv_sm90_bf16_128x64x64x4_packed_2cta");
         let wgrad = ConvGradKernel {
             grad: Grad::Filter,
-            tiling: Some(tiling),
+            tiling: Some((ImplicitPath::Sm80, tiling)),
         };
         let s = ConvGrad::<bf16, f32>::symbol(&wgrad);
         assert_eq!(
@@ -818,6 +825,19 @@ mod tests {
         assert_eq!(
             (s.module, &*s.name),
             ("conv_direct", "conv_dgrad_direct_f16")
+        );
+        let sm75 = ConvGradKernel {
+            grad: Grad::Data,
+            tiling: Some((ImplicitPath::Sm75, tiling)),
+        };
+        let s = ConvGrad::<f16, f32>::symbol(&sm75);
+        assert_eq!(
+            (s.module, &*s.name, s.target),
+            (
+                "conv_grad_sm75",
+                "conv_dgrad_sm75_f16_128x64x32x4",
+                Some(PtxArch::Compute75)
+            )
         );
     }
 

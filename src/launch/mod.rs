@@ -474,20 +474,27 @@ pub(crate) mod tests {
                 }
             }
         }
-        // The backward kernels: direct, and every tile of the tensor-core ones.
-        let tilings = crate::tiles::CONV_GRAD_SM80.iter().map(|t| {
-            Some(crate::ops::gemm::Tiling {
-                bm: t.bm,
-                bn: t.bn,
-                bk: t.bk,
-                stages: t.stages,
-            })
-        });
-        for tiling in tilings.chain([None]) {
+        // The backward kernels: direct, and every tile of the tensor-core ones (f16 on both
+        // paths, bf16 on compute_80).
+        let tiling = |t: &crate::tiles::Tile| crate::ops::gemm::Tiling {
+            bm: t.bm,
+            bn: t.bn,
+            bk: t.bk,
+            stages: t.stages,
+        };
+        let sm80 = crate::tiles::CONV_GRAD_SM80
+            .iter()
+            .map(|t| Some((ImplicitPath::Sm80, tiling(t))));
+        let sm75 = crate::tiles::CONV_GRAD_SM75
+            .iter()
+            .map(|t| Some((ImplicitPath::Sm75, tiling(t))));
+        for tiling in sm80.chain(sm75).chain([None]) {
             for grad in [Grad::Data, Grad::Filter] {
                 let which = ConvGradKernel { grad, tiling };
                 s.assert_defined::<ConvGrad<f16, f32>>(which);
-                s.assert_defined::<ConvGrad<bf16, bf16>>(which);
+                if !matches!(tiling, Some((ImplicitPath::Sm75, _))) {
+                    s.assert_defined::<ConvGrad<bf16, bf16>>(which);
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The convolution's backward pass (`Conv2dGrad`) against the f64 reference
 //! (`tests/support/conv_ref.rs`, itself checked against finite differences): data, filter and
-//! bias gradients on the tensor-core path and the direct one (forced compute_70), f16 with f32
+//! bias gradients on the tensor-core paths (compute_80, and compute_75 forced) and the direct one
+//! (forced compute_70), f16 with f32
 //! dw and bf16 with bf16 dw, over odd sizes, strides, padding, dilation, groups and channel
 //! counts off the kernels' multiples, and dgrad through a ReLU (its mask in the epilogue). Outputs are poisoned (NaN) before each launch, with a
 //! poisoned tail that must survive.
@@ -17,6 +18,9 @@ pub fn trials() -> Vec<Trial> {
     vec![
         gpu_test("conv_grad::f16_f32_grid", |d| grid::<f16, f32>(d, None)),
         gpu_test("conv_grad::bf16_bf16_grid", |d| grid::<bf16, bf16>(d, None)),
+        gpu_test("conv_grad::sm75_f16_f32_grid", |d| {
+            grid::<f16, f32>(d, Some(PtxArch::Compute75))
+        }),
         gpu_test("conv_grad::direct_f16_f32_grid", |d| {
             grid::<f16, f32>(d, Some(PtxArch::Compute70))
         }),
@@ -156,10 +160,12 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
     for c in cases() {
         let ([dx, dw, db], path, on_hopper) = run::<I, W>(device, arch, c)?;
         let dense8 = c.groups == 1 && c.c % 8 == 0 && c.k % 8 == 0;
-        let want = if tensor_cores && dense8 {
-            ConvPath::Sm80
-        } else {
-            ConvPath::Direct
+        let f16_in = I::DTYPE == hikube_gpu::Dtype::F16;
+        let want = match arch {
+            None if tensor_cores && dense8 => ConvPath::Sm80,
+            Some(PtxArch::Compute80) if dense8 => ConvPath::Sm80,
+            Some(PtxArch::Compute75) if dense8 && f16_in => ConvPath::Sm75,
+            _ => ConvPath::Direct,
         };
         ensure!(path == want, "{c:?}: path {path:?}, expected {want:?}");
         // Stride-1 dgrad may run as the Hopper forward convolution of dy by the flipped filter.

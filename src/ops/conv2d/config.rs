@@ -83,9 +83,20 @@ static SM80: [TileConfig; tiles::CONV_SM80.len()] = configs(tiles::CONV_SM80, Ge
 static SM80_C4: [TileConfig; tiles::CONV_SM80_C4.len()] =
     configs(tiles::CONV_SM80_C4, GemmPath::Sm80);
 static SM75: [TileConfig; tiles::CONV_SM75.len()] = configs(tiles::CONV_SM75, GemmPath::Sm75);
-/// kernels/tiles.toml's [conv_grad_sm80]: the backward kernels (dgrad and wgrad).
-pub(super) static GRAD_SM80: [TileConfig; tiles::CONV_GRAD_SM80.len()] =
+/// kernels/tiles.toml's [conv_grad_sm80] and [conv_grad_sm75]: the backward kernels (dgrad and
+/// wgrad).
+static GRAD_SM80: [TileConfig; tiles::CONV_GRAD_SM80.len()] =
     configs(tiles::CONV_GRAD_SM80, GemmPath::Sm80);
+static GRAD_SM75: [TileConfig; tiles::CONV_GRAD_SM75.len()] =
+    configs(tiles::CONV_GRAD_SM75, GemmPath::Sm75);
+
+/// The backward kernels' tile configurations of an implicit-GEMM path.
+pub(super) fn grad_configs(path: ImplicitPath) -> &'static [TileConfig] {
+    match path {
+        ImplicitPath::Sm80 => &GRAD_SM80,
+        ImplicitPath::Sm75 => &GRAD_SM75,
+    }
+}
 
 /// Picks the tile (and split-K factor) for the implicit GEMM M×N×K: the GEMM's time model.
 pub(crate) fn choose(

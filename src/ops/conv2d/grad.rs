@@ -7,14 +7,16 @@ use super::{conv_shape, launch_config, reduce_splits, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::{FlipFilter, TRANSPOSE_MAX_ROWS};
-use crate::launch::conv::{ConvGrad, ConvGradKernel, ConvRun, DgradPhase, Grad, DIRECT_MODULE};
+use crate::launch::conv::{
+    ConvGrad, ConvGradKernel, ConvRun, DgradPhase, Grad, ImplicitPath, DIRECT_MODULE,
+};
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
 use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::gemm::{self, Choice, GemmPath};
-use crate::ops::{Activation, Epilogue, Float};
+use crate::ops::{Activation, Dtype, Epilogue, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
 use half::{bf16, f16};
@@ -47,14 +49,16 @@ struct GradKernel<I: Float, O: Float> {
 /// and KRSC filters (the forward's layouts), f32 accumulation; dw in `W` ([`FilterGrad`]), f32 (the default: the
 /// master weights' type) or the input type.
 ///
-/// Paths ([`Conv2dGrad::path`]): on compute 8.0 and newer, dense convolutions with C and K
-/// multiples of 8 run implicit GEMMs on the tensor cores (`ConvPath::Sm80`, cp.async + ldmatrix +
-/// mma.sync; dgrad M = N·H·W, N = C, K = R·S·K; wgrad M = K, N = R·S·C, K = N·P·Q, split into
-/// slices where the output has few tiles). On `compute_90a`, the data gradient of a stride-1
+/// Paths ([`Conv2dGrad::path`]): dense convolutions with C and K multiples of 8 run implicit
+/// GEMMs on the tensor cores — on compute 8.0 and newer `ConvPath::Sm80` (cp.async + ldmatrix +
+/// mma.sync), on compute 7.5 `ConvPath::Sm75` (f16 only; synchronous loads, m16n8k8): dgrad M =
+/// N·H·W, N = C, K = R·S·K, one GEMM per phase of a strided convolution (no tap read as a zero
+/// between output pixels); wgrad M = K, N = R·S·C, K = N·P·Q, split into slices where the
+/// output has few tiles. On `compute_90a`, the data gradient of a stride-1
 /// convolution is the forward convolution of dy by the flipped, transposed filter, and runs on
 /// the Hopper forward path ([`Conv2dGrad::data_on_hopper`]; the filter is flipped into the
 /// plan's workspace at each launch). Everything else runs direct kernels on CUDA cores
-/// (`ConvPath::Direct`: grouped convolutions, other channel counts, compute 7.x). A forced
+/// (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A forced
 /// target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's forced
 /// tiling and Hopper options do not apply.
 ///
@@ -180,14 +184,11 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
             device.compute_capability(),
             desc.options.arch,
         )?;
-        let tensor_cores = matches!(family, PtxArch::Compute80 | PtxArch::Compute90a)
-            && desc.groups == 1
-            && desc.c.is_multiple_of(8)
-            && desc.k.is_multiple_of(8);
-        let path = if tensor_cores {
-            ConvPath::Sm80
-        } else {
-            ConvPath::Direct
+        let dense8 = desc.groups == 1 && desc.c.is_multiple_of(8) && desc.k.is_multiple_of(8);
+        let path = match family {
+            PtxArch::Compute80 | PtxArch::Compute90a if dense8 => ConvPath::Sm80,
+            PtxArch::Compute75 if dense8 && I::DTYPE == Dtype::F16 => ConvPath::Sm75,
+            _ => ConvPath::Direct,
         };
         let (p, q) = desc.output_hw();
         let taps = desc.r * desc.s;
@@ -373,13 +374,26 @@ fn check_activation(desc: &Conv2dDesc) -> Result<()> {
 /// The tile and split-K slices of a tensor-core gradient kernel for its GEMM `(m, n, k)`: the
 /// GEMM time model, with wgrad, whose reduction (N·P·Q) is long and output (K × R·S·C) small,
 /// split further than the forward.
-fn choose(grad: Grad, (m, n, k): (usize, usize, usize), sms: usize, smem: usize) -> Option<Choice> {
+fn choose(
+    (grad, path): (Grad, ImplicitPath),
+    (m, n, k): (usize, usize, usize),
+    sms: usize,
+    smem: usize,
+) -> Option<Choice> {
     let max_splits = match grad {
         Grad::Data => 16,
         Grad::Filter => 64,
     };
-    let configs = config::GRAD_SM80.as_slice();
-    gemm::choose(configs, m, n, k, 1, sms, smem, max_splits)
+    gemm::choose(
+        config::grad_configs(path),
+        m,
+        n,
+        k,
+        1,
+        sms,
+        smem,
+        max_splits,
+    )
 }
 
 impl<I: Float, O: Float> GradKernel<I, O> {
@@ -399,10 +413,11 @@ impl<I: Float, O: Float> GradKernel<I, O> {
     ) -> Result<Self> {
         let device = stream.device();
         let props = device.properties();
-        let choice = match path {
-            ConvPath::Sm80 => Some(
+        let implicit = path.implicit().map(|(implicit, _)| implicit);
+        let choice = match implicit {
+            Some(implicit) => Some(
                 choose(
-                    grad,
+                    (grad, implicit),
                     (m, n, k),
                     props.sm_count as usize,
                     props.max_shared_memory_per_block as usize,
@@ -411,11 +426,11 @@ impl<I: Float, O: Float> GradKernel<I, O> {
                     what: "no convolution gradient tile fits this device".into(),
                 })?,
             ),
-            _ => None,
+            None => None,
         };
         let variant = ConvGradKernel {
             grad,
-            tiling: choice.map(|c| c.config.tiling),
+            tiling: implicit.zip(choice.map(|c| c.config.tiling)),
         };
         let func =
             ConvGrad::<I, O>::kernel(device, variant, Some(family).filter(|_| choice.is_none()))?;
@@ -425,7 +440,7 @@ impl<I: Float, O: Float> GradKernel<I, O> {
                 func.set_max_dynamic_shared_memory(c.config.smem_bytes)?;
             }
             if c.splits > 1 {
-                let r = Reduction::Gemm(GemmPath::Sm80);
+                let r = Reduction::Gemm(path.implicit().map_or(GemmPath::Sm80, |(_, g)| g));
                 reduce = Some(SplitKReduce::<I, O>::kernel(device, r, None)?);
                 let len = crate::size::product("split-K workspace", &[c.splits, m, n])?;
                 workspace = Some(DeviceBuffer::<f32>::alloc(stream, len)?);
@@ -721,7 +736,13 @@ mod tests {
     #[test]
     fn wgrad_fills_the_gpu_by_splitting_its_long_reduction() {
         // ResNet-50's C64 3x3 layer at batch 64 on 132 SMs: a 64 x 576 output, K = 200704.
-        let c = choose(Grad::Filter, (64, 576, 64 * 56 * 56), 132, 227 << 10).unwrap();
+        let c = choose(
+            (Grad::Filter, ImplicitPath::Sm80),
+            (64, 576, 64 * 56 * 56),
+            132,
+            227 << 10,
+        )
+        .unwrap();
         let tiles = 64usize.div_ceil(c.config.bm) * 576usize.div_ceil(c.config.bn);
         assert!(tiles * c.splits >= 132, "{c:?}");
         assert!(c.splits > 16 && c.k_per_split.is_multiple_of(64), "{c:?}");
@@ -730,7 +751,13 @@ mod tests {
     #[test]
     fn dgrad_of_a_large_layer_does_not_split() {
         // The same layer's dgrad: 200704 x 64 output, K = 576.
-        let c = choose(Grad::Data, (64 * 56 * 56, 64, 576), 132, 227 << 10).unwrap();
+        let c = choose(
+            (Grad::Data, ImplicitPath::Sm80),
+            (64 * 56 * 56, 64, 576),
+            132,
+            227 << 10,
+        )
+        .unwrap();
         assert_eq!(c.splits, 1, "{c:?}");
     }
 }
