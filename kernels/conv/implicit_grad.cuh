@@ -82,8 +82,9 @@ struct DgradLoader {
         kpos = k_begin + c * 8;
         fk = kpos % cs.k;
         const int tap = kpos / cs.k;
-        fu = tap % ph.taps_w;
-        ft = tap / ph.taps_w;
+        const int taps_w = max(ph.taps_w, 1);  // a phase with no tap loads nothing
+        fu = tap % taps_w;
+        ft = tap / taps_w;
     }
 
     __device__ __forceinline__ void load(T* tile, const ConvShape& cs, const DgradPhase& ph,
@@ -145,7 +146,8 @@ struct FilterTapLoader {
             const int kg = kpos + it * RSTEP;
             const bool in = col_in && kg < k_end;
             const int k = kg % cs.k, tap = kg / cs.k;
-            const int t = tap / ph.taps_w, u = tap - t * ph.taps_w;
+            const int taps_w = max(ph.taps_w, 1);  // a phase with no tap loads nothing
+            const int t = tap / taps_w, u = tap - t * taps_w;
             const int r = ph.r0 + t * ph.tr, s = ph.s0 + u * ph.ts;
             const T* src = in ? w + ((k * cs.r + r) * cs.s + s) * cs.c + ch : w;
             copy_chunk<ASYNC>(tile + smem0 + it * RSTEP * CHUNKS * 8, src, in);
@@ -241,7 +243,7 @@ __device__ __forceinline__ void grad_tile(const GemmParams& p, const TileCoord& 
     float acc[MT][NT][4];
     mma_mainloop<T, Policy, MT, NT, BK, STAGES, A_ELEMS, STAGE>(smem, ks.tiles, ks.begin, load_stage,
                                                               load_fragments, acc);
-    store_tile<BM, BN, WM, WN>(p, tc, acc);
+    store_tile<BM, BN, WM, WN>(p, tc, acc, row_map);
 }
 
 // The dx row (N·H·W numbering) of a phase's GEMM row m: pixel (n, h0 + i·stride_h, w0 + j·stride_w).

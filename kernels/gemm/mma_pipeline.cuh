@@ -305,7 +305,7 @@ __device__ __forceinline__ void mma_fragments(const T* sa, const T* sb, int kk, 
 // at a time (store_result: the epilogue, or split-K partials), or, with VEC8 where p.reserved
 // says D, C and the bias allow it (the host's vec8_ok; no split-K), eight: one 16-byte store
 // (f16/bf16 out) and one bias load per eight outputs (the implicit-GEMM convolution's). GEMM row r
-// is stored at D's row `row_map(r)` (the pairs path; split-K partials need the identity).
+// is stored at D's row `row_map(r)` (split-K partials need the identity).
 // The identity row map of store_tile.
 struct SameRow {
     __device__ __forceinline__ int operator()(int r) const { return r; }
@@ -355,12 +355,13 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
                 const float4 lo = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col);
                 const float4 hi = *reinterpret_cast<const float4*>(stage_out + lr * SROW + col + 4);
                 float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                const int dr = row_map(r);
                 if (c + 8 <= p.n) {
-                    epilogue8(p, tc.batch, r, c, v);
+                    epilogue8(p, tc.batch, dr, c, v);
                 } else {
 #pragma unroll
                     for (int e = 0; e < 8; e += 2)
-                        if (c + e < p.n) epilogue2(p, tc.batch, r, c + e, v[e], v[e + 1]);
+                        if (c + e < p.n) epilogue2(p, tc.batch, dr, c + e, v[e], v[e + 1]);
                 }
             }
         } else {

@@ -629,6 +629,13 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
             &[shape.k, shape.r, shape.s, shape.c / groups],
         )?;
         let (m, n, k_gemm, b_len) = match grad {
+            // The direct kernel covers dx whole; it ignores the phase.
+            Grad::Data if run.tile.is_none() => (
+                x_len / dim(shape.c).max(1),
+                dim(shape.c),
+                dim(shape.r) * dim(shape.s) * dim(shape.k),
+                w_len,
+            ),
             Grad::Data => {
                 // The phase's rows land anywhere in dx (and the ReLU mask): both whole.
                 let (rows, k_gemm, identity) = phase.check(&shape)?;

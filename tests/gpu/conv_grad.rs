@@ -52,6 +52,10 @@ fn cases() -> Vec<Case> {
         case(2, 16, 16, 16, 16, 5, 5).stride(3, 3).pad(2, 2), // stride 3: taps between pixels
         case(1, 6, 5, 8, 8, 3, 3).pad(3, 3),    // padding wider than the filter's reach
         case(3, 11, 7, 24, 40, 2, 2).stride(2, 2), // even filter, rows that drop pixels
+        case(1, 11, 9, 16, 24, 3, 3)
+            .stride(2, 2)
+            .dilation(2, 2)
+            .pad(2, 2), // phases with no tap
     ];
     // α scales both gradients.
     v[1].alpha = 0.5;
@@ -161,8 +165,10 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
         let ([dx, dw, db], path, on_hopper) = run::<I, W>(device, arch, c)?;
         let dense8 = c.groups == 1 && c.c % 8 == 0 && c.k % 8 == 0;
         let f16_in = I::DTYPE == hikube_gpu::Dtype::F16;
+        let cc = device.compute_capability();
         let want = match arch {
             None if tensor_cores && dense8 => ConvPath::Sm80,
+            None if (cc.major, cc.minor) == (7, 5) && dense8 && f16_in => ConvPath::Sm75,
             Some(PtxArch::Compute80) if dense8 => ConvPath::Sm80,
             Some(PtxArch::Compute75) if dense8 && f16_in => ConvPath::Sm75,
             _ => ConvPath::Direct,

@@ -208,7 +208,8 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         })
     }
 
-    /// The kernel path: [`ConvPath::Sm80`] (tensor cores) or [`ConvPath::Direct`].
+    /// The kernel path: [`ConvPath::Sm80`] or [`ConvPath::Sm75`] (tensor cores), or
+    /// [`ConvPath::Direct`].
     pub fn path(&self) -> ConvPath {
         self.path
     }
