@@ -306,9 +306,11 @@ fn grad_row<T: FilterGrad<T>>(
         Some(_) if plan.data_on_hopper() => "Hopper forward / ".to_string(),
         Some([(td, sd), _]) => format!("{td} ({sd}) / "),
         None => "- / ".into(),
-    } + &plan
-        .tilings()
-        .map_or("-".into(), |[_, (tw, sw)]| format!("{tw} ({sw})"));
+    } + &match (plan.filter_on_hopper(), plan.tilings()) {
+        (Some((tw, sw)), _) => format!("Hopper {tw} ({sw})"),
+        (None, Some([_, (tw, sw)])) => format!("{tw} ({sw})"),
+        (None, None) => "-".into(),
+    };
     let ([od, ow], [td, tw]) = (ours, theirs);
     println!(
         "| {name} | {:?} {tiles} | {od:.1} | {td:.1} ({algo_d}) | {:.2} | {ow:.1} | {tw:.1} ({algo_w}) | {:.2} | {:.0} %, {:.0} % |",

@@ -136,15 +136,15 @@ extern "C" __global__ void conv_direct_f16(hk::GemmParams p, hk::ConvShape cs) {
 extern "C" __global__ void conv_direct_bf16(hk::GemmParams p, hk::ConvShape cs) {
     hk::conv_direct<__nv_bfloat16>(p, cs);
 }
-extern "C" __global__ void conv_dgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
+extern "C" __global__ void conv_dgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhases) {
     hk::conv_dgrad_direct<__half>(p, cs);
 }
-extern "C" __global__ void conv_dgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
+extern "C" __global__ void conv_dgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhases) {
     hk::conv_dgrad_direct<__nv_bfloat16>(p, cs);
 }
-extern "C" __global__ void conv_wgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
+extern "C" __global__ void conv_wgrad_direct_f16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhases) {
     hk::conv_wgrad_direct<__half>(p, cs);
 }
-extern "C" __global__ void conv_wgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase) {
+extern "C" __global__ void conv_wgrad_direct_bf16(hk::GemmParams p, hk::ConvShape cs, hk::DgradPhases) {
     hk::conv_wgrad_direct<__nv_bfloat16>(p, cs);
 }

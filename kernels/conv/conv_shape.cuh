@@ -32,4 +32,12 @@ struct DgradPhase {
     int pbase, qbase, dp, dq;
 };
 
+// The phases of one data-gradient launch, blockIdx.z picking a block's (a strided convolution
+// has stride_h·stride_w of them; the host launches them MAX_PHASES at a time). Mirrored by
+// `DgradPhases` in src/launch/conv.rs.
+constexpr int MAX_PHASES = 16;
+struct DgradPhases {
+    DgradPhase ph[MAX_PHASES];
+};
+
 }  // namespace hk

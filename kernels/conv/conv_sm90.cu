@@ -322,6 +322,128 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The filter gradient (wgrad) on the same skeleton:
+//   dw[k, (r, s, c)] = alpha * sum_{n,p,q} dy[n, p, q, k] * x[n, p*sh - ph + r*dh, q*sw - pw + s*dw, c]
+// computed transposed, as D' = im2col(x)^T * dy: M' = R*S*C rows (a tap's channels), N' = K
+// columns (output channels), the reduction over the N*P*Q output pixels in 64-pixel k-steps
+// (the same pixel order in both operands). A' is two im2col boxes of 64 pixels x 64 channels of
+// one tap each (C % 64 == 0, so a 64-row half of the tile never straddles taps), B' is BN / 64
+// tiled boxes of dy, 64 pixels x 64 output channels: both MN-major (channels contiguous), which
+// wgmma reads transposed. Pixels past N*P*Q read as zeros in dy; rows past R*S*C load some
+// tap's channels and are not stored. Split-K (blockIdx.y) cuts the pixels; the output, K x R*S*C
+// row-major (p.m = K, p.n = R*S*C), is stored transposed from the accumulators, or as f32
+// partials that conv_sm90_splitk_reduce sums.
+
+// Stores rows r, r + 8 (filter elements (r, s, c)) x columns c, c + 1 (output channels) of D'
+// into dw (or split-K slice `split`'s partials), where inside. Out of line like
+// store_pair_general: one call per column pair of the unrolled epilogue.
+__device__ __noinline__ void store_wgrad(const GemmParams& p, int split, int r, int c, float x0,
+                                         float y0, float x1, float y1) {
+    const float v[4] = {x0, y0, x1, y1};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int rr = r + 8 * (i / 2), cc = c + i % 2;
+        if (rr >= p.n || cc >= p.m) continue;
+        if (p.splits > 1)
+            p.workspace[workspace_index(p, split, 0, cc, rr)] = v[i];
+        else
+            epilogue1(p, 0, cc, rr, v[i]);
+    }
+}
+
+template <typename T, int BN, int STAGES_>
+__device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
+                                      const TmaDesc& map_x, const TmaDesc& map_dy) {
+    using Cfg = Tile<BN, STAGES_>;
+    constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
+    __shared__ __align__(8) unsigned long long full[STAGES];
+    __shared__ __align__(8) unsigned long long empty[STAGES];
+    const StageRing<STAGES> ring{full, empty};
+    unsigned char* smem = swizzle_smem(Cfg::SMEM_BYTES);
+
+    const int rows = p.n;  // R*S*C
+    const int tiles_n = (p.m + BN - 1) / BN;
+    const int num_tiles = ((rows + BM - 1) / BM) * tiles_n;
+    const int split = blockIdx.y;
+    const int kt_begin = split * cp.kt_per_split;
+    const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
+    const int wg = warpgroup();
+    ring.init(1, CONSUMERS);
+
+    if (wg == 0) {
+        producer_registers<1>();
+        if (threadIdx.x != 0) return;
+        const int pq = cp.p * cp.q;
+        int g = 0;
+        for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+            const int m0 = (tile / tiles_n) * BM, n0 = (tile % tiles_n) * BN;
+            // Each 64-row half's tap (im2col offsets) and channel; a half past R*S*C takes the
+            // last one (its rows are not stored).
+            unsigned short off_w[2], off_h[2];
+            int ch[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int row = min(m0 + 64 * i, rows - 64);
+                const int tap = row / cp.c, r = tap / cp.s;
+                ch[i] = row - tap * cp.c;
+                off_w[i] = static_cast<unsigned short>((tap - r * cp.s) * cp.dil_w);
+                off_h[i] = static_cast<unsigned short>(r * cp.dil_h);
+            }
+            // The k-step's first pixel, decoded once and advanced by 64 pixels per step.
+            int pix = (kt_begin)*BK;
+            int img = pix / pq, rem = pix - img * pq;
+            int oh = rem / cp.q, ow = rem - oh * cp.q;
+            for (int kt = 0; kt < k_tiles; ++kt, ++g) {
+                const int st = ring.acquire(g);
+                unsigned char* stage = smem + st * STAGE_BYTES;
+                mbar_expect_tx(&full[st], STAGE_BYTES);
+                const int h0 = oh * cp.stride_h - cp.pad_h, w0 = ow * cp.stride_w - cp.pad_w;
+#pragma unroll
+                for (int i = 0; i < 2; ++i)
+                    tma_load_im2col(stage + i * 8192, &map_x, ch[i], w0, h0, img, off_w[i],
+                                    off_h[i], &full[st]);
+#pragma unroll
+                for (int j = 0; j < BN / 64; ++j)
+                    tma_load_3d(stage + A_BYTES + j * 8192, &map_dy, n0 + 64 * j, pix, 0,
+                                &full[st]);
+                pix += BK;
+                ow += BK;
+                while (ow >= cp.q) {
+                    ow -= cp.q;
+                    if (++oh == cp.p) {
+                        oh = 0;
+                        ++img;
+                    }
+                }
+            }
+        }
+        return;
+    }
+
+    consumer_registers<1>();
+    const int cw = wg - 1;  // consumer warpgroup: rows 64 cw .. 64 cw + 63 of the tile
+    const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
+    int g = 0;
+    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        const int m0 = (tile / tiles_n) * BM, n0 = (tile % tiles_n) * BN;
+        float acc[BN / 2];
+        consume_stages<T, false, false, BN, false>(acc, ring, g, k_tiles, smem, STAGE_BYTES,
+                                                   cw * 8192, A_BYTES,
+                                                   [&](int s) { mbar_arrive(&empty[s]); });
+        // As conv's epilogue: warp w of consumer cw has rows 16 w + lane / 4 (+ 8) of its 64,
+        // register 4 j + {0, 1} (+ {2, 3}) columns 8 j + 2 (lane % 4) + {0, 1}.
+        const int row = m0 + cw * 64 + warp * 16 + lane / 4;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+            const int c = n0 + 8 * j + 2 * (lane % 4);
+            if (c < p.m && row < rows)
+                store_wgrad(p, split, row, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                            acc[4 * j + 3]);
+        }
+    }
+}
+
 }  // namespace conv90
 }  // namespace hk
 
@@ -346,10 +468,23 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 // One block per SM names no suffix; two name _2cta.
 #define HK_CTAS_SUFFIX_1
 #define HK_CTAS_SUFFIX_2 _2cta
+// The filter gradient, per one-block-per-SM tile and type: conv_wgrad_sm90_<t>_128x<BN>x64x<ST>.
+#define HK_WGRAD90(TNAME, T, BN, ST)                                                              \
+    extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, 1)                         \
+        conv_wgrad_sm90_##TNAME##_128x##BN##x64x##ST(                                            \
+            const __grid_constant__ hk::GemmParams p, hk::conv90::ConvParams cp,                 \
+            const __grid_constant__ hk::sm90::TmaDesc x,                                         \
+            const __grid_constant__ hk::sm90::TmaDesc dy) {                                      \
+        hk::conv90::wgrad<T, BN, ST>(p, cp, x, dy);                                              \
+    }
+#define HK_WGRAD90_CTAS_1(BN, ST) \
+    HK_WGRAD90(f16, __half, BN, ST) HK_WGRAD90(bf16, __nv_bfloat16, BN, ST)
+#define HK_WGRAD90_CTAS_2(BN, ST)
 #define HK_TILE(BM_, BN, BK_, ST, CTAS)                                                        \
     static_assert(BM_ == hk::sm90::BM && BK_ == hk::sm90::BK && (CTAS == 1 || CTAS == 2),       \
                   "the kernel's block tile is 128 x BN x 64, at one or two blocks per SM");    \
-    HK_CONV90_TYPES(BN, ST, CTAS, HK_CTAS_SUFFIX_##CTAS)
+    HK_CONV90_TYPES(BN, ST, CTAS, HK_CTAS_SUFFIX_##CTAS)                                       \
+    HK_WGRAD90_CTAS_##CTAS(BN, ST)
 #include "hikube_tiles.inc"
 
 // Sums the split-K partials and applies the epilogue.

@@ -258,12 +258,19 @@ struct PhaseRows {
     }
 };
 
-// dgrad of one phase: p.a = dy, p.b = w, p.d = dx (M = N·rows·cols pixels of the phase, N = C,
+// dgrad of the block's phase: p.a = dy, p.b = w, p.d = dx (M = N·rows·cols pixels of the phase, N = C,
 // K = taps_h·taps_w·K; rows stored at their place in dx's N·H·W).
 template <typename T, typename Policy, int BM, int BN, int BK, int WM, int WN, int STAGES>
-__device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs,
-                                      const DgradPhase& ph) {
+__device__ __forceinline__ void dgrad(const GemmParams& params, const ConvShape& cs,
+                                      const DgradPhases& phases) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
+    // This block's phase (blockIdx.z) is a GEMM of its own: M = its pixels, K = its taps x K.
+    // The grid spans the largest phase: blocks past this one's tiles have nothing to do.
+    const DgradPhase& ph = phases.ph[blockIdx.z];
+    GemmParams p = params;
+    p.m = cs.n * ph.rows * ph.cols;
+    p.k = ph.taps_h * ph.taps_w * cs.k;
+    if (blockIdx.x >= ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN)) return;
     const TileCoord tc = tile_coord<BM, BN>(p);
     const KSlice ks = k_slice<BK>(p, tc);
     DgradLoader<T, BM, THREADS, BK, Policy::kAsyncCopy> la(static_cast<const T*>(p.a), cs, ph, tc.m0, p.m, ks.begin);
@@ -282,7 +289,7 @@ __device__ __forceinline__ void dgrad(const GemmParams& p, const ConvShape& cs,
 // K = N·P·Q).
 template <typename T, typename Policy, int BM, int BN, int BK, int WM, int WN, int STAGES>
 __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs,
-                                      const DgradPhase&) {
+                                      const DgradPhases&) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
     const TileCoord tc = tile_coord<BM, BN>(p);
     const KSlice ks = k_slice<BK>(p, tc);
@@ -303,10 +310,10 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvShape& cs,
 
 // One extern "C" kernel per (gradient, arch, type, tile):
 //   conv_<dgrad|wgrad>_<sm80|sm75>_<f16|bf16>_<BM>x<BN>x<BK>x<STAGES>(GemmParams, ConvShape,
-//   DgradPhase) (wgrad ignores the phase)
+//   DgradPhases) (wgrad ignores the phases)
 #define HK_CONV_GRAD_KERNEL(GRAD, ARCH, POLICY, TNAME, T, BM, BN, BK, WM, WN, ST, MINB)         \
     extern "C" __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)               \
         conv_##GRAD##_##ARCH##_##TNAME##_##BM##x##BN##x##BK##x##ST(                             \
-            hk::GemmParams p, hk::ConvShape cs, hk::DgradPhase ph) {                            \
+            hk::GemmParams p, hk::ConvShape cs, hk::DgradPhases ph) {                            \
         hk::GRAD<T, hk::POLICY, BM, BN, BK, WM, WN, ST>(p, cs, ph);                             \
     }

@@ -223,6 +223,18 @@ impl DgradPhase {
     }
 }
 
+/// Mirrors `hk::DgradPhases` (kernels/conv/conv_shape.cuh): the phases of one data-gradient
+/// launch, grid z picking a block's; the entries past the launch's count are unused.
+pub(crate) const MAX_PHASES: usize = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DgradPhases {
+    ph: [DgradPhase; MAX_PHASES],
+}
+
+const _: () = assert!(std::mem::size_of::<DgradPhases>() == 56 * MAX_PHASES);
+
 /// Mirrors `hk::conv90::ConvParams` (kernels/conv/conv_sm90.cu): eighteen `int`s.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -552,6 +564,122 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
     }
 }
 
+/// `(GemmParams, ConvParams, TmaDesc x, TmaDesc dy)` by value for the Hopper filter gradient
+/// (kernels/conv/conv_sm90.cu's `conv_wgrad_sm90_*`): a = x (read through its im2col map of
+/// 64-pixel boxes), b = dy (through its tiled map), d = dw, K × R·S·C, or its split-K partials;
+/// persistent blocks walk the (R·S·C) × K tiles of dwᵀ (grid x), the pixels' split-K slice in
+/// grid y.
+#[repr(C)]
+pub(crate) struct ConvWgradSm90<I, O> {
+    params: GemmParams<I, O>,
+    shape: ConvSm90Shape,
+    x_map: TmaDesc,
+    dy_map: TmaDesc,
+}
+
+impl<I: Float, O: Float> ConvWgradSm90<I, O> {
+    /// Checks x, dy and their maps against `shape` (C a multiple of 64 and K of 8: a tile's
+    /// 64-row half holds one filter tap, dy's rows are 16-byte multiples), dw and the workspace
+    /// against K × R·S·C; `run.k_per_split` in pixels.
+    pub(crate) fn new(
+        shape: ConvSm90Shape,
+        ops: &GemmOperands<I, O>,
+        run: &ConvRun,
+        (x_map, dy_map): (&TmaMap, &TmaMap),
+    ) -> Result<Self> {
+        if shape.c % 64 != 0 || shape.k % 8 != 0 {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "the compute_90a filter gradient needs C a multiple of 64 and K of 8, got \
+                     C = {}, K = {}",
+                    shape.c, shape.k
+                ),
+            });
+        }
+        let x_len = int_extent(
+            "convolution input elements",
+            &[shape.n, shape.h, shape.w, shape.c],
+        )?;
+        let dy_len = int_extent(
+            "convolution output elements",
+            &[shape.n, shape.p, shape.q, shape.k],
+        )?;
+        ensure_len("x", x_len, ops.a.len())?;
+        ensure_len("dy", dy_len, ops.b.len())?;
+        for (what, op) in [("x", ops.a.addr()), ("dy", ops.b.addr())] {
+            if op % 16 != 0 {
+                return Err(Error::InvalidArgument {
+                    what: format!(
+                        "the compute_90a filter gradient needs {what} 16-byte aligned, got {op:#x}"
+                    ),
+                });
+            }
+        }
+        x_map.check_within("x", &ops.a)?;
+        dy_map.check_within("dy", &ops.b)?;
+        let k_out = dim(shape.k);
+        let pixels = dy_len / k_out.max(1);
+        let taps = size::product("filter elements", &[shape.r, shape.s, shape.c].map(dim))?;
+        let gemm = GemmShape {
+            lda: 0,
+            ldb: 0,
+            ..gemm_shape(k_out, taps, pixels, (0, 0), run.scale)
+        };
+        let run = GemmRun {
+            splits: run.splits,
+            k_per_split: run.k_per_split,
+            activation: run.activation,
+            fast_granule: None,
+            want_vec8: false,
+        };
+        Ok(ConvWgradSm90 {
+            params: GemmParams::epilogue_side(ops, &gemm, &run)?,
+            shape,
+            x_map: x_map.desc(),
+            dy_map: dy_map.desc(),
+        })
+    }
+
+    /// The parameters, for the split-K reduction after the kernel.
+    pub(crate) fn params(&self) -> GemmParams<I, O> {
+        self.params
+    }
+}
+
+// SAFETY: the fields are the kernel's four parameters, passed as four pointers; `new` checked x
+// and dy against the shape (16-byte aligned) and their maps against them (TMA reads only inside
+// a map, zero-filling past its edges), dw and the workspace (K × R·S·C per slice) through
+// `GemmParams::epilogue_side`; the kernel stores only rows below R·S·C and columns below K of
+// dwᵀ, its blocks walk the tiles whatever grid x is, and grid y must not exceed the slices.
+unsafe impl<I: Float, O: Float> KernelArgs for ConvWgradSm90<I, O> {
+    type Params = [*mut c_void; 4];
+    type Variant = Tiling;
+    fn symbol(tiling: &Tiling) -> Symbol {
+        let name = format!("conv_wgrad_sm90_{}_{tiling}", I::SUFFIX);
+        Symbol::at(SM90_MODULE, name, PtxArch::Compute90a)
+    }
+    fn params(&mut self) -> Self::Params {
+        [
+            param(&mut self.params),
+            param(&mut self.shape),
+            param(&mut self.x_map),
+            param(&mut self.dy_map),
+        ]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        let splits = u32::try_from(self.params.splits()).unwrap_or(0).max(1);
+        if config.grid_dim.1 <= splits && config.grid_dim.2 == 1 {
+            Ok(())
+        } else {
+            Err(bad_config(
+                "the Hopper filter gradient",
+                &format!("at most {splits} blocks along y"),
+                config,
+            ))
+        }
+    }
+}
+
 /// Which gradient a [`ConvGrad`] kernel computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Grad {
@@ -586,9 +714,10 @@ pub(crate) struct ConvGradKernel {
 pub(crate) struct ConvGrad<I, O> {
     params: GemmParams<I, O>,
     shape: ConvShape,
-    phase: DgradPhase,
-    /// The tensor-core kernels' tiles × slices (none: the direct kernel, any 1-D grid).
-    tiles: Option<(u32, u32)>,
+    phases: DgradPhases,
+    /// The tensor-core kernels' tiles × slices × phases (none: the direct kernel, any 1-D
+    /// grid).
+    tiles: Option<(u32, u32, u32)>,
     grad: Grad,
 }
 
@@ -610,7 +739,7 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
     /// tensor-core kernel's (none: the direct kernel's grid-stride loop), `run.vec` unused.
     pub(crate) fn new(
         grad: Grad,
-        (shape, phase): (ConvShape, DgradPhase),
+        (shape, phases): (ConvShape, &[DgradPhase]),
         ops: &GemmOperands<I, O>,
         run: &ConvRun,
     ) -> Result<Self> {
@@ -637,13 +766,26 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
                 w_len,
             ),
             Grad::Data => {
-                // The phase's rows land anywhere in dx (and the ReLU mask): both whole.
-                let (rows, k_gemm, identity) = phase.check(&shape)?;
+                // The phases' rows land anywhere in dx (and the ReLU mask): both whole. The
+                // GEMM's M and K: the largest phase's (the kernel takes each block's own).
+                if phases.is_empty() || phases.len() > MAX_PHASES {
+                    return Err(Error::InvalidArgument {
+                        what: format!(
+                            "{} data-gradient phases in one launch (1 to {MAX_PHASES})",
+                            phases.len()
+                        ),
+                    });
+                }
+                let (mut rows, mut k_gemm, mut identity) = (0, 0, false);
+                for phase in phases {
+                    let (r, k, id) = phase.check(&shape)?;
+                    (rows, k_gemm, identity) = (rows.max(r), k_gemm.max(k), id);
+                }
                 ensure_len("dx", x_len, ops.d.len())?;
                 if run.activation == super::gemm::RELU_MASK {
                     ensure_len("x (the ReLU mask)", x_len, ops.c.len())?;
                 }
-                if run.splits > 1 && !identity {
+                if run.splits > 1 && !(identity && phases.len() == 1) {
                     return Err(Error::InvalidArgument {
                         what: "a strided data gradient's phases cannot split K".into(),
                     });
@@ -683,11 +825,19 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
             want_vec8: false,
         };
         let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
-        let tiles = run.tile_grid(m, n)?;
+        let mut table = DgradPhases::default();
+        let count = match grad {
+            Grad::Data if run.tile.is_some() => phases.len(),
+            _ => 1,
+        };
+        for (slot, phase) in table.ph.iter_mut().zip(phases.iter().take(count)) {
+            *slot = *phase;
+        }
+        let tiles = run.tile_grid(m, n)?.map(|(t, s)| (t, s, count as u32));
         Ok(ConvGrad {
             params,
             shape,
-            phase,
+            phases: table,
             tiles,
             grad,
         })
@@ -709,16 +859,17 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
     }
 }
 
-// SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape, hk::DgradPhase)` by value, which
-// `params`, `shape` and `phase` mirror; `new` checked the shape's geometry (groups dividing C
-// and K, strides and dilations ≥ 1, padding ≥ 0, P and Q the ones they give), dy, and w or x,
-// against it (every extent within 32-bit offsets), the tensor-core kernels' alignment and
-// channel multiples, the data gradient's phase (its pixels inside the input, its taps inside the
-// filter, its output pixels within 32-bit arithmetic — the kernels bound them by P and Q — dx
-// and the mask whole, no split-K unless its rows are dx's own), and dx or dw, the workspace
-// through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
-// grid within the tiles and slices, the direct kernels' one-dimensional, and the direct filter
-// gradient's blocks whole warps of at most 1024 threads (its 32 warp sums).
+// SAFETY: the kernels take `(hk::GemmParams, hk::ConvShape, hk::DgradPhases)` by value, which
+// `params`, `shape` and `phases` mirror; `new` checked the shape's geometry (groups dividing C and
+// K, strides and dilations ≥ 1, padding ≥ 0, P and Q the ones they give), dy, and w or x, against
+// it (every extent within 32-bit offsets), the tensor-core kernels' alignment and channel
+// multiples, the data gradient's phases (1 to MAX_PHASES; each one's pixels inside the input, its
+// taps inside the filter, its output pixels within 32-bit arithmetic — the kernels bound them by P
+// and Q — dx and the mask whole, no split-K unless one phase's rows are dx's own), and dx or dw,
+// the workspace through `GemmParams::epilogue_side`; `check_config` keeps the tensor-core kernels'
+// grid within the largest phase's tiles, the slices and the phases (the data-gradient kernels
+// return from blocks past their phase's tiles), the direct kernels' one-dimensional, and the direct
+// filter gradient's blocks whole warps of at most 1024 threads (its 32 warp sums).
 unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
     type Params = [*mut c_void; 3];
     type Variant = ConvGradKernel;
@@ -737,12 +888,26 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
         [
             param(&mut self.params),
             param(&mut self.shape),
-            param(&mut self.phase),
+            param(&mut self.phases),
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
         match self.tiles {
-            Some(max) => within_tiles("a convolution gradient kernel", max, config),
+            Some((tiles, slices, phases)) => {
+                let one = LaunchConfig {
+                    grid_dim: (config.grid_dim.0, config.grid_dim.1, 1),
+                    ..*config
+                };
+                within_tiles("a convolution gradient kernel", (tiles, slices), &one)?;
+                if config.grid_dim.2 > phases {
+                    return Err(bad_config(
+                        "a convolution data gradient",
+                        &format!("at most {phases} blocks along z (its phases)"),
+                        config,
+                    ));
+                }
+                Ok(())
+            }
             // The direct wgrad kernel sums its block's threads through 32 warp sums and full-warp
             // shuffles: whole warps, at most 1024 threads.
             None if self.grad == Grad::Filter => {

@@ -27,6 +27,14 @@ pub fn trials() -> Vec<Trial> {
         gpu_test("conv_grad::direct_bf16_f32_grid", |d| {
             grid::<bf16, f32>(d, Some(PtxArch::Compute70))
         }),
+        gpu_test(
+            "conv_grad::hopper_filter_f16_f32",
+            hopper_filter::<f16, f32>,
+        ),
+        gpu_test(
+            "conv_grad::hopper_filter_bf16_bf16",
+            hopper_filter::<bf16, bf16>,
+        ),
         gpu_test("conv_grad::resnet_layers", resnet_layers),
         gpu_test("conv_grad::graph_capture", graph_capture),
         gpu_test("conv_grad::bad_input_is_a_typed_error", bad_input),
@@ -69,7 +77,7 @@ fn run<I: Float, W: FilterGrad<I>>(
     device: &Device,
     arch: Option<PtxArch>,
     c: Case,
-) -> Result<([f64; 3], ConvPath, bool), Failed> {
+) -> Result<([f64; 3], ConvPath, [bool; 2]), Failed> {
     let stream = device.default_stream();
     let mut rng = rand::rng();
     let desc = c.desc(arch);
@@ -134,7 +142,8 @@ fn run<I: Float, W: FilterGrad<I>>(
         rel_err(&c, "dw", &dw_out, &want_dw)?,
         rel_err(&c, "db", &db_out, &want_db)?,
     ];
-    Ok((errors, plan.path(), plan.data_on_hopper()))
+    let hopper = [plan.data_on_hopper(), plan.filter_on_hopper().is_some()];
+    Ok((errors, plan.path(), hopper))
 }
 
 /// A buffer's contents as f64.
@@ -162,7 +171,7 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
     let tensor_cores = arch.is_none() && device.compute_capability().major >= 8;
     let mut hopper_cases = 0;
     for c in cases() {
-        let ([dx, dw, db], path, on_hopper) = run::<I, W>(device, arch, c)?;
+        let ([dx, dw, db], path, [on_hopper, _]) = run::<I, W>(device, arch, c)?;
         let dense8 = c.groups == 1 && c.c % 8 == 0 && c.k % 8 == 0;
         let f16_in = I::DTYPE == hikube_gpu::Dtype::F16;
         let cc = device.compute_capability();
@@ -191,6 +200,35 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
         !hopper || hopper_cases > 0,
         "no stride-1 dgrad ran on the Hopper forward path"
     );
+    Ok(())
+}
+
+/// The Hopper filter gradient (C a multiple of 64 on compute 9.0; the implicit GEMM elsewhere)
+/// over pixel counts off its 64-pixel steps, K off its tiles, strides, dilation, R ≠ S, one
+/// pixel, and a reduction long enough to split.
+fn hopper_filter<I: Float, W: FilterGrad<I>>(device: &Device) -> Result<(), Failed> {
+    let hopper = device.compute_capability().major == 9;
+    let cases = [
+        case(1, 1, 1, 64, 8, 1, 1),
+        case(2, 7, 9, 64, 24, 3, 3).pad(1, 1),
+        case(3, 13, 11, 64, 40, 3, 3).stride(2, 2).pad(1, 1),
+        case(1, 15, 13, 128, 72, 3, 3).dilation(2, 2).pad(2, 2),
+        case(2, 9, 10, 192, 264, 3, 1).stride(2, 1).pad(1, 0),
+        case(2, 16, 16, 64, 16, 5, 5).stride(3, 3).pad(2, 2),
+        case(1, 5, 5, 64, 8, 3, 3).stride(2, 2),
+        case(8, 28, 28, 64, 64, 3, 3).pad(1, 1),
+        case(2, 14, 14, 256, 512, 1, 1),
+    ];
+    for (i, mut c) in cases.into_iter().enumerate() {
+        c.alpha = if i == 3 { 0.5 } else { 1.0 };
+        let ([_, dw, _], path, [_, on_hopper]) = run::<I, W>(device, None, c)?;
+        ensure!(
+            on_hopper == hopper,
+            "{c:?}: filter gradient on Hopper {on_hopper}, expected {hopper}"
+        );
+        let bw = bound::<W>().max(1e-4);
+        ensure!(dw < bw, "{c:?} on {path:?}: dw error {dw:.2e} >= {bw:.0e}");
+    }
     Ok(())
 }
 

@@ -3,12 +3,13 @@
 //! describes.
 
 use super::config::{self, ConvPath};
+use super::sm90_wgrad::WgradSm90;
 use super::{conv_shape, launch_config, reduce_splits, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::{FlipFilter, TRANSPOSE_MAX_ROWS};
 use crate::launch::conv::{
-    ConvGrad, ConvGradKernel, ConvRun, DgradPhase, Grad, ImplicitPath, DIRECT_MODULE,
+    ConvGrad, ConvGradKernel, ConvRun, DgradPhase, Grad, ImplicitPath, DIRECT_MODULE, MAX_PHASES,
 };
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
 use crate::launch::{run, Kernel, KernelArgs};
@@ -53,14 +54,16 @@ struct GradKernel<I: Float, O: Float> {
 /// GEMMs on the tensor cores — on compute 8.0 and newer `ConvPath::Sm80` (cp.async + ldmatrix +
 /// mma.sync), on compute 7.5 `ConvPath::Sm75` (f16 only; synchronous loads, m16n8k8): dgrad M =
 /// N·H·W, N = C, K = R·S·K, one GEMM per phase of a strided convolution (no tap read as a zero
-/// between output pixels); wgrad M = K, N = R·S·C, K = N·P·Q, split into slices where the
+/// between output pixels; the phases run side by side in one launch); wgrad M = K, N = R·S·C, K = N·P·Q, split into slices where the
 /// output has few tiles. On `compute_90a`, the data gradient of a stride-1
 /// convolution is the forward convolution of dy by the flipped, transposed filter, and runs on
 /// the Hopper forward path ([`Conv2dGrad::data_on_hopper`]; the filter is flipped into the
-/// plan's workspace at each launch). Everything else runs direct kernels on CUDA cores
-/// (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A forced
-/// target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's forced
-/// tiling and Hopper options do not apply.
+/// plan's workspace at each launch), and the filter gradient of a convolution with C a
+/// multiple of 64 runs the Hopper filter-gradient kernel (wgmma on TMA im2col boxes of x and
+/// tiles of dy; [`Conv2dGrad::filter_on_hopper`]). Everything else runs direct kernels on CUDA
+/// cores (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A
+/// forced target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's
+/// forced tiling and Hopper options do not apply.
 ///
 /// The tensor-core kernels read dy, w and x in 16-byte chunks: slices that do not start at a
 /// multiple of 8 elements give [`Error::InvalidArgument`] there (every buffer the crate
@@ -98,6 +101,8 @@ pub struct Conv2dGrad<I: Float, W: FilterGrad<I> = f32> {
     /// Where the data gradient runs as a Hopper forward convolution (stride 1).
     data_forward: Option<ForwardData<I>>,
     filter: GradKernel<I, W>,
+    /// Where the filter gradient runs on the Hopper kernel.
+    filter_hopper: Option<WgradSm90<I, W>>,
 }
 
 /// The data gradient of a stride-1 convolution as the forward convolution of dy (N·P·Q·K) by
@@ -168,6 +173,10 @@ impl<I: Float, W: FilterGrad<I>> std::fmt::Debug for Conv2dGrad<I, W> {
             .field("path", &self.path)
             .field("data", &self.data.tiling())
             .field("filter", &self.filter.tiling())
+            .field(
+                "filter_hopper",
+                &self.filter_hopper.as_ref().map(WgradSm90::tiling),
+            )
             .finish()
     }
 }
@@ -194,12 +203,17 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         let taps = desc.r * desc.s;
         let data_mnk = (desc.n * desc.h * desc.w, desc.c, taps * desc.k);
         let filter_mnk = (desc.k, taps * desc.c / desc.groups, desc.n * p * q);
-        let data_forward = match path {
-            ConvPath::Sm80 if family == PtxArch::Compute90a => ForwardData::new(stream, &desc)?,
-            _ => None,
+        let hopper = path == ConvPath::Sm80 && family == PtxArch::Compute90a;
+        let (data_forward, filter_hopper) = match hopper {
+            true => (
+                ForwardData::new(stream, &desc)?,
+                WgradSm90::new(stream, &desc)?,
+            ),
+            false => (None, None),
         };
         Ok(Conv2dGrad {
             data_forward,
+            filter_hopper,
             data: GradKernel::new(stream, (Grad::Data, &desc), path, data_mnk, family)?,
             filter: GradKernel::new(stream, (Grad::Filter, &desc), path, filter_mnk, family)?,
             desc,
@@ -221,6 +235,13 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         self.data_forward.is_some()
     }
 
+    /// Whether [`filter`](Self::filter) runs the Hopper filter-gradient kernel (wgmma, TMA
+    /// im2col: C a multiple of 64 on `compute_90a`) rather than the implicit-GEMM one
+    /// ([`tilings`](Self::tilings)' second entry); its tile and split-K slices.
+    pub fn filter_on_hopper(&self) -> Option<(gemm::Tiling, usize)> {
+        self.filter_hopper.as_ref().map(WgradSm90::tiling)
+    }
+
     /// The tile and split-K slices of the data and the filter gradient's tensor-core kernels
     /// (`None` on the direct path).
     pub fn tilings(&self) -> Option<[(gemm::Tiling, usize); 2]> {
@@ -232,7 +253,11 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
     pub fn workspace_bytes(&self) -> usize {
         let bytes = |w: &Option<DeviceBuffer<f32>>| w.as_ref().map_or(0, |b| b.num_bytes());
         let forward = self.data_forward.as_ref().map_or(0, ForwardData::bytes);
-        bytes(&self.data.workspace) + bytes(&self.filter.workspace) + forward
+        let hopper = self
+            .filter_hopper
+            .as_ref()
+            .map_or(0, WgradSm90::workspace_bytes);
+        bytes(&self.data.workspace) + bytes(&self.filter.workspace) + forward + hopper
     }
 
     /// The description the plan was made from.
@@ -318,8 +343,12 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         )?;
         self.device.check_same(dw.device())?;
         crate::memory::ensure_len("dw", self.desc.filter_len(), dw.len())?;
-        self.filter
-            .launch(stream, &self.desc, (&dy, &x), None, &mut dw)
+        match &mut self.filter_hopper {
+            Some(hopper) => hopper.launch(stream, (&x, &dy), &mut dw),
+            None => self
+                .filter
+                .launch(stream, &self.desc, (&dy, &x), None, &mut dw),
+        }
     }
 
     /// Queues `db[k] = Σ dy[…, k]` (the bias gradient, f32) on `stream`: `dy` the NHWC output
@@ -491,8 +520,8 @@ impl<I: Float, O: Float> GradKernel<I, O> {
             // The direct kernels: one launch covers the output.
             let (m, n, k) = self.mnk;
             let run_info = grad_run(None, (1, k), activation, desc.alpha);
-            let mut args =
-                ConvGrad::new(self.grad, (shape, DgradPhase::default()), &ops, &run_info)?;
+            let whole = [DgradPhase::default()];
+            let mut args = ConvGrad::new(self.grad, (shape, &whole), &ops, &run_info)?;
             let cfg = match self.grad {
                 Grad::Filter => ConvGrad::<I, O>::direct_filter_config(m * n, sms),
                 Grad::Data => launch_config(None, (m, n), sms),
@@ -505,10 +534,16 @@ impl<I: Float, O: Float> GradKernel<I, O> {
             Grad::Data => &self.phases,
             Grad::Filter => &whole,
         };
-        for phase in phases {
-            // A strided data gradient's phases each run whole (no split-K).
+        // A strided data gradient's phases run side by side, MAX_PHASES per launch (grid z),
+        // each whole (no split-K); the grid spans the largest.
+        for group in phases.chunks(MAX_PHASES) {
             let (m, n, k) = match self.grad {
-                Grad::Data => phase_mnk(desc, phase),
+                Grad::Data => group
+                    .iter()
+                    .map(|ph| phase_mnk(desc, ph))
+                    .fold((0, desc.c, 0), |(m, n, k), (pm, _, pk)| {
+                        (m.max(pm), n, k.max(pk))
+                    }),
                 Grad::Filter => self.mnk,
             };
             let (splits, k_per_split) = if phases.len() == 1 {
@@ -517,18 +552,15 @@ impl<I: Float, O: Float> GradKernel<I, O> {
                 (1, k.div_ceil(gemm::K_ALIGN).max(1) * gemm::K_ALIGN)
             };
             let run_info = grad_run(Some(choice), (splits, k_per_split), activation, desc.alpha);
-            let mut args = ConvGrad::new(self.grad, (shape, *phase), &ops, &run_info)?;
+            let mut args = ConvGrad::new(self.grad, (shape, group), &ops, &run_info)?;
             let one = Choice {
                 splits,
                 k_per_split,
                 ..choice
             };
-            run(
-                stream,
-                &self.func,
-                launch_config(Some(one), (m, n), sms),
-                &mut args,
-            )?;
+            let mut cfg = launch_config(Some(one), (m, n), sms);
+            cfg.grid_dim.2 = group.len() as u32;
+            run(stream, &self.func, cfg, &mut args)?;
             if let Some(reduce) = self.reduce.as_ref().filter(|_| splits > 1) {
                 reduce_splits(stream, reduce, args.params(), m * n)?;
             }
@@ -684,7 +716,12 @@ mod tests {
         for stride in 1..=4 {
             for dil in 1..=3 {
                 for (len, filter, pad) in [(9, 3, 1), (8, 5, 2), (7, 1, 0), (12, 4, 3), (5, 3, 4)] {
-                    let out_len = (len + 2 * pad - dil * (filter - 1) - 1) / stride + 1;
+                    // Only geometries with an output (the forward's validation).
+                    let Some(span) = usize::checked_sub(len + 2 * pad, dil * (filter - 1) + 1)
+                    else {
+                        continue;
+                    };
+                    let out_len = span / stride + 1;
                     let mut seen = std::collections::HashSet::new();
                     for ph in axis_phases(len, pad, filter, dil, stride) {
                         for i in 0..ph.count {

@@ -33,6 +33,7 @@ mod desc;
 mod grad;
 mod layout;
 mod sm90;
+mod sm90_wgrad;
 
 pub use config::ConvPath;
 pub use desc::Conv2dDesc;

@@ -31,31 +31,36 @@ use cudarc::driver::LaunchConfig;
 use std::marker::PhantomData;
 
 /// Threads per block: a producer warpgroup and two consumer warpgroups.
-const THREADS: u32 = 384;
+pub(super) const THREADS: u32 = 384;
 
 /// The variants the module ships, kernels/tiles.toml's [conv_sm90]: output channels per block
 /// tile (`bn`), pipeline stages, and blocks per SM (`min_blocks`).
-const VARIANTS: [Tile; tiles::CONV_SM90.len()] = tiles::CONV_SM90;
+pub(super) const VARIANTS: [Tile; tiles::CONV_SM90.len()] = tiles::CONV_SM90;
 
 /// Every variant's output pixels per block tile and channels per k-tile: the kernel's fixed
 /// 128 and 64 (it asserts that every tile of the table has them).
 const BM: usize = tiles::CONV_SM90[0].bm;
-const BK: usize = tiles::CONV_SM90[0].bk;
+pub(super) const BK: usize = tiles::CONV_SM90[0].bk;
 
 /// A variant's dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
-fn smem_bytes(v: &Tile) -> u32 {
+pub(super) fn smem_bytes(v: &Tile) -> u32 {
     (v.stages * (v.bm + v.bn) * v.bk * 2 + 1024) as u32
+}
+
+/// A variant's tiling (its kernels' names).
+pub(super) fn tiling(v: &Tile) -> Tiling {
+    Tiling {
+        bm: v.bm,
+        bn: v.bn,
+        bk: v.bk,
+        stages: v.stages,
+    }
 }
 
 /// A variant's kernel.
 fn kernel(v: &Tile, a_load: ALoad) -> ConvSm90Kernel {
     ConvSm90Kernel {
-        tiling: Tiling {
-            bm: v.bm,
-            bn: v.bn,
-            bk: v.bk,
-            stages: v.stages,
-        },
+        tiling: tiling(v),
         two_cta: v.min_blocks == 2,
         a_load,
     }
@@ -157,7 +162,7 @@ fn limits(s: &Conv2dDesc) -> Result<()> {
 
 /// Whether TMA im2col can describe the shape: rank-4 im2col corners and offsets lie in
 /// [-128, 127], traversal strides are at most 8.
-fn im2col_fits(s: &Conv2dDesc) -> bool {
+pub(super) fn im2col_fits(s: &Conv2dDesc) -> bool {
     let fits = |pad: usize, taps: usize, dil: usize, stride: usize| {
         let reach = (taps - 1) * dil;
         pad <= 127 && reach <= 127 && (pad as i64 - reach as i64) >= -128 && stride <= 8
@@ -177,15 +182,28 @@ fn im2col_fits(s: &Conv2dDesc) -> bool {
 ///   is hidden behind the other block;
 /// - split-K adds its f32 partial traffic (~3 TB/s) and a second launch.
 fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Tile, usize) {
-    let mut best = (f64::INFINITY, VARIANTS[0], 1);
-    for v in VARIANTS {
+    choose_among(&VARIANTS, (m, k, k_tiles), sms, 8)
+}
+
+/// [`choose`] among `variants`, with up to `max_splits` split-K slices.
+pub(super) fn choose_among(
+    variants: &[Tile],
+    (m, k, k_tiles): (usize, usize, usize),
+    sms: usize,
+    max_splits: usize,
+) -> (Tile, usize) {
+    let Some(&first) = variants.first() else {
+        return (VARIANTS[0], 1);
+    };
+    let mut best = (f64::INFINITY, first, 1);
+    for &v in variants {
         let bn = v.bn;
         if bn > k.next_multiple_of(64).max(64) {
             continue;
         }
         let tiles = m.div_ceil(BM) * k.div_ceil(bn);
         let fixed = 2200.0 + 26.5 * bn as f64;
-        for splits in 1..=8usize {
+        for splits in 1..=max_splits {
             if splits > 1 && (k_tiles < 4 * splits || tiles * 2 > sms) {
                 break;
             }
@@ -206,6 +224,53 @@ fn choose(m: usize, k: usize, k_tiles: usize, sms: usize) -> (Tile, usize) {
         }
     }
     (best.1, best.2)
+}
+
+/// The kernels' shape parameters of `s` (validated), the k-tile counts zero (each plan sets
+/// its own).
+pub(super) fn conv_params(s: &Conv2dDesc) -> ConvParams {
+    let (p, q) = s.output_hw();
+    ConvParams {
+        n: s.n as i32,
+        h: s.h as i32,
+        w: s.w as i32,
+        c: s.c as i32,
+        k: s.k as i32,
+        r: s.r as i32,
+        s: s.s as i32,
+        p: p as i32,
+        q: q as i32,
+        stride_h: s.stride.0 as i32,
+        stride_w: s.stride.1 as i32,
+        pad_h: s.padding.0 as i32,
+        pad_w: s.padding.1 as i32,
+        dil_h: s.dilation.0 as i32,
+        dil_w: s.dilation.1 as i32,
+        c_tiles: 0,
+        k_tiles: 0,
+        kt_per_split: 0,
+    }
+}
+
+/// The input x of `s` (at `ptr`) as the kernels' im2col map: boxes of `pixels` output pixels ×
+/// 64 channels of one filter tap, corners from padding and dilation, traversed with the stride
+/// (the shape passed [`im2col_fits`]).
+pub(super) fn im2col_map(ptr: u64, dtype: Dtype, s: &Conv2dDesc, pixels: u32) -> Result<TmaMap> {
+    let lower = [-(s.padding.1 as i32), -(s.padding.0 as i32)];
+    let upper = [
+        s.padding.1 as i32 - ((s.s - 1) * s.dilation.1) as i32,
+        s.padding.0 as i32 - ((s.r - 1) * s.dilation.0) as i32,
+    ];
+    let stride = [s.stride.1 as u32, s.stride.0 as u32];
+    tma::im2col(
+        ptr,
+        dtype,
+        [s.n, s.h, s.w, s.c],
+        lower,
+        upper,
+        stride,
+        pixels,
+    )
 }
 
 impl<T: Float> Sm90Plan<T> {
@@ -337,24 +402,10 @@ impl<T: Float> Sm90Plan<T> {
             None
         };
         let params = ConvParams {
-            n: s.n as i32,
-            h: s.h as i32,
-            w: s.w as i32,
-            c: s.c as i32,
-            k: s.k as i32,
-            r: s.r as i32,
-            s: s.s as i32,
-            p: p as i32,
-            q: q as i32,
-            stride_h: s.stride.0 as i32,
-            stride_w: s.stride.1 as i32,
-            pad_h: s.padding.0 as i32,
-            pad_w: s.padding.1 as i32,
-            dil_h: s.dilation.0 as i32,
-            dil_w: s.dilation.1 as i32,
             c_tiles: c_tiles as i32,
             k_tiles: k_tiles as i32,
             kt_per_split: kt_per_split as i32,
+            ..conv_params(s)
         };
         Ok(Sm90Plan {
             shape: *desc,
@@ -427,23 +478,7 @@ impl<T: Float> Sm90Plan<T> {
             Some((key, d)) if key == (x_ptr, w_ptr) => d,
             _ => {
                 let dx = match self.a_load {
-                    ALoad::Im2col => {
-                        let lower = [-(s.padding.1 as i32), -(s.padding.0 as i32)];
-                        let upper = [
-                            s.padding.1 as i32 - ((s.s - 1) * s.dilation.1) as i32,
-                            s.padding.0 as i32 - ((s.r - 1) * s.dilation.0) as i32,
-                        ];
-                        let stride = [s.stride.1 as u32, s.stride.0 as u32];
-                        tma::im2col(
-                            x_ptr,
-                            dtype,
-                            [s.n, s.h, s.w, s.c],
-                            lower,
-                            upper,
-                            stride,
-                            BM as u32,
-                        )?
-                    }
+                    ALoad::Im2col => im2col_map(x_ptr, dtype, &s, BM as u32)?,
                     ALoad::Gather | ALoad::Packed => TmaMap::unused(),
                 };
                 let bn = self.variant.bn as u32;
