@@ -336,19 +336,24 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
 // partials that conv_sm90_splitk_reduce sums.
 
 // Stores rows r, r + 8 (filter elements (r, s, c)) x columns c, c + 1 (output channels) of D'
-// into dw (or split-K slice `split`'s partials), where inside. Out of line like
-// store_pair_general: one call per column pair of the unrolled epilogue.
+// where inside, at dw's (c, r): f32 partials of split-K slice `split`, or alpha * D' in dw's type
+// (the host passes no beta, bias or activation; gemm_params.cuh's epilogue serves any other).
+// Out of line like store_pair_general: one call per column pair of the unrolled epilogue.
 __device__ __noinline__ void store_wgrad(const GemmParams& p, int split, int r, int c, float x0,
                                          float y0, float x1, float y1) {
     const float v[4] = {x0, y0, x1, y1};
+    const bool plain = p.beta == 0.f && !p.bias && p.activation == ACT_NONE;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
         const int rr = r + 8 * (i / 2), cc = c + i % 2;
         if (rr >= p.n || cc >= p.m) continue;
-        if (p.splits > 1)
+        if (p.splits > 1) {
             p.workspace[workspace_index(p, split, 0, cc, rr)] = v[i];
-        else
+        } else if (!plain) {
             epilogue1(p, 0, cc, rr, v[i]);
+        } else {
+            store_out(p.d, p.out_dtype, cc * p.ldd + rr, p.alpha * v[i]);
+        }
     }
 }
 
@@ -437,9 +442,8 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
             const int c = n0 + 8 * j + 2 * (lane % 4);
-            if (c < p.m && row < rows)
-                store_wgrad(p, split, row, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
-                            acc[4 * j + 3]);
+            store_wgrad(p, split, row, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                        acc[4 * j + 3]);
         }
     }
 }

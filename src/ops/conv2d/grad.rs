@@ -133,10 +133,13 @@ impl<I: Float> ForwardData<I> {
             .padding(pad_h, pad_w)
             .dilation(dil.0, dil.1)
             .alpha(desc.alpha)
-            .options(desc.options);
-        // The implicit-GEMM kernel serves whatever the Hopper path does not take.
+            .options(desc.options)
+            // A 1×1 filter's: dx = dy · w, the Hopper GEMM.
+            .gemm_for_1x1(true);
+        // The implicit-GEMM kernel serves whatever the Hopper paths do not take.
+        let hopper = [ConvPath::Sm90, ConvPath::Gemm(GemmPath::Sm90)];
         let conv = match Conv2d::<I, I>::new(stream, transposed) {
-            Ok(conv) if conv.path() == ConvPath::Sm90 => conv,
+            Ok(conv) if hopper.contains(&conv.path()) => conv,
             Ok(_) | Err(_) => return Ok(None),
         };
         Ok(Some(ForwardData {
