@@ -2,8 +2,9 @@
 //! driver has loaded (each once, on first use, thread-safe).
 //!
 //! Each PTX target also ships as cubins, assembled ahead of time for the seed GPUs' SMs: a device
-//! whose compute capability has one loads it without the driver's JIT compilation (seconds for
-//! the GEMM modules), and any other device, or a driver that refuses the cubin, gets the PTX.
+//! that runs one (its compute capability's, or one of the same major version and an older minor)
+//! loads it without the driver's JIT compilation (seconds for the GEMM modules), and any other
+//! device, or a driver that refuses the cubin, gets the PTX.
 //!
 //! The images are embedded zstd-compressed (about 18 times smaller) and decompressed, with the
 //! pure-Rust `ruzstd`, when a device first loads the module. A PTX target whose cargo feature
@@ -101,12 +102,19 @@ fn decompress(src: &ModuleSource, arch: PtxArch, image: &[u8]) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// The cubin assembled from `arch`'s PTX for exactly `cc`, if the module ships one. Exact, not
-/// "same major": the cubins are built per SM, and the PTX covers every other device.
+/// The cubin assembled from `arch`'s PTX that a device of capability `cc` runs, if the module
+/// ships one: the one for exactly `cc`, else (CUDA's binary compatibility) the newest one of
+/// the same major version and an older minor — an sm_86 cubin runs on 8.7 and 8.9. The
+/// arch-specific `compute_90a` cubins run on 9.0 only; the PTX covers every other device.
 fn cubin_for(src: &ModuleSource, arch: PtxArch, cc: ComputeCapability) -> Option<&'static [u8]> {
+    let runs = |c: &ComputeCapability| match arch {
+        PtxArch::Compute90a => *c == cc,
+        _ => c.major == cc.major && c.minor <= cc.minor,
+    };
     src.cubins
         .iter()
-        .find(|(a, c, _)| *a == arch && *c == cc)
+        .filter(|(a, c, _)| *a == arch && runs(c))
+        .max_by_key(|(_, c, _)| c.minor)
         .map(|(_, _, bytes)| *bytes)
 }
 
@@ -382,12 +390,20 @@ mod tests {
     }
 
     #[test]
-    fn cubins_only_for_their_exact_capability() {
+    fn cubins_for_their_capability_and_newer_minors() {
         let h100 = ComputeCapability::new(9, 0);
         if let Some(gemm) = find("gemm_sm80").filter(|m| !m.ptx.is_empty()) {
             assert!(cubin_for(gemm, PtxArch::Compute80, h100).is_some());
-            // Jetson Orin (8.7) has no cubin of its own: it JIT-compiles the PTX.
-            assert!(cubin_for(gemm, PtxArch::Compute80, ComputeCapability::new(8, 7)).is_none());
+            // Jetson Orin (8.7) and the RTX 40 cards (8.9) run the sm_86 cubin, a 10.0 GPU
+            // JIT-compiles the PTX.
+            let sm86 = cubin_for(gemm, PtxArch::Compute80, ComputeCapability::new(8, 6));
+            for minor in [7, 9] {
+                let cc = ComputeCapability::new(8, minor);
+                assert_eq!(cubin_for(gemm, PtxArch::Compute80, cc), sm86);
+            }
+            assert!(sm86.is_some());
+            let blackwell = ComputeCapability::new(10, 0);
+            assert!(cubin_for(gemm, PtxArch::Compute80, blackwell).is_none());
         }
         // A forced older path on a newer GPU runs through the JIT, as before.
         if let Some(gemm70) = find("gemm_sm70").filter(|m| !m.ptx.is_empty()) {
