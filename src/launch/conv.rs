@@ -312,6 +312,21 @@ fn within_tiles(what: &str, max: (u32, u32), config: &LaunchConfig) -> Result<()
     }
 }
 
+/// A persistent Hopper kernel's grid: any x (its blocks walk the tiles), at most `splits`
+/// split-K slices along y, one z.
+fn within_slices(what: &str, splits: i32, config: &LaunchConfig) -> Result<()> {
+    let splits = u32::try_from(splits).unwrap_or(0).max(1);
+    if config.grid_dim.1 <= splits && config.grid_dim.2 == 1 {
+        Ok(())
+    } else {
+        Err(bad_config(
+            what,
+            &format!("at most {splits} blocks along y"),
+            config,
+        ))
+    }
+}
+
 /// `(GemmParams, ConvShape)` by value: the direct kernel (kernels/conv/conv_direct.cu, a
 /// grid-stride loop over M × K outputs) and the implicit-GEMM kernels (conv_sm75.cu,
 /// conv_sm80.cu: a block per `bm × bn` output tile and split-K slice, 16-byte copies of x (`vec`
@@ -340,6 +355,18 @@ pub(crate) struct ConvRun {
 }
 
 impl ConvRun {
+    /// The GEMM epilogue's run: this one's slices, K per slice and activation; `want_vec8`
+    /// where the kernel stores eight channels at once.
+    fn gemm_run(&self, want_vec8: bool) -> GemmRun {
+        GemmRun {
+            splits: self.splits,
+            k_per_split: self.k_per_split,
+            activation: self.activation,
+            fast_granule: None,
+            want_vec8,
+        }
+    }
+
     /// The most blocks a tile kernel's grid may have over an M × N output: (tiles, split-K
     /// slices); `None` for the direct kernels (no tile).
     fn tile_grid(&self, m: usize, n: usize) -> Result<Option<(u32, u32)>> {
@@ -393,14 +420,8 @@ impl<I: Float, O: Float> Conv<I, O> {
         }
         let gemm = gemm_shape(m, dim(shape.k), k_gemm, (c_stored, run.ldb), run.scale);
         let n = dim(shape.k);
-        let gemm_run = GemmRun {
-            splits: run.splits,
-            k_per_split: run.k_per_split,
-            activation: run.activation,
-            fast_granule: None,
-            // The implicit-GEMM epilogue stores eight channels at once where y's rows allow it.
-            want_vec8: n.is_multiple_of(8),
-        };
+        // The implicit-GEMM epilogue stores eight channels at once where y's rows allow it.
+        let gemm_run = run.gemm_run(n.is_multiple_of(8));
         let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
         let tiles = run.tile_grid(m, n)?;
         Ok(Conv {
@@ -503,13 +524,7 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
             stride_d: 0,
             ..gemm_shape(m, dim(shape.k), k_gemm, (0, 0), run.scale)
         };
-        let run = GemmRun {
-            splits: run.splits,
-            k_per_split: run.k_per_split,
-            activation: run.activation,
-            fast_granule: None,
-            want_vec8: false,
-        };
+        let run = run.gemm_run(false);
         Ok(ConvSm90 {
             params: GemmParams::epilogue_side(ops, &gemm, &run)?,
             shape,
@@ -551,16 +566,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
-        let splits = u32::try_from(self.params.splits()).unwrap_or(0).max(1);
-        if config.grid_dim.1 <= splits && config.grid_dim.2 == 1 {
-            Ok(())
-        } else {
-            Err(bad_config(
-                "the Hopper convolution",
-                &format!("at most {splits} blocks along y"),
-                config,
-            ))
-        }
+        within_slices("the Hopper convolution", self.params.splits(), config)
     }
 }
 
@@ -625,13 +631,7 @@ impl<I: Float, O: Float> ConvWgradSm90<I, O> {
             ldb: 0,
             ..gemm_shape(k_out, taps, pixels, (0, 0), run.scale)
         };
-        let run = GemmRun {
-            splits: run.splits,
-            k_per_split: run.k_per_split,
-            activation: run.activation,
-            fast_granule: None,
-            want_vec8: false,
-        };
+        let run = run.gemm_run(false);
         Ok(ConvWgradSm90 {
             params: GemmParams::epilogue_side(ops, &gemm, &run)?,
             shape,
@@ -667,16 +667,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvWgradSm90<I, O> {
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
-        let splits = u32::try_from(self.params.splits()).unwrap_or(0).max(1);
-        if config.grid_dim.1 <= splits && config.grid_dim.2 == 1 {
-            Ok(())
-        } else {
-            Err(bad_config(
-                "the Hopper filter gradient",
-                &format!("at most {splits} blocks along y"),
-                config,
-            ))
-        }
+        within_slices("the Hopper filter gradient", self.params.splits(), config)
     }
 }
 
@@ -817,13 +808,7 @@ impl<I: Float, O: Float> ConvGrad<I, O> {
             }
         }
         let gemm = gemm_shape(m, n, k_gemm, (dim(shape.k), dim(shape.c)), run.scale);
-        let gemm_run = GemmRun {
-            splits: run.splits,
-            k_per_split: run.k_per_split,
-            activation: run.activation,
-            fast_granule: None,
-            want_vec8: false,
-        };
+        let gemm_run = run.gemm_run(false);
         let params = GemmParams::epilogue_side(ops, &gemm, &gemm_run)?;
         let mut table = DgradPhases::default();
         let count = match grad {

@@ -18,7 +18,7 @@ use crate::launch::conv::{
 };
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
-use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
+use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::Access;
 use crate::memory::{DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
@@ -106,7 +106,6 @@ type ConvParams = ConvSm90Shape;
 /// A convolution plan for one shape and element type on a Hopper GPU.
 pub(crate) struct Sm90Plan<T: Float> {
     shape: Conv2dDesc,
-    device: Device,
     params: ConvParams,
     m: usize,
     variant: Tile,
@@ -409,7 +408,6 @@ impl<T: Float> Sm90Plan<T> {
         };
         Ok(Sm90Plan {
             shape: *desc,
-            device,
             params,
             m,
             variant,
@@ -512,9 +510,7 @@ impl<T: Float> Sm90Plan<T> {
         // The access orders the launches after earlier work on these buffers and notes them.
         run(stream, &self.func, cfg, &mut args)?;
         if self.splits > 1 {
-            let cfg = grid_stride_config(self.m * s.k, self.device.properties().sm_count);
-            let mut reduce = SplitKReduce::new(args.params());
-            run(stream, &self.reduce, cfg, &mut reduce)?;
+            super::reduce_splits(stream, &self.reduce, args.params(), self.m * s.k)?;
         }
         acc.finish()
     }

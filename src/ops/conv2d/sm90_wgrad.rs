@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::launch::conv::{ConvRun, ConvSm90Shape, ConvWgradSm90};
 use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce};
 use crate::launch::tma::{self, TmaMap};
-use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
+use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::ops::matmul::Tiling;
@@ -31,7 +31,6 @@ pub(crate) struct WgradSm90<I: Float, O: Float> {
     variant: Tile,
     splits: usize,
     grid_blocks: usize,
-    sms: u32,
     func: Kernel<ConvWgradSm90<I, O>>,
     reduce: Kernel<SplitKReduce<I, O>>,
     workspace: Option<DeviceBuffer<f32>>,
@@ -88,7 +87,6 @@ impl<I: Float, O: Float> WgradSm90<I, O> {
             variant,
             splits,
             grid_blocks,
-            sms,
             func,
             reduce,
             workspace,
@@ -151,9 +149,7 @@ impl<I: Float, O: Float> WgradSm90<I, O> {
         };
         run(stream, &self.func, cfg, &mut args)?;
         if self.splits > 1 {
-            let cfg = grid_stride_config(s.filter_len(), self.sms);
-            let mut reduce = SplitKReduce::new(args.params());
-            run(stream, &self.reduce, cfg, &mut reduce)?;
+            super::reduce_splits(stream, &self.reduce, args.params(), s.filter_len())?;
         }
         acc.finish()
     }
