@@ -22,6 +22,7 @@ use super::tma::{TmaDesc, TmaMap};
 use super::{bad_config, param, KernelArgs, Symbol};
 use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
+use crate::memory::access::Operand;
 use crate::memory::ensure_len;
 use crate::ops::conv2d::ALoad;
 use crate::ops::gemm::Tiling;
@@ -302,10 +303,11 @@ fn gemm_shape(
     }
 }
 
-/// A tile kernel's grid: at most `max` = (tiles, split-K slices) blocks along x and y, one deep.
-fn within_tiles(what: &str, max: (u32, u32), config: &LaunchConfig) -> Result<()> {
+/// A tile kernel's grid: at most `max` = (tiles, split-K slices, phases) blocks along x, y and z
+/// (at least one along z; the forward kernels have one phase).
+fn within_tiles(what: &str, max: (u32, u32, u32), config: &LaunchConfig) -> Result<()> {
     let g = config.grid_dim;
-    if g.0 <= max.0 && g.1 <= max.1 && g.2 == 1 {
+    if g.0 <= max.0 && g.1 <= max.1 && (1..=max.2).contains(&g.2) {
         Ok(())
     } else {
         Err(bad_config(what, &format!("at most {max:?} blocks"), config))
@@ -465,10 +467,34 @@ unsafe impl<I: Float, O: Float> KernelArgs for Conv<I, O> {
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
         match self.tiles {
-            Some(max) => within_tiles("an implicit-GEMM convolution", max, config),
+            Some((tiles, slices)) => {
+                within_tiles("an implicit-GEMM convolution", (tiles, slices, 1), config)
+            }
             None => super::one_dim("the direct convolution", config),
         }
     }
+}
+
+/// The operands a Hopper convolution kernel reads through TMA maps (`kernel` names it in the
+/// errors): each 16-byte aligned, and its map inside it.
+fn check_tma_operands<I>(
+    kernel: &str,
+    operands: [(&'static str, &Operand<I>, &TmaMap); 2],
+) -> Result<()> {
+    for (what, op, _) in operands {
+        if op.addr() % 16 != 0 {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "{kernel} needs {what} 16-byte aligned, got {:#x}",
+                    op.addr()
+                ),
+            });
+        }
+    }
+    for (what, op, map) in operands {
+        map.check_within(what, op)?;
+    }
+    Ok(())
 }
 
 /// `(GemmParams, ConvParams, TmaDesc x, TmaDesc w)` by value (kernels/conv/conv_sm90.cu):
@@ -498,18 +524,8 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
         )?;
         ensure_len("x", x_len, ops.a.len())?;
         ensure_len("w", w_len, ops.b.len())?;
-        for (what, op) in [("x", &ops.a), ("w", &ops.b)] {
-            if op.addr() % 16 != 0 {
-                return Err(Error::InvalidArgument {
-                    what: format!(
-                        "the compute_90a conv2d needs {what} 16-byte aligned, got {:#x}",
-                        op.addr()
-                    ),
-                });
-            }
-        }
-        x_map.check_within("x", &ops.a)?;
-        w_map.check_within("w", &ops.b)?;
+        let maps = [("x", &ops.a, x_map), ("w", &ops.b, w_map)];
+        check_tma_operands("the compute_90a conv2d", maps)?;
         let m = size::product(
             "convolution output pixels",
             &[shape.n, shape.p, shape.q].map(dim),
@@ -612,17 +628,8 @@ impl<I: Float, O: Float> ConvWgradSm90<I, O> {
         )?;
         ensure_len("x", x_len, ops.a.len())?;
         ensure_len("dy", dy_len, ops.b.len())?;
-        for (what, op) in [("x", ops.a.addr()), ("dy", ops.b.addr())] {
-            if op % 16 != 0 {
-                return Err(Error::InvalidArgument {
-                    what: format!(
-                        "the compute_90a filter gradient needs {what} 16-byte aligned, got {op:#x}"
-                    ),
-                });
-            }
-        }
-        x_map.check_within("x", &ops.a)?;
-        dy_map.check_within("dy", &ops.b)?;
+        let maps = [("x", &ops.a, x_map), ("dy", &ops.b, dy_map)];
+        check_tma_operands("the compute_90a filter gradient", maps)?;
         let k_out = dim(shape.k);
         let pixels = dy_len / k_out.max(1);
         let taps = size::product("filter elements", &[shape.r, shape.s, shape.c].map(dim))?;
@@ -878,21 +885,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
         match self.tiles {
-            Some((tiles, slices, phases)) => {
-                let one = LaunchConfig {
-                    grid_dim: (config.grid_dim.0, config.grid_dim.1, 1),
-                    ..*config
-                };
-                within_tiles("a convolution gradient kernel", (tiles, slices), &one)?;
-                if config.grid_dim.2 > phases {
-                    return Err(bad_config(
-                        "a convolution data gradient",
-                        &format!("at most {phases} blocks along z (its phases)"),
-                        config,
-                    ));
-                }
-                Ok(())
-            }
+            Some(max) => within_tiles("a convolution gradient kernel", max, config),
             // The direct wgrad kernel sums its block's threads through 32 warp sums and full-warp
             // shuffles: whole warps, at most 1024 threads.
             None if self.grad == Grad::Filter => {
@@ -915,6 +908,22 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tile kernel's grid stays within its tiles, slices and phases, and at least one deep.
+    #[test]
+    fn tile_grids_are_bounded() {
+        let cfg = |grid_dim| LaunchConfig {
+            grid_dim,
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let max = (10, 2, 4);
+        assert!(within_tiles("t", max, &cfg((10, 2, 4))).is_ok());
+        assert!(within_tiles("t", max, &cfg((1, 1, 1))).is_ok());
+        for bad in [(11, 1, 1), (1, 3, 1), (1, 1, 5), (1, 1, 0)] {
+            assert!(within_tiles("t", max, &cfg(bad)).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn kernel_names_follow_the_kernels() {

@@ -206,14 +206,15 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         let taps = desc.r * desc.s;
         let data_mnk = (desc.n * desc.h * desc.w, desc.c, taps * desc.k);
         let filter_mnk = (desc.k, taps * desc.c / desc.groups, desc.n * p * q);
-        let hopper = path == ConvPath::Sm80 && family == PtxArch::Compute90a;
-        let (data_forward, filter_hopper) = match hopper {
-            true => (
-                ForwardData::new(stream, &desc)?,
-                WgradSm90::new(stream, &desc)?,
-            ),
-            false => (None, None),
-        };
+        let (data_forward, filter_hopper) =
+            if path == ConvPath::Sm80 && family == PtxArch::Compute90a {
+                (
+                    ForwardData::new(stream, &desc)?,
+                    WgradSm90::new(stream, &desc)?,
+                )
+            } else {
+                (None, None)
+            };
         Ok(Conv2dGrad {
             data_forward,
             filter_hopper,
