@@ -6,15 +6,18 @@
 //!     cargo bench --features cublas --bench gemm -- tune   # every tile configuration on the large shapes
 //!     cargo bench --features cublas --bench gemm -- grids  # the Hopper path at 4096³ by blocks launched
 //!     cargo bench --features cublas --bench gemm -- acc16  # f16 against f32 accumulation, every path
+//!     cargo bench --features cublas --bench gemm -- fp8    # FP8 (ScaledMatmul) beside our f16 GEMM
 //!
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.
 
 use criterion::{Criterion, Throughput};
 use cudarc::cublas::CudaBlas;
+use hikube_gpu::fp8::{Fp8, F8E4M3, F8E5M2};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::matmul::{
-    ComputeType, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Route, Tiling,
+    scale_on_device, ComputeType, Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Route,
+    ScaledMatmul, ScaledOptions, Scales, Tiling,
 };
 use hikube_gpu::reference;
 use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
@@ -339,6 +342,107 @@ fn acc16(device: &Device, stream: &Stream, blas: &CudaBlas) -> Result<()> {
     Ok(())
 }
 
+/// FP8 `T` GEMM NT with f16 output, scales 0.5 and 2 (device scalars), the median of 15 runs
+/// over three rotating input sets, in ms; and the tiling it ran.
+fn time_fp8<T: Fp8>(
+    stream: &Stream,
+    (m, n, k): (usize, usize, usize),
+    arch: Option<hikube_gpu::PtxArch>,
+    fast_accum: bool,
+) -> Result<(f64, Tiling)> {
+    let mut rng = rand::rng();
+    let mut codes = |len: usize| -> Result<DeviceBuffer<T>> {
+        let host: Vec<T> = (0..len)
+            .map(|_| T::saturating_from_f32(rng.random_range(-4.0f32..4.0)))
+            .collect();
+        DeviceBuffer::from_slice(stream, &host)
+    };
+    let a = (0..SETS)
+        .map(|_| codes(m * k))
+        .collect::<Result<Vec<_>>>()?;
+    let b = (0..SETS)
+        .map(|_| codes(n * k))
+        .collect::<Result<Vec<_>>>()?;
+    let mut d = DeviceBuffer::<f16>::alloc(stream, m * n)?;
+    let (sa, sb) = (scale_on_device(stream, 0.5)?, scale_on_device(stream, 2.0)?);
+    let desc = MatmulDesc::new(m, n, k)
+        .b_layout(Layout::ColMajor)
+        .options(hikube_gpu::KernelOptions { arch });
+    let options = ScaledOptions::new().fast_accum(fast_accum);
+    let plan = ScaledMatmul::<T, f16>::with_options(stream, desc, options)?;
+    let ms = time_on_stream(stream, 3, 15, |i| {
+        let set = i % SETS;
+        let scales = Scales::new(&sa, &sb);
+        plan.launch(stream, &a[set], &b[set], &mut d, scales, Epilogue::new())
+    })?
+    .median_ms();
+    let tiling = plan.tiling().unwrap_or(Tiling {
+        bm: 0,
+        bn: 0,
+        bk: 0,
+        stages: 0,
+    });
+    Ok((ms, tiling))
+}
+
+/// FP8 GEMM (e4m3 and e5m2, f16 out) beside our f16 GEMM on the same shapes, NT.
+fn fp8(device: &Device, stream: &Stream) -> Result<()> {
+    let model = device.model();
+    println!(
+        "\n{}: FP8 GEMM NT (A row-major, B column-major), f16 out, TFLOP/s (median of 15, 3 \
+         rotating input sets)",
+        model.name
+    );
+    println!(
+        "| M×N×K | tile | e4m3 | e5m2 | e4m3 fast accum | f16 GEMM (ours) | e4m3 / f16 \
+         | e4m3, % of FP8 peak | compute_89 e4m3 | compute_80 f16 \
+         | compute_89 / (2 × compute_80) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let ada = hikube_gpu::PtxArch::Compute89;
+    let ada = ada.runs_on(device.compute_capability()).then_some(ada);
+    let peak = model.fp8_tflops.unwrap_or(f64::NAN);
+    for shape in [
+        (2048, 2048, 2048),
+        (4096, 4096, 4096),
+        (8192, 8192, 8192),
+        (16384, 4096, 4096),
+        (128, 4096, 4096),
+    ] {
+        let (m, n, k) = shape;
+        let tflops = |ms: f64| 2.0 * (m * n * k) as f64 / (ms * 1e9);
+        let (e4, tiling) = time_fp8::<F8E4M3>(stream, shape, None, false)?;
+        let (e5, _) = time_fp8::<F8E5M2>(stream, shape, None, false)?;
+        let (fast, _) = time_fp8::<F8E4M3>(stream, shape, None, true)?;
+        let mut x = inputs::<f16>(stream, m, n, k)?;
+        let nt = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor);
+        let (h, _) = time_desc(stream, &mut x, nt.clone())?;
+        let (ada_fp8, sm80) = match ada {
+            Some(arch) => {
+                let (t8, _) = time_fp8::<F8E4M3>(stream, shape, Some(arch), false)?;
+                let forced = hikube_gpu::KernelOptions {
+                    arch: Some(hikube_gpu::PtxArch::Compute80),
+                };
+                let (t16, _) = time_desc(stream, &mut x, nt.options(forced))?;
+                (tflops(t8), tflops(t16))
+            }
+            None => (f64::NAN, f64::NAN),
+        };
+        println!(
+            "| {m}×{n}×{k} | {tiling} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} % \
+             | {ada_fp8:.1} | {sm80:.1} | {:.2} |",
+            tflops(e4),
+            tflops(e5),
+            tflops(fast),
+            tflops(h),
+            h / e4,
+            100.0 * tflops(e4) / peak,
+            ada_fp8 / (2.0 * sm80)
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let device = match Device::open(0) {
         Ok(d) => d,
@@ -352,6 +456,9 @@ fn main() -> Result<()> {
     let blas = reference::load_cublas(&stream).expect("cuBLAS could not be loaded");
     if std::env::args().any(|a| a == "acc16") {
         return acc16(&device, &stream, &blas);
+    }
+    if std::env::args().any(|a| a == "fp8") {
+        return fp8(&device, &stream);
     }
     if std::env::args().any(|a| a == "grids") {
         return grids::<f16>(&stream);

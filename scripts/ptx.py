@@ -60,13 +60,14 @@ ZSTD_PACKAGE = "zstandard==0.25.0"
 ZSTD_LEVEL = 19
 # The PTX targets: the crate's only list of them. build.rs reads them from the manifest (each is a
 # cargo feature of the same name, on by default) and `PtxArch` has one variant per target.
-ARCHS = ("compute_70", "compute_75", "compute_80", "compute_90a")
+ARCHS = ("compute_70", "compute_75", "compute_80", "compute_89", "compute_90a")
 # The SMs `ptxas` reports registers and spills for: every seed GPU's arch and the Hopper ones.
 # (The cubins shipped come from CUBIN_SMS below.)
 SMS = {
     "compute_70": ["sm_70"],
     "compute_75": ["sm_75"],
     "compute_80": ["sm_80", "sm_86", "sm_89"],
+    "compute_89": ["sm_89"],
     "compute_90a": ["sm_90a"],
 }
 # The SMs each PTX target is shipped as a cubin for (`ptxas -arch=<sm>`, default optimization):
@@ -79,6 +80,7 @@ CUBIN_SMS = {
     "compute_70": ["sm_70"],
     "compute_75": ["sm_75"],
     "compute_80": ["sm_80", "sm_86", "sm_90"],
+    "compute_89": ["sm_89"],
     "compute_90a": ["sm_90a"],
 }
 OPTIONS = ["--std=c++17", "-default-device"]

@@ -145,7 +145,7 @@ pub fn scale_for(amax: f32, format: Fp8Format) -> Result<f32> {
 }
 
 /// A scale must be a positive, finite number whose reciprocal is finite too.
-fn check_scale(scale: f32) -> Result<()> {
+pub(crate) fn check_scale(scale: f32) -> Result<()> {
     if scale.is_finite() && scale > 0.0 && (1.0 / scale).is_finite() {
         Ok(())
     } else {

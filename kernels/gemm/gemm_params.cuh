@@ -26,6 +26,66 @@ struct IsBf16<__nv_bfloat16> {
     static constexpr bool value = true;
 };
 
+// The FP8 encodings, as the kernels' input types (one byte each; the tensor cores read the
+// bits): Fp8Kind<T>::value is 1 for e4m3, 2 for e5m2, 0 for the other types.
+struct Fp8E4M3 {
+    unsigned char bits;
+};
+struct Fp8E5M2 {
+    unsigned char bits;
+};
+template <typename T>
+struct Fp8Kind {
+    static constexpr int value = 0;
+};
+template <>
+struct Fp8Kind<Fp8E4M3> {
+    static constexpr int value = 1;
+};
+template <>
+struct Fp8Kind<Fp8E5M2> {
+    static constexpr int value = 2;
+};
+// Two FP8 values of encoding F, as one 16-bit element: the mma.sync kernels' loaders and
+// ldmatrix move 16-bit elements, and an m16n8k32 FP8 fragment holds the same bytes as an
+// m16n8k16 16-bit one.
+template <class F>
+struct Fp8Pair {
+    unsigned short bits;
+};
+template <class F>
+struct Fp8Kind<Fp8Pair<F>> {
+    static constexpr int value = Fp8Kind<F>::value;
+};
+
+// The FP8 kernels' scales (launch::gemm::Fp8Scales): D = scale_a * scale_b * (A * B) before the
+// epilogue; amax, unless null, gets the largest magnitude stored (as f32 bits, by atomicMax:
+// the host zeroes it before the launch).
+struct Fp8Scales {
+    const float* scale_a;
+    const float* scale_b;
+    float* amax;
+};
+
+// Adds this thread's largest magnitude to *amax (unless null): a warp's maximum, then one
+// atomicMax of its bits per warp (non-negative floats order as their bits do). Whole warps.
+__device__ __forceinline__ void publish_amax(float* amax, float mine) {
+    if (!amax) return;
+#pragma unroll
+    for (int o = 16; o > 0; o /= 2) mine = fmaxf(mine, __shfl_xor_sync(0xffffffffu, mine, o));
+    if ((threadIdx.x & 31) == 0) atomicMax(reinterpret_cast<int*>(amax), __float_as_int(mine));
+}
+
+// What an epilogue does with each value it stores, after the activation: nothing, or (AbsMax)
+// keeps the largest magnitude, NaNs left out.
+struct NoTrack {
+    __device__ __forceinline__ void operator()(float) const {}
+};
+struct AbsMax {
+    float* max;
+    __device__ __forceinline__ void operator()(float v) const { *max = fmaxf(*max, fabsf(v)); }
+};
+
 enum OutDtype : int { OUT_F32 = 0, OUT_F16 = 1, OUT_BF16 = 2 };
 enum Activation : int { ACT_NONE = 0, ACT_RELU = 1, ACT_GELU = 2, ACT_RELU_MASK = 3 };
 
@@ -99,26 +159,33 @@ __device__ __forceinline__ float activate(int act, float v) {
     return v;
 }
 
-// Applies the epilogue to acc at (row r, column c) of batch b and stores it.
-__device__ __forceinline__ void epilogue1(const GemmParams& p, int b, int r, int c, float acc) {
+// Applies the epilogue to acc at (row r, column c) of batch b and stores it (track sees the value).
+template <class Track = NoTrack>
+__device__ __forceinline__ void epilogue1(const GemmParams& p, int b, int r, int c, float acc,
+                                          Track track = {}) {
     float v = p.alpha * acc;
     if (p.beta != 0.f) v += p.beta * load_out(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c);
     if (p.bias) v += load_out(p.bias, p.bias_dtype, c);
     const long long i = b * p.stride_d + r * p.ldd + c;
     if (p.activation == ACT_RELU_MASK) {
         const bool on = load_out(p.c, p.out_dtype, b * p.stride_c + r * p.ldc + c) > 0.f;
+        track(on ? v : 0.f);
         store_out(p.d, p.out_dtype, i, on ? v : 0.f);
         return;
     }
-    store_out(p.d, p.out_dtype, i, activate(p.activation, v));
+    v = activate(p.activation, v);
+    track(v);
+    store_out(p.d, p.out_dtype, i, v);
 }
 
 // The same for columns c and c + 1 (c even); falls back to single elements at the edge or when
 // the rows do not allow paired access.
-__device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int c, float x, float y) {
+template <class Track = NoTrack>
+__device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int c, float x, float y,
+                                          Track track = {}) {
     if (!p.pair_ok || c + 1 >= p.n || p.activation == ACT_RELU_MASK) {
-        epilogue1(p, b, r, c, x);
-        if (c + 1 < p.n) epilogue1(p, b, r, c + 1, y);
+        epilogue1(p, b, r, c, x, track);
+        if (c + 1 < p.n) epilogue1(p, b, r, c + 1, y, track);
         return;
     }
     x *= p.alpha;
@@ -133,8 +200,11 @@ __device__ __forceinline__ void epilogue2(const GemmParams& p, int b, int r, int
         x += bv.x;
         y += bv.y;
     }
-    store_out2(p.d, p.out_dtype, b * p.stride_d + r * p.ldd + c, activate(p.activation, x),
-               activate(p.activation, y));
+    x = activate(p.activation, x);
+    y = activate(p.activation, y);
+    track(x);
+    track(y);
+    store_out2(p.d, p.out_dtype, b * p.stride_d + r * p.ldd + c, x, y);
 }
 
 // Eight consecutive elements of an output-typed row at i (16-byte aligned: 32 bytes for f32).
@@ -164,7 +234,9 @@ __device__ __forceinline__ void load_out8(const void* p, int dtype, long long i,
 // sets p.reserved when the rows of D (and C, and the bias) allow it (16-byte aligned at every
 // column that is a multiple of 8), and the caller checks c + 8 <= n.
 // Not for ACT_RELU_MASK (the host never sets p.reserved with it).
-__device__ __forceinline__ void epilogue8(const GemmParams& p, int b, int r, int c, float (&v)[8]) {
+template <class Track = NoTrack>
+__device__ __forceinline__ void epilogue8(const GemmParams& p, int b, int r, int c, float (&v)[8],
+                                          Track track = {}) {
 #pragma unroll
     for (int e = 0; e < 8; ++e) v[e] *= p.alpha;
     if (p.beta != 0.f) {
@@ -183,6 +255,8 @@ __device__ __forceinline__ void epilogue8(const GemmParams& p, int b, int r, int
 #pragma unroll
         for (int e = 0; e < 8; ++e) v[e] = activate(p.activation, v[e]);
     }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) track(v[e]);
     const long long i = b * p.stride_d + r * p.ldd + c;
     if (p.out_dtype == OUT_F32) {
         float* d = static_cast<float*>(p.d) + i;
@@ -212,14 +286,15 @@ __device__ __forceinline__ long long workspace_index(const GemmParams& p, int s,
 }
 
 // Stores columns c and c + 1 of row r: the f32 partial sums of split-K slice `split`, or, without
-// split-K, through the epilogue.
+// split-K, through the epilogue (which shows track the values).
+template <class Track = NoTrack>
 __device__ __forceinline__ void store_result(const GemmParams& p, int split, int b, int r, int c,
-                                             float x, float y) {
+                                             float x, float y, Track track = {}) {
     if (p.splits > 1) {
         p.workspace[workspace_index(p, split, b, r, c)] = x;
         if (c + 1 < p.n) p.workspace[workspace_index(p, split, b, r, c + 1)] = y;
     } else {
-        epilogue2(p, b, r, c, x, y);
+        epilogue2(p, b, r, c, x, y, track);
     }
 }
 

@@ -203,10 +203,27 @@ __device__ __forceinline__ float2 acc_pair(const AccF16& acc, int h) {
 }
 
 // acc += a * b for one m16n8k16 step (as two m16n8k8 on Sm75), f32 accumulators.
+// For FP8 pairs (Fp8Pair), one m16n8k32 FP8 step: the same fragment bytes (compute_89).
 template <typename T, typename Policy>
 __device__ __forceinline__ void mma16816(AccF32& acc, const unsigned (&a)[4], unsigned b0,
                                          unsigned b1) {
-    if constexpr (Policy::kMmaK16) {
+    if constexpr (Fp8Kind<T>::value != 0) {
+#if __CUDA_ARCH__ >= 890
+        if constexpr (Fp8Kind<T>::value == 2) {
+            asm volatile(
+                "mma.sync.aligned.m16n8k32.row.col.f32.e5m2.e5m2.f32 {%0,%1,%2,%3}, "
+                "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        } else {
+            asm volatile(
+                "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, "
+                "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        }
+#endif
+    } else if constexpr (Policy::kMmaK16) {
         if constexpr (IsBf16<T>::value) {
             asm volatile(
                 "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
@@ -311,10 +328,13 @@ struct SameRow {
     __device__ __forceinline__ int operator()(int r) const { return r; }
 };
 
+// The accumulators are multiplied by `scale` on the way (the FP8 kernels' scales); track sees
+// every value the epilogue stores.
 template <int BM, int BN, int WM, int WN, bool VEC8 = false, int MT, int NT, typename Acc,
-          typename RowMap = SameRow>
+          typename RowMap = SameRow, typename Track = NoTrack>
 __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord& tc,
-                                           const Acc (&acc)[MT][NT], RowMap row_map = {}) {
+                                           const Acc (&acc)[MT][NT], RowMap row_map = {},
+                                           float scale = 1.f, Track track = {}) {
     constexpr int WARPS_M = BM / WM, THREADS = WARPS_M * (BN / WN) * 32;
     constexpr int HALF_MT = MT / 2, PASS_ROWS = BM / 2, SROW = BN + 8;
     static_assert(MT % 2 == 0, "two epilogue passes need an even number of m16 tiles per warp");
@@ -341,8 +361,9 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
                 for (int h = 0; h < 2; ++h) {
                     const int lr = (warp % WARPS_M) * (WM / 2) + i * 16 + g + 8 * h;
                     const int col = wn0 + nt * 8 + 2 * t;
+                    const float2 v = acc_pair(acc[mt][nt], h);
                     *reinterpret_cast<float2*>(stage_out + lr * SROW + col) =
-                        acc_pair(acc[mt][nt], h);
+                        make_float2(scale * v.x, scale * v.y);
                 }
             }
         }
@@ -357,11 +378,11 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
                 float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
                 const int dr = row_map(r);
                 if (c + 8 <= p.n) {
-                    epilogue8(p, tc.batch, dr, c, v);
+                    epilogue8(p, tc.batch, dr, c, v, track);
                 } else {
 #pragma unroll
                     for (int e = 0; e < 8; e += 2)
-                        if (c + e < p.n) epilogue2(p, tc.batch, dr, c + e, v[e], v[e + 1]);
+                        if (c + e < p.n) epilogue2(p, tc.batch, dr, c + e, v[e], v[e + 1], track);
                 }
             }
         } else {
@@ -371,7 +392,7 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
                 const int r = row(lr, pass), c = tc.n0 + col;
                 if (r >= p.m || c >= p.n) continue;
                 const float2 v = *reinterpret_cast<const float2*>(stage_out + lr * SROW + col);
-                store_result(p, tc.split, tc.batch, row_map(r), c, v.x, v.y);
+                store_result(p, tc.split, tc.batch, row_map(r), c, v.x, v.y, track);
             }
         }
     }
@@ -449,9 +470,11 @@ __device__ __forceinline__ void mma_mainloop(const T* smem, int k_tiles, int k_b
     cp_async_wait<0>();
 }
 
+// SCALED (the FP8 kernels, T an Fp8Pair): the accumulators times the two scales, the 16-byte
+// epilogue, and D's amax.
 template <typename T, int BM, int BN, int BK, int WM, int WN, int STAGES, bool A_KC, bool B_KC,
-          bool ALIGNED, typename Policy, bool ACC16>
-__device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
+          bool ALIGNED, typename Policy, bool ACC16, bool SCALED = false>
+__device__ __forceinline__ void gemm_mainloop(const GemmParams& p, const Fp8Scales& scales = {}) {
     static_assert(BK == 32 || BK == 64, "the swizzle handles rows of 4 or 8 chunks");
     constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, THREADS = WARPS_M * WARPS_N * 32;
     constexpr int MT = WM / 16, NT = WN / 8;
@@ -514,7 +537,14 @@ __device__ __forceinline__ void gemm_mainloop(const GemmParams& p) {
                                                                      load_stage, load_fragments,
                                                                      acc);
 
-    store_tile<BM, BN, WM, WN>(p, tc, acc);
+    if constexpr (SCALED) {
+        float amax = 0.f;
+        const float scale = *scales.scale_a * *scales.scale_b;
+        store_tile<BM, BN, WM, WN, true>(p, tc, acc, SameRow{}, scale, AbsMax{&amax});
+        publish_amax(scales.amax, amax);
+    } else {
+        store_tile<BM, BN, WM, WN>(p, tc, acc);
+    }
 }
 
 }  // namespace hk

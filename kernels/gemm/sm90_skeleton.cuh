@@ -89,7 +89,7 @@ __device__ __forceinline__ void consume_stages(float (&acc)[BN / 2], const Stage
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk)
-            wgmma_m64k16<T, A_K ? 0 : 1, B_K ? 0 : 1, BN>(
+            wgmma_step<T, A_K ? 0 : 1, B_K ? 0 : 1, BN>(
                 acc, desc_sw128<A_K>(a + k_step_bytes<A_K>(kk)),
                 desc_sw128<B_K>(b + k_step_bytes<B_K>(kk)));
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");

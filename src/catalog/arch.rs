@@ -87,16 +87,19 @@ pub enum PtxArch {
     Compute75,
     /// `compute_80`: Ampere and newer (A100, RTX 30/40, L4, L40S path).
     Compute80,
+    /// `compute_89`: Ada and newer (RTX 40, L4, L40S): the FP8 `mma.sync` of the FP8 GEMM.
+    Compute89,
     /// `compute_90a`: Hopper only (H100, H200): wgmma, TMA, setmaxnreg.
     Compute90a,
 }
 
 impl PtxArch {
     /// Every target, oldest first.
-    pub const ALL: [PtxArch; 4] = [
+    pub const ALL: [PtxArch; 5] = [
         PtxArch::Compute70,
         PtxArch::Compute75,
         PtxArch::Compute80,
+        PtxArch::Compute89,
         PtxArch::Compute90a,
     ];
 
@@ -106,6 +109,7 @@ impl PtxArch {
             PtxArch::Compute70 => "compute_70",
             PtxArch::Compute75 => "compute_75",
             PtxArch::Compute80 => "compute_80",
+            PtxArch::Compute89 => "compute_89",
             PtxArch::Compute90a => "compute_90a",
         }
     }
@@ -116,6 +120,7 @@ impl PtxArch {
             PtxArch::Compute70 => ComputeCapability::new(7, 0),
             PtxArch::Compute75 => ComputeCapability::new(7, 5),
             PtxArch::Compute80 => ComputeCapability::new(8, 0),
+            PtxArch::Compute89 => ComputeCapability::new(8, 9),
             PtxArch::Compute90a => ComputeCapability::new(9, 0),
         }
     }
@@ -131,7 +136,7 @@ impl PtxArch {
     pub fn runs_on(self, cc: ComputeCapability) -> bool {
         match self {
             PtxArch::Compute90a => cc == ComputeCapability::new(9, 0),
-            PtxArch::Compute70 | PtxArch::Compute75 | PtxArch::Compute80 => {
+            PtxArch::Compute70 | PtxArch::Compute75 | PtxArch::Compute80 | PtxArch::Compute89 => {
                 cc >= self.min_capability()
             }
         }

@@ -16,6 +16,7 @@ use super::tma::TmaMap;
 use super::{bad_config, param, KernelArgs, Symbol};
 use crate::catalog::PtxArch;
 use crate::error::{Error, Result};
+use crate::fp8::Fp8;
 use crate::memory::access::{DevPtr, Operand};
 use crate::memory::ensure_len;
 use crate::ops::gemm::{ComputeType, GemmPath, Tiling};
@@ -209,7 +210,7 @@ fn i64_of(what: &str, v: usize) -> Result<i64> {
     })
 }
 
-impl<I: Float, O: Float> GemmParams<I, O> {
+impl<I, O: Float> GemmParams<I, O> {
     /// The parameters of a matrix product, checked: A, B, C (when β ≠ 0) and D reach no further
     /// than their buffers with these leading dimensions and strides, the bias holds N elements,
     /// the workspace the split-K slices' `splits·batch·m·n` floats, and a fast kernel's chunks
@@ -402,7 +403,7 @@ pub(crate) struct GemmTiles<I, O> {
     grid: (u32, u32),
 }
 
-impl<I: Float, O: Float> GemmTiles<I, O> {
+impl<I, O: Float> GemmTiles<I, O> {
     pub(crate) fn new(params: GemmParams<I, O>, (bm, bn): (usize, usize)) -> Result<Self> {
         let [m, n, batch, splits] = params.dims();
         let tiles = size::mul("GEMM tiles", m.div_ceil(bm.max(1)), n.div_ceil(bn.max(1)))?;
@@ -428,6 +429,20 @@ impl<I: Float, O: Float> GemmTiles<I, O> {
             shared_mem_bytes: smem_bytes,
         }
     }
+
+    /// Refuses blocks past the tiles and slices the parameters cover.
+    fn check_grid(&self, config: &LaunchConfig) -> Result<()> {
+        let g = config.grid_dim;
+        if g.0 <= self.grid.0 && g.1 <= self.grid.1 && g.2 == 1 {
+            Ok(())
+        } else {
+            Err(bad_config(
+                "a GEMM tile kernel",
+                &format!("at most {:?} blocks", self.grid),
+                config,
+            ))
+        }
+    }
 }
 
 // SAFETY: the tile kernels take one `hk::GemmParams` by value, which `params` mirrors; its
@@ -448,16 +463,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for GemmTiles<I, O> {
         [param(&mut self.params)]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
-        let g = config.grid_dim;
-        if g.0 <= self.grid.0 && g.1 <= self.grid.1 && g.2 == 1 {
-            Ok(())
-        } else {
-            Err(bad_config(
-                "a GEMM tile kernel",
-                &format!("at most {:?} blocks", self.grid),
-                config,
-            ))
-        }
+        self.check_grid(config)
     }
 }
 
@@ -569,6 +575,186 @@ unsafe impl<I: Float, O: Float> KernelArgs for GemmPersistent<I, O> {
     }
 }
 
+/// The FP8 Hopper GEMM's module (kernels/gemm/gemm_fp8_sm90.cu).
+pub(crate) const FP8_MODULE: &str = "gemm_fp8_sm90";
+
+/// Mirrors `hk::sm90::Fp8Scales` (kernels/gemm/sm90_gemm.cuh): the two scales the FP8 kernel
+/// reads (element 0 of each), and where it keeps D's largest magnitude (null: nowhere).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Fp8Scales {
+    scale_a: DevPtr<f32>,
+    scale_b: DevPtr<f32>,
+    amax: DevPtr<f32>,
+}
+
+impl Fp8Scales {
+    /// The scales (each holding at least its one element) and the amax slot (exactly one
+    /// element, or [`Operand::NONE`]).
+    pub(crate) fn new(a: &Operand<f32>, b: &Operand<f32>, amax: &Operand<f32>) -> Result<Self> {
+        ensure_len("scale_a", 1, a.len())?;
+        ensure_len("scale_b", 1, b.len())?;
+        if !amax.is_none() && amax.len() != 1 {
+            return Err(Error::InvalidArgument {
+                what: format!("amax is one f32, not {} elements", amax.len()),
+            });
+        }
+        Ok(Fp8Scales {
+            scale_a: a.ptr(),
+            scale_b: b.ptr(),
+            amax: amax.ptr(),
+        })
+    }
+}
+
+/// Which FP8 Hopper kernel: `gemm_fp8_sm90_<e4m3|e5m2>_<tiling>_arbc_<promoted|fastacc>`, loaded
+/// from `compute_90a`. `fast_accum`: the tensor cores' own FP8 accumulation over all of K;
+/// otherwise each stage's partial sum is added in f32 (kernels/gemm/sm90_gemm.cuh).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fp8Kernel {
+    pub tiling: Tiling,
+    pub fast_accum: bool,
+}
+
+/// The FP8 Hopper GEMM (kernels/gemm/gemm_fp8_sm90.cu): `(GemmParams, TmaDesc a, TmaDesc b,
+/// Fp8Scales)` by value; the persistent kernel's contract (blocks walk every tile × batch
+/// whatever their number, grid x only; A and B read only through the maps, which lie inside
+/// their buffers), with A row-major and B column-major, no split-K, and the scales' first
+/// elements read and amax's written.
+#[repr(C)]
+pub(crate) struct GemmFp8<T, O> {
+    params: GemmParams<T, O>,
+    a_map: super::tma::TmaDesc,
+    b_map: super::tma::TmaDesc,
+    scales: Fp8Scales,
+}
+
+impl<T: Fp8, O: Float> GemmFp8<T, O> {
+    pub(crate) fn new(
+        params: GemmParams<T, O>,
+        (a, b): (&Operand<T>, &Operand<T>),
+        (a_map, b_map): (&TmaMap, &TmaMap),
+        scales: Fp8Scales,
+    ) -> Result<Self> {
+        if params.splits != 1 {
+            return Err(Error::InvalidArgument {
+                what: format!("the FP8 GEMM does not split K ({} slices)", params.splits),
+            });
+        }
+        a_map.check_within("A", a)?;
+        b_map.check_within("B", b)?;
+        Ok(GemmFp8 {
+            params,
+            a_map: a_map.desc(),
+            b_map: b_map.desc(),
+            scales,
+        })
+    }
+}
+
+// SAFETY: the fields are the kernel's four parameters (`hk::GemmParams`, two `CUtensorMap`s,
+// `hk::sm90::Fp8Scales`) passed as four pointers; the parameter block was checked by its
+// constructor (one slice: the workspace is never read), the maps lie inside A and B
+// (`TmaMap::check_within`), the scales hold their element and amax its one; the blocks walk the
+// tiles whatever the grid.
+unsafe impl<T: Fp8, O: Float> KernelArgs for GemmFp8<T, O> {
+    type Params = [*mut c_void; 4];
+    type Variant = Fp8Kernel;
+    fn symbol(k: &Fp8Kernel) -> Symbol {
+        let format = T::FORMAT.suffix();
+        let mode = if k.fast_accum { "fastacc" } else { "promoted" };
+        let name = format!("gemm_fp8_sm90_{format}_{}_arbc_{mode}", k.tiling);
+        Symbol::at(FP8_MODULE, name, PtxArch::Compute90a)
+    }
+    fn params(&mut self) -> Self::Params {
+        [
+            param(&mut self.params),
+            param(&mut self.a_map),
+            param(&mut self.b_map),
+            param(&mut self.scales),
+        ]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        let (g, b) = (config.grid_dim, config.block_dim);
+        if g.1 == 1 && g.2 == 1 && b.1 == 1 && b.2 == 1 {
+            Ok(())
+        } else {
+            Err(bad_config(
+                "the FP8 Hopper GEMM",
+                "a one-dimensional grid",
+                config,
+            ))
+        }
+    }
+}
+
+/// The compute_89 FP8 GEMM's module (kernels/gemm/gemm_fp8_sm89.cu).
+pub(crate) const FP8_SM89_MODULE: &str = "gemm_fp8_sm89";
+
+/// Which compute_89 FP8 kernel: `gemm_fp8_sm89_<e4m3|e5m2>_<tiling>_arbc_aligned`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fp8TileKernel {
+    pub tiling: Tiling,
+}
+
+/// The compute_89 FP8 GEMM (kernels/gemm/gemm_fp8_sm89.cu): `(GemmParams, Fp8Scales)` by value.
+/// The compute_80 tile kernels' contract and grid (a block per tile, grid y the batches), over
+/// pairs of FP8 values: the parameter block counts K, lda, ldb and A's and B's batch strides in
+/// pairs and its A and B are the operands' whole pairs ([`Operand::pairs`]); aligned (16-byte
+/// chunks, [`GemmParams::matmul`] with a fast granule), A row-major, B column-major, no
+/// split-K; the scales' first elements read and amax's written.
+#[repr(C)]
+pub(crate) struct GemmFp8Tiles<T, O> {
+    tiles: GemmTiles<u16, O>,
+    scales: Fp8Scales,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Fp8, O: Float> GemmFp8Tiles<T, O> {
+    pub(crate) fn new(
+        params: GemmParams<u16, O>,
+        tile: (usize, usize),
+        scales: Fp8Scales,
+    ) -> Result<Self> {
+        if params.splits != 1 {
+            return Err(Error::InvalidArgument {
+                what: format!("the FP8 GEMM does not split K ({} slices)", params.splits),
+            });
+        }
+        Ok(GemmFp8Tiles {
+            tiles: GemmTiles::new(params, tile)?,
+            scales,
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// The grid covering every tile and batch, with the kernel's block and shared memory.
+    pub(crate) fn config(&self, threads: u32, smem_bytes: u32) -> LaunchConfig {
+        self.tiles.config(threads, smem_bytes)
+    }
+}
+
+// SAFETY: the fields are the kernel's two parameters (`hk::GemmParams`, `hk::Fp8Scales`) passed
+// as two pointers; the parameter block was checked by its constructor against the operands'
+// whole pairs (A and B read in 16-byte chunks inside their rows: `fast_granule`), the scales
+// hold their element and amax its one; `check_config` keeps the grid within the tiles and
+// batches (one slice).
+unsafe impl<T: Fp8, O: Float> KernelArgs for GemmFp8Tiles<T, O> {
+    type Params = [*mut c_void; 2];
+    type Variant = Fp8TileKernel;
+    fn symbol(k: &Fp8TileKernel) -> Symbol {
+        let format = T::FORMAT.suffix();
+        let name = format!("gemm_fp8_sm89_{format}_{}_arbc_aligned", k.tiling);
+        Symbol::at(FP8_SM89_MODULE, name, PtxArch::Compute89)
+    }
+    fn params(&mut self) -> Self::Params {
+        [param(&mut self.tiles.params), param(&mut self.scales)]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        self.tiles.check_grid(config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +842,25 @@ mod tests {
         let s = GemmPersistent::<half::f16, half::f16>::symbol(&persistent);
         assert_eq!(s.name, "gemm_sm90_f16_128x256x64x4_acbr_persistent");
         assert_eq!(s.target, Some(PtxArch::Compute90a));
+        let fp8 = Fp8Kernel {
+            tiling: crate::ops::gemm::fp8_configs()[0].tiling,
+            fast_accum: false,
+        };
+        let s = GemmFp8::<crate::fp8::F8E5M2, half::bf16>::symbol(&fp8);
+        assert_eq!(s.name, "gemm_fp8_sm90_e5m2_128x256x128x4_arbc_promoted");
+        assert_eq!(
+            (s.module, s.target),
+            (FP8_MODULE, Some(PtxArch::Compute90a))
+        );
+        let ada = Fp8TileKernel {
+            tiling: crate::ops::gemm::fp8_sm89_configs()[0].tiling,
+        };
+        let s = GemmFp8Tiles::<crate::fp8::F8E4M3, f32>::symbol(&ada);
+        assert_eq!(s.name, "gemm_fp8_sm89_e4m3_128x128x64x3_arbc_aligned");
+        assert_eq!(
+            (s.module, s.target),
+            (FP8_SM89_MODULE, Some(PtxArch::Compute89))
+        );
         let reduce = SplitKReduce::<half::f16, f32>::symbol(&Reduction::Gemm(GemmPath::Sm75));
         assert_eq!(
             (reduce.module, &*reduce.name),

@@ -325,7 +325,8 @@ pub(crate) mod tests {
     use super::args::*;
     use super::conv::{Conv, ConvGrad, ConvGradKernel, ConvKernel, Grad, ImplicitPath};
     use super::gemm::{
-        GemmPersistent, GemmTiles, PersistentKernel, Reduction, SplitKReduce, TileKernel,
+        Fp8Kernel, Fp8TileKernel, GemmFp8, GemmFp8Tiles, GemmPersistent, GemmTiles,
+        PersistentKernel, Reduction, SplitKReduce, TileKernel,
     };
     use super::*;
     use crate::modules;
@@ -448,6 +449,21 @@ pub(crate) mod tests {
             }
         }
         s.assert_defined::<SplitKReduce<f16, f16>>(Reduction::ConvSm90);
+        for c in crate::ops::gemm::fp8_configs() {
+            for fast_accum in [false, true] {
+                let which = Fp8Kernel {
+                    tiling: c.tiling,
+                    fast_accum,
+                };
+                s.assert_defined::<GemmFp8<crate::fp8::F8E4M3, f16>>(which);
+                s.assert_defined::<GemmFp8<crate::fp8::F8E5M2, f32>>(which);
+            }
+        }
+        for c in crate::ops::gemm::fp8_sm89_configs() {
+            let which = Fp8TileKernel { tiling: c.tiling };
+            s.assert_defined::<GemmFp8Tiles<crate::fp8::F8E4M3, bf16>>(which);
+            s.assert_defined::<GemmFp8Tiles<crate::fp8::F8E5M2, f32>>(which);
+        }
     }
 
     /// Every convolution kernel a `Conv2d` plan can load but the Hopper ones (whose variants

@@ -111,19 +111,42 @@ fn check(ptr: u64, dims: &[u64], strides: &[u64]) -> Result<()> {
     Ok(())
 }
 
-/// A rank-3 tiled map of f16/bf16 data (`dtype`): `dims` innermost first, `strides` in bytes of the outer
+/// The element type of a map and its size in bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct MapElem {
+    map_type: sys::CUtensorMapDataType,
+    bytes: u64,
+}
+
+impl MapElem {
+    /// f16 or bf16 elements (`f32` is refused).
+    fn half(dtype: Dtype) -> Result<MapElem> {
+        Ok(MapElem {
+            map_type: map_type(dtype)?,
+            bytes: 2,
+        })
+    }
+
+    /// FP8 elements (either encoding: TMA copies bytes).
+    pub(crate) const FP8: MapElem = MapElem {
+        map_type: sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+        bytes: 1,
+    };
+}
+
+/// A rank-3 tiled map of `elem` data: `dims` innermost first, `strides` in bytes of the outer
 /// two dimensions, read in `boxes`, with the 128-byte swizzle the kernels' shared-memory
 /// descriptors expect. Elements past the edges read as zero.
 fn encode_tiled(
     ptr: u64,
-    dtype: Dtype,
+    elem: MapElem,
     dims: [u64; 3],
     strides: [u64; 2],
     boxes: [u32; 3],
 ) -> Result<TmaMap> {
     check(ptr, &dims, &strides)?;
-    let reach = reach(&dims, &strides, 2)?;
-    let map_type = map_type(dtype)?;
+    let reach = reach(&dims, &strides, elem.bytes)?;
+    let map_type = elem.map_type;
     let element_strides = [1u32; 3];
     let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
     // SAFETY: every pointer argument addresses a local array of the rank (3) or rank - 1 (2)
@@ -156,10 +179,10 @@ fn encode_tiled(
     })
 }
 
-/// The tensor map of an operand stored as `rows` rows of `cols` contiguous elements, `ld` apart,
-/// `batch` matrices `stride` apart, read in boxes of `box_rows` rows × 64 elements with the
-/// 128-byte swizzle the kernel's shared-memory descriptors expect. Elements past the edges read
-/// as zero. (A K-major operand has K as its columns; an MN-major one has M or N.)
+/// The tensor map of an f16/bf16 operand stored as `rows` rows of `cols` contiguous elements,
+/// `ld` apart, `batch` matrices `stride` apart, read in boxes of `box_rows` rows × 64 elements
+/// with the 128-byte swizzle the kernel's shared-memory descriptors expect. Elements past the
+/// edges read as zero. (A K-major operand has K as its columns; an MN-major one has M or N.)
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tiled(
     ptr: u64,
@@ -171,12 +194,34 @@ pub(crate) fn tiled(
     stride: usize,
     box_rows: u32,
 ) -> Result<TmaMap> {
-    // 16-bit elements (`encode_tiled` refuses other types).
-    const ELEM: u64 = 2;
-    let stride = if batch == 1 { rows * ld } else { stride };
+    let elem = MapElem::half(dtype)?;
+    tiled_of(ptr, elem, [cols, rows, batch], ld, stride, box_rows)
+}
+
+/// [`tiled`] for `elem` data (`[cols, rows, batch]`): boxes of `box_rows` rows × 128 bytes.
+pub(crate) fn tiled_of(
+    ptr: u64,
+    elem: MapElem,
+    [cols, rows, batch]: [usize; 3],
+    ld: usize,
+    stride: usize,
+    box_rows: u32,
+) -> Result<TmaMap> {
+    let stride = if batch == 1 {
+        rows.saturating_mul(ld)
+    } else {
+        stride
+    };
     let dims = [cols as u64, rows as u64, batch as u64];
-    let strides = [ld as u64 * ELEM, stride as u64 * ELEM];
-    encode_tiled(ptr, dtype, dims, strides, [64, box_rows, 1])
+    let bytes = |v: usize| (v as u64).saturating_mul(elem.bytes);
+    let strides = [bytes(ld), bytes(stride)];
+    encode_tiled(
+        ptr,
+        elem,
+        dims,
+        strides,
+        [(128 / elem.bytes) as u32, box_rows, 1],
+    )
 }
 
 // The Hopper convolution's maps: the input as an im2col map (NHWC, pixel boxes whose corners
@@ -195,7 +240,7 @@ pub(crate) fn filter(
 ) -> Result<TmaMap> {
     let dims = [c as u64, rs as u64, k as u64];
     let strides = [c as u64 * 2, (rs * c) as u64 * 2];
-    encode_tiled(ptr, dtype, dims, strides, [64, 1, box_k])
+    encode_tiled(ptr, MapElem::half(dtype)?, dims, strides, [64, 1, box_k])
 }
 
 /// The input (NHWC) as an im2col map: boxes of `pixels` output pixels (in N·P·Q order) × 64

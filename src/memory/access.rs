@@ -135,6 +135,16 @@ impl<T> Operand<T> {
         self.ptr.is_null()
     }
 
+    /// The same buffer as pairs of its one-byte elements (the FP8 GEMM's compute_89 kernels
+    /// move two FP8 values as one 16-bit element): the whole pairs it holds.
+    pub(crate) fn pairs(self) -> Operand<u16> {
+        const { assert!(std::mem::size_of::<T>() == 1) };
+        Operand {
+            ptr: DevPtr::at(self.addr()),
+            len: self.len / 2,
+        }
+    }
+
     /// The same buffer with its element type left to a separate code (the epilogue's bias,
     /// whose kernels read it as the type `bias_dtype` names); the length stays in elements of
     /// `T`.

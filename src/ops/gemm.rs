@@ -49,7 +49,7 @@ impl GemmPath {
         match arch {
             PtxArch::Compute70 => GemmPath::Sm70,
             PtxArch::Compute75 => GemmPath::Sm75,
-            PtxArch::Compute80 => GemmPath::Sm80,
+            PtxArch::Compute80 | PtxArch::Compute89 => GemmPath::Sm80,
             PtxArch::Compute90a => GemmPath::Sm90,
         }
     }
@@ -235,7 +235,7 @@ const fn config(t: Tile, path: GemmPath) -> TileConfig {
         // The WMMA kernel's shared memory is static.
         GemmPath::Sm70 => 0,
         GemmPath::Sm75 | GemmPath::Sm80 => smem(t.bm, t.bn, t.bk, t.stages),
-        GemmPath::Sm90 => sm90_smem(t.bm, t.bn, t.bk, t.stages),
+        GemmPath::Sm90 => sm90_smem(t.bm, t.bn, t.bk * 2, t.stages),
     };
     TileConfig {
         tiling: Tiling {
@@ -259,10 +259,39 @@ static SM80: [TileConfig; tiles::GEMM_SM80.len()] = configs(tiles::GEMM_SM80, Ge
 static SM90: [TileConfig; tiles::GEMM_SM90.len()] = configs(tiles::GEMM_SM90, GemmPath::Sm90);
 
 /// Dynamic shared memory of a Hopper configuration (`Config::SMEM_BYTES` in
-/// kernels/gemm/gemm_sm90.cu): the stages, 1 KiB to align the swizzle atoms, and a 16 × 40-float
-/// epilogue buffer per consumer warp.
-const fn sm90_smem(bm: usize, bn: usize, bk: usize, stages: usize) -> u32 {
-    (stages * (bm + bn) * bk * 2 + 1024 + 8 * 16 * 40 * 4) as u32
+/// kernels/gemm/sm90_gemm.cuh) whose stages hold `row_bytes` of K per row: the stages, 1 KiB to
+/// align the swizzle atoms, and a 16 × 40-float epilogue buffer per consumer warp.
+const fn sm90_smem(bm: usize, bn: usize, row_bytes: usize, stages: usize) -> u32 {
+    (stages * (bm + bn) * row_bytes + 1024 + 8 * 16 * 40 * 4) as u32
+}
+
+/// The FP8 Hopper GEMM's configurations (kernels/tiles.toml's `[gemm_fp8_sm90]`): the Hopper
+/// kernel's, with `bk` FP8 elements (one byte each) of K per stage.
+pub(crate) fn fp8_configs() -> &'static [TileConfig] {
+    &FP8_SM90
+}
+
+static FP8_SM90: [TileConfig; tiles::GEMM_FP8_SM90.len()] = fp8_sm90(tiles::GEMM_FP8_SM90);
+
+/// The compute_89 FP8 GEMM's configurations (kernels/tiles.toml's `[gemm_fp8_sm89]`): the
+/// compute_80 kernel's, over pairs of FP8 values (`bk` counts pairs).
+pub(crate) fn fp8_sm89_configs() -> &'static [TileConfig] {
+    &FP8_SM89
+}
+
+static FP8_SM89: [TileConfig; tiles::GEMM_FP8_SM89.len()] =
+    configs(tiles::GEMM_FP8_SM89, GemmPath::Sm80);
+
+#[allow(clippy::indexing_slicing)] // evaluated while compiling: i < N
+const fn fp8_sm90<const N: usize>(tiles: [Tile; N]) -> [TileConfig; N] {
+    let mut out = configs(tiles, GemmPath::Sm90);
+    let mut i = 0;
+    while i < N {
+        let t = tiles[i];
+        out[i].smem_bytes = sm90_smem(t.bm, t.bn, t.bk, t.stages);
+        i += 1;
+    }
+    out
 }
 
 /// What the heuristic decided for one shape.
@@ -378,6 +407,15 @@ mod tests {
             sm90.iter().all(|c| c.smem_bytes == 197_632 + 20_480),
             "{sm90:?}"
         );
+    }
+
+    #[test]
+    fn fp8_stages_hold_the_same_bytes() {
+        // 128 FP8 elements of K per stage row: the 16-bit kernels' 128 bytes.
+        for (f, h) in fp8_configs().iter().zip(GemmPath::Sm90.configs()) {
+            assert_eq!(f.tiling.bk, 128);
+            assert_eq!((f.bm, f.bn, f.smem_bytes), (h.bm, h.bn, h.smem_bytes));
+        }
     }
 
     #[test]

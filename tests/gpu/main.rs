@@ -9,6 +9,7 @@ mod conv_grad;
 mod conv_ref;
 mod conv_sm90;
 mod device;
+mod fp8;
 mod kernels;
 mod matmul;
 mod matmul_api;
@@ -110,6 +111,7 @@ fn main() {
     trials.extend(kernels::trials());
     trials.extend(matmul::trials());
     trials.extend(matmul_api::trials());
+    trials.extend(fp8::trials());
     trials.extend(conv::trials());
     trials.extend(conv_grad::trials());
     trials.extend(conv_sm90::trials());

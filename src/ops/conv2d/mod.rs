@@ -244,7 +244,7 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         let (m, n, k) = desc.gemm_mnk();
 
         let implicit_1x1 = match family {
-            PtxArch::Compute80 | PtxArch::Compute90a => true,
+            PtxArch::Compute80 | PtxArch::Compute89 | PtxArch::Compute90a => true,
             PtxArch::Compute70 | PtxArch::Compute75 => false,
         };
         let gemm_1x1 = desc.gemm_for_1x1.unwrap_or(!implicit_1x1) && desc.hopper.is_none();
@@ -277,7 +277,8 @@ impl<I: Float, O: Float> Conv2d<I, O> {
         } else {
             match family {
                 PtxArch::Compute90a => hopper_path::<I, O>(&device, &desc),
-                PtxArch::Compute80 => ConvPath::Sm80,
+                // (No convolution module ships compute_89: `select` never gives it.)
+                PtxArch::Compute80 | PtxArch::Compute89 => ConvPath::Sm80,
                 PtxArch::Compute75 => ConvPath::Sm75,
                 PtxArch::Compute70 => ConvPath::Direct,
             }

@@ -44,12 +44,14 @@
 pub(crate) mod desc;
 mod plan;
 mod run;
+mod scaled;
 mod tune;
 
 pub use crate::ops::epilogue::{Activation, Epilogue};
 pub use crate::ops::gemm::{ComputeType, GemmPath, Tiling};
 pub use desc::{Layout, MatmulDesc};
 pub use plan::Route;
+pub use scaled::{scale_on_device, ScaledMatmul, ScaledOptions, Scales};
 pub use tune::{TuneCache, TUNE_CACHE_ENV};
 
 use crate::device::Device;
