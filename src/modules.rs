@@ -8,7 +8,7 @@
 //!
 //! The images are embedded zstd-compressed (about 18 times smaller) and decompressed, with the
 //! pure-Rust `ruzstd`, when a device first loads the module. A PTX target whose cargo feature
-//! (`compute_70`, `compute_75`, `compute_80`, `compute_90a`; all on by default) is off is left
+//! (`compute_70`, `compute_75`, `compute_80`, `compute_89`, `compute_90a`; all on by default) is off is left
 //! out of the binary: the newest target left in that the device runs is used instead, and a
 //! module that has none answers [`Error::ArchLeftOut`].
 
@@ -31,6 +31,17 @@ pub(crate) struct ModuleSource {
     pub(crate) left_out: &'static [PtxArch],
 }
 
+impl ModuleSource {
+    /// The targets the module is compiled for, shipped in this build or left out, oldest first.
+    fn all_targets(&self) -> impl Iterator<Item = PtxArch> + '_ {
+        PtxArch::ALL.into_iter().filter(|a| self.compiled_for(*a))
+    }
+
+    fn compiled_for(&self, arch: PtxArch) -> bool {
+        self.ptx.iter().any(|(a, _)| *a == arch) || self.left_out.contains(&arch)
+    }
+}
+
 include!(concat!(env!("OUT_DIR"), "/ptx.rs"));
 
 /// The names of the kernel modules the crate ships.
@@ -46,7 +57,9 @@ pub fn names() -> Vec<&'static str> {
 ///
 /// ```
 /// use hikube_gpu::PtxArch;
-/// assert_eq!(hikube_gpu::modules::targets("elementwise"), PtxArch::ALL.to_vec());
+/// let targets = hikube_gpu::modules::targets("elementwise");
+/// assert_eq!(targets.first(), Some(&PtxArch::Compute70));
+/// assert!(targets.contains(&PtxArch::Compute80));
 /// ```
 pub fn targets(module: &str) -> Vec<PtxArch> {
     find(module).map_or_else(Vec::new, |m| m.ptx.iter().map(|(a, _)| *a).collect())
@@ -156,8 +169,9 @@ fn ptx_isa(ptx: &str) -> String {
 }
 
 /// The PTX target `module` would run with on a device of compute capability `cc`: `forced` if
-/// the module ships it and the device can run it, else the newest shipped target the device
-/// runs. [`Error::UnsupportedArch`] when there is none. Needs no GPU.
+/// given, else the newest shipped target the device runs. [`Error::UnsupportedArch`] when the
+/// device runs none (or not the forced one), [`Error::InvalidArgument`] for a forced target the
+/// module is not compiled for (e.g. compute_89, which only the FP8 GEMM has). Needs no GPU.
 ///
 /// ```
 /// use hikube_gpu::{modules, ComputeCapability, Error, PtxArch};
@@ -166,6 +180,8 @@ fn ptx_isa(ptx: &str) -> String {
 /// assert_eq!(modules::select("elementwise", h100, Some(PtxArch::Compute70))?, PtxArch::Compute70);
 /// let pascal = ComputeCapability::new(6, 1);
 /// assert!(matches!(modules::select("elementwise", pascal, None), Err(Error::UnsupportedArch { .. })));
+/// let fp8_only = modules::select("elementwise", h100, Some(PtxArch::Compute89));
+/// assert!(matches!(fp8_only, Err(Error::InvalidArgument { .. })));
 /// # Ok::<(), Error>(())
 /// ```
 pub fn select(module: &str, cc: ComputeCapability, forced: Option<PtxArch>) -> Result<PtxArch> {
@@ -189,6 +205,10 @@ fn choose(
     let chosen = src.and_then(|s| pick(&mut s.ptx.iter().map(|(a, _)| *a)));
     match (src, chosen) {
         (Some(src), Some(arch)) => Ok((src, arch)),
+        // A forced target the module is not compiled for: no build would run it.
+        (Some(src), None) if forced.is_some_and(|f| !src.compiled_for(f)) => {
+            Err(not_compiled_for(src, forced))
+        }
         // A target this build left out would have run: say which feature brings it back.
         (Some(src), None) => match pick(&mut src.left_out.iter().copied()) {
             Some(arch) => Err(Error::ArchLeftOut {
@@ -199,6 +219,20 @@ fn choose(
             None => Err(unsupported(module, cc)),
         },
         (None, _) => Err(unsupported(module, cc)),
+    }
+}
+
+fn not_compiled_for(src: &ModuleSource, forced: Option<PtxArch>) -> Error {
+    let name = forced.map_or("no", PtxArch::name);
+    Error::InvalidArgument {
+        what: format!(
+            "`{}` has no {name} kernels: force one of {} or none",
+            src.name,
+            src.all_targets()
+                .map(PtxArch::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

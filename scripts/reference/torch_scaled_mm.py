@@ -3,10 +3,13 @@
 (row-major) and B (column-major), per-tensor scales 0.5 and 2 as device scalars, f16 out, with
 cuBLASLt's default accumulation and with use_fast_accum; the
 median of 15 CUDA-event-timed runs after 3, over three rotating input sets. Run it in the same
-call as the Rust bench: the two tables are compared as ours / torch.
+call as the Rust bench: the two tables are compared as ours / torch. With `errors`, the
+relative error of cuBLASLt's f32 output against the f64 product of the same e4m3 codes as K
+grows (M×N = 128×256, as `fp8::error_against_k` measures ours), both accumulations.
 
-    python3 scripts/reference/torch_scaled_mm.py
+    python3 scripts/reference/torch_scaled_mm.py [errors]
 """
+import sys
 import statistics
 
 import torch
@@ -47,5 +50,23 @@ def main():
             row.append(2 * m * n * k / (statistics.median(times) * 1e9))
         print(f"| {m}×{n}×{k} | {row[0]:.1f} | {row[1]:.1f} |")
 
+def errors():
+    print(f"\n{torch.cuda.get_device_name()}: torch._scaled_mm e4m3 f32 out, "
+          "‖out − ref‖/‖ref‖ against the f64 product of the codes")
+    print("| K | torch._scaled_mm | use_fast_accum=True |")
+    print("|---|---|---|")
+    one = torch.tensor(1.0, device="cuda")
+    torch.manual_seed(5)
+    for k in (256, 1024, 4096, 16384):
+        a, b = codes(128, k), codes(256, k).t()
+        ref = a.double() @ b.double()
+        row = []
+        for fast in (False, True):
+            out = torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.float32,
+                                   use_fast_accum=fast)
+            row.append(((out.double() - ref).norm() / ref.norm()).item())
+        print(f"| {k} | {row[0]:.2e} | {row[1]:.2e} |")
+
+
 if __name__ == "__main__":
-    main()
+    errors() if sys.argv[1:] == ["errors"] else main()

@@ -137,7 +137,12 @@ fn unsupported_targets(device: &Device) -> Result<(), Failed> {
     let mut y = DeviceBuffer::from_slice(&stream, &[1.0f32; 8]).map_err(fail)?;
     for arch in PtxArch::ALL {
         let r = ops::axpy_with(&stream, 1.0, &x, &mut y, KernelOptions { arch: Some(arch) });
-        if arch.runs_on(cc) {
+        if !hikube_gpu::modules::targets("elementwise").contains(&arch) {
+            ensure!(
+                matches!(r, Err(Error::InvalidArgument { .. })),
+                "{arch}, which elementwise is not compiled for: {r:?}"
+            );
+        } else if arch.runs_on(cc) {
             ensure!(r.is_ok(), "{arch} runs on {cc} but failed: {r:?}");
         } else {
             ensure!(

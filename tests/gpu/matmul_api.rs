@@ -339,10 +339,11 @@ fn run<I: Float, O: Float>(
 }
 
 /// The targets the device runs.
+/// The targets of the GEMM paths the device runs (compute_89 has only the FP8 GEMM).
 fn archs(device: &Device) -> Vec<PtxArch> {
     PtxArch::ALL
         .into_iter()
-        .filter(|a| a.runs_on(device.compute_capability()))
+        .filter(|a| a.runs_on(device.compute_capability()) && GemmPath::for_arch(*a).arch() == *a)
         .collect()
 }
 
