@@ -667,22 +667,11 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
     let out = std::env::temp_dir().join(format!("hikube-gpu-cli-{}", std::process::id()));
     let out_str = out.to_string_lossy().into_owned();
     let index = device.ordinal().to_string();
-    let (ok, stdout, stderr) = run_cli(
-        bin,
-        &[
-            "bench",
-            "--quick",
-            "--only",
-            "copy,launch",
-            "--seconds",
-            "0.3",
-            "--device",
-            &index,
-            "--out",
-            &out_str,
-            "--json",
-        ],
-    )?;
+    let bench = |what: &[&str]| {
+        let tail = ["--device", &index, "--out", &out_str, "--json"];
+        run_cli(bin, &[&["bench", "--quick"], what, &tail].concat())
+    };
+    let (ok, stdout, stderr) = bench(&["--only", "copy,launch", "--seconds", "0.3"])?;
     ensure!(ok, "bench failed:\n{stdout}\n{stderr}");
     let json = std::fs::read_to_string(out.join("report.json")).map_err(fail)?;
     ensure!(
@@ -722,6 +711,23 @@ fn cli(bin: &std::path::Path) -> Result<(), Failed> {
     ensure!(
         md.contains("## Copy bandwidth") && svg.starts_with("<svg"),
         "{md}"
+    );
+    // The GEMM suite, quick, without cuBLAS: f16, bf16 and e4m3 at two sizes (e4m3 skipped, with
+    // the plan's reason, on a GPU without FP8 tensor cores).
+    let gemm = ["--only", "gemm", "--no-cublas", "--seconds", "0.2"];
+    let (ok, stdout, stderr) = bench(&gemm)?;
+    ensure!(ok, "bench --only gemm failed:\n{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).map_err(fail)?;
+    let results = report["results"].as_array().ok_or("no results")?;
+    let e4m3 = results
+        .iter()
+        .filter(|r| r["params"]["dtype"] == "e4m3")
+        .count();
+    let fp8 = device.compute_capability() >= hikube_gpu::ComputeCapability::new(8, 9);
+    ensure!(
+        results.len() == 4 + e4m3 && e4m3 == if fp8 { 2 } else { 0 },
+        "{} results, {e4m3} of them e4m3:\n{stdout}",
+        results.len()
     );
     std::fs::remove_dir_all(&out).map_err(fail)?;
     Ok(())

@@ -339,7 +339,9 @@ impl Report {
             (
                 Suite::Gemm,
                 "GEMM",
-                "D = A·B, row-major, output in the input type, FP32 accumulate; rotating inputs.",
+                "D = A·B, row-major, output in the input type, FP32 accumulate; rotating inputs. \
+                 e4m3: FP8 inputs (A row-major, B column-major, scales of 1), f16 out, the FP8 \
+                 peak.",
             ),
             (
                 Suite::Copy,

@@ -279,7 +279,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     let total: u64 = suites
         .iter()
         .map(|s| match s {
-            Suite::Gemm => (2 * gemm_sizes.len() * (1 + usize::from(blas.is_some()))) as u64,
+            Suite::Gemm => gemm::results(&gemm_sizes, blas.is_some()),
             Suite::Copy => copy::CASES.len() as u64,
             Suite::Launch => 2,
         })
