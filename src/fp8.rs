@@ -123,6 +123,11 @@ impl Fp8 for F8E5M2 {
 
 /// The largest magnitude of `x`, NaNs left out (0 for an empty array): what FP8 training
 /// recipes record to choose the next scale.
+///
+/// ```
+/// use hikube_gpu::{fp8, ndarray::array};
+/// assert_eq!(fp8::amax(array![1.5f32, -3.0, f32::NAN].view()), 3.0);
+/// ```
 pub fn amax<D: Dimension>(x: ArrayView<'_, f32, D>) -> f32 {
     x.iter()
         .filter(|v| !v.is_nan())
@@ -131,6 +136,14 @@ pub fn amax<D: Dimension>(x: ArrayView<'_, f32, D>) -> f32 {
 
 /// The scale that maps `amax` onto `format`'s largest finite value (`amax / max`), or 1 for
 /// `amax` = 0. [`Error::InvalidArgument`] for a negative, infinite or NaN `amax`.
+///
+/// ```
+/// use hikube_gpu::fp8::{scale_for, Fp8Format};
+/// assert_eq!(scale_for(896.0, Fp8Format::E4M3)?, 2.0); // e4m3's largest value is 448
+/// assert_eq!(scale_for(0.0, Fp8Format::E5M2)?, 1.0);
+/// assert!(scale_for(f32::NAN, Fp8Format::E4M3).is_err());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn scale_for(amax: f32, format: Fp8Format) -> Result<f32> {
     if !(amax.is_finite() && amax >= 0.0) {
         return Err(Error::InvalidArgument {
@@ -158,6 +171,18 @@ pub(crate) fn check_scale(scale: f32) -> Result<()> {
 /// `x / scale` (an f32 division) in FP8 (nearest, ties to even, saturating; NaN stays NaN),
 /// element by element.
 /// [`Error::InvalidArgument`] for a scale that is not positive and finite.
+///
+/// ```
+/// use hikube_gpu::fp8::{self, Fp8, F8E4M3};
+/// use hikube_gpu::ndarray::array;
+/// let x = array![[0.5f32, -1.0], [1000.0, 3.0]];
+/// let scale = fp8::scale_for(fp8::amax(x.view()), fp8::Fp8Format::E4M3)?;
+/// let q = fp8::quantize::<F8E4M3, _>(x.view(), scale)?;
+/// assert_eq!(q[[1, 0]].to_f32(), 448.0); // the amax lands on e4m3's largest value
+/// let back = fp8::dequantize(q.view(), scale)?;
+/// assert!((back[[1, 1]] - 3.0).abs() <= 3.0 / 16.0); // 3 significant bits
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn quantize<T: Fp8, D: Dimension>(x: ArrayView<'_, f32, D>, scale: f32) -> Result<Array<T, D>> {
     check_scale(scale)?;
     // The quotient in f32, then converted: PyTorch's `(x / scale).to(torch.float8_e4m3fn)`
@@ -167,6 +192,14 @@ pub fn quantize<T: Fp8, D: Dimension>(x: ArrayView<'_, f32, D>, scale: f32) -> R
 
 /// `q · scale` in f32, element by element. [`Error::InvalidArgument`] for a scale that is not
 /// positive and finite.
+///
+/// ```
+/// use hikube_gpu::fp8::{self, Fp8, F8E5M2};
+/// use hikube_gpu::ndarray::array;
+/// let q = array![F8E5M2::saturating_from_f32(1.5), F8E5M2::saturating_from_f32(-4.0)];
+/// assert_eq!(fp8::dequantize(q.view(), 0.5)?, array![0.75f32, -2.0]);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn dequantize<T: Fp8, D: Dimension>(
     q: ArrayView<'_, T, D>,
     scale: f32,

@@ -794,6 +794,17 @@ async fn serve(
 /// An HTTP server of the metrics (see the [module](self) for its endpoints, limits and metrics):
 /// one thread runs the server, one samples the source. Dropping the exporter (or
 /// [`Exporter::stop`]) stops both and closes every connection.
+///
+/// ```
+/// use hikube_gpu::monitor::exporter::{Exporter, ExporterOptions};
+/// use std::time::Duration;
+/// // A machine without GPUs (a closure is a source); `NvmlSource` reads the real ones.
+/// let options = ExporterOptions { sample_period: Duration::from_millis(500), ..Default::default() };
+/// let exporter = Exporter::start_with("127.0.0.1:0", || Ok(Vec::new()), options)?;
+/// println!("metrics on http://{}/metrics", exporter.local_addr());
+/// exporter.stop();
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct Exporter {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,

@@ -18,6 +18,19 @@ use crate::tiles::{self, Tile};
 /// does not use (the accumulation is decided once from the device's path, so a Hopper plan's
 /// compute_80 fallback kernels accumulate in f32 too): the route says `F32` (like PyTorch's `allow_fp16_reduced_precision_reduction`). Split-K slices
 /// are summed in f32.
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::{ComputeType, Layout, Matmul, MatmulDesc};
+/// use hikube_gpu::{half::f16, Device};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let desc = MatmulDesc::new(1024, 1024, 1024)
+///     .b_layout(Layout::ColMajor)
+///     .compute(ComputeType::F16); // inference on a GeForce card
+/// let mm = Matmul::<f16, f16>::new(&stream, desc)?;
+/// println!("accumulates in {:?}", mm.route());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ComputeType {
@@ -149,6 +162,15 @@ impl GemmPath {
 }
 
 /// A tile configuration, to force one (for tuning) with [`MatmulDesc::tiling`](crate::ops::matmul::MatmulDesc::tiling).
+///
+/// ```
+/// use hikube_gpu::ops::matmul::{GemmPath, Matmul, MatmulDesc};
+/// let tilings = Matmul::<hikube_gpu::half::f16, f32>::tilings(GemmPath::Sm80);
+/// let largest = tilings[0];
+/// println!("{largest}"); // BMxBNxBKxSTAGES
+/// let desc = MatmulDesc::new(4096, 4096, 4096).tiling(largest);
+/// # let _ = desc;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Tiling {
     /// Rows of D per block.

@@ -373,6 +373,24 @@ impl LossScaler {
 /// form) on f32 master weights: `d = g / scale + weight_decay · w; v = momentum · v + d;
 /// w -= lr · v`, where `scale` is the [`LossScaler`]'s; nothing changes when the scaler has seen
 /// an overflow this step.
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::{LossScaler, Sgd};
+/// use hikube_gpu::{half::f16, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let n = 4096;
+/// let mut master = DeviceBuffer::from_slice(&stream, &vec![0.01f32; n])?; // f32 weights
+/// let mut weights = DeviceBuffer::<f16>::zeroed(&stream, n)?; // what the f16 GEMMs read
+/// let mut velocity = DeviceBuffer::<f32>::zeroed(&stream, n)?;
+/// let grad = DeviceBuffer::from_slice(&stream, &vec![1.0f32; n])?; // scaled by the loss scale
+/// let mut scaler = LossScaler::new(&stream, 1024.0, 2000)?;
+/// let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 1e-4 };
+/// scaler.check(&stream, &grad)?;
+/// sgd.step(&stream, &scaler, &mut master, &mut velocity, &grad, &mut weights)?;
+/// scaler.update(&stream)?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
     /// Learning rate.

@@ -7,6 +7,15 @@ use crate::error::{Error, Result};
 pub const MEMORY_FRACTION_ENV: &str = "HIKUBE_GPU_MEMORY_FRACTION";
 
 /// A limit on the bytes a [`MemoryPool`](crate::MemoryPool) may reserve.
+///
+/// ```
+/// use hikube_gpu::Cap;
+/// let h100 = 80 << 30;
+/// assert_eq!(Cap::Fraction(0.5).to_bytes(h100)?, 40 << 30);
+/// assert_eq!(Cap::Bytes(1 << 30).to_bytes(h100)?, 1 << 30);
+/// assert!(Cap::Fraction(1.5).to_bytes(h100).is_err());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Cap {
     /// At most this many bytes (more than 0).
@@ -46,6 +55,15 @@ pub(super) fn cap_from_env(value: Option<&str>) -> Result<Option<Cap>> {
 }
 
 /// How a [`MemoryPool`](crate::MemoryPool) is set up.
+///
+/// ```no_run
+/// use hikube_gpu::{Cap, Device, MemoryPool, PoolOptions};
+/// let device = Device::open(0)?;
+/// // Share the GPU: this process's pool reserves at most a quarter of its memory.
+/// let pool = MemoryPool::new(&device, PoolOptions { cap: Some(Cap::Fraction(0.25)) })?;
+/// # let _ = pool;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PoolOptions {
     /// The most the pool may reserve from the driver. `None`: the cap given by

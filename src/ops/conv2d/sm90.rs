@@ -83,6 +83,20 @@ pub enum ALoad {
 
 /// The Hopper path's choices, made by the plan unless forced here (for tuning and tests):
 /// [`Conv2dDesc::hopper`] forces the path and these choices.
+///
+/// ```no_run
+/// use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, HopperOptions};
+/// use hikube_gpu::{half::f16, Device};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let desc = Conv2dDesc::input(64, 56, 56, 64).filters(64, 3, 3).padding(1, 1);
+/// let plan = Conv2d::<f16, f16>::new(&stream, desc)?;
+/// println!("the plan chose {:?}", plan.hopper_choices()); // None off Hopper
+/// let forced = HopperOptions { a_load: Some(ALoad::Gather), block_n: Some(64), ..Default::default() };
+/// let plan = Conv2d::<f16, f16>::new(&stream, desc.hopper(forced))?;
+/// # let _ = plan;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HopperOptions {
     /// The A-operand load (default: im2col where the shape allows it).

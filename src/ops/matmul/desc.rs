@@ -11,6 +11,14 @@ use crate::size;
 use crate::ops::gemm::{ComputeType, Tiling};
 
 /// Memory order of a matrix.
+///
+/// ```
+/// use hikube_gpu::ops::matmul::{Layout, MatmulDesc};
+/// // y = x·wᵀ with w stored N × K (nn.Linear's weight): B = wᵀ is column-major K × N.
+/// let desc = MatmulDesc::new(64, 256, 512).b_layout(Layout::ColMajor);
+/// # let _ = desc;
+/// assert_eq!(Layout::default(), Layout::RowMajor);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Layout {
     /// Rows are contiguous: element (i, j) at `i * ld + j`.

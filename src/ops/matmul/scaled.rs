@@ -51,6 +51,17 @@ const K_MULTIPLE: usize = 16;
 
 /// A checked scale on the device: `scale` must be positive and finite, with a finite
 /// reciprocal ([`Error::InvalidArgument`] otherwise), as [`fp8::quantize`] requires.
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::scale_on_device;
+/// use hikube_gpu::Device;
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let mut scale = scale_on_device(&stream, 0.25)?;
+/// scale.copy_from_host(&stream, &[0.5])?; // a new scale for the next launch (or graph replay)
+/// assert!(scale_on_device(&stream, 0.0).is_err());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn scale_on_device(stream: &Stream, scale: f32) -> Result<DeviceBuffer<f32>> {
     fp8::check_scale(scale)?;
     DeviceBuffer::from_slice(stream, &[scale])
@@ -168,6 +179,19 @@ impl<T: Fp8, O: Float> std::fmt::Debug for ScaledMatmul<T, O> {
 /// accumulate all of K: about 10 % faster, and the error grows with K (1.8e-4 at K = 256,
 /// 4.7e-4 at 1024, 1.2e-3 at 4096). `fp8::error_against_k` in the GPU tests prints both. The
 /// compute_89 path (mma.sync, f32 accumulation: 4e-8) ignores the option.
+///
+/// ```no_run
+/// use hikube_gpu::fp8::F8E4M3;
+/// use hikube_gpu::ops::matmul::{Layout, MatmulDesc, ScaledMatmul, ScaledOptions};
+/// use hikube_gpu::{half::bf16, Device};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let desc = MatmulDesc::new(4096, 4096, 4096).b_layout(Layout::ColMajor);
+/// let fast = ScaledOptions::new().fast_accum(true); // PyTorch's use_fast_accum=True
+/// let mm = ScaledMatmul::<F8E4M3, bf16>::with_options(&stream, desc, fast)?;
+/// println!("fast accumulation: {}", mm.fast_accum()); // true on Hopper only
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ScaledOptions {

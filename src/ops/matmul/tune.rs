@@ -25,7 +25,13 @@ use std::path::{Path, PathBuf};
 pub const TUNE_CACHE_ENV: &str = "HIKUBE_GPU_TUNE_CACHE";
 const FILE: &str = "tune-v1.txt";
 
-/// A cache file of measured tile choices (module docs).
+/// A cache file of measured tile choices (module docs); [`Matmul::tuned`] reads and fills it.
+///
+/// ```
+/// use hikube_gpu::ops::matmul::TuneCache;
+/// let cache = TuneCache::at(std::env::temp_dir().join("hikube-gpu-doc-no-such-cache.txt"));
+/// assert!(cache.get("any product").is_none()); // nothing tuned yet (no file)
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TuneCache {
     path: PathBuf,
