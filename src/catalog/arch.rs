@@ -51,6 +51,12 @@ impl fmt::Display for ComputeCapability {
 }
 
 /// NVIDIA GPU architecture families.
+///
+/// ```
+/// use hikube_gpu::{Architecture, ComputeCapability};
+/// assert_eq!(ComputeCapability::new(8, 9).architecture(), Architecture::Ada);
+/// assert_eq!(ComputeCapability::new(9, 0).architecture(), Architecture::Hopper);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Architecture {
@@ -78,6 +84,14 @@ impl fmt::Display for Architecture {
 
 /// A PTX target the crate's kernels are compiled for. The driver JIT-compiles the PTX for the
 /// device at load time.
+///
+/// ```
+/// use hikube_gpu::{ComputeCapability, PtxArch};
+/// let rtx4090 = ComputeCapability::new(8, 9);
+/// assert!(PtxArch::Compute80.runs_on(rtx4090));
+/// assert!(!PtxArch::Compute90a.runs_on(rtx4090)); // arch-specific: Hopper only
+/// assert_eq!(PtxArch::Compute89.name(), "compute_89");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum PtxArch {

@@ -435,6 +435,24 @@ pub fn lookup(device_name: &str) -> Option<&'static GpuSpec> {
 /// The model of a device: the catalog's entry when its name matches and its SM count agrees
 /// (a cut-down variant with the same name gets derived figures instead), else figures derived
 /// from its properties. Never fails.
+///
+/// ```
+/// use hikube_gpu::catalog::{identify, DeviceFacts};
+/// use hikube_gpu::{ComputeCapability, Provenance};
+/// let facts = DeviceFacts {
+///     name: "NVIDIA H100 80GB HBM3",
+///     compute_capability: ComputeCapability::new(9, 0),
+///     sms: 132,
+///     sm_clock_khz: 1_980_000,
+///     memory_clock_khz: 2_619_000,
+///     memory_bus_width_bits: 5120,
+///     total_memory: 80 << 30,
+/// };
+/// let model = identify(&facts);
+/// assert_eq!((model.provenance, model.fp8_tflops), (Provenance::Catalog, Some(1978.9)));
+/// let cut_down = identify(&DeviceFacts { sms: 114, ..facts }); // not the catalog's H100 SXM
+/// assert_eq!(cut_down.provenance, Provenance::Derived);
+/// ```
 pub fn identify(facts: &DeviceFacts<'_>) -> GpuModel {
     match lookup(facts.name) {
         Some(spec)
