@@ -17,6 +17,17 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use sys::CUdevice_attribute as Attr;
 
 /// What the driver reports about a device.
+///
+/// ```no_run
+/// use hikube_gpu::Device;
+/// let device = Device::open(0)?;
+/// let p = device.properties();
+/// println!("{} (sm_{}{}), {} SMs, {} GiB", p.name, p.compute_capability.major,
+///          p.compute_capability.minor, p.sm_count, p.total_memory >> 30);
+/// let mem = device.memory_info()?; // MemoryInfo: free and total now
+/// println!("{} GiB free", mem.free >> 30);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceProperties {
     /// Index among the visible devices.

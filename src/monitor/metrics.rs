@@ -6,6 +6,15 @@ use std::fmt;
 
 /// One reading of a GPU's state. Fields that the GPU or driver does not report (some GeForce
 /// cards have no power limit; containers may hide processes) are `None`.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, Monitor};
+/// let device = Device::open(0)?;
+/// let m = Monitor::new()?.device_metrics(&device)?;
+/// println!("{}: {:?} W, {:?} °C, {} MiB used", m.name, m.power_w, m.temperature_c,
+///          m.memory_used_bytes >> 20);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GpuMetrics {
     /// UUID as NVML and `nvidia-smi` print it, `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.

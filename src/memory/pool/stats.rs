@@ -31,6 +31,19 @@ impl PoolStat {
 
 /// A [`MemoryPool`](crate::MemoryPool)'s statistics, with the meaning of `torch.cuda.memory_stats` (key in
 /// parentheses). Bytes are counted in whole blocks, after rounding to size classes.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, MemoryPool, PoolOptions};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let pool = MemoryPool::new(&device, PoolOptions::default())?;
+/// let buf = pool.alloc::<f32>(&stream, 1 << 20)?;
+/// let s = pool.stats();
+/// println!("allocated {} B (peak {}), reserved {} B", s.allocated_bytes.current,
+///          s.allocated_bytes.peak, s.reserved_bytes.current);
+/// # drop(buf);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Bytes of the blocks live buffers hold (`allocated_bytes.all`).
