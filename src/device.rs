@@ -154,6 +154,13 @@ fn init_driver() -> Result<()> {
 }
 
 /// The installed driver's CUDA version, e.g. 13000 for CUDA 13.0.
+///
+/// ```no_run
+/// let v = hikube_gpu::driver_version()?;
+/// // The shipped PTX is ISA 8.4: drivers for CUDA 12.4 (R550) and newer JIT-compile it.
+/// assert!(v >= 12040, "CUDA {}.{} driver", v / 1000, v % 1000 / 10);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn driver_version() -> Result<i32> {
     init_driver()?;
     let mut version = 0;

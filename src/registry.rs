@@ -29,7 +29,18 @@ impl fmt::Display for ModuleImage {
     }
 }
 
-/// How a module came to be loaded.
+/// How a module came to be loaded ([`Device::load_module`](crate::Device::load_module)).
+///
+/// ```no_run
+/// use hikube_gpu::{modules::ModuleImage, Device};
+/// let device = Device::open(0)?;
+/// for module in hikube_gpu::modules::names() {
+///     let info = device.load_module(module, None)?;
+///     let jit = info.image == ModuleImage::Ptx; // no cubin for this GPU: the driver compiled
+///     println!("{module}: {} in {:?}{}", info.arch, info.elapsed, if jit { " (JIT)" } else { "" });
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadInfo {
     /// The PTX target that was loaded (as PTX, or as a cubin assembled from it).

@@ -144,6 +144,19 @@ pub struct DeviceSlice<'a, T: Pod> {
 }
 
 /// A borrowed, writable range of a [`DeviceBuffer`].
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let x = DeviceBuffer::from_slice(&stream, &[1.0f32; 4])?;
+/// let mut y = DeviceBuffer::<f32>::zeroed(&stream, 8)?;
+/// let mut upper = y.slice_mut(4..)?; // the last four elements
+/// ops::axpy(&stream, 3.0, &x, &mut upper)?;
+/// assert_eq!(y.to_vec(&stream)?, [0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 3.0, 3.0]);
+/// assert!(y.slice_mut(6..9).is_err()); // out of range: an error, not a panic
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct DeviceSliceMut<'a, T: Pod> {
     storage: &'a Arc<Storage>,
     offset: usize,
@@ -152,6 +165,20 @@ pub struct DeviceSliceMut<'a, T: Pod> {
 }
 
 /// Anything that can be read as a device slice: a [`DeviceBuffer`] or a [`DeviceSlice`].
+///
+/// ```no_run
+/// use hikube_gpu::{AsDeviceSlice, Device, DeviceBuffer, Result};
+/// /// Works on whole buffers and on slices of them alike.
+/// fn first<T: bytemuck::Pod + Copy>(stream: &hikube_gpu::Stream, x: &impl AsDeviceSlice<T>) -> Result<T> {
+///     Ok(x.as_device_slice().to_vec(stream)?[0])
+/// }
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let buf = DeviceBuffer::from_slice(&stream, &[1u32, 2, 3])?;
+/// assert_eq!(first(&stream, &buf)?, 1);
+/// assert_eq!(first(&stream, &buf.slice(1..)?)?, 2);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub trait AsDeviceSlice<T: Pod> {
     /// A read-only view of the whole thing.
     fn as_device_slice(&self) -> DeviceSlice<'_, T>;

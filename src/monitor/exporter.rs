@@ -188,6 +188,16 @@ where
 /// The GPUs CUDA can see (after `CUDA_VISIBLE_DEVICES`), read through NVML and joined by UUID,
 /// and the memory pools it was given. It opens no CUDA context ([`Device::describe`]): the
 /// exporter takes no GPU memory and does not show as a process on the GPUs it watches.
+///
+/// ```no_run
+/// use hikube_gpu::monitor::exporter::{Exporter, NvmlSource};
+/// use hikube_gpu::Monitor;
+/// let source = NvmlSource::new(Monitor::new()?)?;
+/// let exporter = Exporter::start("0.0.0.0:9477", source)?; // GET /metrics, /healthz, /readyz
+/// std::thread::park(); // serve until the process is stopped
+/// # drop(exporter);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct NvmlSource {
     monitor: Monitor,

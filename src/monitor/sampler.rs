@@ -128,6 +128,28 @@ impl MachineState {
 
 /// What [`Monitor::measure`](super::Monitor::measure) returns: the work's value and the machine
 /// state while it ran.
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer, Monitor};
+/// use std::time::Duration;
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let (x, mut y) = (DeviceBuffer::<f32>::zeroed(&stream, 1 << 26)?, DeviceBuffer::<f32>::zeroed(&stream, 1 << 26)?);
+/// let run = Monitor::new()?.measure(&device, Duration::from_millis(50), || {
+///     let (start, mut launches) = (std::time::Instant::now(), 0);
+///     while start.elapsed() < Duration::from_secs(3) {
+///         ops::axpy(&stream, 1.0, &x, &mut y)?;
+///         stream.synchronize()?;
+///         launches += 1;
+///     }
+///     Ok(launches as f64 * 12.0 * 2f64.powi(26)) // bytes moved: x and y read, y written
+/// })?;
+/// // Power readings average over about a second: leave the first one out.
+/// let steady = run.state_after(Duration::from_secs(1));
+/// println!("{:?} B/J, throttled: {}", steady.per_watt(run.value / run.wall.as_secs_f64()),
+///          steady.throttled());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measured<T> {
     /// What the work returned.

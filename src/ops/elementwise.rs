@@ -31,6 +31,18 @@ pub fn axpy<T: Float>(
 }
 
 /// [`axpy`] with options (e.g. a forced PTX target).
+///
+/// ```no_run
+/// use hikube_gpu::{ops, Device, DeviceBuffer, KernelOptions, PtxArch};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let x = DeviceBuffer::from_slice(&stream, &[1.0f32; 4])?;
+/// let mut y = DeviceBuffer::from_slice(&stream, &[0.5f32; 4])?;
+/// // The compute_70 kernels, JIT-compiled for this GPU: what a V100 runs.
+/// let v100_path = KernelOptions { arch: Some(PtxArch::Compute70) };
+/// ops::axpy_with(&stream, 2.0, &x, &mut y, v100_path)?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn axpy_with<T: Float>(
     stream: &Stream,
     alpha: f32,

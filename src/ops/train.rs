@@ -111,6 +111,21 @@ fn rows_of(what: &str, len: usize, cols: usize) -> Result<usize> {
 /// so that [`LossScaler::check`] skips the step rather than train on it. Shapes are checked:
 /// `logits.len()` must be a multiple of `classes`, and `labels`, `grad` and `row_loss` must
 /// match, else an [`Error`].
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::softmax_cross_entropy;
+/// use hikube_gpu::{half::f16, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let (rows, classes) = (2, 3);
+/// let logits = DeviceBuffer::from_slice(&stream, &[2.0f32, 1.0, 0.0, 0.0, 0.0, 5.0])?;
+/// let labels = DeviceBuffer::from_slice(&stream, &[0u32, 2])?;
+/// let mut grad = DeviceBuffer::<f16>::zeroed(&stream, rows * classes)?; // d(mean loss)/d(logits)
+/// let mut loss = DeviceBuffer::<f32>::zeroed(&stream, rows)?;
+/// softmax_cross_entropy(&stream, &logits, &labels, classes, None, &mut grad, &mut loss)?;
+/// println!("losses {:?}", loss.to_vec(&stream)?);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn softmax_cross_entropy<G: Float>(
     stream: &Stream,
     logits: &impl AsDeviceSlice<f32>,
@@ -156,6 +171,18 @@ pub fn softmax_cross_entropy<G: Float>(
 
 /// The ReLU's backward pass, in place: `dy[i] = 0` wherever `y[i] ≤ 0` (or NaN), with `y` the
 /// ReLU's output (as the GEMM's fused ReLU writes it).
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::relu_backward;
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let y = DeviceBuffer::from_slice(&stream, &[0.0f32, 2.0, -1.0])?; // the forward's output
+/// let mut dy = DeviceBuffer::from_slice(&stream, &[1.0f32, 1.0, 1.0])?;
+/// relu_backward(&stream, &y, &mut dy)?;
+/// assert_eq!(dy.to_vec(&stream)?, [0.0, 1.0, 0.0]);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn relu_backward<T: Float>(
     stream: &Stream,
     y: &impl AsDeviceSlice<T>,
@@ -183,6 +210,18 @@ pub fn relu_backward<T: Float>(
 
 /// The gradient of a bias added to every row: `db[j] = Σ_i dy[i, j]` for `dy` of rows ×
 /// `db.len()` (row-major), summed in f32.
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::bias_grad;
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let dy = DeviceBuffer::from_slice(&stream, &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?; // 3 × 2
+/// let mut db = DeviceBuffer::<f32>::zeroed(&stream, 2)?;
+/// bias_grad(&stream, &dy, &mut db)?;
+/// assert_eq!(db.to_vec(&stream)?, [9.0, 12.0]);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn bias_grad<T: Float>(
     stream: &Stream,
     dy: &impl AsDeviceSlice<T>,
@@ -215,6 +254,18 @@ pub(crate) fn bias_grad_rows<T: Float>(
 }
 
 /// Rounds f32 values (master weights) to `T` (their f16/bf16 working copy), to nearest even.
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::cast_f32;
+/// use hikube_gpu::{half::bf16, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let master = DeviceBuffer::from_slice(&stream, &[1.0f32, 1.0 + 1.0 / 512.0])?;
+/// let mut working = DeviceBuffer::<bf16>::zeroed(&stream, 2)?;
+/// cast_f32(&stream, &master, &mut working)?;
+/// assert_eq!(working.to_vec(&stream)?, [bf16::ONE, bf16::ONE]); // 8 significant bits
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn cast_f32<T: Float>(
     stream: &Stream,
     src: &impl AsDeviceSlice<f32>,
@@ -240,7 +291,8 @@ pub fn cast_f32<T: Float>(
     acc.finish()
 }
 
-/// The loss-scaling state as read back from the device.
+/// The loss-scaling state as read back from the device ([`LossScaler::state`], which has an
+/// example).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossScaleState {
     /// The loss scale the next step uses.

@@ -34,6 +34,23 @@ fn cuda_type<T: Float>() -> blas_sys::cudaDataType {
 /// (`cublasGemmEx`, `CUBLAS_COMPUTE_32F`, default algorithm), packed operands. B is row-major
 /// (K×N) or column-major (stored N×K, as nn.Linear's weight). Column-major cuBLAS computes
 /// Dᵀ = Bᵀ·Aᵀ. Checks the buffer sizes first.
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::{Epilogue, Layout, Matmul, MatmulDesc};
+/// use hikube_gpu::{half::f16, reference, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let blas = reference::load_cublas(&stream).expect("cuBLAS");
+/// let (m, n, k) = (256, 512, 128);
+/// let a = DeviceBuffer::from_slice(&stream, &vec![f16::ONE; m * k])?;
+/// let b = DeviceBuffer::from_slice(&stream, &vec![f16::ONE; n * k])?; // N × K: B column-major
+/// let (mut ours, mut theirs) = (DeviceBuffer::alloc(&stream, m * n)?, DeviceBuffer::alloc(&stream, m * n)?);
+/// let plan = Matmul::<f16, f16>::new(&stream, MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor))?;
+/// plan.launch(&stream, &a, &b, &mut ours, Epilogue::new())?;
+/// reference::cublas_gemm(&blas, &stream, &a, &b, &mut theirs, (m, n, k), Layout::ColMajor)?;
+/// assert_eq!(ours.to_vec(&stream)?, theirs.to_vec(&stream)?); // every element is K = 128
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn cublas_gemm<T: Float>(
     blas: &CudaBlas,
     stream: &Stream,

@@ -22,6 +22,20 @@ fn status<T>(what: &str, r: std::result::Result<T, dnn::CudnnError>) -> Status<T
 /// measured fastest, and its workspace. Where cuDNN takes it,
 /// `cudnnConvolutionBiasActivationForward` applies bias + ReLU as the crate's kernels do
 /// ([`CudnnConv::fused`]); otherwise [`CudnnConv::launch`] computes the convolution alone.
+///
+/// ```no_run
+/// use hikube_gpu::ops::conv2d::Conv2dDesc;
+/// use hikube_gpu::{half::f16, reference::CudnnConv, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let desc = Conv2dDesc::input(8, 28, 28, 64).filters(64, 3, 3).padding(1, 1);
+/// let mut conv = CudnnConv::new::<f16>(&stream, &desc).expect("cuDNN");
+/// let x = DeviceBuffer::from_slice(&stream, &vec![f16::ONE; desc.input_len()])?;
+/// let w = DeviceBuffer::from_slice(&stream, &vec![f16::ONE; desc.filter_len()])?;
+/// let mut y = DeviceBuffer::<f16>::alloc(&stream, desc.output_len())?;
+/// conv.launch(&stream, &x, &w, None, &mut y)?;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct CudnnConv {
     handle: dnn_sys::cudnnHandle_t,
     x: dnn_sys::cudnnTensorDescriptor_t,

@@ -18,6 +18,27 @@ use crate::size;
 /// What a launch of a [`Matmul`](super::Matmul) runs. [`Matmul::route`](super::Matmul::route)
 /// says it for operands whose buffers are aligned (see the module docs);
 /// [`Matmul::last_route`](super::Matmul::last_route) says what the last launch ran.
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::{Epilogue, GemmPath, Layout, Matmul, MatmulDesc, Route};
+/// use hikube_gpu::{half::f16, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let (m, n, k) = (128, 4096, 4096);
+/// let plan = Matmul::<f16, f16>::new(&stream, MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor))?;
+/// if let Route::Gemm { path, tiling, splits, .. } = plan.route() {
+///     println!("{path:?} {tiling} split {splits}"); // e.g. the compute_80 path for a skinny M
+/// }
+/// let a = DeviceBuffer::<f16>::zeroed(&stream, m * k)?;
+/// let b = DeviceBuffer::<f16>::zeroed(&stream, n * k)?;
+/// let mut d = DeviceBuffer::<f16>::alloc(&stream, m * n)?;
+/// plan.launch(&stream, &a, &b.slice(1..)?, &mut d, Epilogue::new())
+///     .expect_err("B is one element short"); // checked, not read out of bounds
+/// plan.launch(&stream, &a, &b, &mut d, Epilogue::new())?;
+/// assert!(matches!(plan.last_route(), Some(Route::Gemm { fast: true, .. })));
+/// # let _ = GemmPath::Sm90;
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Route {
