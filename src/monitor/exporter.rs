@@ -596,6 +596,12 @@ fn encode(registry: &Registry) -> String {
 
 /// The readings in the OpenMetrics text format (Prometheus's exposition format, [`CONTENT_TYPE`]),
 /// ending with `# EOF`. (An [`Exporter`] adds its own `hikube_gpu_exporter_*` series.)
+///
+/// ```
+/// use hikube_gpu::monitor::exporter::render;
+/// let text = render(&[]); // a machine without GPUs: the metric families, no samples
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
 pub fn render(readings: &[DeviceReading]) -> String {
     encode(&registry(readings, None))
 }

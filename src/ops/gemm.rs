@@ -42,6 +42,20 @@ pub enum ComputeType {
 }
 
 /// A kernel family: one per architecture family, each in its own PTX module.
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::{GemmPath, Layout, Matmul, MatmulDesc};
+/// use hikube_gpu::{half::f16, Device, KernelOptions, PtxArch};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// // What an RTX card runs, on whatever GPU this is: the compute_80 path, forced.
+/// let rtx = KernelOptions { arch: Some(PtxArch::Compute80) };
+/// let desc = MatmulDesc::new(4096, 4096, 4096).b_layout(Layout::ColMajor).options(rtx);
+/// let plan = Matmul::<f16, f16>::new(&stream, desc)?;
+/// assert_eq!(plan.path(), GemmPath::Sm80);
+/// println!("its tiles: {:?}", Matmul::<f16, f16>::tilings(GemmPath::Sm80));
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GemmPath {

@@ -7,6 +7,19 @@ use crate::ops::matmul::GemmPath;
 use crate::tiles;
 
 /// The kernel family a [`Conv2d`](super::Conv2d) plan runs.
+///
+/// ```no_run
+/// use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, ConvPath};
+/// use hikube_gpu::{half::f16, Device};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let pointwise = Conv2dDesc::input(32, 28, 28, 256).filters(64, 1, 1);
+/// let plan = Conv2d::<f16, f16>::new(&stream, pointwise)?;
+/// assert!(matches!(plan.path(), ConvPath::Gemm(_))); // a 1×1 convolution is a GEMM
+/// let depthwise = Conv2dDesc::input(32, 28, 28, 64).filters(64, 3, 3).padding(1, 1).groups(64);
+/// assert_eq!(Conv2d::<f16, f16>::new(&stream, depthwise)?.path(), ConvPath::Direct);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ConvPath {

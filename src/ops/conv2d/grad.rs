@@ -25,6 +25,26 @@ use half::{bf16, f16};
 /// The element types of a filter gradient for inputs of type `I`: f32 (the master weights'
 /// type, the default) or `I` itself, as the kernels' epilogues write them. Any other pair,
 /// and an f32 input, does not compile.
+///
+/// ```no_run
+/// use hikube_gpu::half::bf16;
+/// use hikube_gpu::ops::conv2d::{Conv2dDesc, Conv2dGrad};
+/// # let device = hikube_gpu::Device::open(0)?;
+/// # let stream = device.default_stream();
+/// let desc = Conv2dDesc::input(8, 28, 28, 32).filters(32, 3, 3).padding(1, 1);
+/// let master = Conv2dGrad::<bf16>::new(&stream, desc)?; // dw in f32, the default
+/// let working = Conv2dGrad::<bf16, bf16>::new(&stream, desc)?; // dw in bf16
+/// # let _ = (master, working);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// use hikube_gpu::half::{bf16, f16};
+/// # let stream: hikube_gpu::Stream = todo!();
+/// # let desc: hikube_gpu::ops::conv2d::Conv2dDesc = todo!();
+/// // An f16 gradient of bf16 inputs is not a pair the kernels write.
+/// let _ = hikube_gpu::ops::conv2d::Conv2dGrad::<bf16, f16>::new(&stream, desc);
+/// ```
 pub trait FilterGrad<I: Float>: Float {}
 impl FilterGrad<f16> for f32 {}
 impl FilterGrad<bf16> for f32 {}
