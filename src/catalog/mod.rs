@@ -9,6 +9,15 @@ pub use arch::{Architecture, ComputeCapability, PtxArch};
 use std::borrow::Cow;
 
 /// Published figures for one GPU model.
+///
+/// ```
+/// use hikube_gpu::catalog::lookup;
+/// let t4 = lookup("Tesla T4").unwrap();
+/// assert_eq!(t4.fp8_tflops, None); // Turing has no FP8 tensor cores
+/// let rtx4090 = lookup("NVIDIA GeForce RTX 4090").unwrap();
+/// let ratio = rtx4090.fp16_acc16_tflops / rtx4090.fp16_tflops;
+/// assert!((ratio - 2.0).abs() < 0.01); // GeForce: f16 accumulation at twice the f32 rate
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct GpuSpec {
     /// Model name, e.g. `H100 SXM`.
@@ -495,6 +504,24 @@ fn fp32_cores_per_sm(cc: ComputeCapability) -> u32 {
 
 /// Figures derived from a device's properties: peak rates from SMs × per-SM throughput × clock,
 /// bandwidth from the memory clock (double data rate) and bus width.
+///
+/// ```
+/// use hikube_gpu::catalog::{derive, DeviceFacts};
+/// use hikube_gpu::{ComputeCapability, Provenance};
+/// // A GPU the catalog does not know: an estimate from what the driver says.
+/// let facts = DeviceFacts {
+///     name: "NVIDIA Future GPU",
+///     compute_capability: ComputeCapability::new(9, 0),
+///     sms: 100,
+///     sm_clock_khz: 2_000_000,
+///     memory_clock_khz: 2_000_000,
+///     memory_bus_width_bits: 4096,
+///     total_memory: 64 << 30,
+/// };
+/// let model = derive(&facts);
+/// assert_eq!(model.provenance, Provenance::Derived);
+/// assert!((model.fp16_tflops - 100.0 * 4096.0 * 2.0 / 1e3).abs() < 1e-6); // SMs x FLOP/clk x GHz
+/// ```
 pub fn derive(facts: &DeviceFacts<'_>) -> GpuModel {
     let cc = facts.compute_capability;
     let clock_ghz = f64::from(facts.sm_clock_khz) / 1e6;

@@ -609,6 +609,20 @@ pub fn render(readings: &[DeviceReading]) -> String {
 /// The bounds of an [`Exporter`]'s server and its sampling period. `Default` gives the values
 /// documented on each field; [`Exporter::start_with`] refuses zero and values past the stated
 /// limits.
+///
+/// ```
+/// use hikube_gpu::monitor::exporter::ExporterOptions;
+/// use std::time::Duration;
+/// let defaults = ExporterOptions::default();
+/// assert_eq!((defaults.sample_period, defaults.max_connections), (Duration::from_secs(2), 4096));
+/// // A busier scrape target: sample every half second, cut idle clients after 5 s.
+/// let busy = ExporterOptions {
+///     sample_period: Duration::from_millis(500),
+///     header_timeout: Duration::from_secs(5),
+///     ..defaults
+/// };
+/// # let _ = busy;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExporterOptions {
     /// How often the source is read (default 2 s; at most a day). Scrapes get the last reading.

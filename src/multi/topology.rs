@@ -6,6 +6,11 @@ use super::DeviceSet;
 use std::fmt;
 
 /// The PCIe path between two GPUs, as `nvidia-smi topo -m` names it.
+///
+/// ```
+/// use hikube_gpu::multi::PciePath;
+/// assert_eq!(PciePath::HostBridge.abbreviation(), "PHB");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PciePath {
     /// On one board (`nvidia-smi`: none; e.g. a K80's two GPUs).

@@ -108,6 +108,15 @@ impl std::fmt::Display for Dtype {
 
 /// The floating-point storage types the kernels support: `f32`, `f16` and `bf16`. Kernels
 /// compute in `f32` whatever the storage type.
+///
+/// ```
+/// use hikube_gpu::{half::bf16, Dtype, Float};
+/// fn describe<T: Float>(x: f32) -> String {
+///     format!("{} holds {x} as {}", T::DTYPE, T::from_f32(x).to_f32())
+/// }
+/// assert_eq!(describe::<bf16>(1.01), "bf16 holds 1.01 as 1.0078125");
+/// assert_eq!(bf16::DTYPE, Dtype::Bf16);
+/// ```
 pub trait Float: Pod + sealed::Sealed {
     /// The element type, for exhaustive matches.
     const DTYPE: Dtype;
