@@ -562,16 +562,7 @@ unsafe impl<I: Float, O: Float> KernelArgs for GemmPersistent<I, O> {
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
-        let (g, b) = (config.grid_dim, config.block_dim);
-        if g.1 == 1 && g.2 == 1 && b.1 == 1 && b.2 == 1 {
-            Ok(())
-        } else {
-            Err(bad_config(
-                "the Hopper GEMM",
-                "a one-dimensional grid",
-                config,
-            ))
-        }
+        super::one_dim("the Hopper GEMM", config)
     }
 }
 
@@ -675,16 +666,7 @@ unsafe impl<T: Fp8, O: Float> KernelArgs for GemmFp8<T, O> {
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
-        let (g, b) = (config.grid_dim, config.block_dim);
-        if g.1 == 1 && g.2 == 1 && b.1 == 1 && b.2 == 1 {
-            Ok(())
-        } else {
-            Err(bad_config(
-                "the FP8 Hopper GEMM",
-                "a one-dimensional grid",
-                config,
-            ))
-        }
+        super::one_dim("the FP8 Hopper GEMM", config)
     }
 }
 
