@@ -5,6 +5,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 use crate::error::{Error, Result};
+use crate::launch::gemm::GemmShape;
 use crate::ops::{Activation, KernelOptions};
 use crate::size;
 
@@ -327,6 +328,34 @@ impl MatmulDesc {
     /// Whether a launch has nothing to compute: M, N or the batch count is 0.
     pub(crate) fn is_empty(&self) -> bool {
         self.m == 0 || self.n == 0 || self.batch == 0
+    }
+
+    /// The product as the kernels see it, with strides `s`; C's leading dimension and stride
+    /// are D's when C is read in place (β ≠ 0 without C: `own_c` false).
+    pub(crate) fn gemm_shape(&self, s: &Strides, own_c: bool) -> GemmShape {
+        let (ldc, stride_c) = if own_c {
+            (s.ldc, s.stride_c)
+        } else {
+            (s.ldd, s.stride_d)
+        };
+        GemmShape {
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            batch: self.batch,
+            a_layout: self.a_layout,
+            b_layout: self.b_layout,
+            lda: s.lda,
+            ldb: s.ldb,
+            ldc,
+            ldd: s.ldd,
+            stride_a: s.stride_a,
+            stride_b: s.stride_b,
+            stride_c,
+            stride_d: s.stride_d,
+            alpha: self.alpha,
+            beta: self.beta,
+        }
     }
 
     /// The product the kernels compute, whose C and D are row-major, and whether it is the

@@ -195,30 +195,7 @@ impl<I: Float, O: Float> Matmul<I, O> {
     /// The product as the kernels see it; C's leading dimension and stride are D's when C is
     /// read in place (β ≠ 0 without C: `own_c` false).
     fn shape(&self, own_c: bool) -> GemmShape {
-        let (desc, s) = (&self.view, &self.strides);
-        let (ldc, stride_c) = if own_c {
-            (s.ldc, s.stride_c)
-        } else {
-            (s.ldd, s.stride_d)
-        };
-        GemmShape {
-            m: desc.m,
-            n: desc.n,
-            k: desc.k,
-            batch: desc.batch,
-            a_layout: desc.a_layout,
-            b_layout: desc.b_layout,
-            lda: s.lda,
-            ldb: s.ldb,
-            ldc,
-            ldd: s.ldd,
-            stride_a: s.stride_a,
-            stride_b: s.stride_b,
-            stride_c,
-            stride_d: s.stride_d,
-            alpha: desc.alpha,
-            beta: desc.beta,
-        }
+        self.view.gemm_shape(&self.strides, own_c)
     }
 
     /// The kernels' parameters for a kernel running `choice` (and, for a fast kernel, the row

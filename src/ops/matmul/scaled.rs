@@ -445,30 +445,7 @@ impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
     /// The product as the kernel sees it (C's leading dimension and stride are D's when C is
     /// read in place).
     fn shape(&self, own_c: bool) -> GemmShape {
-        let (v, s) = (&self.view, &self.strides);
-        let (ldc, stride_c) = if own_c {
-            (s.ldc, s.stride_c)
-        } else {
-            (s.ldd, s.stride_d)
-        };
-        GemmShape {
-            m: v.m,
-            n: v.n,
-            k: v.k,
-            batch: v.batch,
-            a_layout: v.a_layout,
-            b_layout: v.b_layout,
-            lda: s.lda,
-            ldb: s.ldb,
-            ldc,
-            ldd: s.ldd,
-            stride_a: s.stride_a,
-            stride_b: s.stride_b,
-            stride_c,
-            stride_d: s.stride_d,
-            alpha: v.alpha,
-            beta: v.beta,
-        }
+        self.view.gemm_shape(&self.strides, own_c)
     }
 
     /// A's and B's tensor maps (K-major, boxes of 128 K bytes × 128 rows): the cached ones if
