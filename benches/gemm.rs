@@ -41,20 +41,25 @@ struct Inputs<T: Float> {
     d: DeviceBuffer<T>,
 }
 
-fn inputs<T: Float>(stream: &Stream, m: usize, n: usize, k: usize) -> Result<Inputs<T>> {
+/// `SETS` buffers of `len` values uniform in [-r, r), each made by `to` from an f32.
+fn random_sets<E: bytemuck::Pod>(
+    stream: &Stream,
+    len: usize,
+    r: f32,
+    to: impl Fn(f32) -> E,
+) -> Result<Vec<DeviceBuffer<E>>> {
     let mut rng = rand::rng();
-    let mut rand_buf = |len: usize| -> Result<DeviceBuffer<T>> {
-        let host: Vec<T> = (0..len)
-            .map(|_| T::from_f32(rng.random_range(-1.0f32..1.0)))
-            .collect();
-        DeviceBuffer::from_slice(stream, &host)
-    };
-    let a = (0..SETS)
-        .map(|_| rand_buf(m * k))
-        .collect::<Result<Vec<_>>>()?;
-    let b = (0..SETS)
-        .map(|_| rand_buf(k * n))
-        .collect::<Result<Vec<_>>>()?;
+    (0..SETS)
+        .map(|_| {
+            let host: Vec<E> = (0..len).map(|_| to(rng.random_range(-r..r))).collect();
+            DeviceBuffer::from_slice(stream, &host)
+        })
+        .collect()
+}
+
+fn inputs<T: Float>(stream: &Stream, m: usize, n: usize, k: usize) -> Result<Inputs<T>> {
+    let a = random_sets(stream, m * k, 1.0, T::from_f32)?;
+    let b = random_sets(stream, k * n, 1.0, T::from_f32)?;
     Ok(Inputs {
         a,
         b,
@@ -350,19 +355,8 @@ fn time_fp8<T: Fp8>(
     arch: Option<hikube_gpu::PtxArch>,
     fast_accum: bool,
 ) -> Result<(f64, Tiling)> {
-    let mut rng = rand::rng();
-    let mut codes = |len: usize| -> Result<DeviceBuffer<T>> {
-        let host: Vec<T> = (0..len)
-            .map(|_| T::saturating_from_f32(rng.random_range(-4.0f32..4.0)))
-            .collect();
-        DeviceBuffer::from_slice(stream, &host)
-    };
-    let a = (0..SETS)
-        .map(|_| codes(m * k))
-        .collect::<Result<Vec<_>>>()?;
-    let b = (0..SETS)
-        .map(|_| codes(n * k))
-        .collect::<Result<Vec<_>>>()?;
+    let a = random_sets(stream, m * k, 4.0, T::saturating_from_f32)?;
+    let b = random_sets(stream, n * k, 4.0, T::saturating_from_f32)?;
     let mut d = DeviceBuffer::<f16>::alloc(stream, m * n)?;
     let (sa, sb) = (scale_on_device(stream, 0.5)?, scale_on_device(stream, 2.0)?);
     let desc = MatmulDesc::new(m, n, k)
