@@ -2,9 +2,10 @@
 //! which orders the launch after their earlier uses), the choice of kernel, the parameters, and
 //! the launches.
 
-use super::desc::Layout;
+use super::desc::{Layout, Strides};
 use super::plan::{Fast, Gemm, Kernels, Route};
 use super::{lock, Activation, Epilogue, GemmPath, Matmul, Scratch, TmaCache};
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::gemm::{
     fast_operands_fit, Bias, GemmOperands, GemmParams, GemmPersistent, GemmRun, GemmShape,
@@ -17,15 +18,56 @@ use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, De
 use crate::ops::gemm::Choice;
 use crate::ops::Float;
 use crate::stream::Stream;
+use bytemuck::Pod;
 use cudarc::driver::LaunchConfig;
 
-/// The operands of one launch as the kernels see them: A and B swapped for a column-major D.
-struct Operands<'x, I: Float, O: Float, B: Float> {
-    a: DeviceSlice<'x, I>,
-    b: DeviceSlice<'x, I>,
+/// The operands of one launch as the kernels see them: A and B swapped for a column-major D
+/// (`Matmul`'s, and `ScaledMatmul`'s with FP8 A and B).
+pub(super) struct Operands<'x, I: Pod, O: Pod, B: Pod> {
+    pub(super) a: DeviceSlice<'x, I>,
+    pub(super) b: DeviceSlice<'x, I>,
     /// C, when it is read (β ≠ 0) and given.
-    c: Option<&'x DeviceSlice<'x, O>>,
-    bias: Option<&'x DeviceSlice<'x, B>>,
+    pub(super) c: Option<&'x DeviceSlice<'x, O>>,
+    pub(super) bias: Option<&'x DeviceSlice<'x, B>>,
+}
+
+impl<I: Pod, O: Pod, B: Pod> Operands<'_, I, O, B> {
+    /// Checks the devices of the stream, the operands and `d` against the plan's `device`,
+    /// and the buffers' lengths against the extents `s` gives (named as the caller names them:
+    /// `swapped` for a column-major D's transpose; `n`, the bias's length).
+    pub(super) fn check(
+        &self,
+        stream: &Stream,
+        d: &DeviceSliceMut<'_, O>,
+        device: &Device,
+        (s, swapped, n): (&Strides, bool, usize),
+    ) -> Result<()> {
+        device.check_same(stream.device())?;
+        for dev in [self.a.device(), self.b.device(), d.device()] {
+            device.check_same(dev)?;
+        }
+        let (name_a, name_b) = if swapped { ("B", "A") } else { ("A", "B") };
+        ensure_len(name_a, s.extent_a, self.a.len())?;
+        ensure_len(name_b, s.extent_b, self.b.len())?;
+        ensure_len("D", s.extent_d, d.len())?;
+        if let Some(c) = self.c {
+            device.check_same(c.device())?;
+            ensure_len("C", s.extent_c, c.len())?;
+        }
+        if let Some(bias) = self.bias {
+            if swapped {
+                return Err(Error::InvalidArgument {
+                    what: "a bias with a column-major D: the kernels store the row-major \
+                           transpose and add a bias per column of it, i.e. per row of D (use a \
+                           row-major D, or put the bias in C with beta = 1)"
+                        .into(),
+                });
+            }
+            device.check_same(bias.device())?;
+            ensure_len("bias", n, bias.len())?;
+        }
+        Ok(())
+    }
 }
 
 impl<I: Float, O: Float> Matmul<I, O> {
@@ -53,7 +95,8 @@ impl<I: Float, O: Float> Matmul<I, O> {
             c: epilogue.c_slice().filter(|_| use_c),
             bias: epilogue.bias_slice(),
         };
-        self.check(stream, &ops, &d)?;
+        let view = (&self.strides, self.transposed, self.desc.n);
+        ops.check(stream, &d, &self.device, view)?;
         // Held until the launch is queued and noted: the workspace and the tensor-map cache
         // are one launch's at a time.
         let mut scratch = lock(&self.scratch);
@@ -68,46 +111,6 @@ impl<I: Float, O: Float> Matmul<I, O> {
             }
         };
         scratch.last = Some(route);
-        Ok(())
-    }
-
-    /// Checks the devices of the stream and the operands, and the buffers' lengths against the
-    /// extents the shape reaches (named as the caller names them, before any swap).
-    fn check<B: Float>(
-        &self,
-        stream: &Stream,
-        ops: &Operands<'_, I, O, B>,
-        d: &DeviceSliceMut<'_, O>,
-    ) -> Result<()> {
-        let s = &self.strides;
-        self.device.check_same(stream.device())?;
-        for dev in [ops.a.device(), ops.b.device(), d.device()] {
-            self.device.check_same(dev)?;
-        }
-        let (name_a, name_b) = if self.transposed {
-            ("B", "A")
-        } else {
-            ("A", "B")
-        };
-        ensure_len(name_a, s.extent_a, ops.a.len())?;
-        ensure_len(name_b, s.extent_b, ops.b.len())?;
-        ensure_len("D", s.extent_d, d.len())?;
-        if let Some(c) = ops.c {
-            self.device.check_same(c.device())?;
-            ensure_len("C", s.extent_c, c.len())?;
-        }
-        if let Some(bias) = ops.bias {
-            if self.transposed {
-                return Err(Error::InvalidArgument {
-                    what: "a bias with a column-major D: the kernels store the row-major \
-                           transpose and add a bias per column of it, i.e. per row of D (use a \
-                           row-major D, or put the bias in C with beta = 1)"
-                        .into(),
-                });
-            }
-            self.device.check_same(bias.device())?;
-            ensure_len("bias", self.desc.n, bias.len())?;
-        }
         Ok(())
     }
 

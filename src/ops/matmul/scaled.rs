@@ -21,6 +21,7 @@
 //! [`fp8::scale_for`]: crate::fp8::scale_for
 
 use super::desc::{at_most, Layout, MatmulDesc, Strides};
+use super::run::Operands;
 use super::Epilogue;
 use crate::catalog::ComputeCapability;
 use crate::catalog::PtxArch;
@@ -34,9 +35,7 @@ use crate::launch::gemm::{
 use crate::launch::tma::{self, MapElem, TmaMap};
 use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
-use crate::memory::{
-    ensure_len, AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut,
-};
+use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::gemm::{self as config, Choice, ComputeType, Tiling};
 use crate::ops::Float;
@@ -298,7 +297,15 @@ impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
         );
         let (a, b) = if self.transposed { (b, a) } else { (a, b) };
         let c = epilogue.c_slice().filter(|_| self.view.beta != 0.0);
-        self.check(stream, (&a, &b), &d, c, epilogue.bias_slice())?;
+        let ops = Operands {
+            a,
+            b,
+            c,
+            bias: epilogue.bias_slice(),
+        };
+        let view = (&self.strides, self.transposed, self.desc.n);
+        ops.check(stream, &d, &self.device, view)?;
+        let Operands { a, b, c, .. } = ops;
         let Scales {
             a: scale_a,
             b: scale_b,
@@ -399,47 +406,6 @@ impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
                 run(stream, func, cfg, &mut args)
             }
         }
-    }
-
-    /// The devices of everything, and the lengths of A, B, C, D and the bias (named as the
-    /// caller names them).
-    fn check<B: Float>(
-        &self,
-        stream: &Stream,
-        (a, b): (&DeviceSlice<'_, T>, &DeviceSlice<'_, T>),
-        d: &DeviceSliceMut<'_, O>,
-        c: Option<&DeviceSlice<'_, O>>,
-        bias: Option<&DeviceSlice<'_, B>>,
-    ) -> Result<()> {
-        let s = &self.strides;
-        self.device.check_same(stream.device())?;
-        for dev in [a.device(), b.device(), d.device()] {
-            self.device.check_same(dev)?;
-        }
-        let (name_a, name_b) = if self.transposed {
-            ("B", "A")
-        } else {
-            ("A", "B")
-        };
-        ensure_len(name_a, s.extent_a, a.len())?;
-        ensure_len(name_b, s.extent_b, b.len())?;
-        ensure_len("D", s.extent_d, d.len())?;
-        if let Some(c) = c {
-            self.device.check_same(c.device())?;
-            ensure_len("C", s.extent_c, c.len())?;
-        }
-        if let Some(bias) = bias {
-            if self.transposed {
-                return Err(Error::InvalidArgument {
-                    what: "a bias with a column-major D (use a row-major D, or put the bias in \
-                           C with beta = 1)"
-                        .into(),
-                });
-            }
-            self.device.check_same(bias.device())?;
-            ensure_len("bias", self.desc.n, bias.len())?;
-        }
-        Ok(())
     }
 
     /// The product as the kernel sees it (C's leading dimension and stride are D's when C is
