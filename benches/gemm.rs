@@ -6,7 +6,7 @@
 //!     cargo bench --features cublas --bench gemm -- tune   # every tile configuration on the large shapes
 //!     cargo bench --features cublas --bench gemm -- grids  # the Hopper path at 4096³ by blocks launched
 //!     cargo bench --features cublas --bench gemm -- acc16  # f16 against f32 accumulation, every path
-//!     cargo bench --features cublas --bench gemm -- fp8    # FP8 (ScaledMatmul) beside our f16 GEMM
+//!     cargo bench --features cublas --bench gemm -- fp8    # FP8 (ScaledMatmul) beside cuBLASLt and our f16 GEMM
 //!
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.
@@ -347,39 +347,117 @@ fn acc16(device: &Device, stream: &Stream, blas: &CudaBlas) -> Result<()> {
     Ok(())
 }
 
+/// Who runs an FP8 product: our plan (forced to a target or not, fast accumulation or not) or
+/// cuBLASLt (`torch._scaled_mm`'s library; default or fast accumulation).
+enum Fp8Impl<'a> {
+    Ours(Option<hikube_gpu::PtxArch>, bool),
+    CublasLt(&'a mut reference::CublasLtFp8, bool),
+}
+
 /// FP8 `T` GEMM NT with f16 output, scales 0.5 and 2 (device scalars), the median of 15 runs
-/// over three rotating input sets, in ms; and the tiling it ran.
+/// over three rotating input sets, in ms; and the tiling it ran (ours).
 fn time_fp8<T: Fp8>(
     stream: &Stream,
     (m, n, k): (usize, usize, usize),
-    arch: Option<hikube_gpu::PtxArch>,
-    fast_accum: bool,
-) -> Result<(f64, Tiling)> {
+    who: Fp8Impl<'_>,
+) -> Result<(f64, Option<Tiling>)> {
     let a = random_sets(stream, m * k, 4.0, T::saturating_from_f32)?;
     let b = random_sets(stream, n * k, 4.0, T::saturating_from_f32)?;
     let mut d = DeviceBuffer::<f16>::alloc(stream, m * n)?;
     let (sa, sb) = (scale_on_device(stream, 0.5)?, scale_on_device(stream, 2.0)?);
-    let desc = MatmulDesc::new(m, n, k)
-        .b_layout(Layout::ColMajor)
-        .options(hikube_gpu::KernelOptions { arch });
-    let options = ScaledOptions::new().fast_accum(fast_accum);
-    let plan = ScaledMatmul::<T, f16>::with_options(stream, desc, options)?;
-    let ms = time_on_stream(stream, 3, 15, |i| {
-        let set = i % SETS;
-        let scales = Scales::new(&sa, &sb);
-        plan.launch(stream, &a[set], &b[set], &mut d, scales, Epilogue::new())
-    })?
-    .median_ms();
-    let tiling = plan.tiling().unwrap_or(Tiling {
-        bm: 0,
-        bn: 0,
-        bk: 0,
-        stages: 0,
-    });
-    Ok((ms, tiling))
+    match who {
+        Fp8Impl::Ours(arch, fast_accum) => {
+            let desc = MatmulDesc::new(m, n, k)
+                .b_layout(Layout::ColMajor)
+                .options(hikube_gpu::KernelOptions { arch });
+            let options = ScaledOptions::new().fast_accum(fast_accum);
+            let plan = ScaledMatmul::<T, f16>::with_options(stream, desc, options)?;
+            let ms = time_on_stream(stream, 3, 15, |i| {
+                let set = i % SETS;
+                let scales = Scales::new(&sa, &sb);
+                plan.launch(stream, &a[set], &b[set], &mut d, scales, Epilogue::new())
+            })?
+            .median_ms();
+            Ok((ms, plan.tiling()))
+        }
+        Fp8Impl::CublasLt(lt, fast_accum) => {
+            let ms = time_on_stream(stream, 3, 15, |i| {
+                let set = i % SETS;
+                lt.gemm(
+                    stream,
+                    &a[set],
+                    &b[set],
+                    &mut d,
+                    (m, n, k),
+                    (&sa, &sb),
+                    fast_accum,
+                )
+            })?
+            .median_ms();
+            Ok((ms, None))
+        }
+    }
 }
 
-/// FP8 GEMM (e4m3 and e5m2, f16 out) beside our f16 GEMM on the same shapes, NT.
+/// Where the time of a tile goes: M = N = 8192 (NT) with K from 128 to 8192, for our f16 GEMM and
+/// the FP8 kernels (e4m3, f16 out, both accumulations). A line through µs per tile-wave against
+/// K splits each tile's time into a part that grows with K (the main loop) and a fixed part (the
+/// epilogue, the pipeline's fill and drain).
+fn k_sweep(device: &Device, stream: &Stream) -> Result<()> {
+    const KS: [usize; 7] = [128, 256, 512, 1024, 2048, 4096, 8192];
+    let (m, n) = (8192, 8192);
+    println!(
+        "\n{}: M = N = {m}, NT, µs per kernel (median of 15) against K; fit: µs = fixed + per_k × K",
+        device.model().name
+    );
+    let fit = |name: &str, us: &[f64]| {
+        let xs: Vec<f64> = KS.iter().map(|&k| k as f64).collect();
+        let (mx, my) = (xs.iter().sum::<f64>() / 7.0, us.iter().sum::<f64>() / 7.0);
+        let sxy: f64 = xs.iter().zip(us).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        let slope = sxy / sxx;
+        let cells: Vec<String> = us.iter().map(|u| format!("{u:.1}")).collect();
+        println!(
+            "| {name} | {} | {:.1} µs + {:.2} µs per 1024 K |",
+            cells.join(" | "),
+            my - slope * mx,
+            slope * 1024.0
+        );
+    };
+    println!(
+        "| kernel | K = {} | fit |",
+        KS.map(|k| k.to_string()).join(" | ")
+    );
+    println!("|---|{}---|", "---|".repeat(KS.len()));
+    let mut f16_us = Vec::new();
+    for k in KS {
+        let mut x = inputs::<f16>(stream, m, n, k)?;
+        let nt = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor);
+        f16_us.push(1e3 * time_desc(stream, &mut x, nt)?.0);
+    }
+    fit("f16 (ours)", &f16_us);
+    for fast in [false, true] {
+        let mut us = Vec::new();
+        for k in KS {
+            us.push(1e3 * time_fp8::<F8E4M3>(stream, (m, n, k), Fp8Impl::Ours(None, fast))?.0);
+        }
+        fit(["e4m3 two-level", "e4m3 fast accum"][fast as usize], &us);
+    }
+    if let Ok(mut lt) = reference::CublasLtFp8::new(stream) {
+        for fast in [false, true] {
+            let mut us = Vec::new();
+            for k in KS {
+                let who = Fp8Impl::CublasLt(&mut lt, fast);
+                us.push(1e3 * time_fp8::<F8E4M3>(stream, (m, n, k), who)?.0);
+            }
+            fit(["cuBLASLt", "cuBLASLt fast accum"][fast as usize], &us);
+        }
+    }
+    Ok(())
+}
+
+/// FP8 GEMM (e4m3 and e5m2, f16 out) beside cuBLASLt's (in this process, both accumulations)
+/// and our f16 GEMM on the same shapes, NT.
 fn fp8(device: &Device, stream: &Stream) -> Result<()> {
     let model = device.model();
     println!(
@@ -388,13 +466,16 @@ fn fp8(device: &Device, stream: &Stream) -> Result<()> {
         model.name
     );
     println!(
-        "| M×N×K | tile | e4m3 | e5m2 | e4m3 fast accum | f16 GEMM (ours) | e4m3 / f16 \
-         | e4m3, % of FP8 peak | compute_89 e4m3 | compute_80 f16 \
-         | compute_89 / (2 × compute_80) |"
+        "| M×N×K | tile | e4m3 | cuBLASLt | ratio | e4m3 fast accum | cuBLASLt fast accum | ratio \
+         | e5m2 | f16 GEMM (ours) | e4m3 / f16 | e4m3, % of FP8 peak | compute_89 e4m3 \
+         | compute_80 f16 | compute_89 / (2 × compute_80) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let ada = hikube_gpu::PtxArch::Compute89;
     let ada = ada.runs_on(device.compute_capability()).then_some(ada);
+    let mut lt = reference::CublasLtFp8::new(stream)
+        .map_err(|e| eprintln!("cuBLASLt FP8 not measured: {e}"))
+        .ok();
     let peak = model.fp8_tflops.unwrap_or(f64::NAN);
     for shape in [
         (2048, 2048, 2048),
@@ -405,15 +486,28 @@ fn fp8(device: &Device, stream: &Stream) -> Result<()> {
     ] {
         let (m, n, k) = shape;
         let tflops = |ms: f64| 2.0 * (m * n * k) as f64 / (ms * 1e9);
-        let (e4, tiling) = time_fp8::<F8E4M3>(stream, shape, None, false)?;
-        let (e5, _) = time_fp8::<F8E5M2>(stream, shape, None, false)?;
-        let (fast, _) = time_fp8::<F8E4M3>(stream, shape, None, true)?;
+        let (e4, tiling) = time_fp8::<F8E4M3>(stream, shape, Fp8Impl::Ours(None, false))?;
+        let (fast, _) = time_fp8::<F8E4M3>(stream, shape, Fp8Impl::Ours(None, true))?;
+        let (e5, _) = time_fp8::<F8E5M2>(stream, shape, Fp8Impl::Ours(None, false))?;
+        let mut theirs = [f64::NAN; 2];
+        if let Some(lt) = lt.as_mut() {
+            for (slot, fast_accum) in theirs.iter_mut().zip([false, true]) {
+                let who = Fp8Impl::CublasLt(lt, fast_accum);
+                *slot = match time_fp8::<F8E4M3>(stream, shape, who) {
+                    Ok((ms, _)) => ms,
+                    Err(e) => {
+                        eprintln!("cuBLASLt {m}×{n}×{k} (fast accum {fast_accum}): {e}");
+                        f64::NAN
+                    }
+                };
+            }
+        }
         let mut x = inputs::<f16>(stream, m, n, k)?;
         let nt = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor);
         let (h, _) = time_desc(stream, &mut x, nt.clone())?;
         let (ada_fp8, sm80) = match ada {
             Some(arch) => {
-                let (t8, _) = time_fp8::<F8E4M3>(stream, shape, Some(arch), false)?;
+                let (t8, _) = time_fp8::<F8E4M3>(stream, shape, Fp8Impl::Ours(Some(arch), false))?;
                 let forced = hikube_gpu::KernelOptions {
                     arch: Some(hikube_gpu::PtxArch::Compute80),
                 };
@@ -422,12 +516,17 @@ fn fp8(device: &Device, stream: &Stream) -> Result<()> {
             }
             None => (f64::NAN, f64::NAN),
         };
+        let tile = tiling.map_or("-".to_string(), |t| t.to_string());
         println!(
-            "| {m}×{n}×{k} | {tiling} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} % \
-             | {ada_fp8:.1} | {sm80:.1} | {:.2} |",
+            "| {m}×{n}×{k} | {tile} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} \
+             | {:.1} | {:.2} | {:.1} % | {ada_fp8:.1} | {sm80:.1} | {:.2} |",
             tflops(e4),
-            tflops(e5),
+            tflops(theirs[0]),
+            theirs[0] / e4,
             tflops(fast),
+            tflops(theirs[1]),
+            theirs[1] / fast,
+            tflops(e5),
             tflops(h),
             h / e4,
             100.0 * tflops(e4) / peak,
@@ -453,6 +552,9 @@ fn main() -> Result<()> {
     }
     if std::env::args().any(|a| a == "fp8") {
         return fp8(&device, &stream);
+    }
+    if std::env::args().any(|a| a == "ksweep") {
+        return k_sweep(&device, &stream);
     }
     if std::env::args().any(|a| a == "grids") {
         return grids::<f16>(&stream);

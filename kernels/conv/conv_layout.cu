@@ -1,9 +1,10 @@
 // hikube-archs: compute_70 compute_75 compute_80 compute_90a
 //
-// Layout kernels for convolutions, type-agnostic (they move 16- or 32-bit words):
-// - transpose_b16/_b32: batch x rows x cols -> batch x cols x rows through a 32x33 shared tile
+// Layout kernels, type-agnostic (they move 8-, 16- or 32-bit words):
+// - transpose_b8/_b16/_b32: batch x rows x cols -> batch x cols x rows through a 32x33 shared tile
 //   (coalesced reads and writes, no bank conflicts). NCHW -> NHWC is (N, C, H*W); NHWC -> NCHW
-//   is (N, H*W, C); KCRS -> KRSC is (K, C, R*S); KRSC -> KCRS is (K, R*S, C).
+//   is (N, H*W, C); KCRS -> KRSC is (K, C, R*S); KRSC -> KCRS is (K, R*S, C). The FP8 GEMM
+//   makes its M-major A and N-major B K-major with transpose_b8: (batch, K, M) and (batch, K, N).
 //   Grid: x over cols / 32, y over rows / 32, z strides over the batch. Block 32 x 8.
 // - pad_pixels_b16 (input) and pad_rows_b16 (filter: rows of taps x c -> rows of ld = taps x cp,
 //   then zeros): the padded path of the implicit-GEMM convolution, zeros in the new channels.
@@ -37,6 +38,10 @@ __device__ __forceinline__ void transpose(const T* src, T* dst, int batch, int r
 
 }  // namespace hk
 
+extern "C" __global__ void transpose_b8(const unsigned char* src, unsigned char* dst, int batch,
+                                        int rows, int cols) {
+    hk::transpose(src, dst, batch, rows, cols);
+}
 extern "C" __global__ void transpose_b16(const unsigned short* src, unsigned short* dst, int batch,
                                          int rows, int cols) {
     hk::transpose(src, dst, batch, rows, cols);

@@ -632,8 +632,19 @@ unsafe impl<T: Float> KernelArgs for SgdStep<T> {
 /// The most rows [`Transpose`] takes: 32 per block along the grid's y, at most 65535 blocks.
 pub(crate) const TRANSPOSE_MAX_ROWS: usize = 65535 * 32;
 
-/// `transpose_b16/_b32(const W* src, W* dst, int batch, int rows, int cols)`
-/// (kernels/conv/conv_layout.cu), with `W` the 16- or 32-bit word of `T`: `dst[b][j][i] =
+/// The layout transpose that moves words of `word` bytes (a name no kernel has for other sizes,
+/// which [`Transpose::new`] refuses).
+const fn transpose_kernel(word: usize) -> &'static str {
+    match word {
+        1 => "transpose_b8",
+        2 => "transpose_b16",
+        4 => "transpose_b32",
+        _ => "transpose of an unsupported word size",
+    }
+}
+
+/// `transpose_b8/_b16/_b32(const W* src, W* dst, int batch, int rows, int cols)`
+/// (kernels/conv/conv_layout.cu), with `W` the 8-, 16- or 32-bit word of `T`: `dst[b][j][i] =
 /// src[b][i][j]` for `b < batch`, `i < rows`, `j < cols` (every access guarded). Reads
 /// `src[0..batch·rows·cols)`, writes `dst[0..batch·rows·cols)`. Takes only
 /// [`config`](Self::config)'s grid: 32 × 8 blocks (its 32 × 33 shared tile) over 32 × 32
@@ -674,9 +685,11 @@ impl<T: Pod> Transpose<T> {
         src: usize,
         dst: usize,
     ) -> Result<[i32; 3]> {
-        if word != 2 && word != 4 {
+        if ![1, 2, 4].contains(&word) {
             return Err(Error::InvalidArgument {
-                what: format!("the layout transposes move 16- or 32-bit words, not {word} bytes"),
+                what: format!(
+                    "the layout transposes move 8-, 16- or 32-bit words, not {word} bytes"
+                ),
             });
         }
         let total = size::product("layout transpose elements", &[batch, rows, cols])?;
@@ -706,22 +719,15 @@ impl<T: Pod> Transpose<T> {
     }
 }
 
-// SAFETY: the fields are transpose_b16/_b32's five parameters in order (`symbol` picks the
-// kernel whose word is T's size, 2 or 4 bytes, which `new` checks too); `new` checks both
-// buffers hold batch·rows·cols elements and the dimensions fit the kernel's ints; only
-// `config`'s grid is accepted.
-unsafe impl<T: Float> KernelArgs for Transpose<T> {
+// SAFETY: the fields are transpose_b8/_b16/_b32's five parameters in order (`symbol` picks the
+// kernel whose word is T's size, and `new` accepts only 1, 2 or 4 bytes, the sizes with a
+// kernel); `new` checks both buffers hold batch·rows·cols elements and the dimensions fit the
+// kernel's ints; only `config`'s grid is accepted.
+unsafe impl<T: Pod> KernelArgs for Transpose<T> {
     type Params = [*mut c_void; 5];
     type Variant = ();
     fn symbol((): &()) -> Symbol {
-        // The kernel moves words of T's size.
-        Symbol::any(
-            CONV_LAYOUT,
-            match T::DTYPE {
-                Dtype::F16 | Dtype::Bf16 => "transpose_b16",
-                Dtype::F32 => "transpose_b32",
-            },
-        )
+        Symbol::any(CONV_LAYOUT, transpose_kernel(std::mem::size_of::<T>()))
     }
     fn params(&mut self) -> Self::Params {
         [
@@ -1041,6 +1047,15 @@ mod tests {
             ),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn transposes_move_words_of_the_element_size() {
+        assert_eq!(transpose_kernel(1), "transpose_b8");
+        assert_eq!(transpose_kernel(2), "transpose_b16");
+        assert_eq!(transpose_kernel(4), "transpose_b32");
+        let refused = Transpose::<f64>::check(8, (1, 1, 1), 1, 1);
+        assert!(matches!(refused, Err(Error::InvalidArgument { .. })));
     }
 
     #[test]

@@ -387,6 +387,8 @@ pub(crate) mod tests {
         s.assert_defined::<PadPixels<f16>>(());
         s.assert_defined::<PadRows<bf16>>(());
         s.assert_defined::<FlipFilter<f16>>(());
+        s.assert_defined::<Transpose<crate::fp8::F8E4M3>>(());
+        s.assert_defined::<Transpose<crate::fp8::F8E5M2>>(());
     }
 
     /// Every GEMM kernel a matmul plan can load: each path's tile configurations aligned, its

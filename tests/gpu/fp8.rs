@@ -21,7 +21,7 @@ const EXACT: ScaledOptions = ScaledOptions::new();
 const FAST: ScaledOptions = ScaledOptions::new().fast_accum(true);
 
 pub fn trials() -> Vec<Trial> {
-    vec![
+    let trials = vec![
         gpu_test("fp8::e4m3_f16_grid", |d| {
             grid::<F8E4M3, f16>(d, None, EXACT)
         }),
@@ -49,10 +49,83 @@ pub fn trials() -> Vec<Trial> {
         gpu_test("fp8::sm89_e5m2_f32_grid", |d| {
             grid::<F8E5M2, f32>(d, Some(PtxArch::Compute89), FAST)
         }),
+        gpu_test("fp8::every_layout", |d| layouts(d, None)),
+        gpu_test("fp8::sm89_every_layout", |d| {
+            layouts(d, Some(PtxArch::Compute89))
+        }),
         gpu_test("fp8::scales_are_read_when_the_kernel_runs", new_scales),
         gpu_test("fp8::error_against_k", error_against_k),
         gpu_test("fp8::bad_inputs_are_typed_errors", refusals),
-    ]
+    ];
+    #[cfg(feature = "cublas")]
+    let trials = {
+        let mut trials = trials;
+        trials.push(gpu_test("fp8::cublaslt_reference_agrees", cublaslt_agrees));
+        trials
+    };
+    trials
+}
+
+/// The benchmarks' cuBLASLt FP8 reference computes what `ScaledMatmul` does: the same e4m3
+/// codes and scales, f16 out, both accumulations, within two f16 roundings of each other.
+#[cfg(feature = "cublas")]
+fn cublaslt_agrees(device: &Device) -> Result<(), Failed> {
+    if !has_fp8(device, None)? {
+        return Ok(());
+    }
+    let stream = device.default_stream();
+    let mut lt = match hikube_gpu::reference::CublasLtFp8::new(&stream) {
+        Ok(lt) => lt,
+        Err(e) => return Err(Failed::from(format!("cuBLASLt: {e}"))),
+    };
+    let (m, n, k) = (200, 136, 512);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let (qa, _, sa) = quantized::<F8E4M3>(m * k, 3.0, &mut rng)?;
+    let (qb, _, sb) = quantized::<F8E4M3>(n * k, 0.5, &mut rng)?;
+    let a = DeviceBuffer::from_slice(&stream, &qa).map_err(fail)?;
+    let b = DeviceBuffer::from_slice(&stream, &qb).map_err(fail)?;
+    let sa = scale_on_device(&stream, sa).map_err(fail)?;
+    let sb = scale_on_device(&stream, sb).map_err(fail)?;
+    let desc = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor);
+    for options in [EXACT, FAST] {
+        let mm = ScaledMatmul::<F8E4M3, f16>::with_options(&stream, desc.clone(), options)
+            .map_err(fail)?;
+        let mut ours = DeviceBuffer::<f16>::alloc(&stream, m * n).map_err(fail)?;
+        mm.launch(
+            &stream,
+            &a,
+            &b,
+            &mut ours,
+            Scales::new(&sa, &sb),
+            Epilogue::new(),
+        )
+        .map_err(fail)?;
+        let mut theirs = DeviceBuffer::from_slice(&stream, &vec![f16::NAN; m * n]).map_err(fail)?;
+        lt.gemm(
+            &stream,
+            &a,
+            &b,
+            &mut theirs,
+            (m, n, k),
+            (&sa, &sb),
+            options.fast_accum,
+        )
+        .map_err(fail)?;
+        let to_f64 = |v: Vec<f16>| {
+            v.into_iter()
+                .map(|x| f64::from(x.to_f32()))
+                .collect::<Vec<_>>()
+        };
+        let ours = to_f64(ours.to_vec(&stream).map_err(fail)?);
+        let theirs = to_f64(theirs.to_vec(&stream).map_err(fail)?);
+        let diff = rel_error(&ours, &theirs);
+        eprintln!("{options:?}: ours against cuBLASLt {diff:.2e}");
+        ensure!(
+            diff <= 2.0 * fp8_bound::<f16>(PtxArch::Compute90a, options),
+            "{diff:.3e}"
+        );
+    }
+    Ok(())
 }
 
 /// Whether the device has the FP8 path (`forced`, or its own); if not, checks that a plan says so.
@@ -83,6 +156,10 @@ struct Case {
     n: usize,
     k: usize,
     batch: usize,
+    /// A's and B's layouts as the caller stores them (the kernels read A row-major and B
+    /// column-major; the others go through the plan's K-major copies).
+    a_layout: Layout,
+    b_layout: Layout,
     d_layout: Layout,
     act: Activation,
     alpha: f32,
@@ -96,6 +173,8 @@ const fn case(m: usize, n: usize, k: usize) -> Case {
         n,
         k,
         batch: 1,
+        a_layout: Layout::RowMajor,
+        b_layout: Layout::ColMajor,
         d_layout: Layout::RowMajor,
         act: Activation::None,
         alpha: 1.0,
@@ -149,6 +228,22 @@ fn quantized<T: Fp8>(
     Ok((codes, values, scale))
 }
 
+/// `codes` (batch × rows × K, K contiguous) as stored: as is, or each batch transposed to
+/// K × rows (`k_outer`).
+fn stored<T: Copy>(codes: &[T], (batch, rows, k): (usize, usize, usize), k_outer: bool) -> Vec<T> {
+    if !k_outer {
+        return codes.to_vec();
+    }
+    let mut out = Vec::with_capacity(codes.len());
+    for bt in 0..batch {
+        let plane = &codes[bt * rows * k..][..rows * k];
+        for kk in 0..k {
+            out.extend((0..rows).map(|r| plane[r * k + kk]));
+        }
+    }
+    out
+}
+
 /// ‖out − want‖ / ‖want‖ (NaN anywhere fails every comparison).
 fn rel_error(out: &[f64], want: &[f64]) -> f64 {
     let num: f64 = out.iter().zip(want).map(|(o, w)| (o - w).powi(2)).sum();
@@ -174,7 +269,8 @@ fn run_case<T: Fp8, O: Float>(
         .collect();
     let biash: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let desc = MatmulDesc::new(m, n, k)
-        .b_layout(Layout::ColMajor)
+        .a_layout(c.a_layout)
+        .b_layout(c.b_layout)
         .d_layout(c.d_layout)
         .batch(batch)
         .alpha(c.alpha)
@@ -192,8 +288,11 @@ fn run_case<T: Fp8, O: Float>(
         mm.fast_accum(),
         mm.path()
     );
-    let a = DeviceBuffer::from_slice(&stream, &qa).map_err(fail)?;
-    let b = DeviceBuffer::from_slice(&stream, &qb).map_err(fail)?;
+    // Stored as the case says: A column-major is batch × K × M, B row-major batch × K × N.
+    let a = stored(&qa, (batch, m, k), c.a_layout == Layout::ColMajor);
+    let b = stored(&qb, (batch, n, k), c.b_layout == Layout::RowMajor);
+    let a = DeviceBuffer::from_slice(&stream, &a).map_err(fail)?;
+    let b = DeviceBuffer::from_slice(&stream, &b).map_err(fail)?;
     let cbuf = DeviceBuffer::from_slice(&stream, &ch).map_err(fail)?;
     let bias = DeviceBuffer::from_slice(&stream, &biash).map_err(fail)?;
     let (sa_d, sb_d) = (
@@ -292,6 +391,39 @@ fn grid<T: Fp8, O: Float>(
     Ok(())
 }
 
+/// Every layout of A and B (the M-major A and N-major B through the plan's K-major copies),
+/// with row- and column-major D, odd sizes and batches, e4m3 in, f16 out.
+fn layouts(device: &Device, forced: Option<PtxArch>) -> Result<(), Failed> {
+    if !has_fp8(device, forced)? {
+        return Ok(());
+    }
+    let (row, col) = (Layout::RowMajor, Layout::ColMajor);
+    let mut seed = 40;
+    for (a_layout, b_layout) in [(row, col), (col, col), (row, row), (col, row)] {
+        for d_layout in [row, col] {
+            for base in [
+                case(37, 61, 80),
+                Case {
+                    batch: 3,
+                    ..case(130, 72, 272)
+                },
+            ] {
+                let c = Case {
+                    a_layout,
+                    b_layout,
+                    d_layout,
+                    ..base
+                };
+                seed += 1;
+                let (err, _, path) = run_case::<F8E4M3, f16>(device, c, seed, (forced, EXACT))?;
+                let bound = fp8_bound::<f16>(path, EXACT);
+                ensure!(err <= bound, "{c:?}: error {err:.3e} > {bound:.1e}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The scales are read when the kernel runs: the same plan and buffers, new scale values
 /// written in between, give the product at the new scales.
 fn new_scales(device: &Device) -> Result<(), Failed> {
@@ -365,8 +497,9 @@ fn refusals(device: &Device) -> Result<(), Failed> {
     let stream = device.default_stream();
     let nt = MatmulDesc::new(64, 64, 64).b_layout(Layout::ColMajor);
     for bad in [
-        MatmulDesc::new(64, 64, 64),
-        nt.clone().a_layout(Layout::ColMajor),
+        // Not K-major and not dense: no K-major copy.
+        MatmulDesc::new(64, 64, 64).ldb(80),
+        nt.clone().a_layout(Layout::ColMajor).lda(80),
         MatmulDesc::new(64, 64, 40).b_layout(Layout::ColMajor),
         MatmulDesc::new(64, 64, 0).b_layout(Layout::ColMajor),
         nt.clone().ldb(72),

@@ -1,6 +1,6 @@
 //! Layout conversions on the GPU (kernels in kernels/conv/conv_layout.cu): activations NCHW ⇄
 //! NHWC and filters KCRS ⇄ KRSC, for any 16- or 32-bit element type. Each is a batched
-//! transpose of the two inner dimension groups.
+//! transpose of the two inner dimension groups (`transpose`, which the FP8 GEMM uses for bytes).
 
 use crate::error::{Error, Result};
 use crate::launch::args::{FlipFilter, PadPixels, PadRows, Transpose};
@@ -9,6 +9,7 @@ use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
+use bytemuck::Pod;
 
 /// NCHW (`src`, N×C×H×W) to NHWC (`dst`, N×H×W×C).
 ///
@@ -79,8 +80,8 @@ pub fn krsc_to_kcrs<T: Float>(
     transpose(stream, src, dst, k, r * s, c)
 }
 
-/// `dst[b][j][i] = src[b][i][j]` for a batch × rows × cols `src`.
-fn transpose<T: Float>(
+/// `dst[b][j][i] = src[b][i][j]` for a batch × rows × cols `src` (also the FP8 GEMM's staging).
+pub(crate) fn transpose<T: Pod>(
     stream: &Stream,
     src: &impl AsDeviceSlice<T>,
     dst: &mut impl AsDeviceSliceMut<T>,

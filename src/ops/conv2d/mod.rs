@@ -31,7 +31,7 @@
 mod config;
 mod desc;
 mod grad;
-mod layout;
+pub(crate) mod layout;
 mod sm90;
 mod sm90_wgrad;
 

@@ -45,6 +45,7 @@ pub(crate) mod desc;
 mod plan;
 mod run;
 mod scaled;
+mod staging;
 mod tune;
 
 pub use crate::ops::epilogue::{Activation, Epilogue};

@@ -5,10 +5,13 @@
 //!
 //! The scales are device scalars (one f32 each, read when the kernel runs), so a captured graph
 //! replays with whatever the buffers then hold; [`scale_on_device`] uploads a checked one.
-//! Layouts: A row-major and B column-major, both K-major, the only layout the FP8 tensor cores
-//! read (the layout `torch._scaled_mm` requires too; a column-major D is computed as Dᵀ = BᵀAᵀ,
-//! which keeps both K-major). K and the leading dimensions (and batch strides) must be multiples
-//! of 16 elements (TMA's 16-byte rule); K must be positive.
+//! Layouts: the kernels read A row-major and B column-major, both K-major, the only layout the
+//! FP8 tensor cores read (the layout `torch._scaled_mm` requires too; a column-major D is
+//! computed as Dᵀ = BᵀAᵀ, which keeps both K-major). Any other A or B (as the kernel computes
+//! the product) must be dense, and is transposed into a K-major copy the plan owns, on the
+//! launch's stream, before each product: a batch × M × K (or N × K) pass over it. K must be a
+//! positive multiple of 16 elements, and so must the leading dimensions and batch strides of the
+//! operands read as given (TMA's 16-byte rule; a copy's are K and M·K or N·K).
 //!
 //! Paths ([`ScaledMatmul::path`]): `compute_90a` on the Hopper GPUs (9.0: TMA + wgmma m64nNk32,
 //! the f16 kernel's skeleton), `compute_89` on Ada (8.9: RTX 40, L4, L40S) and, through the
@@ -22,6 +25,7 @@
 
 use super::desc::{at_most, Layout, MatmulDesc, Strides};
 use super::run::Operands;
+use super::staging::Staging;
 use super::Epilogue;
 use crate::catalog::ComputeCapability;
 use crate::catalog::PtxArch;
@@ -130,10 +134,14 @@ impl<'a> Scales<'a> {
 /// ```
 pub struct ScaledMatmul<T: Fp8, O: Float> {
     desc: MatmulDesc,
-    /// The product the kernel computes (row-major D), and its strides.
+    /// The product the kernel computes (row-major D, K-major A and B), and its strides.
     view: MatmulDesc,
     strides: Strides,
+    /// The caller's strides, in the kernel's order of A and B: what the buffers must hold.
+    given: Strides,
     transposed: bool,
+    /// The K-major copies of the operands the kernel cannot read as given.
+    staging: Staging<T>,
     device: Device,
     arch: PtxArch,
     plan: Option<Plan<T, O>>,
@@ -226,22 +234,27 @@ impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
         let arch = fp8_arch::<T>(device.compute_capability(), desc.options.arch)?;
         let strides = desc.strides()?;
         let (view, transposed) = desc.row_major_view();
-        let strides = if transposed {
+        let given = if transposed {
             strides.transposed()
         } else {
             strides
         };
+        let staging = Staging::plan(&view, &given, transposed)?;
+        let (view, strides) = staging.kernel_view(&view, &given)?;
         check_desc(&view, &strides)?;
         let plan = if view.is_empty() {
             None
         } else {
+            staging.allocate(stream, &strides)?;
             Some(plan(&device, &view, arch, options)?)
         };
         Ok(ScaledMatmul {
             desc,
             view,
             strides,
+            given,
             transposed,
+            staging,
             device,
             arch,
             plan,
@@ -297,22 +310,13 @@ impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
         );
         let (a, b) = if self.transposed { (b, a) } else { (a, b) };
         let c = epilogue.c_slice().filter(|_| self.view.beta != 0.0);
-        let ops = Operands {
-            a,
-            b,
-            c,
-            bias: epilogue.bias_slice(),
-        };
-        let view = (&self.strides, self.transposed, self.desc.n);
+        let bias = epilogue.bias_slice();
+        let ops = Operands { a, b, c, bias };
+        let view = (&self.given, self.transposed, self.desc.n);
         ops.check(stream, &d, &self.device, view)?;
-        let Operands { a, b, c, .. } = ops;
-        let Scales {
-            a: scale_a,
-            b: scale_b,
-            amax,
-        } = scales;
-        let mut amax = amax;
-        if let Some(slot) = amax.as_mut() {
+        let Operands { a, b, .. } = ops;
+        let mut scales = scales;
+        if let Some(slot) = scales.amax.as_mut() {
             self.device.check_same(slot.device())?;
             if slot.len() != 1 {
                 return Err(Error::InvalidArgument {
@@ -324,30 +328,29 @@ impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
         let Some(plan) = &self.plan else {
             return Ok(());
         };
-        let mut acc = Access::new(stream)?;
-        let ops = GemmOperands {
-            a: acc.read(&a)?,
-            b: acc.read(&b)?,
-            c: acc.read_or_null(c)?,
-            bias: Bias::of(acc.read_or_null(epilogue.bias_slice())?),
-            d: acc.write(&mut d)?,
-            workspace: Operand::NONE,
-        };
-        let scales = Fp8Scales::new(
-            &acc.read(&scale_a)?,
-            &acc.read(&scale_b)?,
-            &match amax.as_mut() {
+        self.staging.run(stream, &self.view, (a, b), |a, b| {
+            let mut acc = Access::new(stream)?;
+            let ops = GemmOperands {
+                a: acc.read(&a)?,
+                b: acc.read(&b)?,
+                c: acc.read_or_null(c)?,
+                bias: Bias::of(acc.read_or_null(bias)?),
+                d: acc.write(&mut d)?,
+                workspace: Operand::NONE,
+            };
+            let amax = match scales.amax.as_mut() {
                 Some(slot) => acc.write(slot)?,
                 None => Operand::NONE,
-            },
-        )?;
-        let own_c = c.is_some();
-        let ops = GemmOperands {
-            c: if own_c { ops.c } else { ops.d },
-            ..ops
-        };
-        self.queue(stream, plan, &ops, own_c, scales)?;
-        acc.finish()
+            };
+            let scales = Fp8Scales::new(&acc.read(&scales.a)?, &acc.read(&scales.b)?, &amax)?;
+            let own_c = c.is_some();
+            let ops = GemmOperands {
+                c: if own_c { ops.c } else { ops.d },
+                ..ops
+            };
+            self.queue(stream, plan, &ops, own_c, scales)?;
+            acc.finish()
+        })
     }
 
     /// The plan's kernel on `ops`: the Hopper kernel with its tensor maps, or the compute_89
@@ -607,24 +610,62 @@ const _: () = {
 mod tests {
     use super::*;
 
-    fn check(d: MatmulDesc) -> Result<()> {
+    /// What `with_options` checks of `d`: which of the kernel's A and B are staged, and the
+    /// kernel's (lda, ldb, extent of A, extent of B) after staging.
+    fn check(d: MatmulDesc) -> Result<((bool, bool), [usize; 4])> {
         let (v, t) = d.row_major_view();
         let s = d.strides()?;
-        check_desc(&v, &if t { s.transposed() } else { s })
+        let given = if t { s.transposed() } else { s };
+        let staging = Staging::<fp8::F8E4M3>::plan(&v, &given, t)?;
+        let (kv, ks) = staging.kernel_view(&v, &given)?;
+        check_desc(&kv, &ks)?;
+        assert_eq!(
+            (kv.a_layout, kv.b_layout),
+            (Layout::RowMajor, Layout::ColMajor)
+        );
+        Ok((staging.staged(), [ks.lda, ks.ldb, ks.extent_a, ks.extent_b]))
     }
 
     #[test]
-    fn fp8_takes_k_major_operands_only() {
-        let nt = MatmulDesc::new(64, 64, 64).b_layout(Layout::ColMajor);
-        assert!(check(nt.clone()).is_ok());
-        // A column-major D: Dᵀ = Bᵀ·Aᵀ keeps both operands K-major.
-        assert!(check(nt.clone().d_layout(Layout::ColMajor)).is_ok());
+    fn fp8_reads_k_major_operands_and_stages_the_others() {
+        let (m, n, k) = (64, 48, 96);
+        let nt = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor);
+        let col = Layout::ColMajor;
+        // (description, the kernel's A and B staged, its A's and B's rows): a column-major D
+        // computes Dᵀ = Bᵀ·Aᵀ, so the kernel's A is the caller's B.
+        for (d, staged, (rows_a, rows_b)) in [
+            (nt.clone(), (false, false), (m, n)),
+            (nt.clone().d_layout(col), (false, false), (n, m)),
+            (MatmulDesc::new(m, n, k), (false, true), (m, n)),
+            (nt.clone().a_layout(col), (true, false), (m, n)),
+            (MatmulDesc::new(m, n, k).a_layout(col), (true, true), (m, n)),
+            (
+                MatmulDesc::new(m, n, k).d_layout(col),
+                (true, false),
+                (n, m),
+            ),
+            (
+                nt.clone().a_layout(col).d_layout(col),
+                (false, true),
+                (n, m),
+            ),
+        ] {
+            let (got, strides) = check(d.clone()).unwrap();
+            assert_eq!(got, staged, "{d:?}");
+            assert_eq!(strides, [k, k, rows_a * k, rows_b * k], "{d:?}");
+        }
+        let batched = nt.clone().batch(3).a_layout(col).stride_a(m * k);
+        assert_eq!(check(batched).unwrap().1, [k, k, 3 * m * k, 3 * n * k]);
         for bad in [
-            MatmulDesc::new(64, 64, 64),
-            nt.clone().a_layout(Layout::ColMajor),
+            nt.clone().a_layout(Layout::ColMajor).lda(80),
+            MatmulDesc::new(64, 48, 96).ldb(64),
+            nt.clone()
+                .batch(2)
+                .a_layout(Layout::ColMajor)
+                .stride_a(64 * 96 + 16),
             MatmulDesc::new(64, 64, 0).b_layout(Layout::ColMajor),
             MatmulDesc::new(64, 64, 40).b_layout(Layout::ColMajor),
-            nt.clone().lda(72),
+            nt.clone().lda(104),
             nt.clone().split_k(2),
             nt.clone().compute(ComputeType::F16),
             nt.clone().batch(2).stride_b(0),
