@@ -194,62 +194,36 @@ struct IssueTurns {
     }
 };
 
-// Warp `warp` of a consumer loads its A fragments for the k32 steps of a stage: its 16 rows of
-// the consumer's 64 (K-major, 128-byte rows, 128-byte swizzle: the 16-byte chunk c of row r is
-// stored at chunk c ^ (r % 8)), four 8x8 matrices of 16-bit pairs per step: rows 0-7 and 8-15
-// of bytes 32 kk .. +15, then of bytes 32 kk + 16 .. +31, which is the m16n8k32 A fragment
-// wgmma takes from registers (row lane / 4 (+ 8), bytes 4 (lane % 4) .. +3 (+ 16)).
-template <int KSTEPS>
-__device__ __forceinline__ void ldmatrix_a_fp8(unsigned (&af)[KSTEPS][4], const unsigned char* a,
-                                               int warp, int lane) {
-    const int row = warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2);
-    const unsigned base = smem_u32(a + row * 128);
-#pragma unroll
-    for (int kk = 0; kk < KSTEPS; ++kk) {
-        const int chunk = (2 * kk + lane / 16) ^ (lane % 8);  // row % 8 == lane % 8
-        asm volatile(
-            "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-            : "=r"(af[kk][0]), "=r"(af[kk][1]), "=r"(af[kk][2]), "=r"(af[kk][3])
-            : "r"(base + chunk * 16));
-    }
-}
-
 // consume_stages for FP8 with two-level accumulation (DeepGEMM's promotion): the tensor cores
 // accumulate FP8 products in less than f32 precision (the error grows with K: 1.2e-3 relative at
 // K = 4096 on the H100), so each stage's 128 K go into a fresh f32 partial sum, which the
 // consumer then adds to `acc` in full f32. The partials cover 128 columns at a time (one half of
 // a 256-wide tile), each its own wgmma group; waiting for a group before adding it costs this
-// warpgroup its overlap, which the other consumer's group covers (IssueTurns). A comes from
-// registers (loaded once a stage, used by both halves): wgmmas of N = 128 reading both operands
-// from shared memory would need about 96 + 47 (TMA) bytes a clock, more than the ~128 it gives.
+// warpgroup its overlap, which the other consumer's group covers (IssueTurns).
 template <typename T, int BN, int STAGES, class Release>
 __device__ __forceinline__ void consume_promoted(float (&acc)[BN / 2], const StageRing<STAGES>& ring,
                                                  int& g, int k_tiles, const unsigned char* smem,
                                                  int stage_bytes, int a_offset, int b_offset,
                                                  Release release, IssueTurns& turns) {
     constexpr int PN = BN > 128 ? 128 : BN;  // columns per partial sum (registers: 64 more)
-    constexpr int KSTEPS = BK / 16;          // k32 steps of FP8 per stage
-    const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
     // One partial-sum array for every group: each group's first wgmma overwrites it (scale-d 0),
     // and it is read back before the next group's, which keeps its registers few.
     float part[PN / 2];
-    unsigned af[KSTEPS][4];
     for (int kt = 0; kt < k_tiles; ++kt, ++g) {
         const int s = ring.wait_full(g);
         const unsigned char* a = smem + s * stage_bytes + a_offset;
         const unsigned char* b = smem + s * stage_bytes + b_offset;
-        ldmatrix_a_fp8<KSTEPS>(af, a, warp, lane);
 #pragma unroll
         for (int h = 0; h < BN / PN; ++h) {
             turns.wait();
             asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; ++kk)
-                wgmma_step_rs<T, PN>(part, af[kk],
-                                     desc_sw128<true>(b + h * PN * 128 + k_step_bytes<true>(kk)),
-                                     kk > 0);
+            for (int kk = 0; kk < BK / 16; ++kk)
+                wgmma_step<T, 0, 0, PN>(part, desc_sw128<true>(a + k_step_bytes<true>(kk)),
+                                        desc_sw128<true>(b + h * PN * 128 + k_step_bytes<true>(kk)),
+                                        kk > 0);
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
             turns.pass();
             asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
