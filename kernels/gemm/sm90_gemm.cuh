@@ -166,45 +166,17 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const TileCoord&
     }
 }
 
-// The two consumer warpgroups of a promoting kernel take turns to issue their wgmma groups
-// (named barriers 1 and 2, 256 threads: consumer 0 waits on 1, consumer 1 on 2, each arrives on
-// the other's): each group then runs on the tensor cores while the other warpgroup waits for its
-// own last group and adds it to its accumulators, instead of both adding at once with the tensor
-// cores idle. Consumer 0 issues first; after its last unit it takes consumer 1's last turn, so
-// both barriers end balanced.
-struct IssueTurns {
-    int cw;
-    bool started = false;
-    // (Immediate barrier ids: a register id makes ptxas reserve all 16 barriers.)
-    __device__ __forceinline__ void wait() {
-        if (cw == 1)
-            asm volatile("bar.sync 2, 256;\n" ::: "memory");
-        else if (started)
-            asm volatile("bar.sync 1, 256;\n" ::: "memory");
-        started = true;
-    }
-    __device__ __forceinline__ void pass() {
-        if (cw == 1)
-            asm volatile("bar.arrive 1, 256;\n" ::: "memory");
-        else
-            asm volatile("bar.arrive 2, 256;\n" ::: "memory");
-    }
-    __device__ __forceinline__ void finish() {
-        if (cw == 0 && started) asm volatile("bar.sync 1, 256;\n" ::: "memory");
-    }
-};
-
 // consume_stages for FP8 with two-level accumulation (DeepGEMM's promotion): the tensor cores
 // accumulate FP8 products in less than f32 precision (the error grows with K: 1.2e-3 relative at
 // K = 4096 on the H100), so each stage's 128 K go into a fresh f32 partial sum, which the
 // consumer then adds to `acc` in full f32. The partials cover 128 columns at a time (one half of
 // a 256-wide tile), each its own wgmma group; waiting for a group before adding it costs this
-// warpgroup its overlap, which the other consumer's group covers (IssueTurns).
+// warpgroup its overlap, which the other consumer's wgmma covers.
 template <typename T, int BN, int STAGES, class Release>
 __device__ __forceinline__ void consume_promoted(float (&acc)[BN / 2], const StageRing<STAGES>& ring,
                                                  int& g, int k_tiles, const unsigned char* smem,
                                                  int stage_bytes, int a_offset, int b_offset,
-                                                 Release release, IssueTurns& turns) {
+                                                 Release release) {
     constexpr int PN = BN > 128 ? 128 : BN;  // columns per partial sum (registers: 64 more)
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
@@ -217,7 +189,6 @@ __device__ __forceinline__ void consume_promoted(float (&acc)[BN / 2], const Sta
         const unsigned char* b = smem + s * stage_bytes + b_offset;
 #pragma unroll
         for (int h = 0; h < BN / PN; ++h) {
-            turns.wait();
             asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
             for (int kk = 0; kk < BK / 16; ++kk)
@@ -225,7 +196,6 @@ __device__ __forceinline__ void consume_promoted(float (&acc)[BN / 2], const Sta
                                         desc_sw128<true>(b + h * PN * 128 + k_step_bytes<true>(kk)),
                                         kk > 0);
             asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-            turns.pass();
             asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
             if (h == BN / PN - 1) release(s);
 #pragma unroll
@@ -273,9 +243,6 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
     float scale = 1.f, amax = 0.f;
     if (SCALED) scale = *scales.scale_a * *scales.scale_b;
     int g = 0;
-    // Both consumers walk the same units and k-tiles: IssueTurns needs the same number of turns
-    // from each (a consumer that skipped a unit would leave the other waiting).
-    IssueTurns turns{cw};
     for (int u = blockIdx.x; u < total; u += gridDim.x) {
         const TileCoord tc = coord(u);
         int k_begin;
@@ -284,7 +251,7 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         float acc[BN / 2];
         if constexpr (PROMOTE)
             consume_promoted<T, BN>(acc, ring, g, k_tiles, smem, C::STAGE_BYTES, cw * 8192,
-                                    C::A_BYTES, release, turns);
+                                    C::A_BYTES, release);
         else
             consume_stages<T, A_K, B_K, BN, false>(acc, ring, g, k_tiles, smem, C::STAGE_BYTES,
                                                    cw * 8192, C::A_BYTES, release);
@@ -295,7 +262,6 @@ __device__ __forceinline__ void gemm(const GemmParams& p, const TmaDesc& map_a, 
         else
             store_tile<BN>(p, tc, cw, warp, lane, wbuf, acc, 1.f, NoTrack{});
     }
-    if constexpr (PROMOTE) turns.finish();
     if (SCALED) publish_amax(scales.amax, amax);
 }
 
