@@ -170,6 +170,41 @@ pub struct DeviceReading {
 /// Where an [`Exporter`] gets its readings, once per sample period, on its sampling thread (never
 /// while answering a request). [`NvmlSource`] reads the GPUs; a closure returning readings is a
 /// source too (tests give fake ones; an empty list is a machine without GPUs).
+///
+/// A source of one made-up GPU (e.g. readings relayed from elsewhere), and the series it gives:
+///
+/// ```
+/// use hikube_gpu::monitor::exporter::{render, DeviceLabels, DeviceReading, MetricsSource};
+/// use hikube_gpu::GpuMetrics;
+/// let source = || -> hikube_gpu::Result<Vec<DeviceReading>> {
+///     let labels = DeviceLabels {
+///         uuid: "GPU-0000".into(),
+///         model: "H100 SXM".into(),
+///         ..Default::default()
+///     };
+///     let metrics = GpuMetrics {
+///         uuid: labels.uuid.clone(),
+///         name: "NVIDIA H100 80GB HBM3".into(),
+///         gpu_utilization_percent: Some(97),
+///         memory_utilization_percent: None,
+///         memory_used_bytes: 40 << 30,
+///         memory_free_bytes: 40 << 30,
+///         memory_total_bytes: 80 << 30,
+///         temperature_c: Some(61),
+///         power_w: Some(650.0),
+///         power_limit_w: Some(700.0),
+///         sm_clock_mhz: Some(1980),
+///         memory_clock_mhz: None,
+///         throttle_reasons: None,
+///         processes: Vec::new(),
+///     };
+///     Ok(vec![DeviceReading { labels, metrics, pool: None }])
+/// };
+/// let text = render(&source.collect()?);
+/// let line = text.lines().find(|l| l.starts_with("hikube_gpu_utilization_ratio{")).unwrap();
+/// assert!(line.contains(r#"UUID="GPU-0000""#) && line.ends_with(" 0.97"), "{line}");
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub trait MetricsSource: Send + 'static {
     /// The readings of every GPU now. An error is served as HTTP 500 with its message until a
     /// later sample succeeds.
