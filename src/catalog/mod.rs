@@ -56,6 +56,23 @@ pub struct GpuSpec {
 }
 
 /// Where a [`GpuModel`]'s figures come from.
+///
+/// ```
+/// use hikube_gpu::{GpuModel, Provenance};
+/// // How a report labels a figure.
+/// fn label(model: &GpuModel) -> &'static str {
+///     match model.provenance {
+///         Provenance::Catalog => "published",
+///         Provenance::Derived => "estimated from the device's properties",
+///     }
+/// }
+/// # let facts = hikube_gpu::catalog::DeviceFacts { name: "NVIDIA Future GPU",
+/// #     compute_capability: hikube_gpu::ComputeCapability::new(9, 0), sms: 100,
+/// #     sm_clock_khz: 2_000_000, memory_clock_khz: 2_000_000, memory_bus_width_bits: 4096,
+/// #     total_memory: 64 << 30 };
+/// # let derived = hikube_gpu::catalog::derive(&facts);
+/// # assert_eq!(label(&derived), "estimated from the device's properties");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Provenance {
     /// The catalog: published figures.
@@ -135,6 +152,15 @@ const fn cc(major: u32, minor: u32) -> ComputeCapability {
 /// Accumulate" rows (Ada whitepaper appendix tables 1 and 2; GA102 whitepaper table 9), the
 /// datasheets' FP8 Tensor Core rows halved for dense (H100, H200, L40S, L4); the data-center
 /// tensor cores (Volta to Hopper) accumulate in FP16 at their FP32-accumulate rate.
+///
+/// ```
+/// use hikube_gpu::catalog::CATALOG;
+/// // The cards with FP8 tensor cores, and their dense FP8 peak in TFLOP/s.
+/// let fp8: Vec<(&str, f64)> =
+///     CATALOG.iter().filter_map(|s| Some((s.name, s.fp8_tflops?))).collect();
+/// assert!(fp8.iter().any(|(name, _)| name.contains("H100")));
+/// assert!(fp8.iter().all(|&(_, tflops)| tflops > 0.0));
+/// ```
 pub static CATALOG: &[GpuSpec] = &[
     // NVIDIA H100 Tensor Core GPU datasheet (2023), SXM column: FP16/BF16 Tensor Core
     // 1,979 TFLOPS with sparsity (989.4 dense), FP32 67, 80 GB HBM3 at 3.35 TB/s.
@@ -409,6 +435,23 @@ pub static CATALOG: &[GpuSpec] = &[
 ];
 
 /// What the driver tells about a device, as the catalog needs it.
+///
+/// ```
+/// use hikube_gpu::catalog::{identify, DeviceFacts};
+/// use hikube_gpu::{ComputeCapability, Provenance};
+/// let h100 = DeviceFacts {
+///     name: "NVIDIA H100 80GB HBM3",
+///     compute_capability: ComputeCapability::new(9, 0),
+///     sms: 132,
+///     sm_clock_khz: 1_980_000,
+///     memory_clock_khz: 2_619_000,
+///     memory_bus_width_bits: 5120,
+///     total_memory: 80 << 30,
+/// };
+/// let model = identify(&h100);
+/// assert_eq!(model.provenance, Provenance::Catalog); // a known card: the published figures
+/// assert_eq!(model.fp16_tflops, 989.4);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceFacts<'a> {
     /// The driver's device name, e.g. `NVIDIA H100 80GB HBM3`.
