@@ -57,6 +57,14 @@ pub struct DeviceProperties {
 }
 
 /// Free and total device memory, in bytes.
+///
+/// ```no_run
+/// let device = hikube_gpu::Device::open(0)?;
+/// let info = device.memory_info()?;
+/// let gib = |bytes: usize| bytes as f64 / (1u64 << 30) as f64;
+/// println!("{:.1} of {:.1} GiB free", gib(info.free), gib(info.total));
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryInfo {
     /// Bytes free now.

@@ -16,6 +16,26 @@ const WORKSPACE_BYTES: usize = 32 << 20;
 /// A cuBLASLt handle and its workspace, for FP8 products as `torch._scaled_mm` asks for them;
 /// the descriptors and the algorithm of the last product are kept, so that timing a repeated
 /// product times cuBLASLt's kernel, not its setup.
+///
+/// ```no_run
+/// use hikube_gpu::fp8::{Fp8, F8E4M3};
+/// use hikube_gpu::half::f16;
+/// use hikube_gpu::ops::matmul::scale_on_device;
+/// use hikube_gpu::reference::CublasLtFp8;
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let (m, n, k) = (256, 512, 1024);
+/// let one = F8E4M3::saturating_from_f32(1.0);
+/// let a = DeviceBuffer::from_slice(&stream, &vec![one; m * k])?; // row-major M×K
+/// let b = DeviceBuffer::from_slice(&stream, &vec![one; n * k])?; // column-major: N×K stored
+/// let mut d = DeviceBuffer::<f16>::alloc(&stream, m * n)?;
+/// let (sa, sb) = (scale_on_device(&stream, 0.5)?, scale_on_device(&stream, 2.0)?);
+/// let mut lt = CublasLtFp8::new(&stream).expect("cuBLASLt");
+/// lt.gemm(&stream, &a, &b, &mut d, (m, n, k), (&sa, &sb), false)?; // torch._scaled_mm's
+/// assert!(d.to_vec(&stream)?.iter().all(|&x| x.to_f32() == k as f32));
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct CublasLtFp8 {
     handle: sys::cublasLtHandle_t,
     workspace: DeviceBuffer<u8>,
