@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::memory::access::Access;
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut};
+use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut};
 use crate::ops::matmul::{ComputeType, Layout};
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
@@ -90,25 +90,16 @@ pub fn cublas_gemm_compute<T: Float>(
         b.as_device_slice(),
         d.as_device_slice_mut(),
     );
-    for (what, len, need) in [
-        ("A", a.len(), m * k),
-        ("B", b.len(), k * n),
-        ("D", d.len(), m * n),
-    ] {
-        if len < need {
-            return Err(Error::BufferTooSmall {
-                operand: what,
-                required: need,
-                actual: len,
-            });
-        }
-    }
     let too_large = |v: usize| v > i32::MAX as usize;
     if too_large(m) || too_large(n) || too_large(k) {
         return Err(Error::InvalidArgument {
             what: format!("cuBLAS takes 32-bit dimensions, got {m}x{n}x{k}"),
         });
     }
+    // (Below 2^31 each, so the products fit.)
+    ensure_len("A", m * k, a.len())?;
+    ensure_len("B", k * n, b.len())?;
+    ensure_len("D", m * n, d.len())?;
     let b_col_major = b_layout == Layout::ColMajor;
     let mut acc = Access::eager(stream, "a cuBLAS call")?;
     let a = acc.read(&a)?.addr();

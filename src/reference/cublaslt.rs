@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::fp8::Fp8;
 use crate::memory::access::Access;
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
+use crate::memory::{ensure_len, AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer};
 use crate::stream::Stream;
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublaslt::{result as lt, sys};
@@ -146,25 +146,15 @@ impl CublasLtFp8 {
             b.as_device_slice(),
             d.as_device_slice_mut(),
         );
-        for (what, len, need) in [
-            ("A", a.len(), m.checked_mul(k)),
-            ("B", b.len(), n.checked_mul(k)),
-            ("D", d.len(), m.checked_mul(n)),
-            ("scale_a", scale_a.len(), Some(1)),
-            ("scale_b", scale_b.len(), Some(1)),
-        ] {
-            let need = need.ok_or_else(|| lt_error("dimensions", (m, n, k)))?;
-            if len < need {
-                return Err(Error::BufferTooSmall {
-                    operand: what,
-                    required: need,
-                    actual: len,
-                });
-            }
-        }
         if [m, n, k].iter().any(|&v| v > i32::MAX as usize) || k % 16 != 0 {
             return Err(lt_error("FP8 dimensions (K a multiple of 16)", (m, n, k)));
         }
+        // (Below 2^31 each, so the products fit.)
+        ensure_len("A", m * k, a.len())?;
+        ensure_len("B", n * k, b.len())?;
+        ensure_len("D", m * n, d.len())?;
+        ensure_len("scale_a", 1, scale_a.len())?;
+        ensure_len("scale_b", 1, scale_b.len())?;
         let fp8 = match T::FORMAT {
             crate::fp8::Fp8Format::E4M3 => sys::cudaDataType::CUDA_R_8F_E4M3,
             crate::fp8::Fp8Format::E5M2 => sys::cudaDataType::CUDA_R_8F_E5M2,

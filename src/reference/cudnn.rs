@@ -4,7 +4,9 @@
 
 use crate::error::{Error, Result};
 use crate::memory::access::Access;
-use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
+use crate::memory::{
+    ensure_len, AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut,
+};
 use crate::ops::conv2d::Conv2dDesc;
 use crate::ops::{Dtype, Float};
 use crate::stream::Stream;
@@ -301,20 +303,10 @@ impl CudnnConv {
             w.as_device_slice(),
             y.as_device_slice_mut(),
         );
-        for (operand, len, need) in [
-            ("x", x.len(), d.input_len()),
-            ("w", w.len(), d.filter_len()),
-            ("y", y.len(), d.output_len()),
-            ("bias", bias.as_ref().map_or(d.k, |b| b.len()), d.k),
-        ] {
-            if len < need {
-                return Err(Error::BufferTooSmall {
-                    operand,
-                    required: need,
-                    actual: len,
-                });
-            }
-        }
+        ensure_len("x", d.input_len(), x.len())?;
+        ensure_len("w", d.filter_len(), w.len())?;
+        ensure_len("y", d.output_len(), y.len())?;
+        ensure_len("bias", d.k, bias.as_ref().map_or(d.k, |b| b.len()))?;
         let mut acc = Access::eager(stream, "a cuDNN call")?;
         let xp = acc.read(&x)?.addr();
         let wp = acc.read(&w)?.addr();
