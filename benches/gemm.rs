@@ -412,7 +412,11 @@ fn k_sweep(device: &Device, stream: &Stream) -> Result<()> {
     );
     let fit = |name: &str, us: &[f64]| {
         let xs: Vec<f64> = KS.iter().map(|&k| k as f64).collect();
-        let (mx, my) = (xs.iter().sum::<f64>() / 7.0, us.iter().sum::<f64>() / 7.0);
+        let count = KS.len() as f64;
+        let (mx, my) = (
+            xs.iter().sum::<f64>() / count,
+            us.iter().sum::<f64>() / count,
+        );
         let sxy: f64 = xs.iter().zip(us).map(|(x, y)| (x - mx) * (y - my)).sum();
         let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
         let slope = sxy / sxx;
