@@ -125,6 +125,28 @@ fn cublaslt_agrees(device: &Device) -> Result<(), Failed> {
             "{diff:.3e}"
         );
     }
+    // What the reference refuses before it calls cuBLASLt: a short D, K not a multiple of 16,
+    // a dimension past 32 bits (before the lengths, whose products it would overflow).
+    let mut short = DeviceBuffer::<f16>::alloc(&stream, m * n - 1).map_err(fail)?;
+    let refused = [
+        lt.gemm(&stream, &a, &b, &mut short, (m, n, k), (&sa, &sb), false),
+        lt.gemm(&stream, &a, &b, &mut short, (m, n, 8), (&sa, &sb), false),
+        lt.gemm(
+            &stream,
+            &a,
+            &b,
+            &mut short,
+            (1 << 31, n, k),
+            (&sa, &sb),
+            false,
+        ),
+    ];
+    ensure!(
+        matches!(refused[0], Err(Error::BufferTooSmall { operand: "D", .. }))
+            && matches!(refused[1], Err(Error::InvalidArgument { .. }))
+            && matches!(refused[2], Err(Error::InvalidArgument { .. })),
+        "{refused:?}"
+    );
     Ok(())
 }
 
