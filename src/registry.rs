@@ -9,6 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Which image of a module the driver loaded.
+///
+/// ```no_run
+/// use hikube_gpu::{modules::ModuleImage, Device};
+/// let device = Device::open(0)?;
+/// let info = device.load_module("elementwise", None)?;
+/// match info.image {
+///     ModuleImage::Cubin => println!("{} cubin loaded in {:?}", info.arch, info.elapsed),
+///     ModuleImage::Ptx => println!("{} PTX JIT-compiled in {:?}", info.arch, info.elapsed),
+///     _ => println!("{} image", info.image), // the enum is non-exhaustive
+/// }
+/// // Loading it again gives the module loaded the first time.
+/// let again = device.load_module("elementwise", None)?;
+/// assert!(again.cached && again.image == info.image);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ModuleImage {

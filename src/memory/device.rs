@@ -185,6 +185,22 @@ pub trait AsDeviceSlice<T: Pod> {
 }
 
 /// Anything that can be written as a device slice: a [`DeviceBuffer`] or a [`DeviceSliceMut`].
+///
+/// ```no_run
+/// use hikube_gpu::{AsDeviceSliceMut, Device, DeviceBuffer, Result, Stream};
+/// /// Clears whole buffers and parts of them alike.
+/// fn clear(stream: &Stream, y: &mut impl AsDeviceSliceMut<f32>) -> Result<()> {
+///     y.as_device_slice_mut().fill(stream, 0.0)
+/// }
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let mut buf = DeviceBuffer::from_slice(&stream, &[1.0f32, 2.0, 3.0, 4.0])?;
+/// clear(&stream, &mut buf.slice_mut(2..)?)?;
+/// assert_eq!(buf.to_vec(&stream)?, [1.0, 2.0, 0.0, 0.0]);
+/// clear(&stream, &mut buf)?;
+/// assert_eq!(buf.to_vec(&stream)?, [0.0; 4]);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub trait AsDeviceSliceMut<T: Pod> {
     /// A writable view of the whole thing.
     fn as_device_slice_mut(&mut self) -> DeviceSliceMut<'_, T>;

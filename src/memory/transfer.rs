@@ -45,6 +45,21 @@ pub struct PinnedPool {
 
 /// A page-locked buffer on loan from a [`PinnedPool`]; derefs to [`PinnedBuffer<u8>`] of at
 /// least the size asked for, and returns to the pool when dropped.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, DeviceBuffer, PinnedPool};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let pool = PinnedPool::new(&device);
+/// let mut block = pool.take(3 << 20)?; // rounded up to whole MiB
+/// assert!(block.len() >= 3 << 20);
+/// block.as_mut_slice()?[..5].copy_from_slice(b"hello");
+/// let mut gpu = DeviceBuffer::<u8>::alloc(&stream, block.len())?;
+/// gpu.copy_from_pinned(&stream, &block)?;
+/// drop(block); // back to the pool; its next user waits for the copy
+/// assert_eq!(gpu.slice(..5)?.to_vec(&stream)?, b"hello");
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub struct PinnedBlock {
     buf: Option<PinnedBuffer<u8>>,
     pool: PinnedPool,

@@ -115,6 +115,19 @@ const LONGEST: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_HEADER_BYTES_LIMIT: usize = 1 << 20;
 
 /// Who a reading is about: the labels of every series of one GPU.
+///
+/// ```no_run
+/// use hikube_gpu::monitor::exporter::NvmlSource;
+/// use hikube_gpu::Monitor;
+/// // The GPUs an exporter would watch, named as its series will be.
+/// let source = NvmlSource::new(Monitor::new()?)?;
+/// for (i, gpu) in source.devices().iter().enumerate() {
+///     assert_eq!(gpu.index, i); // the CUDA index, as `Device::open` takes it
+///     println!("gpu={} UUID={} model={} instance_type={}", gpu.index, gpu.uuid, gpu.model,
+///              gpu.instance_type.as_deref().unwrap_or(""));
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceLabels {
     /// CUDA device index (after `CUDA_VISIBLE_DEVICES`), as [`Device::open`] takes it: label
@@ -157,6 +170,25 @@ impl DeviceLabels {
 }
 
 /// One GPU's metrics at a sample.
+///
+/// A reading with a memory pool's statistics gets the `hikube_gpu_pool_*` series too:
+///
+/// ```
+/// use hikube_gpu::monitor::exporter::{render, DeviceLabels, DeviceReading};
+/// use hikube_gpu::{GpuMetrics, PoolStat, PoolStats};
+/// let metrics = GpuMetrics {
+///     uuid: "GPU-1".into(), name: "NVIDIA H200".into(), gpu_utilization_percent: Some(80),
+///     memory_utilization_percent: None, memory_used_bytes: 1 << 30, memory_free_bytes: 1 << 30,
+///     memory_total_bytes: 2 << 30, temperature_c: None, power_w: None, power_limit_w: None,
+///     sm_clock_mhz: None, memory_clock_mhz: None, throttle_reasons: None, processes: vec![],
+/// };
+/// let allocated_bytes = PoolStat { current: 512 << 20, peak: 768 << 20 };
+/// let pool = Some(PoolStats { allocated_bytes, ..Default::default() });
+/// let labels = DeviceLabels { uuid: metrics.uuid.clone(), ..Default::default() };
+/// let text = render(&[DeviceReading { labels, metrics, pool }]);
+/// let peak = text.lines().find(|l| l.starts_with("hikube_gpu_pool_allocated_peak_bytes{"));
+/// assert!(peak.unwrap().ends_with(" 805306368.0"), "{text}"); // 768 MiB
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceReading {
     /// Which GPU.

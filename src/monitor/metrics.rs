@@ -60,6 +60,20 @@ impl GpuMetrics {
 }
 
 /// A process with a context on the GPU.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, DeviceBuffer, Monitor};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let buf = DeviceBuffer::<u8>::zeroed(&stream, 256 << 20)?;
+/// let m = Monitor::new()?.device_metrics(&device)?;
+/// // NVML gives host PIDs: in a container with its own PID namespace this process is not listed.
+/// if let Some(me) = m.processes.iter().find(|p| p.pid == std::process::id()) {
+///     println!("this process holds {:?} bytes", me.used_memory_bytes);
+///     assert!(me.used_memory_bytes.is_none_or(|b| b >= buf.num_bytes() as u64));
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuProcess {
     /// Process id (in the host's PID namespace: in a container it may name no local process).
@@ -69,6 +83,18 @@ pub struct GpuProcess {
 }
 
 /// The PCIe link between host and GPU.
+///
+/// ```no_run
+/// use hikube_gpu::{Device, Monitor};
+/// let device = Device::open(0)?;
+/// if let Some(link) = Monitor::new()?.pcie_link(&device.properties().uuid)? {
+///     // An idle GPU may run its link at a lower generation than it can.
+///     assert!(link.generation <= link.max_generation && link.width <= link.max_width);
+///     println!("PCIe gen {} x{} now, gen {} x{} at most: {:?} GB/s per direction",
+///              link.generation, link.width, link.max_generation, link.max_width, link.peak_gbs());
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PcieLink {
     /// Generation in use now (idle GPUs drop to a lower one to save power).

@@ -11,6 +11,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One reading of a [`Sampler`].
+///
+/// ```no_run
+/// use hikube_gpu::{Device, Monitor};
+/// use std::time::Duration;
+/// let device = Device::open(0)?;
+/// let sampler = Monitor::new()?.sampler(&device, Duration::from_millis(100))?;
+/// std::thread::sleep(Duration::from_secs(2)); // ... run work on the GPU meanwhile ...
+/// let series = sampler.stop()?;
+/// if let Some(hottest) = series.samples.iter().max_by_key(|s| s.metrics.temperature_c) {
+///     println!("{:?} °C, {:?} after the start", hottest.metrics.temperature_c, hottest.at);
+///     assert_eq!(hottest.metrics.temperature_c, series.summary().max_temperature_c);
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     /// When it was taken, from the sampler's start.
@@ -20,6 +34,29 @@ pub struct Sample {
 }
 
 /// The readings of a [`Sampler`], oldest first.
+///
+/// A series made by hand (e.g. to test code that reports on one), summarized whole and over a
+/// window:
+///
+/// ```
+/// use hikube_gpu::monitor::{GpuMetrics, Sample, Series};
+/// use std::time::Duration;
+/// let reading = |ms, watts| Sample {
+///     at: Duration::from_millis(ms),
+///     metrics: GpuMetrics {
+///         uuid: "GPU-1".into(), name: "GPU".into(), gpu_utilization_percent: None,
+///         memory_utilization_percent: None, memory_used_bytes: 0, memory_free_bytes: 0,
+///         memory_total_bytes: 0, temperature_c: None, power_w: Some(watts), power_limit_w: None,
+///         sm_clock_mhz: None, memory_clock_mhz: None, throttle_reasons: None, processes: vec![],
+///     },
+/// };
+/// let samples = vec![reading(0, 90.0), reading(500, 610.0), reading(1000, 650.0)];
+/// let series = Series { period: Duration::from_millis(500), samples };
+/// assert_eq!(series.summary().mean_power_w, Some(450.0));
+/// // Leave out the idle first reading.
+/// let busy = series.window(Duration::from_millis(400)..Duration::MAX);
+/// assert_eq!((busy.samples, busy.mean_power_w), (2, Some(630.0)));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
     /// The period asked for.
@@ -48,6 +85,21 @@ impl Series {
 
 /// A GPU's state over a time window: what a benchmark result carries so that a report can give
 /// FLOP/s per watt and show throttling. Figures are `None` when no reading had them.
+///
+/// ```
+/// use hikube_gpu::monitor::{MachineState, ThrottleReasons};
+/// // As a benchmark report holds it: 40 readings at 680 W, clocks held by the power cap.
+/// let state = MachineState {
+///     samples: 40,
+///     mean_power_w: Some(680.0),
+///     throttle_reasons: ThrottleReasons::SW_POWER_CAP,
+///     ..Default::default()
+/// };
+/// assert!(state.throttled());
+/// let tflops_per_watt = state.per_watt(748.0).unwrap();
+/// assert!((tflops_per_watt - 1.1).abs() < 1e-9);
+/// assert_eq!(MachineState::default().per_watt(748.0), None); // no power reading
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineState {
     /// Readings summarized.

@@ -19,6 +19,21 @@ use crate::stream::Stream;
 use half::f16;
 
 /// The shape and learning rate of the synthetic model.
+///
+/// ```no_run
+/// use hikube_gpu::multi::{CopyPath, DataParallel, DataParallelConfig, DeviceSet, GradientSync};
+/// let set = DeviceSet::all()?;
+/// // Four 4096 × 4096 layers, 2048 rows of the batch on each GPU.
+/// let config = DataParallelConfig { hidden: 4096, layers: 4, batch_per_rank: 2048, lr: 1e-3 };
+/// let sync = GradientSync::Copy(CopyPath::Auto);
+/// let mut dp = DataParallel::random(&set, config, sync, 0)?;
+/// dp.step()?;
+/// println!("loss {}, {:.0} GFLOP per step", dp.loss()?, dp.flops_per_step() / 1e9);
+/// // A zero dimension is an error, found before anything is allocated.
+/// let empty = DataParallelConfig { layers: 0, ..config };
+/// assert!(DataParallel::random(&set, empty, sync, 0).is_err());
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DataParallelConfig {
     /// Width of every layer (the weights are `hidden` × `hidden`).
@@ -32,6 +47,27 @@ pub struct DataParallelConfig {
 }
 
 /// How the gradients are summed across ranks.
+///
+/// The step with and without the exchange: the difference is what summing the gradients costs.
+///
+/// ```no_run
+/// use hikube_gpu::multi::{CopyPath, DataParallel, DataParallelConfig, DeviceSet, GradientSync};
+/// let set = DeviceSet::all()?;
+/// let config = DataParallelConfig { hidden: 2048, layers: 4, batch_per_rank: 2048, lr: 1e-3 };
+/// for sync in [GradientSync::Copy(CopyPath::Auto), GradientSync::None] {
+///     let mut dp = DataParallel::random(&set, config, sync, 7)?;
+///     let start = std::time::Instant::now();
+///     for _ in 0..10 {
+///         dp.step()?;
+///     }
+///     dp.synchronize()?;
+///     println!("{sync:?}: {:?} per step", start.elapsed() / 10);
+///     if sync != GradientSync::None {
+///         assert_eq!(dp.weights(0)?, dp.weights(set.len() - 1)?); // the replicas agree
+///     }
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GradientSync {
     /// NCCL all-reduce (needs the `nccl` feature and one GPU per rank).

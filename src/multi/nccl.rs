@@ -12,6 +12,26 @@ use cudarc::nccl::{result, sys};
 use std::sync::OnceLock;
 
 /// The reduction of a collective.
+///
+/// Every rank's largest value (e.g. of its gradients' magnitudes), on every rank:
+///
+/// ```no_run
+/// use hikube_gpu::multi::{Communicator, DeviceSet, ReduceOp};
+/// use hikube_gpu::DeviceBuffer;
+/// let set = DeviceSet::all()?;
+/// let comm = Communicator::new(&set)?;
+/// let local = (0..set.len())
+///     .map(|r| DeviceBuffer::from_slice(comm.stream(r)?, &[r as f32 + 0.5]))
+///     .collect::<Result<Vec<_>, _>>()?;
+/// let mut global = (0..set.len())
+///     .map(|r| DeviceBuffer::<f32>::zeroed(comm.stream(r)?, 1))
+///     .collect::<Result<Vec<_>, _>>()?;
+/// comm.all_reduce(&local, &mut global, ReduceOp::Max)?;
+/// for (r, max) in global.iter().enumerate() {
+///     assert_eq!(max.to_vec(comm.stream(r)?)?, [set.len() as f32 - 0.5]);
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReduceOp {
     /// Sum.

@@ -15,6 +15,20 @@ use cudarc::driver::{result, sys};
 const RING: usize = 3;
 
 /// How a [`PeerCopy`] moves the bytes.
+///
+/// ```no_run
+/// use hikube_gpu::multi::{CopyPath, DeviceSet, PeerCopy};
+/// let set = DeviceSet::all()?;
+/// let copier = PeerCopy::new(&set, 16 << 20)?;
+/// // What `Auto` resolves to from rank 0 to each rank.
+/// for to in 0..set.len() {
+///     let path = copier.auto_path(0, to)?;
+///     assert_ne!(path, CopyPath::Auto);
+///     println!("0 -> {to}: {path:?}");
+/// }
+/// assert_eq!(copier.auto_path(0, 0)?, CopyPath::Device);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CopyPath {
     /// The best path available: [`Device`](Self::Device) on one GPU, [`Peer`](Self::Peer) where

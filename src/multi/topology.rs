@@ -42,6 +42,22 @@ impl PciePath {
 }
 
 /// How data moves from one rank's GPU to another's.
+///
+/// ```
+/// use hikube_gpu::multi::{LinkKind, PciePath};
+/// /// Whether the traffic between two ranks stays off the host bridges.
+/// fn off_host_bridge(kind: LinkKind) -> bool {
+///     use PciePath::{Board, MultipleSwitches, SingleSwitch};
+///     match kind {
+///         LinkKind::SameDevice | LinkKind::NvLink => true,
+///         LinkKind::Pcie(path) => matches!(path, Board | SingleSwitch | MultipleSwitches),
+///         LinkKind::Unknown => false, // NVML did not say
+///     }
+/// }
+/// assert!(off_host_bridge(LinkKind::NvLink));
+/// assert!(off_host_bridge(LinkKind::Pcie(PciePath::SingleSwitch)));
+/// assert!(!off_host_bridge(LinkKind::Pcie(PciePath::System)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkKind {
     /// Both ranks are on one GPU.
@@ -55,6 +71,20 @@ pub enum LinkKind {
 }
 
 /// The link from one rank to another.
+///
+/// ```no_run
+/// use hikube_gpu::multi::{DeviceSet, LinkKind};
+/// let set = DeviceSet::all()?;
+/// for (i, row) in set.topology().links.iter().enumerate() {
+///     assert_eq!(row[i].kind, LinkKind::SameDevice); // a rank to itself
+///     for (j, link) in row.iter().enumerate() {
+///         if link.can_access_peer && !link.peer_enabled {
+///             println!("{i} -> {j}: peer access refused, copies are staged through the host");
+///         }
+///     }
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
     /// The driver reports that the first GPU can access the second's memory
@@ -69,6 +99,17 @@ pub struct Link {
 }
 
 /// One rank's GPU in a [`Topology`].
+///
+/// ```no_run
+/// use hikube_gpu::multi::DeviceSet;
+/// let set = DeviceSet::all()?;
+/// for (rank, gpu) in set.topology().devices.iter().enumerate() {
+///     assert_eq!(gpu.uuid, set.device(rank)?.properties().uuid);
+///     println!("rank {rank}: CUDA device {} at {}, {:?} NVLinks up", gpu.ordinal,
+///              gpu.pci_bus_id, gpu.nvlinks_active);
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopologyDevice {
     /// Index among the visible devices.

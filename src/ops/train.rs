@@ -293,6 +293,24 @@ pub fn cast_f32<T: Float>(
 
 /// The loss-scaling state as read back from the device ([`LossScaler::state`], which has an
 /// example).
+///
+/// ```no_run
+/// use hikube_gpu::ops::train::{LossScaleState, LossScaler};
+/// use hikube_gpu::{Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.new_stream()?;
+/// let mut scaler = LossScaler::new(&stream, 1024.0, 3)?; // doubles after 3 good steps
+/// for grad in [[0.5f32, -2.0], [f32::NAN, 1.0], [0.5, 0.5], [0.25, 1.0], [1.0, 1.0]] {
+///     scaler.check(&stream, &DeviceBuffer::from_slice(&stream, &grad)?)?;
+///     scaler.update(&stream)?;
+/// }
+/// // The NaN halved the scale; the three good steps after it doubled it back.
+/// let state = scaler.state(&stream)?;
+/// let expected = LossScaleState { scale: 1024.0, good_steps: 0, skipped_steps: 1, ..state };
+/// assert_eq!(state, expected);
+/// assert!(!state.found_nonfinite); // `update` cleared it
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossScaleState {
     /// The loss scale the next step uses.

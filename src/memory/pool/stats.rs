@@ -2,6 +2,24 @@
 
 /// A statistic that moves up and down: its value now, and the highest it reached since the pool
 /// was created or [`MemoryPool::reset_peak`](crate::MemoryPool::reset_peak) was called.
+///
+/// The peak of one phase of a program, measured alone:
+///
+/// ```no_run
+/// use hikube_gpu::{Device, MemoryPool, PoolOptions};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let pool = MemoryPool::new(&device, PoolOptions::default())?;
+/// let weights = pool.alloc::<f32>(&stream, 1 << 20)?; // 4 MiB, kept
+/// pool.reset_peak();
+/// let scratch = pool.alloc::<f32>(&stream, 4 << 20)?; // 16 MiB, for this phase only
+/// drop(scratch);
+/// let allocated = pool.stats().allocated_bytes;
+/// assert_eq!(allocated.current, 4 << 20);
+/// assert_eq!(allocated.peak, 20 << 20);
+/// # drop(weights);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStat {
     /// The value now.

@@ -67,6 +67,23 @@ fn kernel(v: &Tile, a_load: ALoad) -> ConvSm90Kernel {
 }
 
 /// How the kernel's producer loads the A operand (output pixels × channels of one filter tap).
+///
+/// ```no_run
+/// use hikube_gpu::ops::conv2d::{ALoad, Conv2d, Conv2dDesc, HopperOptions};
+/// use hikube_gpu::{half::f16, Device};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// // A stem layer on RGB padded to 8 channels: 7·7·8 = 392 values per output, in 7 k-steps.
+/// let desc = Conv2dDesc::input(32, 224, 224, 8).filters(64, 7, 7).stride(2, 2).padding(3, 3);
+/// let plan = Conv2d::<f16, f16>::new(&stream, desc)?;
+/// if let Some(chosen) = plan.hopper_choices() { // on an H100 or H200
+///     assert_eq!(chosen.a_load, Some(ALoad::Packed));
+///     // One tap per k-step instead (49 of them), e.g. to time the two.
+///     let gather = HopperOptions { a_load: Some(ALoad::Gather), ..Default::default() };
+///     let _ = Conv2d::<f16, f16>::new(&stream, desc.hopper(gather))?;
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ALoad {
     /// One TMA im2col load per pipeline stage (`cuTensorMapEncodeIm2col`). Needs padding and
