@@ -18,13 +18,15 @@
 //! input type, as cuDNN's) beside cuDNN's `cudnnConvolutionBackward{Data,Filter}` with the
 //! algorithms its searches measured fastest.
 
+#[path = "support/random.rs"]
+mod random;
+
 use criterion::{Criterion, Throughput};
 use hikube_gpu::half::{bf16, f16};
 use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, Conv2dGrad, ConvPath, FilterGrad};
 use hikube_gpu::ops::{Activation, Epilogue};
 use hikube_gpu::reference::CudnnConv;
 use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
-use rand::Rng;
 use std::time::Duration;
 
 const SETS: usize = 3;
@@ -71,12 +73,8 @@ struct Inputs<T: Float> {
 }
 
 fn inputs<T: Float>(stream: &Stream, d: &Conv2dDesc) -> Result<Inputs<T>> {
-    let mut rng = rand::rng();
-    let mut rand_buf = |len: usize, scale: f32| -> Result<DeviceBuffer<T>> {
-        let host: Vec<T> = (0..len)
-            .map(|_| T::from_f32(rng.random_range(-scale..scale)))
-            .collect();
-        DeviceBuffer::from_slice(stream, &host)
+    let rand_buf = |len: usize, scale: f32| -> Result<DeviceBuffer<T>> {
+        DeviceBuffer::from_slice(stream, &random::uniform(len, scale, T::from_f32))
     };
     Ok(Inputs {
         x: (0..SETS)

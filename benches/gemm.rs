@@ -11,6 +11,9 @@
 //! Each timing is the median of CUDA-event-timed runs rotating over three input sets (so no run
 //! finds its inputs in L2 from the one before), after warm-up.
 
+#[path = "support/random.rs"]
+mod random;
+
 use criterion::{Criterion, Throughput};
 use cudarc::cublas::CudaBlas;
 use hikube_gpu::fp8::{Fp8, F8E4M3, F8E5M2};
@@ -21,7 +24,6 @@ use hikube_gpu::ops::matmul::{
 };
 use hikube_gpu::reference;
 use hikube_gpu::{time_on_stream, Device, DeviceBuffer, Float, Result, Stream};
-use rand::Rng;
 use std::time::Duration;
 
 const SHAPES: [(usize, usize, usize); 7] = [
@@ -42,18 +44,14 @@ struct Inputs<T: Float> {
 }
 
 /// `SETS` buffers of `len` values uniform in [-r, r), each made by `to` from an f32.
-fn random_sets<E: bytemuck::Pod>(
+fn random_sets<E: bytemuck::Pod + Send>(
     stream: &Stream,
     len: usize,
     r: f32,
-    to: impl Fn(f32) -> E,
+    to: impl Fn(f32) -> E + Sync,
 ) -> Result<Vec<DeviceBuffer<E>>> {
-    let mut rng = rand::rng();
     (0..SETS)
-        .map(|_| {
-            let host: Vec<E> = (0..len).map(|_| to(rng.random_range(-r..r))).collect();
-            DeviceBuffer::from_slice(stream, &host)
-        })
+        .map(|_| DeviceBuffer::from_slice(stream, &random::uniform(len, r, &to)))
         .collect()
 }
 

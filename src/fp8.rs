@@ -75,7 +75,7 @@ mod sealed {
 /// assert_eq!(F8E4M3::saturating_from_f32(1e6).to_f32(), 448.0); // saturated
 /// assert_eq!(F8E4M3::from_bits(0x38).to_f32(), 1.0);
 /// ```
-pub trait Fp8: Pod + sealed::Sealed {
+pub trait Fp8: Pod + Send + Sync + sealed::Sealed {
     /// Its encoding.
     const FORMAT: Fp8Format;
     /// Rounds to the nearest value, ties to even; finite values beyond the largest finite one

@@ -117,7 +117,7 @@ impl std::fmt::Display for Dtype {
 /// assert_eq!(describe::<bf16>(1.01), "bf16 holds 1.01 as 1.0078125");
 /// assert_eq!(bf16::DTYPE, Dtype::Bf16);
 /// ```
-pub trait Float: Pod + sealed::Sealed {
+pub trait Float: Pod + Send + Sync + sealed::Sealed {
     /// The element type, for exhaustive matches.
     const DTYPE: Dtype;
     /// Suffix of the kernels for this type (`f32`, `f16`, `bf16`): `DTYPE.suffix()`.
