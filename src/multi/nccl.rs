@@ -103,6 +103,17 @@ fn check_nccl() -> Result<()> {
 }
 
 /// The NCCL version, e.g. 22703 for 2.27.3; [`Error::NoNccl`] without the library.
+///
+/// ```
+/// use hikube_gpu::multi::nccl_version;
+/// use hikube_gpu::Error;
+/// match nccl_version() {
+///     Ok(v) => println!("NCCL {}.{}.{}", v / 10000, v / 100 % 100, v % 100),
+///     Err(Error::NoNccl { reason }) => println!("multi-GPU without NCCL: {reason}"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn nccl_version() -> Result<i32> {
     check_nccl()?;
     result::get_nccl_version().map_err(nccl_error("ncclGetVersion"))

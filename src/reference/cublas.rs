@@ -65,6 +65,30 @@ pub fn cublas_gemm<T: Float>(
 
 /// [`cublas_gemm`] with the accumulation chosen: `ComputeType::F16` is `CUBLAS_COMPUTE_16F`
 /// (f16 inputs and output only; [`Error::InvalidArgument`] otherwise).
+///
+/// ```no_run
+/// use hikube_gpu::ops::matmul::{ComputeType, Layout};
+/// use hikube_gpu::{half::f16, reference, Device, DeviceBuffer, Error};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let blas = reference::load_cublas(&stream).expect("cuBLAS");
+/// let (m, n, k) = (128, 128, 64);
+/// let a = DeviceBuffer::from_slice(&stream, &vec![f16::ONE; m * k])?;
+/// let b = DeviceBuffer::from_slice(&stream, &vec![f16::ONE; k * n])?; // K × N: row-major
+/// let mut d = DeviceBuffer::<f16>::alloc(&stream, m * n)?;
+/// let f16_acc = ComputeType::F16; // GeForce cards' double-rate tensor-core path
+/// let (shape, row) = ((m, n, k), Layout::RowMajor);
+/// reference::cublas_gemm_compute(&blas, &stream, &a, &b, &mut d, shape, row, f16_acc)?;
+/// assert!(d.to_vec(&stream)?.iter().all(|&x| x.to_f32() == k as f32));
+/// // Accumulating in f16 needs f16 in and out.
+/// let a32 = DeviceBuffer::from_slice(&stream, &vec![1.0f32; m * k])?;
+/// let b32 = DeviceBuffer::from_slice(&stream, &vec![1.0f32; k * n])?;
+/// let mut d32 = DeviceBuffer::<f32>::alloc(&stream, m * n)?;
+/// let refused =
+///     reference::cublas_gemm_compute(&blas, &stream, &a32, &b32, &mut d32, shape, row, f16_acc);
+/// assert!(matches!(refused, Err(Error::InvalidArgument { .. })));
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 #[allow(clippy::too_many_arguments)]
 pub fn cublas_gemm_compute<T: Float>(
     blas: &CudaBlas,

@@ -55,6 +55,25 @@ pub fn nhwc_to_nchw<T: Float>(
 
 /// Filters KCRS (`src`, PyTorch's K×C×R×S) to KRSC (`dst`, K×R×S×C, what
 /// [`Conv2d`](super::Conv2d) takes).
+///
+/// ```no_run
+/// use hikube_gpu::ops::conv2d::{kcrs_to_krsc, krsc_to_kcrs};
+/// use hikube_gpu::{half::f16, Device, DeviceBuffer};
+/// let device = Device::open(0)?;
+/// let stream = device.default_stream();
+/// let (k, c, r, s) = (64, 3, 7, 7); // a ResNet stem's weight as PyTorch stores it
+/// let torch: Vec<f16> = (0..k * c * r * s).map(|i| f16::from_f32(i as f32 / 64.0)).collect();
+/// let kcrs = DeviceBuffer::from_slice(&stream, &torch)?;
+/// let mut krsc = DeviceBuffer::<f16>::alloc(&stream, torch.len())?;
+/// kcrs_to_krsc(&stream, &kcrs, &mut krsc, k, c, r, s)?;
+/// // Filter 1, channel 2, tap (3, 4): KCRS ((1·C + 2)·R + 3)·S + 4, KRSC ((1·R + 3)·S + 4)·C + 2.
+/// let host = krsc.to_vec(&stream)?;
+/// assert_eq!(host[((r + 3) * s + 4) * c + 2], torch[((c + 2) * r + 3) * s + 4]);
+/// let mut back = DeviceBuffer::<f16>::alloc(&stream, torch.len())?;
+/// krsc_to_kcrs(&stream, &krsc, &mut back, k, c, r, s)?; // and back, for saving
+/// assert_eq!(back.to_vec(&stream)?, torch);
+/// # Ok::<(), hikube_gpu::Error>(())
+/// ```
 pub fn kcrs_to_krsc<T: Float>(
     stream: &Stream,
     src: &impl AsDeviceSlice<T>,
