@@ -1,27 +1,5 @@
-//! FP8 matrix multiplication with per-tensor scales, as `torch._scaled_mm` and cuBLASLt's FP8
-//! matmul: `D = act(α·scale_a·scale_b·(A·B) + β·C + bias)`, A and B both [`F8E4M3`] or both
-//! [`F8E5M2`], f32 accumulation, D in f16, bf16 or f32, and optionally D's largest magnitude
-//! (amax), which FP8 training recipes turn into the next scale ([`fp8::scale_for`]).
-//!
-//! The scales are device scalars (one f32 each, read when the kernel runs), so a captured graph
-//! replays with whatever the buffers then hold; [`scale_on_device`] uploads a checked one.
-//! Layouts: the kernels read A row-major and B column-major, both K-major, the only layout the
-//! FP8 tensor cores read (the layout `torch._scaled_mm` requires too; a column-major D is
-//! computed as Dᵀ = BᵀAᵀ, which keeps both K-major). Any other A or B (as the kernel computes
-//! the product) must be dense, and is transposed into a K-major copy the plan owns, on the
-//! launch's stream, before each product: a batch × M × K (or N × K) pass over it. K must be a
-//! positive multiple of 16 elements, and so must the leading dimensions and batch strides of the
-//! operands read as given (TMA's 16-byte rule; a copy's are K and M·K or N·K).
-//!
-//! Paths ([`ScaledMatmul::path`]): `compute_90a` on the Hopper GPUs (9.0: TMA + wgmma m64nNk32,
-//! the f16 kernel's skeleton), `compute_89` on Ada (8.9: RTX 40, L4, L40S) and, through the
-//! driver's JIT, later GPUs (mma.sync m16n8k32 in the compute_80 kernel's main loop; it can be
-//! forced on a Hopper GPU with `MatmulDesc::options`). GPUs below 8.9 have no FP8 tensor cores:
-//! [`Error::UnsupportedDtype`] names the capability.
-//!
-//! [`F8E4M3`]: crate::fp8::F8E4M3
-//! [`F8E5M2`]: crate::fp8::F8E5M2
-//! [`fp8::scale_for`]: crate::fp8::scale_for
+//! FP8 matrix multiplication with per-tensor scales: [`ScaledMatmul`], whose docs say what it
+//! takes (this module is private: users see the type's).
 
 use super::desc::{at_most, Layout, MatmulDesc, Strides};
 use super::run::Operands;
@@ -108,8 +86,32 @@ impl<'a> Scales<'a> {
     }
 }
 
-/// A validated FP8 matrix multiplication (see the [module docs](self)), ready to launch many
-/// times, from any thread.
+/// A validated FP8 matrix multiplication, ready to launch many times, from any thread.
+///
+/// Per-tensor scales, as `torch._scaled_mm` and cuBLASLt's FP8 matmul:
+/// `D = act(α·scale_a·scale_b·(A·B) + β·C + bias)`, A and B both [`F8E4M3`] or both [`F8E5M2`],
+/// f32 accumulation, D in f16, bf16 or f32, and optionally D's largest magnitude (amax), which
+/// FP8 training recipes turn into the next scale ([`fp8::scale_for`]).
+///
+/// The scales are device scalars (one f32 each, read when the kernel runs), so a captured graph
+/// replays with whatever the buffers then hold; [`scale_on_device`] uploads a checked one.
+/// Layouts: the kernels read A row-major and B column-major, both K-major, the only layout the
+/// FP8 tensor cores read (the layout `torch._scaled_mm` requires too; a column-major D is
+/// computed as Dᵀ = BᵀAᵀ, which keeps both K-major). Any other A or B (as the kernel computes
+/// the product) must be dense, and is transposed into a K-major copy the plan owns, on the
+/// launch's stream, before each product: a batch × M × K (or N × K) pass over it. K must be a
+/// positive multiple of 16 elements, and so must the leading dimensions and batch strides of the
+/// operands read as given (TMA's 16-byte rule; a copy's are K and M·K or N·K).
+///
+/// Paths ([`ScaledMatmul::path`]): `compute_90a` on the Hopper GPUs (9.0: TMA + wgmma m64nNk32,
+/// the f16 kernel's skeleton), `compute_89` on Ada (8.9: RTX 40, L4, L40S) and, through the
+/// driver's JIT, later GPUs (mma.sync m16n8k32 in the compute_80 kernel's main loop; it can be
+/// forced on a Hopper GPU with `MatmulDesc::options`). GPUs below 8.9 have no FP8 tensor cores:
+/// [`Error::UnsupportedDtype`] names the capability.
+///
+/// [`F8E4M3`]: crate::fp8::F8E4M3
+/// [`F8E5M2`]: crate::fp8::F8E5M2
+/// [`fp8::scale_for`]: crate::fp8::scale_for
 ///
 /// ```no_run
 /// use hikube_gpu::fp8::{self, F8E4M3};
@@ -220,7 +222,7 @@ impl ScaledOptions {
 }
 
 impl<T: Fp8, O: Float> ScaledMatmul<T, O> {
-    /// Validates `desc` for `stream`'s device (see the [module docs](self) for what it takes),
+    /// Validates `desc` for `stream`'s device (see [`ScaledMatmul`] for what it takes),
     /// picks the tile configuration and loads the kernel, with the default
     /// [`ScaledOptions`]. `desc.split_k` (other than 1), `desc.compute` other than f32 and
     /// tilings not of the FP8 kernel are refused.
