@@ -352,17 +352,41 @@ enum Fp8Impl<'a> {
     CublasLt(&'a mut reference::CublasLtFp8, bool),
 }
 
-/// FP8 `T` GEMM NT with f16 output, scales 0.5 and 2 (device scalars), the median of 15 runs
-/// over three rotating input sets, in ms; and the tiling it ran (ours).
+/// FP8 `T` operands of one NT shape (three rotating sets), an f16 D, and scales 0.5 and 2 as
+/// device scalars: drawn once, timed by every implementation.
+struct Fp8Inputs<T: Fp8> {
+    shape: (usize, usize, usize),
+    a: Vec<DeviceBuffer<T>>,
+    b: Vec<DeviceBuffer<T>>,
+    d: DeviceBuffer<f16>,
+    scales: (DeviceBuffer<f32>, DeviceBuffer<f32>),
+}
+
+fn fp8_inputs<T: Fp8>(stream: &Stream, (m, n, k): (usize, usize, usize)) -> Result<Fp8Inputs<T>> {
+    Ok(Fp8Inputs {
+        shape: (m, n, k),
+        a: random_sets(stream, m * k, 4.0, T::saturating_from_f32)?,
+        b: random_sets(stream, n * k, 4.0, T::saturating_from_f32)?,
+        d: DeviceBuffer::alloc(stream, m * n)?,
+        scales: (scale_on_device(stream, 0.5)?, scale_on_device(stream, 2.0)?),
+    })
+}
+
+/// The FP8 GEMM of `x` by `who`: the median of 15 runs over the three input sets, in ms; and
+/// the tiling it ran (ours).
 fn time_fp8<T: Fp8>(
     stream: &Stream,
-    (m, n, k): (usize, usize, usize),
+    x: &mut Fp8Inputs<T>,
     who: Fp8Impl<'_>,
 ) -> Result<(f64, Option<Tiling>)> {
-    let a = random_sets(stream, m * k, 4.0, T::saturating_from_f32)?;
-    let b = random_sets(stream, n * k, 4.0, T::saturating_from_f32)?;
-    let mut d = DeviceBuffer::<f16>::alloc(stream, m * n)?;
-    let (sa, sb) = (scale_on_device(stream, 0.5)?, scale_on_device(stream, 2.0)?);
+    let (m, n, k) = x.shape;
+    let Fp8Inputs {
+        a,
+        b,
+        d,
+        scales: (sa, sb),
+        ..
+    } = x;
     match who {
         Fp8Impl::Ours(arch, fast_accum) => {
             let desc = MatmulDesc::new(m, n, k)
@@ -372,8 +396,8 @@ fn time_fp8<T: Fp8>(
             let plan = ScaledMatmul::<T, f16>::with_options(stream, desc, options)?;
             let ms = time_on_stream(stream, 3, 15, |i| {
                 let set = i % SETS;
-                let scales = Scales::new(&sa, &sb);
-                plan.launch(stream, &a[set], &b[set], &mut d, scales, Epilogue::new())
+                let scales = Scales::new(sa, sb);
+                plan.launch(stream, &a[set], &b[set], d, scales, Epilogue::new())
             })?
             .median_ms();
             Ok((ms, plan.tiling()))
@@ -381,15 +405,7 @@ fn time_fp8<T: Fp8>(
         Fp8Impl::CublasLt(lt, fast_accum) => {
             let ms = time_on_stream(stream, 3, 15, |i| {
                 let set = i % SETS;
-                lt.gemm(
-                    stream,
-                    &a[set],
-                    &b[set],
-                    &mut d,
-                    (m, n, k),
-                    (&sa, &sb),
-                    fast_accum,
-                )
+                lt.gemm(stream, &a[set], &b[set], d, (m, n, k), (sa, sb), fast_accum)
             })?
             .median_ms();
             Ok((ms, None))
@@ -431,29 +447,32 @@ fn k_sweep(device: &Device, stream: &Stream) -> Result<()> {
         KS.map(|k| k.to_string()).join(" | ")
     );
     println!("|---|{}---|", "---|".repeat(KS.len()));
-    let mut f16_us = Vec::new();
+    let mut lt = reference::CublasLtFp8::new(stream).ok();
+    // µs per K: ours f16, e4m3 two-level and fast; cuBLASLt's two (where it loads).
+    let mut rows: [Vec<f64>; 5] = Default::default();
     for k in KS {
         let mut x = inputs::<f16>(stream, m, n, k)?;
         let nt = MatmulDesc::new(m, n, k).b_layout(Layout::ColMajor);
-        f16_us.push(1e3 * time_desc(stream, &mut x, nt)?.0);
-    }
-    fit("f16 (ours)", &f16_us);
-    for fast in [false, true] {
-        let mut us = Vec::new();
-        for k in KS {
-            us.push(1e3 * time_fp8::<F8E4M3>(stream, (m, n, k), Fp8Impl::Ours(None, fast))?.0);
-        }
-        fit(["e4m3 two-level", "e4m3 fast accum"][fast as usize], &us);
-    }
-    if let Ok(mut lt) = reference::CublasLtFp8::new(stream) {
+        rows[0].push(1e3 * time_desc(stream, &mut x, nt)?.0);
+        let mut x8 = fp8_inputs::<F8E4M3>(stream, (m, n, k))?;
         for fast in [false, true] {
-            let mut us = Vec::new();
-            for k in KS {
-                let who = Fp8Impl::CublasLt(&mut lt, fast);
-                us.push(1e3 * time_fp8::<F8E4M3>(stream, (m, n, k), who)?.0);
+            let ours = time_fp8(stream, &mut x8, Fp8Impl::Ours(None, fast))?.0;
+            rows[1 + fast as usize].push(1e3 * ours);
+            if let Some(lt) = lt.as_mut() {
+                let theirs = time_fp8(stream, &mut x8, Fp8Impl::CublasLt(lt, fast))?.0;
+                rows[3 + fast as usize].push(1e3 * theirs);
             }
-            fit(["cuBLASLt", "cuBLASLt fast accum"][fast as usize], &us);
         }
+    }
+    let names = [
+        "f16 (ours)",
+        "e4m3 two-level",
+        "e4m3 fast accum",
+        "cuBLASLt",
+        "cuBLASLt fast accum",
+    ];
+    for (name, us) in names.iter().zip(&rows).filter(|(_, us)| !us.is_empty()) {
+        fit(name, us);
     }
     Ok(())
 }
@@ -488,14 +507,16 @@ fn fp8(device: &Device, stream: &Stream) -> Result<()> {
     ] {
         let (m, n, k) = shape;
         let tflops = |ms: f64| 2.0 * (m * n * k) as f64 / (ms * 1e9);
-        let (e4, tiling) = time_fp8::<F8E4M3>(stream, shape, Fp8Impl::Ours(None, false))?;
-        let (fast, _) = time_fp8::<F8E4M3>(stream, shape, Fp8Impl::Ours(None, true))?;
-        let (e5, _) = time_fp8::<F8E5M2>(stream, shape, Fp8Impl::Ours(None, false))?;
+        let mut x8 = fp8_inputs::<F8E4M3>(stream, shape)?;
+        let (e4, tiling) = time_fp8(stream, &mut x8, Fp8Impl::Ours(None, false))?;
+        let (fast, _) = time_fp8(stream, &mut x8, Fp8Impl::Ours(None, true))?;
+        let mut x5 = fp8_inputs::<F8E5M2>(stream, shape)?;
+        let (e5, _) = time_fp8(stream, &mut x5, Fp8Impl::Ours(None, false))?;
         let mut theirs = [f64::NAN; 2];
         if let Some(lt) = lt.as_mut() {
             for (slot, fast_accum) in theirs.iter_mut().zip([false, true]) {
                 let who = Fp8Impl::CublasLt(lt, fast_accum);
-                *slot = match time_fp8::<F8E4M3>(stream, shape, who) {
+                *slot = match time_fp8(stream, &mut x8, who) {
                     Ok((ms, _)) => ms,
                     Err(e) => {
                         eprintln!("cuBLASLt {m}×{n}×{k} (fast accum {fast_accum}): {e}");
@@ -509,7 +530,7 @@ fn fp8(device: &Device, stream: &Stream) -> Result<()> {
         let (h, _) = time_desc(stream, &mut x, nt.clone())?;
         let (ada_fp8, sm80) = match ada {
             Some(arch) => {
-                let (t8, _) = time_fp8::<F8E4M3>(stream, shape, Fp8Impl::Ours(Some(arch), false))?;
+                let (t8, _) = time_fp8(stream, &mut x8, Fp8Impl::Ours(Some(arch), false))?;
                 let forced = hikube_gpu::KernelOptions {
                     arch: Some(hikube_gpu::PtxArch::Compute80),
                 };
