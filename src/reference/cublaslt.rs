@@ -97,6 +97,19 @@ fn set_attr<V>(
         .map_err(|e| lt_error("matmul desc attribute", e))
 }
 
+/// Sets a matmul preference attribute to `value`, of the type cuBLASLt documents for `attr` (a
+/// u64 workspace bound, a u32 alignment).
+fn set_pref<V>(
+    pref: sys::cublasLtMatmulPreference_t,
+    attr: sys::cublasLtMatmulPreferenceAttributes_t,
+    value: &V,
+) -> Result<()> {
+    // SAFETY: `value` is a live `V` of `size_of::<V>()` bytes, which cuBLASLt copies; the
+    // callers pass the type the attribute takes.
+    unsafe { lt::set_matmul_pref_attribute(pref, attr, ptr(value), std::mem::size_of::<V>()) }
+        .map_err(|e| lt_error("preference attribute", e))
+}
+
 fn lt_error(what: &str, e: impl std::fmt::Debug) -> Error {
     Error::InvalidArgument {
         what: format!("cuBLASLt {what}: {e:?}"),
@@ -181,11 +194,9 @@ impl CublasLtFp8 {
             sb,
             [align(pa), align(pb), align(pd)],
         );
-        if self.prepared.as_ref().is_none_or(|p| p.key != key) {
-            self.prepared = Some(self.prepare(key, fp8)?);
-        }
-        let Some(prep) = self.prepared.as_ref() else {
-            return Err(lt_error("plan", "none"));
+        let prep = match self.prepared.take() {
+            Some(p) if p.key == key => self.prepared.insert(p),
+            _ => self.prepared.insert(prepare(self.handle, key, fp8)?),
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: A, B and D hold M×K, N×K and M×N elements (checked above), which the layouts
@@ -218,95 +229,75 @@ impl CublasLtFp8 {
         .map_err(|e| lt_error("matmul", e))?;
         acc.finish()
     }
+}
 
-    /// The layouts, descriptor and heuristic's algorithm for `key` (see [`Key`]).
-    fn prepare(&self, key: Key, fp8: sys::cudaDataType) -> Result<Prepared> {
-        let (m, n, k, _, fast_accum, sa, sb, aligns) = key;
-        // Column-major cuBLASLt computes Dᵀ (N×M, ld N) = Bᵀ·Aᵀ: its "A" is our B, stored K×N
-        // with ld K and taken transposed; its "B" is our A, stored K×M with ld K ("TN", the
-        // layout FP8 requires).
-        let layout = |t, rows: usize, cols: usize, ld: usize| {
-            lt::create_matrix_layout(t, rows as u64, cols as u64, ld as i64)
-                .map(|l| Owned(l, lt::destroy_matrix_layout))
-                .map_err(|e| lt_error("matrix layout", e))
-        };
-        let (a, b) = (layout(fp8, k, n, k)?, layout(fp8, k, m, k)?);
-        let d = layout(sys::cudaDataType::CUDA_R_16F, n, m, n)?;
-        let desc = lt::create_matmul_desc(
-            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-            sys::cudaDataType::CUDA_R_32F,
-        )
-        .map(|dsc| Owned(dsc, lt::destroy_matmul_desc))
-        .map_err(|e| lt_error("matmul desc", e))?;
-        type Attr = sys::cublasLtMatmulDescAttributes_t;
-        set_attr(
-            desc.0,
-            Attr::CUBLASLT_MATMUL_DESC_TRANSA,
-            &(cublasOperation_t::CUBLAS_OP_T as i32),
-        )?;
-        set_attr(
-            desc.0,
-            Attr::CUBLASLT_MATMUL_DESC_TRANSB,
-            &(cublasOperation_t::CUBLAS_OP_N as i32),
-        )?;
-        set_attr(desc.0, Attr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sb)?;
-        set_attr(desc.0, Attr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sa)?;
-        set_attr(
-            desc.0,
-            Attr::CUBLASLT_MATMUL_DESC_FAST_ACCUM,
-            &i8::from(fast_accum),
-        )?;
-        let pref = lt::create_matmul_pref()
-            .map(|p| Owned(p, lt::destroy_matmul_pref))
-            .map_err(|e| lt_error("preference", e))?;
-        type Pref = sys::cublasLtMatmulPreferenceAttributes_t;
-        let bytes = WORKSPACE_BYTES as u64;
-        // cuBLASLt's "A" is our B, its "B" our A; C is D.
-        let [align_a, align_b, align_d] = aligns;
-        for (attr, value, size) in [
-            (
-                Pref::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                ptr(&bytes),
-                8,
-            ),
-            (
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                ptr(&align_b),
-                4,
-            ),
-            (
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                ptr(&align_a),
-                4,
-            ),
-            (
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                ptr(&align_d),
-                4,
-            ),
-            (
-                Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                ptr(&align_d),
-                4,
-            ),
-        ] {
-            // SAFETY: `value` points at a live u64 (the workspace bound) or u32 (an alignment)
-            // of `size` bytes, the types cuBLASLt documents for these attributes; it copies them.
-            unsafe { lt::set_matmul_pref_attribute(pref.0, attr, value, size) }
-                .map_err(|e| lt_error("preference attribute", e))?;
-        }
-        // SAFETY: every handle was created above (or by `new`) and is alive.
-        let heuristic = unsafe {
-            lt::get_matmul_algo_heuristic(self.handle, desc.0, a.0, b.0, d.0, d.0, pref.0)
-        }
-        .map_err(|e| lt_error("heuristic (no FP8 algorithm for this GPU or type?)", e))?;
-        Ok(Prepared {
-            key,
-            a,
-            b,
-            d,
-            desc,
-            algo: heuristic.algo,
-        })
+/// The layouts, descriptor and heuristic's algorithm for `key` (see [`Key`]) on `handle`.
+fn prepare(handle: sys::cublasLtHandle_t, key: Key, fp8: sys::cudaDataType) -> Result<Prepared> {
+    let (m, n, k, _, fast_accum, sa, sb, aligns) = key;
+    // Column-major cuBLASLt computes Dᵀ (N×M, ld N) = Bᵀ·Aᵀ: its "A" is our B, stored K×N
+    // with ld K and taken transposed; its "B" is our A, stored K×M with ld K ("TN", the
+    // layout FP8 requires).
+    let layout = |t, rows: usize, cols: usize, ld: usize| {
+        lt::create_matrix_layout(t, rows as u64, cols as u64, ld as i64)
+            .map(|l| Owned(l, lt::destroy_matrix_layout))
+            .map_err(|e| lt_error("matrix layout", e))
+    };
+    let (a, b) = (layout(fp8, k, n, k)?, layout(fp8, k, m, k)?);
+    let d = layout(sys::cudaDataType::CUDA_R_16F, n, m, n)?;
+    let desc = lt::create_matmul_desc(
+        sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+        sys::cudaDataType::CUDA_R_32F,
+    )
+    .map(|dsc| Owned(dsc, lt::destroy_matmul_desc))
+    .map_err(|e| lt_error("matmul desc", e))?;
+    type Attr = sys::cublasLtMatmulDescAttributes_t;
+    set_attr(
+        desc.0,
+        Attr::CUBLASLT_MATMUL_DESC_TRANSA,
+        &(cublasOperation_t::CUBLAS_OP_T as i32),
+    )?;
+    set_attr(
+        desc.0,
+        Attr::CUBLASLT_MATMUL_DESC_TRANSB,
+        &(cublasOperation_t::CUBLAS_OP_N as i32),
+    )?;
+    set_attr(desc.0, Attr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sb)?;
+    set_attr(desc.0, Attr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sa)?;
+    set_attr(
+        desc.0,
+        Attr::CUBLASLT_MATMUL_DESC_FAST_ACCUM,
+        &i8::from(fast_accum),
+    )?;
+    let pref = lt::create_matmul_pref()
+        .map(|p| Owned(p, lt::destroy_matmul_pref))
+        .map_err(|e| lt_error("preference", e))?;
+    type Pref = sys::cublasLtMatmulPreferenceAttributes_t;
+    let bytes = WORKSPACE_BYTES as u64;
+    // cuBLASLt's "A" is our B, its "B" our A; C is D.
+    let [align_a, align_b, align_d] = aligns;
+    set_pref(
+        pref.0,
+        Pref::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+        &bytes,
+    )?;
+    for (attr, align) in [
+        (Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_b),
+        (Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_a),
+        (Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d),
+        (Pref::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d),
+    ] {
+        set_pref(pref.0, attr, &align)?;
     }
+    // SAFETY: every handle was created above (or by `CublasLtFp8::new`) and is alive.
+    let heuristic =
+        unsafe { lt::get_matmul_algo_heuristic(handle, desc.0, a.0, b.0, d.0, d.0, pref.0) }
+            .map_err(|e| lt_error("heuristic (no FP8 algorithm for this GPU or type?)", e))?;
+    Ok(Prepared {
+        key,
+        a,
+        b,
+        d,
+        desc,
+        algo: heuristic.algo,
+    })
 }
