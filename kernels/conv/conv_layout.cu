@@ -10,7 +10,7 @@
 //   then zeros): the padded path of the implicit-GEMM convolution, zeros in the new channels.
 // - flip_filter_b16: a KRSC filter turned into the CRSK filter of its transposed convolution,
 //   taps reversed (the data gradient of a stride-1 convolution is the forward convolution of dy
-//   by it).
+//   by it), or the taps of one phase of a strided convolution's data gradient likewise.
 #include <cuda_fp16.h>
 
 namespace hk {
@@ -77,24 +77,36 @@ extern "C" __global__ void pad_rows_b16(const unsigned short* src, unsigned shor
     }
 }
 
-// dst[c][t'][k] = src[k][taps - 1 - t'][c] for k < K, t' < taps, c < C: for each tap, a K x C ->
-// C x K transpose through a 32x33 shared tile (coalesced reads along c, writes along k). Grid: x
-// over C / 32, y over K / 32, z strides over the taps. Block 32 x 8.
+// Which taps flip_filter_b16 reads: destination tap t' = (jh, jw) of taps_h x taps_w is source
+// tap (r0 + (taps_h - 1 - jh) * tr, s0 + (taps_w - 1 - jw) * ts) of a filter with src_s taps a
+// row and src_taps in all. The whole filter reversed: taps_h x taps_w = R x S, r0 = s0 = 0,
+// tr = ts = 1. Mirrored by `FlipTaps` in src/launch/args.rs.
+struct FlipTaps {
+    int taps_h, taps_w, r0, s0, tr, ts, src_s, src_taps;
+};
+
+// dst[c][t'][k] = src[k][tap(t')][c] for k < K, t' < taps_h * taps_w, c < C: for each tap, a
+// K x C -> C x K transpose through a 32x33 shared tile (coalesced reads along c, writes along k).
+// Grid: x over C / 32, y over K / 32, z strides over the destination taps. Block 32 x 8.
 extern "C" __global__ void flip_filter_b16(const unsigned short* src, unsigned short* dst, int k,
-                                           int taps, int c) {
+                                           int c, FlipTaps f) {
     __shared__ unsigned short tile[32][33];
     const int c0 = blockIdx.x * 32, k0 = blockIdx.y * 32;
+    const int taps = f.taps_h * f.taps_w;
     for (int t = blockIdx.z; t < taps; t += gridDim.z) {
+        const int jh = t / f.taps_w, jw = t - jh * f.taps_w;
+        const int st = (f.r0 + (f.taps_h - 1 - jh) * f.tr) * f.src_s + f.s0 +
+                       (f.taps_w - 1 - jw) * f.ts;
         for (int j = threadIdx.y; j < 32; j += 8) {
             const int kk = k0 + j, cc = c0 + threadIdx.x;
             if (kk < k && cc < c)
-                tile[j][threadIdx.x] = src[(static_cast<long long>(kk) * taps + t) * c + cc];
+                tile[j][threadIdx.x] = src[(static_cast<long long>(kk) * f.src_taps + st) * c + cc];
         }
         __syncthreads();
         for (int j = threadIdx.y; j < 32; j += 8) {
             const int cc = c0 + j, kk = k0 + threadIdx.x;
             if (kk < k && cc < c)
-                dst[(static_cast<long long>(cc) * taps + (taps - 1 - t)) * k + kk] = tile[threadIdx.x][j];
+                dst[(static_cast<long long>(cc) * taps + t) * k + kk] = tile[threadIdx.x][j];
         }
         __syncthreads();
     }

@@ -54,7 +54,20 @@ struct ConvParams {
     int c_tiles;       // ceil(C / 64)
     int k_tiles;       // R * S * c_tiles
     int kt_per_split;  // k-tiles per split-K slice
+    // Where output pixel (n, p, q) lands: row (n * out_h + out_h0 + p * out_sh) * out_w + out_w0
+    // + q * out_sw of an N x out_h x out_w image (a strided data gradient's phase writes every
+    // out_sh-th row and out_sw-th column of dx); out_sh == 0: row m of y itself.
+    int out_h, out_w, out_h0, out_w0, out_sh, out_sw;
 };
+
+// The output row of GEMM row m (< p.m): m itself, or its place in the strided output.
+__device__ __forceinline__ int out_row(const ConvParams& cp, int m) {
+    if (cp.out_sh == 0) return m;
+    const int pq = cp.p * cp.q;
+    const int img = m / pq, rem = m - img * pq;
+    const int oh = rem / cp.q, ow = rem - oh * cp.q;
+    return (img * cp.out_h + cp.out_h0 + oh * cp.out_sh) * cp.out_w + cp.out_w0 + ow * cp.out_sw;
+}
 
 constexpr int A_BYTES = BM * BK * 2;
 
@@ -119,19 +132,22 @@ struct KStep {
 // line so that the unrolled register epilogue below holds one call per column pair instead of
 // BN / 4 inlined copies of it (six times the module's size). The kernels take `p` as a
 // __grid_constant__, so the reference reads the parameters in place (no stack copy).
-__device__ __noinline__ void store_pair_general(const GemmParams& p, int r, int c, float x0,
-                                                float y0, float x1, float y1) {
-    if (r < p.m) epilogue2(p, 0, r, c, x0, y0);
-    if (r + 8 < p.m) epilogue2(p, 0, r + 8, c, x1, y1);
+// Rows d0 and d1 are output rows (out_row), negative past M.
+__device__ __noinline__ void store_pair_general(const GemmParams& p, int d0, int d1, int c,
+                                                float x0, float y0, float x1, float y1) {
+    if (d0 >= 0) epilogue2(p, 0, d0, c, x0, y0);
+    if (d1 >= 0) epilogue2(p, 0, d1, c, x1, y1);
 }
 
-// Stores columns c, c + 1 of rows r and r + 8 (where inside M): f32 split-K partials, or the
-// epilogue: bias + ReLU in the output type T (gemm_params.cuh's with its types fixed, so that the
-// fully unrolled register epilogue stays small), or, with alpha != 1, beta != 0, GELU or a bias
-// of another type, gemm_params.cuh's own (C in y's type and layout).
+// Stores columns c, c + 1 of GEMM rows r and r + 8 (where inside M; output rows {d0, d1},
+// out_row's, negative past M): f32 split-K partials (at the GEMM rows), or the epilogue: bias +
+// ReLU in the output type T (gemm_params.cuh's with its types fixed, so that the fully unrolled
+// register epilogue stays small), or, with alpha != 1, beta != 0, GELU, the ReLU-backward mask or
+// a bias of another type, gemm_params.cuh's own (C in y's type and layout).
 template <typename T>
-__device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r, int c, float x0,
-                                           float y0, float x1, float y1) {
+__device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r,
+                                           const int (&rows)[2], int c, float x0, float y0,
+                                           float x1, float y1) {
     const bool two = c + 1 < p.n;
     if (p.splits > 1) {
         float* ws = p.workspace + static_cast<long long>(split) * p.m * p.n + c;
@@ -146,8 +162,8 @@ __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r
         return;
     }
     if (p.alpha != 1.f || p.beta != 0.f || p.activation == ACT_GELU ||
-        (p.bias && p.bias_dtype != p.out_dtype)) {
-        store_pair_general(p, r, c, x0, y0, x1, y1);
+        p.activation == ACT_RELU_MASK || (p.bias && p.bias_dtype != p.out_dtype)) {
+        store_pair_general(p, rows[0], rows[1], c, x0, y0, x1, y1);
         return;
     }
     if (p.bias) {
@@ -168,8 +184,8 @@ __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r
     const bool pair = two && p.pair_ok;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-        const int rr = r + 8 * h;
-        if (rr >= p.m) continue;
+        const int rr = rows[h];
+        if (rr < 0) continue;
         const float x = h ? x1 : x0, y = h ? y1 : y0;
         T* out = d + static_cast<long long>(rr) * p.ldd;
         if (pair) {
@@ -312,11 +328,13 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
         // warp w of consumer cw has rows 16 w + lane / 4 (+ 8) of its 64, and register
         // 4 j + {0, 1} (+ {2, 3} for the row 8 below) holds columns 8 j + 2 (lane % 4) + {0, 1}.
         const int row = tc.m0 + cw * 64 + warp * 16 + lane / 4;
+        const int d[2] = {row < p.m ? out_row(cp, row) : -1,
+                          row + 8 < p.m ? out_row(cp, row + 8) : -1};
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
             const int c = tc.n0 + 8 * j + 2 * (lane % 4);
             if (c < p.n)
-                store_pair<T>(p, split, row, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
+                store_pair<T>(p, split, row, d, c, acc[4 * j], acc[4 * j + 1], acc[4 * j + 2],
                               acc[4 * j + 3]);
         }
     }

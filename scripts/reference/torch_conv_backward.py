@@ -14,13 +14,18 @@ from timing import median_ms
 
 torch.backends.cudnn.benchmark = True
 
-# (name, C, H=W, K, R=S, stride, padding): benches/conv.rs's LAYERS with C a multiple of 8.
+# (name, C, H=W, K, R=S, stride, padding): benches/conv.rs's LAYERS with C a multiple of 8, then
+# its STRIDED.
 LAYERS = [
     ("conv2 3x3 C64", 64, 56, 64, 3, 1, 1),
     ("conv2 1x1 C64->256", 64, 56, 256, 1, 1, 0),
     ("conv3 3x3 C128", 128, 28, 128, 3, 1, 1),
     ("conv4 3x3 C256", 256, 14, 256, 3, 1, 1),
     ("conv5 3x3 C512", 512, 7, 512, 3, 1, 1),
+    ("conv3_1 3x3/2 C128", 128, 56, 128, 3, 2, 1),
+    ("conv4_1 3x3/2 C256", 256, 28, 256, 3, 2, 1),
+    ("conv5_1 3x3/2 C512", 512, 14, 512, 3, 2, 1),
+    ("conv3 down 1x1/2 C256->512", 256, 56, 512, 1, 2, 0),
 ]
 SETS = 3
 

@@ -30,6 +30,14 @@ pub(crate) fn int(what: &str, value: usize, max: usize) -> Result<i32> {
     }
 }
 
+/// Whether the strided run `first + i·step`, `i < count`, lies in `0..len`: `first` and `count`
+/// non-negative, `step` at least 1, and the last element (the first, for an empty run) below
+/// `len`, in 64 bits. The kernels' phases, taps and placed outputs are such runs.
+pub(crate) fn run_within(first: i32, count: i32, step: i32, len: i32) -> bool {
+    let last = i64::from(first) + (i64::from(count) - 1).max(0) * i64::from(step);
+    first >= 0 && count >= 0 && step >= 1 && last < i64::from(len)
+}
+
 fn too_large(what: &str, value: usize, max: usize) -> Error {
     Error::TooLarge {
         what: what.to_string(),
@@ -938,65 +946,131 @@ unsafe impl<T: Pod> KernelArgs for PadRows<T> {
     }
 }
 
-/// `flip_filter_b16(const T* src, T* dst, int k, int taps, int c)` (kernels/conv/conv_layout.cu):
-/// `dst[(ci·taps + t)·k + ki] = src[(ki·taps + taps − 1 − t)·c + ci]` for `ki < k`, `t < taps`,
-/// `ci < c` (every access guarded, 64-bit indices). Reads `src[0..k·taps·c)`, writes `dst` as
-/// much. Takes only [`config`](Self::config)'s grid: 32 × 8 blocks (its 32 × 33 shared tile)
-/// over 32 × 32 tiles of C × K, z striding over the taps.
+/// Which taps of a KRSC filter [`FlipFilter`] reads, mirroring `hk::FlipTaps`
+/// (kernels/conv/conv_layout.cu): destination tap `(jh, jw)` of `taps_h × taps_w` is source tap
+/// `(r0 + (taps_h − 1 − jh)·tr, s0 + (taps_w − 1 − jw)·ts)` of a filter of `src_s` taps a row
+/// and `src_taps` in all.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FlipTaps {
+    pub taps_h: i32,
+    pub taps_w: i32,
+    pub r0: i32,
+    pub s0: i32,
+    pub tr: i32,
+    pub ts: i32,
+    pub src_s: i32,
+    pub src_taps: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<FlipTaps>() == 32);
+
+impl FlipTaps {
+    /// Every tap of an `r × s` filter, reversed (the stride-1 data gradient's filter).
+    pub(crate) fn whole(r: usize, s: usize) -> Result<Self> {
+        let i32max = i32::MAX as usize;
+        let taps = size::product("filter taps", &[r, s])?;
+        let (r, s, taps) = (
+            int("filter rows", r, i32max)?,
+            int("filter columns", s, i32max)?,
+            int("filter taps", taps, i32max)?,
+        );
+        Ok(FlipTaps {
+            taps_h: r,
+            taps_w: s,
+            tr: 1,
+            ts: 1,
+            src_s: s,
+            src_taps: taps,
+            ..Default::default()
+        })
+    }
+
+    /// Destination taps (`taps_h·taps_w`), after checking that every source tap lies in the
+    /// source filter ([`run_within`]: rows `r0 + i·tr` below `src_taps / src_s`, columns `s0 +
+    /// j·ts` below `src_s`).
+    fn check(&self) -> Result<usize> {
+        let ok = self.src_s > 0
+            && self.src_taps % self.src_s == 0
+            && run_within(self.r0, self.taps_h, self.tr, self.src_taps / self.src_s)
+            && run_within(self.s0, self.taps_w, self.ts, self.src_s);
+        if !ok {
+            return Err(Error::InvalidArgument {
+                what: format!("filter taps {self:?} outside the source filter"),
+            });
+        }
+        Ok(self.taps_h as usize * self.taps_w as usize)
+    }
+}
+
+/// `flip_filter_b16(const T* src, T* dst, int k, int c, FlipTaps f)`
+/// (kernels/conv/conv_layout.cu): `dst[(ci·taps + t)·k + ki] = src[(ki·src_taps + tap(t))·c +
+/// ci]` for `ki < k`, `t < taps = taps_h·taps_w`, `ci < c`, `tap` [`FlipTaps`]' (every access
+/// guarded, 64-bit indices). Reads `src[0..k·src_taps·c)`, writes `dst[0..c·taps·k)`. Takes only
+/// [`config`](Self::config)'s grid: 32 × 8 blocks (its 32 × 33 shared tile) over 32 × 32 tiles
+/// of C × K, z striding over the destination taps.
 #[repr(C)]
 pub(crate) struct FlipFilter<T> {
     src: DevPtr<T>,
     dst: DevPtr<T>,
     k: i32,
-    taps: i32,
     c: i32,
+    taps: FlipTaps,
 }
 
 impl<T: Pod> FlipFilter<T> {
-    /// `(k, taps, c)`: the filters, taps per filter (R·S) and channels.
+    /// `(k, c)`: the filters and channels; `taps`: which taps, in which order.
     pub(crate) fn new(
-        (k, taps, c): (usize, usize, usize),
+        (k, c): (usize, usize),
+        taps: FlipTaps,
         src: Operand<T>,
         dst: Operand<T>,
     ) -> Result<Self> {
-        let [k, taps, c] =
-            Self::check(std::mem::size_of::<T>(), (k, taps, c), src.len(), dst.len())?;
+        let [k, c] = Self::check(
+            std::mem::size_of::<T>(),
+            (k, c),
+            &taps,
+            src.len(),
+            dst.len(),
+        )?;
         Ok(FlipFilter {
             src: src.ptr(),
             dst: dst.ptr(),
             k,
-            taps,
             c,
+            taps,
         })
     }
 
     fn check(
         word: usize,
-        (k, taps, c): (usize, usize, usize),
+        (k, c): (usize, usize),
+        taps: &FlipTaps,
         src: usize,
         dst: usize,
-    ) -> Result<[i32; 3]> {
+    ) -> Result<[i32; 2]> {
         b16(word)?;
-        let len = size::product("filter elements", &[k, taps, c])?;
+        let out_taps = taps.check()?;
+        let src_taps = usize::try_from(taps.src_taps).unwrap_or(0);
+        let len = size::product("filter elements", &[k, src_taps, c])?;
         ensure_len("filter", len, src)?;
+        let len = size::product("flipped filter elements", &[k, out_taps, c])?;
         ensure_len("flipped filter", len, dst)?;
-        let i32max = i32::MAX as usize;
         Ok([
             int("filters", k, TRANSPOSE_MAX_ROWS)?,
-            int("filter taps", taps, i32max)?,
-            int("filter channels", c, i32max)?,
+            int("filter channels", c, i32::MAX as usize)?,
         ])
     }
 
     /// The kernel's grid: x over 32-channel tiles, y over 32-filter tiles, z striding over the
-    /// taps (at most 65535 blocks).
+    /// destination taps (at most 65535 blocks).
     pub(crate) fn config(&self) -> LaunchConfig {
         let dim = |v: i32| usize::try_from(v).unwrap_or(0);
         LaunchConfig {
             grid_dim: (
                 dim(self.c).div_ceil(32) as u32,
                 dim(self.k).div_ceil(32) as u32,
-                dim(self.taps).clamp(1, 65535) as u32,
+                (dim(self.taps.taps_h) * dim(self.taps.taps_w)).clamp(1, 65535) as u32,
             ),
             block_dim: (32, 8, 1),
             shared_mem_bytes: 0,
@@ -1004,10 +1078,11 @@ impl<T: Pod> FlipFilter<T> {
     }
 }
 
-// SAFETY: the fields are flip_filter_b16's five parameters in order (T is 2 bytes, checked);
-// `new` checks src and dst hold k·taps·c elements (the kernel guards each index and computes
-// it in 64 bits) and k within the grid's y; only `config`'s grid is accepted (the 32 × 8 block
-// its shared tile assumes).
+// SAFETY: the fields are flip_filter_b16's five parameters in order (T is 2 bytes, checked;
+// `FlipTaps` mirrors the kernel's struct, 32 bytes); `new` checks src holds k·src_taps·c
+// elements, dst k·taps·c, every tap the kernel reads lies in the source filter (the kernel
+// guards each index and computes it in 64 bits) and k within the grid's y; only `config`'s grid
+// is accepted (the 32 × 8 block its shared tile assumes).
 unsafe impl<T: Pod> KernelArgs for FlipFilter<T> {
     type Params = [*mut c_void; 5];
     type Variant = ();
@@ -1019,8 +1094,8 @@ unsafe impl<T: Pod> KernelArgs for FlipFilter<T> {
             param(&mut self.src),
             param(&mut self.dst),
             param(&mut self.k),
-            param(&mut self.taps),
             param(&mut self.c),
+            param(&mut self.taps),
         ]
     }
     fn check_config(&self, config: &LaunchConfig) -> Result<()> {
@@ -1137,19 +1212,65 @@ mod tests {
     }
 
     #[test]
+    fn strided_runs() {
+        assert!(run_within(1, 3, 2, 6)); // 1, 3, 5
+        assert!(!run_within(1, 3, 2, 5));
+        assert!(run_within(4, 0, 1, 5)); // empty: its first must still be inside
+        assert!(!run_within(5, 0, 1, 5));
+        assert!(!run_within(-1, 1, 1, 5));
+        assert!(!run_within(0, -1, 1, 5));
+        assert!(!run_within(0, 2, 0, 5));
+        assert!(!run_within(0, i32::MAX, i32::MAX, i32::MAX)); // past 32 bits, computed in 64
+    }
+
+    #[test]
     fn flip_filter_reach() {
         let check = FlipFilter::<u16>::check;
-        assert_eq!(check(2, (4, 9, 3), 108, 108).unwrap(), [4, 9, 3]);
-        too_small(check(2, (4, 9, 3), 107, 108), "filter");
-        too_small(check(2, (4, 9, 3), 108, 107), "flipped filter");
-        overflows(check(2, (usize::MAX, 2, 1), usize::MAX, usize::MAX));
+        let whole = FlipTaps::whole(3, 3).unwrap();
+        assert_eq!(check(2, (4, 3), &whole, 108, 108).unwrap(), [4, 3]);
+        too_small(check(2, (4, 3), &whole, 107, 108), "filter");
+        too_small(check(2, (4, 3), &whole, 108, 107), "flipped filter");
+        // A phase of a stride-2 3x3 filter: taps (0, 2) x (1): 2 of 9.
+        let phase = FlipTaps {
+            taps_h: 2,
+            taps_w: 1,
+            r0: 0,
+            s0: 1,
+            tr: 2,
+            ts: 2,
+            ..whole
+        };
+        assert_eq!(check(2, (4, 3), &phase, 108, 24).unwrap(), [4, 3]);
+        too_small(check(2, (4, 3), &phase, 108, 23), "flipped filter");
+        for bad in [
+            FlipTaps { r0: 1, ..phase },
+            FlipTaps { s0: 3, ..phase },
+            FlipTaps { tr: -1, ..phase },
+            FlipTaps { src_s: 0, ..phase },
+            FlipTaps { src_s: 2, ..phase },
+            FlipTaps {
+                taps_h: i32::MAX,
+                ..phase
+            },
+        ] {
+            assert!(
+                matches!(
+                    check(2, (4, 3), &bad, 108, 108),
+                    Err(Error::InvalidArgument { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        overflows(check(2, (usize::MAX, 1), &whole, usize::MAX, usize::MAX));
         overflows(check(
             2,
-            (TRANSPOSE_MAX_ROWS + 1, 1, 1),
+            (TRANSPOSE_MAX_ROWS + 1, 1),
+            &whole,
             usize::MAX,
             usize::MAX,
         ));
-        assert!(check(4, (1, 1, 1), 1, 1).is_err());
+        assert!(check(4, (1, 1), &whole, 9, 9).is_err());
+        assert!(FlipTaps::whole(usize::MAX, 2).is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! tensor-core ones read 16-byte chunks of eight channels: groups = 1, C and K multiples of 8,
 //! dy, w and x 16-byte aligned. Every tensor's elements are addressed with 32-bit offsets.
 
+use super::args::{int, run_within};
 use super::gemm::{GemmOperands, GemmParams, GemmRun, GemmShape};
 use super::tma::{TmaDesc, TmaMap};
 use super::{bad_config, param, KernelArgs, Symbol};
@@ -191,13 +192,7 @@ impl DgradPhase {
         let bad = |what: &str| Error::InvalidArgument {
             what: format!("data-gradient phase {self:?}: {what}"),
         };
-        let axis = |first: i32, count: i32, step: i32, lim: i32| {
-            first >= 0
-                && count >= 0
-                && step >= 1
-                && (count == 0
-                    || i64::from(first) + i64::from(count - 1) * i64::from(step) < i64::from(lim))
-        };
+        let axis = run_within;
         let ph = self;
         if !axis(ph.h0, ph.rows, shape.stride_h, shape.h)
             || !axis(ph.w0, ph.cols, shape.stride_w, shape.w)
@@ -236,7 +231,10 @@ pub(crate) struct DgradPhases {
 
 const _: () = assert!(std::mem::size_of::<DgradPhases>() == 56 * MAX_PHASES);
 
-/// Mirrors `hk::conv90::ConvParams` (kernels/conv/conv_sm90.cu): eighteen `int`s.
+/// Mirrors `hk::conv90::ConvParams` (kernels/conv/conv_sm90.cu): twenty-four `int`s. The last
+/// six place the output: pixel `(n, p, q)` is row `(n·out_h + out_h0 + p·out_sh)·out_w + out_w0
+/// + q·out_sw` of an `N × out_h × out_w` image (a strided data gradient's phase), or, with
+/// `out_sh` 0, row `(n·P + p)·Q + q` (the forward convolution's own).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ConvSm90Shape {
@@ -258,9 +256,41 @@ pub(crate) struct ConvSm90Shape {
     pub c_tiles: i32,
     pub k_tiles: i32,
     pub kt_per_split: i32,
+    pub out_h: i32,
+    pub out_w: i32,
+    pub out_h0: i32,
+    pub out_w0: i32,
+    pub out_sh: i32,
+    pub out_sw: i32,
 }
 
-const _: () = assert!(std::mem::size_of::<ConvSm90Shape>() == 72);
+const _: () = assert!(std::mem::size_of::<ConvSm90Shape>() == 96);
+
+impl ConvSm90Shape {
+    /// The rows of the output image the kernel's pixel rows land in: N·P·Q, or, placed in a
+    /// larger image, N·out_h·out_w after checking that every pixel lands inside it (in 64 bits)
+    /// and that the kernel's 32-bit row arithmetic holds.
+    fn output_rows(&self, m: usize) -> Result<usize> {
+        if self.out_sh == 0 {
+            return Ok(m);
+        }
+        let fits = run_within(self.out_h0, self.p, self.out_sh, self.out_h)
+            && run_within(self.out_w0, self.q, self.out_sw, self.out_w);
+        if !fits {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "the Hopper convolution's output placement {self:?} leaves the image"
+                ),
+            });
+        }
+        let rows = size::product(
+            "convolution output image pixels",
+            &[self.n, self.out_h, self.out_w].map(dim),
+        )?;
+        int("convolution output image pixels", rows, i32::MAX as usize)?;
+        Ok(rows)
+    }
+}
 
 fn dim(v: i32) -> usize {
     usize::try_from(v).unwrap_or(0)
@@ -534,15 +564,26 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
             "convolution reduction",
             &[shape.r, shape.s, shape.c].map(dim),
         )?;
+        // D (and C: the ReLU-backward mask or β·C) checked over the image the pixels land in;
+        // the kernel's rows stay N·P·Q. Split-K partials sit at the kernel's rows, and the
+        // reduction writes them there: no split-K into a placed output.
+        let rows = shape.output_rows(m)?;
+        if rows != m && run.splits > 1 {
+            return Err(Error::InvalidArgument {
+                what: "split-K into a placed convolution output".into(),
+            });
+        }
         let gemm = GemmShape {
             lda: 0,
             ldb: 0,
             stride_d: 0,
-            ..gemm_shape(m, dim(shape.k), k_gemm, (0, 0), run.scale)
+            ..gemm_shape(rows, dim(shape.k), k_gemm, (0, 0), run.scale)
         };
         let run = run.gemm_run(false);
+        let mut params = GemmParams::epilogue_side(ops, &gemm, &run)?;
+        params.set_rows(m);
         Ok(ConvSm90 {
-            params: GemmParams::epilogue_side(ops, &gemm, &run)?,
+            params,
             shape,
             x_map: x_map.desc(),
             w_map: w_map.desc(),
@@ -557,7 +598,8 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
 
 // SAFETY: the fields are the kernel's four parameters, passed as four pointers; `new` checked x
 // and w against the shape and their maps against them, y, bias and workspace through
-// `GemmParams::epilogue_side`; the blocks walk the tiles whatever grid x is, and grid y must not
+// `GemmParams::epilogue_side` over the rows the kernel's pixels land in (`output_rows`: a placed
+// output's every pixel inside its image, the kernel's rows narrowed to N·P·Q, no split-K); the blocks walk the tiles whatever grid x is, and grid y must not
 // exceed the split-K slices.
 unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
     type Params = [*mut c_void; 4];
@@ -908,6 +950,46 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A placed output's pixels must land inside its image; its rows are the image's.
+    #[test]
+    fn placed_output_rows() {
+        // Phase (1, 0) of a stride-2 dgrad of a 2 × 7 × 9 image: 3 × 5 pixels.
+        let placed = ConvSm90Shape {
+            n: 2,
+            p: 3,
+            q: 5,
+            out_h: 7,
+            out_w: 9,
+            out_h0: 1,
+            out_w0: 0,
+            out_sh: 2,
+            out_sw: 2,
+            ..Default::default()
+        };
+        assert_eq!(placed.output_rows(30).unwrap(), 2 * 7 * 9);
+        assert_eq!(ConvSm90Shape::default().output_rows(30).unwrap(), 30);
+        let bad = |s: ConvSm90Shape| assert!(s.output_rows(30).is_err(), "{s:?}");
+        bad(ConvSm90Shape { p: 4, ..placed }); // row 1 + 3·2 = 7 is past 7 rows
+        bad(ConvSm90Shape {
+            out_w0: -1,
+            ..placed
+        });
+        bad(ConvSm90Shape {
+            out_sw: -2,
+            ..placed
+        });
+        bad(ConvSm90Shape {
+            q: i32::MAX,
+            ..placed
+        });
+        bad(ConvSm90Shape {
+            n: i32::MAX,
+            out_h: i32::MAX,
+            p: 1,
+            ..placed
+        }); // N·out_h·out_w past i32
+    }
 
     /// A tile kernel's grid stays within its tiles, slices and phases, and at least one deep.
     #[test]

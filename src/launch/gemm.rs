@@ -233,6 +233,12 @@ impl<I, O: Float> GemmParams<I, O> {
         Self::epilogue_side(ops, s, run)
     }
 
+    /// Narrows the rows the kernel walks to `m` (never widens them): for a kernel that places
+    /// its rows in a larger output, checked as that output's rows.
+    pub(super) fn set_rows(&mut self, m: usize) {
+        self.m = self.m.min(i32::try_from(m).unwrap_or(i32::MAX));
+    }
+
     /// The output side shared by every kernel taking the block: D, C when β ≠ 0, the bias and
     /// the workspace checked, the vector flags computed from the addresses. A and B are set
     /// unchecked: the caller has checked them against its kernel's contract.

@@ -9,7 +9,7 @@
 use crate::conv::{case, Case};
 use crate::{bound, conv_ref, ensure, fail, gpu_test, random};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d::{Conv2dDesc, Conv2dGrad, ConvPath, FilterGrad};
+use hikube_gpu::ops::conv2d::{ALoad, Conv2dDesc, Conv2dGrad, ConvPath, FilterGrad, HopperOptions};
 use hikube_gpu::ops::Activation;
 use hikube_gpu::{Device, DeviceBuffer, Error, Float, Graph, PtxArch};
 use libtest_mimic::{Failed, Trial};
@@ -34,6 +34,14 @@ pub fn trials() -> Vec<Trial> {
         gpu_test(
             "conv_grad::hopper_filter_bf16_bf16",
             hopper_filter::<bf16, bf16>,
+        ),
+        gpu_test(
+            "conv_grad::hopper_phases_f16_f32",
+            hopper_phases::<f16, f32>,
+        ),
+        gpu_test(
+            "conv_grad::hopper_phases_bf16_bf16",
+            hopper_phases::<bf16, bf16>,
         ),
         gpu_test("conv_grad::resnet_layers", resnet_layers),
         gpu_test("conv_grad::graph_capture", graph_capture),
@@ -78,9 +86,22 @@ fn run<I: Float, W: FilterGrad<I>>(
     arch: Option<PtxArch>,
     c: Case,
 ) -> Result<([f64; 3], ConvPath, [bool; 2]), Failed> {
+    run_with::<I, W>(device, arch, c, None)
+}
+
+/// [`run`], with the Hopper path forced where `hopper` is given (`Conv2dDesc::hopper`).
+fn run_with<I: Float, W: FilterGrad<I>>(
+    device: &Device,
+    arch: Option<PtxArch>,
+    c: Case,
+    hopper: Option<HopperOptions>,
+) -> Result<([f64; 3], ConvPath, [bool; 2]), Failed> {
     let stream = device.default_stream();
     let mut rng = rand::rng();
-    let desc = c.desc(arch);
+    let desc = match hopper {
+        Some(options) => c.desc(arch).hopper(options),
+        None => c.desc(arch),
+    };
     let x_h: Vec<I> = random(desc.input_len(), &mut rng);
     let w_h: Vec<I> = random(desc.filter_len(), &mut rng);
     let dy_h: Vec<I> = random(desc.output_len(), &mut rng);
@@ -183,8 +204,9 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
             _ => ConvPath::Direct,
         };
         ensure!(path == want, "{c:?}: path {path:?}, expected {want:?}");
-        // Stride-1 dgrad may run as the Hopper forward convolution of dy by the flipped filter.
-        let may = tensor_cores && dense8 && c.stride == (1, 1) && c.pad.0 <= c.dil.0 * (c.r - 1);
+        // Stride-1 dgrad may run as the Hopper forward convolution of dy by the flipped filter;
+        // these small strided layers stay on the implicit GEMM unless forced (hopper_phases).
+        let may = tensor_cores && dense8 && c.stride == (1, 1);
         ensure!(!on_hopper || may, "{c:?}: dgrad on the Hopper forward");
         hopper_cases += usize::from(on_hopper);
         let (bx, bw) = (bound::<I>(), bound::<W>());
@@ -200,6 +222,45 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
         !hopper || hopper_cases > 0,
         "no stride-1 dgrad ran on the Hopper forward path"
     );
+    Ok(())
+}
+
+/// The grid's dense shapes with the Hopper path forced (`Conv2dDesc::hopper`): every data
+/// gradient on the Hopper forward kernel, the strided ones (and the stride-1 one padded past
+/// the filter's reach) one convolution per phase, placed in dx, through the ReLU mask too; dy
+/// loaded by TMA im2col where the phase fits it and by the gather load forced.
+fn hopper_phases<I: Float, W: FilterGrad<I>>(device: &Device) -> Result<(), Failed> {
+    if device.compute_capability().major != 9 {
+        return Ok(()); // the forced Hopper path is an error elsewhere (conv tests)
+    }
+    let mut phased = 0;
+    let resnet = [
+        case(2, 56, 56, 128, 128, 3, 3).stride(2, 2).pad(1, 1),
+        case(2, 56, 56, 256, 512, 1, 1).stride(2, 2),
+    ];
+    let loads = [None, Some(ALoad::Gather)];
+    for (c, a_load) in cases()
+        .into_iter()
+        .chain(resnet)
+        .flat_map(|c| loads.map(|l| (c, l)))
+    {
+        if !(c.groups == 1 && c.c % 8 == 0 && c.k % 8 == 0) {
+            continue;
+        }
+        let options = HopperOptions {
+            a_load,
+            ..Default::default()
+        };
+        let ([dx, _, _], path, [on_hopper, _]) = run_with::<I, W>(device, None, c, Some(options))?;
+        ensure!(on_hopper, "{c:?}: dgrad not on the Hopper forward path");
+        phased += usize::from(c.stride != (1, 1) || c.pad.0 > c.dil.0 * (c.r - 1));
+        let bx = bound::<I>();
+        ensure!(
+            dx < bx,
+            "{c:?} on {path:?} (phases, {a_load:?}): dx error {dx:.2e} >= {bx:.0e}"
+        );
+    }
+    ensure!(phased >= 20, "{phased} dgrads ran by phases, expected 20");
     Ok(())
 }
 
@@ -239,6 +300,7 @@ fn resnet_layers(device: &Device) -> Result<(), Failed> {
         case(2, 56, 56, 64, 256, 1, 1),
         case(2, 28, 28, 128, 128, 3, 3).pad(1, 1),
         case(2, 56, 56, 128, 128, 3, 3).stride(2, 2).pad(1, 1),
+        case(2, 56, 56, 256, 512, 1, 1).stride(2, 2),
         case(2, 14, 14, 1024, 256, 1, 1),
         case(2, 7, 7, 512, 512, 3, 3).pad(1, 1),
     ];

@@ -3,17 +3,18 @@
 //! describes.
 
 use super::config::{self, ConvPath};
+use super::sm90_dgrad::DgradSm90;
 use super::sm90_wgrad::WgradSm90;
 use super::{conv_shape, launch_config, reduce_splits, Conv2d, Conv2dDesc};
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::launch::args::{FlipFilter, TRANSPOSE_MAX_ROWS};
+use crate::launch::args::{FlipFilter, FlipTaps, TRANSPOSE_MAX_ROWS};
 use crate::launch::conv::{
     ConvGrad, ConvGradKernel, ConvRun, DgradPhase, Grad, ImplicitPath, DIRECT_MODULE, MAX_PHASES,
 };
-use crate::launch::gemm::{Bias, GemmOperands, Reduction, SplitKReduce, RELU_MASK};
+use crate::launch::gemm::{Reduction, SplitKReduce};
 use crate::launch::{run, Kernel, KernelArgs};
-use crate::memory::access::{Access, Operand};
+use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::modules;
 use crate::ops::gemm::{self, Choice, GemmPath};
@@ -51,6 +52,14 @@ impl FilterGrad<bf16> for f32 {}
 impl FilterGrad<f16> for f16 {}
 impl FilterGrad<bf16> for bf16 {}
 
+/// The data gradient of a smaller strided convolution (2·N·P·Q·K·R·S·C flops) stays on the
+/// implicit-GEMM kernel, all phases in one launch, unless the description forces the Hopper
+/// path ([`Conv2dDesc::hopper`]): the phases cost two launches each (flip, convolution), about
+/// 20–40 µs for four phases eagerly, which a layer under ~2 GFLOP does not win back at the
+/// implicit kernel's 40–90 TFLOP/s (the `cnn_train` example's 8×8 layers are far below). An
+/// estimate from those figures, to be measured: 2^32.
+const PHASES_MIN_FLOPS: f64 = (1u64 << 32) as f64;
+
 /// One gradient's kernel: a tensor-core kernel with its tile, split-K reduction and workspace,
 /// or the direct kernel (`choice` none).
 struct GradKernel<I: Float, O: Float> {
@@ -78,8 +87,10 @@ struct GradKernel<I: Float, O: Float> {
 /// output has few tiles. On `compute_90a`, the data gradient of a stride-1
 /// convolution is the forward convolution of dy by the flipped, transposed filter, and runs on
 /// the Hopper forward path ([`Conv2dGrad::data_on_hopper`]; the filter is flipped into the
-/// plan's workspace at each launch), and the filter gradient of a convolution with C a
-/// multiple of 64 runs the Hopper filter-gradient kernel (wgmma on TMA im2col boxes of x and
+/// plan's workspace at each launch); that of a strided one runs one such convolution per phase,
+/// each by its taps and writing its pixels of dx in place (the ReLU backward fused; layers of
+/// 2^32 flops and up, or any with [`Conv2dDesc::hopper`] set), and the
+/// filter gradient of a convolution with C a multiple of 64 runs the Hopper filter-gradient kernel (wgmma on TMA im2col boxes of x and
 /// tiles of dy; [`Conv2dGrad::filter_on_hopper`]). Everything else runs direct kernels on CUDA
 /// cores (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A
 /// forced target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's
@@ -120,6 +131,8 @@ pub struct Conv2dGrad<I: Float, W: FilterGrad<I> = f32> {
     data: GradKernel<I, I>,
     /// Where the data gradient runs as a Hopper forward convolution (stride 1).
     data_forward: Option<ForwardData<I>>,
+    /// Where it runs as Hopper convolutions, one per phase (the other strides and paddings).
+    data_phases: Option<DgradSm90<I>>,
     filter: GradKernel<I, W>,
     /// Where the filter gradient runs on the Hopper kernel.
     filter_hopper: Option<WgradSm90<I, W>>,
@@ -181,9 +194,9 @@ impl<I: Float> ForwardData<I> {
         (dy, w): (&DeviceSlice<'_, I>, &DeviceSlice<'_, I>),
         dx: &mut DeviceSliceMut<'_, I>,
     ) -> Result<()> {
-        let shape = (desc.k, desc.r * desc.s, desc.c);
+        let taps = FlipTaps::whole(desc.r, desc.s)?;
         let flipped = &mut self.flipped.as_slice_mut();
-        super::layout::flip_filter(stream, &self.flip, w, flipped, shape)?;
+        super::layout::flip_filter(stream, &self.flip, w, flipped, (desc.k, desc.c), taps)?;
         self.conv
             .launch(stream, dy, &self.flipped, dx, Epilogue::new())
     }
@@ -235,8 +248,16 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
             } else {
                 (None, None)
             };
+        let phased = desc.flops() >= PHASES_MIN_FLOPS || desc.hopper.is_some();
+        let data_phases = match data_forward {
+            None if phased && path == ConvPath::Sm80 && family == PtxArch::Compute90a => {
+                DgradSm90::new(stream, &desc, &phases(&desc)?)?
+            }
+            _ => None,
+        };
         Ok(Conv2dGrad {
             data_forward,
+            data_phases,
             filter_hopper,
             data: GradKernel::new(stream, (Grad::Data, &desc), path, data_mnk, family)?,
             filter: GradKernel::new(stream, (Grad::Filter, &desc), path, filter_mnk, family)?,
@@ -252,11 +273,13 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         self.path
     }
 
-    /// Whether [`data`](Self::data) runs as the Hopper forward convolution of dy by the
-    /// flipped filter (stride-1 convolutions on `compute_90a`) rather than the implicit-GEMM
-    /// data-gradient kernel ([`tilings`](Self::tilings)' first entry).
+    /// Whether [`data`](Self::data) runs on the Hopper forward kernel (on `compute_90a`): as
+    /// the forward convolution of dy by the flipped filter (stride 1), or as one such
+    /// convolution per phase of a strided convolution (K a multiple of 8), each writing its
+    /// pixels of dx; rather than the implicit-GEMM data-gradient kernel
+    /// ([`tilings`](Self::tilings)' first entry).
     pub fn data_on_hopper(&self) -> bool {
-        self.data_forward.is_some()
+        self.data_forward.is_some() || self.data_phases.is_some()
     }
 
     /// Whether [`filter`](Self::filter) runs the Hopper filter-gradient kernel (wgmma, TMA
@@ -276,7 +299,8 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
     /// flipped filter and the Hopper forward plan's workspace).
     pub fn workspace_bytes(&self) -> usize {
         let bytes = |w: &Option<DeviceBuffer<f32>>| w.as_ref().map_or(0, |b| b.num_bytes());
-        let forward = self.data_forward.as_ref().map_or(0, ForwardData::bytes);
+        let forward = self.data_forward.as_ref().map_or(0, ForwardData::bytes)
+            + self.data_phases.as_ref().map_or(0, DgradSm90::bytes);
         let hopper = self
             .filter_hopper
             .as_ref()
@@ -338,8 +362,9 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
         }
         self.device.check_same(dx.device())?;
         crate::memory::ensure_len("dx", d.input_len(), dx.len())?;
-        match (&mut self.data_forward, mask) {
-            (Some(forward), None) => forward.launch(stream, &self.desc, (&dy, &w), &mut dx),
+        match (&mut self.data_forward, &mut self.data_phases, mask) {
+            (Some(forward), _, None) => forward.launch(stream, &self.desc, (&dy, &w), &mut dx),
+            (_, Some(phased), mask) => phased.launch(stream, &self.desc, (&dy, &w), mask, &mut dx),
             _ => self
                 .data
                 .launch(stream, &self.desc, (&dy, &w), mask, &mut dx),
@@ -526,18 +551,8 @@ impl<I: Float, O: Float> GradKernel<I, O> {
         d: &mut DeviceSliceMut<'_, O>,
     ) -> Result<()> {
         let mut acc = Access::new(stream)?;
-        let ops = GemmOperands {
-            a: acc.read(dy)?,
-            b: acc.read(b)?,
-            c: acc.read_or_null(mask)?,
-            bias: Bias::of(Operand::<O>::NONE),
-            d: acc.write(d)?,
-            workspace: acc.write_or_null(self.workspace.as_mut())?,
-        };
-        let activation = match mask {
-            Some(_) => RELU_MASK,
-            None => Activation::None.code(),
-        };
+        let workspace = self.workspace.as_mut();
+        let (ops, activation) = super::grad_operands(&mut acc, (dy, b), mask, d, workspace)?;
         let sms = stream.device().properties().sm_count;
         let shape = conv_shape(desc, desc.c);
         let Some(choice) = self.choice else {
@@ -675,7 +690,7 @@ fn axis_phases(len: usize, pad: usize, filter: usize, dil: usize, stride: usize)
 }
 
 /// The data gradient's phases for `desc`: every pair of a row phase and a column phase.
-fn phases(desc: &Conv2dDesc) -> Result<Vec<DgradPhase>> {
+pub(super) fn phases(desc: &Conv2dDesc) -> Result<Vec<DgradPhase>> {
     let rows = axis_phases(
         desc.h,
         desc.padding.0,

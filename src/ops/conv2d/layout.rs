@@ -3,7 +3,7 @@
 //! transpose of the two inner dimension groups (`transpose`, which the FP8 GEMM uses for bytes).
 
 use crate::error::{Error, Result};
-use crate::launch::args::{FlipFilter, PadPixels, PadRows, Transpose};
+use crate::launch::args::{FlipFilter, FlipTaps, PadPixels, PadRows, Transpose};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::Access;
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceSlice, DeviceSliceMut};
@@ -183,19 +183,21 @@ pub(crate) fn pad_rows<T: Float>(
     acc.finish()
 }
 
-/// Writes the `(k, taps, c)` KRSC filter `src` into `dst` as the CRSK filter of its transposed
-/// convolution, taps reversed: the stride-1 data gradient's filter on the Hopper path.
+/// Writes `taps` of the `(k, ·, c)` KRSC filter `src` into `dst` as the CRSK filter of its
+/// transposed convolution, taps reversed: the data gradient's filter on the Hopper path (the
+/// whole filter for stride 1, one phase's taps for a strided convolution).
 pub(crate) fn flip_filter<T: Float>(
     stream: &Stream,
     kernel: &Kernel<FlipFilter<T>>,
     src: &DeviceSlice<'_, T>,
     dst: &mut DeviceSliceMut<'_, T>,
-    (k, taps, c): (usize, usize, usize),
+    (k, c): (usize, usize),
+    taps: FlipTaps,
 ) -> Result<()> {
     let mut acc = Access::new(stream)?;
     let src = acc.read(src)?;
     let dst = acc.write(dst)?;
-    let mut args = FlipFilter::new((k, taps, c), src, dst)?;
+    let mut args = FlipFilter::new((k, c), taps, src, dst)?;
     run(stream, kernel, args.config(), &mut args)?;
     acc.finish()
 }

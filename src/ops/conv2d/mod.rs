@@ -33,6 +33,7 @@ mod desc;
 mod grad;
 pub(crate) mod layout;
 mod sm90;
+mod sm90_dgrad;
 mod sm90_wgrad;
 
 pub use config::ConvPath;
@@ -46,7 +47,7 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::launch::args::{PadPixels, PadRows};
 use crate::launch::conv::{Conv, ConvKernel, ConvRun, ConvShape, DIRECT_MODULE};
-use crate::launch::gemm::{Bias, GemmOperands, GemmParams, Reduction, SplitKReduce};
+use crate::launch::gemm::{Bias, GemmOperands, GemmParams, Reduction, SplitKReduce, RELU_MASK};
 use crate::launch::{grid_stride_config, run, Kernel, KernelArgs};
 use crate::memory::access::{Access, Operand};
 use crate::memory::{AsDeviceSlice, AsDeviceSliceMut, DeviceBuffer, DeviceSlice, DeviceSliceMut};
@@ -54,7 +55,7 @@ use crate::modules;
 use crate::ops::gemm::Choice;
 use crate::ops::matmul::{Layout, Matmul, MatmulDesc, Tiling};
 use crate::ops::Epilogue;
-use crate::ops::{Dtype, Float};
+use crate::ops::{Activation, Dtype, Float};
 use crate::stream::Stream;
 use crate::PtxArch;
 use cudarc::driver::LaunchConfig;
@@ -589,6 +590,30 @@ fn epilogue_c<O: Float>(
         Some(c) => acc.read(c)?,
         None => d,
     })
+}
+
+/// A gradient kernel's operands, `a` and `b` read, `d` written through the ReLU-backward `mask`
+/// (C, d's shape) where given, no bias; and the epilogue's activation code for them.
+fn grad_operands<I: Float, O: Float>(
+    acc: &mut Access<'_>,
+    (a, b): (&DeviceSlice<'_, I>, &DeviceSlice<'_, I>),
+    mask: Option<&DeviceSlice<'_, O>>,
+    d: &mut DeviceSliceMut<'_, O>,
+    workspace: Option<&mut DeviceBuffer<f32>>,
+) -> Result<(GemmOperands<I, O>, i32)> {
+    let ops = GemmOperands {
+        a: acc.read(a)?,
+        b: acc.read(b)?,
+        c: acc.read_or_null(mask)?,
+        bias: Bias::of(Operand::<O>::NONE),
+        d: acc.write(d)?,
+        workspace: acc.write_or_null(workspace)?,
+    };
+    let activation = match mask {
+        Some(_) => RELU_MASK,
+        None => Activation::None.code(),
+    };
+    Ok((ops, activation))
 }
 
 /// The direct kernel, or an implicit-GEMM kernel with its split-K reduction, workspace and

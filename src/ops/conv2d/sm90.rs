@@ -161,7 +161,7 @@ fn unsupported(what: String) -> Error {
 /// validation leaves to the paths ([`Error::TooLarge`] past them). Validation already keeps
 /// every dimension, padding and stride within `i32::MAX / 4`, and N·H·W·C and K·R·S·C within
 /// `i32::MAX`.
-fn limits(s: &Conv2dDesc) -> Result<()> {
+fn limits(s: &Conv2dDesc, (p, q): (usize, usize)) -> Result<()> {
     if s.groups != 1 {
         return Err(unsupported(format!("groups = {} (dense only)", s.groups)));
     }
@@ -171,7 +171,6 @@ fn limits(s: &Conv2dDesc) -> Result<()> {
             s.c
         )));
     }
-    let (p, q) = s.output_hw();
     let max = i32::MAX as usize;
     let too_large = |what: &str, value: usize| -> Result<()> {
         if value <= max {
@@ -193,12 +192,37 @@ fn limits(s: &Conv2dDesc) -> Result<()> {
 /// Whether TMA im2col can describe the shape: rank-4 im2col corners and offsets lie in
 /// [-128, 127], traversal strides are at most 8.
 pub(super) fn im2col_fits(s: &Conv2dDesc) -> bool {
-    let fits = |pad: usize, taps: usize, dil: usize, stride: usize| {
-        let reach = (taps - 1) * dil;
-        pad <= 127 && reach <= 127 && (pad as i64 - reach as i64) >= -128 && stride <= 8
+    params_fit(&conv_params(s))
+}
+
+/// [`im2col_fits`] for the kernel shape `p` (a placed phase's too).
+fn params_fit(p: &ConvParams) -> bool {
+    let byte = -128..=127;
+    let [(lw, uw), (lh, uh)] = corners(p);
+    let reach = |taps: i32, dil: i32| (i64::from(taps) - 1) * i64::from(dil);
+    [lw, uw, lh, uh].iter().all(|c| byte.contains(c))
+        && reach(p.r, p.dil_h) <= 127
+        && reach(p.s, p.dil_w) <= 127
+        && (1..=8).contains(&p.stride_h)
+        && (1..=8).contains(&p.stride_w)
+}
+
+/// The im2col box's (lower, upper) corners along W and H: from the padding, `-pad` and `pad −
+/// (taps − 1)·dil` (the forward's P × Q output); for an output placed elsewhere (a data-gradient
+/// phase, stride 1, its own rows × cols), `-pad` and `out − in − pad`.
+pub(super) fn corners(p: &ConvParams) -> [(i64, i64); 2] {
+    let v = i64::from;
+    let axis = |pad: i32, taps: i32, dil: i32, input: i32, out: i32| {
+        let upper = match p.out_sh {
+            0 => v(pad) - (v(taps) - 1) * v(dil),
+            _ => v(out) - v(input) - v(pad),
+        };
+        (-v(pad), upper)
     };
-    fits(s.padding.0, s.r, s.dilation.0, s.stride.0)
-        && fits(s.padding.1, s.s, s.dilation.1, s.stride.1)
+    [
+        axis(p.pad_w, p.s, p.dil_w, p.w, p.q),
+        axis(p.pad_h, p.r, p.dil_h, p.h, p.p),
+    ]
 }
 
 /// The kernel variant and split-K factor for M output pixels, K output channels and `k_tiles`
@@ -276,28 +300,24 @@ pub(super) fn conv_params(s: &Conv2dDesc) -> ConvParams {
         pad_w: s.padding.1 as i32,
         dil_h: s.dilation.0 as i32,
         dil_w: s.dilation.1 as i32,
-        c_tiles: 0,
-        k_tiles: 0,
-        kt_per_split: 0,
+        ..ConvParams::default()
     }
 }
 
-/// The input x of `s` (at `ptr`) as the kernels' im2col map: boxes of `pixels` output pixels ×
-/// 64 channels of one filter tap, corners from padding and dilation, traversed with the stride
-/// (the shape passed [`im2col_fits`]).
-pub(super) fn im2col_map(ptr: u64, dtype: Dtype, s: &Conv2dDesc, pixels: u32) -> Result<TmaMap> {
-    let lower = [-(s.padding.1 as i32), -(s.padding.0 as i32)];
-    let upper = [
-        s.padding.1 as i32 - ((s.s - 1) * s.dilation.1) as i32,
-        s.padding.0 as i32 - ((s.r - 1) * s.dilation.0) as i32,
-    ];
-    let stride = [s.stride.1 as u32, s.stride.0 as u32];
+/// The input x of the kernel shape `p` (at `ptr`) as the kernels' im2col map: boxes of
+/// `pixels` output pixels × 64 channels of one filter tap, [`corners`] from padding and dilation,
+/// traversed with the stride (the shape passed [`im2col_fits`]).
+pub(super) fn im2col_map(ptr: u64, dtype: Dtype, p: &ConvParams, pixels: u32) -> Result<TmaMap> {
+    let [(lw, uw), (lh, uh)] = corners(p);
+    let corner = |c: i64| i32::try_from(c).unwrap_or(i32::MIN);
+    let dim = |v: i32| usize::try_from(v).unwrap_or(0);
+    let stride = [p.stride_w, p.stride_h].map(|v| u32::try_from(v).unwrap_or(0));
     tma::im2col(
         ptr,
         dtype,
-        [s.n, s.h, s.w, s.c],
-        lower,
-        upper,
+        [p.n, p.h, p.w, p.c].map(dim),
+        [corner(lw), corner(lh)],
+        [corner(uw), corner(uh)],
         stride,
         pixels,
     )
@@ -322,25 +342,39 @@ impl<T: Float> Sm90Plan<T> {
                 })
             }
         }
-        limits(desc)
+        limits(desc, desc.output_hw())
     }
 
     /// A plan for `desc` (validated by [`Conv2dDesc::validate`]) on `stream`'s device, with the
     /// choices `options` force. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot describe
     /// is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
     pub(crate) fn new(stream: &Stream, desc: &Conv2dDesc, options: HopperOptions) -> Result<Self> {
+        Self::check(stream.device(), desc)?;
+        Self::with_params(stream, desc, options, conv_params(desc))
+    }
+
+    /// [`new`](Self::new) for the kernel shape `params` (the k-tile counts set here): the
+    /// input, filter, dilation, α, β and activation are `desc`'s, the output size, padding
+    /// (signed) and the output's placement `params`' (a strided data gradient's phase, whose
+    /// description is the kernel's stride-1 convolution of dy).
+    pub(super) fn with_params(
+        stream: &Stream,
+        desc: &Conv2dDesc,
+        options: HopperOptions,
+        params: ConvParams,
+    ) -> Result<Self> {
         let device = stream.device().clone();
-        Self::check(&device, desc)?;
         let s = desc;
-        // Validated (`Conv2dDesc::validate`, then `limits`): the output exists, and N·P·Q,
+        let (p, q) = (params.p as usize, params.q as usize);
+        limits(s, (p, q))?;
+        // Validated (`Conv2dDesc::validate` or the phase's checks, then `limits`): N·P·Q,
         // N·P·Q·K, R·S·C and K fit in an i32.
-        let (p, q) = s.output_hw();
         let m = s.n * p * q;
         let c_tiles = s.c.div_ceil(BK);
         let tap_k_tiles = s.r * s.s * c_tiles;
         let packed_k_tiles = (s.r * s.s * s.c).div_ceil(BK);
         let a_load = match options.a_load {
-            Some(ALoad::Im2col) if !im2col_fits(s) => {
+            Some(ALoad::Im2col) if !params_fit(&params) => {
                 return Err(Error::InvalidArgument {
                     what: format!(
                         "TMA im2col cannot describe padding {:?}, dilation {:?}, stride {:?} \
@@ -352,7 +386,7 @@ impl<T: Float> Sm90Plan<T> {
             Some(a) => a,
             // Packing taps pays when it saves a third of the k-steps (C = 8: seven eighths).
             None if 3 * packed_k_tiles < 2 * tap_k_tiles => ALoad::Packed,
-            None if im2col_fits(s) => ALoad::Im2col,
+            None if params_fit(&params) => ALoad::Im2col,
             None => ALoad::Gather,
         };
         let k_tiles = if a_load == ALoad::Packed {
@@ -435,7 +469,7 @@ impl<T: Float> Sm90Plan<T> {
             c_tiles: c_tiles as i32,
             k_tiles: k_tiles as i32,
             kt_per_split: kt_per_split as i32,
-            ..conv_params(s)
+            ..params
         };
         Ok(Sm90Plan {
             shape: *desc,
@@ -469,6 +503,15 @@ impl<T: Float> Sm90Plan<T> {
         self.workspace.as_ref().map_or(0, |w| w.num_bytes())
     }
 
+    /// The plan for the same pixels with no filter taps: it writes zeros there (a strided
+    /// data gradient's phase that no tap reaches). The plan runs one slice.
+    pub(super) fn without_taps(mut self) -> Self {
+        self.params.k_tiles = 0;
+        self.params.kt_per_split = 0;
+        self.splits = 1;
+        self
+    }
+
     /// Queues `y = act(α·conv(x, w) + β·C + bias)` on `stream` (α, β, the activation: the
     /// description's; C: `y` itself when β ≠ 0 and none is given), the operands checked by
     /// [`Conv2d::launch`](super::Conv2d::launch) (devices, lengths). Checks the 16-byte
@@ -492,6 +535,29 @@ impl<T: Float> Sm90Plan<T> {
             d,
             workspace: acc.write_or_null(self.workspace.as_mut())?,
         };
+        self.queue(stream, &ops, s.activation.code())?;
+        acc.finish()
+    }
+
+    /// Queues `y = α·conv(x, w)` on `stream`, through the ReLU-backward `mask` (y's shape: y
+    /// where the mask is positive, else 0) where given; as [`launch`](Self::launch) otherwise.
+    pub(super) fn launch_masked(
+        &mut self,
+        stream: &Stream,
+        (x, w): (&DeviceSlice<'_, T>, &DeviceSlice<'_, T>),
+        y: &mut DeviceSliceMut<'_, T>,
+        mask: Option<&DeviceSlice<'_, T>>,
+    ) -> Result<()> {
+        let mut acc = Access::new(stream)?;
+        let workspace = self.workspace.as_mut();
+        let (ops, activation) = super::grad_operands(&mut acc, (x, w), mask, y, workspace)?;
+        self.queue(stream, &ops, activation)?;
+        acc.finish()
+    }
+
+    /// The kernel (and the split-K reduction) on `ops` with the epilogue's `activation` code.
+    fn queue(&mut self, stream: &Stream, ops: &GemmOperands<T, T>, activation: i32) -> Result<()> {
+        let s = self.shape;
         let (x_ptr, w_ptr) = (ops.a.addr(), ops.b.addr());
         for (what, ptr) in [("x", x_ptr), ("w", w_ptr)] {
             if ptr % 16 != 0 {
@@ -502,48 +568,52 @@ impl<T: Float> Sm90Plan<T> {
                 });
             }
         }
-        let dtype = T::DTYPE;
-        let maps = match self.tma_cache {
-            Some((key, d)) if key == (x_ptr, w_ptr) => d,
-            _ => {
-                let dx = match self.a_load {
-                    ALoad::Im2col => im2col_map(x_ptr, dtype, &s, BM as u32)?,
-                    ALoad::Gather | ALoad::Packed => TmaMap::unused(),
-                };
-                let bn = self.variant.bn as u32;
-                let dw = match self.a_load {
-                    // K_gemm walked linearly: the filter as K rows of R·S·C.
-                    ALoad::Packed => tma::filter(w_ptr, dtype, s.k, 1, s.r * s.s * s.c, bn)?,
-                    ALoad::Im2col | ALoad::Gather => {
-                        tma::filter(w_ptr, dtype, s.k, s.r * s.s, s.c, bn)?
-                    }
-                };
-                self.tma_cache = Some(((x_ptr, w_ptr), (dx, dw)));
-                (dx, dw)
-            }
-        };
+        let maps = self.maps(x_ptr, w_ptr)?;
         let k_per_split = self.params.kt_per_split as usize * BK;
         let run_info = ConvRun {
             tile: None,
             vec: None,
             splits: self.splits,
             k_per_split,
-            activation: s.activation.code(),
+            activation,
             scale: (s.alpha, s.beta),
             ldb: s.r * s.s * s.c,
         };
-        let mut args = ConvSm90::new(self.params, &ops, &run_info, (&maps.0, &maps.1))?;
+        let mut args = ConvSm90::new(self.params, ops, &run_info, (&maps.0, &maps.1))?;
         let cfg = LaunchConfig {
             grid_dim: (self.grid_blocks as u32, self.splits as u32, 1),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: smem_bytes(&self.variant),
         };
-        // The access orders the launches after earlier work on these buffers and notes them.
+        // The caller's access orders the launches after earlier work on these buffers.
         run(stream, &self.func, cfg, &mut args)?;
         if self.splits > 1 {
             super::reduce_splits(stream, &self.reduce, args.params(), self.m * s.k)?;
         }
-        acc.finish()
+        Ok(())
+    }
+
+    /// The tensor maps of x (at `x_ptr`; unused by the gather loads) and w (at `w_ptr`), from
+    /// the cache when the addresses have not moved.
+    fn maps(&mut self, x_ptr: u64, w_ptr: u64) -> Result<(TmaMap, TmaMap)> {
+        if let Some((key, maps)) = self.tma_cache {
+            if key == (x_ptr, w_ptr) {
+                return Ok(maps);
+            }
+        }
+        let (s, dtype) = (&self.shape, T::DTYPE);
+        let dx = match self.a_load {
+            ALoad::Im2col => im2col_map(x_ptr, dtype, &self.params, BM as u32)?,
+            ALoad::Gather | ALoad::Packed => TmaMap::unused(),
+        };
+        let bn = self.variant.bn as u32;
+        let dw = match self.a_load {
+            // K_gemm walked linearly: the filter as K rows of R·S·C.
+            ALoad::Packed => tma::filter(w_ptr, dtype, s.k, 1, s.r * s.s * s.c, bn)?,
+            ALoad::Im2col | ALoad::Gather => tma::filter(w_ptr, dtype, s.k, s.r * s.s, s.c, bn)?,
+        };
+        self.tma_cache = Some(((x_ptr, w_ptr), (dx, dw)));
+        Ok((dx, dw))
     }
 }
 
@@ -568,18 +638,24 @@ mod tests {
         let ok = Conv2dDesc::input(8, 28, 28, 128)
             .filters(128, 3, 3)
             .padding(1, 1);
-        assert!(limits(&ok).is_ok());
+        assert!(limits(&ok, ok.output_hw()).is_ok());
         let c12 = Conv2dDesc::input(8, 28, 28, 12).filters(128, 3, 3);
-        assert!(matches!(limits(&c12), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(
+            limits(&c12, c12.output_hw()),
+            Err(Error::InvalidArgument { .. })
+        ));
         let depthwise = Conv2dDesc::input(8, 28, 28, 64)
             .filters(64, 3, 3)
             .groups(64);
         assert!(matches!(
-            limits(&depthwise),
+            limits(&depthwise, depthwise.output_hw()),
             Err(Error::InvalidArgument { .. })
         ));
         let wide = Conv2dDesc::input(1, 8, 8, 8).filters(i32::MAX as usize, 1, 1);
-        assert!(matches!(limits(&wide), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            limits(&wide, wide.output_hw()),
+            Err(Error::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -604,5 +680,18 @@ mod tests {
         assert!(im2col_fits(&s));
         assert!(!im2col_fits(&s.stride(9, 1)));
         assert!(!im2col_fits(&s.dilation(100, 1)));
+        // The forward's corners, whatever the stride: -pad and pad - (taps - 1)·dil.
+        let strided = conv_params(&s.stride(2, 3));
+        assert_eq!(corners(&strided), [(-1, -1), (-1, -1)]);
+        // A placed output's box spans its own rows and columns: out - in - pad above.
+        let placed = ConvParams {
+            p: 5,
+            q: 4,
+            pad_h: -1,
+            pad_w: 0,
+            out_sh: 2,
+            ..conv_params(&s)
+        };
+        assert_eq!(corners(&placed), [(0, -4), (1, -2)]);
     }
 }

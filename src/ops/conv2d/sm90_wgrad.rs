@@ -126,7 +126,7 @@ impl<I: Float, O: Float> WgradSm90<I, O> {
             Some((k, maps)) if k == key => maps,
             _ => {
                 let (p, q) = s.output_hw();
-                let x_map = im2col_map(key.0, I::DTYPE, &s, BK as u32)?;
+                let x_map = im2col_map(key.0, I::DTYPE, &self.params, BK as u32)?;
                 let dy_map = tma::tiled(key.1, I::DTYPE, s.k, s.n * p * q, 1, s.k, 0, 64)?;
                 self.maps = Some((key, (x_map, dy_map)));
                 (x_map, dy_map)
