@@ -52,14 +52,6 @@ impl FilterGrad<bf16> for f32 {}
 impl FilterGrad<f16> for f16 {}
 impl FilterGrad<bf16> for bf16 {}
 
-/// The data gradient of a smaller strided convolution (2·N·P·Q·K·R·S·C flops) stays on the
-/// implicit-GEMM kernel, all phases in one launch, unless the description forces the Hopper
-/// path ([`Conv2dDesc::hopper`]): the phases cost two launches each (flip, convolution), about
-/// 20–40 µs for four phases eagerly, which a layer under ~2 GFLOP does not win back at the
-/// implicit kernel's 40–90 TFLOP/s (the `cnn_train` example's 8×8 layers are far below). An
-/// estimate from those figures, to be measured: 2^32.
-const PHASES_MIN_FLOPS: f64 = (1u64 << 32) as f64;
-
 /// One gradient's kernel: a tensor-core kernel with its tile, split-K reduction and workspace,
 /// or the direct kernel (`choice` none).
 struct GradKernel<I: Float, O: Float> {
@@ -88,8 +80,9 @@ struct GradKernel<I: Float, O: Float> {
 /// convolution is the forward convolution of dy by the flipped, transposed filter, and runs on
 /// the Hopper forward path ([`Conv2dGrad::data_on_hopper`]; the filter is flipped into the
 /// plan's workspace at each launch); that of a strided one runs one such convolution per phase,
-/// each by its taps and writing its pixels of dx in place (the ReLU backward fused; layers of
-/// 2^32 flops and up, or any with [`Conv2dDesc::hopper`] set), and the
+/// each by its taps and writing its pixels of dx in place (the ReLU backward fused), where
+/// [`Conv2dDesc::hopper`] asks for it (not yet by default: its large shapes await their GPU
+/// check), and the
 /// filter gradient of a convolution with C a multiple of 64 runs the Hopper filter-gradient kernel (wgmma on TMA im2col boxes of x and
 /// tiles of dy; [`Conv2dGrad::filter_on_hopper`]). Everything else runs direct kernels on CUDA
 /// cores (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A
@@ -248,7 +241,8 @@ impl<I: Float, W: FilterGrad<I>> Conv2dGrad<I, W> {
             } else {
                 (None, None)
             };
-        let phased = desc.flops() >= PHASES_MIN_FLOPS || desc.hopper.is_some();
+        // Strided dgrad by phases on the Hopper forward kernel only where the description asks.
+        let phased = desc.hopper.is_some();
         let data_phases = match data_forward {
             None if phased && path == ConvPath::Sm80 && family == PtxArch::Compute90a => {
                 DgradSm90::new(stream, &desc, &phases(&desc)?)?
