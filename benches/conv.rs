@@ -16,14 +16,17 @@
 //! runs rotating over three input sets (so no run finds its inputs in L2 from the one before),
 //! after warm-up. The backward table puts `Conv2dGrad`'s data and filter gradients (dw in the
 //! input type, as cuDNN's) beside cuDNN's `cudnnConvolutionBackward{Data,Filter}` with the
-//! algorithms its searches measured fastest.
+//! algorithms its searches measured fastest; the strided layers' dgrad asks for the Hopper
+//! phases (`Conv2dDesc::hopper`), opt-in for now.
 
 #[path = "support/random.rs"]
 mod random;
 
 use criterion::{Criterion, Throughput};
 use hikube_gpu::half::{bf16, f16};
-use hikube_gpu::ops::conv2d::{Conv2d, Conv2dDesc, Conv2dGrad, ConvPath, FilterGrad};
+use hikube_gpu::ops::conv2d::{
+    Conv2d, Conv2dDesc, Conv2dGrad, ConvPath, FilterGrad, HopperOptions,
+};
 use hikube_gpu::ops::{Activation, Epilogue};
 use hikube_gpu::reference::CudnnConv;
 use hikube_gpu::{time_on_stream, AsDeviceSlice, Device, DeviceBuffer, Float, Result, Stream};
@@ -247,6 +250,11 @@ fn grad<T: FilterGrad<T>>(
     for layer in LAYERS.iter().chain(&STRIDED).filter(|l| l.1 % 8 == 0) {
         let name = layer.0;
         let d = layer_desc(*layer, 64).activation(Activation::None);
+        // The strided layers' dgrad by phases on the Hopper forward kernel is opt-in for now.
+        let d = match layer.5 {
+            1 => d,
+            _ => d.hopper(HopperOptions::default()),
+        };
         let x = inputs::<T>(stream, &d)?;
         let dy: Vec<DeviceBuffer<T>> = (0..SETS)
             .map(|_| inputs::<T>(stream, &d).map(|i| i.y))
