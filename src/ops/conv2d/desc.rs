@@ -63,7 +63,9 @@ pub struct Conv2dDesc {
     /// reduction, C = 64, is too short for the GEMM's large tiles), the GEMM on 7.x.
     pub gemm_for_1x1: Option<bool>,
     /// Force the Hopper path (`compute_90a`, C a multiple of 8, output in the input type) with
-    /// these of its choices forced; `None` lets the plan choose the path.
+    /// these of its choices forced; `None` lets the plan choose the path. For
+    /// [`Conv2dGrad`](super::Conv2dGrad): asks for a strided convolution's data gradient as one
+    /// Hopper convolution per phase of dx (opt-in for now), with this `a_load` if set.
     pub hopper: Option<HopperOptions>,
 }
 
