@@ -599,8 +599,8 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
 // SAFETY: the fields are the kernel's four parameters, passed as four pointers; `new` checked x
 // and w against the shape and their maps against them, y, bias and workspace through
 // `GemmParams::epilogue_side` over the rows the kernel's pixels land in (`output_rows`: a placed
-// output's every pixel inside its image, the kernel's rows narrowed to N·P·Q, no split-K); the blocks walk the tiles whatever grid x is, and grid y must not
-// exceed the split-K slices.
+// output's every pixel inside its image, the kernel's rows narrowed to N·P·Q, no split-K); the
+// blocks walk the tiles whatever grid x is, and grid y must not exceed the split-K slices.
 unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
     type Params = [*mut c_void; 4];
     type Variant = ConvSm90Kernel;

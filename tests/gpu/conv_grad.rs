@@ -205,8 +205,8 @@ fn grid<I: Float, W: FilterGrad<I>>(device: &Device, arch: Option<PtxArch>) -> R
         };
         ensure!(path == want, "{c:?}: path {path:?}, expected {want:?}");
         // Stride-1 dgrad may run as the Hopper forward convolution of dy by the flipped filter;
-        // these small strided layers stay on the implicit GEMM unless forced (hopper_phases).
-        let may = tensor_cores && dense8 && c.stride == (1, 1);
+        // the others stay on the implicit GEMM unless forced (hopper_phases).
+        let may = tensor_cores && dense8 && c.stride == (1, 1) && c.pad.0 <= c.dil.0 * (c.r - 1);
         ensure!(!on_hopper || may, "{c:?}: dgrad on the Hopper forward");
         hopper_cases += usize::from(on_hopper);
         let (bx, bw) = (bound::<I>(), bound::<W>());

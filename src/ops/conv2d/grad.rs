@@ -82,12 +82,13 @@ struct GradKernel<I: Float, O: Float> {
 /// plan's workspace at each launch); that of a strided one runs one such convolution per phase,
 /// each by its taps and writing its pixels of dx in place (the ReLU backward fused), where
 /// [`Conv2dDesc::hopper`] asks for it (not yet by default: its large shapes await their GPU
-/// check), and the
-/// filter gradient of a convolution with C a multiple of 64 runs the Hopper filter-gradient kernel (wgmma on TMA im2col boxes of x and
-/// tiles of dy; [`Conv2dGrad::filter_on_hopper`]). Everything else runs direct kernels on CUDA
+/// check), and the filter gradient of a convolution with C a multiple of 64 runs the Hopper
+/// filter-gradient kernel (wgmma on TMA im2col boxes of x and tiles of dy;
+/// [`Conv2dGrad::filter_on_hopper`]). Everything else runs direct kernels on CUDA
 /// cores (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A
 /// forced target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's
-/// forced tiling and Hopper options do not apply.
+/// forced tiling does not apply, and its Hopper options only ask for the phases (their
+/// `a_load` passed on).
 ///
 /// The tensor-core kernels read dy, w and x in 16-byte chunks: slices that do not start at a
 /// multiple of 8 elements give [`Error::InvalidArgument`] there (every buffer the crate

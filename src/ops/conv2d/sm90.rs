@@ -329,6 +329,12 @@ impl<T: Float> Sm90Plan<T> {
     /// [`Error::UnsupportedDtype`] for `f32`, [`Error::InvalidArgument`] for `c % 8 != 0` or
     /// groups, [`Error::TooLarge`] past the kernel's 32-bit indexing.
     pub(crate) fn check(device: &Device, desc: &Conv2dDesc) -> Result<()> {
+        Self::supports(device)?;
+        limits(desc, desc.output_hw())
+    }
+
+    /// The device and element type part of [`check`](Self::check): the shape's is `limits`.
+    fn supports(device: &Device) -> Result<()> {
         let cc = device.compute_capability();
         modules::select(MODULE, cc, Some(PtxArch::Compute90a))?;
         match T::DTYPE {
@@ -342,14 +348,15 @@ impl<T: Float> Sm90Plan<T> {
                 })
             }
         }
-        limits(desc, desc.output_hw())
+        Ok(())
     }
 
     /// A plan for `desc` (validated by [`Conv2dDesc::validate`]) on `stream`'s device, with the
     /// choices `options` force. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot describe
     /// is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
     pub(crate) fn new(stream: &Stream, desc: &Conv2dDesc, options: HopperOptions) -> Result<Self> {
-        Self::check(stream.device(), desc)?;
+        // The shape's limits are with_params' (conv_params' P × Q are the description's).
+        Self::supports(stream.device())?;
         Self::with_params(stream, desc, options, conv_params(desc))
     }
 
