@@ -34,7 +34,9 @@
 // GATHER slices hold one tap, so C < 64 wastes the rest of each slice (PACKED does not).
 // Persistent when the host launches fewer blocks than tiles: each block walks tiles gridDim.x
 // apart and its stage ring runs on across them, so the producer fills the pipeline for the next
-// tile while the consumers store this one.
+// tile while the consumers store this one. The _phases entry points walk the tiles of up to
+// four placed convolutions of one input into one output (a strided data gradient's phases, each
+// with its own shape, maps and k-tiles) as one sequence.
 // Epilogue: straight from the accumulators (the stages are busy with the next tile) through the
 // shared one of gemm_params.cuh (alpha, beta * C, bias per output channel, ReLU or GELU, output
 // in the input type, paired stores), or f32 split-K partials summed by conv_sm90_splitk_reduce.
@@ -70,6 +72,75 @@ __device__ __forceinline__ int out_row(const ConvParams& cp, int m) {
 }
 
 constexpr int A_BYTES = BM * BK * 2;
+
+// One tile of a launch's work: its convolution's parameters and maps, that convolution's GEMM
+// rows (output pixels) and the tile's index among its tiles.
+struct TileSrc {
+    const ConvParams* cp;
+    const TmaDesc* x;
+    const TmaDesc* w;
+    int m, tile;
+};
+
+// The tiles of a launch of one convolution (m GEMM rows, n output channels).
+template <int BN>
+struct OneConv {
+    const ConvParams& cp;
+    const TmaDesc& x;
+    const TmaDesc& w;
+    int m, n;
+    __device__ __forceinline__ int tiles() const {
+        return ((m + BM - 1) / BM) * ((n + BN - 1) / BN);
+    }
+    __device__ __forceinline__ TileSrc at(int tile) const { return {&cp, &x, &w, m, tile}; }
+};
+
+// Up to PHASES placed convolutions of one input into one output, each with its own filter (the
+// phases of a strided data gradient: dy by each phase's taps into its pixels of dx), launched
+// as one sequence of tiles, phase 0's first. Mirrored by `ConvSm90PhaseSet` in
+// src/launch/conv.rs.
+constexpr int PHASES = 4;
+struct PhaseSet {
+    TmaDesc x[PHASES];
+    TmaDesc w[PHASES];
+    ConvParams cp[PHASES];
+    int count;  // 1 .. PHASES
+};
+
+// The tiles of a PhaseSet's phases (n output channels each).
+template <int BN>
+struct Phases {
+    const PhaseSet& s;
+    int n;
+    __device__ __forceinline__ int count() const { return min(max(s.count, 1), PHASES); }
+    __device__ __forceinline__ int rows(int i) const {
+        return s.cp[i].n * s.cp[i].p * s.cp[i].q;
+    }
+    __device__ __forceinline__ int tiles_of(int i) const {
+        return ((rows(i) + BM - 1) / BM) * ((n + BN - 1) / BN);
+    }
+    __device__ __forceinline__ int tiles() const {
+        int t = 0;
+        for (int i = 0; i < count(); ++i) t += tiles_of(i);
+        return t;
+    }
+    __device__ __forceinline__ TileSrc at(int tile) const {
+        int i = 0;
+        for (; i + 1 < count(); ++i) {
+            const int t = tiles_of(i);
+            if (tile < t) break;
+            tile -= t;
+        }
+        return {&s.cp[i], &s.x[i], &s.w[i], rows(i), tile};
+    }
+};
+
+// The k-tiles of split-K slice `split` of the convolution `cp`.
+__device__ __forceinline__ int split_k_tiles(const ConvParams& cp, int split) {
+    const int kt_begin = split * cp.kt_per_split;
+    return max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
+}
+
 
 enum Mode : int { MODE_IM2COL = 0, MODE_GATHER = 1, MODE_PACKED = 2 };
 
@@ -204,9 +275,10 @@ __device__ __forceinline__ void store_pair(const GemmParams& p, int split, int r
     }
 }
 
-template <typename T, int BN, int STAGES_, int CTAS, int MODE>
-__device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
-                                     const TmaDesc& map_x, const TmaDesc& map_w) {
+// The tiles of `src` (OneConv or Phases, of p.n output channels), each of its convolution's
+// parameters and maps.
+template <typename T, int BN, int STAGES_, int CTAS, int MODE, typename Src>
+__device__ __forceinline__ void conv(const GemmParams& p, const Src& src) {
     constexpr bool IM2COL = MODE == MODE_IM2COL;
     using Cfg = Tile<BN, STAGES_>;
     constexpr int STAGES = Cfg::STAGES, STAGE_BYTES = Cfg::STAGE_BYTES;
@@ -216,12 +288,10 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     unsigned char* smem = swizzle_smem(Cfg::SMEM_BYTES);
 
     // Persistent when gridDim.x < tiles: block b takes tiles b, b + gridDim.x, ...; the stage
-    // ring (k-step counter g) runs on across tiles, so the producer loads the next tile while
-    // the consumers store this one. blockIdx.y is the split-K slice.
-    const int num_tiles = ((p.m + BM - 1) / BM) * ((p.n + BN - 1) / BN);
+    // ring (k-step counter g) runs on across tiles (and phases), so the producer loads the next
+    // tile while the consumers store this one. blockIdx.y is the split-K slice.
+    const int num_tiles = src.tiles();
     const int split = blockIdx.y;
-    const int kt_begin = split * cp.kt_per_split;
-    const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
     const int wg = warpgroup();
 
     // GATHER, PACKED: the expect_tx arrival (B) and one cp.async arrival per producer thread.
@@ -233,7 +303,10 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
         if (IM2COL && threadIdx.x != 0) return;
         int g = 0;
         for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
-            const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+            const TileSrc ts = src.at(tile);
+            const ConvParams& cp = *ts.cp;
+            const TileCoord tc = tile_coord_at<BM, BN>(ts.m, p, ts.tile, split);
+            const int kt_begin = split * cp.kt_per_split, k_tiles = split_k_tiles(cp, split);
             if (IM2COL) {
                 // The tile's first output pixel; TMA walks the next 127 in NPQ order.
                 const int pq = cp.p * cp.q;
@@ -245,16 +318,16 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                     const int st = ring.acquire(g);
                     unsigned char* stage = smem + st * STAGE_BYTES;
                     mbar_expect_tx(&full[st], STAGE_BYTES);
-                    tma_load_im2col(stage, &map_x, ks.c_tile * BK, w0, h0, img,
+                    tma_load_im2col(stage, ts.x, ks.c_tile * BK, w0, h0, img,
                                     static_cast<unsigned short>(ks.s * cp.dil_w),
                                     static_cast<unsigned short>(ks.r * cp.dil_h), &full[st]);
-                    tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
+                    tma_load_3d(stage + A_BYTES, ts.w, ks.c_tile * BK, ks.rs, tc.n0, &full[st]);
                 }
             } else {
                 // One output pixel (row of A) per producer thread.
                 const int row = threadIdx.x;
                 const int m = tc.m0 + row;
-                const bool row_ok = m < p.m;
+                const bool row_ok = m < ts.m;
                 const int pq = cp.p * cp.q;
                 const int img = row_ok ? m / pq : 0, rem = m - img * pq;
                 const int oh = row_ok ? rem / cp.q : 0, ow = rem - oh * cp.q;
@@ -273,7 +346,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                         const int k0 = (kt_begin + kt) * BK;
                         if (row == 0) {
                             mbar_expect_tx(&full[st], Cfg::B_BYTES);
-                            tma_load_3d(stage + A_BYTES, &map_w, k0, 0, tc.n0, &full[st]);
+                            tma_load_3d(stage + A_BYTES, ts.w, k0, 0, tc.n0, &full[st]);
                         }
 #pragma unroll
                         for (int j = 0; j < 8; ++j) {
@@ -290,7 +363,7 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
                     } else {
                         if (row == 0) {
                             mbar_expect_tx(&full[st], Cfg::B_BYTES);
-                            tma_load_3d(stage + A_BYTES, &map_w, ks.c_tile * BK, ks.rs, tc.n0,
+                            tma_load_3d(stage + A_BYTES, ts.w, ks.c_tile * BK, ks.rs, tc.n0,
                                         &full[st]);
                         }
                         const int ih = hb + ks.r * cp.dil_h, iw = wb + ks.s * cp.dil_w;
@@ -316,7 +389,10 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
     const int t = threadIdx.x % 128, warp = t / 32, lane = t % 32;
     int g = 0;
     for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
-        const TileCoord tc = tile_coord_at<BM, BN>(p, tile, split);
+        const TileSrc ts = src.at(tile);
+        const ConvParams& cp = *ts.cp;
+        const TileCoord tc = tile_coord_at<BM, BN>(ts.m, p, ts.tile, split);
+        const int k_tiles = split_k_tiles(cp, split);
         // GATHER, PACKED: cp.async wrote A through the generic proxy, which wgmma (async proxy)
         // must see: the fence.
         float acc[BN / 2];
@@ -328,8 +404,8 @@ __device__ __forceinline__ void conv(const GemmParams& p, const ConvParams& cp,
         // warp w of consumer cw has rows 16 w + lane / 4 (+ 8) of its 64, and register
         // 4 j + {0, 1} (+ {2, 3} for the row 8 below) holds columns 8 j + 2 (lane % 4) + {0, 1}.
         const int row = tc.m0 + cw * 64 + warp * 16 + lane / 4;
-        const int d[2] = {row < p.m ? out_row(cp, row) : -1,
-                          row + 8 < p.m ? out_row(cp, row + 8) : -1};
+        const int d[2] = {row < ts.m ? out_row(cp, row) : -1,
+                          row + 8 < ts.m ? out_row(cp, row + 8) : -1};
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
             const int c = tc.n0 + 8 * j + 2 * (lane % 4);
@@ -478,12 +554,24 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
             const __grid_constant__ hk::GemmParams p, hk::conv90::ConvParams cp,                 \
             const __grid_constant__ hk::sm90::TmaDesc x,                                         \
             const __grid_constant__ hk::sm90::TmaDesc w) {                                       \
-        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, cp, x, w);                        \
+        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(                                     \
+            p, hk::conv90::OneConv<BN>{cp, x, w, p.m, p.n});                                              \
     }
-#define HK_CONV90_MODES(TNAME, T, BN, ST, CTAS, SUFFIX)           \
-    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)     \
-    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)     \
-    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, packed, MODE_PACKED)
+// A strided data gradient's phases in one launch (im2col and gather loads):
+// conv_sm90_<t>_128x<BN>x64x<STAGES>_<im2col|gather>[_2cta]_phases.
+#define HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, MODE_NAME, MODE)                         \
+    extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, CTAS)                      \
+        conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX##_phases(                   \
+            const __grid_constant__ hk::GemmParams p,                                            \
+            const __grid_constant__ hk::conv90::PhaseSet s) {                                    \
+        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, hk::conv90::Phases<BN>{s, p.n});   \
+    }
+#define HK_CONV90_MODES(TNAME, T, BN, ST, CTAS, SUFFIX)                   \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)        \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)        \
+    HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, packed, MODE_PACKED)        \
+    HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL) \
+    HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)
 #define HK_CONV90_TYPES(BN, ST, CTAS, SUFFIX)                   \
     HK_CONV90_MODES(f16, __half, BN, ST, CTAS, SUFFIX)          \
     HK_CONV90_MODES(bf16, __nv_bfloat16, BN, ST, CTAS, SUFFIX)

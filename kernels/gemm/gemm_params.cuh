@@ -322,16 +322,22 @@ __device__ __forceinline__ TileCoord tile_coord(const GemmParams& p) {
             static_cast<int>(blockIdx.y) % p.splits};
 }
 
-// tile_coord for tile `pid` and slice `y`, for persistent kernels that walk several tiles.
+// tile_coord for tile `pid` of `m` rows and slice `y`, for persistent kernels that walk several
+// tiles (a kernel walking several GEMMs of p.n columns passes each one's rows).
 template <int BM, int BN>
-__device__ __forceinline__ TileCoord tile_coord_at(const GemmParams& p, int pid, int y) {
+__device__ __forceinline__ TileCoord tile_coord_at(int m, const GemmParams& p, int pid, int y) {
     constexpr int GROUP_M = 8;
-    const int tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
+    const int tiles_m = (m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
     const int group = GROUP_M * tiles_n;
     const int first_m = (pid / group) * GROUP_M;
     const int gsize = min(tiles_m - first_m, GROUP_M);
     return {(first_m + (pid % group) % gsize) * BM, ((pid % group) / gsize) * BN, y / p.splits,
             y % p.splits};
+}
+
+template <int BM, int BN>
+__device__ __forceinline__ TileCoord tile_coord_at(const GemmParams& p, int pid, int y) {
+    return tile_coord_at<BM, BN>(p.m, p, pid, y);
 }
 
 // Sums the split-K partials and applies the epilogue: one thread per output element.

@@ -628,6 +628,130 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90<I, O> {
     }
 }
 
+/// Phases one [`ConvSm90Phases`] launch holds (`hk::conv90::PHASES`).
+pub(crate) const SM90_PHASES: usize = 4;
+
+/// Mirrors `hk::conv90::PhaseSet` (kernels/conv/conv_sm90.cu): each phase's maps of x and of
+/// its filter, its shape, and how many there are.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct ConvSm90PhaseSet {
+    x: [TmaDesc; SM90_PHASES],
+    w: [TmaDesc; SM90_PHASES],
+    cp: [ConvSm90Shape; SM90_PHASES],
+    count: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<ConvSm90PhaseSet>() == 1472);
+const _: () = assert!(std::mem::align_of::<ConvSm90PhaseSet>() == 64);
+
+/// One phase of a [`ConvSm90Phases`] launch: its shape (the placed output, the k-tiles set),
+/// its filter's first element in the launch's `b`, and the maps of x and of that filter.
+#[derive(Clone, Copy)]
+pub(crate) struct Sm90Phase {
+    pub shape: ConvSm90Shape,
+    pub w_offset: usize,
+    pub maps: (TmaMap, TmaMap),
+}
+
+/// `(GemmParams, PhaseSet)` by value (kernels/conv/conv_sm90.cu's `conv_sm90_*_phases`): up to
+/// [`SM90_PHASES`] placed convolutions of one x (a = dy) by their own filters (in b, one after
+/// another) into one output (d = dx, each phase its own pixels of it), their tiles walked as one
+/// sequence by persistent blocks (grid x; one slice, no split-K).
+#[repr(C)]
+pub(crate) struct ConvSm90Phases<I, O> {
+    params: GemmParams<I, O>,
+    set: ConvSm90PhaseSet,
+}
+
+impl<I: Float, O: Float> ConvSm90Phases<I, O> {
+    /// The launch of `phases` (1 to [`SM90_PHASES`], sharing x's shape, the output channels and
+    /// the output image): each checked as [`ConvSm90::new`] checks its one convolution, its
+    /// filter inside `ops.b` from its offset on.
+    pub(crate) fn new(
+        phases: &[Sm90Phase],
+        ops: &GemmOperands<I, O>,
+        run: &ConvRun,
+    ) -> Result<Self> {
+        let Some(first) = phases.first().filter(|_| phases.len() <= SM90_PHASES) else {
+            return Err(Error::InvalidArgument {
+                what: format!("{} convolution phases in one launch (1 to 4)", phases.len()),
+            });
+        };
+        if run.splits > 1 {
+            return Err(Error::InvalidArgument {
+                what: "split-K in a launch of convolution phases".into(),
+            });
+        }
+        let f = first.shape;
+        let rows = f.output_rows(size::product("output pixels", &[f.n, f.p, f.q].map(dim))?)?;
+        let mut set = ConvSm90PhaseSet {
+            x: [TmaMap::unused().desc(); SM90_PHASES],
+            w: [TmaMap::unused().desc(); SM90_PHASES],
+            cp: [ConvSm90Shape::default(); SM90_PHASES],
+            count: phases.len() as i32,
+        };
+        let slots = set
+            .cp
+            .iter_mut()
+            .zip(set.x.iter_mut().zip(set.w.iter_mut()));
+        for (ph, (cp, (x, w_map))) in phases.iter().zip(slots) {
+            let s = ph.shape;
+            let same = (s.n, s.h, s.w, s.c, s.k, s.out_h, s.out_w)
+                == (f.n, f.h, f.w, f.c, f.k, f.out_h, f.out_w);
+            if !same {
+                return Err(Error::InvalidArgument {
+                    what: format!("convolution phases of different inputs or outputs: {s:?}"),
+                });
+            }
+            let (x_len, w_len) = conv_extents([s.n, s.h, s.w, s.c], [s.k, s.r, s.s], s.c)?;
+            ensure_len("x", x_len, ops.a.len())?;
+            let w = ops.b.sub("w", ph.w_offset, w_len)?;
+            check_tma_operands(
+                "a convolution phase",
+                [("x", &ops.a, &ph.maps.0), ("w", &w, &ph.maps.1)],
+            )?;
+            let m = size::product("output pixels", &[s.n, s.p, s.q].map(dim))?;
+            // Every pixel of the phase inside the one output image.
+            s.output_rows(m)?;
+            (*cp, *x, *w_map) = (s, ph.maps.0.desc(), ph.maps.1.desc());
+        }
+        let gemm = GemmShape {
+            lda: 0,
+            ldb: 0,
+            stride_d: 0,
+            ..gemm_shape(rows, dim(f.k), 0, (0, 0), run.scale)
+        };
+        let params = GemmParams::epilogue_side(ops, &gemm, &run.gemm_run(false))?;
+        Ok(ConvSm90Phases { params, set })
+    }
+}
+
+// SAFETY: the fields are the kernel's two parameters, passed as two pointers; `new` checked each
+// phase as `ConvSm90`'s does (x and its filter, a sub-range of b, against its shape, their maps
+// inside them, its every output pixel inside the one output image that `GemmParams::epilogue_side`
+// checked D, C and the bias over), at most PHASES of them, sharing the output channels the
+// parameters' n gives; the kernel counts each phase's tiles from its shape, whatever grid x is;
+// one slice (no split-K): grid y and z are 1.
+unsafe impl<I: Float, O: Float> KernelArgs for ConvSm90Phases<I, O> {
+    type Params = [*mut c_void; 2];
+    type Variant = ConvSm90Kernel;
+    fn symbol(k: &ConvSm90Kernel) -> Symbol {
+        let one = ConvSm90::<I, O>::symbol(k);
+        Symbol::at(
+            one.module,
+            format!("{}_phases", one.name),
+            PtxArch::Compute90a,
+        )
+    }
+    fn params(&mut self) -> Self::Params {
+        [param(&mut self.params), param(&mut self.set)]
+    }
+    fn check_config(&self, config: &LaunchConfig) -> Result<()> {
+        within_slices("the Hopper convolution phases", 1, config)
+    }
+}
+
 /// `(GemmParams, ConvParams, TmaDesc x, TmaDesc dy)` by value for the Hopper filter gradient
 /// (kernels/conv/conv_sm90.cu's `conv_wgrad_sm90_*`): a = x (read through its im2col map of
 /// 64-pixel boxes), b = dy (through its tiled map), d = dw, K × R·S·C, or its split-K partials;

@@ -135,6 +135,16 @@ impl<T> Operand<T> {
         self.ptr.is_null()
     }
 
+    /// Elements `start .. start + len` of the buffer ([`Error::BufferTooSmall`] unless they
+    /// lie inside it): one of several tensors a kernel reads from one allocation.
+    pub(crate) fn sub(&self, operand: &'static str, start: usize, len: usize) -> Result<Self> {
+        let end = start.saturating_add(len);
+        super::ensure_len(operand, end, self.len)?;
+        // In bounds: `start` elements from the address stay inside the allocation.
+        let bytes = (start * std::mem::size_of::<T>()) as sys::CUdeviceptr;
+        Ok(Operand::at(self.addr() + bytes, len))
+    }
+
     /// The same buffer as pairs of its one-byte elements (the FP8 GEMM's compute_89 kernels
     /// move two FP8 values as one 16-bit element): the whole pairs it holds.
     pub(crate) fn pairs(self) -> Operand<u16> {

@@ -39,7 +39,7 @@ pub(super) const VARIANTS: [Tile; tiles::CONV_SM90.len()] = tiles::CONV_SM90;
 
 /// Every variant's output pixels per block tile and channels per k-tile: the kernel's fixed
 /// 128 and 64 (it asserts that every tile of the table has them).
-const BM: usize = tiles::CONV_SM90[0].bm;
+pub(super) const BM: usize = tiles::CONV_SM90[0].bm;
 pub(super) const BK: usize = tiles::CONV_SM90[0].bk;
 
 /// A variant's dynamic shared memory: the stages (A 16 KiB + B) + 1 KiB alignment slack.
@@ -58,7 +58,7 @@ pub(super) fn tiling(v: &Tile) -> Tiling {
 }
 
 /// A variant's kernel.
-fn kernel(v: &Tile, a_load: ALoad) -> ConvSm90Kernel {
+pub(super) fn kernel(v: &Tile, a_load: ALoad) -> ConvSm90Kernel {
     ConvSm90Kernel {
         tiling: tiling(v),
         two_cta: v.min_blocks == 2,
@@ -161,7 +161,7 @@ fn unsupported(what: String) -> Error {
 /// validation leaves to the paths ([`Error::TooLarge`] past them). Validation already keeps
 /// every dimension, padding and stride within `i32::MAX / 4`, and N·H·W·C and K·R·S·C within
 /// `i32::MAX`.
-fn limits(s: &Conv2dDesc, (p, q): (usize, usize)) -> Result<()> {
+pub(super) fn limits(s: &Conv2dDesc, (p, q): (usize, usize)) -> Result<()> {
     if s.groups != 1 {
         return Err(unsupported(format!("groups = {} (dense only)", s.groups)));
     }
@@ -196,7 +196,7 @@ pub(super) fn im2col_fits(s: &Conv2dDesc) -> bool {
 }
 
 /// [`im2col_fits`] for the kernel shape `p` (a placed phase's too).
-fn params_fit(p: &ConvParams) -> bool {
+pub(super) fn params_fit(p: &ConvParams) -> bool {
     let byte = -128..=127;
     let [(lw, uw), (lh, uh)] = corners(p);
     let reach = |taps: i32, dil: i32| (i64::from(taps) - 1) * i64::from(dil);
@@ -334,7 +334,7 @@ impl<T: Float> Sm90Plan<T> {
     }
 
     /// The device and element type part of [`check`](Self::check): the shape's is `limits`.
-    fn supports(device: &Device) -> Result<()> {
+    pub(super) fn supports(device: &Device) -> Result<()> {
         let cc = device.compute_capability();
         modules::select(MODULE, cc, Some(PtxArch::Compute90a))?;
         match T::DTYPE {
@@ -510,15 +510,6 @@ impl<T: Float> Sm90Plan<T> {
         self.workspace.as_ref().map_or(0, |w| w.num_bytes())
     }
 
-    /// The plan for the same pixels with no filter taps: it writes zeros there (a strided
-    /// data gradient's phase that no tap reaches). The plan runs one slice.
-    pub(super) fn without_taps(mut self) -> Self {
-        self.params.k_tiles = 0;
-        self.params.kt_per_split = 0;
-        self.splits = 1;
-        self
-    }
-
     /// Queues `y = act(α·conv(x, w) + β·C + bias)` on `stream` (α, β, the activation: the
     /// description's; C: `y` itself when β ≠ 0 and none is given), the operands checked by
     /// [`Conv2d::launch`](super::Conv2d::launch) (devices, lengths). Checks the 16-byte
@@ -543,22 +534,6 @@ impl<T: Float> Sm90Plan<T> {
             workspace: acc.write_or_null(self.workspace.as_mut())?,
         };
         self.queue(stream, &ops, s.activation.code())?;
-        acc.finish()
-    }
-
-    /// Queues `y = α·conv(x, w)` on `stream`, through the ReLU-backward `mask` (y's shape: y
-    /// where the mask is positive, else 0) where given; as [`launch`](Self::launch) otherwise.
-    pub(super) fn launch_masked(
-        &mut self,
-        stream: &Stream,
-        (x, w): (&DeviceSlice<'_, T>, &DeviceSlice<'_, T>),
-        y: &mut DeviceSliceMut<'_, T>,
-        mask: Option<&DeviceSlice<'_, T>>,
-    ) -> Result<()> {
-        let mut acc = Access::new(stream)?;
-        let workspace = self.workspace.as_mut();
-        let (ops, activation) = super::grad_operands(&mut acc, (x, w), mask, y, workspace)?;
-        self.queue(stream, &ops, activation)?;
         acc.finish()
     }
 
@@ -627,6 +602,7 @@ impl<T: Float> Sm90Plan<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::launch::conv::ConvSm90Phases;
 
     #[test]
     fn every_variant_is_a_kernel() {
@@ -636,6 +612,10 @@ mod tests {
                 let which = kernel(&v, a_load);
                 shipped.assert_defined::<ConvSm90<half::f16, half::f16>>(which);
                 shipped.assert_defined::<ConvSm90<half::bf16, half::bf16>>(which);
+                if a_load != ALoad::Packed {
+                    shipped.assert_defined::<ConvSm90Phases<half::f16, half::f16>>(which);
+                    shipped.assert_defined::<ConvSm90Phases<half::bf16, half::bf16>>(which);
+                }
             }
         }
     }

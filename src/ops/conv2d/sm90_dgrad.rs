@@ -1,33 +1,45 @@
 //! The Hopper data gradient of a strided convolution (and of a stride-1 one whose padding the
-//! transposed forward cannot express), for [`Conv2dGrad`](super::Conv2dGrad): one
-//! [`Sm90Plan`] per phase of dx ([`DgradPhase`]: the pixels one remainder of the stride apart
-//! and the filter taps that reach them). A phase is the stride-1 convolution of dy by its taps,
-//! flipped and transposed (C × taps × K), dilated by the phase's output step, with signed
-//! padding; the kernel writes its pixels straight to their places in dx (every stride-th row and
-//! column) and a phase no tap reaches gets zeros. No tap is read as a zero between output
-//! pixels, as CUTLASS's strided dgrad does it. dy comes through a TMA im2col map whose box spans
-//! the phase's own rows and columns (signed corners), or the gather load where they do not fit
-//! or [`Conv2dDesc::hopper`] forces it.
+//! transposed forward cannot express), for [`Conv2dGrad`](super::Conv2dGrad): the phases of dx
+//! ([`DgradPhase`]: the pixels one remainder of the stride apart and the filter taps that reach
+//! them), up to four in one launch of the forward kernel's phase variant (`conv_sm90_*_phases`:
+//! persistent blocks walk every phase's tiles as one sequence, so that the short phases' tails
+//! and launches overlap). A phase is the stride-1 convolution of dy by its taps, flipped and
+//! transposed (C × taps × K), dilated by the phase's output step, with signed padding; the
+//! kernel writes its pixels straight to their places in dx (every stride-th row and column) and
+//! a phase no tap reaches gets zeros. No tap is read as a zero between output pixels, as
+//! CUTLASS's strided dgrad does it. dy comes through TMA im2col maps whose boxes span each
+//! phase's own rows and columns (signed corners), or the gather load where they do not fit or
+//! [`Conv2dDesc::hopper`] forces it.
 
-use super::sm90::{HopperOptions, Sm90Plan};
+use super::sm90::{self, ALoad, Sm90Plan};
 use super::Conv2dDesc;
 use crate::error::{Error, Result};
 use crate::launch::args::{FlipFilter, FlipTaps, TRANSPOSE_MAX_ROWS};
-use crate::launch::conv::{ConvSm90Shape, DgradPhase};
-use crate::launch::{Kernel, KernelArgs};
+use crate::launch::conv::SM90_PHASES;
+use crate::launch::conv::{ConvRun, ConvSm90Phases, ConvSm90Shape, DgradPhase, Sm90Phase};
+use crate::launch::tma::{self, TmaMap};
+use crate::launch::{run, Kernel, KernelArgs};
+use crate::memory::access::Access;
 use crate::memory::{DeviceBuffer, DeviceSlice, DeviceSliceMut};
 use crate::ops::Float;
 use crate::stream::Stream;
+use crate::tiles::Tile;
+use cudarc::driver::LaunchConfig;
 
-/// One phase: its plan and its taps' place in the flipped filter (`taps` none: no tap).
-struct Phase<I: Float> {
-    plan: Sm90Plan<I>,
-    taps: Option<(FlipTaps, std::ops::Range<usize>)>,
-}
-
-/// The phases' plans and the filter each launch flips their taps into.
+/// The phases' kernel, tile and load, and the filter each launch flips their taps into.
 pub(super) struct DgradSm90<I: Float> {
-    phases: Vec<Phase<I>>,
+    /// Each phase's kernel shape (k-tiles set; none for a phase no tap reaches, which writes
+    /// zeros), its filter's place in `flipped` and its maps (encoded for `maps_at`).
+    runs: Vec<Sm90Phase>,
+    /// Each phase's taps of the filter, as the flip reads them (`None`: no tap).
+    taps: Vec<Option<FlipTaps>>,
+    /// The (dy, flipped) addresses `runs`' maps were encoded for.
+    maps_at: Option<(u64, u64)>,
+    variant: Tile,
+    a_load: ALoad,
+    grid_blocks: usize,
+    alpha: f32,
+    func: Kernel<ConvSm90Phases<I, I>>,
     flip: Kernel<FlipFilter<I>>,
     flipped: DeviceBuffer<I>,
 }
@@ -35,53 +47,84 @@ pub(super) struct DgradSm90<I: Float> {
 impl<I: Float> DgradSm90<I> {
     /// The plan for `desc`'s data gradient (`phases`, [`super::grad`]'s) where the Hopper
     /// kernel takes every phase: a compute_90a device, f16 or bf16, groups 1, K a multiple of 8
-    /// (dy's pixel rows), K within the flip's rows; `None` otherwise.
+    /// (dy's pixel rows), K within the flip's rows; `None` otherwise. The phases run as one
+    /// launch per [`SM90_PHASES`] of them, one tile and load for all: TMA im2col where every
+    /// phase's corners fit, unless the description forces the gather load
+    /// ([`ALoad::Packed`] gathers too).
     pub(super) fn new(
         stream: &Stream,
         desc: &Conv2dDesc,
         phases: &[DgradPhase],
     ) -> Result<Option<Self>> {
-        if desc.groups != 1 || !desc.k.is_multiple_of(8) || desc.k > TRANSPOSE_MAX_ROWS {
+        let device = stream.device();
+        let dense = desc.groups == 1 && desc.k.is_multiple_of(8) && desc.k <= TRANSPOSE_MAX_ROWS;
+        if !dense || Sm90Plan::<I>::supports(device).is_err() {
             return Ok(None);
         }
-        let mut plans = Vec::with_capacity(phases.len());
-        let mut offset = 0;
+        let (mut runs, mut flips) = (Vec::new(), Vec::new());
+        let (mut offset, mut m, mut work) = (0, 0, 0);
         for ph in phases {
             let conv = phase_desc(desc, ph);
-            if Sm90Plan::<I>::check(stream.device(), &conv).is_err() {
+            let hw = (dim(ph.rows), dim(ph.cols));
+            if sm90::limits(&conv, hw).is_err() {
                 return Ok(None);
             }
-            // TMA im2col where the phase's corners fit, unless the description forces a load.
-            let options = HopperOptions {
-                a_load: desc.hopper.and_then(|h| h.a_load),
-                splits: Some(1),
-                ..Default::default()
-            };
-            let params = phase_params(desc, &conv, ph)?;
-            let plan = Sm90Plan::with_params(stream, &conv, options, params)?;
             let taps = taps(desc, ph)?;
-            let phase = match taps {
-                Some(t) => {
-                    let len = conv.filter_len();
-                    let range = offset..offset + len;
-                    offset += len;
-                    Phase {
-                        plan,
-                        taps: Some((t, range)),
-                    }
-                }
-                None => Phase {
-                    plan: plan.without_taps(),
-                    taps: None,
-                },
+            let c_tiles = conv.c.div_ceil(sm90::BK);
+            let k_tiles = taps.map_or(0, |_| conv.r * conv.s * c_tiles);
+            let shape = ConvSm90Shape {
+                c_tiles: c_tiles as i32,
+                k_tiles: k_tiles as i32,
+                kt_per_split: k_tiles as i32,
+                ..phase_params(desc, &conv, ph)?
             };
-            plans.push(phase);
+            let w_offset = if taps.is_some() { offset } else { 0 };
+            offset += taps.map_or(0, |_| conv.filter_len());
+            let maps = (TmaMap::unused(), TmaMap::unused());
+            runs.push(Sm90Phase {
+                shape,
+                w_offset,
+                maps,
+            });
+            flips.push(taps);
+            m += desc.n * hw.0 * hw.1;
+            work += desc.n * hw.0 * hw.1 * k_tiles;
         }
-        // The phases' taps partition the filter's (those of phases with no pixel left out).
+        let fit = runs.iter().all(|r| sm90::params_fit(&r.shape));
+        let a_load = match desc.hopper.and_then(|h| h.a_load) {
+            Some(ALoad::Im2col) if !fit => {
+                return Err(Error::InvalidArgument {
+                    what: "TMA im2col cannot describe every phase of this data gradient".into(),
+                })
+            }
+            Some(ALoad::Im2col) => ALoad::Im2col,
+            Some(ALoad::Gather | ALoad::Packed) => ALoad::Gather,
+            None if fit => ALoad::Im2col,
+            None => ALoad::Gather,
+        };
+        let sms = device.properties().sm_count as usize;
+        let k_tiles = work.div_ceil(m.max(1)).max(1);
+        let (variant, _) = sm90::choose_among(&sm90::VARIANTS, (m, desc.c, k_tiles), sms, 1);
+        let smem = sm90::smem_bytes(&variant);
+        if device.properties().max_shared_memory_per_block < smem {
+            return Ok(None);
+        }
+        let func = ConvSm90Phases::<I, I>::kernel(device, sm90::kernel(&variant, a_load), None)?;
+        func.set_max_dynamic_shared_memory(smem)?;
+        let tiles = m.div_ceil(sm90::BM) * desc.c.div_ceil(variant.bn);
+        // The phases' taps partition the filter's (those of phases with no pixel left out); a
+        // phase with none reads no filter, whose C·K elements must still be there.
         let len = offset.max(desc.c * desc.k);
         Ok(Some(DgradSm90 {
-            phases: plans,
-            flip: FlipFilter::<I>::kernel(stream.device(), (), None)?,
+            runs,
+            taps: flips,
+            maps_at: None,
+            variant,
+            a_load,
+            grid_blocks: (sms * variant.min_blocks).clamp(1, tiles.max(1)),
+            alpha: desc.alpha,
+            func,
+            flip: FlipFilter::<I>::kernel(device, (), None)?,
             flipped: DeviceBuffer::alloc(stream, len)?,
         }))
     }
@@ -91,8 +134,8 @@ impl<I: Float> DgradSm90<I> {
         self.flipped.num_bytes()
     }
 
-    /// Flips each phase's taps of `w` and runs its convolution of `dy` into its pixels of `dx`
-    /// (through the ReLU-backward `mask`, dx's shape, where given).
+    /// Flips each phase's taps of `w` and runs the phases' convolutions of `dy` into their
+    /// pixels of `dx` (through the ReLU-backward `mask`, dx's shape, where given).
     pub(super) fn launch(
         &mut self,
         stream: &Stream,
@@ -101,22 +144,74 @@ impl<I: Float> DgradSm90<I> {
         mask: Option<&DeviceSlice<'_, I>>,
         dx: &mut DeviceSliceMut<'_, I>,
     ) -> Result<()> {
-        for phase in &mut self.phases {
-            let range = match &phase.taps {
-                Some((taps, range)) => {
-                    let sub = &mut self.flipped.slice_mut(range.clone())?;
-                    let shape = (desc.k, desc.c);
-                    super::layout::flip_filter(stream, &self.flip, w, sub, shape, *taps)?;
-                    range.clone()
-                }
-                // No tap: the kernel reads no filter, which must still hold C·K elements.
-                None => 0..desc.c * desc.k,
-            };
-            let sub = self.flipped.slice(range)?;
-            phase.plan.launch_masked(stream, (dy, &sub), dx, mask)?;
+        for (run, taps) in self.runs.iter().zip(&self.taps) {
+            if let Some(taps) = *taps {
+                let at = run.w_offset;
+                let sub = &mut self.flipped.slice_mut(at..at + filter_len(&run.shape))?;
+                super::layout::flip_filter(stream, &self.flip, w, sub, (desc.k, desc.c), taps)?;
+            }
         }
+        let mut acc = Access::new(stream)?;
+        let flipped = self.flipped.slice(..)?;
+        let (ops, activation) = super::grad_operands(&mut acc, (dy, &flipped), mask, dx, None)?;
+        self.encode_maps((ops.a.addr(), ops.b.addr()))?;
+        let run_info = ConvRun {
+            tile: None,
+            vec: None,
+            splits: 1,
+            k_per_split: 0,
+            activation,
+            scale: (self.alpha, 0.0),
+            ldb: 0,
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (self.grid_blocks as u32, 1, 1),
+            block_dim: (sm90::THREADS, 1, 1),
+            shared_mem_bytes: sm90::smem_bytes(&self.variant),
+        };
+        for set in self.runs.chunks(SM90_PHASES) {
+            let mut args = ConvSm90Phases::new(set, &ops, &run_info)?;
+            run(stream, &self.func, cfg, &mut args)?;
+        }
+        acc.finish()
+    }
+
+    /// Encodes each phase's maps of dy (at `dy`; none for the gather load) and of its filter in
+    /// the flipped one (from `w` on; none for a phase without taps), unless they are for these
+    /// addresses already.
+    fn encode_maps(&mut self, (dy, w): (u64, u64)) -> Result<()> {
+        if self.maps_at == Some((dy, w)) {
+            return Ok(());
+        }
+        let (dtype, bn) = (I::DTYPE, self.variant.bn as u32);
+        for (run, taps) in self.runs.iter_mut().zip(&self.taps) {
+            let s = &run.shape;
+            let x = match self.a_load {
+                ALoad::Im2col => sm90::im2col_map(dy, dtype, s, sm90::BM as u32)?,
+                ALoad::Gather | ALoad::Packed => TmaMap::unused(),
+            };
+            let filter = match taps {
+                Some(_) => {
+                    let at = w + (run.w_offset * std::mem::size_of::<I>()) as u64;
+                    let taps = dim(s.r) * dim(s.s);
+                    tma::filter(at, dtype, dim(s.k), taps, dim(s.c), bn)?
+                }
+                None => TmaMap::unused(),
+            };
+            run.maps = (x, filter);
+        }
+        self.maps_at = Some((dy, w));
         Ok(())
     }
+}
+
+fn dim(v: i32) -> usize {
+    usize::try_from(v).unwrap_or(0)
+}
+
+/// The elements of a phase's flipped filter: C × taps × K.
+fn filter_len(s: &ConvSm90Shape) -> usize {
+    dim(s.k) * dim(s.r) * dim(s.s) * dim(s.c)
 }
 
 /// The phase's convolution as the kernel sees it: dy (N × P × Q × K) by C filters of its taps,
