@@ -1074,6 +1074,133 @@ unsafe impl<I: Float, O: Float> KernelArgs for ConvGrad<I, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::launch::gemm::Bias;
+    use half::f16;
+
+    /// A launch of phases takes 1 to 4 of them over one input, output channels and output
+    /// image, each one's filter inside b and its pixels inside the image, and no split-K.
+    #[test]
+    fn phase_launch_checks() {
+        // Four phases of a stride-2 dgrad of 2 × 8 × 8 × 16 (dx) from dy 2 × 4 × 4 × 8.
+        let phase = |h0, w0| ConvSm90Shape {
+            n: 2,
+            h: 4,
+            w: 4,
+            c: 8,
+            k: 16,
+            r: 1,
+            s: 1,
+            p: 4,
+            q: 4,
+            stride_h: 1,
+            stride_w: 1,
+            dil_h: 1,
+            dil_w: 1,
+            out_h: 8,
+            out_w: 8,
+            out_h0: h0,
+            out_w0: w0,
+            out_sh: 2,
+            out_sw: 2,
+            ..Default::default()
+        };
+        let filter = 16 * 8;
+        let unused = (TmaMap::unused(), TmaMap::unused());
+        let at = |shape, w_offset| Sm90Phase {
+            shape,
+            w_offset,
+            maps: unused,
+        };
+        let four = [(0, 0), (0, 1), (1, 0), (1, 1)];
+        let phases: Vec<_> = (0..4)
+            .map(|i| at(phase(four[i].0, four[i].1), i * filter))
+            .collect();
+        let op = |addr, len| Operand::<f16>::unchecked_for_test(addr, len);
+        let ops = GemmOperands {
+            a: op(0x1000, 2 * 4 * 4 * 8),
+            b: op(0x10000, 4 * filter),
+            c: Operand::NONE,
+            bias: Bias::of(Operand::<f16>::NONE),
+            d: op(0x20000, 2 * 8 * 8 * 16),
+            workspace: Operand::NONE,
+        };
+        let run = ConvRun {
+            tile: None,
+            vec: None,
+            splits: 1,
+            k_per_split: 0,
+            activation: 0,
+            scale: (1.0, 0.0),
+            ldb: 0,
+        };
+        assert!(ConvSm90Phases::new(&phases, &ops, &run).is_ok());
+        let err = |phases: &[Sm90Phase], ops: &GemmOperands<f16, f16>, run: &ConvRun| {
+            ConvSm90Phases::new(phases, ops, run)
+                .err()
+                .expect("an error")
+        };
+        let five = [phases.as_slice(), &phases[..1]].concat();
+        assert!(matches!(
+            err(&five, &ops, &run),
+            Error::InvalidArgument { .. }
+        ));
+        assert!(matches!(
+            err(&[], &ops, &run),
+            Error::InvalidArgument { .. }
+        ));
+        let split = ConvRun { splits: 2, ..run };
+        assert!(matches!(
+            err(&phases, &ops, &split),
+            Error::InvalidArgument { .. }
+        ));
+        // The last phase's filter past b.
+        let mut past = phases.clone();
+        past[3].w_offset = 3 * filter + 1;
+        assert!(matches!(
+            err(&past, &ops, &run),
+            Error::BufferTooSmall { .. }
+        ));
+        // Another input, another output image, pixels past the image.
+        let mut other = phases.clone();
+        other[1].shape.h = 5;
+        assert!(matches!(
+            err(&other, &ops, &run),
+            Error::InvalidArgument { .. }
+        ));
+        other[1].shape = ConvSm90Shape {
+            out_w: 9,
+            ..phase(0, 1)
+        };
+        assert!(matches!(
+            err(&other, &ops, &run),
+            Error::InvalidArgument { .. }
+        ));
+        other[1].shape = ConvSm90Shape {
+            out_w0: 2,
+            ..phase(0, 1)
+        };
+        assert!(matches!(
+            err(&other, &ops, &run),
+            Error::InvalidArgument { .. }
+        ));
+        // dy or dx short.
+        let short_x = GemmOperands {
+            a: op(0x1000, 2 * 4 * 4 * 8 - 1),
+            ..ops
+        };
+        assert!(matches!(
+            err(&phases, &short_x, &run),
+            Error::BufferTooSmall { .. }
+        ));
+        let short_d = GemmOperands {
+            d: op(0x20000, 2 * 8 * 8 * 16 - 1),
+            ..ops
+        };
+        assert!(matches!(
+            err(&phases, &short_d, &run),
+            Error::BufferTooSmall { .. }
+        ));
+    }
 
     /// A placed output's pixels must land inside its image; its rows are the image's.
     #[test]

@@ -115,6 +115,12 @@ impl<T> Operand<T> {
         }
     }
 
+    /// `len` elements at `addr`, addressing nothing real: for checks that never launch.
+    #[cfg(test)]
+    pub(crate) fn unchecked_for_test(addr: sys::CUdeviceptr, len: usize) -> Self {
+        Operand::at(addr, len)
+    }
+
     /// The device address.
     pub(crate) fn ptr(&self) -> DevPtr<T> {
         self.ptr

@@ -63,7 +63,10 @@ impl<I: Float> DgradSm90<I> {
         }
         let (mut runs, mut flips) = (Vec::new(), Vec::new());
         let (mut offset, mut m, mut work) = (0, 0, 0);
-        for ph in phases {
+        // The phases with the most taps first: the last tiles the blocks walk are the shortest.
+        let mut order: Vec<&DgradPhase> = phases.iter().collect();
+        order.sort_by_key(|ph| std::cmp::Reverse(ph.taps_h.max(0) * ph.taps_w.max(0)));
+        for ph in order {
             let conv = phase_desc(desc, ph);
             let hw = (dim(ph.rows), dim(ph.cols));
             if sm90::limits(&conv, hw).is_err() {
