@@ -557,8 +557,8 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
         hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(                                     \
             p, hk::conv90::OneConv<BN>{cp, x, w, p.m, p.n});                                              \
     }
-// A strided data gradient's phases in one launch (im2col and gather loads):
-// conv_sm90_<t>_128x<BN>x64x<STAGES>_<im2col|gather>[_2cta]_phases.
+// A strided data gradient's phases in one launch (TMA im2col loads only):
+// conv_sm90_<t>_128x<BN>x64x<STAGES>_im2col[_2cta]_phases.
 #define HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, MODE_NAME, MODE)                         \
     extern "C" __global__ void __launch_bounds__(hk::conv90::THREADS, CTAS)                      \
         conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX##_phases(                   \
@@ -570,8 +570,7 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)        \
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)        \
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, packed, MODE_PACKED)        \
-    HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL) \
-    HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, gather, MODE_GATHER)
+    HK_CONV90_PHASES(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)
 #define HK_CONV90_TYPES(BN, ST, CTAS, SUFFIX)                   \
     HK_CONV90_MODES(f16, __half, BN, ST, CTAS, SUFFIX)          \
     HK_CONV90_MODES(bf16, __nv_bfloat16, BN, ST, CTAS, SUFFIX)

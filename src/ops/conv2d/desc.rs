@@ -65,7 +65,8 @@ pub struct Conv2dDesc {
     /// Force the Hopper path (`compute_90a`, C a multiple of 8, output in the input type) with
     /// these of its choices forced; `None` lets the plan choose the path. For
     /// [`Conv2dGrad`](super::Conv2dGrad): asks for a strided convolution's data gradient as one
-    /// Hopper convolution per phase of dx (opt-in for now), with this `a_load` if set.
+    /// Hopper convolution per phase of dx (opt-in for now; TMA im2col loads: another `a_load`
+    /// leaves it on the implicit GEMM).
     pub hopper: Option<HopperOptions>,
 }
 

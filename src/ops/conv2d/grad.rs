@@ -87,8 +87,9 @@ struct GradKernel<I: Float, O: Float> {
 /// [`Conv2dGrad::filter_on_hopper`]). Everything else runs direct kernels on CUDA
 /// cores (`ConvPath::Direct`: grouped convolutions, other channel counts, bf16 on 7.5, 7.0). A
 /// forced target ([`Conv2dDesc::options`]) picks the path as in the forward; the forward's
-/// forced tiling does not apply, and its Hopper options only ask for the phases (their
-/// `a_load` passed on).
+/// forced tiling does not apply, and its Hopper options only ask for the phases (which load dy
+/// by TMA im2col: an `a_load` forcing another load leaves a strided data gradient on the
+/// implicit GEMM).
 ///
 /// The tensor-core kernels read dy, w and x in 16-byte chunks: slices that do not start at a
 /// multiple of 8 elements give [`Error::InvalidArgument`] there (every buffer the crate

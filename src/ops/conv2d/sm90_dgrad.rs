@@ -8,8 +8,8 @@
 //! kernel writes its pixels straight to their places in dx (every stride-th row and column) and
 //! a phase no tap reaches gets zeros. No tap is read as a zero between output pixels, as
 //! CUTLASS's strided dgrad does it. dy comes through TMA im2col maps whose boxes span each
-//! phase's own rows and columns (signed corners), or the gather load where they do not fit or
-//! [`Conv2dDesc::hopper`] forces it.
+//! phase's own rows and columns (signed corners); where they do not fit, or
+//! [`Conv2dDesc::hopper`] forces another load, the implicit GEMM's phases run instead.
 
 use super::sm90::{self, ALoad, Sm90Plan};
 use super::Conv2dDesc;
@@ -36,7 +36,6 @@ pub(super) struct DgradSm90<I: Float> {
     /// The (dy, flipped) addresses `runs`' maps were encoded for.
     maps_at: Option<(u64, u64)>,
     variant: Tile,
-    a_load: ALoad,
     grid_blocks: usize,
     alpha: f32,
     func: Kernel<ConvSm90Phases<I, I>>,
@@ -47,10 +46,9 @@ pub(super) struct DgradSm90<I: Float> {
 impl<I: Float> DgradSm90<I> {
     /// The plan for `desc`'s data gradient (`phases`, [`super::grad`]'s) where the Hopper
     /// kernel takes every phase: a compute_90a device, f16 or bf16, groups 1, K a multiple of 8
-    /// (dy's pixel rows), K within the flip's rows; `None` otherwise. The phases run as one
-    /// launch per [`SM90_PHASES`] of them, one tile and load for all: TMA im2col where every
-    /// phase's corners fit, unless the description forces the gather load
-    /// ([`ALoad::Packed`] gathers too).
+    /// (dy's pixel rows), K within the flip's rows, every phase's corners within TMA im2col's
+    /// and no other load forced; `None` otherwise. The phases run as one launch per
+    /// [`SM90_PHASES`] of them, one tile for all.
     pub(super) fn new(
         stream: &Stream,
         desc: &Conv2dDesc,
@@ -93,18 +91,12 @@ impl<I: Float> DgradSm90<I> {
             m += desc.n * hw.0 * hw.1;
             work += desc.n * hw.0 * hw.1 * k_tiles;
         }
+        // dy through TMA im2col only: every phase's corners must fit, and no other load forced.
         let fit = runs.iter().all(|r| sm90::params_fit(&r.shape));
-        let a_load = match desc.hopper.and_then(|h| h.a_load) {
-            Some(ALoad::Im2col) if !fit => {
-                return Err(Error::InvalidArgument {
-                    what: "TMA im2col cannot describe every phase of this data gradient".into(),
-                })
-            }
-            Some(ALoad::Im2col) => ALoad::Im2col,
-            Some(ALoad::Gather | ALoad::Packed) => ALoad::Gather,
-            None if fit => ALoad::Im2col,
-            None => ALoad::Gather,
-        };
+        let im2col = desc.hopper.and_then(|h| h.a_load).unwrap_or(ALoad::Im2col) == ALoad::Im2col;
+        if !fit || !im2col {
+            return Ok(None);
+        }
         let sms = device.properties().sm_count as usize;
         let k_tiles = work.div_ceil(m.max(1)).max(1);
         let (variant, _) = sm90::choose_among(&sm90::VARIANTS, (m, desc.c, k_tiles), sms, 1);
@@ -112,7 +104,8 @@ impl<I: Float> DgradSm90<I> {
         if device.properties().max_shared_memory_per_block < smem {
             return Ok(None);
         }
-        let func = ConvSm90Phases::<I, I>::kernel(device, sm90::kernel(&variant, a_load), None)?;
+        let which = sm90::kernel(&variant, ALoad::Im2col);
+        let func = ConvSm90Phases::<I, I>::kernel(device, which, None)?;
         func.set_max_dynamic_shared_memory(smem)?;
         let tiles = m.div_ceil(sm90::BM) * desc.c.div_ceil(variant.bn);
         // The phases' taps partition the filter's (those of phases with no pixel left out); a
@@ -123,7 +116,6 @@ impl<I: Float> DgradSm90<I> {
             taps: flips,
             maps_at: None,
             variant,
-            a_load,
             grid_blocks: (sms * variant.min_blocks).clamp(1, tiles.max(1)),
             alpha: desc.alpha,
             func,
@@ -179,7 +171,7 @@ impl<I: Float> DgradSm90<I> {
         acc.finish()
     }
 
-    /// Encodes each phase's maps of dy (at `dy`; none for the gather load) and of its filter in
+    /// Encodes each phase's im2col map of dy (at `dy`) and the tiled map of its filter in
     /// the flipped one (from `w` on; none for a phase without taps), unless they are for these
     /// addresses already.
     fn encode_maps(&mut self, (dy, w): (u64, u64)) -> Result<()> {
@@ -189,10 +181,7 @@ impl<I: Float> DgradSm90<I> {
         let (dtype, bn) = (I::DTYPE, self.variant.bn as u32);
         for (run, taps) in self.runs.iter_mut().zip(&self.taps) {
             let s = &run.shape;
-            let x = match self.a_load {
-                ALoad::Im2col => sm90::im2col_map(dy, dtype, s, sm90::BM as u32)?,
-                ALoad::Gather | ALoad::Packed => TmaMap::unused(),
-            };
+            let x = sm90::im2col_map(dy, dtype, s, sm90::BM as u32)?;
             let filter = match taps {
                 Some(_) => {
                     let at = w + (run.w_offset * std::mem::size_of::<I>()) as u64;
