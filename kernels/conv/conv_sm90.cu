@@ -141,7 +141,6 @@ __device__ __forceinline__ int split_k_tiles(const ConvParams& cp, int split) {
     return max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
 }
 
-
 enum Mode : int { MODE_IM2COL = 0, MODE_GATHER = 1, MODE_PACKED = 2 };
 
 template <int BN, int STAGES_>
@@ -466,7 +465,7 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
     const int num_tiles = ((rows + BM - 1) / BM) * tiles_n;
     const int split = blockIdx.y;
     const int kt_begin = split * cp.kt_per_split;
-    const int k_tiles = max(min(cp.k_tiles, kt_begin + cp.kt_per_split) - kt_begin, 0);
+    const int k_tiles = split_k_tiles(cp, split);
     const int wg = warpgroup();
     ring.init(1, CONSUMERS);
 
@@ -555,7 +554,7 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
             const __grid_constant__ hk::sm90::TmaDesc x,                                         \
             const __grid_constant__ hk::sm90::TmaDesc w) {                                       \
         hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(                                     \
-            p, hk::conv90::OneConv<BN>{cp, x, w, p.m, p.n});                                              \
+            p, hk::conv90::OneConv<BN>{cp, x, w, p.m, p.n});                                     \
     }
 // A strided data gradient's phases in one launch (TMA im2col loads only):
 // conv_sm90_<t>_128x<BN>x64x<STAGES>_im2col[_2cta]_phases.
@@ -564,7 +563,7 @@ __device__ __forceinline__ void wgrad(const GemmParams& p, const ConvParams& cp,
         conv_sm90_##TNAME##_128x##BN##x64x##ST##_##MODE_NAME##SUFFIX##_phases(                   \
             const __grid_constant__ hk::GemmParams p,                                            \
             const __grid_constant__ hk::conv90::PhaseSet s) {                                    \
-        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, hk::conv90::Phases<BN>{s, p.n});   \
+        hk::conv90::conv<T, BN, ST, CTAS, hk::conv90::MODE>(p, hk::conv90::Phases<BN>{s, p.n}); \
     }
 #define HK_CONV90_MODES(TNAME, T, BN, ST, CTAS, SUFFIX)                   \
     HK_CONV90(TNAME, T, BN, ST, CTAS, SUFFIX, im2col, MODE_IM2COL)        \

@@ -292,7 +292,8 @@ impl ConvSm90Shape {
     }
 }
 
-fn dim(v: i32) -> usize {
+/// A kernel shape's dimension (an `i32` field) as a size: 0 for a negative one.
+pub(crate) fn dim(v: i32) -> usize {
     usize::try_from(v).unwrap_or(0)
 }
 
@@ -527,6 +528,24 @@ fn check_tma_operands<I>(
     Ok(())
 }
 
+/// The operands of one Hopper convolution of `shape` (`kernel` names it in the errors): x and w
+/// hold its input and filter, their maps lie inside them; its GEMM rows N·P·Q and the rows of
+/// the output image they land in ([`ConvSm90Shape::output_rows`]).
+fn check_sm90_conv<I>(
+    kernel: &str,
+    shape: &ConvSm90Shape,
+    (x, w): (&Operand<I>, &Operand<I>),
+    (x_map, w_map): (&TmaMap, &TmaMap),
+) -> Result<(usize, usize)> {
+    let s = shape;
+    let (x_len, w_len) = conv_extents([s.n, s.h, s.w, s.c], [s.k, s.r, s.s], s.c)?;
+    ensure_len("x", x_len, x.len())?;
+    ensure_len("w", w_len, w.len())?;
+    check_tma_operands(kernel, [("x", x, x_map), ("w", w, w_map)])?;
+    let m = size::product("convolution output pixels", &[s.n, s.p, s.q].map(dim))?;
+    Ok((m, s.output_rows(m)?))
+}
+
 /// `(GemmParams, ConvParams, TmaDesc x, TmaDesc w)` by value (kernels/conv/conv_sm90.cu):
 /// persistent blocks walk every output tile of M × K (grid x), split-K slice in grid y; x read
 /// through its im2col map or gathered at in-bounds pixels and channels, w through its map.
@@ -547,19 +566,9 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
         run: &ConvRun,
         (x_map, w_map): (&TmaMap, &TmaMap),
     ) -> Result<Self> {
-        let (x_len, w_len) = conv_extents(
-            [shape.n, shape.h, shape.w, shape.c],
-            [shape.k, shape.r, shape.s],
-            shape.c,
-        )?;
-        ensure_len("x", x_len, ops.a.len())?;
-        ensure_len("w", w_len, ops.b.len())?;
-        let maps = [("x", &ops.a, x_map), ("w", &ops.b, w_map)];
-        check_tma_operands("the compute_90a conv2d", maps)?;
-        let m = size::product(
-            "convolution output pixels",
-            &[shape.n, shape.p, shape.q].map(dim),
-        )?;
+        let operands = (&ops.a, &ops.b);
+        let (m, rows) =
+            check_sm90_conv("the compute_90a conv2d", &shape, operands, (x_map, w_map))?;
         let k_gemm = size::product(
             "convolution reduction",
             &[shape.r, shape.s, shape.c].map(dim),
@@ -567,7 +576,6 @@ impl<I: Float, O: Float> ConvSm90<I, O> {
         // D (and C: the ReLU-backward mask or β·C) checked over the image the pixels land in;
         // the kernel's rows stay N·P·Q. Split-K partials sit at the kernel's rows, and the
         // reduction writes them there: no split-K into a placed output.
-        let rows = shape.output_rows(m)?;
         if rows != m && run.splits > 1 {
             return Err(Error::InvalidArgument {
                 what: "split-K into a placed convolution output".into(),
@@ -675,7 +683,10 @@ impl<I: Float, O: Float> ConvSm90Phases<I, O> {
     ) -> Result<Self> {
         let Some(first) = phases.first().filter(|_| phases.len() <= SM90_PHASES) else {
             return Err(Error::InvalidArgument {
-                what: format!("{} convolution phases in one launch (1 to 4)", phases.len()),
+                what: format!(
+                    "{} convolution phases in one launch (1 to {SM90_PHASES})",
+                    phases.len()
+                ),
             });
         };
         if run.splits > 1 {
@@ -684,7 +695,7 @@ impl<I: Float, O: Float> ConvSm90Phases<I, O> {
             });
         }
         let f = first.shape;
-        let rows = f.output_rows(size::product("output pixels", &[f.n, f.p, f.q].map(dim))?)?;
+        let mut rows = 0;
         let mut set = ConvSm90PhaseSet {
             x: [TmaMap::unused().desc(); SM90_PHASES],
             w: [TmaMap::unused().desc(); SM90_PHASES],
@@ -704,16 +715,13 @@ impl<I: Float, O: Float> ConvSm90Phases<I, O> {
                     what: format!("convolution phases of different inputs or outputs: {s:?}"),
                 });
             }
-            let (x_len, w_len) = conv_extents([s.n, s.h, s.w, s.c], [s.k, s.r, s.s], s.c)?;
-            ensure_len("x", x_len, ops.a.len())?;
-            let w = ops.b.sub("w", ph.w_offset, w_len)?;
-            check_tma_operands(
-                "a convolution phase",
-                [("x", &ops.a, &ph.maps.0), ("w", &w, &ph.maps.1)],
-            )?;
-            let m = size::product("output pixels", &[s.n, s.p, s.q].map(dim))?;
-            // Every pixel of the phase inside the one output image.
-            s.output_rows(m)?;
+            // Its filter: b from the phase's offset on. Every pixel inside the one output image
+            // (whose rows all phases share, as they share its size).
+            let w = ops
+                .b
+                .sub("w", ph.w_offset, ops.b.len().saturating_sub(ph.w_offset))?;
+            let maps = (&ph.maps.0, &ph.maps.1);
+            (_, rows) = check_sm90_conv("a convolution phase", &s, (&ops.a, &w), maps)?;
             (*cp, *x, *w_map) = (s, ph.maps.0.desc(), ph.maps.1.desc());
         }
         let gemm = GemmShape {

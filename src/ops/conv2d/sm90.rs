@@ -355,27 +355,13 @@ impl<T: Float> Sm90Plan<T> {
     /// choices `options` force. A forced [`ALoad::Im2col`] on a shape TMA im2col cannot describe
     /// is [`Error::InvalidArgument`]; so is a `block_n` other than 64, 128 or 256.
     pub(crate) fn new(stream: &Stream, desc: &Conv2dDesc, options: HopperOptions) -> Result<Self> {
-        // The shape's limits are with_params' (conv_params' P × Q are the description's).
-        Self::supports(stream.device())?;
-        Self::with_params(stream, desc, options, conv_params(desc))
-    }
-
-    /// [`new`](Self::new) for the kernel shape `params` (the k-tile counts set here): the
-    /// input, filter, dilation, α, β and activation are `desc`'s, the output size, padding
-    /// (signed) and the output's placement `params`' (a strided data gradient's phase, whose
-    /// description is the kernel's stride-1 convolution of dy).
-    pub(super) fn with_params(
-        stream: &Stream,
-        desc: &Conv2dDesc,
-        options: HopperOptions,
-        params: ConvParams,
-    ) -> Result<Self> {
+        Self::check(stream.device(), desc)?;
         let device = stream.device().clone();
         let s = desc;
+        let params = conv_params(desc);
         let (p, q) = (params.p as usize, params.q as usize);
-        limits(s, (p, q))?;
-        // Validated (`Conv2dDesc::validate` or the phase's checks, then `limits`): N·P·Q,
-        // N·P·Q·K, R·S·C and K fit in an i32.
+        // Validated (`Conv2dDesc::validate`, then `limits`): N·P·Q, N·P·Q·K, R·S·C and K fit
+        // in an i32.
         let m = s.n * p * q;
         let c_tiles = s.c.div_ceil(BK);
         let tap_k_tiles = s.r * s.s * c_tiles;

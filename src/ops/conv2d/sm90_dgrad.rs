@@ -15,8 +15,8 @@ use super::sm90::{self, ALoad, Sm90Plan};
 use super::Conv2dDesc;
 use crate::error::{Error, Result};
 use crate::launch::args::{FlipFilter, FlipTaps, TRANSPOSE_MAX_ROWS};
-use crate::launch::conv::SM90_PHASES;
-use crate::launch::conv::{ConvRun, ConvSm90Phases, ConvSm90Shape, DgradPhase, Sm90Phase};
+use crate::launch::conv::{dim, ConvRun, ConvSm90Phases, ConvSm90Shape, DgradPhase};
+use crate::launch::conv::{Sm90Phase, SM90_PHASES};
 use crate::launch::tma::{self, TmaMap};
 use crate::launch::{run, Kernel, KernelArgs};
 use crate::memory::access::Access;
@@ -26,7 +26,7 @@ use crate::stream::Stream;
 use crate::tiles::Tile;
 use cudarc::driver::LaunchConfig;
 
-/// The phases' kernel, tile and load, and the filter each launch flips their taps into.
+/// The phases' kernel and tile, and the filter each launch flips their taps into.
 pub(super) struct DgradSm90<I: Float> {
     /// Each phase's kernel shape (k-tiles set; none for a phase no tap reaches, which writes
     /// zeros), its filter's place in `flipped` and its maps (encoded for `maps_at`).
@@ -88,8 +88,9 @@ impl<I: Float> DgradSm90<I> {
                 maps,
             });
             flips.push(taps);
-            m += desc.n * hw.0 * hw.1;
-            work += desc.n * hw.0 * hw.1 * k_tiles;
+            let pixels = desc.n * hw.0 * hw.1;
+            m += pixels;
+            work += pixels * k_tiles;
         }
         // dy through TMA im2col only: every phase's corners must fit, and no other load forced.
         let fit = runs.iter().all(|r| sm90::params_fit(&r.shape));
@@ -195,10 +196,6 @@ impl<I: Float> DgradSm90<I> {
         self.maps_at = Some((dy, w));
         Ok(())
     }
-}
-
-fn dim(v: i32) -> usize {
-    usize::try_from(v).unwrap_or(0)
 }
 
 /// The elements of a phase's flipped filter: C × taps × K.
